@@ -1,0 +1,289 @@
+"""Pure-NumPy reference implementation of the csae model.
+
+This module is the readable twin of the C engine (``csae._engine``).  Both
+expose the same functions with the same arguments, and the test suite checks
+that they agree: float64 to about 1e-10 relative, float32 to about 1e-4.  Use
+it to cross-check results, or to read how the model works.
+
+Notation (see ``docs/math.md``)::
+
+    X   (m, n)  a batch of m samples with n features, one sample per row
+    W   (h, n)  encoder weights          b   (h,)  encoder bias
+    Wd  (n, h)  decoder weights (W')     bd  (n,)  decoder bias (b')
+    A   (m, h)  hidden activations       Y   (m, n) reconstruction
+
+    A = sigmoid(X W^T + b)
+    Y = g(A Wd^T + bd)           g = sigmoid or identity
+
+    L = (1/m) sum ||Y - X||^2 + lam (||W||^2 + ||Wd||^2)
+        + beta sum_j KL(rho || rho_hat_j),   rho_hat = mean of A over rows
+
+``params`` is always the tuple ``(W, b, Wd, bd)``; gradients and momentum
+velocities use the same layout.  Every array of one call has one dtype
+(float32 or float64), and the computation happens in that dtype.
+
+Randomness (initialisation and shuffling) comes from SplitMix64, a counter
+based generator that the C engine implements identically, so that both
+backends produce bit-identical permutations and initial weights from the same
+64-bit state.
+"""
+
+import numpy as np
+
+from csae._errors import NonFiniteError
+
+__all__ = [
+    "DECODERS",
+    "rho_hat_clip",
+    "sigmoid",
+    "encode",
+    "decode",
+    "reconstruct",
+    "objective",
+    "objective_and_gradients",
+    "sgd_step",
+    "sgd_epoch",
+    "init_params",
+    "permutation",
+    "splitmix64",
+]
+
+DECODERS = ("sigmoid", "linear")
+
+_MASK64 = (1 << 64) - 1
+_GOLDEN_GAMMA = 0x9E3779B97F4A7C15
+
+
+def rho_hat_clip(dtype):
+    """The eps that keeps rho_hat inside [eps, 1 - eps] in the KL term."""
+    return 1e-6 if np.dtype(dtype) == np.float32 else 1e-12
+
+
+# --------------------------------------------------------------------------
+# Forward pass
+# --------------------------------------------------------------------------
+
+def sigmoid(z):
+    """Logistic function 1 / (1 + exp(-z)), computed without overflow."""
+    z = np.asarray(z)
+    # exp of a non-positive number never overflows; pick the form per sign.
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
+
+
+def encode(W, b, X):
+    """Hidden activations A = sigmoid(X W^T + b), shape (m, h)."""
+    return sigmoid(X @ W.T + b)
+
+
+def decode(Wd, bd, A, decoder="sigmoid"):
+    """Decoder output Y = g(A Wd^T + bd), shape (m, n)."""
+    Z2 = A @ Wd.T + bd
+    if decoder == "sigmoid":
+        return sigmoid(Z2)
+    if decoder == "linear":
+        return Z2
+    raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+
+
+def reconstruct(params, X, decoder="sigmoid"):
+    """decode(encode(X)): the model's reconstruction of X, shape (m, n)."""
+    W, b, Wd, bd = params
+    return decode(Wd, bd, encode(W, b, X), decoder)
+
+
+# --------------------------------------------------------------------------
+# Objective and gradients
+# --------------------------------------------------------------------------
+
+def _kl_terms(rho_hat, rho, beta):
+    """KL penalty summed over hidden units, and its derivative s_j."""
+    eps = rho_hat_clip(rho_hat.dtype)
+    q = np.clip(rho_hat, eps, 1 - eps)
+    kl = rho * np.log(rho / q) + (1 - rho) * np.log((1 - rho) / (1 - q))
+    s = beta * (-rho / q + (1 - rho) / (1 - q))
+    return beta * np.sum(kl), s.astype(rho_hat.dtype, copy=False)
+
+
+def objective(params, X, *, rho, beta, lam, decoder="sigmoid"):
+    """Objective L on the batch X (rho_hat is the mean activation over X)."""
+    return objective_and_gradients(params, X, rho=rho, beta=beta, lam=lam,
+                                   decoder=decoder, need_gradients=False)[0]
+
+
+def objective_and_gradients(params, X, *, rho, beta, lam, decoder="sigmoid",
+                            need_gradients=True):
+    """Objective L on the batch X and its gradients.
+
+    Returns ``(L, (dW, db, dWd, dbd))``; the gradients are ``None`` when
+    ``need_gradients`` is false.  ``L`` is a Python float.
+    """
+    W, b, Wd, bd = params
+    m = X.shape[0]
+    dtype = X.dtype
+
+    # Forward pass.
+    A = encode(W, b, X)
+    Y = decode(Wd, bd, A, decoder)
+    rho_hat = A.mean(axis=0)
+
+    # Objective: reconstruction + weight decay + sparsity.
+    R = Y - X
+    reconstruction = np.sum(R * R) / m
+    decay = lam * (np.sum(W * W) + np.sum(Wd * Wd))
+    sparsity, s = _kl_terms(rho_hat, rho, beta)
+    loss = float(reconstruction + decay + sparsity)
+    if not need_gradients:
+        return loss, None
+
+    # Backward pass.  The sparsity term s sits inside the parentheses and is
+    # multiplied by f'(Z1): it reaches W through rho_hat, which depends on W.
+    dY = (2.0 / m) * R
+    D3 = dY * (Y * (1 - Y)) if decoder == "sigmoid" else dY
+    D3 = D3.astype(dtype, copy=False)
+    D2 = (D3 @ Wd + s / m) * (A * (1 - A))
+    D2 = D2.astype(dtype, copy=False)
+
+    # Weight decay contributes 2 lam W (not 2 W).
+    dWd = D3.T @ A + (2 * lam) * Wd
+    dbd = D3.sum(axis=0)
+    dW = D2.T @ X + (2 * lam) * W
+    db = D2.sum(axis=0)
+    grads = tuple(g.astype(dtype, copy=False) for g in (dW, db, dWd, dbd))
+    return loss, grads
+
+
+# --------------------------------------------------------------------------
+# Stochastic gradient descent
+# --------------------------------------------------------------------------
+
+def sgd_step(params, velocity, X, *, rho, beta, lam, decoder="sigmoid",
+             learning_rate, momentum=0.0):
+    """One SGD update on the minibatch X, in place.  Returns the objective
+    on X at the weights before the update.
+
+    Without momentum: theta <- theta - lr * g.  With momentum mu:
+    v <- mu * v - lr * g; theta <- theta + v.  ``velocity`` may be ``None``
+    when ``momentum`` is 0.
+
+    Raises NonFiniteError, leaving parameters and velocities untouched, when
+    the objective, a gradient entry or an updated parameter is not finite.
+    """
+    loss, grads = objective_and_gradients(params, X, rho=rho, beta=beta,
+                                          lam=lam, decoder=decoder)
+    if momentum == 0.0:
+        steps = [-(theta.dtype.type(learning_rate) * g)
+                 for theta, g in zip(params, grads)]
+        new_velocity = None
+    else:
+        new_velocity = [theta.dtype.type(momentum) * v
+                        - theta.dtype.type(learning_rate) * g
+                        for theta, v, g in zip(params, velocity, grads)]
+        steps = new_velocity
+    new_params = [theta + step for theta, step in zip(params, steps)]
+    if not (np.isfinite(loss) and all(np.isfinite(p).all() for p in new_params)
+            and all(np.isfinite(g).all() for g in grads)):
+        raise NonFiniteError("the objective, its gradient or the updated "
+                             "parameters are not finite")
+    for theta, value in zip(params, new_params):
+        theta[...] = value
+    if new_velocity is not None:
+        for v, value in zip(velocity, new_velocity):
+            v[...] = value
+    return loss
+
+
+def sgd_epoch(params, velocity, X, *, rho, beta, lam, decoder="sigmoid",
+              learning_rate, momentum=0.0, batch_size, shuffle=False,
+              rng_state=0):
+    """One epoch of minibatch SGD over the rows of X, updating ``params``
+    (and ``velocity``) in place.
+
+    Minibatches have ``batch_size`` rows (the last one may be shorter) and
+    are taken in row order, or in the order of ``permutation(m, rng_state)``
+    when ``shuffle`` is true.
+
+    Returns ``(epoch_loss, rng_state)``: the mean over the epoch's minibatches
+    of the objective before each update, weighted by the minibatch's rows, and
+    the generator state after the epoch (unchanged without shuffling).
+
+    Raises NonFiniteError (with ``batch`` set) at the first minibatch whose
+    objective or gradient is not finite; earlier minibatches stay applied.
+    """
+    m = X.shape[0]
+    if shuffle:
+        order, rng_state = permutation(m, rng_state)
+    else:
+        order = None
+    total = 0.0
+    for start in range(0, m, batch_size):
+        stop = min(start + batch_size, m)
+        batch = X[start:stop] if order is None else X[order[start:stop]]
+        try:
+            loss = sgd_step(params, velocity, batch, rho=rho, beta=beta,
+                            lam=lam, decoder=decoder,
+                            learning_rate=learning_rate, momentum=momentum)
+        except NonFiniteError as err:
+            err.batch = start // batch_size
+            raise
+        total += loss * (stop - start)
+    return total / m, rng_state
+
+
+# --------------------------------------------------------------------------
+# Randomness shared with the C engine: SplitMix64
+# --------------------------------------------------------------------------
+
+def splitmix64(state, count):
+    """The next ``count`` outputs of SplitMix64 from ``state``.
+
+    Returns ``(outputs, new_state)`` with outputs a uint64 array.  Output k
+    (1-based) is mix(state + k * gamma), so the whole stream is vectorised.
+    """
+    k = np.arange(1, count + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = np.uint64(state) + k * np.uint64(_GOLDEN_GAMMA)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    new_state = (int(state) + count * _GOLDEN_GAMMA) & _MASK64
+    return z, new_state
+
+
+def _next_below(state, bound):
+    """An unbiased integer in [0, bound) by rejection; returns (value, state)."""
+    threshold = ((1 << 64) - bound) % bound
+    while True:
+        out, state = splitmix64(state, 1)
+        r = int(out[0])
+        if r >= threshold:
+            return r % bound, state
+
+
+def permutation(m, rng_state):
+    """The shuffled row order for one epoch: Fisher-Yates on 0..m-1, drawing
+    j uniform in [0, i] for i = m-1 down to 1.  Returns (order, new_state)."""
+    order = np.arange(m, dtype=np.intp)
+    state = int(rng_state) & _MASK64
+    for i in range(m - 1, 0, -1):
+        j, state = _next_below(state, i + 1)
+        order[i], order[j] = order[j], order[i]
+    return order, state
+
+
+def init_params(n_features, n_hidden, rng_state, dtype=np.float64):
+    """Default initialisation: W and Wd uniform in [-r, r] with
+    r = sqrt(6 / (n + h + 1)), biases zero.
+
+    Draws W (row-major) then Wd from SplitMix64 as u = (x >> 11) * 2**-53,
+    w = r (2u - 1) in float64, then converts to ``dtype``.  Returns
+    ``((W, b, Wd, bd), new_state)``.
+    """
+    n, h = int(n_features), int(n_hidden)
+    r = np.sqrt(6.0 / (n + h + 1))
+    raw, state = splitmix64(int(rng_state) & _MASK64, 2 * n * h)
+    u = (raw >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+    w = r * (2.0 * u - 1.0)
+    W = w[: n * h].reshape(h, n).astype(dtype)
+    Wd = w[n * h:].reshape(n, h).astype(dtype)
+    return (W, np.zeros(h, dtype), Wd, np.zeros(n, dtype)), state

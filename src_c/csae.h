@@ -1,0 +1,217 @@
+/*
+ * csae.h: the public C API of the csae engine (sparse autoencoder with a
+ * KL-divergence sparsity penalty, trained by minibatch SGD).
+ *
+ * Plain C11, libc and libm only.  No function prints, aborts or allocates:
+ * every buffer belongs to the caller, scratch memory comes in through a
+ * workspace whose size is asked for first, and every function returns a
+ * csae_status.  Mirrored for Cython by csae/_csae.pxd: keep the two in step.
+ *
+ * Axis letters used in names and comments:
+ *   m  rows of a batch (samples)      n  features (inputs)      h  hidden units
+ * All matrices are row-major and contiguous:
+ *   X  (m x n) data       W  (h x n) encoder weights   b  (h) encoder bias
+ *   A  (m x h) hidden     Wd (n x h) decoder weights   bd (n) decoder bias
+ *   Y  (m x n) output
+ *
+ * The mathematics (objective, gradients, SGD, initialisation, the rho_hat
+ * clip) is documented in docs/math.md; csae/reference.py is a readable
+ * NumPy version of every function here.
+ *
+ * Every computing function exists for float64 (suffix _f64) and float32
+ * (suffix _f32); the float32 version computes in float32 (accumulating the
+ * scalar objective in double).
+ *
+ * Thread safety: functions touch only their arguments and the workspace, so
+ * calls on different workspaces may run concurrently.  The kernel-path
+ * selection (csae_set_kernel_path) is process-wide.
+ */
+#ifndef CSAE_H
+#define CSAE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CSAE_VERSION_MAJOR 0
+#define CSAE_VERSION_MINOR 1
+
+typedef enum {
+    CSAE_OK = 0,
+    CSAE_ERR_ARGUMENT = 1,   /* a size, pointer or hyperparameter is invalid */
+    CSAE_ERR_WORKSPACE = 2,  /* the workspace is smaller than its size query */
+    CSAE_ERR_NONFINITE = 3,  /* training met a non-finite objective or gradient;
+                                the parameters were left at their last finite
+                                values (the update that would break them is
+                                not applied) */
+    CSAE_ERR_STOPPED = 4     /* the stop callback asked training to end; the
+                                parameters are those after the last whole
+                                minibatch */
+} csae_status;
+
+/* A short English description of a status code (static storage). */
+const char *csae_status_message(csae_status status);
+
+typedef enum {
+    CSAE_DECODER_SIGMOID = 0, /* y = sigmoid(z2): inputs must lie in [0, 1] */
+    CSAE_DECODER_LINEAR = 1   /* y = z2: inputs on any scale */
+} csae_decoder;
+
+/* The shape and objective of a model.  Validated by every call. */
+typedef struct {
+    size_t n_features;         /* n >= 1 */
+    size_t n_hidden;           /* h >= 1 */
+    csae_decoder decoder;
+    double sparsity_target;    /* rho, in (0, 1) */
+    double sparsity_weight;    /* beta >= 0 */
+    double weight_decay;       /* lambda >= 0 */
+} csae_model;
+
+/* Hyperparameters of minibatch SGD. */
+typedef struct {
+    double learning_rate;      /* > 0 */
+    double momentum;           /* in [0, 1); 0 means plain SGD, no velocity used */
+    size_t batch_size;         /* >= 1; the last minibatch of an epoch may be shorter */
+    int shuffle;               /* nonzero: visit rows in a fresh random order each epoch */
+} csae_sgd;
+
+/* Parameters (and, with the same layout, gradients and velocities). */
+typedef struct { double *W, *b, *Wd, *bd; } csae_params_f64;
+typedef struct { float *W, *b, *Wd, *bd; } csae_params_f32;
+
+/* ---- Random numbers: SplitMix64, owned by the caller as one uint64 ------ */
+
+/* Next 64-bit output; advances *state.  Output k of a stream started at s is
+ * mix(s + k * 0x9E3779B97F4A7C15). */
+uint64_t csae_rng_next(uint64_t *state);
+
+/* Fisher-Yates shuffle of order[0..m) set to 0..m-1 first: for i = m-1 down
+ * to 1, j is drawn uniform in [0, i] by rejection (no modulo bias). */
+void csae_rng_permutation(uint64_t *state, size_t *order, size_t m);
+
+/* Default initialisation: W, Wd uniform in [-r, r], r = sqrt(6 / (n + h + 1)),
+ * drawn in that order (row-major) as r * (2u - 1) with u = (x >> 11) * 2^-53
+ * computed in double; b and bd set to zero. */
+csae_status csae_init_params_f64(const csae_model *model, csae_params_f64 params, uint64_t *state);
+csae_status csae_init_params_f32(const csae_model *model, csae_params_f32 params, uint64_t *state);
+
+/* ---- Workspace size queries (bytes) ------------------------------------- */
+
+/* For encode, decode and reconstruct on up to `rows` rows. */
+size_t csae_forward_workspace_size(const csae_model *model, size_t rows, size_t elem_size);
+/* For objective/gradient and sgd_step on batches of up to `rows` rows. */
+size_t csae_train_workspace_size(const csae_model *model, size_t rows, size_t elem_size);
+/* For sgd_epoch over n_samples rows in minibatches of sgd->batch_size. */
+size_t csae_epoch_workspace_size(const csae_model *model, const csae_sgd *sgd,
+                                 size_t n_samples, size_t elem_size);
+
+/* ---- Forward pass ------------------------------------------------------- */
+
+/* A = sigmoid(X W^T + b). */
+csae_status csae_encode_f64(const csae_model *model, const double *W, const double *b,
+                            const double *X, size_t m, double *A,
+                            void *workspace, size_t workspace_size);
+csae_status csae_encode_f32(const csae_model *model, const float *W, const float *b,
+                            const float *X, size_t m, float *A,
+                            void *workspace, size_t workspace_size);
+
+/* Y = g(A Wd^T + bd), g the model's decoder. */
+csae_status csae_decode_f64(const csae_model *model, const double *Wd, const double *bd,
+                            const double *A, size_t m, double *Y,
+                            void *workspace, size_t workspace_size);
+csae_status csae_decode_f32(const csae_model *model, const float *Wd, const float *bd,
+                            const float *A, size_t m, float *Y,
+                            void *workspace, size_t workspace_size);
+
+/* Y = decode(encode(X)). */
+csae_status csae_reconstruct_f64(const csae_model *model, csae_params_f64 params,
+                                 const double *X, size_t m, double *Y,
+                                 void *workspace, size_t workspace_size);
+csae_status csae_reconstruct_f32(const csae_model *model, csae_params_f32 params,
+                                 const float *X, size_t m, float *Y,
+                                 void *workspace, size_t workspace_size);
+
+/* ---- Objective and gradients -------------------------------------------- */
+
+/* Objective L on the batch X (m rows; rho_hat is the batch mean) into *loss.
+ * If grads has non-NULL pointers, also dL/dW, dL/db, dL/dWd, dL/dbd (all four
+ * or none).  rho_hat (h values) is written when rho_hat is not NULL. */
+csae_status csae_objective_f64(const csae_model *model, csae_params_f64 params,
+                               const double *X, size_t m, double *loss,
+                               csae_params_f64 grads, double *rho_hat,
+                               void *workspace, size_t workspace_size);
+csae_status csae_objective_f32(const csae_model *model, csae_params_f32 params,
+                               const float *X, size_t m, double *loss,
+                               csae_params_f32 grads, float *rho_hat,
+                               void *workspace, size_t workspace_size);
+
+/* ---- Stochastic gradient descent ---------------------------------------- */
+
+/* One SGD update on the minibatch X (m rows), in place:
+ *   momentum 0:  theta -= lr * g
+ *   momentum mu: v = mu * v - lr * g; theta += v   (velocity must be given)
+ * *loss receives the objective on X before the update.  If the objective or
+ * any gradient entry is not finite the parameters are left untouched and
+ * CSAE_ERR_NONFINITE is returned. */
+csae_status csae_sgd_step_f64(const csae_model *model, const csae_sgd *sgd,
+                              csae_params_f64 params, csae_params_f64 velocity,
+                              const double *X, size_t m, double *loss,
+                              void *workspace, size_t workspace_size);
+csae_status csae_sgd_step_f32(const csae_model *model, const csae_sgd *sgd,
+                              csae_params_f32 params, csae_params_f32 velocity,
+                              const float *X, size_t m, double *loss,
+                              void *workspace, size_t workspace_size);
+
+/* Called between minibatches of an epoch (at most every `check_every`
+ * minibatches); returning nonzero ends the epoch with CSAE_ERR_STOPPED. */
+typedef int (*csae_stop_fn)(void *context);
+
+typedef struct {
+    double loss;            /* mean minibatch objective (before each update),
+                               weighted by minibatch rows, over the minibatches done */
+    size_t batches_done;    /* whole minibatches applied */
+    size_t rows_done;       /* rows in those minibatches */
+} csae_epoch_result;
+
+/* One epoch of minibatch SGD over X (n_samples rows), in place.  Rows are
+ * taken in order, or, when sgd->shuffle, in the order of
+ * csae_rng_permutation(rng_state, n_samples) (which advances *rng_state).
+ * stop may be NULL. */
+csae_status csae_sgd_epoch_f64(const csae_model *model, const csae_sgd *sgd,
+                               csae_params_f64 params, csae_params_f64 velocity,
+                               const double *X, size_t n_samples, uint64_t *rng_state,
+                               csae_stop_fn stop, void *stop_context, size_t check_every,
+                               csae_epoch_result *result,
+                               void *workspace, size_t workspace_size);
+csae_status csae_sgd_epoch_f32(const csae_model *model, const csae_sgd *sgd,
+                               csae_params_f32 params, csae_params_f32 velocity,
+                               const float *X, size_t n_samples, uint64_t *rng_state,
+                               csae_stop_fn stop, void *stop_context, size_t check_every,
+                               csae_epoch_result *result,
+                               void *workspace, size_t workspace_size);
+
+/* ---- Kernel paths ------------------------------------------------------- */
+
+typedef enum {
+    CSAE_PATH_AUTO = 0,     /* the best the CPU supports (the default) */
+    CSAE_PATH_PORTABLE = 1, /* plain C, any CPU */
+    CSAE_PATH_AVX2 = 2      /* AVX2 + FMA */
+} csae_kernel_path;
+
+/* Choose the kernels used by later calls.  CSAE_ERR_ARGUMENT if the CPU
+ * lacks the path.  At start-up the path is AUTO, or PORTABLE when the
+ * environment variable CSAE_KERNEL_PATH=portable is set. */
+csae_status csae_set_kernel_path(csae_kernel_path path);
+/* The path in use now (never AUTO: AUTO is resolved). */
+csae_kernel_path csae_get_kernel_path(void);
+/* Nonzero if this CPU (and this build) can run the path. */
+int csae_kernel_path_supported(csae_kernel_path path);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CSAE_H */

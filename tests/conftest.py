@@ -1,0 +1,55 @@
+"""Shared fixtures: backends, dtypes, kernel paths and the tolerance table."""
+
+import numpy as np
+import pytest
+
+# Relative tolerances of one backend against another (or against the
+# reference), per dtype.  float64 results differ only by summation order.
+RTOL = {np.float64: 1e-10, np.float32: 1e-4}
+# Finite-difference gradient checks are limited by the step, not the engine.
+GRADCHECK_TOL = {np.float64: 1e-6}
+
+DTYPES = [np.float64, np.float32]
+
+
+def engine():
+    """The compiled engine module (fails loudly if the build is missing)."""
+    from csae import _engine
+    return _engine
+
+
+def kernel_paths():
+    """Every kernel path this machine can run ("portable", "avx2", ...)."""
+    return engine().kernel_paths()
+
+
+@pytest.fixture(params=DTYPES, ids=lambda d: np.dtype(d).name)
+def dtype(request):
+    return request.param
+
+
+@pytest.fixture(params=["c", "python"])
+def backend(request):
+    return request.param
+
+
+@pytest.fixture(params=kernel_paths())
+def kernel_path(request):
+    """Run the test once on each kernel path, restoring the default after."""
+    eng = engine()
+    before = eng.get_kernel_path()
+    eng.set_kernel_path(request.param)
+    yield request.param
+    eng.set_kernel_path(before)
+
+
+def assert_close(actual, expected, dtype, scale=None):
+    """Compare with the per-dtype relative tolerance.  ``scale`` (default:
+    the largest |expected|) keeps near-zero entries from failing on noise."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape
+    if scale is None:
+        scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-30)
+    err = float(np.max(np.abs(actual - expected), initial=0.0)) / scale
+    assert err <= RTOL[dtype], f"relative error {err:.3g} > {RTOL[dtype]:.0e}"
