@@ -98,41 +98,54 @@ void csae_rng_permutation(uint64_t *state, size_t *order, size_t m);
 csae_status csae_init_params_f64(const csae_model *model, csae_params_f64 params, uint64_t *state);
 csae_status csae_init_params_f32(const csae_model *model, csae_params_f32 params, uint64_t *state);
 
-/* ---- Workspace size queries (bytes) ------------------------------------- */
+/* ---- Workspace ---------------------------------------------------------- */
 
-/* For encode, decode and reconstruct on up to `rows` rows. */
-size_t csae_forward_workspace_size(const csae_model *model, size_t rows, size_t elem_size);
-/* For objective/gradient and sgd_step on batches of up to `rows` rows. */
-size_t csae_train_workspace_size(const csae_model *model, size_t rows, size_t elem_size);
-/* For sgd_epoch over n_samples rows in minibatches of sgd->batch_size. */
+/* Scratch memory and parallelism for one call.  The caller allocates `size`
+ * bytes (any alignment) as returned by the size query below for the same
+ * model, rows, element size and n_threads (or more), and must not share one
+ * workspace between concurrent calls.  n_threads >= 1 is how many threads the
+ * call may use; results are bit-identical for every n_threads. */
+typedef struct {
+    void *data;
+    size_t size;
+    size_t n_threads;
+} csae_workspace;
+
+/* Bytes for encode, decode and reconstruct on up to `rows` rows. */
+size_t csae_forward_workspace_size(const csae_model *model, size_t rows,
+                                   size_t elem_size, size_t n_threads);
+/* Bytes for objective/gradient and sgd_step on batches of up to `rows` rows. */
+size_t csae_train_workspace_size(const csae_model *model, size_t rows,
+                                 size_t elem_size, size_t n_threads);
+/* Bytes for sgd_epoch over n_samples rows in minibatches of sgd->batch_size. */
 size_t csae_epoch_workspace_size(const csae_model *model, const csae_sgd *sgd,
-                                 size_t n_samples, size_t elem_size);
+                                 size_t n_samples, size_t elem_size, size_t n_threads);
 
 /* ---- Forward pass ------------------------------------------------------- */
 
 /* A = sigmoid(X W^T + b). */
 csae_status csae_encode_f64(const csae_model *model, const double *W, const double *b,
                             const double *X, size_t m, double *A,
-                            void *workspace, size_t workspace_size);
+                            const csae_workspace *ws);
 csae_status csae_encode_f32(const csae_model *model, const float *W, const float *b,
                             const float *X, size_t m, float *A,
-                            void *workspace, size_t workspace_size);
+                            const csae_workspace *ws);
 
 /* Y = g(A Wd^T + bd), g the model's decoder. */
 csae_status csae_decode_f64(const csae_model *model, const double *Wd, const double *bd,
                             const double *A, size_t m, double *Y,
-                            void *workspace, size_t workspace_size);
+                            const csae_workspace *ws);
 csae_status csae_decode_f32(const csae_model *model, const float *Wd, const float *bd,
                             const float *A, size_t m, float *Y,
-                            void *workspace, size_t workspace_size);
+                            const csae_workspace *ws);
 
 /* Y = decode(encode(X)). */
 csae_status csae_reconstruct_f64(const csae_model *model, csae_params_f64 params,
                                  const double *X, size_t m, double *Y,
-                                 void *workspace, size_t workspace_size);
+                                 const csae_workspace *ws);
 csae_status csae_reconstruct_f32(const csae_model *model, csae_params_f32 params,
                                  const float *X, size_t m, float *Y,
-                                 void *workspace, size_t workspace_size);
+                                 const csae_workspace *ws);
 
 /* ---- Objective and gradients -------------------------------------------- */
 
@@ -142,11 +155,11 @@ csae_status csae_reconstruct_f32(const csae_model *model, csae_params_f32 params
 csae_status csae_objective_f64(const csae_model *model, csae_params_f64 params,
                                const double *X, size_t m, double *loss,
                                csae_params_f64 grads, double *rho_hat,
-                               void *workspace, size_t workspace_size);
+                               const csae_workspace *ws);
 csae_status csae_objective_f32(const csae_model *model, csae_params_f32 params,
                                const float *X, size_t m, double *loss,
                                csae_params_f32 grads, float *rho_hat,
-                               void *workspace, size_t workspace_size);
+                               const csae_workspace *ws);
 
 /* ---- Stochastic gradient descent ---------------------------------------- */
 
@@ -159,11 +172,11 @@ csae_status csae_objective_f32(const csae_model *model, csae_params_f32 params,
 csae_status csae_sgd_step_f64(const csae_model *model, const csae_sgd *sgd,
                               csae_params_f64 params, csae_params_f64 velocity,
                               const double *X, size_t m, double *loss,
-                              void *workspace, size_t workspace_size);
+                              const csae_workspace *ws);
 csae_status csae_sgd_step_f32(const csae_model *model, const csae_sgd *sgd,
                               csae_params_f32 params, csae_params_f32 velocity,
                               const float *X, size_t m, double *loss,
-                              void *workspace, size_t workspace_size);
+                              const csae_workspace *ws);
 
 /* Called between minibatches of an epoch (at most every `check_every`
  * minibatches); returning nonzero ends the epoch with CSAE_ERR_STOPPED. */
@@ -185,13 +198,13 @@ csae_status csae_sgd_epoch_f64(const csae_model *model, const csae_sgd *sgd,
                                const double *X, size_t n_samples, uint64_t *rng_state,
                                csae_stop_fn stop, void *stop_context, size_t check_every,
                                csae_epoch_result *result,
-                               void *workspace, size_t workspace_size);
+                               const csae_workspace *ws);
 csae_status csae_sgd_epoch_f32(const csae_model *model, const csae_sgd *sgd,
                                csae_params_f32 params, csae_params_f32 velocity,
                                const float *X, size_t n_samples, uint64_t *rng_state,
                                csae_stop_fn stop, void *stop_context, size_t check_every,
                                csae_epoch_result *result,
-                               void *workspace, size_t workspace_size);
+                               const csae_workspace *ws);
 
 /* ---- Kernel paths ------------------------------------------------------- */
 

@@ -1,0 +1,90 @@
+/*
+ * dispatch.c: choose a kernel path once, from the CPU, and let the caller
+ * (or CSAE_KERNEL_PATH=portable in the environment) override the choice.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "csae.h"
+#include "kernels.h"
+
+/* NULL until the first call resolves it.  A racing first call from two
+ * threads resolves to the same table, so a plain pointer is enough; it is
+ * only written again by csae_set_kernel_path. */
+static const csae_kernels *active_kernels;
+
+static int cpu_has_avx2_fma(void)
+{
+#if defined(CSAE_HAVE_AVX2_PATH) && defined(__GNUC__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+static const csae_kernels *table_for(csae_kernel_path path)
+{
+    switch (path) {
+    case CSAE_PATH_PORTABLE:
+        return &csae_kernels_portable;
+    case CSAE_PATH_AVX2:
+#ifdef CSAE_HAVE_AVX2_PATH
+        return cpu_has_avx2_fma() ? &csae_kernels_avx2 : NULL;
+#else
+        return NULL;
+#endif
+    case CSAE_PATH_AUTO: {
+        const csae_kernels *best = table_for(CSAE_PATH_AVX2);
+        return best ? best : &csae_kernels_portable;
+    }
+    }
+    return NULL;
+}
+
+const csae_kernels *csae_kernels_active(void)
+{
+    if (!active_kernels) {
+        const char *forced = getenv("CSAE_KERNEL_PATH");
+        int portable = forced && strcmp(forced, "portable") == 0;
+        active_kernels = table_for(portable ? CSAE_PATH_PORTABLE : CSAE_PATH_AUTO);
+    }
+    return active_kernels;
+}
+
+int csae_kernel_path_supported(csae_kernel_path path)
+{
+    return table_for(path) != NULL;
+}
+
+csae_status csae_set_kernel_path(csae_kernel_path path)
+{
+    const csae_kernels *table = table_for(path);
+    if (!table)
+        return CSAE_ERR_ARGUMENT;
+    active_kernels = table;
+    return CSAE_OK;
+}
+
+csae_kernel_path csae_get_kernel_path(void)
+{
+    return csae_kernels_active() == &csae_kernels_portable ? CSAE_PATH_PORTABLE
+                                                           : CSAE_PATH_AVX2;
+}
+
+const char *csae_status_message(csae_status status)
+{
+    switch (status) {
+    case CSAE_OK:
+        return "success";
+    case CSAE_ERR_ARGUMENT:
+        return "invalid argument (size, pointer or hyperparameter)";
+    case CSAE_ERR_WORKSPACE:
+        return "workspace smaller than its size query";
+    case CSAE_ERR_NONFINITE:
+        return "non-finite objective, gradient or parameter";
+    case CSAE_ERR_STOPPED:
+        return "training stopped on request";
+    }
+    return "unknown status";
+}

@@ -1,0 +1,148 @@
+/*
+ * engine.c: the public csae_* functions for both element types (the
+ * per-type code lives in engine_template.h) and the workspace layout they
+ * share with the size queries.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "csae.h"
+#include "kernels.h"
+
+/* ---- Workspace layout -----------------------------------------------------
+ * Every buffer starts on a CSAE_ALIGN boundary of the (aligned-up) workspace.
+ * Offsets are computed in one place so the size queries and the functions
+ * that carve the workspace can never disagree. */
+
+typedef struct {
+    size_t A, Y, T, rho, s, grad, pack, order, gather; /* byte offsets */
+    size_t total;                                       /* bytes, with alignment slack */
+} ws_layout;
+
+enum { WS_FORWARD, WS_TRAIN, WS_EPOCH };
+
+/* a * b, or SIZE_MAX if it overflows (then every size query fails). */
+static size_t mul_size(size_t a, size_t b)
+{
+    return (b != 0 && a > SIZE_MAX / b) ? SIZE_MAX : a * b;
+}
+
+static size_t add_size(size_t a, size_t b)
+{
+    return a > SIZE_MAX - b ? SIZE_MAX : a + b;
+}
+
+/* Append a buffer of `bytes` to the layout; returns its offset. */
+static size_t take(size_t *cursor, size_t bytes)
+{
+    const size_t at = *cursor;
+    const size_t padded = add_size(bytes, CSAE_ALIGN - 1) / CSAE_ALIGN * CSAE_ALIGN;
+    *cursor = add_size(*cursor, padded);
+    return at;
+}
+
+static ws_layout layout_for(const csae_model *model, size_t rows, size_t elem,
+                            size_t n_threads, int kind, size_t n_samples, int shuffle)
+{
+    ws_layout L;
+    memset(&L, 0, sizeof L);
+    const size_t n = model->n_features, h = model->n_hidden;
+    size_t cursor = 0;
+    L.A = take(&cursor, mul_size(mul_size(rows, h), elem));
+    if (kind != WS_FORWARD) {
+        L.Y = take(&cursor, mul_size(mul_size(rows, n), elem));
+        L.T = take(&cursor, mul_size(mul_size(rows, h), elem));
+        L.rho = take(&cursor, mul_size(h, elem));
+        L.s = take(&cursor, mul_size(h, elem));
+        L.grad = take(&cursor, mul_size(add_size(mul_size(2 * n, h), n + h), elem));
+    }
+    if (kind == WS_EPOCH) {
+        L.order = take(&cursor, mul_size(n_samples, sizeof(size_t)));
+        if (shuffle)
+            L.gather = take(&cursor, mul_size(mul_size(rows, n), elem));
+    }
+    L.pack = take(&cursor, csae_gemm_pack_size(rows, n > h ? n : h, 0, elem, n_threads));
+    L.total = add_size(cursor, CSAE_ALIGN); /* room to align the caller's pointer */
+    return L;
+}
+
+static int model_ok(const csae_model *model)
+{
+    if (!model || model->n_features == 0 || model->n_hidden == 0)
+        return 0;
+    if (model->decoder != CSAE_DECODER_SIGMOID && model->decoder != CSAE_DECODER_LINEAR)
+        return 0;
+    const double rho = model->sparsity_target;
+    if (!(rho > 0.0 && rho < 1.0))
+        return 0;
+    if (!(model->sparsity_weight >= 0.0 && isfinite(model->sparsity_weight)))
+        return 0;
+    if (!(model->weight_decay >= 0.0 && isfinite(model->weight_decay)))
+        return 0;
+    /* Parameter counts must be addressable. */
+    return mul_size(mul_size(model->n_features, model->n_hidden), 2 * sizeof(double)) != SIZE_MAX;
+}
+
+static int sgd_ok(const csae_sgd *sgd)
+{
+    return sgd && sgd->learning_rate > 0.0 && isfinite(sgd->learning_rate) &&
+           sgd->momentum >= 0.0 && sgd->momentum < 1.0 && sgd->batch_size >= 1;
+}
+
+static size_t threads_of(const csae_workspace *ws)
+{
+    return ws->n_threads ? ws->n_threads : 1;
+}
+
+size_t csae_forward_workspace_size(const csae_model *model, size_t rows,
+                                   size_t elem_size, size_t n_threads)
+{
+    if (!model_ok(model))
+        return SIZE_MAX;
+    return layout_for(model, rows, elem_size, n_threads ? n_threads : 1, WS_FORWARD, 0, 0).total;
+}
+
+size_t csae_train_workspace_size(const csae_model *model, size_t rows,
+                                 size_t elem_size, size_t n_threads)
+{
+    if (!model_ok(model))
+        return SIZE_MAX;
+    return layout_for(model, rows, elem_size, n_threads ? n_threads : 1, WS_TRAIN, 0, 0).total;
+}
+
+size_t csae_epoch_workspace_size(const csae_model *model, const csae_sgd *sgd,
+                                 size_t n_samples, size_t elem_size, size_t n_threads)
+{
+    if (!model_ok(model) || !sgd_ok(sgd))
+        return SIZE_MAX;
+    const size_t rows = sgd->batch_size < n_samples ? sgd->batch_size : n_samples;
+    return layout_for(model, rows, elem_size, n_threads ? n_threads : 1, WS_EPOCH,
+                      n_samples, sgd->shuffle).total;
+}
+
+/* The workspace's data pointer aligned up, or NULL if it is too small for
+ * the layout that its own n_threads asks for. */
+static char *ws_base(const csae_workspace *ws, const ws_layout *L)
+{
+    if (!ws || !ws->data || ws->size < L->total)
+        return NULL;
+    const uintptr_t p = (uintptr_t)ws->data;
+    return (char *)((p + CSAE_ALIGN - 1) / CSAE_ALIGN * CSAE_ALIGN);
+}
+
+#define REAL double
+#define SFX f64
+#define EPS_CLIP 1e-12
+#include "engine_template.h"
+#undef REAL
+#undef SFX
+#undef EPS_CLIP
+
+#define REAL float
+#define SFX f32
+#define EPS_CLIP 1e-6
+#include "engine_template.h"
+#undef REAL
+#undef SFX
+#undef EPS_CLIP

@@ -1,0 +1,166 @@
+/*
+ * gemm_template.h: the blocked GEMM driver, included by gemm.c once per
+ * element type with REAL, SFX (f64 or f32), NR and UKR (the micro-kernel
+ * field of csae_kernels) defined.
+ *
+ * The BLIS design: five loops around an MR x NR micro-kernel, with panels of
+ * A and B packed into contiguous, zero-padded buffers so the kernel streams
+ * them with unit stride whatever the strides (transposes) of the operands.
+ */
+
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, SFX)
+
+/* Pack the mc x kc block of A into micro-panels of MR rows: for each p the
+ * panel holds MR consecutive values A[ir + i, p]; rows past mc are zero. */
+static void FN(pack_a_)(size_t mc, size_t kc, const REAL *A, size_t rsa,
+                        size_t csa, REAL *restrict dst)
+{
+    for (size_t ir = 0; ir < mc; ir += CSAE_MR) {
+        const size_t mr = mc - ir < CSAE_MR ? mc - ir : CSAE_MR;
+        const REAL *a = A + ir * rsa;
+        if (mr < CSAE_MR)
+            for (size_t x = 0; x < kc * CSAE_MR; x++) dst[x] = 0;
+        if (rsa == 1) {
+            /* Column-major (a transposed operand): rows are contiguous per p. */
+            for (size_t p = 0; p < kc; p++)
+                for (size_t i = 0; i < mr; i++) dst[p * CSAE_MR + i] = a[p * csa + i];
+        } else {
+            /* Walk each source row contiguously, scattering into the panel. */
+            for (size_t i = 0; i < mr; i++)
+                for (size_t p = 0; p < kc; p++) dst[p * CSAE_MR + i] = a[i * rsa + p * csa];
+        }
+        dst += kc * CSAE_MR;
+    }
+}
+
+/* Pack the kc x nc block of B into micro-panels of NR columns: for each p
+ * the panel holds NR consecutive values B[p, jr + j]; columns past nc are 0. */
+static void FN(pack_b_)(size_t kc, size_t nc, const REAL *B, size_t rsb,
+                        size_t csb, REAL *restrict dst)
+{
+    for (size_t jr = 0; jr < nc; jr += NR) {
+        const size_t nr = nc - jr < NR ? nc - jr : NR;
+        const REAL *b = B + jr * csb;
+        if (nr < NR)
+            for (size_t x = 0; x < kc * NR; x++) dst[x] = 0;
+        if (csb == 1) {
+            for (size_t p = 0; p < kc; p++)
+                for (size_t j = 0; j < nr; j++) dst[p * NR + j] = b[p * rsb + j];
+        } else {
+            /* A transposed operand: walk each column of B contiguously. */
+            for (size_t j = 0; j < nr; j++)
+                for (size_t p = 0; p < kc; p++) dst[p * NR + j] = b[p * rsb + j * csb];
+        }
+        dst += kc * NR;
+    }
+}
+
+/* The serial five-loop driver on one block of C (m x n). */
+static void FN(gemm_serial_)(const csae_kernels *kern, size_t m, size_t n, size_t k,
+                             REAL alpha, const REAL *A, size_t rsa, size_t csa,
+                             const REAL *B, size_t rsb, size_t csb, REAL beta,
+                             REAL *C, size_t ldc, REAL *packA, REAL *packB)
+{
+    REAL edge[CSAE_MR * NR];
+    for (size_t jc = 0; jc < n; jc += CSAE_NC) {            /* loop 5: NC columns of C */
+        const size_t nc = n - jc < CSAE_NC ? n - jc : CSAE_NC;
+        for (size_t pc = 0; pc < k; pc += CSAE_KC) {        /* loop 4: KC-deep panels */
+            const size_t kc = k - pc < CSAE_KC ? k - pc : CSAE_KC;
+            /* Later panels accumulate onto what the first one wrote. */
+            const REAL beta_pc = pc == 0 ? beta : (REAL)1;
+            FN(pack_b_)(kc, nc, B + pc * rsb + jc * csb, rsb, csb, packB);
+            for (size_t ic = 0; ic < m; ic += CSAE_MC) {    /* loop 3: MC rows of C */
+                const size_t mc = m - ic < CSAE_MC ? m - ic : CSAE_MC;
+                FN(pack_a_)(mc, kc, A + ic * rsa + pc * csa, rsa, csa, packA);
+                for (size_t jr = 0; jr < nc; jr += NR) {    /* loop 2: NR-wide B panels */
+                    const size_t nr = nc - jr < NR ? nc - jr : NR;
+                    for (size_t ir = 0; ir < mc; ir += CSAE_MR) { /* loop 1: MR-tall A panels */
+                        const size_t mr = mc - ir < CSAE_MR ? mc - ir : CSAE_MR;
+                        REAL *c = C + (ic + ir) * ldc + jc + jr;
+                        const REAL *a = packA + ir * kc, *b = packB + jr * kc;
+                        if (mr == CSAE_MR && nr == NR) {
+                            kern->UKR(kc, a, b, alpha, beta_pc, c, ldc);
+                            continue;
+                        }
+                        /* Edge tile: compute it whole, keep the part inside C.
+                         * beta_pc is 0 or 1 here, so alpha * ab + beta * c rounds
+                         * as in the kernel and thread splits stay bit-identical. */
+                        kern->UKR(kc, a, b, (REAL)1, (REAL)0, edge, NR);
+                        for (size_t i = 0; i < mr; i++)
+                            for (size_t j = 0; j < nr; j++) {
+                                const REAL v = alpha * edge[i * NR + j];
+                                c[i * ldc + j] = beta_pc == 0 ? v : v + beta_pc * c[i * ldc + j];
+                            }
+                    }
+                }
+            }
+        }
+    }
+}
+
+typedef struct {
+    const csae_kernels *kern;
+    size_t m, n, k;
+    REAL alpha, beta;
+    const REAL *A, *B;
+    size_t rsa, csa, rsb, csb, ldc;
+    REAL *C;
+    char *pack;
+    size_t pack_per_thread;     /* bytes */
+    size_t n_parts, split_rows; /* split_rows: split m (else n) */
+} FN(gemm_job_);
+
+static void FN(gemm_task_)(void *context, size_t t)
+{
+    const FN(gemm_job_) *job = context;
+    const size_t len = job->split_rows ? job->m : job->n;
+    const size_t unit = job->split_rows ? CSAE_MR : NR;
+    /* Contiguous chunks of whole tiles, so every element of C sits in the
+     * same tile (and is summed in the same order) for any thread count. */
+    const size_t tiles = (len + unit - 1) / unit;
+    const size_t lo = tiles * t / job->n_parts * unit;
+    size_t hi = tiles * (t + 1) / job->n_parts * unit;
+    if (hi > len) hi = len;
+    if (lo >= hi) return;
+    REAL *packA = (REAL *)(job->pack + t * job->pack_per_thread);
+    REAL *packB = packA + (size_t)CSAE_MC * CSAE_KC;
+    if (job->split_rows)
+        FN(gemm_serial_)(job->kern, hi - lo, job->n, job->k, job->alpha,
+                         job->A + lo * job->rsa, job->rsa, job->csa, job->B, job->rsb,
+                         job->csb, job->beta, job->C + lo * job->ldc, job->ldc, packA, packB);
+    else
+        FN(gemm_serial_)(job->kern, job->m, hi - lo, job->k, job->alpha, job->A,
+                         job->rsa, job->csa, job->B + lo * job->csb, job->rsb, job->csb,
+                         job->beta, job->C + lo, job->ldc, packA, packB);
+}
+
+void FN(csae_gemm_)(size_t m, size_t n, size_t k, REAL alpha,
+                    const REAL *A, size_t rsa, size_t csa,
+                    const REAL *B, size_t rsb, size_t csb,
+                    REAL beta, REAL *C, size_t ldc, void *pack, size_t n_threads)
+{
+    if (m == 0 || n == 0)
+        return;
+    if (k == 0) {
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = 0; j < n; j++)
+                C[i * ldc + j] = beta == 0 ? 0 : beta * C[i * ldc + j];
+        return;
+    }
+    FN(gemm_job_) job = {csae_kernels_active(), m, n, k, alpha, beta, A, B,
+                         rsa, csa, rsb, csb, ldc, C, pack,
+                         csae_gemm_pack_size(m, n, k, sizeof(REAL), 1), 1, m > n};
+    /* Waking a thread costs microseconds: only split work that dwarfs it. */
+    if (n_threads > 1 && (double)m * n * k >= CSAE_GEMM_PARALLEL_MIN)
+        job.n_parts = n_threads;
+    if (job.n_parts == 1)
+        FN(gemm_task_)(&job, 0);
+    else
+        csae_parallel_run(job.n_parts, FN(gemm_task_), &job);
+}
+
+#undef FN
+#undef CAT
+#undef CAT_

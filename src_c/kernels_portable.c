@@ -1,0 +1,66 @@
+/*
+ * kernels_portable.c: the plain-C kernel path.  Runs on any CPU; the
+ * compiler may still vectorise it with the baseline instruction set.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+
+/* C = alpha * AB + beta * C for one MR x NR tile, AB accumulated in order of
+ * p so that every entry is a plain left-to-right sum over the panel depth. */
+#define DEFINE_UKR(SFX, REAL, NR)                                              \
+    static void ukr_##SFX(size_t k, const REAL *restrict a,                    \
+                          const REAL *restrict b, REAL alpha, REAL beta,       \
+                          REAL *restrict c, size_t ldc)                        \
+    {                                                                          \
+        REAL ab[CSAE_MR * NR];                                                 \
+        memset(ab, 0, sizeof ab);                                              \
+        for (size_t p = 0; p < k; p++) {                                       \
+            for (size_t i = 0; i < CSAE_MR; i++) {                             \
+                const REAL ai = a[p * CSAE_MR + i];                            \
+                for (size_t j = 0; j < NR; j++)                                \
+                    ab[i * NR + j] += ai * b[p * NR + j];                      \
+            }                                                                  \
+        }                                                                      \
+        for (size_t i = 0; i < CSAE_MR; i++) {                                 \
+            REAL *ci = c + i * ldc;                                            \
+            if (beta == 0) {                                                   \
+                for (size_t j = 0; j < NR; j++) ci[j] = alpha * ab[i * NR + j];\
+            } else {                                                           \
+                for (size_t j = 0; j < NR; j++)                                \
+                    ci[j] = alpha * ab[i * NR + j] + beta * ci[j];             \
+            }                                                                  \
+        }                                                                      \
+    }
+
+DEFINE_UKR(f64, double, CSAE_NR_F64)
+DEFINE_UKR(f32, float, CSAE_NR_F32)
+
+/* The sigmoid in the form that never overflows: with e = exp(-|z|),
+ * sigmoid(z) = 1 / (1 + e) for z >= 0 and e / (1 + e) for z < 0. */
+#define DEFINE_BIAS_ACT(SFX, REAL, EXP)                                        \
+    static void bias_act_##SFX(size_t m, size_t n, const REAL *restrict bias,  \
+                               REAL *restrict Z, size_t ldz, int sigmoid)      \
+    {                                                                          \
+        for (size_t i = 0; i < m; i++) {                                       \
+            REAL *z = Z + i * ldz;                                             \
+            if (!sigmoid) {                                                    \
+                for (size_t j = 0; j < n; j++) z[j] += bias[j];                \
+                continue;                                                      \
+            }                                                                  \
+            for (size_t j = 0; j < n; j++) {                                   \
+                const REAL v = z[j] + bias[j];                                 \
+                const REAL e = EXP(-(REAL)fabs(v));                            \
+                const REAL s = (REAL)1 / ((REAL)1 + e);                        \
+                z[j] = v >= 0 ? s : e * s;                                     \
+            }                                                                  \
+        }                                                                      \
+    }
+
+DEFINE_BIAS_ACT(f64, double, exp)
+DEFINE_BIAS_ACT(f32, float, expf)
+
+const csae_kernels csae_kernels_portable = {
+    "portable", ukr_f64, ukr_f32, bias_act_f64, bias_act_f32,
+};
