@@ -1,0 +1,455 @@
+# cython: language_level=3
+"""The compiled backend: the C engine (src_c/) behind the same functions as
+``csae.reference``.
+
+This layer checks shapes and dtypes, allocates the output and the engine's
+workspace, releases the GIL for the call and turns status codes into
+exceptions.  It computes nothing itself.  Arrays must already be
+C-contiguous and of one dtype (float32 or float64); the estimator converts
+user input before it gets here.
+"""
+
+import threading
+
+import numpy as np
+
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport free, malloc
+from cpython.exc cimport PyErr_CheckSignals
+
+from csae._csae cimport *
+from csae._errors import NonFiniteError
+
+ctypedef fused real:
+    float
+    double
+
+_MASK64 = (1 << 64) - 1
+_DECODERS = {"sigmoid": CSAE_DECODER_SIGMOID, "linear": CSAE_DECODER_LINEAR}
+_PATHS = {"portable": CSAE_PATH_PORTABLE, "avx2": CSAE_PATH_AVX2}
+
+
+# ---------------------------------------------------------------------------
+# Kernel paths
+# ---------------------------------------------------------------------------
+
+def kernel_paths():
+    """Names of the kernel paths this CPU can run, portable first."""
+    return [name for name, path in _PATHS.items() if csae_kernel_path_supported(path)]
+
+
+def get_kernel_path():
+    """Name of the kernel path in use."""
+    return "portable" if csae_get_kernel_path() == CSAE_PATH_PORTABLE else "avx2"
+
+
+def set_kernel_path(name):
+    """Use the kernel path ``name`` ("portable", "avx2" or "auto") from now on,
+    for the whole process."""
+    path = CSAE_PATH_AUTO if name == "auto" else _PATHS.get(name)
+    if path is None:
+        raise ValueError(f"unknown kernel path {name!r}; expected 'auto' or one of {list(_PATHS)}")
+    if csae_set_kernel_path(path) != CSAE_OK:
+        raise ValueError(f"kernel path {name!r} is not supported on this CPU")
+
+
+# ---------------------------------------------------------------------------
+# Translation helpers
+# ---------------------------------------------------------------------------
+
+cdef class _Workspace:
+    """Scratch memory for one engine call, freed with the object."""
+    cdef csae_workspace ws
+
+    def __cinit__(self, size_t size, size_t n_threads):
+        if size == <size_t>-1:
+            raise ValueError("problem too large: workspace size overflows")
+        self.ws.data = malloc(size if size else 1)
+        if self.ws.data == NULL:
+            raise MemoryError(f"cannot allocate a {size}-byte workspace")
+        self.ws.size = size
+        self.ws.n_threads = n_threads
+
+    def __dealloc__(self):
+        free(self.ws.data)
+
+
+cdef int _raise_for(csae_status status) except -1:
+    if status == CSAE_OK:
+        return 0
+    message = csae_status_message(status).decode()
+    if status == CSAE_ERR_NONFINITE:
+        raise NonFiniteError(f"the objective, its gradient or the updated parameters are not finite ({message})")
+    raise ValueError(f"csae engine: {message}")
+
+
+cdef csae_model _model(size_t n, size_t h, decoder, double rho, double beta,
+                       double lam) except *:
+    cdef csae_model model
+    if decoder not in _DECODERS:
+        raise ValueError(f"decoder must be one of {tuple(_DECODERS)}, got {decoder!r}")
+    if not 0.0 < rho < 1.0:
+        raise ValueError(f"rho must lie in (0, 1), got {rho!r}")
+    if not (beta >= 0 and np.isfinite(beta)):
+        raise ValueError(f"beta must be finite and >= 0, got {beta!r}")
+    if not (lam >= 0 and np.isfinite(lam)):
+        raise ValueError(f"lam must be finite and >= 0, got {lam!r}")
+    model.n_features = n
+    model.n_hidden = h
+    model.decoder = _DECODERS[decoder]
+    model.sparsity_target = rho
+    model.sparsity_weight = beta
+    model.weight_decay = lam
+    return model
+
+
+cdef size_t _threads(n_threads) except 0:
+    if int(n_threads) < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads!r}")
+    return int(n_threads)
+
+
+def _dtype_of(*arrays):
+    """The common floating dtype of the arrays, or TypeError."""
+    dtypes = {np.asarray(a).dtype for a in arrays}
+    if len(dtypes) != 1:
+        raise TypeError(f"all arrays must share one dtype, got {sorted(map(str, dtypes))}")
+    dtype = dtypes.pop()
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"arrays must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def _check_params(params, n=None):
+    """(W, b, Wd, bd) with consistent shapes; returns (n, h)."""
+    if not isinstance(params, (tuple, list)) or len(params) != 4:
+        raise TypeError("params must be a tuple (W, b, Wd, bd)")
+    W, b, Wd, bd = params
+    if np.ndim(W) != 2:
+        raise ValueError(f"W must be 2-D (h, n), got shape {np.shape(W)}")
+    h, n_w = W.shape
+    if b.shape != (h,) or Wd.shape != (n_w, h) or bd.shape != (n_w,):
+        raise ValueError(
+            f"inconsistent parameter shapes: W {W.shape}, b {b.shape}, Wd {Wd.shape}, bd {bd.shape}")
+    if n is not None and n != n_w:
+        raise ValueError(f"X has {n} features but the parameters expect {n_w}")
+    return n_w, h
+
+
+def _check_X(X):
+    if np.ndim(X) != 2:
+        raise ValueError(f"X must be 2-D (m, n), got shape {np.shape(X)}")
+    return X.shape
+
+
+# ---------------------------------------------------------------------------
+# Forward pass
+# ---------------------------------------------------------------------------
+
+cdef _encode(const real[:, ::1] W, const real[::1] b, const real[:, ::1] X,
+             real[:, ::1] A, csae_model *model, size_t n_threads):
+    cdef size_t m = X.shape[0]
+    cdef _Workspace work = _Workspace(
+        csae_forward_workspace_size(model, m, sizeof(real), n_threads), n_threads)
+    cdef csae_status status
+    with nogil:
+        if real is double:
+            status = csae_encode_f64(model, &W[0, 0], &b[0], &X[0, 0] if m else NULL,
+                                     m, &A[0, 0] if m else NULL, &work.ws)
+        else:
+            status = csae_encode_f32(model, &W[0, 0], &b[0], &X[0, 0] if m else NULL,
+                                     m, &A[0, 0] if m else NULL, &work.ws)
+    _raise_for(status)
+
+
+def encode(W, b, X, *, n_threads=1):
+    """Hidden activations A = sigmoid(X W^T + b), shape (m, h)."""
+    dtype = _dtype_of(W, b, X)
+    m, n = _check_X(X)
+    _check_params((W, b, W.T, np.empty(n, dtype)), n)
+    cdef csae_model model = _model(n, W.shape[0], "sigmoid", 0.5, 0.0, 0.0)
+    A = np.empty((m, W.shape[0]), dtype)
+    if dtype == np.float64:
+        _encode[double](W, b, X, A, &model, _threads(n_threads))
+    else:
+        _encode[float](W, b, X, A, &model, _threads(n_threads))
+    return A
+
+
+cdef _decode(const real[:, ::1] Wd, const real[::1] bd, const real[:, ::1] A,
+             real[:, ::1] Y, csae_model *model, size_t n_threads):
+    cdef size_t m = A.shape[0]
+    cdef _Workspace work = _Workspace(
+        csae_forward_workspace_size(model, m, sizeof(real), n_threads), n_threads)
+    cdef csae_status status
+    with nogil:
+        if real is double:
+            status = csae_decode_f64(model, &Wd[0, 0], &bd[0], &A[0, 0] if m else NULL,
+                                     m, &Y[0, 0] if m else NULL, &work.ws)
+        else:
+            status = csae_decode_f32(model, &Wd[0, 0], &bd[0], &A[0, 0] if m else NULL,
+                                     m, &Y[0, 0] if m else NULL, &work.ws)
+    _raise_for(status)
+
+
+def decode(Wd, bd, A, decoder="sigmoid", *, n_threads=1):
+    """Decoder output Y = g(A Wd^T + bd), shape (m, n)."""
+    dtype = _dtype_of(Wd, bd, A)
+    m, h = _check_X(A)
+    n = _check_params((Wd.T, np.empty(Wd.shape[1], dtype), Wd, bd))[0]
+    if Wd.shape[1] != h:
+        raise ValueError(f"A has {h} columns but Wd expects {Wd.shape[1]}")
+    cdef csae_model model = _model(n, h, decoder, 0.5, 0.0, 0.0)
+    Y = np.empty((m, n), dtype)
+    if dtype == np.float64:
+        _decode[double](Wd, bd, A, Y, &model, _threads(n_threads))
+    else:
+        _decode[float](Wd, bd, A, Y, &model, _threads(n_threads))
+    return Y
+
+
+def reconstruct(params, X, decoder="sigmoid", *, n_threads=1):
+    """decode(encode(X)): the model's reconstruction of X, shape (m, n)."""
+    W, b, Wd, bd = params
+    _check_params(params, _check_X(X)[1])
+    return decode(Wd, bd, encode(W, b, X, n_threads=n_threads), decoder,
+                  n_threads=n_threads)
+
+
+# ---------------------------------------------------------------------------
+# Objective, gradients and SGD
+# ---------------------------------------------------------------------------
+
+cdef double _objective(real[:, ::1] W, real[::1] b, real[:, ::1] Wd, real[::1] bd,
+                       const real[:, ::1] X, real[:, ::1] gW, real[::1] gb,
+                       real[:, ::1] gWd, real[::1] gbd, bint need_gradients,
+                       csae_model *model, size_t n_threads) except? -1.0:
+    cdef size_t m = X.shape[0]
+    cdef _Workspace work = _Workspace(
+        csae_train_workspace_size(model, m, sizeof(real), n_threads), n_threads)
+    cdef csae_status status
+    cdef double loss = 0.0
+    cdef csae_params_f64 p64, g64
+    cdef csae_params_f32 p32, g32
+    with nogil:
+        if real is double:
+            p64 = csae_params_f64(&W[0, 0], &b[0], &Wd[0, 0], &bd[0])
+            g64 = csae_params_f64(NULL, NULL, NULL, NULL)
+            if need_gradients:
+                g64 = csae_params_f64(&gW[0, 0], &gb[0], &gWd[0, 0], &gbd[0])
+            status = csae_objective_f64(model, p64, &X[0, 0], m, &loss, g64, NULL, &work.ws)
+        else:
+            p32 = csae_params_f32(&W[0, 0], &b[0], &Wd[0, 0], &bd[0])
+            g32 = csae_params_f32(NULL, NULL, NULL, NULL)
+            if need_gradients:
+                g32 = csae_params_f32(&gW[0, 0], &gb[0], &gWd[0, 0], &gbd[0])
+            status = csae_objective_f32(model, p32, &X[0, 0], m, &loss, g32, NULL, &work.ws)
+    _raise_for(status)
+    return loss
+
+
+def _const_params(params):
+    """The engine never writes params here; read-only arrays are copied so the
+    writable memoryviews of the shared code path accept them."""
+    return tuple(p if p.flags.writeable else p.copy() for p in params)
+
+
+def objective_and_gradients(params, X, *, rho, beta, lam, decoder="sigmoid",
+                            need_gradients=True, n_threads=1):
+    """Objective L on the batch X and its gradients ``(dW, db, dWd, dbd)``
+    (``None`` when ``need_gradients`` is false)."""
+    dtype = _dtype_of(*params, X)
+    m, n = _check_X(X)
+    n, h = _check_params(params, n)
+    if m == 0:
+        raise ValueError("X has no rows")
+    cdef csae_model model = _model(n, h, decoder, rho, beta, lam)
+    W, b, Wd, bd = _const_params(params)
+    grads = gW, gb, gWd, gbd = tuple(np.empty_like(p) for p in (W, b, Wd, bd))
+    if dtype == np.float64:
+        loss = _objective[double](W, b, Wd, bd, X, gW, gb, gWd, gbd, need_gradients,
+                                  &model, _threads(n_threads))
+    else:
+        loss = _objective[float](W, b, Wd, bd, X, gW, gb, gWd, gbd, need_gradients,
+                                 &model, _threads(n_threads))
+    return float(loss), (grads if need_gradients else None)
+
+
+def objective(params, X, *, rho, beta, lam, decoder="sigmoid", n_threads=1):
+    """Objective L on the batch X (rho_hat is the mean activation over X)."""
+    return objective_and_gradients(params, X, rho=rho, beta=beta, lam=lam,
+                                   decoder=decoder, need_gradients=False,
+                                   n_threads=n_threads)[0]
+
+
+cdef csae_sgd _sgd(learning_rate, momentum, batch_size, shuffle) except *:
+    cdef csae_sgd sgd
+    if not (learning_rate > 0 and np.isfinite(learning_rate)):
+        raise ValueError(f"learning_rate must be finite and > 0, got {learning_rate!r}")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must lie in [0, 1), got {momentum!r}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    sgd.learning_rate = learning_rate
+    sgd.momentum = momentum
+    sgd.batch_size = int(batch_size)
+    sgd.shuffle = bool(shuffle)
+    return sgd
+
+
+cdef int _stop_on_signal(void *context) noexcept nogil:
+    """Stop callback: lets Python run its signal handlers between minibatches;
+    an exception they raise (KeyboardInterrupt) is kept for re-raising."""
+    with gil:
+        try:
+            PyErr_CheckSignals()
+        except BaseException as exc:
+            (<list>context).append(exc)
+            return 1
+    return 0
+
+
+cdef _sgd_epoch(real[:, ::1] W, real[::1] b, real[:, ::1] Wd, real[::1] bd,
+                real[:, ::1] vW, real[::1] vb, real[:, ::1] vWd, real[::1] vbd,
+                const real[:, ::1] X, bint have_velocity, csae_model *model, csae_sgd *sgd,
+                uint64_t *state, list raised, bint watch_signals, size_t n_threads):
+    cdef size_t m = X.shape[0]
+    cdef _Workspace work = _Workspace(
+        csae_epoch_workspace_size(model, sgd, m, sizeof(real), n_threads), n_threads)
+    cdef csae_epoch_result result
+    cdef csae_status status
+    cdef csae_stop_fn stop = NULL
+    if watch_signals:
+        stop = _stop_on_signal
+    # Check for signals about every 2e6 multiply-adds of work (a millisecond
+    # or so): often enough for a prompt Ctrl-C, rarely enough to cost nothing.
+    cdef size_t per_batch = sgd.batch_size * model.n_features * model.n_hidden
+    cdef size_t check_every = max(1, <size_t>(2000000 // max(per_batch, 1)))
+    cdef csae_params_f64 p64, v64
+    cdef csae_params_f32 p32, v32
+    with nogil:
+        if real is double:
+            p64 = csae_params_f64(&W[0, 0], &b[0], &Wd[0, 0], &bd[0])
+            v64 = csae_params_f64(NULL, NULL, NULL, NULL)
+            if have_velocity:
+                v64 = csae_params_f64(&vW[0, 0], &vb[0], &vWd[0, 0], &vbd[0])
+            status = csae_sgd_epoch_f64(model, sgd, p64, v64, &X[0, 0], m, state, stop,
+                                        <void *>raised, check_every, &result, &work.ws)
+        else:
+            p32 = csae_params_f32(&W[0, 0], &b[0], &Wd[0, 0], &bd[0])
+            v32 = csae_params_f32(NULL, NULL, NULL, NULL)
+            if have_velocity:
+                v32 = csae_params_f32(&vW[0, 0], &vb[0], &vWd[0, 0], &vbd[0])
+            status = csae_sgd_epoch_f32(model, sgd, p32, v32, &X[0, 0], m, state, stop,
+                                        <void *>raised, check_every, &result, &work.ws)
+    if status == CSAE_ERR_STOPPED and raised:
+        raise raised[0]
+    if status == CSAE_ERR_NONFINITE:
+        raise NonFiniteError(
+            f"the objective, its gradient or the updated parameters are not finite "
+            f"at minibatch {result.batches_done}", batch=result.batches_done)
+    _raise_for(status)
+    return result.loss
+
+
+def _prepare_training(params, velocity, X, momentum):
+    dtype = _dtype_of(*params, X)
+    m, n = _check_X(X)
+    n, h = _check_params(params, n)
+    if m == 0:
+        raise ValueError("X has no rows")
+    if any(not p.flags.writeable for p in params):
+        raise ValueError("params must be writable: training updates them in place")
+    have_velocity = momentum != 0
+    if have_velocity:
+        if velocity is None:
+            raise ValueError("momentum > 0 needs velocity arrays")
+        _dtype_of(*velocity, X)
+        _check_params(velocity, n)
+        if tuple(v.shape for v in velocity) != tuple(p.shape for p in params):
+            raise ValueError("velocity must have the shapes of params")
+    else:
+        velocity = params  # placeholders, never read without momentum
+    return dtype, n, h, have_velocity, velocity
+
+
+def sgd_epoch(params, velocity, X, *, rho, beta, lam, decoder="sigmoid",
+              learning_rate, momentum=0.0, batch_size, shuffle=False,
+              rng_state=0, n_threads=1):
+    """One epoch of minibatch SGD over the rows of X, in place; returns
+    ``(epoch_loss, rng_state)``.  See ``csae.reference.sgd_epoch``.
+
+    SIGINT (Ctrl-C) in the main thread ends the epoch after the current
+    minibatch and raises KeyboardInterrupt, the parameters holding the last
+    whole update.  NonFiniteError leaves them at their last finite values.
+    """
+    dtype, n, h, have_velocity, velocity = _prepare_training(params, velocity, X, momentum)
+    cdef csae_model model = _model(n, h, decoder, rho, beta, lam)
+    cdef csae_sgd sgd = _sgd(learning_rate, momentum, batch_size, shuffle)
+    cdef uint64_t state = int(rng_state) & _MASK64
+    cdef list raised = []
+    watch = threading.current_thread() is threading.main_thread()
+    W, b, Wd, bd = params
+    vW, vb, vWd, vbd = velocity
+    if dtype == np.float64:
+        loss = _sgd_epoch[double](W, b, Wd, bd, vW, vb, vWd, vbd, X, have_velocity,
+                                  &model, &sgd, &state, raised, watch, _threads(n_threads))
+    else:
+        loss = _sgd_epoch[float](W, b, Wd, bd, vW, vb, vWd, vbd, X, have_velocity,
+                                 &model, &sgd, &state, raised, watch, _threads(n_threads))
+    return float(loss), int(state)
+
+
+def sgd_step(params, velocity, X, *, rho, beta, lam, decoder="sigmoid",
+             learning_rate, momentum=0.0, n_threads=1):
+    """One SGD update on the minibatch X, in place; returns the objective on
+    X before the update.  See ``csae.reference.sgd_step``."""
+    # One unshuffled epoch with a single minibatch is exactly one step.
+    loss, _ = sgd_epoch(params, velocity, X, rho=rho, beta=beta, lam=lam,
+                        decoder=decoder, learning_rate=learning_rate,
+                        momentum=momentum, batch_size=max(1, len(X)),
+                        shuffle=False, n_threads=n_threads)
+    return loss
+
+
+# ---------------------------------------------------------------------------
+# Randomness
+# ---------------------------------------------------------------------------
+
+def permutation(m, rng_state):
+    """The engine's shuffled row order for one epoch; returns (order, state)."""
+    cdef uint64_t state = int(rng_state) & _MASK64
+    order = np.empty(int(m), dtype=np.uintp)
+    cdef size_t[::1] view = order
+    if m > 0:
+        with nogil:
+            csae_rng_permutation(&state, &view[0], view.shape[0])
+    return order.astype(np.intp), int(state)
+
+
+def init_params(n_features, n_hidden, rng_state, dtype=np.float64):
+    """Default initialisation (see ``csae.reference.init_params``), drawn by
+    the engine; returns ``((W, b, Wd, bd), new_state)``."""
+    dtype = np.dtype(dtype)
+    n, h = int(n_features), int(n_hidden)
+    if n < 1 or h < 1:
+        raise ValueError(f"n_features and n_hidden must be >= 1, got {n}, {h}")
+    cdef csae_model model = _model(n, h, "sigmoid", 0.5, 0.0, 0.0)
+    cdef uint64_t state = int(rng_state) & _MASK64
+    params = (np.empty((h, n), dtype), np.empty(h, dtype), np.empty((n, h), dtype),
+              np.empty(n, dtype))
+    cdef double[:, ::1] W64, Wd64
+    cdef double[::1] b64, bd64
+    cdef float[:, ::1] W32, Wd32
+    cdef float[::1] b32, bd32
+    if dtype == np.float64:
+        W64, b64, Wd64, bd64 = params
+        _raise_for(csae_init_params_f64(
+            &model, csae_params_f64(&W64[0, 0], &b64[0], &Wd64[0, 0], &bd64[0]), &state))
+    elif dtype == np.float32:
+        W32, b32, Wd32, bd32 = params
+        _raise_for(csae_init_params_f32(
+            &model, csae_params_f32(&W32[0, 0], &b32[0], &Wd32[0, 0], &bd32[0]), &state))
+    else:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    return params, int(state)
