@@ -113,6 +113,22 @@ static void *alloc_ws(csae_workspace *ws, size_t bytes, size_t n_threads)
               memcmp(b, b2, sizeof b) == 0 && memcmp(bd, bd2, sizeof bd) == 0 && s1 == s2, \
               "1 and 2 threads give bit-identical weights", path, type);       \
                                                                                \
+        /* One sgd_step equals an unshuffled epoch whose one batch is all of X. */ \
+        {                                                                      \
+            csae_sgd whole = {0.3, 0.0, M, 0};                                 \
+            csae_workspace wst, wse;                                           \
+            alloc_ws(&wst, csae_train_workspace_size(&model, M, sizeof(REAL), 1), 1); \
+            alloc_ws(&wse, csae_epoch_workspace_size(&model, &whole, M, sizeof(REAL), 1), 1); \
+            double step_loss;                                                  \
+            csae_epoch_result er;                                              \
+            int same = csae_sgd_step_##SFX(&model, &whole, p, none, X, M, &step_loss, &wst) == CSAE_OK; \
+            same &= csae_sgd_epoch_##SFX(&model, &whole, p2, none, X, M, NULL, NULL, NULL, 0, &er, &wse) == CSAE_OK; \
+            same &= er.loss == step_loss && memcmp(W, W2, sizeof W) == 0 && memcmp(bd, bd2, sizeof bd) == 0; \
+            check(same, "sgd_step equals a one-batch epoch", path, type);      \
+            free(wst.data);                                                    \
+            free(wse.data);                                                    \
+        }                                                                      \
+                                                                               \
         /* Bad arguments come back as status codes and change nothing. */     \
         REAL Wkeep[H * N];                                                     \
         memcpy(Wkeep, W, sizeof W);                                            \
