@@ -11,7 +11,7 @@
 /* NULL until the first call resolves it.  A racing first call from two
  * threads resolves to the same table, so a plain pointer is enough; it is
  * only written again by csae_set_kernel_path. */
-static const csae_kernels *active_kernels;
+static const csae_ops *active_ops;
 
 static int cpu_has_avx2_fma(void)
 {
@@ -23,33 +23,33 @@ static int cpu_has_avx2_fma(void)
 #endif
 }
 
-static const csae_kernels *table_for(csae_kernel_path path)
+static const csae_ops *table_for(csae_kernel_path path)
 {
     switch (path) {
     case CSAE_PATH_PORTABLE:
-        return &csae_kernels_portable;
+        return &csae_ops_portable;
     case CSAE_PATH_AVX2:
 #ifdef CSAE_HAVE_AVX2_PATH
-        return cpu_has_avx2_fma() ? &csae_kernels_avx2 : NULL;
+        return cpu_has_avx2_fma() ? &csae_ops_avx2 : NULL;
 #else
         return NULL;
 #endif
     case CSAE_PATH_AUTO: {
-        const csae_kernels *best = table_for(CSAE_PATH_AVX2);
-        return best ? best : &csae_kernels_portable;
+        const csae_ops *best = table_for(CSAE_PATH_AVX2);
+        return best ? best : &csae_ops_portable;
     }
     }
     return NULL;
 }
 
-const csae_kernels *csae_kernels_active(void)
+const csae_ops *csae_ops_active(void)
 {
-    if (!active_kernels) {
+    if (!active_ops) {
         const char *forced = getenv("CSAE_KERNEL_PATH");
         int portable = forced && strcmp(forced, "portable") == 0;
-        active_kernels = table_for(portable ? CSAE_PATH_PORTABLE : CSAE_PATH_AUTO);
+        active_ops = table_for(portable ? CSAE_PATH_PORTABLE : CSAE_PATH_AUTO);
     }
-    return active_kernels;
+    return active_ops;
 }
 
 int csae_kernel_path_supported(csae_kernel_path path)
@@ -59,16 +59,16 @@ int csae_kernel_path_supported(csae_kernel_path path)
 
 csae_status csae_set_kernel_path(csae_kernel_path path)
 {
-    const csae_kernels *table = table_for(path);
+    const csae_ops *table = table_for(path);
     if (!table)
         return CSAE_ERR_ARGUMENT;
-    active_kernels = table;
+    active_ops = table;
     return CSAE_OK;
 }
 
 csae_kernel_path csae_get_kernel_path(void)
 {
-    return csae_kernels_active() == &csae_kernels_portable ? CSAE_PATH_PORTABLE
+    return csae_ops_active() == &csae_ops_portable ? CSAE_PATH_PORTABLE
                                                            : CSAE_PATH_AVX2;
 }
 

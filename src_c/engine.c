@@ -1,6 +1,6 @@
 /*
  * engine.c: the public csae_* functions for both element types (the
- * per-type code lives in engine_template.h) and the workspace layout they
+ * per-type code lives in api_template.h) and the workspace layout they
  * share with the size queries.
  */
 #include <math.h>
@@ -15,10 +15,7 @@
  * Offsets are computed in one place so the size queries and the functions
  * that carve the workspace can never disagree. */
 
-typedef struct {
-    size_t A, Y, T, rho, s, grad, pack, order, gather; /* byte offsets */
-    size_t total;                                       /* bytes, with alignment slack */
-} ws_layout;
+typedef csae_ws_layout ws_layout;
 
 enum { WS_FORWARD, WS_TRAIN, WS_EPOCH };
 
@@ -62,7 +59,7 @@ static ws_layout layout_for(const csae_model *model, size_t rows, size_t elem,
         if (shuffle)
             L.gather = take(&cursor, mul_size(mul_size(rows, n), elem));
     }
-    L.pack = take(&cursor, csae_gemm_pack_size(rows, n > h ? n : h, 0, elem, n_threads));
+    L.pack = take(&cursor, csae_gemm_pack_size(n > h ? n : h, elem, n_threads));
     L.total = add_size(cursor, CSAE_ALIGN); /* room to align the caller's pointer */
     return L;
 }
@@ -131,18 +128,31 @@ static char *ws_base(const csae_workspace *ws, const ws_layout *L)
     return (char *)((p + CSAE_ALIGN - 1) / CSAE_ALIGN * CSAE_ALIGN);
 }
 
+static size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
+
+size_t csae_gemm_pack_size(size_t n, size_t elem_size, size_t n_threads)
+{
+    const size_t nr = elem_size == sizeof(float) ? CSAE_NR_F32 : CSAE_NR_F64;
+    const size_t nc = round_up(n < CSAE_NC ? n : CSAE_NC, nr);
+    /* One packed A block and one packed B block per thread, each a whole
+     * number of cache lines so the next buffer stays aligned. */
+    const size_t per_thread =
+        round_up(((size_t)CSAE_MC * CSAE_KC + (size_t)CSAE_KC * nc) * elem_size, CSAE_ALIGN);
+    return mul_size(per_thread, n_threads ? n_threads : 1);
+}
+
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, SFX)
+
 #define REAL double
 #define SFX f64
-#define EPS_CLIP 1e-12
-#include "engine_template.h"
+#include "api_template.h"
 #undef REAL
 #undef SFX
-#undef EPS_CLIP
 
 #define REAL float
 #define SFX f32
-#define EPS_CLIP 1e-6
-#include "engine_template.h"
+#include "api_template.h"
 #undef REAL
 #undef SFX
-#undef EPS_CLIP

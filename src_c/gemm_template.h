@@ -1,16 +1,24 @@
 /*
- * gemm_template.h: the blocked GEMM driver, included by gemm.c once per
- * element type with REAL, SFX (f64 or f32), NR and UKR (the micro-kernel
- * field of csae_kernels) defined.
+ * gemm_template.h: the blocked GEMM driver, included by each kernel path
+ * once per element type with REAL, SFX (f64 or f32), NR and UKR (that path's
+ * micro-kernel for REAL) defined.
+ *
+ * C (m x n, row-major, row stride ldc) = alpha * A B + beta * C, where A is
+ * m x k with element (i, p) at A[i * rsa + p * csa] and B is k x n with
+ * element (p, j) at B[p * rsb + j * csb]: strides express transposes, and
+ * packing absorbs them.  `pack` is scratch of csae_gemm_pack_size() bytes,
+ * aligned to CSAE_ALIGN.  When beta == 0, C is never read.  The engine only
+ * passes beta 0 or 1.
+ *
+ * Micro-kernel contract: UKR(k, a, b, alpha, beta, c, ldc) takes k packed
+ * columns of MR values (a) and k packed rows of NR values (b), forms the
+ * MR x NR product AB and writes C = alpha * AB + beta * C (C never read when
+ * beta == 0).
  *
  * The BLIS design: five loops around an MR x NR micro-kernel, with panels of
  * A and B packed into contiguous, zero-padded buffers so the kernel streams
  * them with unit stride whatever the strides (transposes) of the operands.
  */
-
-#define CAT_(a, b) a##b
-#define CAT(a, b) CAT_(a, b)
-#define FN(name) CAT(name, SFX)
 
 /* Pack the mc x kc block of A into micro-panels of MR rows: for each p the
  * panel holds MR consecutive values A[ir + i, p]; rows past mc are zero. */
@@ -58,7 +66,7 @@ static void FN(pack_b_)(size_t kc, size_t nc, const REAL *B, size_t rsb,
 }
 
 /* The serial five-loop driver on one block of C (m x n). */
-static void FN(gemm_serial_)(const csae_kernels *kern, size_t m, size_t n, size_t k,
+static void FN(gemm_serial_)(size_t m, size_t n, size_t k,
                              REAL alpha, const REAL *A, size_t rsa, size_t csa,
                              const REAL *B, size_t rsb, size_t csb, REAL beta,
                              REAL *C, size_t ldc, REAL *packA, REAL *packB)
@@ -81,13 +89,13 @@ static void FN(gemm_serial_)(const csae_kernels *kern, size_t m, size_t n, size_
                         REAL *c = C + (ic + ir) * ldc + jc + jr;
                         const REAL *a = packA + ir * kc, *b = packB + jr * kc;
                         if (mr == CSAE_MR && nr == NR) {
-                            kern->UKR(kc, a, b, alpha, beta_pc, c, ldc);
+                            UKR(kc, a, b, alpha, beta_pc, c, ldc);
                             continue;
                         }
                         /* Edge tile: compute it whole, keep the part inside C.
                          * beta_pc is 0 or 1 here, so alpha * ab + beta * c rounds
                          * as in the kernel and thread splits stay bit-identical. */
-                        kern->UKR(kc, a, b, (REAL)1, (REAL)0, edge, NR);
+                        UKR(kc, a, b, (REAL)1, (REAL)0, edge, NR);
                         for (size_t i = 0; i < mr; i++)
                             for (size_t j = 0; j < nr; j++) {
                                 const REAL v = alpha * edge[i * NR + j];
@@ -101,7 +109,6 @@ static void FN(gemm_serial_)(const csae_kernels *kern, size_t m, size_t n, size_
 }
 
 typedef struct {
-    const csae_kernels *kern;
     size_t m, n, k;
     REAL alpha, beta;
     const REAL *A, *B;
@@ -127,16 +134,16 @@ static void FN(gemm_task_)(void *context, size_t t)
     REAL *packA = (REAL *)(job->pack + t * job->pack_per_thread);
     REAL *packB = packA + (size_t)CSAE_MC * CSAE_KC;
     if (job->split_rows)
-        FN(gemm_serial_)(job->kern, hi - lo, job->n, job->k, job->alpha,
+        FN(gemm_serial_)(hi - lo, job->n, job->k, job->alpha,
                          job->A + lo * job->rsa, job->rsa, job->csa, job->B, job->rsb,
                          job->csb, job->beta, job->C + lo * job->ldc, job->ldc, packA, packB);
     else
-        FN(gemm_serial_)(job->kern, job->m, hi - lo, job->k, job->alpha, job->A,
+        FN(gemm_serial_)(job->m, hi - lo, job->k, job->alpha, job->A,
                          job->rsa, job->csa, job->B + lo * job->csb, job->rsb, job->csb,
                          job->beta, job->C + lo, job->ldc, packA, packB);
 }
 
-void FN(csae_gemm_)(size_t m, size_t n, size_t k, REAL alpha,
+static void FN(gemm_)(size_t m, size_t n, size_t k, REAL alpha,
                     const REAL *A, size_t rsa, size_t csa,
                     const REAL *B, size_t rsb, size_t csb,
                     REAL beta, REAL *C, size_t ldc, void *pack, size_t n_threads)
@@ -149,10 +156,8 @@ void FN(csae_gemm_)(size_t m, size_t n, size_t k, REAL alpha,
                 C[i * ldc + j] = beta == 0 ? 0 : beta * C[i * ldc + j];
         return;
     }
-    FN(gemm_job_) job = {csae_kernels_active(), m, n, k, alpha, beta, A, B,
-                         rsa, csa, rsb, csb, ldc, C, pack,
-                         csae_gemm_pack_size(m, n, k, sizeof(REAL), 1), 1, m > n};
-    /* Waking a thread costs microseconds: only split work that dwarfs it. */
+    FN(gemm_job_) job = {m, n, k, alpha, beta, A, B, rsa, csa, rsb, csb, ldc, C, pack,
+                         csae_gemm_pack_size(n, sizeof(REAL), 1), 1, m > n};
     if (n_threads > 1 && (double)m * n * k >= CSAE_GEMM_PARALLEL_MIN)
         job.n_parts = n_threads;
     if (job.n_parts == 1)
@@ -161,6 +166,3 @@ void FN(csae_gemm_)(size_t m, size_t n, size_t k, REAL alpha,
         csae_parallel_run(job.n_parts, FN(gemm_task_), &job);
 }
 
-#undef FN
-#undef CAT
-#undef CAT_

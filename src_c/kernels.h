@@ -1,15 +1,19 @@
 /*
- * kernels.h: the engine's internal BLAS-style kernels (not public API).
+ * kernels.h: the engine's internals (not public API).
  *
- * Each kernel path (portable C, AVX2+FMA) fills one csae_kernels table;
- * dispatch.c picks a table once, from the CPU, and the engine only ever calls
- * through csae_kernels_active().  Both paths share the panel packing format,
- * so MR and NR are the same for every path.
+ * The computing core (core_template.h, with the GEMM of gemm_template.h) is
+ * compiled once per kernel path: path_portable.c builds it as plain C,
+ * path_avx2.c builds the same source for AVX2 + FMA (so every loop, not only
+ * the micro-kernel, is vectorised for that ISA) with hand-written micro-kernel
+ * and exp.  Each path exports a csae_ops table; dispatch.c picks one table once,
+ * from the CPU, and engine.c validates arguments and calls through it.
  */
 #ifndef CSAE_KERNELS_H
 #define CSAE_KERNELS_H
 
 #include <stddef.h>
+
+#include "csae.h"
 
 /* Register tile of the GEMM micro-kernel: MR rows x NR columns of C. */
 #define CSAE_MR 6
@@ -20,63 +24,55 @@
 #define CSAE_KC 256
 #define CSAE_MC 120
 #define CSAE_NC 4096
+/* Multiply-adds below which a GEMM stays on one thread: waking a thread
+ * costs microseconds, so only split work that dwarfs it. */
+#define CSAE_GEMM_PARALLEL_MIN (1 << 20)
 
 /* Alignment of every workspace buffer (a cache line; AVX2 needs 32). */
 #define CSAE_ALIGN 64
 
-/*
- * Micro-kernel contract (BLIS style): a holds k packed columns of MR values,
- * b holds k packed rows of NR values; the kernel forms the MR x NR product
- * AB and writes C = alpha * AB + beta * C, with C row-major, row stride ldc.
- * When beta == 0, C is never read (it may hold garbage or NaN).
- */
-typedef void (*csae_ukr_f64)(size_t k, const double *a, const double *b,
-                             double alpha, double beta, double *c, size_t ldc);
-typedef void (*csae_ukr_f32)(size_t k, const float *a, const float *b,
-                             float alpha, float beta, float *c, size_t ldc);
+/* Byte offsets of the buffers inside a workspace (see engine.c). */
+typedef struct {
+    size_t A, Y, T, rho, s, grad, pack, order, gather;
+    size_t total;
+} csae_ws_layout;
 
-/* Row-wise activation: Z[i, j] = f(Z[i, j] + bias[j]) for an m x n matrix
- * with row stride ldz; f the sigmoid (or the identity, for bias only). */
-typedef void (*csae_bias_act_f64)(size_t m, size_t n, const double *bias,
-                                  double *Z, size_t ldz, int sigmoid);
-typedef void (*csae_bias_act_f32)(size_t m, size_t n, const float *bias,
-                                  float *Z, size_t ldz, int sigmoid);
+/* Scratch bytes for GEMM packing with C up to n columns wide. */
+size_t csae_gemm_pack_size(size_t n, size_t elem_size, size_t n_threads);
+
+/* The computing core of one kernel path, for arguments engine.c has already
+ * validated.  `base` is the aligned workspace, laid out as `L`. */
+#define CSAE_DECLARE_OPS(SFX, REAL)                                            \
+    void (*encode_##SFX)(const csae_model *model, const REAL *W, const REAL *b,  \
+                         const REAL *X, size_t m, REAL *A, char *base,           \
+                         const csae_ws_layout *L, size_t threads);              \
+    void (*decode_##SFX)(const csae_model *model, const REAL *Wd, const REAL *bd, \
+                         const REAL *A, size_t m, REAL *Y, char *base,           \
+                         const csae_ws_layout *L, size_t threads);              \
+    void (*objective_##SFX)(const csae_model *model, csae_params_##SFX p,        \
+                            const REAL *X, size_t m, double *loss,              \
+                            csae_params_##SFX grads, char *base,                \
+                            const csae_ws_layout *L, size_t threads);           \
+    csae_status (*sgd_step_##SFX)(const csae_model *model, const csae_sgd *sgd, \
+                                  csae_params_##SFX p, csae_params_##SFX v,      \
+                                  const REAL *X, size_t m, double *loss,        \
+                                  char *base, const csae_ws_layout *L,          \
+                                  size_t threads);
 
 typedef struct {
     const char *name;
-    csae_ukr_f64 gemm_ukr_f64;
-    csae_ukr_f32 gemm_ukr_f32;
-    csae_bias_act_f64 bias_act_f64;
-    csae_bias_act_f32 bias_act_f32;
-} csae_kernels;
+    CSAE_DECLARE_OPS(f64, double)
+    CSAE_DECLARE_OPS(f32, float)
+} csae_ops;
 
-extern const csae_kernels csae_kernels_portable;
-#if defined(__x86_64__) || defined(_M_X64)
+extern const csae_ops csae_ops_portable;
+#if defined(__x86_64__) && defined(__GNUC__)
 #define CSAE_HAVE_AVX2_PATH 1
-extern const csae_kernels csae_kernels_avx2;
+extern const csae_ops csae_ops_avx2;
 #endif
 
 /* The table chosen at start-up or by csae_set_kernel_path. */
-const csae_kernels *csae_kernels_active(void);
-
-/* ---- GEMM driver (gemm.c) ----------------------------------------------
- * C (m x n, row-major, row stride ldc) = alpha * A B + beta * C, where A is
- * m x k with element (i, p) at A[i * rsa + p * csa] and B is k x n with
- * element (p, j) at B[p * rsb + j * csb]: strides express transposes, and
- * packing absorbs them.  `pack` is scratch of csae_gemm_pack_size() bytes,
- * aligned to CSAE_ALIGN.  When beta == 0, C is never read. */
-size_t csae_gemm_pack_size(size_t m, size_t n, size_t k, size_t elem_size,
-                           size_t n_threads);
-void csae_gemm_f64(size_t m, size_t n, size_t k, double alpha,
-                   const double *A, size_t rsa, size_t csa,
-                   const double *B, size_t rsb, size_t csb,
-                   double beta, double *C, size_t ldc,
-                   void *pack, size_t n_threads);
-void csae_gemm_f32(size_t m, size_t n, size_t k, float alpha,
-                   const float *A, size_t rsa, size_t csa,
-                   const float *B, size_t rsb, size_t csb,
-                   float beta, float *C, size_t ldc,
-                   void *pack, size_t n_threads);
+const csae_ops *csae_ops_active(void);
 
 /* ---- Thread pool (threads.c) --------------------------------------------
  * Runs task(context, i) for i in [0, n_tasks) on up to n_tasks threads (the

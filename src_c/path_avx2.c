@@ -1,18 +1,21 @@
 /*
- * kernels_avx2.c: the AVX2 + FMA kernel path (x86-64 only).
+ * path_avx2.c: the AVX2 + FMA kernel path (x86-64 with GCC or Clang).
  *
- * Compiled with target attributes rather than -mavx2, so that the rest of
- * the library (and the wheel) still runs on any x86-64; dispatch.c only
- * selects this table after __builtin_cpu_supports says the CPU has both.
+ * The whole file, core and GEMM included, is compiled for AVX2 + FMA by the
+ * target pragma rather than by -mavx2, so the rest of the library (and the
+ * wheel) still runs on any x86-64; dispatch.c only selects this table after
+ * __builtin_cpu_supports says the CPU has both.
  */
 #include "kernels.h"
 
 #ifdef CSAE_HAVE_AVX2_PATH
 
+#pragma GCC target("avx2,fma")
+
 #include <immintrin.h>
 #include <math.h>
 
-#define AVX2 __attribute__((target("avx2,fma")))
+
 
 /* ---- GEMM micro-kernels ------------------------------------------------
  * 6 x 8 (double) and 6 x 16 (float): twelve accumulators, two B vectors and
@@ -39,7 +42,7 @@
     } while (0)
 
 #define DEFINE_UKR(SFX, REAL, VT, W, SET0, LOAD, STORE, BCAST, SET1, MUL, FMA)   \
-    AVX2 static void ukr_##SFX(size_t k, const REAL *restrict a,               \
+    static inline void ukr_##SFX(size_t k, const REAL *restrict a,               \
                                const REAL *restrict b, REAL alpha, REAL beta,  \
                                REAL *restrict c, size_t ldc)                   \
     {                                                                          \
@@ -82,7 +85,7 @@ DEFINE_UKR(f32, float, __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps,
  * bits.  x is clamped where 2^n would leave the normal range; below that
  * the sigmoid is 0 to working precision anyway. */
 
-AVX2 static inline __m256d exp_nonpos_pd(__m256d x)
+static inline __m256d exp_nonpos_pd(__m256d x)
 {
     const __m256d magic = _mm256_set1_pd(6755399441055744.0); /* 1.5 * 2^52 */
     x = _mm256_max_pd(x, _mm256_set1_pd(-708.0));
@@ -109,7 +112,7 @@ AVX2 static inline __m256d exp_nonpos_pd(__m256d x)
     return _mm256_mul_pd(p, _mm256_castsi256_pd(scale));
 }
 
-AVX2 static inline __m256 exp_nonpos_ps(__m256 x)
+static inline __m256 exp_nonpos_ps(__m256 x)
 {
     const __m256 magic = _mm256_set1_ps(12582912.0f); /* 1.5 * 2^23 */
     x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
@@ -134,7 +137,7 @@ AVX2 static inline __m256 exp_nonpos_ps(__m256 x)
  * portable path; the sign bit of v picks the branch. */
 #define DEFINE_BIAS_ACT(SFX, REAL, VT, W, LOAD, STORE, ADD, MUL, DIV, SET1,    \
                         ANDNOT, OR, BLENDV, EXPNP, SIGNZERO, SCALAR_EXP)       \
-    AVX2 static void bias_act_##SFX(size_t m, size_t n, const REAL *restrict bias, \
+    static inline void bias_act_##SFX(size_t m, size_t n, const REAL *restrict bias, \
                                     REAL *restrict Z, size_t ldz, int sigmoid) \
     {                                                                          \
         const VT one = SET1(1), sign = SET1(SIGNZERO);                         \
@@ -171,8 +174,8 @@ DEFINE_BIAS_ACT(f32, float, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps,
                 _mm256_andnot_ps, _mm256_or_ps, _mm256_blendv_ps, exp_nonpos_ps,
                 -0.0f, expf)
 
-const csae_kernels csae_kernels_avx2 = {
-    "avx2", ukr_f64, ukr_f32, bias_act_f64, bias_act_f32,
-};
+#include "path_tail.h"
+
+const csae_ops csae_ops_avx2 = OPS_TABLE("avx2");
 
 #endif /* CSAE_HAVE_AVX2_PATH */

@@ -1,6 +1,6 @@
 /*
- * kernels_portable.c: the plain-C kernel path.  Runs on any CPU; the
- * compiler may still vectorise it with the baseline instruction set.
+ * path_portable.c: the plain-C kernel path.  Runs on any CPU; the compiler
+ * may still vectorise it with the baseline instruction set.
  */
 #include <math.h>
 #include <string.h>
@@ -10,7 +10,7 @@
 /* C = alpha * AB + beta * C for one MR x NR tile, AB accumulated in order of
  * p so that every entry is a plain left-to-right sum over the panel depth. */
 #define DEFINE_UKR(SFX, REAL, NR)                                              \
-    static void ukr_##SFX(size_t k, const REAL *restrict a,                    \
+    static inline void ukr_##SFX(size_t k, const REAL *restrict a,                    \
                           const REAL *restrict b, REAL alpha, REAL beta,       \
                           REAL *restrict c, size_t ldc)                        \
     {                                                                          \
@@ -40,7 +40,7 @@ DEFINE_UKR(f32, float, CSAE_NR_F32)
 /* The sigmoid in the form that never overflows: with e = exp(-|z|),
  * sigmoid(z) = 1 / (1 + e) for z >= 0 and e / (1 + e) for z < 0. */
 #define DEFINE_BIAS_ACT(SFX, REAL, EXP)                                        \
-    static void bias_act_##SFX(size_t m, size_t n, const REAL *restrict bias,  \
+    static inline void bias_act_##SFX(size_t m, size_t n, const REAL *restrict bias,  \
                                REAL *restrict Z, size_t ldz, int sigmoid)      \
     {                                                                          \
         for (size_t i = 0; i < m; i++) {                                       \
@@ -61,6 +61,6 @@ DEFINE_UKR(f32, float, CSAE_NR_F32)
 DEFINE_BIAS_ACT(f64, double, exp)
 DEFINE_BIAS_ACT(f32, float, expf)
 
-const csae_kernels csae_kernels_portable = {
-    "portable", ukr_f64, ukr_f32, bias_act_f64, bias_act_f32,
-};
+#include "path_tail.h"
+
+const csae_ops csae_ops_portable = OPS_TABLE("portable");

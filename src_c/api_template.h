@@ -1,0 +1,145 @@
+/*
+ * api_template.h: the public csae_* functions for one element type,
+ * included by engine.c with REAL and SFX (f64 or f32) defined.  They
+ * validate arguments, carve the workspace and call the active kernel path.
+ */
+
+#define PARAMS CAT(csae_params_, SFX)
+#define OP(name) csae_ops_active()->CAT(name, SFX)
+
+static int FN(params_ok_)(PARAMS p)
+{
+    return p.W && p.b && p.Wd && p.bd;
+}
+
+csae_status FN(csae_encode_)(const csae_model *model, const REAL *W, const REAL *b,
+                             const REAL *X, size_t m, REAL *A, const csae_workspace *ws)
+{
+    if (!model_ok(model) || !W || !b || (m && (!X || !A)))
+        return CSAE_ERR_ARGUMENT;
+    const csae_ws_layout L = layout_for(model, m, sizeof(REAL), threads_of(ws), WS_FORWARD, 0, 0);
+    char *base = ws_base(ws, &L);
+    if (!base)
+        return CSAE_ERR_WORKSPACE;
+    OP(encode_)(model, W, b, X, m, A, base, &L, threads_of(ws));
+    return CSAE_OK;
+}
+
+csae_status FN(csae_decode_)(const csae_model *model, const REAL *Wd, const REAL *bd,
+                             const REAL *A, size_t m, REAL *Y, const csae_workspace *ws)
+{
+    if (!model_ok(model) || !Wd || !bd || (m && (!A || !Y)))
+        return CSAE_ERR_ARGUMENT;
+    const csae_ws_layout L = layout_for(model, m, sizeof(REAL), threads_of(ws), WS_FORWARD, 0, 0);
+    char *base = ws_base(ws, &L);
+    if (!base)
+        return CSAE_ERR_WORKSPACE;
+    OP(decode_)(model, Wd, bd, A, m, Y, base, &L, threads_of(ws));
+    return CSAE_OK;
+}
+
+csae_status FN(csae_reconstruct_)(const csae_model *model, PARAMS params,
+                                  const REAL *X, size_t m, REAL *Y, const csae_workspace *ws)
+{
+    if (!model_ok(model) || !FN(params_ok_)(params) || (m && (!X || !Y)))
+        return CSAE_ERR_ARGUMENT;
+    const csae_ws_layout L = layout_for(model, m, sizeof(REAL), threads_of(ws), WS_FORWARD, 0, 0);
+    char *base = ws_base(ws, &L);
+    if (!base)
+        return CSAE_ERR_WORKSPACE;
+    REAL *A = (REAL *)(base + L.A);
+    OP(encode_)(model, params.W, params.b, X, m, A, base, &L, threads_of(ws));
+    OP(decode_)(model, params.Wd, params.bd, A, m, Y, base, &L, threads_of(ws));
+    return CSAE_OK;
+}
+
+csae_status FN(csae_objective_)(const csae_model *model, PARAMS params, const REAL *X,
+                                size_t m, double *loss, PARAMS grads, REAL *rho_hat,
+                                const csae_workspace *ws)
+{
+    if (!model_ok(model) || !FN(params_ok_)(params) || !X || m == 0 || !loss)
+        return CSAE_ERR_ARGUMENT;
+    const int want = grads.W || grads.b || grads.Wd || grads.bd;
+    if (want && !FN(params_ok_)(grads))
+        return CSAE_ERR_ARGUMENT;
+    const csae_ws_layout L = layout_for(model, m, sizeof(REAL), threads_of(ws), WS_TRAIN, 0, 0);
+    char *base = ws_base(ws, &L);
+    if (!base)
+        return CSAE_ERR_WORKSPACE;
+    OP(objective_)(model, params, X, m, loss, grads, base, &L, threads_of(ws));
+    if (rho_hat)
+        memcpy(rho_hat, base + L.rho, model->n_hidden * sizeof(REAL));
+    return CSAE_OK;
+}
+
+csae_status FN(csae_sgd_step_)(const csae_model *model, const csae_sgd *sgd,
+                               PARAMS params, PARAMS velocity, const REAL *X, size_t m,
+                               double *loss, const csae_workspace *ws)
+{
+    if (!model_ok(model) || !sgd_ok(sgd) || !FN(params_ok_)(params) || !X || m == 0 || !loss)
+        return CSAE_ERR_ARGUMENT;
+    if (sgd->momentum != 0 && !FN(params_ok_)(velocity))
+        return CSAE_ERR_ARGUMENT;
+    const csae_ws_layout L = layout_for(model, m, sizeof(REAL), threads_of(ws), WS_TRAIN, 0, 0);
+    char *base = ws_base(ws, &L);
+    if (!base)
+        return CSAE_ERR_WORKSPACE;
+    return OP(sgd_step_)(model, sgd, params, velocity, X, m, loss, base, &L, threads_of(ws));
+}
+
+csae_status FN(csae_sgd_epoch_)(const csae_model *model, const csae_sgd *sgd,
+                                PARAMS params, PARAMS velocity, const REAL *X,
+                                size_t n_samples, uint64_t *rng_state, csae_stop_fn stop,
+                                void *stop_context, size_t check_every,
+                                csae_epoch_result *result, const csae_workspace *ws)
+{
+    if (!model_ok(model) || !sgd_ok(sgd) || !FN(params_ok_)(params) || !X ||
+        n_samples == 0 || !result || (sgd->shuffle && !rng_state))
+        return CSAE_ERR_ARGUMENT;
+    if (sgd->momentum != 0 && !FN(params_ok_)(velocity))
+        return CSAE_ERR_ARGUMENT;
+    const size_t n = model->n_features;
+    const size_t batch = sgd->batch_size < n_samples ? sgd->batch_size : n_samples;
+    const csae_ws_layout L = layout_for(model, batch, sizeof(REAL), threads_of(ws), WS_EPOCH,
+                                   n_samples, sgd->shuffle);
+    char *base = ws_base(ws, &L);
+    if (!base)
+        return CSAE_ERR_WORKSPACE;
+
+    size_t *order = (size_t *)(base + L.order);
+    REAL *gathered = (REAL *)(base + L.gather);
+    if (sgd->shuffle)
+        csae_rng_permutation(rng_state, order, n_samples);
+    if (check_every == 0)
+        check_every = 1;
+
+    double total = 0;
+    memset(result, 0, sizeof *result);
+    csae_status status = CSAE_OK;
+    for (size_t start = 0, index = 0; start < n_samples; start += batch, index++) {
+        if (stop && index > 0 && index % check_every == 0 && stop(stop_context)) {
+            status = CSAE_ERR_STOPPED;
+            break;
+        }
+        const size_t rows = n_samples - start < batch ? n_samples - start : batch;
+        const REAL *Xb = X + start * n;
+        if (sgd->shuffle) {
+            for (size_t i = 0; i < rows; i++)
+                memcpy(gathered + i * n, X + order[start + i] * n, n * sizeof(REAL));
+            Xb = gathered;
+        }
+        double loss;
+        status = OP(sgd_step_)(model, sgd, params, velocity, Xb, rows, &loss, base, &L,
+                               threads_of(ws));
+        if (status != CSAE_OK)
+            break;
+        total += loss * (double)rows;
+        result->batches_done++;
+        result->rows_done += rows;
+    }
+    result->loss = result->rows_done ? total / (double)result->rows_done : 0.0;
+    return status;
+}
+
+#undef OP
+#undef PARAMS

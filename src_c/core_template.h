@@ -1,0 +1,198 @@
+/*
+ * core_template.h: the computing core for one element type, included by each
+ * kernel path with REAL, SFX (f64 or f32), EPS_CLIP (the rho_hat clip),
+ * BIAS_ACT (that path's bias + activation kernel) and FN defined, after
+ * gemm_template.h.  Arguments are validated by engine.c before they get here.
+ * docs/math.md has the formulas; csae/reference.py the same steps in NumPy.
+ */
+
+#define PARAMS CAT(csae_params_, SFX)
+#define GEMM FN(gemm_)
+
+/* A = sigmoid(X W^T + b): W read as the n x h matrix W^T (strides 1, n). */
+static void FN(encode_)(const csae_model *model, const REAL *W, const REAL *b,
+                        const REAL *X, size_t m, REAL *A, char *base,
+                        const csae_ws_layout *L, size_t threads)
+{
+    void *pack = base + L->pack;
+    const size_t n = model->n_features, h = model->n_hidden;
+    GEMM(m, h, n, 1, X, n, 1, W, 1, n, 0, A, h, pack, threads);
+    BIAS_ACT(m, h, b, A, h, 1);
+}
+
+/* Y = g(A Wd^T + bd): Wd read as the h x n matrix Wd^T (strides 1, h). */
+static void FN(decode_)(const csae_model *model, const REAL *Wd, const REAL *bd,
+                        const REAL *A, size_t m, REAL *Y, char *base,
+                        const csae_ws_layout *L, size_t threads)
+{
+    void *pack = base + L->pack;
+    const size_t n = model->n_features, h = model->n_hidden;
+    GEMM(m, n, h, 1, A, h, 1, Wd, 1, h, 0, Y, n, pack, threads);
+    BIAS_ACT(m, n, bd, Y, n, model->decoder == CSAE_DECODER_SIGMOID);
+}
+
+/* Sum of squares in double, whatever REAL is. */
+static double FN(sum_squares_)(const REAL *x, size_t len)
+{
+    double acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (size_t i = 0; i < len; i++)
+        acc += (double)x[i] * x[i];
+    return acc;
+}
+
+/* Column sums of an m x w row-major matrix, rows added in order. */
+static void FN(column_sums_)(const REAL *M, size_t m, size_t w, REAL *out)
+{
+    for (size_t j = 0; j < w; j++)
+        out[j] = 0;
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < w; j++)
+            out[j] += M[i * w + j];
+}
+
+/* The objective on one batch and, if grads.W is set, its gradients.
+ * Uses the workspace buffers A, Y, T, rho and s of layout L at base. */
+static void FN(objective_)(const csae_model *model, PARAMS p, const REAL *X, size_t m,
+                           double *loss, PARAMS grads, char *base, const csae_ws_layout *L,
+                           size_t threads)
+{
+    const size_t n = model->n_features, h = model->n_hidden;
+    const double rho = model->sparsity_target, beta = model->sparsity_weight;
+    const double lambda = model->weight_decay;
+    REAL *A = (REAL *)(base + L->A), *Y = (REAL *)(base + L->Y), *T = (REAL *)(base + L->T);
+    REAL *rho_hat = (REAL *)(base + L->rho), *s = (REAL *)(base + L->s);
+    void *pack = base + L->pack;
+
+    /* Forward pass. */
+    FN(encode_)(model, p.W, p.b, X, m, A, base, L, threads);
+    FN(decode_)(model, p.Wd, p.bd, A, m, Y, base, L, threads);
+    FN(column_sums_)(A, m, h, rho_hat);
+    for (size_t j = 0; j < h; j++)
+        rho_hat[j] /= (REAL)m;
+
+    /* Reconstruction error, turning Y into D3 = (2/m)(Y - X) g'(Z2) as we go. */
+    const REAL two_over_m = (REAL)(2.0 / (double)m);
+    const int sigmoid_out = model->decoder == CSAE_DECODER_SIGMOID;
+    double sq = 0;
+#pragma omp simd reduction(+ : sq)
+    for (size_t x = 0; x < m * n; x++) {
+        const REAL y = Y[x], r = y - X[x];
+        sq += (double)r * r;
+        REAL d = two_over_m * r;
+        if (sigmoid_out)
+            d *= y * ((REAL)1 - y);
+        Y[x] = d;
+    }
+    const REAL *D3 = Y;
+
+    /* Sparsity: KL(rho || rho_hat_j) with rho_hat clipped to [eps, 1 - eps],
+     * and s_j, its derivative, which the backward pass spreads over rows. */
+    double kl = 0;
+    for (size_t j = 0; j < h; j++) {
+        double q = rho_hat[j];
+        q = q < EPS_CLIP ? EPS_CLIP : (q > 1 - EPS_CLIP ? 1 - EPS_CLIP : q);
+        kl += rho * log(rho / q) + (1 - rho) * log((1 - rho) / (1 - q));
+        s[j] = (REAL)(beta * (-rho / q + (1 - rho) / (1 - q)));
+    }
+    const double decay = lambda * (FN(sum_squares_)(p.W, h * n) + FN(sum_squares_)(p.Wd, n * h));
+    *loss = sq / (double)m + decay + beta * kl;
+    if (!grads.W)
+        return;
+
+    /* dL/dWd = D3^T A + 2 lambda Wd; D3^T read through strides (1, n). */
+    const REAL two_lambda = (REAL)(2.0 * lambda);
+    GEMM(n, h, m, 1, D3, 1, n, A, h, 1, 0, grads.Wd, h, pack, threads);
+    for (size_t x = 0; x < n * h; x++)
+        grads.Wd[x] += two_lambda * p.Wd[x];
+    FN(column_sums_)(D3, m, n, grads.bd);
+
+    /* D2 = (D3 Wd + s/m) f'(Z1), with f'(Z1) = A (1 - A).  The sparsity
+     * term sits inside the bracket: it reaches W through rho_hat. */
+    GEMM(m, h, n, 1, D3, n, 1, p.Wd, h, 1, 0, T, h, pack, threads);
+    for (size_t j = 0; j < h; j++)
+        s[j] /= (REAL)m;
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < h; j++) {
+            const REAL a = A[i * h + j];
+            T[i * h + j] = (T[i * h + j] + s[j]) * (a * ((REAL)1 - a));
+        }
+    const REAL *D2 = T;
+
+    /* dL/dW = D2^T X + 2 lambda W (2 lambda W, not 2 W). */
+    GEMM(h, n, m, 1, D2, 1, h, X, n, 1, 0, grads.W, n, pack, threads);
+    for (size_t x = 0; x < h * n; x++)
+        grads.W[x] += two_lambda * p.W[x];
+    FN(column_sums_)(D2, m, h, grads.b);
+}
+
+/* One update from the gradient g (the four blocks theta[k], vel[k], g[k] of
+ * len[k] values).  A first pass computes every new value and only checks
+ * it; the second commits them, so a step that would leave a non-finite
+ * parameter changes nothing.  x * 0 is 0 for finite x and NaN otherwise, so
+ * the check is a sum the compiler can vectorise. */
+static csae_status FN(apply_update_)(REAL *const theta[4], REAL *const vel[4],
+                                     const REAL *const g[4], const size_t len[4],
+                                     double learning_rate, double momentum, double loss)
+{
+    const REAL lr = (REAL)learning_rate, mu = (REAL)momentum;
+    REAL check = 0;
+    for (int k = 0; k < 4; k++) {
+        const REAL *t = theta[k], *gk = g[k], *v = vel[k];
+        if (momentum == 0) {
+#pragma omp simd reduction(+ : check)
+            for (size_t x = 0; x < len[k]; x++)
+                check += (t[x] - lr * gk[x]) * 0;
+        } else {
+#pragma omp simd reduction(+ : check)
+            for (size_t x = 0; x < len[k]; x++) {
+                const REAL step = mu * v[x] - lr * gk[x];
+                check += (t[x] + step) * 0 + step * 0;
+            }
+        }
+    }
+    if (!(check == 0) || !isfinite(loss))
+        return CSAE_ERR_NONFINITE;
+    for (int k = 0; k < 4; k++) {
+        REAL *t = theta[k], *v = vel[k];
+        const REAL *gk = g[k];
+        if (momentum == 0) {
+#pragma omp simd
+            for (size_t x = 0; x < len[k]; x++)
+                t[x] -= lr * gk[x];
+        } else {
+#pragma omp simd
+            for (size_t x = 0; x < len[k]; x++) {
+                v[x] = mu * v[x] - lr * gk[x];
+                t[x] += v[x];
+            }
+        }
+    }
+    return CSAE_OK;
+}
+
+/* Gradient buffers inside the workspace, in the order W, b, Wd, bd. */
+static PARAMS FN(grad_views_)(const csae_model *model, char *base, const csae_ws_layout *L)
+{
+    const size_t n = model->n_features, h = model->n_hidden;
+    REAL *g = (REAL *)(base + L->grad);
+    PARAMS grads = {g, g + h * n, g + h * n + h, g + 2 * h * n + h};
+    return grads;
+}
+
+static csae_status FN(step_)(const csae_model *model, const csae_sgd *sgd, PARAMS p,
+                             PARAMS v, const REAL *X, size_t m, double *loss, char *base,
+                             const csae_ws_layout *L, size_t threads)
+{
+    const size_t n = model->n_features, h = model->n_hidden;
+    PARAMS grads = FN(grad_views_)(model, base, L);
+    FN(objective_)(model, p, X, m, loss, grads, base, L, threads);
+    REAL *const theta[4] = {p.W, p.b, p.Wd, p.bd};
+    REAL *const vel[4] = {v.W, v.b, v.Wd, v.bd};
+    const REAL *const g[4] = {grads.W, grads.b, grads.Wd, grads.bd};
+    const size_t len[4] = {h * n, h, n * h, n};
+    return FN(apply_update_)(theta, vel, g, len, sgd->learning_rate, sgd->momentum, *loss);
+}
+
+#undef GEMM
+#undef PARAMS

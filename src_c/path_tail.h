@@ -1,0 +1,44 @@
+/*
+ * path_tail.h: included at the end of each kernel path (path_*.c), after it
+ * defined ukr_f64/ukr_f32 and bias_act_f64/bias_act_f32, to build the GEMM
+ * and the computing core on top of them for both element types.
+ */
+
+#include <math.h>
+#include <string.h>
+
+/* ---- Instantiate the GEMM and the core for both element types ---------- */
+
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, SFX)
+
+#define REAL double
+#define SFX f64
+#define NR CSAE_NR_F64
+#define UKR ukr_f64
+#define BIAS_ACT bias_act_f64
+#define EPS_CLIP 1e-12
+#include "gemm_template.h"
+#include "core_template.h"
+#undef REAL
+#undef SFX
+#undef NR
+#undef UKR
+#undef BIAS_ACT
+#undef EPS_CLIP
+
+#define REAL float
+#define SFX f32
+#define NR CSAE_NR_F32
+#define UKR ukr_f32
+#define BIAS_ACT bias_act_f32
+#define EPS_CLIP 1e-6
+#include "gemm_template.h"
+#include "core_template.h"
+
+#define OPS_TABLE(NAME)                                                        \
+    {                                                                          \
+        NAME, encode_f64, decode_f64, objective_f64, step_f64,                 \
+        encode_f32, decode_f32, objective_f32, step_f32                        \
+    }
