@@ -143,6 +143,38 @@ static void FN(gemm_task_)(void *context, size_t t)
                          job->beta, job->C + lo, job->ldc, packA, packB);
 }
 
+/* C (1 x n) = alpha x B + beta C for a row vector x (a GEMV): packing and a
+ * 6-row tile would waste most of the work on one row. */
+static void FN(gemm_row_)(size_t n, size_t k, REAL alpha, const REAL *x, size_t incx,
+                          const REAL *B, size_t rsb, size_t csb, REAL beta, REAL *c)
+{
+    if (rsb == 1) {
+        /* Columns of B are contiguous: one dot product per output. */
+        for (size_t j = 0; j < n; j++) {
+            const REAL *bj = B + j * csb;
+            REAL acc = 0;
+#pragma omp simd reduction(+ : acc)
+            for (size_t p = 0; p < k; p++)
+                acc += x[p * incx] * bj[p];
+            c[j] = beta == 0 ? alpha * acc : alpha * acc + beta * c[j];
+        }
+        return;
+    }
+    /* Rows of B are contiguous: accumulate x[p] times row p. */
+    if (beta == 0) {
+        for (size_t j = 0; j < n; j++) c[j] = 0;
+    } else {
+        for (size_t j = 0; j < n; j++) c[j] *= beta;
+    }
+    for (size_t p = 0; p < k; p++) {
+        const REAL xp = alpha * x[p * incx];
+        const REAL *bp = B + p * rsb;
+#pragma omp simd
+        for (size_t j = 0; j < n; j++)
+            c[j] += xp * bp[j * csb];
+    }
+}
+
 static void FN(gemm_)(size_t m, size_t n, size_t k, REAL alpha,
                     const REAL *A, size_t rsa, size_t csa,
                     const REAL *B, size_t rsb, size_t csb,
@@ -154,6 +186,25 @@ static void FN(gemm_)(size_t m, size_t n, size_t k, REAL alpha,
         for (size_t i = 0; i < m; i++)
             for (size_t j = 0; j < n; j++)
                 C[i * ldc + j] = beta == 0 ? 0 : beta * C[i * ldc + j];
+        return;
+    }
+    if (m == 1) {
+        FN(gemm_row_)(n, k, alpha, A, csa, B, rsb, csb, beta, C);
+        return;
+    }
+    if (k == 1) {
+        /* An outer product: every element is a single product. */
+        for (size_t i = 0; i < m; i++) {
+            const REAL ai = alpha * A[i * rsa];
+            REAL *ci = C + i * ldc;
+            if (beta == 0) {
+#pragma omp simd
+                for (size_t j = 0; j < n; j++) ci[j] = ai * B[j * csb];
+            } else {
+#pragma omp simd
+                for (size_t j = 0; j < n; j++) ci[j] = ai * B[j * csb] + beta * ci[j];
+            }
+        }
         return;
     }
     FN(gemm_job_) job = {m, n, k, alpha, beta, A, B, rsa, csa, rsb, csb, ldc, C, pack,
