@@ -47,6 +47,8 @@ cdef extern from "csae.h" nogil:
     csae_status csae_init_params_f64(const csae_model *model, csae_params_f64 params, uint64_t *state)
     csae_status csae_init_params_f32(const csae_model *model, csae_params_f32 params, uint64_t *state)
 
+    enum: CSAE_MAX_THREADS
+
     ctypedef struct csae_workspace:
         void *data
         size_t size

@@ -9,6 +9,7 @@ C-contiguous and of one dtype (float32 or float64); the estimator converts
 user input before it gets here.
 """
 
+import operator
 import threading
 
 import numpy as np
@@ -104,9 +105,14 @@ cdef csae_model _model(size_t n, size_t h, decoder, double rho, double beta,
 
 
 cdef size_t _threads(n_threads) except 0:
-    if int(n_threads) < 1:
+    try:
+        count = operator.index(n_threads)
+    except TypeError:
+        raise TypeError(f"n_threads must be an integer, got {n_threads!r}") from None
+    if count < 1:
         raise ValueError(f"n_threads must be >= 1, got {n_threads!r}")
-    return int(n_threads)
+    # The engine uses at most CSAE_MAX_THREADS; asking for more is harmless.
+    return min(count, CSAE_MAX_THREADS)
 
 
 def _dtype_of(*arrays):

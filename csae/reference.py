@@ -169,8 +169,16 @@ def sgd_step(params, velocity, X, *, rho, beta, lam, decoder="sigmoid",
     Raises NonFiniteError, leaving parameters and velocities untouched, when
     the objective, a gradient entry or an updated parameter is not finite.
     """
-    loss, grads = objective_and_gradients(params, X, rho=rho, beta=beta,
-                                          lam=lam, decoder=decoder)
+    # Overflow while training is what the finiteness check in _apply_update
+    # is for: it raises NonFiniteError, so NumPy need not warn as well.
+    with np.errstate(over="ignore", invalid="ignore"):
+        loss, grads = objective_and_gradients(params, X, rho=rho, beta=beta,
+                                              lam=lam, decoder=decoder)
+        return _apply_update(params, velocity, grads, loss, learning_rate, momentum)
+
+
+def _apply_update(params, velocity, grads, loss, learning_rate, momentum):
+    """Commit theta + step (and the new velocity) only if all is finite."""
     if momentum == 0.0:
         steps = [-(theta.dtype.type(learning_rate) * g)
                  for theta, g in zip(params, grads)]

@@ -90,8 +90,9 @@ static void FN(objective_)(const csae_model *model, PARAMS p, const REAL *X, siz
      * and s_j, its derivative, which the backward pass spreads over rows. */
     double kl = 0;
     for (size_t j = 0; j < h; j++) {
-        double q = rho_hat[j];
-        q = q < EPS_CLIP ? EPS_CLIP : (q > 1 - EPS_CLIP ? 1 - EPS_CLIP : q);
+        /* Clip in REAL, as the reference does: in float32, 1 - eps rounds. */
+        const REAL lo = (REAL)EPS_CLIP, hi = (REAL)1 - (REAL)EPS_CLIP;
+        const double q = rho_hat[j] < lo ? lo : (rho_hat[j] > hi ? hi : rho_hat[j]);
         kl += rho * log(rho / q) + (1 - rho) * log((1 - rho) / (1 - q));
         s[j] = (REAL)(beta * (-rho / q + (1 - rho) / (1 - q)));
     }

@@ -104,7 +104,9 @@ csae_status csae_init_params_f32(const csae_model *model, csae_params_f32 params
  * bytes (any alignment) as returned by the size query below for the same
  * model, rows, element size and n_threads (or more), and must not share one
  * workspace between concurrent calls.  n_threads >= 1 is how many threads the
- * call may use; results are bit-identical for every n_threads. */
+ * call may use (0 counts as 1, more than CSAE_MAX_THREADS as that many);
+ * results are bit-identical for every n_threads. */
+#define CSAE_MAX_THREADS 64
 typedef struct {
     void *data;
     size_t size;

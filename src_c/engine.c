@@ -87,9 +87,14 @@ static int sgd_ok(const csae_sgd *sgd)
            sgd->momentum >= 0.0 && sgd->momentum < 1.0 && sgd->batch_size >= 1;
 }
 
+static size_t clamp_threads(size_t n_threads)
+{
+    return n_threads == 0 ? 1 : (n_threads > CSAE_MAX_THREADS ? CSAE_MAX_THREADS : n_threads);
+}
+
 static size_t threads_of(const csae_workspace *ws)
 {
-    return ws->n_threads ? ws->n_threads : 1;
+    return clamp_threads(ws->n_threads);
 }
 
 size_t csae_forward_workspace_size(const csae_model *model, size_t rows,
@@ -97,7 +102,7 @@ size_t csae_forward_workspace_size(const csae_model *model, size_t rows,
 {
     if (!model_ok(model))
         return SIZE_MAX;
-    return layout_for(model, rows, elem_size, n_threads ? n_threads : 1, WS_FORWARD, 0, 0).total;
+    return layout_for(model, rows, elem_size, clamp_threads(n_threads), WS_FORWARD, 0, 0).total;
 }
 
 size_t csae_train_workspace_size(const csae_model *model, size_t rows,
@@ -105,7 +110,7 @@ size_t csae_train_workspace_size(const csae_model *model, size_t rows,
 {
     if (!model_ok(model))
         return SIZE_MAX;
-    return layout_for(model, rows, elem_size, n_threads ? n_threads : 1, WS_TRAIN, 0, 0).total;
+    return layout_for(model, rows, elem_size, clamp_threads(n_threads), WS_TRAIN, 0, 0).total;
 }
 
 size_t csae_epoch_workspace_size(const csae_model *model, const csae_sgd *sgd,
@@ -114,7 +119,7 @@ size_t csae_epoch_workspace_size(const csae_model *model, const csae_sgd *sgd,
     if (!model_ok(model) || !sgd_ok(sgd))
         return SIZE_MAX;
     const size_t rows = sgd->batch_size < n_samples ? sgd->batch_size : n_samples;
-    return layout_for(model, rows, elem_size, n_threads ? n_threads : 1, WS_EPOCH,
+    return layout_for(model, rows, elem_size, clamp_threads(n_threads), WS_EPOCH,
                       n_samples, sgd->shuffle).total;
 }
 

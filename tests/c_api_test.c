@@ -6,7 +6,7 @@
  * count, and that bad arguments come back as status codes.
  *
  * Build (tests/test_c_api.py does this):
- *   cc -std=c11 -Isrc_c tests/c_api_test.c src_c/[a-z]*.c -lm -lpthread
+ *   cc -std=c11 -fopenmp-simd -Isrc_c tests/c_api_test.c src_c/[a-z]*.c -lm -lpthread
  * Prints one line per check and ends with "N passed, M failed".
  */
 #include <math.h>

@@ -16,10 +16,11 @@ def build_c_test(tmp_path, extra_flags=()):
         pytest.fail("no C compiler found (cc or gcc): the C API test needs one")
     exe = tmp_path / "c_api_test"
     sources = sorted(str(p) for p in (ROOT / "src_c").glob("*.c"))
-    cmd = [cc, "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", *extra_flags,
+    cmd = [cc, "-std=c11", "-O2", "-fopenmp-simd", "-Wall", "-Wextra", "-Werror", *extra_flags,
            f"-I{ROOT / 'src_c'}", str(ROOT / "tests" / "c_api_test.c"), *sources,
            "-lm", "-lpthread", "-o", str(exe)]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    built = subprocess.run(cmd, capture_output=True, text=True)
+    assert built.returncode == 0, f"compiling the C API test failed:\n{built.stderr}"
     return exe
 
 
