@@ -59,7 +59,10 @@ static ws_layout layout_for(const csae_model *model, size_t rows, size_t elem,
         if (shuffle)
             L.gather = take(&cursor, mul_size(mul_size(rows, n), elem));
     }
-    L.pack = take(&cursor, csae_gemm_pack_size(n > h ? n : h, elem, n_threads));
+    /* With one row every product is a GEMV or an outer product, which the
+     * GEMM does without packing (and a small workspace is cheap to allocate
+     * per call: single-row encoding is latency-bound). */
+    L.pack = take(&cursor, rows > 1 ? csae_gemm_pack_size(n > h ? n : h, elem, n_threads) : 0);
     L.total = add_size(cursor, CSAE_ALIGN); /* room to align the caller's pointer */
     return L;
 }

@@ -149,8 +149,25 @@ static void FN(gemm_row_)(size_t n, size_t k, REAL alpha, const REAL *x, size_t 
                           const REAL *B, size_t rsb, size_t csb, REAL beta, REAL *c)
 {
     if (rsb == 1) {
-        /* Columns of B are contiguous: one dot product per output. */
-        for (size_t j = 0; j < n; j++) {
+        /* Columns of B are contiguous: one dot product per output, four at a
+         * time so that four independent sums hide the FMA latency. */
+        size_t j = 0;
+        for (; j + 4 <= n; j += 4) {
+            const REAL *b0 = B + j * csb, *b1 = b0 + csb, *b2 = b1 + csb, *b3 = b2 + csb;
+            REAL s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+            for (size_t p = 0; p < k; p++) {
+                const REAL xp = x[p * incx];
+                s0 += xp * b0[p];
+                s1 += xp * b1[p];
+                s2 += xp * b2[p];
+                s3 += xp * b3[p];
+            }
+            const REAL sums[4] = {s0, s1, s2, s3};
+            for (size_t q = 0; q < 4; q++)
+                c[j + q] = beta == 0 ? alpha * sums[q] : alpha * sums[q] + beta * c[j + q];
+        }
+        for (; j < n; j++) {
             const REAL *bj = B + j * csb;
             REAL acc = 0;
 #pragma omp simd reduction(+ : acc)
