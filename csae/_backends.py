@@ -1,0 +1,96 @@
+"""Choosing the module that does the arithmetic: the C engine or the reference.
+
+Both modules expose the same functions (see ``csae/reference.py``); the C
+engine also takes ``n_threads=`` on the heavy ones.  ``Backend`` hides that
+difference so the estimator can call either the same way.  Functions are
+looked up on the module at each call (not cached), so a test may replace
+one with ``monkeypatch``.
+"""
+
+import importlib
+
+import numpy as np
+
+__all__ = ["Backend", "get_backend"]
+
+# The functions of csae._engine that take an n_threads keyword.
+_THREADED = frozenset({
+    "encode", "decode", "reconstruct", "objective", "objective_and_gradients",
+    "sgd_step", "sgd_epoch",
+})
+
+
+def _import_engine():
+    try:
+        return importlib.import_module("csae._engine")
+    except ImportError as err:
+        raise ImportError(
+            "backend='c' needs the compiled engine csae._engine, which could not be "
+            f"imported ({err}). Reinstall csae (pip install .) to build it, or pass "
+            "backend='python' to use the pure-NumPy reference.") from err
+
+
+class Backend:
+    """The functions of one backend, with ``n_threads`` passed where the
+    backend understands it.
+
+    Parameters
+    ----------
+    name : {"c", "python"}
+        "c" is the compiled engine ``csae._engine``; "python" is
+        ``csae.reference``.
+    n_threads : int
+        Threads for the C engine (ignored by the reference).
+    """
+
+    def __init__(self, name, n_threads=1):
+        if name == "c":
+            self.module = _import_engine()
+        elif name == "python":
+            self.module = importlib.import_module("csae.reference")
+        else:
+            raise ValueError(f"backend must be one of ('c', 'python'), got {name!r}")
+        self.name = name
+        self.n_threads = n_threads
+
+    def _call(self, function, *args, **kwargs):
+        if self.name == "c" and function in _THREADED:
+            kwargs["n_threads"] = self.n_threads
+        # Overflow on the way to divergence is reported as NonFiniteError by
+        # the backend; NumPy's own RuntimeWarnings would only add noise (or,
+        # under -W error, replace that error with a less useful one).
+        with np.errstate(all="ignore"):
+            return getattr(self.module, function)(*args, **kwargs)
+
+    def encode(self, W, b, X):
+        """Hidden activations, shape (m, h)."""
+        return self._call("encode", W, b, X)
+
+    def decode(self, Wd, bd, A, decoder):
+        """Decoder output, shape (m, n)."""
+        return self._call("decode", Wd, bd, A, decoder)
+
+    def reconstruct(self, params, X, decoder):
+        """decode(encode(X)), shape (m, n)."""
+        return self._call("reconstruct", params, X, decoder)
+
+    def objective(self, params, X, **hyper):
+        """Objective on X as one batch (a float)."""
+        return self._call("objective", params, X, **hyper)
+
+    def objective_and_gradients(self, params, X, **hyper):
+        """(objective, (dW, db, dWd, dbd)) on X as one batch."""
+        return self._call("objective_and_gradients", params, X, **hyper)
+
+    def sgd_epoch(self, params, velocity, X, **hyper):
+        """One epoch of minibatch SGD in place; returns (loss, rng_state)."""
+        return self._call("sgd_epoch", params, velocity, X, **hyper)
+
+    def init_params(self, n_features, n_hidden, rng_state, dtype):
+        """Default initial parameters; returns (params, rng_state)."""
+        return self._call("init_params", n_features, n_hidden, rng_state, dtype)
+
+
+def get_backend(name, n_threads=1):
+    """The ``Backend`` called ``name`` ("c" or "python")."""
+    return Backend(name, n_threads)

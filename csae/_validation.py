@@ -1,0 +1,312 @@
+"""Checking what users pass in: data arrays, hyperparameters, random states.
+
+Everything here runs before any weight is touched, so a mistake in the input
+never damages a model.  Errors name the parameter or the offending value.
+"""
+
+import math
+import numbers
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "NotFittedError",
+    "Hyperparameters",
+    "validate_hyperparameters",
+    "resolve_dtype",
+    "resolve_n_threads",
+    "int_param",
+    "as_numeric_array",
+    "check_data",
+    "check_unit_interval",
+    "check_weight_array",
+    "derive_seed",
+]
+
+DECODERS = ("sigmoid", "linear")
+BACKENDS = ("c", "python")
+_MASK64 = (1 << 64) - 1
+
+
+class NotFittedError(ValueError, AttributeError):
+    """A method that needs a trained model was called on an unfitted one.
+
+    Subclasses both ``ValueError`` and ``AttributeError``, as scikit-learn's
+    ``NotFittedError`` does, so ``hasattr(model, "encoder_weights_")`` is
+    false before fitting and ``except ValueError`` also catches it.
+    """
+
+
+# --------------------------------------------------------------------------
+# Hyperparameters
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """Validated, normalised hyperparameters of one call (see the estimator)."""
+
+    n_hidden: int
+    sparsity_target: float
+    sparsity_weight: float
+    weight_decay: float
+    decoder: str
+    learning_rate: float
+    momentum: float
+    batch_size: int
+    max_epochs: int
+    shuffle: bool
+    scale_inputs: bool
+    dtype: np.dtype
+    backend: str
+    verbose: int
+    n_threads: int
+
+
+def _is_int(value):
+    # bool is an int in Python, but n_hidden=True is surely a mistake.
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def int_param(name, value, minimum):
+    """``value`` as an int >= ``minimum``, or ValueError naming ``name``."""
+    if not _is_int(value):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _real_param(name, value, low, high, low_open, high_open, what):
+    try:
+        v = float(value) if _is_real(value) else math.nan
+    except OverflowError:  # an int beyond float range, e.g. 10**400
+        v = math.inf
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite real number {what}, got {value!r}")
+    below = v <= low if low_open else v < low
+    above = v >= high if high_open else v > high
+    if below or above:
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return v
+
+
+def _bool_param(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _choice_param(name, value, choices):
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def resolve_dtype(value):
+    """The model dtype (``np.dtype('float32')`` or ``np.dtype('float64')``)
+    named by ``value`` ("float32", np.float32, np.dtype("f4"), ...)."""
+    # np.dtype(None) is float64: refuse it rather than guess.
+    if value is None or isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {value!r}")
+    try:
+        dtype = np.dtype(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {value!r}") from None
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {value!r}")
+    return dtype.newbyteorder("=")
+
+
+def resolve_n_threads(value):
+    """The number of threads for the C engine: ``value``, or every core
+    this process may run on when ``value`` is None."""
+    if value is None:
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):  # not on Linux
+            return max(1, os.cpu_count() or 1)
+    return int_param("n_threads", value, 1)
+
+
+def validate_hyperparameters(params):
+    """Check every hyperparameter in the dict ``params`` (as returned by
+    ``get_params``) and return them normalised as ``Hyperparameters``.
+
+    Raises ValueError naming the first invalid parameter.
+    """
+    verbose = params["verbose"]
+    if isinstance(verbose, (bool, np.bool_)):
+        verbose = int(verbose)
+    else:
+        verbose = int_param("verbose", verbose, 0)
+    check_random_state(params["random_state"])
+    return Hyperparameters(
+        n_hidden=int_param("n_hidden", params["n_hidden"], 1),
+        sparsity_target=_real_param("sparsity_target", params["sparsity_target"],
+                                    0.0, 1.0, True, True, "in the open interval (0, 1)"),
+        sparsity_weight=_real_param("sparsity_weight", params["sparsity_weight"],
+                                    0.0, math.inf, False, True, ">= 0"),
+        weight_decay=_real_param("weight_decay", params["weight_decay"],
+                                 0.0, math.inf, False, True, ">= 0"),
+        decoder=_choice_param("decoder", params["decoder"], DECODERS),
+        learning_rate=_real_param("learning_rate", params["learning_rate"],
+                                  0.0, math.inf, True, True, "> 0"),
+        momentum=_real_param("momentum", params["momentum"],
+                             0.0, 1.0, False, True, "in [0, 1)"),
+        batch_size=int_param("batch_size", params["batch_size"], 1),
+        max_epochs=int_param("max_epochs", params["max_epochs"], 1),
+        shuffle=_bool_param("shuffle", params["shuffle"]),
+        scale_inputs=_bool_param("scale_inputs", params["scale_inputs"]),
+        dtype=resolve_dtype(params["dtype"]),
+        backend=_choice_param("backend", params["backend"], BACKENDS),
+        verbose=verbose,
+        n_threads=resolve_n_threads(params["n_threads"]),
+    )
+
+
+# --------------------------------------------------------------------------
+# Randomness
+# --------------------------------------------------------------------------
+
+def check_random_state(random_state):
+    """Raise ValueError unless ``random_state`` is None, an int in
+    [0, 2**64) or a NumPy Generator/RandomState."""
+    if random_state is None or isinstance(random_state,
+                                          (np.random.Generator, np.random.RandomState)):
+        return
+    if not _is_int(random_state) or not 0 <= int(random_state) <= _MASK64:
+        raise ValueError("random_state must be None, an integer in [0, 2**64) or a "
+                         f"numpy Generator/RandomState, got {random_state!r}")
+
+
+def derive_seed(random_state):
+    """A 64-bit SplitMix64 seed from ``random_state``.
+
+    An int always gives the same seed; it is passed through NumPy's
+    SeedSequence so that nearby ints give unrelated streams (SplitMix64
+    started at s and at s + gamma would give shifted copies of one stream).
+    None draws fresh entropy; a Generator or RandomState is advanced.
+    """
+    check_random_state(random_state)
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, _MASK64, dtype=np.uint64, endpoint=True))
+    if isinstance(random_state, np.random.RandomState):
+        hi, lo = random_state.randint(0, 1 << 32, size=2, dtype=np.uint64)
+        return (int(hi) << 32) | int(lo)
+    seq = np.random.SeedSequence(None if random_state is None else int(random_state))
+    return int(seq.generate_state(1, dtype=np.uint64)[0])
+
+
+# --------------------------------------------------------------------------
+# Data arrays
+# --------------------------------------------------------------------------
+
+def as_numeric_array(X, name):
+    """``X`` as a NumPy array of real numbers (any real dtype), or TypeError."""
+    if X is None:
+        raise TypeError(f"{name} must be an array-like of numbers, got None")
+    # Sparse matrices would become a 0-d object array; say what to do instead.
+    if hasattr(X, "tocsr") or hasattr(X, "toarray"):
+        raise TypeError(f"{name} is a sparse matrix; sparse input is not supported. "
+                        f"Convert it with {name}.toarray()")
+    if isinstance(X, (str, bytes, dict)):
+        raise TypeError(f"{name} must be an array-like of numbers, got {type(X).__name__}")
+    try:
+        arr = np.asarray(X)
+    except (TypeError, ValueError) as err:  # ragged lists and the like
+        raise ValueError(f"{name} could not be read as a 2-D array of numbers: {err}") from None
+    kind = arr.dtype.kind
+    if kind == "c":
+        # This wording is what scikit-learn's checks look for.
+        raise ValueError(f"Complex data not supported: {name} has dtype {arr.dtype}")
+    if kind == "O":
+        # Object arrays of plain numbers (from pandas, lists of mixed ints and
+        # floats) are converted like scikit-learn does; anything else is refused.
+        for item in arr.flat:
+            if not _is_real(item) and not isinstance(item, (bool, np.bool_)):
+                raise TypeError(f"{name} must contain only real numbers: float() "
+                                f"argument must be a string or a real number, not "
+                                f"{type(item).__name__!r} (found {item!r:.40})")
+        return arr.astype(np.float64)
+    if kind not in "biuf":
+        raise TypeError(f"{name} must be an array of real numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def check_data(X, dtype, *, name="X", n_features=None, estimator="SparseAutoencoder",
+               expected_name="features"):
+    """Validate a 2-D data array and return it C-contiguous in ``dtype``.
+
+    ``X`` itself is never modified: a new array is made whenever a conversion
+    is needed, and the result may be ``X`` itself only when it already
+    matches (callers must not write to the result).
+
+    Raises TypeError for non-numeric input and ValueError for wrong shapes,
+    empty arrays, a wrong number of columns (``n_features``) and NaN/inf.
+    """
+    arr = as_numeric_array(X, name)
+    if arr.ndim != 2:
+        hint = (" Reshape your data with X.reshape(-1, 1) for a single feature or "
+                "X.reshape(1, -1) for a single sample." if arr.ndim == 1 else "")
+        raise ValueError(f"{name} must be a 2-D array (n_samples, n_{expected_name}), "
+                         f"got {arr.ndim}-D with shape {arr.shape}.{hint}")
+    m, n = arr.shape
+    if m == 0:
+        raise ValueError(f"Found array with 0 sample(s) (shape={arr.shape}) while a "
+                         f"minimum of 1 is required: {name} has no rows")
+    if n == 0:
+        raise ValueError(f"Found array with 0 feature(s) (shape={arr.shape}) while a "
+                         f"minimum of 1 is required: {name} has no columns")
+    if n_features is not None and n != n_features:
+        # scikit-learn's wording, which its estimator checks look for.
+        raise ValueError(f"{name} has {n} {expected_name}, but {estimator} is expecting "
+                         f"{n_features} {expected_name} as input")
+    # Check finiteness before the cast: a float64 value too large for float32
+    # would otherwise turn into inf and be reported as the user's inf.
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"Input {name} contains NaN or inf; remove or impute them first")
+    with np.errstate(over="ignore"):  # reported just below, with advice
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(out).all():
+        raise ValueError(f"Input {name} has values too large for {dtype.name} "
+                         "(they overflow to inf); rescale the data or use dtype='float64'")
+    return out
+
+
+# Rounding in a user's own scaling (MinMaxScaler gives 1 + 2e-16) is not a
+# mistake worth an error; anything further outside [0, 1] is.
+UNIT_INTERVAL_SLACK = 1e-6
+
+
+def check_unit_interval(X):
+    """Raise ValueError unless every entry of X lies in [0, 1] (needed by the
+    sigmoid decoder, whose outputs cannot leave that range), give or take
+    ``UNIT_INTERVAL_SLACK`` for rounding."""
+    lo, hi = float(X.min()), float(X.max())
+    if lo < -UNIT_INTERVAL_SLACK or hi > 1.0 + UNIT_INTERVAL_SLACK:
+        raise ValueError(
+            f"X has values in [{lo:.6g}, {hi:.6g}], outside [0, 1], which the sigmoid "
+            "decoder (decoder='sigmoid') cannot reconstruct. Rescale X to [0, 1] "
+            "(for example with sklearn's MinMaxScaler), pass scale_inputs=True, or use "
+            "decoder='linear'")
+
+
+def check_weight_array(name, value, shape, dtype):
+    """A copy of ``value`` as a C-contiguous ``dtype`` array of ``shape``,
+    after checking that it is numeric, of that shape and finite."""
+    arr = as_numeric_array(value, name)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    with np.errstate(over="ignore"):
+        out = np.array(arr, dtype=dtype, order="C", copy=True)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} has values too large for {dtype.name}")
+    return out
