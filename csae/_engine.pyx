@@ -187,14 +187,14 @@ def encode(W, b, X, *, n_threads=1):
 
 
 cdef bint _plain_matrix(object a, int typenum, cnp.npy_intp cols):
-    """a is an aligned C-contiguous 2-D ndarray of typenum with `cols` columns
-    and at least one row: what the engine can read as it is."""
+    """a is an aligned, native-byte-order, C-contiguous 2-D ndarray of typenum
+    with `cols` columns and at least one row: what the engine can read as it is."""
     if type(a) is not cnp.ndarray:
         return False
     cdef cnp.ndarray arr = <cnp.ndarray>a
     return (cnp.PyArray_NDIM(arr) == 2 and cnp.PyArray_TYPE(arr) == typenum
             and cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
-            and cnp.PyArray_DIMS(arr)[0] >= 1 and cnp.PyArray_DIMS(arr)[1] == cols)
+            and cnp.PyArray_ISNOTSWAPPED(arr) and cnp.PyArray_DIMS(arr)[0] >= 1 and cnp.PyArray_DIMS(arr)[1] == cols)
 
 
 cdef bint _all_finite(const real *x, size_t count) noexcept nogil:
@@ -209,8 +209,8 @@ def encode_fast(W, b, X, size_t n_threads=1):
     """``encode`` for the latency-bound case, or None.
 
     When W (h, n) and b (h,) are C-contiguous arrays of one float dtype and X
-    is an aligned C-contiguous 2-D array of that dtype with n columns, at
-    least one row and only finite values, returns its activations; for
+    is an aligned, native-byte-order, C-contiguous 2-D array of that dtype
+    with n columns, at least one row and only finite values, returns its activations; for
     anything else returns None, and the caller takes the validating path
     (which says what is wrong).  All checks happen here at C level, so a
     call on one row costs about a microsecond.
@@ -226,6 +226,7 @@ def encode_fast(W, b, X, size_t n_threads=1):
     cdef cnp.npy_intp h = cnp.PyArray_DIMS(Wa)[0], n = cnp.PyArray_DIMS(Wa)[1]
     if (not _plain_matrix(W, typenum, n) or cnp.PyArray_TYPE(ba) != typenum
             or not cnp.PyArray_IS_C_CONTIGUOUS(ba) or not cnp.PyArray_ISALIGNED(ba)
+            or not cnp.PyArray_ISNOTSWAPPED(ba)
             or cnp.PyArray_DIMS(ba)[0] != h
             or not _plain_matrix(X, typenum, n)):
         return None

@@ -222,6 +222,13 @@ class SparseAutoencoder:
         self.n_threads = n_threads
         self._reset_state()
 
+    def __setattr__(self, name, value):
+        # Setting any hyperparameter (directly or by set_params) means it must
+        # be validated again before the fast transform path may trust it.
+        if name in _HYPERPARAMETER_NAMES:
+            object.__setattr__(self, "_validated", False)
+        object.__setattr__(self, name, value)
+
     def _reset_state(self):
         # The whole trained state; every field is replaced together by fit.
         self._params = None       # (W, b, Wd, bd) or None before fitting
@@ -434,7 +441,9 @@ class SparseAutoencoder:
     # ------------------------------------------------------------------
 
     def _hyper(self):
-        return validate_hyperparameters(self.get_params())
+        hp = validate_hyperparameters(self.get_params())
+        self._validated = True
+        return hp
 
     def _prepare(self, X, hp, *, objective, learn=False, dtype=None, check_n=True):
         """X validated (and, with scale_inputs, scaled) for the backend, in
@@ -666,15 +675,11 @@ class SparseAutoencoder:
         the validating path, with its message.
         """
         params = self._params
-        if (params is None or _engine is None or self.backend != "c"
-                or self.scale_inputs is not False
+        if (params is None or _engine is None or not self._validated
+                or self.backend != "c" or self.scale_inputs
                 or _FAST_DTYPES.get(self.dtype) is not params[0].dtype.type):
             return None
-        n_threads = self.n_threads
-        if n_threads is None:
-            n_threads = _ALL_CORES
-        elif type(n_threads) is not int or n_threads < 1:
-            return None
+        n_threads = _ALL_CORES if self.n_threads is None else self.n_threads
         return _engine.encode_fast(params[0], params[1], X, n_threads)
 
     def inverse_transform(self, H):
@@ -826,6 +831,10 @@ class SparseAutoencoder:
         """
         from csae._persist import load
         return load(path, cls)
+
+
+# What __setattr__ watches: the constructor's parameters.
+_HYPERPARAMETER_NAMES = frozenset(SparseAutoencoder._get_param_names())
 
 
 def _same_value(value, default):

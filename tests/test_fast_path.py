@@ -1,0 +1,84 @@
+"""The latency path of transform: csae._engine.encode_fast and its use by
+the estimator.  It must give the reference's answer, and hand everything
+unusual back (None) to the validating path rather than guess."""
+
+import numpy as np
+import pytest
+
+from conftest import assert_close, engine
+from csae import SparseAutoencoder, reference
+
+eng = engine()
+
+
+def problem(dtype, m=3, n=7, h=5, seed=0):
+    rng = np.random.default_rng(seed)
+    (W, b, _, _), _ = reference.init_params(n, h, seed, dtype)
+    b = rng.normal(size=h).astype(dtype)
+    return W, b, rng.random((m, n)).astype(dtype)
+
+
+@pytest.mark.parametrize("m", [1, 2, 17])
+def test_matches_reference(kernel_path, dtype, m):
+    W, b, X = problem(dtype, m=m)
+    A = eng.encode_fast(W, b, X, 1)
+    assert A.dtype == dtype and A.shape == (m, W.shape[0])
+    assert_close(A, reference.encode(W, b, X), dtype)
+
+
+def odd_inputs(W, b, X):
+    yield "list", W, b, X.tolist()
+    yield "int dtype", W, b, (X * 10).astype(np.int64)
+    yield "other float dtype", W, b, X.astype(np.float16)
+    yield "Fortran order", W, b, np.asfortranarray(np.vstack([X, X]))
+    yield "strided", W, b, np.vstack([X, X])[::2]
+    yield "big-endian", W, b, X.astype(X.dtype.newbyteorder(">"))
+    yield "wrong width", W, b, X[:, :-1].copy()
+    yield "1-D", W, b, X[0].copy()
+    yield "no rows", W, b, X[:0].copy()
+    yield "NaN", W, b, np.where(np.arange(X.size).reshape(X.shape) == 4, np.nan, X).astype(X.dtype)
+    yield "inf", W, b, np.full_like(X, np.inf)
+    yield "bias length", W, b[:-1].copy(), X
+    yield "bias dtype", W, b.astype(np.float16), X
+    yield "weights as list", W.tolist(), b, X
+
+
+@pytest.mark.parametrize("case", [c[0] for c in odd_inputs(*problem(np.float64))])
+def test_unusual_input_is_handed_back(dtype, case):
+    cases = {name: args for name, *args in odd_inputs(*problem(dtype))}
+    W, b, X = cases[case]
+    assert eng.encode_fast(W, b, X, 1) is None
+
+
+def test_transform_takes_the_fast_path_only_when_safe(monkeypatch):
+    X = np.random.default_rng(1).random((40, 6))
+    model = SparseAutoencoder(n_hidden=3, max_epochs=2, random_state=0).fit(X)
+    calls = []
+    real = eng.encode_fast
+
+    def spy(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(eng, "encode_fast", spy)
+    expected = reference.encode(model.encoder_weights_, model.encoder_bias_, X[:1])
+    np.testing.assert_allclose(model.transform(X[:1]), expected, rtol=1e-12)
+    assert len(calls) == 1
+
+    # A hyperparameter changed since validation: the validating path runs
+    # (and here must reject it) instead of the fast one.
+    model.set_params(n_hidden=0)
+    with pytest.raises(ValueError, match="n_hidden"):
+        model.transform(X[:1])
+    assert len(calls) == 1
+
+    model.set_params(n_hidden=3, backend="python")
+    np.testing.assert_allclose(model.transform(X[:1]), expected, rtol=1e-12)
+    assert len(calls) == 1
+
+    # NaN is handed back by the engine and reported by the validating path.
+    model.set_params(backend="c")
+    bad = X[:1].copy()
+    bad[0, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        model.transform(bad)
