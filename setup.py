@@ -17,7 +17,8 @@ sanitize = os.environ.get("CSAE_SANITIZE") == "1"
 compile_args = ["-std=c11", "-O0" if debug else "-O3", "-fopenmp-simd", "-fno-strict-aliasing"]
 link_args = ["-lpthread"]
 if sanitize:
-    flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
+    flags = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+             "-fno-omit-frame-pointer", "-g"]
     compile_args += flags
     link_args += flags
 
