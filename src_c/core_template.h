@@ -52,10 +52,12 @@ static void FN(column_sums_)(const REAL *M, size_t m, size_t w, REAL *out)
 }
 
 /* The objective on one batch and, if grads.W is set, its gradients.
- * Uses the workspace buffers A, Y, T, rho and s of layout L at base. */
-static void FN(objective_)(const csae_model *model, PARAMS p, const REAL *X, size_t m,
-                           double *loss, PARAMS grads, char *base, const csae_ws_layout *L,
-                           size_t threads)
+ * Uses the workspace buffers A, Y, T, rho and s of layout L at base.
+ * Without decay_in_grads the weight gradients leave out 2 lambda W: the
+ * SGD step adds it while it updates, saving a pass over the weights. */
+static void FN(objective_grads_)(const csae_model *model, PARAMS p, const REAL *X, size_t m,
+                                 double *loss, PARAMS grads, char *base,
+                                 const csae_ws_layout *L, size_t threads, int decay_in_grads)
 {
     const size_t n = model->n_features, h = model->n_hidden;
     const double rho = model->sparsity_target, beta = model->sparsity_weight;
@@ -104,8 +106,9 @@ static void FN(objective_)(const csae_model *model, PARAMS p, const REAL *X, siz
     /* dL/dWd = D3^T A + 2 lambda Wd; D3^T read through strides (1, n). */
     const REAL two_lambda = (REAL)(2.0 * lambda);
     GEMM(n, h, m, 1, D3, 1, n, A, h, 1, 0, grads.Wd, h, pack, threads);
-    for (size_t x = 0; x < n * h; x++)
-        grads.Wd[x] += two_lambda * p.Wd[x];
+    if (decay_in_grads)
+        for (size_t x = 0; x < n * h; x++)
+            grads.Wd[x] += two_lambda * p.Wd[x];
     FN(column_sums_)(D3, m, n, grads.bd);
 
     /* D2 = (D3 Wd + s/m) f'(Z1), with f'(Z1) = A (1 - A).  The sparsity
@@ -122,51 +125,91 @@ static void FN(objective_)(const csae_model *model, PARAMS p, const REAL *X, siz
 
     /* dL/dW = D2^T X + 2 lambda W (2 lambda W, not 2 W). */
     GEMM(h, n, m, 1, D2, 1, h, X, n, 1, 0, grads.W, n, pack, threads);
-    for (size_t x = 0; x < h * n; x++)
-        grads.W[x] += two_lambda * p.W[x];
+    if (decay_in_grads)
+        for (size_t x = 0; x < h * n; x++)
+            grads.W[x] += two_lambda * p.W[x];
     FN(column_sums_)(D2, m, h, grads.b);
 }
 
-/* One update from the gradient g (the four blocks theta[k], vel[k], g[k] of
- * len[k] values).  A first pass computes every new value and only checks
- * it; the second commits them, so a step that would leave a non-finite
- * parameter changes nothing.  x * 0 is 0 for finite x and NaN otherwise, so
- * the check is a sum the compiler can vectorise. */
-static csae_status FN(apply_update_)(REAL *const theta[4], REAL *const vel[4],
-                                     const REAL *const g[4], const size_t len[4],
-                                     double learning_rate, double momentum, double loss)
+static void FN(objective_)(const csae_model *model, PARAMS p, const REAL *X, size_t m,
+                           double *loss, PARAMS grads, char *base, const csae_ws_layout *L,
+                           size_t threads)
 {
-    const REAL lr = (REAL)learning_rate, mu = (REAL)momentum;
+    FN(objective_grads_)(model, p, X, m, loss, grads, base, L, threads, 1);
+}
+
+/* The SGD update of the four parameter blocks, from the gradients g[k]
+ * that still lack the weight decay term decay[k] * theta[k] (2 lambda for
+ * the weights, 0 for the biases).  A first pass computes every new value
+ * and only checks it; the second commits them, so a step that would leave a
+ * non-finite parameter changes nothing.  Both passes are split over threads
+ * in contiguous chunks: every element is computed the same way whatever the
+ * split. */
+typedef struct {
+    REAL *theta[4], *vel[4];
+    const REAL *g[4];
+    size_t len[4];
+    REAL decay[4], lr, mu;
+    int momentum, commit;
+    size_t n_parts;
+    REAL check[CSAE_MAX_THREADS]; /* per task: 0, or NaN if any value is not */
+} FN(update_job_);
+
+static void FN(update_task_)(void *context, size_t t)
+{
+    FN(update_job_) *job = context;
+    const REAL lr = job->lr, mu = job->mu;
     REAL check = 0;
     for (int k = 0; k < 4; k++) {
-        const REAL *t = theta[k], *gk = g[k], *v = vel[k];
-        if (momentum == 0) {
+        const size_t lo = job->len[k] * t / job->n_parts;
+        const size_t hi = job->len[k] * (t + 1) / job->n_parts;
+        REAL *th = job->theta[k], *v = job->vel[k];
+        const REAL *g = job->g[k], decay = job->decay[k];
+        /* g + decay * theta rounds as the reference's gradient does, and
+         * x * 0 is 0 for finite x and NaN otherwise: a sum that vectorises. */
+        if (!job->momentum && !job->commit) {
 #pragma omp simd reduction(+ : check)
-            for (size_t x = 0; x < len[k]; x++)
-                check += (t[x] - lr * gk[x]) * 0;
+            for (size_t x = lo; x < hi; x++)
+                check += (th[x] - lr * (g[x] + decay * th[x])) * 0;
+        } else if (!job->momentum) {
+#pragma omp simd
+            for (size_t x = lo; x < hi; x++)
+                th[x] -= lr * (g[x] + decay * th[x]);
+        } else if (!job->commit) {
+#pragma omp simd reduction(+ : check)
+            for (size_t x = lo; x < hi; x++) {
+                const REAL step = mu * v[x] - lr * (g[x] + decay * th[x]);
+                check += (th[x] + step) * 0 + step * 0;
+            }
         } else {
-#pragma omp simd reduction(+ : check)
-            for (size_t x = 0; x < len[k]; x++) {
-                const REAL step = mu * v[x] - lr * gk[x];
-                check += (t[x] + step) * 0 + step * 0;
+#pragma omp simd
+            for (size_t x = lo; x < hi; x++) {
+                v[x] = mu * v[x] - lr * (g[x] + decay * th[x]);
+                th[x] += v[x];
             }
         }
     }
-    if (!(check == 0) || !isfinite(loss))
-        return CSAE_ERR_NONFINITE;
-    for (int k = 0; k < 4; k++) {
-        REAL *t = theta[k], *v = vel[k];
-        const REAL *gk = g[k];
-        if (momentum == 0) {
-#pragma omp simd
-            for (size_t x = 0; x < len[k]; x++)
-                t[x] -= lr * gk[x];
-        } else {
-#pragma omp simd
-            for (size_t x = 0; x < len[k]; x++) {
-                v[x] = mu * v[x] - lr * gk[x];
-                t[x] += v[x];
-            }
+    job->check[t] = check;
+}
+
+/* Element updates below which the update stays on one thread. */
+#define UPDATE_PARALLEL_MIN (1 << 16)
+
+static csae_status FN(apply_update_)(FN(update_job_) *job, size_t threads, double loss)
+{
+    const size_t total = job->len[0] + job->len[1] + job->len[2] + job->len[3];
+    job->n_parts = total >= UPDATE_PARALLEL_MIN ? threads : 1;
+    for (job->commit = 0; job->commit < 2; job->commit++) {
+        if (job->n_parts == 1)
+            FN(update_task_)(job, 0);
+        else
+            csae_parallel_run(job->n_parts, FN(update_task_), job);
+        if (!job->commit) {
+            int finite = isfinite(loss);
+            for (size_t t = 0; t < job->n_parts; t++)
+                finite &= job->check[t] == 0;
+            if (!finite)
+                return CSAE_ERR_NONFINITE;
         }
     }
     return CSAE_OK;
@@ -186,13 +229,15 @@ static csae_status FN(step_)(const csae_model *model, const csae_sgd *sgd, PARAM
                              const csae_ws_layout *L, size_t threads)
 {
     const size_t n = model->n_features, h = model->n_hidden;
+    const REAL two_lambda = (REAL)(2.0 * model->weight_decay);
     PARAMS grads = FN(grad_views_)(model, base, L);
-    FN(objective_)(model, p, X, m, loss, grads, base, L, threads);
-    REAL *const theta[4] = {p.W, p.b, p.Wd, p.bd};
-    REAL *const vel[4] = {v.W, v.b, v.Wd, v.bd};
-    const REAL *const g[4] = {grads.W, grads.b, grads.Wd, grads.bd};
-    const size_t len[4] = {h * n, h, n * h, n};
-    return FN(apply_update_)(theta, vel, g, len, sgd->learning_rate, sgd->momentum, *loss);
+    FN(objective_grads_)(model, p, X, m, loss, grads, base, L, threads, 0);
+    FN(update_job_) job = {
+        {p.W, p.b, p.Wd, p.bd}, {v.W, v.b, v.Wd, v.bd},
+        {grads.W, grads.b, grads.Wd, grads.bd}, {h * n, h, n * h, n},
+        {two_lambda, 0, two_lambda, 0}, (REAL)sgd->learning_rate, (REAL)sgd->momentum,
+        sgd->momentum != 0, 0, 1, {0}};
+    return FN(apply_update_)(&job, threads, *loss);
 }
 
 #undef GEMM
