@@ -12,10 +12,16 @@ load
     Read a model file written by ``SparseAutoencoder.save``.
 check_gradients
     UFLDL's gradient check of a model against finite differences.
+datasets
+    The bars problem (``make_bars``) and ``extract_patches`` for images.
+plot_filters, plot_loss
+    Pictures of the learned features and of the training curve (need
+    matplotlib: ``pip install "csae[plot]"``).
 NotFittedError, TrainingInterruptedWarning, TrainingDivergedWarning, NonFiniteError
     Errors and warnings raised by the above.
 """
 
+from csae import datasets
 from csae._errors import NonFiniteError
 from csae._estimator import (
     SparseAutoencoder,
@@ -25,11 +31,15 @@ from csae._estimator import (
 from csae._gradcheck import check_gradients
 from csae._validation import NotFittedError
 from csae._version import __version__
+from csae.plotting import plot_filters, plot_loss
 
 __all__ = [
     "SparseAutoencoder",
     "load",
     "check_gradients",
+    "datasets",
+    "plot_filters",
+    "plot_loss",
     "NotFittedError",
     "NonFiniteError",
     "TrainingDivergedWarning",

@@ -1,0 +1,708 @@
+"""The ``csae`` command (also ``python -m csae``).
+
+Subcommands::
+
+    csae demo [--out DIR] [--seed N]       bars problem end to end, with pictures
+    csae train DATA --hidden N --out MODEL  train on a .npy/.npz/.csv file
+    csae encode MODEL DATA --out FILE       hidden features of DATA
+    csae reconstruct MODEL DATA --out FILE  reconstructions of DATA
+    csae info MODEL                         shapes, hyperparameters, history
+    csae gradcheck                          analytic vs numerical gradients
+
+Exit status: 0 success; 1 the command ran but did not succeed (training
+diverged, a gradient check failed); 2 a usage or input error (one line on
+stderr, never a traceback); 130 interrupted by Ctrl-C (``train`` and ``demo``
+still save the model reached so far).
+
+Progress goes to stderr (a tqdm bar when tqdm is installed, ``pip install
+"csae[cli]"``; plain lines otherwise), results to stdout.
+"""
+
+import argparse
+import os
+import sys
+import time
+import warnings
+import zipfile
+
+import numpy as np
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+# The demo: 8x8 bars, 16 true bars, 25 hidden units.  Tuned with the NumPy
+# reference, then checked through this command: seeds 0..199 all recover
+# 16/16 bars, the worst best-match correlation being 0.94 (threshold 0.9).
+# weight_decay 1e-3 is what makes the filters clean (with 1e-4 the margin
+# shrinks to ~0.92); sparsity_weight 3 (the estimator default) is too strong
+# here and loses bars.  ~0.1 s with the C engine, ~1.3 s with the reference.
+DEMO_DATA = dict(n_samples=2000, size=8)
+DEMO_MODEL = dict(n_hidden=25, sparsity_target=0.1, sparsity_weight=1.0,
+                  weight_decay=1e-3, decoder="sigmoid", learning_rate=0.3,
+                  momentum=0.9, batch_size=20, max_epochs=40)
+RECOVERY_THRESHOLD = 0.9
+
+# Command-line spelling of each hyperparameter, used to translate the
+# library's error messages (which name the Python parameter).
+OPTION_OF = {
+    "n_hidden": "--hidden", "sparsity_target": "--rho", "sparsity_weight": "--beta",
+    "weight_decay": "--lambda", "learning_rate": "--lr", "batch_size": "--batch-size",
+    "max_epochs": "--epochs", "decoder": "--decoder", "dtype": "--dtype",
+    "momentum": "--momentum", "random_state": "--seed", "n_threads": "--threads",
+    "backend": "--backend",
+}
+
+
+class UserError(Exception):
+    """A mistake the user can fix: reported as one line, exit status 2.
+    ``prog`` names the (sub)command in the message when known."""
+
+    def __init__(self, message, prog=None):
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error becomes one line instead of the usage
+    block (``main`` prints it)."""
+
+    def error(self, message):
+        raise UserError(f"{message} (see '{self.prog} --help')", prog=self.prog)
+
+
+# --------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------
+
+def _one_line(text):
+    return " ".join(str(text).split())
+
+
+def _library_message(err):
+    """A library error message in command-line terms."""
+    message = _one_line(err)
+    for name, option in OPTION_OF.items():
+        if message.startswith(name + " "):
+            message = f"{option} ({name}){message[len(name):]}"
+            break
+    return (message.replace("pass scale_inputs=True, or use decoder='linear'",
+                            "pass --scale-inputs, or use --decoder linear")
+            .replace("use dtype='float64'", "use --dtype float64")
+            .replace("a smaller learning_rate", "a smaller --lr"))
+
+
+def _default_backend():
+    """"c" when the compiled engine imports, else the NumPy reference."""
+    try:
+        from csae import _engine  # noqa: F401
+    except ImportError:
+        return "python"
+    return "c"
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _check_input_file(path, what="file"):
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such {what}")
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a directory, expected a {what}")
+
+
+def _check_output_path(path, suffixes=None):
+    """Fail before any work if ``path`` cannot be written (a long training
+    run must not end in an error about the output folder)."""
+    if suffixes is not None and os.path.splitext(path)[1].lower() not in suffixes:
+        raise UserError(f"cannot write {path}: the output file must end in "
+                        f"{' or '.join(suffixes)}")
+    if os.path.isdir(path):
+        raise UserError(f"cannot write {path}: it is a directory")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UserError(f"cannot write {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"cannot write {path}: folder {parent} is not writable")
+
+
+def _load_csv(path):
+    """A numeric CSV file as a 2-D float64 array; a first line that is not
+    numeric is taken as a header and skipped."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        first = f.readline()
+    skip = 0
+    if first.strip():
+        try:
+            [float(field) for field in first.split(",")]
+        except ValueError:
+            skip = 1
+    with warnings.catch_warnings():
+        # loadtxt warns on an empty file; that is reported as an error below.
+        warnings.simplefilter("ignore", UserWarning)
+        return np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
+
+
+def load_data(path, key=None):
+    """Read DATA (.npy, .npz or .csv) as a 2-D numeric array, or raise
+    UserError with one line saying what is wrong."""
+    _check_input_file(path, "data file")
+    suffix = os.path.splitext(path)[1].lower()
+    if key is not None and suffix != ".npz":
+        raise UserError("--key applies to .npz files only")
+    try:
+        if suffix == ".npy":
+            data = np.load(path, allow_pickle=False)
+        elif suffix == ".npz":
+            data = _load_npz(path, key)
+        elif suffix == ".csv":
+            data = _load_csv(path)
+        else:
+            raise UserError(f"{path}: unsupported file type {suffix or '(none)'!r}; "
+                            "use .npy, .npz or .csv")
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        reason = _one_line(err)
+        if "pickled" in reason:  # np.load's advice about allow_pickle does not apply
+            reason = (f"not a NumPy {suffix} file (or it holds pickled Python objects, "
+                      "which csae never loads)")
+        raise UserError(f"cannot read {path}: {reason}") from None
+    if not isinstance(data, np.ndarray):
+        raise UserError(f"cannot read {path}: it does not hold an array")
+    if data.dtype.kind not in "biuf":
+        raise UserError(f"{path}: expected numbers, found an array of dtype {data.dtype}")
+    if data.ndim != 2:
+        hint = ("; reshape it to (n_samples, n_features), e.g. X.reshape(len(X), -1)"
+                if data.ndim > 2 else "")
+        raise UserError(f"{path}: expected a 2-D array (n_samples, n_features), "
+                        f"found shape {data.shape}{hint}")
+    if data.size == 0:
+        raise UserError(f"{path}: the data is empty (shape {data.shape})")
+    return data
+
+
+def _load_npz(path, key):
+    with np.load(path, allow_pickle=False) as archive:
+        if isinstance(archive, np.ndarray):  # a .npy file named .npz
+            if key is not None:
+                raise UserError(f"{path} holds a single array, not named arrays; drop --key")
+            return archive
+        names = archive.files
+        if key is None:
+            if len(names) != 1:
+                listed = ", ".join(names) if names else "none"
+                raise UserError(f"{path} holds {len(names)} arrays ({listed}); "
+                                "choose one with --key NAME")
+            key = names[0]
+        elif key not in names:
+            raise UserError(f"{path} has no array named {key!r} "
+                            f"(it holds: {', '.join(names) or 'none'})")
+        return archive[key]
+
+
+def load_model(path):
+    """csae.load, with errors turned into UserError."""
+    import csae
+    _check_input_file(path, "model file")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path} is not a csae model file (expected the .npz archive "
+                        "written by 'csae train' or SparseAutoencoder.save)")
+    try:
+        model = csae.load(path)
+    except (ValueError, OSError) as err:
+        raise UserError(f"cannot load model {path}: {_one_line(err)}") from None
+    if model.backend == "c" and _default_backend() == "python":
+        model.set_params(backend="python")  # same results, only slower
+    return model
+
+
+def save_array(path, array):
+    """Write ``array`` to ``path`` exactly (np.save alone would append .npy
+    to a name without it): .csv as text, anything else as .npy."""
+    if os.path.splitext(path)[1].lower() == ".csv":
+        fmt = "%.9g" if array.dtype == np.float32 else "%.17g"
+        np.savetxt(path, array, delimiter=",", fmt=fmt)
+    else:
+        with open(path, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+
+
+# --------------------------------------------------------------------------
+# Training with progress and Ctrl-C
+# --------------------------------------------------------------------------
+
+class _LineProgress:
+    """One line per epoch on stderr (tqdm's fallback)."""
+
+    def __init__(self, total, stream):
+        self.total, self.stream = total, stream
+        self.width = len(str(total))
+
+    def update(self, epoch, objective, seconds):
+        print(f"epoch {epoch:{self.width}d}/{self.total}: objective {objective:.6g} "
+              f"({seconds:.3f} s)", file=self.stream, flush=True)
+
+    def close(self):
+        pass
+
+
+class _TqdmProgress:
+    """A tqdm bar, opened when the first epoch is done: the first epoch is
+    where bad data or hyperparameters are found, and their error line then
+    stands alone instead of following an empty bar."""
+
+    def __init__(self, tqdm, total, stream):
+        self.tqdm, self.total, self.stream = tqdm, total, stream
+        self.bar = None
+
+    def update(self, epoch, objective, seconds):
+        if self.bar is None:
+            self.bar = self.tqdm(total=self.total, unit="epoch", desc="training",
+                                 file=self.stream, dynamic_ncols=True)
+        self.bar.set_postfix_str(f"objective={objective:.6g}", refresh=False)
+        self.bar.update(1)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _QuietProgress:
+    def update(self, epoch, objective, seconds):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total, quiet=False, stream=None):
+    stream = sys.stderr if stream is None else stream
+    if quiet:
+        return _QuietProgress()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _LineProgress(total, stream)
+    return _TqdmProgress(tqdm, total, stream)
+
+
+def train_epochs(model, X, epochs, progress, prog):
+    """Run ``epochs`` epochs of ``partial_fit`` on X, reporting each.
+
+    Returns ``(status, message)`` with status "done", "interrupted" (Ctrl-C;
+    the model keeps what it reached) or "diverged" (the estimator stopped at
+    a non-finite objective and kept the last finite weights).
+    """
+    from csae import TrainingDivergedWarning, TrainingInterruptedWarning
+    status, message = "done", None
+    try:
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                model.partial_fit(X)
+            seconds = time.perf_counter() - start
+            for w in caught:
+                if issubclass(w.category, TrainingInterruptedWarning):
+                    status = "interrupted"
+                elif issubclass(w.category, TrainingDivergedWarning):
+                    status, message = "diverged", _library_message(w.message)
+                else:
+                    print(f"{prog}: warning: {_one_line(w.message)}", file=sys.stderr)
+            if status != "done":
+                break
+            progress.update(epoch, model.loss_curve_[-1], seconds)
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        progress.close()
+    return status, message
+
+
+def _is_fitted(model):
+    return model.__sklearn_is_fitted__()
+
+
+# --------------------------------------------------------------------------
+# Subcommands
+# --------------------------------------------------------------------------
+
+def cmd_demo(args):
+    from csae import SparseAutoencoder
+    from csae.datasets import best_match_correlation, make_bars
+
+    prog = "csae demo"
+    out = args.out
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"cannot write into {out}: it exists and is not a directory")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create {out}: {err.strerror or _one_line(err)}") from None
+    if not os.access(out, os.W_OK):
+        raise UserError(f"cannot write into {out}: not writable")
+    try:
+        import matplotlib  # noqa: F401
+        can_plot = True
+    except ImportError:
+        can_plot = False
+
+    backend = args.backend or _default_backend()
+    epochs = args.epochs or DEMO_MODEL["max_epochs"]
+    X, bars = make_bars(DEMO_DATA["n_samples"], size=DEMO_DATA["size"],
+                        random_state=args.seed, return_components=True)
+    size, n_bars = DEMO_DATA["size"], bars.shape[0]
+    model = SparseAutoencoder(**{**DEMO_MODEL, "max_epochs": epochs}, backend=backend,
+                              random_state=args.seed)
+
+    print(f"csae demo: {X.shape[0]} random {size}x{size} bars images "
+          f"({n_bars} possible bars, each present with probability 1/{size})")
+    engine_note = "" if backend == "c" else " (NumPy reference; build the C engine for speed)"
+    print(f"training {model!r}\n  on backend {backend!r}{engine_note}")
+    shown = {1, epochs} | set(range(5, epochs + 1, 5 if epochs <= 50 else 10))
+
+    class _DemoProgress:
+        def update(self, epoch, objective, seconds):
+            if epoch in shown:
+                print(f"  epoch {epoch:3d}/{epochs}  objective {objective:.4f}", flush=True)
+
+        def close(self):
+            pass
+
+    start = time.perf_counter()
+    status, message = train_epochs(model, X, epochs, _DemoProgress(), prog)
+    seconds = time.perf_counter() - start
+    if not _is_fitted(model) or model.n_iter_ == 0:
+        print(f"{prog}: {status} before the first epoch finished; nothing written",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED if status == "interrupted" else EXIT_FAILED
+
+    objective = model.loss(X)
+    activation = float(model.transform(X).mean())
+    best = best_match_correlation(model.encoder_weights_, bars)
+    recovered = int(np.sum(best >= RECOVERY_THRESHOLD))
+    print(f"trained {model.n_iter_} epochs in {seconds:.2f} s")
+    print(f"final objective         {objective:.4f}  (on all {X.shape[0]} images)")
+    print(f"mean hidden activation  {activation:.4f}  (target rho = "
+          f"{model.sparsity_target:g})")
+    print(f"{recovered}/{n_bars} bars recovered (best-match correlation >= "
+          f"{RECOVERY_THRESHOLD:g}; worst best match {best.min():.3f})")
+
+    model_path = os.path.join(out, "model.npz")
+    model.save(model_path)
+    written = [model_path]
+    if can_plot:
+        from csae.plotting import plot_filters, plot_loss
+        written.insert(0, plot_filters(model, os.path.join(out, "filters.png"),
+                                       title=f"{model.n_hidden} hidden units "
+                                             f"({recovered}/{n_bars} bars recovered)"))
+        written.insert(1, plot_loss(model, os.path.join(out, "loss.png")))
+    print("wrote " + ", ".join(written))
+    if not can_plot:
+        print(f"{prog}: note: filters.png and loss.png need matplotlib: "
+              'pip install "csae[plot]"', file=sys.stderr)
+    if status == "interrupted":
+        print(f"{prog}: interrupted after epoch {model.n_iter_}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if status == "diverged":
+        print(f"{prog}: {message}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_train(args):
+    from csae import SparseAutoencoder
+
+    prog = "csae train"
+    _check_output_path(args.out)
+    X = load_data(args.data, args.key)
+    params = {
+        "n_hidden": args.hidden, "sparsity_target": args.rho,
+        "sparsity_weight": args.beta, "weight_decay": args.lam,
+        "learning_rate": args.lr, "batch_size": args.batch_size,
+        "max_epochs": args.epochs, "decoder": args.decoder, "dtype": args.dtype,
+        "momentum": args.momentum, "random_state": args.seed,
+        "n_threads": args.threads,
+    }
+    params = {k: v for k, v in params.items() if v is not None}
+    model = SparseAutoencoder(**params, scale_inputs=args.scale_inputs,
+                              shuffle=not args.no_shuffle,
+                              backend=args.backend or _default_backend())
+    if not args.scale_inputs and X.dtype != np.dtype(model.dtype):
+        # One conversion now rather than one per epoch inside partial_fit
+        # (with --scale-inputs the estimator scales in float64 first).
+        X = np.ascontiguousarray(X, dtype=model.dtype)
+    epochs = model.max_epochs
+
+    start = time.perf_counter()
+    status, message = train_epochs(model, X, epochs,
+                                   _progress(epochs, quiet=args.quiet), prog)
+    seconds = time.perf_counter() - start
+    if not _is_fitted(model):
+        print(f"{prog}: interrupted before training started; nothing saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    model.save(args.out)
+    curve = model.loss_curve_
+    final = f"final objective {curve[-1]:.6g}" if curve else "no epoch completed"
+    print(f"trained {model.n_iter_} epoch{'s' if model.n_iter_ != 1 else ''} on "
+          f"{X.shape[0]} x {X.shape[1]} in {seconds:.2f} s: {final}; "
+          f"model saved to {args.out}")
+    if status == "interrupted":
+        print(f"{prog}: interrupted; the model reached so far was saved to {args.out}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if status == "diverged":
+        print(f"{prog}: {message}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_encode(args):
+    _check_output_path(args.out, (".npy", ".csv"))
+    model = load_model(args.model)
+    X = load_data(args.data, args.key)
+    H = model.transform(X)
+    save_array(args.out, H)
+    print(f"wrote {args.out}: hidden features, shape {H.shape}, {H.dtype}")
+    return EXIT_OK
+
+
+def cmd_reconstruct(args):
+    _check_output_path(args.out, (".npy", ".csv"))
+    model = load_model(args.model)
+    X = load_data(args.data, args.key)
+    Y = model.reconstruct(X)
+    save_array(args.out, Y)
+    mse = float(np.mean((Y.astype(np.float64) - X) ** 2))
+    print(f"wrote {args.out}: reconstructions, shape {Y.shape}, {Y.dtype}; "
+          f"mean squared error {mse:.6g}")
+    return EXIT_OK
+
+
+def cmd_info(args):
+    model = load_model(args.model)
+    W = model.encoder_weights_
+    params = model.get_params()
+    print(f"model            {args.model}")
+    print(f"shape            {model.n_features_in_} features -> {W.shape[0]} hidden units "
+          f"({W.dtype})")
+    print(f"weights          encoder {W.shape}, decoder {model.decoder_weights_.shape}")
+    print("hyperparameters")
+    width = max(len(name) for name in params)
+    for name, value in params.items():
+        print(f"  {name:<{width}}  {value!r}")
+    curve = model.loss_curve_
+    if not curve:
+        print("training         no epochs recorded")
+    else:
+        best = int(np.argmin(curve))
+        print(f"training         {len(curve)} epoch{'s' if len(curve) != 1 else ''}; "
+              f"objective {curve[0]:.6g} (epoch 1) -> {curve[-1]:.6g} "
+              f"(epoch {len(curve)}); lowest {curve[best]:.6g} (epoch {best + 1})")
+    return EXIT_OK
+
+
+GRADCHECK_TOLERANCE = 1e-6
+
+
+def cmd_gradcheck(args):
+    import csae
+
+    rng = np.random.default_rng(args.seed)
+    X = rng.random((args.samples, args.features))
+    backend = args.backend or _default_backend()
+    decoders = ("sigmoid", "linear") if args.decoder == "both" else (args.decoder,)
+    print(f"gradient check: {args.samples} samples x {args.features} features, "
+          f"{args.hidden} hidden units, backend {backend!r}, central differences")
+    worst = 0.0
+    for decoder in decoders:
+        # Two epochs move the weights off their initial values, so every
+        # term of the objective (sparsity included) has a real gradient.
+        model = csae.SparseAutoencoder(n_hidden=args.hidden, sparsity_target=0.1,
+                                       sparsity_weight=3.0, weight_decay=1e-3,
+                                       decoder=decoder, learning_rate=0.1,
+                                       batch_size=max(1, args.samples // 4), max_epochs=2,
+                                       backend=backend, random_state=args.seed)
+        model.fit(X)
+        error = csae.check_gradients(model, X)
+        worst = max(worst, error)
+        print(f"  decoder {decoder:<8} worst relative error {error:.3g}")
+    if worst < GRADCHECK_TOLERANCE:
+        print(f"OK: analytic gradients match finite differences (< {GRADCHECK_TOLERANCE:g})")
+        return EXIT_OK
+    print(f"FAILED: relative error {worst:.3g} >= {GRADCHECK_TOLERANCE:g}")
+    return EXIT_FAILED
+
+
+# --------------------------------------------------------------------------
+# Parser and entry point
+# --------------------------------------------------------------------------
+
+def _estimator_defaults():
+    from csae import SparseAutoencoder
+    return SparseAutoencoder().get_params()
+
+
+def build_parser():
+    """The argparse parser of the ``csae`` command."""
+    from csae import __version__
+    defaults = _estimator_defaults()
+    parser = _Parser(
+        prog="csae",
+        description="Sparse autoencoders with a KL-divergence sparsity penalty.",
+        epilog="Run 'csae demo' to see one learn the bars problem. "
+               "Exit status: 0 ok, 1 failed (diverged / gradient check), "
+               "2 usage or input error, 130 interrupted.")
+    parser.add_argument("--version", action="version", version=f"csae {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("demo", help="learn the bars problem and draw the filters",
+                       description="Generate 8x8 bars images, train a sparse "
+                                   "autoencoder on them, report how many of the 16 "
+                                   "bars its hidden units found, and write "
+                                   "filters.png, loss.png and model.npz.")
+    p.add_argument("--out", default="csae-demo", metavar="DIR",
+                   help="folder for the pictures and the model (default: csae-demo)")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the data and the model (default: 0)")
+    p.add_argument("--epochs", type=_positive_int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--backend", choices=("c", "python"), default=None,
+                   help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_demo)
+
+    data_help = ("data file: .npy, .npz (one array, or choose with --key) or .csv "
+                 "(numbers only, optional header line); one sample per row")
+
+    def add_data(p):
+        p.add_argument("data", metavar="DATA", help=data_help)
+        p.add_argument("--key", default=None, help="array name inside a .npz file")
+
+    def add_backend(p):
+        p.add_argument("--backend", choices=("c", "python"), default=None,
+                       help="'c' (compiled engine) or 'python' (NumPy reference); "
+                            "default: c when built")
+
+    p = sub.add_parser("train", help="train a model on a data file",
+                       description="Train a sparse autoencoder on DATA and save it to "
+                                   "MODEL. Ctrl-C stops training and still saves the "
+                                   "model reached so far.")
+    add_data(p)
+    p.add_argument("--hidden", type=int, required=True, metavar="N",
+                   help="number of hidden units")
+    p.add_argument("--out", required=True, metavar="MODEL",
+                   help="model file to write (.npz)")
+    p.add_argument("--rho", type=float, help="sparsity target: mean activation of each "
+                   f"hidden unit, in (0, 1) (default: {defaults['sparsity_target']})")
+    p.add_argument("--beta", type=float, help="weight of the KL sparsity penalty "
+                   f"(default: {defaults['sparsity_weight']})")
+    p.add_argument("--lambda", dest="lam", type=float, metavar="LAMBDA",
+                   help="L2 weight decay "
+                   f"(default: {defaults['weight_decay']})")
+    p.add_argument("--lr", type=float,
+                   help=f"learning rate (default: {defaults['learning_rate']})")
+    p.add_argument("--momentum", type=float,
+                   help=f"momentum in [0, 1) (default: {defaults['momentum']})")
+    p.add_argument("--batch-size", type=int,
+                   help=f"rows per minibatch (default: {defaults['batch_size']})")
+    p.add_argument("--epochs", type=_positive_int,
+                   help=f"epochs to train (default: {defaults['max_epochs']})")
+    p.add_argument("--decoder", choices=("sigmoid", "linear"),
+                   help="output function; sigmoid needs data in [0, 1] "
+                        f"(default: {defaults['decoder']})")
+    p.add_argument("--dtype", choices=("float64", "float32"),
+                   help=f"floating-point type (default: {defaults['dtype']})")
+    p.add_argument("--scale-inputs", action="store_true",
+                   help="learn each feature's min/max and map the data to [0, 1]")
+    p.add_argument("--no-shuffle", action="store_true",
+                   help="visit the rows in file order every epoch")
+    p.add_argument("--seed", type=int, help="random seed (default: fresh entropy)")
+    p.add_argument("--threads", type=_positive_int,
+                   help="threads for the C engine (default: all cores)")
+    add_backend(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("encode", help="hidden features of a data file",
+                       description="Write the hidden activations of DATA under MODEL.")
+    p.add_argument("model", metavar="MODEL", help="model file written by 'csae train'")
+    add_data(p)
+    p.add_argument("--out", required=True, metavar="FEATURES",
+                   help="output file, .npy or .csv")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("reconstruct", help="reconstructions of a data file",
+                       description="Write the model's reconstruction of DATA.")
+    p.add_argument("model", metavar="MODEL", help="model file written by 'csae train'")
+    add_data(p)
+    p.add_argument("--out", required=True, metavar="OUT", help="output file, .npy or .csv")
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("info", help="describe a model file",
+                       description="Print a model's shapes, hyperparameters and "
+                                   "training history.")
+    p.add_argument("model", metavar="MODEL", help="model file")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("gradcheck", help="check gradients against finite differences",
+                       description="Compare the analytic gradients with central finite "
+                                   "differences on a small random problem (UFLDL's "
+                                   "gradient check). Exit status 1 if they disagree.")
+    p.add_argument("--hidden", type=_positive_int, default=5, help="hidden units (default: 5)")
+    p.add_argument("--features", type=_positive_int, default=8, help="features (default: 8)")
+    p.add_argument("--samples", type=_positive_int, default=20, help="samples (default: 20)")
+    p.add_argument("--decoder", choices=("sigmoid", "linear", "both"), default="both",
+                   help="decoder(s) to check (default: both)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
+    add_backend(p)
+    p.set_defaults(func=cmd_gradcheck)
+    return parser
+
+
+def main(argv=None):
+    """Run the ``csae`` command with ``argv`` (default: ``sys.argv[1:]``).
+
+    Returns the exit status instead of exiting, so that it can be called
+    from Python; the console script passes it to ``sys.exit``.
+    """
+    prog = "csae"
+    try:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exit_:  # --help and --version
+            return exit_.code if isinstance(exit_.code, int) else EXIT_OK
+        prog = f"csae {args.command}"
+        return args.func(args)
+    except UserError as err:
+        prog = err.prog or prog
+        message = str(err)
+    except ValueError as err:  # the library's checks of data and hyperparameters
+        message = _library_message(err)
+    except OSError as err:  # e.g. disk full or permission denied while writing
+        target = f"{err.filename}: " if err.filename else ""
+        message = f"{target}{err.strerror or _one_line(err)}"
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE

@@ -1,0 +1,221 @@
+"""Built-in data: the bars problem, and patches cut from your own images.
+
+Nothing here downloads anything.  ``make_bars`` generates Foldiak's classic
+test for sparse feature learners: each image is the union of a few random
+horizontal and vertical bars, so a good sparse autoencoder learns one hidden
+unit per bar.  ``extract_patches`` samples small square patches from larger
+images, the way UFLDL's sparse autoencoder exercise samples 8x8 patches from
+natural images.
+"""
+
+import numbers
+
+import numpy as np
+
+__all__ = ["make_bars", "bar_components", "extract_patches", "best_match_correlation"]
+
+
+def _check_int(value, name, minimum):
+    # bool is an int subclass; make_bars(True) is almost surely a mistake.
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_real(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def bar_components(size=8):
+    """The ``2 * size`` single-bar images of the bars problem.
+
+    Parameters
+    ----------
+    size : int, default=8
+        Side length of the square images.
+
+    Returns
+    -------
+    components : ndarray of shape (2 * size, size * size), float64
+        Rows ``0 .. size-1`` are the horizontal bars (row ``i`` of the image
+        set to 1), rows ``size .. 2*size-1`` the vertical bars (column ``i``
+        set to 1).  Each row is an image flattened in C order.
+    """
+    size = _check_int(size, "size", 1)
+    comps = np.zeros((2 * size, size, size))
+    for i in range(size):
+        comps[i, i, :] = 1.0
+        comps[size + i, :, i] = 1.0
+    return comps.reshape(2 * size, size * size)
+
+
+def make_bars(n_samples, size=8, p_bar=None, noise=0.0, random_state=None,
+              return_components=False):
+    """Generate the bars problem (Foldiak, 1990).
+
+    Each sample is a ``size x size`` image made of horizontal and vertical
+    bars: each of the ``2 * size`` bars is present independently with
+    probability ``p_bar``, and a pixel is the maximum over the bars present,
+    so crossing bars stay at 1 (the images are a union, not a sum).  A good
+    sparse feature learner finds one hidden unit per bar.
+
+    Parameters
+    ----------
+    n_samples : int
+        Number of images (rows), at least 1.
+    size : int, default=8
+        Side length of the square images; each row has ``size * size``
+        features.
+    p_bar : float, default=None
+        Probability that a given bar is present, in [0, 1].  ``None`` means
+        ``1 / size``, so an image holds two bars on average (one per
+        orientation), which keeps the problem sparse.
+    noise : float, default=0.0
+        Standard deviation of Gaussian noise added to every pixel; the
+        result is clipped back to [0, 1].  Must be >= 0.
+    random_state : None, int or numpy.random.Generator, default=None
+        Seed or generator; the same integer always gives the same images.
+    return_components : bool, default=False
+        Also return the true bars (see ``bar_components``).
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, size * size), float64
+        The images, one flattened (C order) image per row, values in [0, 1].
+    components : ndarray of shape (2 * size, size * size), float64
+        Only when ``return_components`` is true: the single-bar images,
+        horizontal bars first.  Without noise, each image equals the
+        element-wise maximum of the components present in it.
+
+    Examples
+    --------
+    >>> from csae.datasets import make_bars
+    >>> X, bars = make_bars(1000, random_state=0, return_components=True)
+    >>> X.shape, bars.shape
+    ((1000, 64), (16, 64))
+    """
+    n_samples = _check_int(n_samples, "n_samples", 1)
+    size = _check_int(size, "size", 1)
+    if p_bar is None:
+        p_bar = 1.0 / size
+    p_bar = _check_real(p_bar, "p_bar")
+    if not 0.0 <= p_bar <= 1.0:
+        raise ValueError(f"p_bar must be in [0, 1], got {p_bar}")
+    noise = _check_real(noise, "noise")
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    rng = np.random.default_rng(random_state)
+
+    present = rng.random((n_samples, 2 * size)) < p_bar
+    rows = present[:, :size]            # horizontal bar i fills image row i
+    cols = present[:, size:]            # vertical bar j fills image column j
+    images = rows[:, :, None] | cols[:, None, :]
+    X = images.reshape(n_samples, size * size).astype(np.float64)
+    if noise > 0:
+        X += noise * rng.standard_normal(X.shape)
+        np.clip(X, 0.0, 1.0, out=X)
+    if return_components:
+        return X, bar_components(size)
+    return X
+
+
+def extract_patches(images, patch_size, n_patches, random_state=None):
+    """Cut random square patches out of a set of images.
+
+    Each patch comes from an image chosen uniformly at random, at a position
+    chosen uniformly among those where the patch fits (UFLDL's
+    ``sampleIMAGES``).  The pixel values are returned unchanged: rescale
+    them to [0, 1] yourself, or train with ``scale_inputs=True`` or
+    ``decoder="linear"``.
+
+    Parameters
+    ----------
+    images : array-like of shape (n_images, height, width) or (height, width)
+        Grey-level images.  A single 2-d image is allowed.
+    patch_size : int
+        Side length of the square patches; at most the smaller image side.
+    n_patches : int
+        Number of patches, at least 1.
+    random_state : None, int or numpy.random.Generator, default=None
+        Seed or generator.
+
+    Returns
+    -------
+    patches : ndarray of shape (n_patches, patch_size * patch_size)
+        One patch per row, flattened in C order; floating point (float64
+        unless the images are float32).
+    """
+    images = np.asarray(images)
+    if images.ndim == 2:
+        images = images[None]
+    if images.ndim != 3:
+        raise ValueError("images must have shape (n_images, height, width) "
+                         f"or (height, width), got shape {images.shape}")
+    if images.dtype.kind not in "biuf":
+        raise ValueError(f"images must be numeric, got dtype {images.dtype}")
+    n_images, height, width = images.shape
+    if n_images == 0 or height == 0 or width == 0:
+        raise ValueError(f"images must not be empty, got shape {images.shape}")
+    patch_size = _check_int(patch_size, "patch_size", 1)
+    if patch_size > min(height, width):
+        raise ValueError(f"patch_size={patch_size} is larger than the images "
+                         f"({height}x{width})")
+    n_patches = _check_int(n_patches, "n_patches", 1)
+    out_dtype = np.float32 if images.dtype == np.float32 else np.float64
+    if not np.all(np.isfinite(images)):
+        raise ValueError("images contain NaN or infinity")
+    rng = np.random.default_rng(random_state)
+
+    which = rng.integers(0, n_images, n_patches)
+    top = rng.integers(0, height - patch_size + 1, n_patches)
+    left = rng.integers(0, width - patch_size + 1, n_patches)
+    # Fancy-index all patches at once: (n_patches, p, p) index grids.
+    offs = np.arange(patch_size)
+    r = top[:, None, None] + offs[None, :, None]
+    c = left[:, None, None] + offs[None, None, :]
+    patches = images[which[:, None, None], r, c]
+    return patches.reshape(n_patches, patch_size * patch_size).astype(out_dtype)
+
+
+def best_match_correlation(filters, components):
+    """For each true component, its highest correlation with any filter.
+
+    This is how ``csae demo`` counts recovered bars: component k is
+    recovered when some hidden unit's encoder weights correlate with it at
+    0.9 or more.  The correlation is Pearson's (both vectors centred), so a
+    filter's scale and offset do not matter, only its pattern.
+
+    Parameters
+    ----------
+    filters : array-like of shape (n_filters, n_features)
+        For example ``model.encoder_weights_``.
+    components : array-like of shape (n_components, n_features)
+        For example the bars returned by ``make_bars(...,
+        return_components=True)``.
+
+    Returns
+    -------
+    best : ndarray of shape (n_components,), float64
+        ``best[k]`` is the maximum over filters of the correlation with
+        component k, in [-1, 1].  A constant filter or component
+        correlates 0 with everything.
+    """
+    F = np.asarray(filters, dtype=np.float64)
+    C = np.asarray(components, dtype=np.float64)
+    if F.ndim != 2 or C.ndim != 2 or F.shape[1] != C.shape[1] or 0 in F.shape + C.shape:
+        raise ValueError("filters and components must be non-empty 2-D arrays with the "
+                         f"same number of columns, got shapes {F.shape} and {C.shape}")
+
+    def unit_rows(A):
+        A = A - A.mean(axis=1, keepdims=True)
+        norm = np.linalg.norm(A, axis=1, keepdims=True)
+        return np.divide(A, norm, out=np.zeros_like(A), where=norm > 0)
+
+    return (unit_rows(C) @ unit_rows(F).T).max(axis=1)

@@ -1,0 +1,461 @@
+"""The ``csae`` command: every subcommand on real files, and clean failures.
+
+Most tests call ``csae.cli.main(argv)`` in-process (fast, and stdout/stderr
+are captured); a few run ``python -m csae`` in a subprocess to check the
+real entry point, exit codes and Ctrl-C.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import csae
+from csae import SparseAutoencoder, TrainingInterruptedWarning
+from csae.cli import main
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def run(capsys, *argv):
+    """main(argv) -> (status, stdout, stderr)."""
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.fixture
+def data(tmp_path):
+    """Data files in [0, 1]: .npy, .npz (one and two arrays), .csv with header."""
+    rng = np.random.default_rng(0)
+    X = rng.random((120, 16))
+    paths = {"X": X, "npy": tmp_path / "x.npy", "npz": tmp_path / "x.npz",
+             "npz2": tmp_path / "two.npz", "csv": tmp_path / "x.csv"}
+    np.save(paths["npy"], X)
+    np.savez(paths["npz"], data=X)
+    np.savez(paths["npz2"], train=X, other=X[:, :4])
+    np.savetxt(paths["csv"], X, delimiter=",", fmt="%.17g",
+               header=",".join(f"f{i}" for i in range(16)), comments="")
+    return paths
+
+
+@pytest.fixture
+def model_file(tmp_path, data, capsys):
+    path = tmp_path / "model.npz"
+    status, _, _ = run(capsys, "train", data["npy"], "--hidden", 5, "--epochs", 4,
+                       "--seed", 0, "--out", path, "--quiet")
+    assert status == 0
+    return path
+
+
+# --------------------------------------------------------------------------
+# demo
+# --------------------------------------------------------------------------
+
+def test_demo_end_to_end(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out_dir = tmp_path / "demo"
+    status, out, err = run(capsys, "demo", "--out", out_dir)
+    assert status == 0, err
+    assert err == ""
+    assert "16/16 bars recovered (best-match correlation >= 0.9" in out
+    assert "final objective" in out
+    assert "mean hidden activation" in out and "target rho = 0.1" in out
+    assert "epoch  40/40" in out
+    for name in ("filters.png", "loss.png"):
+        with open(out_dir / name, "rb") as f:
+            assert f.read(8) == PNG_SIGNATURE
+    model = csae.load(out_dir / "model.npz")
+    assert model.encoder_weights_.shape == (25, 64)
+    assert model.n_iter_ == 40
+
+
+def test_demo_python_backend_and_epochs_override(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    status, out, err = run(capsys, "demo", "--out", tmp_path, "--epochs", 3,
+                           "--backend", "python", "--seed", 5)
+    assert status == 0, err
+    assert "backend 'python'" in out
+    assert "epoch   3/3" in out
+    assert "bars recovered" in out
+    assert csae.load(tmp_path / "model.npz").n_iter_ == 3
+
+
+def test_demo_without_matplotlib_still_trains(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    status, out, err = run(capsys, "demo", "--out", tmp_path, "--epochs", 2)
+    assert status == 0
+    assert (tmp_path / "model.npz").exists()
+    assert not (tmp_path / "filters.png").exists()
+    assert 'pip install "csae[plot]"' in err
+    assert len(err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, extra", [("npy", []), ("npz", []),
+                                         ("npz2", ["--key", "train"]), ("csv", [])])
+def test_train_reads_every_format(tmp_path, data, capsys, kind, extra):
+    out_path = tmp_path / "m.npz"
+    status, out, err = run(capsys, "train", data[kind], *extra, "--hidden", 3,
+                           "--epochs", 2, "--seed", 1, "--out", out_path)
+    assert status == 0, err
+    assert f"model saved to {out_path}" in out
+    model = csae.load(out_path)
+    assert model.n_features_in_ == 16 and model.n_iter_ == 2
+
+
+def test_train_options_reach_the_model_and_match_fit(tmp_path, data, capsys):
+    out_path = tmp_path / "m.npz"
+    status, _, err = run(capsys, "train", data["npy"], "--hidden", 4, "--rho", 0.2,
+                         "--beta", 2.5, "--lambda", 0.003, "--lr", 0.05,
+                         "--momentum", 0.5, "--batch-size", 16, "--epochs", 5,
+                         "--decoder", "linear", "--dtype", "float32", "--seed", 3,
+                         "--backend", "python", "--out", out_path)
+    assert status == 0, err
+    model = csae.load(out_path)
+    params = model.get_params()
+    assert params["n_hidden"] == 4 and params["sparsity_target"] == 0.2
+    assert params["sparsity_weight"] == 2.5 and params["weight_decay"] == 0.003
+    assert params["learning_rate"] == 0.05 and params["momentum"] == 0.5
+    assert params["batch_size"] == 16 and params["max_epochs"] == 5
+    assert params["decoder"] == "linear" and params["dtype"] == "float32"
+    assert params["random_state"] == 3 and params["backend"] == "python"
+    assert model.encoder_weights_.dtype == np.float32
+    # Epoch-by-epoch training in the command equals one fit() call.
+    direct = SparseAutoencoder(**params).fit(data["X"])
+    np.testing.assert_array_equal(model.encoder_weights_, direct.encoder_weights_)
+    np.testing.assert_array_equal(model.loss_curve_, direct.loss_curve_)
+
+
+def test_train_scale_inputs(tmp_path, capsys):
+    X = np.random.default_rng(1).random((50, 9)) * 40 - 7  # outside [0, 1]
+    np.save(tmp_path / "wide.npy", X)
+    status, _, err = run(capsys, "train", tmp_path / "wide.npy", "--hidden", 2,
+                         "--out", tmp_path / "m.npz")
+    assert status == 2
+    assert "--scale-inputs" in err and "--decoder linear" in err
+    status, _, err = run(capsys, "train", tmp_path / "wide.npy", "--hidden", 2,
+                         "--epochs", 2, "--scale-inputs", "--out", tmp_path / "m.npz")
+    assert status == 0, err
+    assert csae.load(tmp_path / "m.npz").scale_inputs is True
+
+
+def test_train_progress_bar(tmp_path, data, capsys):
+    pytest.importorskip("tqdm")
+    status, _, err = run(capsys, "train", data["npy"], "--hidden", 3, "--epochs", 3,
+                         "--out", tmp_path / "m.npz")
+    assert status == 0
+    assert "training" in err and "3/3" in err and "objective=" in err
+
+
+def test_train_progress_without_tqdm(tmp_path, data, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    status, _, err = run(capsys, "train", data["npy"], "--hidden", 3, "--epochs", 3,
+                         "--out", tmp_path / "m.npz")
+    assert status == 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("epoch 1/3: objective ")
+
+
+def test_train_quiet(tmp_path, data, capsys):
+    status, out, err = run(capsys, "train", data["npy"], "--hidden", 3, "--epochs", 2,
+                           "--quiet", "--out", tmp_path / "m.npz")
+    assert status == 0 and err == "" and "trained 2 epochs" in out
+
+
+def _interrupt_on_call(monkeypatch, call_number, how):
+    """Make the ``call_number``-th partial_fit be interrupted by Ctrl-C,
+    either inside the estimator (which warns and keeps its weights) or
+    between epochs (a bare KeyboardInterrupt)."""
+    original = SparseAutoencoder.partial_fit
+    calls = []
+
+    def partial_fit(self, X, y=None):
+        calls.append(1)
+        if len(calls) < call_number:
+            return original(self, X)
+        if how == "raise":
+            raise KeyboardInterrupt
+        warnings.warn(TrainingInterruptedWarning("training interrupted"), stacklevel=2)
+        return self
+
+    monkeypatch.setattr(SparseAutoencoder, "partial_fit", partial_fit)
+
+
+@pytest.mark.parametrize("how", ["raise", "warn"])
+def test_train_ctrl_c_saves_the_model(tmp_path, data, capsys, monkeypatch, how):
+    _interrupt_on_call(monkeypatch, 3, how)
+    out_path = tmp_path / "m.npz"
+    status, out, err = run(capsys, "train", data["npy"], "--hidden", 3, "--epochs", 10,
+                           "--out", out_path, "--quiet")
+    assert status == 130
+    assert "interrupted" in err and str(out_path) in err
+    assert "Traceback" not in err
+    assert csae.load(out_path).n_iter_ == 2
+
+
+def test_train_ctrl_c_before_any_weights(tmp_path, data, capsys, monkeypatch):
+    _interrupt_on_call(monkeypatch, 1, "raise")
+    status, _, err = run(capsys, "train", data["npy"], "--hidden", 3,
+                         "--out", tmp_path / "m.npz", "--quiet")
+    assert status == 130
+    assert "nothing saved" in err
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_train_diverging_saves_and_exits_1(tmp_path, data, capsys):
+    out_path = tmp_path / "m.npz"
+    status, out, err = run(capsys, "train", data["npy"], "--hidden", 3, "--lr", 1e6,
+                           "--decoder", "linear", "--epochs", 50, "--seed", 0,
+                           "--out", out_path, "--quiet")
+    assert status == 1
+    assert "diverged" in err and "--lr" in err
+    assert len(err.strip().splitlines()) == 1
+    model = csae.load(out_path)
+    assert np.isfinite(model.encoder_weights_).all()
+
+
+# --------------------------------------------------------------------------
+# encode, reconstruct, info, gradcheck
+# --------------------------------------------------------------------------
+
+def test_encode(tmp_path, data, model_file, capsys):
+    model = csae.load(model_file)
+    status, out, err = run(capsys, "encode", model_file, data["npz"],
+                           "--out", tmp_path / "h.npy")
+    assert status == 0, err
+    H = np.load(tmp_path / "h.npy")
+    np.testing.assert_array_equal(H, model.transform(data["X"]))
+    assert "(120, 5)" in out
+    # CSV output, and a name that np.save alone would have changed.
+    status, _, _ = run(capsys, "encode", model_file, data["csv"], "--out",
+                       tmp_path / "h.csv")
+    assert status == 0
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "h.csv", delimiter=","), H,
+                               rtol=1e-15)
+
+
+def test_reconstruct(tmp_path, data, model_file, capsys):
+    status, out, err = run(capsys, "reconstruct", model_file, data["npy"],
+                           "--out", tmp_path / "r.npy")
+    assert status == 0, err
+    R = np.load(tmp_path / "r.npy")
+    np.testing.assert_array_equal(R, csae.load(model_file).reconstruct(data["X"]))
+    mse = np.mean((R - data["X"]) ** 2)
+    assert f"mean squared error {mse:.6g}" in out
+
+
+def test_info(model_file, capsys):
+    status, out, err = run(capsys, "info", model_file)
+    assert status == 0, err
+    assert "16 features -> 5 hidden units (float64)" in out
+    assert "encoder (5, 16), decoder (16, 5)" in out
+    assert "sparsity_target" in out and "random_state     0" in out
+    curve = csae.load(model_file).loss_curve_
+    assert f"4 epochs; objective {curve[0]:.6g} (epoch 1) -> {curve[-1]:.6g}" in out
+
+
+@pytest.mark.parametrize("backend", ["c", "python"])
+def test_gradcheck(capsys, backend):
+    status, out, err = run(capsys, "gradcheck", "--backend", backend)
+    assert status == 0, err
+    assert "decoder sigmoid" in out and "decoder linear" in out
+    assert "OK" in out
+    errors = [float(line.split()[-1]) for line in out.splitlines() if "relative error" in line]
+    assert len(errors) == 2 and max(errors) < 1e-6
+
+
+def test_gradcheck_reports_a_wrong_gradient(capsys, monkeypatch):
+    monkeypatch.setattr(csae, "check_gradients", lambda model, X: 0.5)
+    status, out, _ = run(capsys, "gradcheck", "--decoder", "linear")
+    assert status == 1
+    assert "FAILED" in out
+
+
+def test_help_and_version(capsys):
+    status, out, _ = run(capsys, "--help")
+    assert status == 0 and "demo" in out and "gradcheck" in out
+    status, out, _ = run(capsys, "train", "--help")
+    assert status == 0 and "--scale-inputs" in out and "Ctrl-C" in out
+    status, out, _ = run(capsys, "--version")
+    assert status == 0 and csae.__version__ in out
+
+
+# --------------------------------------------------------------------------
+# User errors: status 2, one line on stderr, no traceback
+# --------------------------------------------------------------------------
+
+def _write_bad_files(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "vec.npy", rng.random(7))
+    np.save(tmp_path / "cube.npy", rng.random((4, 3, 3)))
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "str.npy", np.array([["a", "b"]]))
+    np.save(tmp_path / "nan.npy", np.full((4, 3), np.nan))
+    np.save(tmp_path / "empty.npy", np.zeros((0, 3)))
+    np.savez(tmp_path / "none.npz")
+    (tmp_path / "junk.npy").write_text("not numpy")
+    (tmp_path / "junk.npz").write_text("not a zip")
+    (tmp_path / "x.txt").write_text("1,2\n")
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "ragged.csv").write_text("1,2,3\n4,5\n")
+    (tmp_path / "words.csv").write_text("a,b\nc,d\n")
+    os.mkdir(tmp_path / "folder")
+
+
+BAD_COMMANDS = [
+    # (argv, expected fragment of the error line); {d} is the data folder.
+    ([], "required: COMMAND"),
+    (["fly"], "invalid choice: 'fly'"),
+    (["train"], "required: DATA, --hidden, --out"),
+    (["train", "{d}/x.npy", "--hidden", "3"], "required: --out"),
+    (["train", "{d}/missing.npy", "--hidden", "3", "--out", "{d}/m.npz"], "no such data file"),
+    (["train", "{d}/folder", "--hidden", "3", "--out", "{d}/m.npz"], "is a directory"),
+    (["train", "{d}/x.txt", "--hidden", "3", "--out", "{d}/m.npz"],
+     "unsupported file type '.txt'"),
+    (["train", "{d}/vec.npy", "--hidden", "3", "--out", "{d}/m.npz"], "expected a 2-D array"),
+    (["train", "{d}/cube.npy", "--hidden", "3", "--out", "{d}/m.npz"], "reshape it"),
+    (["train", "{d}/obj.npy", "--hidden", "3", "--out", "{d}/m.npz"], "cannot read"),
+    (["train", "{d}/str.npy", "--hidden", "3", "--out", "{d}/m.npz"], "expected numbers"),
+    (["train", "{d}/nan.npy", "--hidden", "3", "--out", "{d}/m.npz"], "NaN or inf"),
+    (["train", "{d}/empty.npy", "--hidden", "3", "--out", "{d}/m.npz"], "empty"),
+    (["train", "{d}/none.npz", "--hidden", "3", "--out", "{d}/m.npz"], "holds 0 arrays"),
+    (["train", "{d}/two.npz", "--hidden", "3", "--out", "{d}/m.npz"], "choose one with --key"),
+    (["train", "{d}/two.npz", "--key", "zzz", "--hidden", "3", "--out", "{d}/m.npz"],
+     "no array named 'zzz'"),
+    (["train", "{d}/x.npy", "--key", "a", "--hidden", "3", "--out", "{d}/m.npz"],
+     "--key applies to .npz files only"),
+    (["train", "{d}/junk.npy", "--hidden", "3", "--out", "{d}/m.npz"], "not a NumPy .npy file"),
+    (["train", "{d}/junk.npz", "--hidden", "3", "--out", "{d}/m.npz"], "cannot read"),
+    (["train", "{d}/empty.csv", "--hidden", "3", "--out", "{d}/m.npz"], "empty"),
+    (["train", "{d}/ragged.csv", "--hidden", "3", "--out", "{d}/m.npz"], "cannot read"),
+    (["train", "{d}/words.csv", "--hidden", "3", "--out", "{d}/m.npz"], "cannot read"),
+    (["train", "{d}/x.npy", "--hidden", "three", "--out", "{d}/m.npz"], "invalid int value"),
+    (["train", "{d}/x.npy", "--hidden", "0", "--out", "{d}/m.npz"], "--hidden (n_hidden)"),
+    (["train", "{d}/x.npy", "--hidden", "3", "--rho", "1.5", "--out", "{d}/m.npz"],
+     "--rho (sparsity_target) must be in the open interval (0, 1)"),
+    (["train", "{d}/x.npy", "--hidden", "3", "--beta", "-1", "--out", "{d}/m.npz"], "--beta"),
+    (["train", "{d}/x.npy", "--hidden", "3", "--lambda", "-1", "--out", "{d}/m.npz"], "--lambda"),
+    (["train", "{d}/x.npy", "--hidden", "3", "--lr", "0", "--out", "{d}/m.npz"], "--lr"),
+    (["train", "{d}/x.npy", "--hidden", "3", "--momentum", "1", "--out", "{d}/m.npz"],
+     "--momentum"),
+    (["train", "{d}/x.npy", "--hidden", "3", "--batch-size", "0", "--out", "{d}/m.npz"],
+     "--batch-size"),
+    (["train", "{d}/x.npy", "--hidden", "3", "--epochs", "0", "--out", "{d}/m.npz"], "--epochs"),
+    (["train", "{d}/x.npy", "--hidden", "3", "--seed", "-1", "--out", "{d}/m.npz"], "--seed"),
+    (["train", "{d}/x.npy", "--hidden", "3", "--decoder", "tanh", "--out", "{d}/m.npz"],
+     "invalid choice: 'tanh'"),
+    (["train", "{d}/x.npy", "--hidden", "3", "--dtype", "float16", "--out", "{d}/m.npz"],
+     "invalid choice: 'float16'"),
+    (["train", "{d}/x.npy", "--hidden", "3", "--out", "{d}/nowhere/m.npz"], "does not exist"),
+    (["train", "{d}/x.npy", "--hidden", "3", "--out", "{d}/folder"], "is a directory"),
+    (["train", "{d}/x.npy", "--hidden", "3", "--bogus", "--out", "{d}/m.npz"],
+     "unrecognized arguments: --bogus"),
+    (["encode", "{d}/model.npz", "{d}/x.npy"], "required: --out"),
+    (["encode", "{d}/missing.npz", "{d}/x.npy", "--out", "{d}/h.npy"], "no such model file"),
+    (["encode", "{d}/x.npy", "{d}/x.npy", "--out", "{d}/h.npy"], "not a csae model file"),
+    (["encode", "{d}/none.npz", "{d}/x.npy", "--out", "{d}/h.npy"], "cannot load model"),
+    (["encode", "{d}/model.npz", "{d}/two.npz", "--key", "other", "--out", "{d}/h.npy"],
+     "X has 4 features, but SparseAutoencoder is expecting 16"),
+    (["encode", "{d}/model.npz", "{d}/x.npy", "--out", "{d}/h.txt"], "must end in .npy or .csv"),
+    (["reconstruct", "{d}/model.npz", "{d}/vec.npy", "--out", "{d}/r.npy"], "2-D"),
+    (["reconstruct", "{d}/model.npz", "{d}/x.npy", "--out", "{d}/no/r.npy"], "does not exist"),
+    (["info", "{d}/missing.npz"], "no such model file"),
+    (["info", "{d}/junk.npz"], "not a csae model file"),
+    (["info"], "required: MODEL"),
+    (["demo", "--out", "{d}/x.npy"], "not a directory"),
+    (["demo", "--seed", "x"], "expected an integer >= 0"),
+    (["demo", "--seed", "-2"], "expected an integer >= 0"),
+    (["gradcheck", "--hidden", "0"], "expected a positive integer"),
+    (["gradcheck", "--decoder", "relu"], "invalid choice: 'relu'"),
+]
+
+
+@pytest.mark.parametrize("argv, fragment", BAD_COMMANDS,
+                         ids=[" ".join(a).replace("{d}/", "") or "(none)"
+                              for a, _ in BAD_COMMANDS])
+def test_user_errors_exit_2_with_one_line(tmp_path, data, model_file, capsys, argv,
+                                          fragment):
+    _write_bad_files(tmp_path)
+    argv = [a.replace("{d}", str(tmp_path)) for a in argv]
+    status, out, err = run(capsys, *argv)
+    assert status == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("csae")
+    assert ": error: " in lines[0]
+    assert fragment in lines[0]
+    assert "Traceback" not in err and out == ""
+    assert not (tmp_path / "m.npz").exists()
+
+
+# --------------------------------------------------------------------------
+# The real entry point
+# --------------------------------------------------------------------------
+
+def _python_m_csae(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "csae", *map(str, args)],
+                          capture_output=True, text=True, timeout=60, **kwargs)
+
+
+def test_python_m_csae(tmp_path, data):
+    done = _python_m_csae("--version")
+    assert done.returncode == 0 and csae.__version__ in done.stdout
+    done = _python_m_csae("train", tmp_path / "missing.npy", "--hidden", 2,
+                          "--out", tmp_path / "m.npz")
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"csae train: error: {tmp_path / 'missing.npy'}: " \
+                                  "no such data file"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT semantics differ")
+def test_real_ctrl_c_saves_the_model(tmp_path):
+    """SIGINT to a running ``csae train`` (as Ctrl-C in a terminal sends it)."""
+    X = np.random.default_rng(0).random((3000, 64))
+    np.save(tmp_path / "big.npy", X)
+    out_path = tmp_path / "m.npz"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    stderr = bytearray()
+    seen = threading.Event()
+    with subprocess.Popen(
+            [sys.executable, "-m", "csae", "train", str(tmp_path / "big.npy"),
+             "--hidden", "10", "--epochs", "1000000", "--out", str(out_path),
+             "--backend", "python"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
+
+        def reader():
+            while chunk := proc.stderr.read1(256):
+                stderr.extend(chunk)
+                if b"objective" in stderr:
+                    seen.set()
+
+        thread = threading.Thread(target=reader, daemon=True)
+        thread.start()
+        try:
+            # Wait until training runs (the progress display reports an epoch).
+            assert seen.wait(30), f"training never started: {bytes(stderr)!r}"
+            time.sleep(0.2)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+            stdout = proc.stdout.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        thread.join(5)
+    text = stderr.decode()
+    assert proc.returncode == 130, text
+    assert "Traceback" not in text
+    assert "interrupted" in text
+    assert b"model saved to" in stdout
+    assert csae.load(out_path).n_iter_ >= 1

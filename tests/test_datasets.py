@@ -1,0 +1,202 @@
+"""csae.datasets: the bars problem, random patches, best-match correlation."""
+
+import numpy as np
+import pytest
+
+from csae.datasets import (
+    bar_components,
+    best_match_correlation,
+    extract_patches,
+    make_bars,
+)
+
+# --------------------------------------------------------------------------
+# make_bars
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1, 2, 8, 13])
+def test_make_bars_shape_range_and_binary(size):
+    X = make_bars(50, size=size, random_state=0)
+    assert X.shape == (50, size * size)
+    assert X.dtype == np.float64
+    assert set(np.unique(X)) <= {0.0, 1.0}
+
+
+def test_components_layout():
+    comps = bar_components(4)
+    assert comps.shape == (8, 16)
+    images = comps.reshape(8, 4, 4)
+    for i in range(4):
+        expected_h = np.zeros((4, 4))
+        expected_h[i, :] = 1
+        expected_v = np.zeros((4, 4))
+        expected_v[:, i] = 1
+        np.testing.assert_array_equal(images[i], expected_h)
+        np.testing.assert_array_equal(images[4 + i], expected_v)
+
+
+def test_return_components_matches_bar_components():
+    X, comps = make_bars(10, size=6, random_state=1, return_components=True)
+    assert X.shape == (10, 36)
+    np.testing.assert_array_equal(comps, bar_components(6))
+
+
+def test_images_are_unions_of_the_components():
+    # A noise-free image is the pixel-wise max of the bars it contains, and
+    # the bars it contains (all their pixels on) rebuild it exactly.  Also
+    # overlapping bars stay at 1, never 2.
+    X, comps = make_bars(300, size=8, p_bar=0.25, random_state=2, return_components=True)
+    for x in X:
+        contained = comps[(comps <= x).all(axis=1)]
+        rebuilt = contained.max(axis=0) if len(contained) else np.zeros_like(x)
+        np.testing.assert_array_equal(rebuilt, x)
+
+
+def test_default_p_bar_is_one_over_size():
+    # With p_bar = 1/size each image holds 2 bars on average.
+    X, comps = make_bars(4000, size=8, random_state=3, return_components=True)
+    n_bars = np.array([((comps <= x).all(axis=1)).sum() for x in X[:2000]])
+    # Contained bars can exceed present ones only when a full row/column is
+    # covered by crossing bars, which is rare at p = 1/8.
+    assert 1.8 < n_bars.mean() < 2.3
+    np.testing.assert_allclose(X.mean(), 1 - (1 - 1 / 8) ** 2, atol=0.01)
+
+
+def test_p_bar_extremes():
+    np.testing.assert_array_equal(make_bars(5, size=3, p_bar=0.0, random_state=0), 0.0)
+    np.testing.assert_array_equal(make_bars(5, size=3, p_bar=1.0, random_state=0), 1.0)
+
+
+def test_seeds():
+    a = make_bars(20, random_state=7)
+    np.testing.assert_array_equal(a, make_bars(20, random_state=7))
+    assert not np.array_equal(a, make_bars(20, random_state=8))
+    # A Generator is accepted and advanced.
+    rng = np.random.default_rng(7)
+    np.testing.assert_array_equal(make_bars(20, random_state=rng), a)
+    assert not np.array_equal(make_bars(20, random_state=rng), a)
+
+
+def test_noise_is_clipped_and_reproducible():
+    clean = make_bars(200, random_state=4)
+    noisy = make_bars(200, noise=0.3, random_state=4)
+    assert noisy.min() >= 0.0 and noisy.max() <= 1.0
+    assert not np.array_equal(noisy, clean)
+    assert len(np.unique(noisy)) > 2
+    # Same bars underneath: the noise is drawn after the bars.
+    assert np.mean(np.abs(noisy - clean) < 0.5) > 0.85
+    np.testing.assert_array_equal(noisy, make_bars(200, noise=0.3, random_state=4))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(n_samples=0), "n_samples must be >= 1"),
+    (dict(n_samples=-3), "n_samples"),
+    (dict(n_samples=2.5), "n_samples must be an integer"),
+    (dict(n_samples=True), "n_samples must be an integer"),
+    (dict(n_samples=5, size=0), "size must be >= 1"),
+    (dict(n_samples=5, size="8"), "size must be an integer"),
+    (dict(n_samples=5, p_bar=-0.1), r"p_bar must be in \[0, 1\]"),
+    (dict(n_samples=5, p_bar=1.5), r"p_bar must be in \[0, 1\]"),
+    (dict(n_samples=5, p_bar=float("nan")), "p_bar must be finite"),
+    (dict(n_samples=5, p_bar="x"), "p_bar must be a real number"),
+    (dict(n_samples=5, noise=-1.0), "noise must be >= 0"),
+    (dict(n_samples=5, noise=float("inf")), "noise must be finite"),
+])
+def test_make_bars_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_bars(**kwargs)
+
+
+# --------------------------------------------------------------------------
+# extract_patches
+# --------------------------------------------------------------------------
+
+def _position_images(n_images, height, width):
+    """Images whose pixel values encode (image, row, column) uniquely."""
+    return np.arange(n_images * height * width, dtype=np.float64).reshape(
+        n_images, height, width)
+
+
+def test_extract_patches_are_real_patches():
+    images = _position_images(3, 10, 12)
+    patches = extract_patches(images, 4, 200, random_state=0)
+    assert patches.shape == (200, 16)
+    assert patches.dtype == np.float64
+    seen_images = set()
+    for patch in patches:
+        k, rest = divmod(int(patch[0]), 10 * 12)
+        top, left = divmod(rest, 12)
+        seen_images.add(k)
+        assert top + 4 <= 10 and left + 4 <= 12
+        np.testing.assert_array_equal(patch.reshape(4, 4),
+                                      images[k, top:top + 4, left:left + 4])
+    assert seen_images == {0, 1, 2}
+
+
+def test_extract_patches_covers_the_edges():
+    # Every position, including the last row and column, can be drawn.
+    images = _position_images(1, 5, 5)
+    patches = extract_patches(images, 2, 2000, random_state=1)
+    tops_lefts = {divmod(int(p[0]), 5) for p in patches}
+    assert tops_lefts == {(r, c) for r in range(4) for c in range(4)}
+
+
+def test_extract_patches_single_image_and_full_size():
+    image = _position_images(1, 6, 6)[0]
+    patches = extract_patches(image, 6, 3, random_state=0)
+    np.testing.assert_array_equal(patches, np.tile(image.ravel(), (3, 1)))
+
+
+def test_extract_patches_dtypes_and_seeds():
+    images = np.random.default_rng(0).random((2, 9, 9))
+    a = extract_patches(images.astype(np.float32), 3, 10, random_state=5)
+    assert a.dtype == np.float32
+    b = extract_patches((images * 255).astype(np.uint8), 3, 10, random_state=5)
+    assert b.dtype == np.float64
+    np.testing.assert_array_equal(a, extract_patches(images.astype(np.float32), 3, 10,
+                                                     random_state=5))
+    assert not np.array_equal(a, extract_patches(images.astype(np.float32), 3, 10,
+                                                 random_state=6))
+
+
+@pytest.mark.parametrize("images, patch_size, n_patches, match", [
+    (np.zeros(10), 2, 5, "images must have shape"),
+    (np.zeros((1, 2, 8, 8)), 2, 5, "images must have shape"),
+    (np.zeros((0, 8, 8)), 2, 5, "must not be empty"),
+    (np.array([["a", "b"], ["c", "d"]]), 1, 5, "numeric"),
+    (np.zeros((8, 8)), 9, 5, "patch_size=9 is larger than the images"),
+    (np.zeros((4, 8, 6)), 7, 5, r"larger than the images \(8x6\)"),
+    (np.zeros((8, 8)), 0, 5, "patch_size must be >= 1"),
+    (np.zeros((8, 8)), 2.0, 5, "patch_size must be an integer"),
+    (np.zeros((8, 8)), 2, 0, "n_patches must be >= 1"),
+    (np.full((8, 8), np.nan), 2, 5, "NaN or infinity"),
+])
+def test_extract_patches_rejects_bad_arguments(images, patch_size, n_patches, match):
+    with pytest.raises(ValueError, match=match):
+        extract_patches(images, patch_size, n_patches, random_state=0)
+
+
+# --------------------------------------------------------------------------
+# best_match_correlation
+# --------------------------------------------------------------------------
+
+def test_best_match_correlation_ignores_scale_and_offset():
+    comps = bar_components(4)
+    filters = 3.0 * comps[::-1] - 0.7
+    np.testing.assert_allclose(best_match_correlation(filters, comps), 1.0)
+
+
+def test_best_match_correlation_counts_only_the_best_filter():
+    comps = bar_components(4)
+    filters = np.vstack([comps[:3], np.zeros((1, 16))])  # a constant filter: corr 0
+    best = best_match_correlation(filters, comps)
+    np.testing.assert_allclose(best[:3], 1.0)
+    assert np.all(best[3:] < 0.9)
+
+
+def test_best_match_correlation_shapes():
+    with pytest.raises(ValueError, match="same number of columns"):
+        best_match_correlation(np.zeros((3, 4)), np.zeros((2, 5)))
+    with pytest.raises(ValueError, match="2-D"):
+        best_match_correlation(np.zeros(4), np.zeros((2, 4)))
