@@ -10,10 +10,11 @@
  * aligned to CSAE_ALIGN.  When beta == 0, C is never read.  The engine only
  * passes beta 0 or 1.
  *
- * Micro-kernel contract: UKR(k, a, b, alpha, beta, c, ldc) takes k packed
- * columns of MR values (a) and k packed rows of NR values (b), forms the
- * MR x NR product AB and writes C = alpha * AB + beta * C (C never read when
- * beta == 0).
+ * Micro-kernel contract: UKR(k, a, rsa, csa, b, ldb, alpha, beta, c, ldc)
+ * forms the MR x NR product AB of a (element (i, p) at a[i * rsa + p * csa])
+ * and b (k rows of NR contiguous values, ldb apart), and writes
+ * C = alpha * AB + beta * C (C never read when beta == 0).  Packed panels
+ * have rsa = 1, csa = MR and ldb = NR.
  *
  * The BLIS design: five loops around an MR x NR micro-kernel, with panels of
  * A and B packed into contiguous, zero-padded buffers so the kernel streams
@@ -30,8 +31,12 @@ static void FN(pack_a_)(size_t mc, size_t kc, const REAL *A, size_t rsa,
         const REAL *a = A + ir * rsa;
         if (mr < CSAE_MR)
             for (size_t x = 0; x < kc * CSAE_MR; x++) dst[x] = 0;
-        if (rsa == 1) {
-            /* Column-major (a transposed operand): rows are contiguous per p. */
+        if (rsa == 1 && mr == CSAE_MR) {
+            /* Column-major (a transposed operand): rows are contiguous per p.
+             * The constant length keeps the copy inline (not a memmove call). */
+            for (size_t p = 0; p < kc; p++)
+                for (size_t i = 0; i < CSAE_MR; i++) dst[p * CSAE_MR + i] = a[p * csa + i];
+        } else if (rsa == 1) {
             for (size_t p = 0; p < kc; p++)
                 for (size_t i = 0; i < mr; i++) dst[p * CSAE_MR + i] = a[p * csa + i];
         } else {
@@ -53,7 +58,11 @@ static void FN(pack_b_)(size_t kc, size_t nc, const REAL *B, size_t rsb,
         const REAL *b = B + jr * csb;
         if (nr < NR)
             for (size_t x = 0; x < kc * NR; x++) dst[x] = 0;
-        if (csb == 1) {
+        if (csb == 1 && nr == NR) {
+            /* Constant length: an inline vector copy, not a memmove call. */
+            for (size_t p = 0; p < kc; p++)
+                for (size_t j = 0; j < NR; j++) dst[p * NR + j] = b[p * rsb + j];
+        } else if (csb == 1) {
             for (size_t p = 0; p < kc; p++)
                 for (size_t j = 0; j < nr; j++) dst[p * NR + j] = b[p * rsb + j];
         } else {
@@ -62,6 +71,66 @@ static void FN(pack_b_)(size_t kc, size_t nc, const REAL *B, size_t rsb,
                 for (size_t p = 0; p < kc; p++) dst[p * NR + j] = b[p * rsb + j * csb];
         }
         dst += kc * NR;
+    }
+}
+
+/* Write an edge tile computed whole into `edge` (alpha 1, beta 0) into the
+ * mr x nr part of C that exists.  beta is 0 or 1 here, so alpha * ab + beta * c
+ * rounds as in the kernel and every element comes out the same whichever
+ * way its tile was computed (thread splits stay bit-identical). */
+static void FN(merge_edge_)(size_t mr, size_t nr, REAL alpha, const REAL *edge,
+                            REAL beta, REAL *c, size_t ldc)
+{
+    for (size_t i = 0; i < mr; i++)
+        for (size_t j = 0; j < nr; j++) {
+            const REAL v = alpha * edge[i * NR + j];
+            c[i * ldc + j] = beta == 0 ? v : v + beta * c[i * ldc + j];
+        }
+}
+
+/* Small problems (BLIS's "sup" idea): with k within one panel and A small
+ * enough to stay in cache, packing would copy about as much as the product
+ * reads.  A is read in place; B too when its rows are contiguous.  Only a
+ * transposed B (strided along j) and the edge panels (padded with zeros so
+ * the kernel never reads outside the operands) are packed. */
+static void FN(gemm_small_)(size_t m, size_t n, size_t k, REAL alpha,
+                            const REAL *A, size_t rsa, size_t csa,
+                            const REAL *B, size_t rsb, size_t csb, REAL beta,
+                            REAL *C, size_t ldc, REAL *pack)
+{
+    REAL edge[CSAE_MR * NR];
+    /* The pack buffer's usual regions: A block (MC x KC), then B (KC x nc). */
+    REAL *edgeA = pack;                                 /* the last mr < MR rows */
+    REAL *packB = pack + (size_t)CSAE_MC * CSAE_KC;     /* k x n, or one edge panel */
+    const int pack_all_b = csb != 1;
+    if (pack_all_b)
+        FN(pack_b_)(k, n, B, rsb, csb, packB);
+    const size_t m_full = m / CSAE_MR * CSAE_MR;
+    if (m_full < m)
+        FN(pack_a_)(m - m_full, k, A + m_full * rsa, rsa, csa, edgeA);
+    for (size_t jr = 0; jr < n; jr += NR) {
+        const size_t nr = n - jr < NR ? n - jr : NR;
+        const REAL *b = packB + jr * k;
+        size_t ldb = NR;
+        if (!pack_all_b && nr == NR) {
+            b = B + jr;
+            ldb = rsb;
+        } else if (!pack_all_b) {
+            FN(pack_b_)(k, nr, B + jr, rsb, csb, packB);
+            b = packB;
+        }
+        for (size_t ir = 0; ir < m; ir += CSAE_MR) {
+            const size_t mr = m - ir < CSAE_MR ? m - ir : CSAE_MR;
+            const REAL *a = mr == CSAE_MR ? A + ir * rsa : edgeA;
+            const size_t ra = mr == CSAE_MR ? rsa : 1, ca = mr == CSAE_MR ? csa : CSAE_MR;
+            REAL *c = C + ir * ldc + jr;
+            if (mr == CSAE_MR && nr == NR) {
+                UKR(k, a, ra, ca, b, ldb, alpha, beta, c, ldc);
+            } else {
+                UKR(k, a, ra, ca, b, ldb, (REAL)1, (REAL)0, edge, NR);
+                FN(merge_edge_)(mr, nr, alpha, edge, beta, c, ldc);
+            }
+        }
     }
 }
 
@@ -89,18 +158,14 @@ static void FN(gemm_serial_)(size_t m, size_t n, size_t k,
                         REAL *c = C + (ic + ir) * ldc + jc + jr;
                         const REAL *a = packA + ir * kc, *b = packB + jr * kc;
                         if (mr == CSAE_MR && nr == NR) {
-                            UKR(kc, a, b, alpha, beta_pc, c, ldc);
+                            UKR(kc, a, 1, CSAE_MR, b, NR, alpha, beta_pc, c, ldc);
                             continue;
                         }
                         /* Edge tile: compute it whole, keep the part inside C.
                          * beta_pc is 0 or 1 here, so alpha * ab + beta * c rounds
                          * as in the kernel and thread splits stay bit-identical. */
-                        UKR(kc, a, b, (REAL)1, (REAL)0, edge, NR);
-                        for (size_t i = 0; i < mr; i++)
-                            for (size_t j = 0; j < nr; j++) {
-                                const REAL v = alpha * edge[i * NR + j];
-                                c[i * ldc + j] = beta_pc == 0 ? v : v + beta_pc * c[i * ldc + j];
-                            }
+                        UKR(kc, a, 1, CSAE_MR, b, NR, (REAL)1, (REAL)0, edge, NR);
+                        FN(merge_edge_)(mr, nr, alpha, edge, beta_pc, c, ldc);
                     }
                 }
             }
@@ -222,6 +287,13 @@ static void FN(gemm_)(size_t m, size_t n, size_t k, REAL alpha,
                 for (size_t j = 0; j < n; j++) ci[j] = ai * B[j * csb] + beta * ci[j];
             }
         }
+        return;
+    }
+    /* Small: one panel deep, A within half of L2, B within one NC block,
+     * and too little work to be worth splitting. */
+    if (k <= CSAE_KC && n <= CSAE_NC && m * k * sizeof(REAL) <= (128u << 10) &&
+        (n_threads <= 1 || (double)m * n * k < CSAE_GEMM_PARALLEL_MIN)) {
+        FN(gemm_small_)(m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, pack);
         return;
     }
     FN(gemm_job_) job = {m, n, k, alpha, beta, A, B, rsa, csa, rsb, csb, ldc, C, pack,

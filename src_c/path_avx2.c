@@ -19,11 +19,13 @@
 
 /* ---- GEMM micro-kernels ------------------------------------------------
  * 6 x 8 (double) and 6 x 16 (float): twelve accumulators, two B vectors and
- * one broadcast A value, fifteen of the sixteen ymm registers. */
+ * one broadcast A value, fifteen of the sixteen ymm registers.  A is read
+ * through strides (a packed panel has rsa = 1, csa = MR; an operand left in
+ * place has its own), B as rows of NR contiguous values ldb apart. */
 
 #define UKR_ROW(i, VT, BCAST, FMA, a, b0, b1)                                  \
     do {                                                                       \
-        const VT ai = BCAST(a + i);                                            \
+        const VT ai = BCAST(a + (i) * rsa);                                    \
         c##i##0 = FMA(ai, b0, c##i##0);                                        \
         c##i##1 = FMA(ai, b1, c##i##1);                                        \
     } while (0)
@@ -42,9 +44,10 @@
     } while (0)
 
 #define DEFINE_UKR(SFX, REAL, VT, W, SET0, LOAD, STORE, BCAST, SET1, MUL, FMA)   \
-    static inline void ukr_##SFX(size_t k, const REAL *restrict a,               \
-                               const REAL *restrict b, REAL alpha, REAL beta,  \
-                               REAL *restrict c, size_t ldc)                   \
+    static inline void ukr_##SFX(size_t k, const REAL *restrict a, size_t rsa,   \
+                                 size_t csa, const REAL *restrict b, size_t ldb, \
+                                 REAL alpha, REAL beta, REAL *restrict c,      \
+                                 size_t ldc)                                   \
     {                                                                          \
         typedef REAL double_or_float;                                          \
         VT c00 = SET0(), c01 = SET0(), c10 = SET0(), c11 = SET0();             \
@@ -58,8 +61,8 @@
             UKR_ROW(3, VT, BCAST, FMA, a, b0, b1);                             \
             UKR_ROW(4, VT, BCAST, FMA, a, b0, b1);                             \
             UKR_ROW(5, VT, BCAST, FMA, a, b0, b1);                             \
-            a += CSAE_MR;                                                      \
-            b += 2 * W;                                                        \
+            a += csa;                                                          \
+            b += ldb;                                                          \
         }                                                                      \
         const VT valpha = SET1(alpha), vbeta = SET1(beta);                     \
         UKR_STORE(0, VT, W, LOAD, STORE, MUL, FMA, valpha, vbeta, beta, c, ldc); \

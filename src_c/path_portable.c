@@ -8,19 +8,21 @@
 #include "kernels.h"
 
 /* C = alpha * AB + beta * C for one MR x NR tile, AB accumulated in order of
- * p so that every entry is a plain left-to-right sum over the panel depth. */
+ * p so that every entry is a plain left-to-right sum over the panel depth.
+ * A is read through strides (rsa, csa), B as rows of NR values ldb apart. */
 #define DEFINE_UKR(SFX, REAL, NR)                                              \
-    static inline void ukr_##SFX(size_t k, const REAL *restrict a,                    \
-                          const REAL *restrict b, REAL alpha, REAL beta,       \
-                          REAL *restrict c, size_t ldc)                        \
+    static inline void ukr_##SFX(size_t k, const REAL *restrict a, size_t rsa,   \
+                                 size_t csa, const REAL *restrict b, size_t ldb, \
+                                 REAL alpha, REAL beta, REAL *restrict c,      \
+                                 size_t ldc)                                   \
     {                                                                          \
         REAL ab[CSAE_MR * NR];                                                 \
         memset(ab, 0, sizeof ab);                                              \
         for (size_t p = 0; p < k; p++) {                                       \
             for (size_t i = 0; i < CSAE_MR; i++) {                             \
-                const REAL ai = a[p * CSAE_MR + i];                            \
+                const REAL ai = a[i * rsa + p * csa];                          \
                 for (size_t j = 0; j < NR; j++)                                \
-                    ab[i * NR + j] += ai * b[p * NR + j];                      \
+                    ab[i * NR + j] += ai * b[p * ldb + j];                     \
             }                                                                  \
         }                                                                      \
         for (size_t i = 0; i < CSAE_MR; i++) {                                 \
