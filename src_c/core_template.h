@@ -144,7 +144,8 @@ static void FN(objective_)(const csae_model *model, PARAMS p, const REAL *X, siz
  * and only checks it; the second commits them, so a step that would leave a
  * non-finite parameter changes nothing.  Both passes are split over threads
  * in contiguous chunks: every element is computed the same way whatever the
- * split. */
+ * split (vectorised loop bodies and their scalar remainders round alike:
+ * no reassociation happens inside one element's update). */
 typedef struct {
     REAL *theta[4], *vel[4];
     const REAL *g[4];
@@ -155,39 +156,69 @@ typedef struct {
     REAL check[CSAE_MAX_THREADS]; /* per task: 0, or NaN if any value is not */
 } FN(update_job_);
 
+/* The four loops of the update, one small function each so that the
+ * compiler sees plain restrict-qualified streams and vectorises every one.
+ * g + decay * theta rounds as the reference's gradient does; x * 0 is 0 for
+ * finite x and NaN otherwise, so the checks are sums. */
+static REAL FN(check_plain_)(const REAL *restrict th, const REAL *restrict g,
+                             REAL lr, REAL decay, size_t len)
+{
+    REAL check = 0;
+#pragma omp simd reduction(+ : check)
+    for (size_t x = 0; x < len; x++)
+        check += (th[x] - lr * (g[x] + decay * th[x])) * 0;
+    return check;
+}
+
+static void FN(commit_plain_)(REAL *restrict th, const REAL *restrict g, REAL lr,
+                              REAL decay, size_t len)
+{
+#pragma omp simd
+    for (size_t x = 0; x < len; x++)
+        th[x] -= lr * (g[x] + decay * th[x]);
+}
+
+static REAL FN(check_momentum_)(const REAL *restrict th, const REAL *restrict v,
+                                const REAL *restrict g, REAL lr, REAL mu, REAL decay,
+                                size_t len)
+{
+    REAL check = 0;
+#pragma omp simd reduction(+ : check)
+    for (size_t x = 0; x < len; x++) {
+        const REAL step = mu * v[x] - lr * (g[x] + decay * th[x]);
+        check += (th[x] + step) * 0 + step * 0;
+    }
+    return check;
+}
+
+static void FN(commit_momentum_)(REAL *restrict th, REAL *restrict v,
+                                 const REAL *restrict g, REAL lr, REAL mu, REAL decay,
+                                 size_t len)
+{
+#pragma omp simd
+    for (size_t x = 0; x < len; x++) {
+        v[x] = mu * v[x] - lr * (g[x] + decay * th[x]);
+        th[x] += v[x];
+    }
+}
+
 static void FN(update_task_)(void *context, size_t t)
 {
     FN(update_job_) *job = context;
-    const REAL lr = job->lr, mu = job->mu;
     REAL check = 0;
     for (int k = 0; k < 4; k++) {
         const size_t lo = job->len[k] * t / job->n_parts;
         const size_t hi = job->len[k] * (t + 1) / job->n_parts;
-        REAL *th = job->theta[k], *v = job->vel[k];
-        const REAL *g = job->g[k], decay = job->decay[k];
-        /* g + decay * theta rounds as the reference's gradient does, and
-         * x * 0 is 0 for finite x and NaN otherwise: a sum that vectorises. */
-        if (!job->momentum && !job->commit) {
-#pragma omp simd reduction(+ : check)
-            for (size_t x = lo; x < hi; x++)
-                check += (th[x] - lr * (g[x] + decay * th[x])) * 0;
-        } else if (!job->momentum) {
-#pragma omp simd
-            for (size_t x = lo; x < hi; x++)
-                th[x] -= lr * (g[x] + decay * th[x]);
-        } else if (!job->commit) {
-#pragma omp simd reduction(+ : check)
-            for (size_t x = lo; x < hi; x++) {
-                const REAL step = mu * v[x] - lr * (g[x] + decay * th[x]);
-                check += (th[x] + step) * 0 + step * 0;
-            }
-        } else {
-#pragma omp simd
-            for (size_t x = lo; x < hi; x++) {
-                v[x] = mu * v[x] - lr * (g[x] + decay * th[x]);
-                th[x] += v[x];
-            }
-        }
+        REAL *th = job->theta[k] + lo, *v = job->momentum ? job->vel[k] + lo : NULL;
+        const REAL *g = job->g[k] + lo;
+        if (!job->momentum && !job->commit)
+            check += FN(check_plain_)(th, g, job->lr, job->decay[k], hi - lo);
+        else if (!job->momentum)
+            FN(commit_plain_)(th, g, job->lr, job->decay[k], hi - lo);
+        else if (!job->commit)
+            check += FN(check_momentum_)(th, v, g, job->lr, job->mu, job->decay[k], hi - lo);
+        else
+            FN(commit_momentum_)(th, v, g, job->lr, job->mu, job->decay[k], hi - lo);
     }
     job->check[t] = check;
 }
