@@ -36,7 +36,7 @@ from csae._validation import (
 try:
     from csae import _engine
 except ImportError:  # reported when backend="c" is used; "python" still works
-    _engine = None
+    _engine = None  # type: ignore[assignment]
 
 __all__ = ["SparseAutoencoder", "TrainingInterruptedWarning", "TrainingDivergedWarning"]
 

@@ -1,0 +1,118 @@
+"""Type stub for the compiled engine ``csae._engine`` (csae/_engine.pyx).
+
+The functions mirror ``csae.reference``.  Arrays must already be
+C-contiguous and all of one dtype, float32 or float64 (the estimator
+converts user input before it gets here); parameters are the tuple
+``(W, b, Wd, bd)`` with shapes ``(h, n)``, ``(h,)``, ``(n, h)``, ``(n,)``.
+"""
+
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import DTypeLike, NDArray
+
+_FloatArray = NDArray[np.floating[Any]]
+# (W, b, Wd, bd); a list of the four arrays is accepted as well.
+_Params = tuple[_FloatArray, _FloatArray, _FloatArray, _FloatArray] | list[_FloatArray]
+_Decoder = Literal["sigmoid", "linear"]
+_KernelPath = Literal["portable", "avx2"]
+
+# Kernel paths
+
+def kernel_paths() -> list[_KernelPath]:
+    """Names of the kernel paths this CPU can run, portable first."""
+
+def get_kernel_path() -> _KernelPath:
+    """Name of the kernel path in use."""
+
+def set_kernel_path(name: Literal["portable", "avx2", "auto"]) -> None:
+    """Use the kernel path ``name`` from now on, for the whole process."""
+
+# Forward pass
+
+def encode(W: _FloatArray, b: _FloatArray, X: _FloatArray, *, n_threads: int = 1) -> _FloatArray:
+    """Hidden activations A = sigmoid(X W^T + b), shape (m, h)."""
+
+def encode_fast(W: object, b: object, X: object, n_threads: int = 1) -> _FloatArray | None:
+    """``encode`` for plain arrays of one dtype with finite X; None for anything else."""
+
+def decode(
+    Wd: _FloatArray, bd: _FloatArray, A: _FloatArray, decoder: _Decoder = "sigmoid", *, n_threads: int = 1
+) -> _FloatArray:
+    """Decoder output Y = g(A Wd^T + bd), shape (m, n)."""
+
+def reconstruct(params: _Params, X: _FloatArray, decoder: _Decoder = "sigmoid", *, n_threads: int = 1) -> _FloatArray:
+    """decode(encode(X)): the model's reconstruction of X, shape (m, n)."""
+
+# Objective, gradients and SGD
+
+def objective_and_gradients(
+    params: _Params,
+    X: _FloatArray,
+    *,
+    rho: float,
+    beta: float,
+    lam: float,
+    decoder: _Decoder = "sigmoid",
+    need_gradients: bool = True,
+    n_threads: int = 1,
+) -> tuple[float, tuple[_FloatArray, _FloatArray, _FloatArray, _FloatArray] | None]:
+    """Objective on the batch X and its gradients ``(dW, db, dWd, dbd)``
+    (None when ``need_gradients`` is false)."""
+
+def objective(
+    params: _Params,
+    X: _FloatArray,
+    *,
+    rho: float,
+    beta: float,
+    lam: float,
+    decoder: _Decoder = "sigmoid",
+    n_threads: int = 1,
+) -> float:
+    """Objective on the batch X."""
+
+def sgd_epoch(
+    params: _Params,
+    velocity: _Params | None,
+    X: _FloatArray,
+    *,
+    rho: float,
+    beta: float,
+    lam: float,
+    decoder: _Decoder = "sigmoid",
+    learning_rate: float,
+    momentum: float = 0.0,
+    batch_size: int,
+    shuffle: bool = False,
+    rng_state: int = 0,
+    n_threads: int = 1,
+) -> tuple[float, int]:
+    """One epoch of minibatch SGD over the rows of X, in place; returns
+    ``(epoch_loss, rng_state)``."""
+
+def sgd_step(
+    params: _Params,
+    velocity: _Params | None,
+    X: _FloatArray,
+    *,
+    rho: float,
+    beta: float,
+    lam: float,
+    decoder: _Decoder = "sigmoid",
+    learning_rate: float,
+    momentum: float = 0.0,
+    n_threads: int = 1,
+) -> float:
+    """One SGD update on the minibatch X, in place; returns the objective on
+    X before the update."""
+
+# Randomness
+
+def permutation(m: int, rng_state: int) -> tuple[NDArray[np.intp], int]:
+    """The engine's shuffled row order for one epoch; returns (order, state)."""
+
+def init_params(
+    n_features: int, n_hidden: int, rng_state: int, dtype: DTypeLike = ...
+) -> tuple[tuple[_FloatArray, _FloatArray, _FloatArray, _FloatArray], int]:
+    """Default initialisation drawn by the engine; returns ``((W, b, Wd, bd), new_state)``."""
