@@ -16,8 +16,7 @@ static void FN(encode_)(const csae_model *model, const REAL *W, const REAL *b,
 {
     void *pack = base + L->pack;
     const size_t n = model->n_features, h = model->n_hidden;
-    GEMM(m, h, n, 1, X, n, 1, W, 1, n, 0, A, h, pack, threads);
-    BIAS_ACT(m, h, b, A, h, 1);
+    GEMM(m, h, n, 1, X, n, 1, W, 1, n, 0, A, h, pack, threads, b, 1);
 }
 
 /* Y = g(A Wd^T + bd): Wd read as the h x n matrix Wd^T (strides 1, h). */
@@ -27,8 +26,8 @@ static void FN(decode_)(const csae_model *model, const REAL *Wd, const REAL *bd,
 {
     void *pack = base + L->pack;
     const size_t n = model->n_features, h = model->n_hidden;
-    GEMM(m, n, h, 1, A, h, 1, Wd, 1, h, 0, Y, n, pack, threads);
-    BIAS_ACT(m, n, bd, Y, n, model->decoder == CSAE_DECODER_SIGMOID);
+    GEMM(m, n, h, 1, A, h, 1, Wd, 1, h, 0, Y, n, pack, threads, bd,
+         model->decoder == CSAE_DECODER_SIGMOID);
 }
 
 /* Sum of squares in double, whatever REAL is. */
@@ -105,7 +104,7 @@ static void FN(objective_grads_)(const csae_model *model, PARAMS p, const REAL *
 
     /* dL/dWd = D3^T A + 2 lambda Wd; D3^T read through strides (1, n). */
     const REAL two_lambda = (REAL)(2.0 * lambda);
-    GEMM(n, h, m, 1, D3, 1, n, A, h, 1, 0, grads.Wd, h, pack, threads);
+    GEMM(n, h, m, 1, D3, 1, n, A, h, 1, 0, grads.Wd, h, pack, threads, NULL, 0);
     if (decay_in_grads)
         for (size_t x = 0; x < n * h; x++)
             grads.Wd[x] += two_lambda * p.Wd[x];
@@ -113,7 +112,7 @@ static void FN(objective_grads_)(const csae_model *model, PARAMS p, const REAL *
 
     /* D2 = (D3 Wd + s/m) f'(Z1), with f'(Z1) = A (1 - A).  The sparsity
      * term sits inside the bracket: it reaches W through rho_hat. */
-    GEMM(m, h, n, 1, D3, n, 1, p.Wd, h, 1, 0, T, h, pack, threads);
+    GEMM(m, h, n, 1, D3, n, 1, p.Wd, h, 1, 0, T, h, pack, threads, NULL, 0);
     for (size_t j = 0; j < h; j++)
         s[j] /= (REAL)m;
     for (size_t i = 0; i < m; i++)
@@ -124,7 +123,7 @@ static void FN(objective_grads_)(const csae_model *model, PARAMS p, const REAL *
     const REAL *D2 = T;
 
     /* dL/dW = D2^T X + 2 lambda W (2 lambda W, not 2 W). */
-    GEMM(h, n, m, 1, D2, 1, h, X, n, 1, 0, grads.W, n, pack, threads);
+    GEMM(h, n, m, 1, D2, 1, h, X, n, 1, 0, grads.W, n, pack, threads, NULL, 0);
     if (decay_in_grads)
         for (size_t x = 0; x < h * n; x++)
             grads.W[x] += two_lambda * p.W[x];

@@ -62,7 +62,11 @@ static ws_layout layout_for(const csae_model *model, size_t rows, size_t elem,
     /* With one row every product is a GEMV or an outer product, which the
      * GEMM does without packing (and a small workspace is cheap to allocate
      * per call: single-row encoding is latency-bound). */
-    L.pack = take(&cursor, rows > 1 ? csae_gemm_pack_size(n > h ? n : h, elem, n_threads) : 0);
+    /* Every product's C is at most max(n, h) wide; its depth is n or h, and
+     * the batch rows for the gradients. */
+    const size_t width = n > h ? n : h;
+    const size_t depth = kind == WS_FORWARD || rows < width ? width : rows;
+    L.pack = take(&cursor, rows > 1 ? csae_gemm_pack_size(width, depth, elem, n_threads) : 0);
     L.total = add_size(cursor, CSAE_ALIGN); /* room to align the caller's pointer */
     return L;
 }
@@ -138,14 +142,16 @@ static char *ws_base(const csae_workspace *ws, const ws_layout *L)
 
 static size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
 
-size_t csae_gemm_pack_size(size_t n, size_t elem_size, size_t n_threads)
+size_t csae_gemm_pack_size(size_t n, size_t k, size_t elem_size, size_t n_threads)
 {
     const size_t nr = elem_size == sizeof(float) ? CSAE_NR_F32 : CSAE_NR_F64;
     const size_t nc = round_up(n < CSAE_NC ? n : CSAE_NC, nr);
+    const size_t kc = k < CSAE_KC ? k : CSAE_KC;
     /* One packed A block and one packed B block per thread, each a whole
-     * number of cache lines so the next buffer stays aligned. */
+     * number of cache lines so the next buffer stays aligned.  A shallow
+     * product needs less: small models get small, cheap workspaces. */
     const size_t per_thread =
-        round_up(((size_t)CSAE_MC * CSAE_KC + (size_t)CSAE_KC * nc) * elem_size, CSAE_ALIGN);
+        round_up(((size_t)CSAE_MC * kc + kc * nc) * elem_size, CSAE_ALIGN);
     return mul_size(per_thread, n_threads ? n_threads : 1);
 }
 

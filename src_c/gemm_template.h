@@ -99,9 +99,9 @@ static void FN(gemm_small_)(size_t m, size_t n, size_t k, REAL alpha,
                             REAL *C, size_t ldc, REAL *pack)
 {
     REAL edge[CSAE_MR * NR];
-    /* The pack buffer's usual regions: A block (MC x KC), then B (KC x nc). */
+    /* The pack buffer's usual regions: A block (MC x k), then B (k x nc). */
     REAL *edgeA = pack;                                 /* the last mr < MR rows */
-    REAL *packB = pack + (size_t)CSAE_MC * CSAE_KC;     /* k x n, or one edge panel */
+    REAL *packB = pack + (size_t)CSAE_MC * k;           /* k x n, or one edge panel */
     const int pack_all_b = csb != 1;
     if (pack_all_b)
         FN(pack_b_)(k, n, B, rsb, csb, packB);
@@ -182,6 +182,9 @@ typedef struct {
     char *pack;
     size_t pack_per_thread;     /* bytes */
     size_t n_parts, split_rows; /* split_rows: split m (else n) */
+    int small;                  /* use gemm_small_ (else the packed driver) */
+    const REAL *bias;           /* epilogue: C = act(C + bias) per row, if set */
+    int sigmoid;
 } FN(gemm_job_);
 
 static void FN(gemm_task_)(void *context, size_t t)
@@ -197,15 +200,23 @@ static void FN(gemm_task_)(void *context, size_t t)
     if (hi > len) hi = len;
     if (lo >= hi) return;
     REAL *packA = (REAL *)(job->pack + t * job->pack_per_thread);
-    REAL *packB = packA + (size_t)CSAE_MC * CSAE_KC;
-    if (job->split_rows)
-        FN(gemm_serial_)(hi - lo, job->n, job->k, job->alpha,
-                         job->A + lo * job->rsa, job->rsa, job->csa, job->B, job->rsb,
-                         job->csb, job->beta, job->C + lo * job->ldc, job->ldc, packA, packB);
+    REAL *packB = packA + (size_t)CSAE_MC * (job->k < CSAE_KC ? job->k : CSAE_KC);
+    const size_t m = job->split_rows ? hi - lo : job->m;
+    const size_t n = job->split_rows ? job->n : hi - lo;
+    const REAL *A = job->split_rows ? job->A + lo * job->rsa : job->A;
+    const REAL *B = job->split_rows ? job->B : job->B + lo * job->csb;
+    REAL *C = job->split_rows ? job->C + lo * job->ldc : job->C + lo;
+    if (job->small)
+        FN(gemm_small_)(m, n, job->k, job->alpha, A, job->rsa, job->csa, B, job->rsb,
+                        job->csb, job->beta, C, job->ldc, packA);
     else
-        FN(gemm_serial_)(job->m, hi - lo, job->k, job->alpha, job->A,
-                         job->rsa, job->csa, job->B + lo * job->csb, job->rsb, job->csb,
-                         job->beta, job->C + lo, job->ldc, packA, packB);
+        FN(gemm_serial_)(m, n, job->k, job->alpha, A, job->rsa, job->csa, B, job->rsb,
+                         job->csb, job->beta, C, job->ldc, packA, packB);
+    /* The epilogue runs on this task's own block while it is still in cache,
+     * and so in parallel with the other tasks' blocks. */
+    if (job->bias)
+        BIAS_ACT(m, n, job->split_rows ? job->bias : job->bias + lo, C, job->ldc,
+                 job->sigmoid);
 }
 
 /* C (1 x n) = alpha x B + beta C for a row vector x (a GEMV): packing and a
@@ -257,47 +268,50 @@ static void FN(gemm_row_)(size_t n, size_t k, REAL alpha, const REAL *x, size_t 
     }
 }
 
+/* C = alpha A B + beta C, then, if bias is set, C = f(C + bias) row by row
+ * with f the sigmoid (sigmoid != 0) or the identity: the bias and activation
+ * of a layer fused into the product's epilogue. */
 static void FN(gemm_)(size_t m, size_t n, size_t k, REAL alpha,
-                    const REAL *A, size_t rsa, size_t csa,
-                    const REAL *B, size_t rsb, size_t csb,
-                    REAL beta, REAL *C, size_t ldc, void *pack, size_t n_threads)
+                      const REAL *A, size_t rsa, size_t csa,
+                      const REAL *B, size_t rsb, size_t csb,
+                      REAL beta, REAL *C, size_t ldc, void *pack, size_t n_threads,
+                      const REAL *bias, int sigmoid)
 {
     if (m == 0 || n == 0)
         return;
-    if (k == 0) {
-        for (size_t i = 0; i < m; i++)
-            for (size_t j = 0; j < n; j++)
-                C[i * ldc + j] = beta == 0 ? 0 : beta * C[i * ldc + j];
-        return;
-    }
-    if (m == 1) {
-        FN(gemm_row_)(n, k, alpha, A, csa, B, rsb, csb, beta, C);
-        return;
-    }
-    if (k == 1) {
-        /* An outer product: every element is a single product. */
-        for (size_t i = 0; i < m; i++) {
-            const REAL ai = alpha * A[i * rsa];
-            REAL *ci = C + i * ldc;
-            if (beta == 0) {
+    if (k == 0 || m == 1 || k == 1) {
+        if (k == 0) {
+            for (size_t i = 0; i < m; i++)
+                for (size_t j = 0; j < n; j++)
+                    C[i * ldc + j] = beta == 0 ? 0 : beta * C[i * ldc + j];
+        } else if (m == 1) {
+            FN(gemm_row_)(n, k, alpha, A, csa, B, rsb, csb, beta, C);
+        } else {
+            /* An outer product: every element is a single product. */
+            for (size_t i = 0; i < m; i++) {
+                const REAL ai = alpha * A[i * rsa];
+                REAL *ci = C + i * ldc;
+                if (beta == 0) {
 #pragma omp simd
-                for (size_t j = 0; j < n; j++) ci[j] = ai * B[j * csb];
-            } else {
+                    for (size_t j = 0; j < n; j++) ci[j] = ai * B[j * csb];
+                } else {
 #pragma omp simd
-                for (size_t j = 0; j < n; j++) ci[j] = ai * B[j * csb] + beta * ci[j];
+                    for (size_t j = 0; j < n; j++) ci[j] = ai * B[j * csb] + beta * ci[j];
+                }
             }
         }
-        return;
-    }
-    /* Small: one panel deep, A within half of L2, B within one NC block,
-     * and too little work to be worth splitting. */
-    if (k <= CSAE_KC && n <= CSAE_NC && m * k * sizeof(REAL) <= (128u << 10) &&
-        (n_threads <= 1 || (double)m * n * k < CSAE_GEMM_PARALLEL_MIN)) {
-        FN(gemm_small_)(m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, pack);
+        if (bias)
+            BIAS_ACT(m, n, bias, C, ldc, sigmoid);
         return;
     }
     FN(gemm_job_) job = {m, n, k, alpha, beta, A, B, rsa, csa, rsb, csb, ldc, C, pack,
-                         csae_gemm_pack_size(n, sizeof(REAL), 1), 1, m > n};
+                         csae_gemm_pack_size(n, k, sizeof(REAL), 1), 1, m > n, 0,
+                         bias, sigmoid};
+    /* Small: one panel deep, and either A small enough to stay in cache or
+     * B so narrow that each piece of A is used only a few times: packing
+     * would copy about as much as the product reads. */
+    job.small = k <= CSAE_KC && n <= CSAE_NC &&
+                (m * k * sizeof(REAL) <= (128u << 10) || n <= 4 * NR);
     if (n_threads > 1 && (double)m * n * k >= CSAE_GEMM_PARALLEL_MIN)
         job.n_parts = n_threads;
     if (job.n_parts == 1)
@@ -305,4 +319,3 @@ static void FN(gemm_)(size_t m, size_t n, size_t k, REAL alpha,
     else
         csae_parallel_run(job.n_parts, FN(gemm_task_), &job);
 }
-

@@ -37,8 +37,9 @@ typedef struct {
     size_t total;
 } csae_ws_layout;
 
-/* Scratch bytes for GEMM packing with C up to n columns wide. */
-size_t csae_gemm_pack_size(size_t n, size_t elem_size, size_t n_threads);
+/* Scratch bytes for GEMM packing with C up to n columns wide and a depth
+ * (inner dimension) up to k. */
+size_t csae_gemm_pack_size(size_t n, size_t k, size_t elem_size, size_t n_threads);
 
 /* The computing core of one kernel path, for arguments engine.c has already
  * validated.  `base` is the aligned workspace, laid out as `L`. */

@@ -27,7 +27,14 @@ static void check(int ok, const char *what, const char *path, const char *type)
         failed++;
 }
 
-/* A double workspace big enough for every call below, on the heap. */
+/* A stop callback that asks to stop the second time it is asked. */
+static int stop_at_second_call(void *context)
+{
+    int *calls = context;
+    return ++*calls >= 2;
+}
+
+/* A workspace of `bytes` on the heap, for n_threads threads. */
 static void *alloc_ws(csae_workspace *ws, size_t bytes, size_t n_threads)
 {
     ws->data = malloc(bytes);
@@ -126,6 +133,29 @@ static void *alloc_ws(csae_workspace *ws, size_t bytes, size_t n_threads)
             same &= er.loss == step_loss && memcmp(W, W2, sizeof W) == 0 && memcmp(bd, bd2, sizeof bd) == 0; \
             check(same, "sgd_step equals a one-batch epoch", path, type);      \
             free(wst.data);                                                    \
+            free(wse.data);                                                    \
+        }                                                                      \
+                                                                               \
+        /* A stop request between minibatches leaves exactly the parameters \
+         * after the last whole minibatch: here two, as an epoch over the     \
+         * first two minibatches' rows gives. */                              \
+        {                                                                      \
+            csae_sgd plain = {0.3, 0.0, 8, 0};                                 \
+            csae_workspace wse;                                                \
+            alloc_ws(&wse, csae_epoch_workspace_size(&model, &plain, M, sizeof(REAL), 1), 1); \
+            csae_epoch_result r_stop, r_two;                                   \
+            int calls = 0;                                                     \
+            memcpy(W2, W, sizeof W); memcpy(b2, b, sizeof b);                  \
+            memcpy(Wd2, Wd, sizeof Wd); memcpy(bd2, bd, sizeof bd);            \
+            csae_status st_stop = csae_sgd_epoch_##SFX(&model, &plain, p, none, X, M, NULL, \
+                                                       stop_at_second_call, &calls, 1, &r_stop, &wse); \
+            csae_status st_two = csae_sgd_epoch_##SFX(&model, &plain, p2, none, X, 16, NULL, \
+                                                      NULL, NULL, 0, &r_two, &wse); \
+            check(st_stop == CSAE_ERR_STOPPED && st_two == CSAE_OK &&          \
+                  r_stop.batches_done == 2 && r_stop.rows_done == 16 &&        \
+                  r_stop.loss == r_two.loss && memcmp(W, W2, sizeof W) == 0 &&  \
+                  memcmp(bd, bd2, sizeof bd) == 0,                             \
+                  "stopping keeps the last whole minibatch", path, type);      \
             free(wse.data);                                                    \
         }                                                                      \
                                                                                \
