@@ -30,14 +30,22 @@ static void FN(decode_)(const csae_model *model, const REAL *Wd, const REAL *bd,
          model->decoder == CSAE_DECODER_SIGMOID);
 }
 
-/* Sum of squares in double, whatever REAL is. */
+/* Sum of squares in double, whatever REAL is.  Sixteen running sums, which
+ * the compiler keeps in vector registers: several independent chains of
+ * adds instead of one that waits on itself. */
 static double FN(sum_squares_)(const REAL *x, size_t len)
 {
-    double acc = 0;
-#pragma omp simd reduction(+ : acc)
-    for (size_t i = 0; i < len; i++)
-        acc += (double)x[i] * x[i];
-    return acc;
+    double acc[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= len; i += 16)
+        for (size_t j = 0; j < 16; j++)
+            acc[j] += (double)x[i + j] * x[i + j];
+    double total = 0;
+    for (; i < len; i++)
+        total += (double)x[i] * x[i];
+    for (size_t j = 0; j < 16; j++)
+        total += acc[j];
+    return total;
 }
 
 /* Column sums of an m x w row-major matrix, rows added in order. */
@@ -152,21 +160,29 @@ typedef struct {
     REAL decay[4], lr, mu;
     int momentum, commit;
     size_t n_parts;
-    REAL check[CSAE_MAX_THREADS]; /* per task: 0, or NaN if any value is not */
+    int bad[CSAE_MAX_THREADS];    /* per task: a new value was not finite */
 } FN(update_job_);
 
 /* The four loops of the update, one small function each so that the
  * compiler sees plain restrict-qualified streams and vectorises every one.
- * g + decay * theta rounds as the reference's gradient does; x * 0 is 0 for
- * finite x and NaN otherwise, so the checks are sums. */
-static REAL FN(check_plain_)(const REAL *restrict th, const REAL *restrict g,
-                             REAL lr, REAL decay, size_t len)
+ * g + decay * theta rounds as the reference's gradient does.  A value is
+ * NaN or inf exactly when its exponent bits are all ones: the checks OR
+ * that test over the bit patterns, an integer reduction that vectorises
+ * without waiting on a chain of floating-point adds. */
+static inline UREAL FN(nonfinite_)(REAL v)
 {
-    REAL check = 0;
-#pragma omp simd reduction(+ : check)
+    UREAL bits;
+    memcpy(&bits, &v, sizeof bits);
+    return (bits & EXP_BITS) == EXP_BITS;
+}
+
+static int FN(check_plain_)(const REAL *restrict th, const REAL *restrict g,
+                            REAL lr, REAL decay, size_t len)
+{
+    UREAL bad = 0;
     for (size_t x = 0; x < len; x++)
-        check += (th[x] - lr * (g[x] + decay * th[x])) * 0;
-    return check;
+        bad |= FN(nonfinite_)(th[x] - lr * (g[x] + decay * th[x]));
+    return bad != 0;
 }
 
 static void FN(commit_plain_)(REAL *restrict th, const REAL *restrict g, REAL lr,
@@ -177,17 +193,16 @@ static void FN(commit_plain_)(REAL *restrict th, const REAL *restrict g, REAL lr
         th[x] -= lr * (g[x] + decay * th[x]);
 }
 
-static REAL FN(check_momentum_)(const REAL *restrict th, const REAL *restrict v,
-                                const REAL *restrict g, REAL lr, REAL mu, REAL decay,
-                                size_t len)
+static int FN(check_momentum_)(const REAL *restrict th, const REAL *restrict v,
+                               const REAL *restrict g, REAL lr, REAL mu, REAL decay,
+                               size_t len)
 {
-    REAL check = 0;
-#pragma omp simd reduction(+ : check)
+    UREAL bad = 0;
     for (size_t x = 0; x < len; x++) {
         const REAL step = mu * v[x] - lr * (g[x] + decay * th[x]);
-        check += (th[x] + step) * 0 + step * 0;
+        bad |= FN(nonfinite_)(step) | FN(nonfinite_)(th[x] + step);
     }
-    return check;
+    return bad != 0;
 }
 
 static void FN(commit_momentum_)(REAL *restrict th, REAL *restrict v,
@@ -204,22 +219,22 @@ static void FN(commit_momentum_)(REAL *restrict th, REAL *restrict v,
 static void FN(update_task_)(void *context, size_t t)
 {
     FN(update_job_) *job = context;
-    REAL check = 0;
+    int bad = 0;
     for (int k = 0; k < 4; k++) {
         const size_t lo = job->len[k] * t / job->n_parts;
         const size_t hi = job->len[k] * (t + 1) / job->n_parts;
         REAL *th = job->theta[k] + lo, *v = job->momentum ? job->vel[k] + lo : NULL;
         const REAL *g = job->g[k] + lo;
         if (!job->momentum && !job->commit)
-            check += FN(check_plain_)(th, g, job->lr, job->decay[k], hi - lo);
+            bad |= FN(check_plain_)(th, g, job->lr, job->decay[k], hi - lo);
         else if (!job->momentum)
             FN(commit_plain_)(th, g, job->lr, job->decay[k], hi - lo);
         else if (!job->commit)
-            check += FN(check_momentum_)(th, v, g, job->lr, job->mu, job->decay[k], hi - lo);
+            bad |= FN(check_momentum_)(th, v, g, job->lr, job->mu, job->decay[k], hi - lo);
         else
             FN(commit_momentum_)(th, v, g, job->lr, job->mu, job->decay[k], hi - lo);
     }
-    job->check[t] = check;
+    job->bad[t] = bad;
 }
 
 /* Element updates below which the update stays on one thread. */
@@ -237,7 +252,7 @@ static csae_status FN(apply_update_)(FN(update_job_) *job, size_t threads, doubl
         if (!job->commit) {
             int finite = isfinite(loss);
             for (size_t t = 0; t < job->n_parts; t++)
-                finite &= job->check[t] == 0;
+                finite &= !job->bad[t];
             if (!finite)
                 return CSAE_ERR_NONFINITE;
         }

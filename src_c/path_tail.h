@@ -13,7 +13,11 @@
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, SFX)
 
+#include <stdint.h>
+
 #define REAL double
+#define UREAL uint64_t /* REAL's bit pattern, and its exponent bits */
+#define EXP_BITS 0x7FF0000000000000ULL
 #define SFX f64
 #define NR CSAE_NR_F64
 #define UKR ukr_f64
@@ -22,6 +26,8 @@
 #include "gemm_template.h"
 #include "core_template.h"
 #undef REAL
+#undef UREAL
+#undef EXP_BITS
 #undef SFX
 #undef NR
 #undef UKR
@@ -29,6 +35,8 @@
 #undef EPS_CLIP
 
 #define REAL float
+#define UREAL uint32_t
+#define EXP_BITS 0x7F800000U
 #define SFX f32
 #define NR CSAE_NR_F32
 #define UKR ukr_f32
