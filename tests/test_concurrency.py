@@ -84,3 +84,31 @@ def test_long_partial_fit_loop_keeps_memory_flat():
     growth = resident_bytes() - before
     assert model.n_iter_ == 200
     assert growth < 4 * 2**20, f"resident memory grew by {growth / 2**20:.1f} MB"
+
+
+def _train_in_child(queue):
+    X = unit_data(600, 300, seed=3)
+    model = SparseAutoencoder(n_hidden=300, batch_size=300, max_epochs=1, n_threads=2,
+                              random_state=0).fit(X)
+    queue.put(model.encoder_weights_.sum())
+
+
+def test_fork_after_the_thread_pool_ran():
+    """A child forked after the engine's worker threads started (as
+    multiprocessing and joblib do) has none of them: it must start its own
+    rather than wait forever on the parent's."""
+    import multiprocessing
+
+    X = unit_data(600, 300, seed=3)
+    expected = SparseAutoencoder(n_hidden=300, batch_size=300, max_epochs=1, n_threads=2,
+                                 random_state=0).fit(X).encoder_weights_.sum()
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_train_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        raise AssertionError("the forked child hung in the engine's thread pool")
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == expected
