@@ -184,6 +184,47 @@ static void *alloc_ws(csae_workspace *ws, size_t bytes, size_t n_threads)
 DEFINE_SUITE(f64, double, 1e-6, 0)
 DEFINE_SUITE(f32, float, 2e-2, 0)
 
+/* A model big enough that the engine really splits its products and its
+ * update over threads: one epoch on two threads must give bit-identical
+ * weights to one thread. */
+#define DEFINE_THREAD_CHECK(SFX, REAL)                                         \
+    static void threads_##SFX(const char *path)                                \
+    {                                                                          \
+        enum { M = 128, N = 256, H = 256 };                                    \
+        csae_model model = {N, H, CSAE_DECODER_SIGMOID, 0.05, 3.0, 1e-4};      \
+        csae_sgd sgd = {0.1, 0.5, 64, 1};                                      \
+        REAL *mem = calloc(2 * (4 * N * H + 2 * N + 2 * H) + M * N, sizeof(REAL)); \
+        REAL *X = mem, *q = mem + M * N;                                       \
+        csae_params_##SFX p[2], v[2];                                          \
+        uint64_t state = 99, rng[2] = {5, 5};                                  \
+        for (size_t i = 0; i < M * N; i++)                                     \
+            X[i] = (REAL)((csae_rng_next(&state) >> 11) * 0x1.0p-53);          \
+        for (int t = 0; t < 2; t++) {                                          \
+            p[t] = (csae_params_##SFX){q, q + H * N, q + H * N + H, q + 2 * H * N + H}; \
+            q += 2 * N * H + N + H;                                            \
+            v[t] = (csae_params_##SFX){q, q + H * N, q + H * N + H, q + 2 * H * N + H}; \
+            q += 2 * N * H + N + H;                                            \
+            uint64_t s = 1;                                                    \
+            csae_init_params_##SFX(&model, p[t], &s);                          \
+        }                                                                      \
+        int ok = 1;                                                            \
+        for (int t = 0; t < 2; t++) {                                          \
+            csae_workspace ws;                                                 \
+            alloc_ws(&ws, csae_epoch_workspace_size(&model, &sgd, M, sizeof(REAL), t + 1), t + 1); \
+            csae_epoch_result r;                                               \
+            ok &= csae_sgd_epoch_##SFX(&model, &sgd, p[t], v[t], X, M, &rng[t], NULL, NULL, 0, \
+                                       &r, &ws) == CSAE_OK;                    \
+            free(ws.data);                                                     \
+        }                                                                      \
+        ok &= memcmp(p[0].W, p[1].W, (2 * N * H + N + H) * sizeof(REAL)) == 0; \
+        ok &= memcmp(v[0].W, v[1].W, (2 * N * H + N + H) * sizeof(REAL)) == 0; \
+        check(ok, "a threaded epoch is bit-identical to one thread", path, #REAL); \
+        free(mem);                                                             \
+    }
+
+DEFINE_THREAD_CHECK(f64, double)
+DEFINE_THREAD_CHECK(f32, float)
+
 int main(void)
 {
     const csae_kernel_path paths[2] = {CSAE_PATH_PORTABLE, CSAE_PATH_AVX2};
@@ -196,6 +237,8 @@ int main(void)
         csae_set_kernel_path(paths[i]);
         suite_f64(names[i]);
         suite_f32(names[i]);
+        threads_f64(names[i]);
+        threads_f32(names[i]);
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

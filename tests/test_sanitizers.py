@@ -1,7 +1,8 @@
-"""Memory safety of the engine, checked by tools rather than by hope:
-AddressSanitizer + UndefinedBehaviorSanitizer on the C test program and on
-the engine's part of the Python suite, and valgrind memcheck on the C test
-program.  Each run must come out clean (any report fails the test).
+"""Memory and thread safety of the engine, checked by tools rather than by
+hope: AddressSanitizer + UndefinedBehaviorSanitizer on the C test program and
+on the engine's part of the Python suite, ThreadSanitizer and valgrind
+memcheck on the C test program.  Each run must come out clean (any report
+fails the test).
 
 These build the engine again with instrumentation, so they take a minute
 or two; .ci/run runs them with the rest of the suite.
@@ -40,6 +41,18 @@ def test_c_program_is_clean_under_asan_and_ubsan(tmp_path):
     assert result.returncode == 0, report
     assert "runtime error" not in report and "Sanitizer" not in report, report
     assert result.stdout.strip().splitlines()[-1].endswith(" 0 failed")
+
+
+def test_c_program_is_clean_under_thread_sanitizer(tmp_path):
+    """The thread pool (atomics, spin-then-sleep hand-off) and the threaded
+    products and updates, with a model big enough to use them."""
+    exe = build_c_test(tmp_path, ["-fsanitize=thread", "-g", "-O1"])
+    result = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600,
+                            env=dict(os.environ, TSAN_OPTIONS="halt_on_error=1"))
+    report = result.stdout + result.stderr
+    assert result.returncode == 0, report[-5000:]
+    assert "ThreadSanitizer" not in report, report[-5000:]
+    assert "a threaded epoch is bit-identical to one thread" in result.stdout
 
 
 def test_c_program_is_clean_under_valgrind(tmp_path):
