@@ -145,6 +145,20 @@ def _check_params(params, n=None):
     return n_w, h
 
 
+def _check_layer(weights, bias, inputs, name):
+    """One layer's weights (outputs, inputs) and bias (outputs,) against the
+    number of input columns; returns the number of outputs."""
+    if np.ndim(weights) != 2 or np.ndim(bias) != 1:
+        raise ValueError(f"{name}: weights must be 2-D and the bias 1-D, got shapes "
+                         f"{np.shape(weights)} and {np.shape(bias)}")
+    outputs, width = weights.shape
+    if width != inputs:
+        raise ValueError(f"{name}: the input has {inputs} columns but the weights expect {width}")
+    if bias.shape != (outputs,):
+        raise ValueError(f"{name}: bias shape {bias.shape} does not match {outputs} outputs")
+    return outputs
+
+
 def _check_X(X):
     if np.ndim(X) != 2:
         raise ValueError(f"X must be 2-D (m, n), got shape {np.shape(X)}")
@@ -175,9 +189,9 @@ def encode(W, b, X, *, n_threads=1):
     """Hidden activations A = sigmoid(X W^T + b), shape (m, h)."""
     dtype = _dtype_of(W, b, X)
     m, n = _check_X(X)
-    _check_params((W, b, W.T, np.empty(n, dtype)), n)
-    cdef csae_model model = _model(n, W.shape[0], "sigmoid", 0.5, 0.0, 0.0)
-    A = np.empty((m, W.shape[0]), dtype)
+    h = _check_layer(W, b, n, "encode")
+    cdef csae_model model = _model(n, h, "sigmoid", 0.5, 0.0, 0.0)
+    A = np.empty((m, h), dtype)
     if dtype == np.float64:
         _encode[double](W, b, X, A, &model, _threads(n_threads))
     else:
@@ -313,9 +327,7 @@ def decode(Wd, bd, A, decoder="sigmoid", *, n_threads=1):
     """Decoder output Y = g(A Wd^T + bd), shape (m, n)."""
     dtype = _dtype_of(Wd, bd, A)
     m, h = _check_X(A)
-    n = _check_params((Wd.T, np.empty(Wd.shape[1], dtype), Wd, bd))[0]
-    if Wd.shape[1] != h:
-        raise ValueError(f"A has {h} columns but Wd expects {Wd.shape[1]}")
+    n = _check_layer(Wd, bd, h, "decode")
     cdef csae_model model = _model(n, h, decoder, 0.5, 0.0, 0.0)
     Y = np.empty((m, n), dtype)
     if dtype == np.float64:
