@@ -143,8 +143,11 @@ static void FN(gemm_serial_)(size_t m, size_t n, size_t k,
     REAL edge[CSAE_MR * NR];
     for (size_t jc = 0; jc < n; jc += CSAE_NC) {            /* loop 5: NC columns of C */
         const size_t nc = n - jc < CSAE_NC ? n - jc : CSAE_NC;
-        for (size_t pc = 0; pc < k; pc += CSAE_KC) {        /* loop 4: KC-deep panels */
-            const size_t kc = k - pc < CSAE_KC ? k - pc : CSAE_KC;
+        /* Panels of equal depth (at most KC): 784 = 4 x 196, not 3 x 256 + 16,
+         * whose last sliver would spend more on C's tiles than on products. */
+        const size_t kc_even = (k + (k + CSAE_KC - 1) / CSAE_KC - 1) / ((k + CSAE_KC - 1) / CSAE_KC);
+        for (size_t pc = 0; pc < k; pc += kc_even) {        /* loop 4: KC-deep panels */
+            const size_t kc = k - pc < kc_even ? k - pc : kc_even;
             /* Later panels accumulate onto what the first one wrote. */
             const REAL beta_pc = pc == 0 ? beta : (REAL)1;
             FN(pack_b_)(kc, nc, B + pc * rsb + jc * csb, rsb, csb, packB);
