@@ -153,21 +153,42 @@ static void FN(gemm_serial_)(size_t m, size_t n, size_t k,
             FN(pack_b_)(kc, nc, B + pc * rsb + jc * csb, rsb, csb, packB);
             for (size_t ic = 0; ic < m; ic += CSAE_MC) {    /* loop 3: MC rows of C */
                 const size_t mc = m - ic < CSAE_MC ? m - ic : CSAE_MC;
-                FN(pack_a_)(mc, kc, A + ic * rsa + pc * csa, rsa, csa, packA);
+                const REAL *Ablock = A + ic * rsa + pc * csa;
+                /* A row-major A is read in place when C is narrow (its rows
+                 * are what the kernel walks, and packing them is a scalar
+                 * transpose that a few B panels do not repay); only a last
+                 * partial tile of rows is packed, padded with zeros.  A wide
+                 * C reuses the block often enough to pack it; a transposed A
+                 * is always packed, which is a contiguous copy. */
+                const int in_place = csa == 1 && nc <= 16 * NR;
+                const size_t mc_full = in_place ? mc / CSAE_MR * CSAE_MR : 0;
+                if (!in_place)
+                    FN(pack_a_)(mc, kc, Ablock, rsa, csa, packA);
+                else if (mc_full < mc)
+                    FN(pack_a_)(mc - mc_full, kc, Ablock + mc_full * rsa, rsa, csa, packA);
                 for (size_t jr = 0; jr < nc; jr += NR) {    /* loop 2: NR-wide B panels */
                     const size_t nr = nc - jr < NR ? nc - jr : NR;
                     for (size_t ir = 0; ir < mc; ir += CSAE_MR) { /* loop 1: MR-tall A panels */
                         const size_t mr = mc - ir < CSAE_MR ? mc - ir : CSAE_MR;
                         REAL *c = C + (ic + ir) * ldc + jc + jr;
-                        const REAL *a = packA + ir * kc, *b = packB + jr * kc;
+                        const REAL *b = packB + jr * kc;
+                        const REAL *a = packA + ir * kc;
+                        size_t ra = 1, ca = CSAE_MR;
+                        if (in_place && ir < mc_full) {
+                            a = Ablock + ir * rsa;
+                            ra = rsa;
+                            ca = 1;
+                        } else if (in_place) {
+                            a = packA;
+                        }
                         if (mr == CSAE_MR && nr == NR) {
-                            UKR(kc, a, 1, CSAE_MR, b, NR, alpha, beta_pc, c, ldc);
+                            UKR(kc, a, ra, ca, b, NR, alpha, beta_pc, c, ldc);
                             continue;
                         }
                         /* Edge tile: compute it whole, keep the part inside C.
                          * beta_pc is 0 or 1 here, so alpha * ab + beta * c rounds
                          * as in the kernel and thread splits stay bit-identical. */
-                        UKR(kc, a, 1, CSAE_MR, b, NR, (REAL)1, (REAL)0, edge, NR);
+                        UKR(kc, a, ra, ca, b, NR, (REAL)1, (REAL)0, edge, NR);
                         FN(merge_edge_)(mr, nr, alpha, edge, beta_pc, c, ldc);
                     }
                 }
