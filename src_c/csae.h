@@ -2,10 +2,14 @@
  * csae.h: the public C API of the csae engine (sparse autoencoder with a
  * KL-divergence sparsity penalty, trained by minibatch SGD).
  *
- * Plain C11, libc and libm only.  No function prints, aborts or allocates:
- * every buffer belongs to the caller, scratch memory comes in through a
- * workspace whose size is asked for first, and every function returns a
- * csae_status.  Mirrored for Cython by csae/_csae.pxd: keep the two in step.
+ * Plain C11 with libc, libm and POSIX threads.  No function prints, aborts
+ * or allocates memory: every buffer belongs to the caller, scratch memory
+ * comes in through a workspace whose size is asked for first, and every
+ * function returns a csae_status.  The one resource the engine keeps is a
+ * pool of worker threads, started the first time a call may use more than
+ * one thread (n_threads > 1) and kept for the life of the process (a child
+ * of fork() starts its own).  Mirrored for Cython by csae/_csae.pxd: keep
+ * the two in step.
  *
  * Axis letters used in names and comments:
  *   m  rows of a batch (samples)      n  features (inputs)      h  hidden units
@@ -23,8 +27,10 @@
  * scalar objective in double).
  *
  * Thread safety: functions touch only their arguments and the workspace, so
- * calls on different workspaces may run concurrently.  The kernel-path
- * selection (csae_set_kernel_path) is process-wide.
+ * calls on different workspaces may run concurrently (one of them at a time
+ * uses the worker pool; the others run on their own thread, with the same
+ * results).  The kernel-path selection (csae_set_kernel_path) is
+ * process-wide: change it only while no other call runs.
  */
 #ifndef CSAE_H
 #define CSAE_H
