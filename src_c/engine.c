@@ -99,9 +99,11 @@ static size_t clamp_threads(size_t n_threads)
     return n_threads == 0 ? 1 : (n_threads > CSAE_MAX_THREADS ? CSAE_MAX_THREADS : n_threads);
 }
 
+/* The thread count a call may use.  A NULL workspace is read as one thread
+ * here so that the size check after it reports CSAE_ERR_WORKSPACE. */
 static size_t threads_of(const csae_workspace *ws)
 {
-    return clamp_threads(ws->n_threads);
+    return ws ? clamp_threads(ws->n_threads) : 1;
 }
 
 size_t csae_forward_workspace_size(const csae_model *model, size_t rows,

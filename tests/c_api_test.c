@@ -50,7 +50,7 @@ static void *alloc_ws(csae_workspace *ws, size_t bytes, size_t n_threads)
         enum { M = 40, N = 9, H = 7 };                                         \
         csae_model model = {N, H, CSAE_DECODER_SIGMOID, 0.1, 3.0, 1e-3};       \
         REAL W[H * N], b[H], Wd[N * H], bd[N], X[M * N];                       \
-        REAL gW[H * N], gb[H], gWd[N * H], gbd[N];                             \
+        REAL gW[H * N], gb[H], gWd[N * H], gbd[N], hidden[M * H];              \
         uint64_t state = 20261128;                                             \
         for (size_t i = 0; i < M * N; i++)                                     \
             X[i] = (REAL)((csae_rng_next(&state) >> 11) * 0x1.0p-53);          \
@@ -166,6 +166,10 @@ static void *alloc_ws(csae_workspace *ws, size_t bytes, size_t n_threads)
         csae_workspace tiny = {ws1.data, 16, 1};                               \
         check(csae_sgd_epoch_##SFX(&model, &sgd, p, v, X, M, &s1, NULL, NULL, 0, &r, &tiny) \
                   == CSAE_ERR_WORKSPACE, "small workspace is refused", path, type); \
+        check(csae_sgd_epoch_##SFX(&model, &sgd, p, v, X, M, &s1, NULL, NULL, 0, &r, NULL) \
+                  == CSAE_ERR_WORKSPACE &&                                     \
+                  csae_encode_##SFX(&model, W, b, X, M, hidden, NULL) == CSAE_ERR_WORKSPACE, \
+              "a missing workspace is refused", path, type);                   \
         csae_model bad = model;                                                \
         bad.sparsity_target = 1.5;                                             \
         check(csae_sgd_epoch_##SFX(&bad, &sgd, p, v, X, M, &s1, NULL, NULL, 0, &r, &ws1) \
