@@ -15,6 +15,7 @@ import threading
 import numpy as np
 
 cimport numpy as cnp
+from libc.math cimport isfinite
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from cpython.exc cimport PyErr_CheckSignals
@@ -94,16 +95,29 @@ cdef csae_model _model(size_t n, size_t h, decoder, double rho, double beta,
         raise ValueError(f"decoder must be one of {tuple(_DECODERS)}, got {decoder!r}")
     if not 0.0 < rho < 1.0:
         raise ValueError(f"rho must lie in (0, 1), got {rho!r}")
-    if not (beta >= 0 and np.isfinite(beta)):
+    if not (beta >= 0 and isfinite(beta)):
         raise ValueError(f"beta must be finite and >= 0, got {beta!r}")
-    if not (lam >= 0 and np.isfinite(lam)):
+    if not (lam >= 0 and isfinite(lam)):
         raise ValueError(f"lam must be finite and >= 0, got {lam!r}")
-    model.n_features = n
-    model.n_hidden = h
+    model = _forward_model(n, h)
     model.decoder = _DECODERS[decoder]
     model.sparsity_target = rho
     model.sparsity_weight = beta
     model.weight_decay = lam
+    return model
+
+
+cdef inline csae_model _forward_model(size_t n, size_t h) noexcept:
+    """A model for the calls that only run the network (encode, decode,
+    initialisation): the objective's hyperparameters are unused there, so
+    they get valid neutral values (rho 0.5, no penalty)."""
+    cdef csae_model model
+    model.n_features = n
+    model.n_hidden = h
+    model.decoder = CSAE_DECODER_SIGMOID
+    model.sparsity_target = 0.5
+    model.sparsity_weight = 0.0
+    model.weight_decay = 0.0
     return model
 
 
@@ -190,7 +204,7 @@ def encode(W, b, X, *, n_threads=1):
     dtype = _dtype_of(W, b, X)
     m, n = _check_X(X)
     h = _check_layer(W, b, n, "encode")
-    cdef csae_model model = _model(n, h, "sigmoid", 0.5, 0.0, 0.0)
+    cdef csae_model model = _forward_model(n, h)
     A = np.empty((m, h), dtype)
     if dtype == np.float64:
         _encode[double](W, b, X, A, &model, _threads(n_threads))
@@ -258,13 +272,7 @@ def encode_fast(W, b, X, size_t n_threads=1):
         return None
     cdef cnp.ndarray Xa = <cnp.ndarray>X
     cdef size_t m = cnp.PyArray_DIMS(Xa)[0]
-    cdef csae_model model
-    model.n_features = n
-    model.n_hidden = h
-    model.decoder = CSAE_DECODER_SIGMOID
-    model.sparsity_target = 0.5
-    model.sparsity_weight = 0.0
-    model.weight_decay = 0.0
+    cdef csae_model model = _forward_model(n, h)
     n_threads = max(1, min(n_threads, CSAE_MAX_THREADS))
     cdef size_t elem = 8 if typenum == cnp.NPY_DOUBLE else 4
     cdef size_t size = csae_forward_workspace_size(&model, m, elem, n_threads)
@@ -563,7 +571,7 @@ def init_params(n_features, n_hidden, rng_state, dtype=np.float64):
     n, h = int(n_features), int(n_hidden)
     if n < 1 or h < 1:
         raise ValueError(f"n_features and n_hidden must be >= 1, got {n}, {h}")
-    cdef csae_model model = _model(n, h, "sigmoid", 0.5, 0.0, 0.0)
+    cdef csae_model model = _forward_model(n, h)
     cdef uint64_t state = int(rng_state) & _MASK64
     params = (np.empty((h, n), dtype), np.empty(h, dtype), np.empty((n, h), dtype),
               np.empty(n, dtype))
