@@ -126,53 +126,154 @@ def make_bars(n_samples, size=8, p_bar=None, noise=0.0, random_state=None,
     return X
 
 
-def extract_patches(images, patch_size, n_patches, random_state=None):
+# ITU-R BT.601 luma weights, as Pillow's convert("L") uses.
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def _to_grey(image, channel_axis, index):
+    """One colour image -> 2-D grey (float64), channels on ``channel_axis``."""
+    try:
+        image = np.moveaxis(image, channel_axis, -1)
+    except IndexError:  # numpy's AxisError
+        raise ValueError(f"channel_axis={channel_axis} is not an axis of image {index} "
+                         f"(shape {image.shape})") from None
+    channels = image.shape[-1]
+    if channels == 1:
+        return image[..., 0]
+    if channels in (3, 4):  # RGB, or RGBA whose alpha is ignored
+        return image[..., :3].astype(np.float64) @ _LUMA
+    raise ValueError(f"image {index} has {channels} channels on channel_axis="
+                     f"{channel_axis}; expected 1 (grey), 3 (RGB) or 4 (RGBA)")
+
+
+def _grey_images(images, channel_axis):
+    """The images as a list of 2-D numeric arrays (one per image)."""
+    colour = channel_axis is not None
+    if isinstance(images, np.ndarray):
+        stacked = images
+    else:
+        try:
+            stacked = np.asarray(images)
+        except ValueError:  # a ragged list: images of different sizes
+            stacked = None
+    if isinstance(images, (list, tuple)) and len(images) == 0:
+        raise ValueError("images must not be empty, got no images")
+    if stacked is not None and stacked.dtype != object:
+        if stacked.dtype.kind not in "biuf":
+            raise ValueError(f"images must be numeric, got dtype {stacked.dtype}")
+        if stacked.ndim == 2 + colour:
+            stacked = stacked[None]
+        if stacked.ndim != 3 + colour:
+            want = ("(n_images, height, width, channels) or (height, width, channels)"
+                    if colour else "(n_images, height, width) or (height, width)")
+            raise ValueError(f"images must have shape {want}, or be a list of "
+                             f"images, got shape {stacked.shape}")
+        if 0 in stacked.shape:
+            raise ValueError(f"images must not be empty, got shape {stacked.shape}")
+        images = list(stacked)
+    elif not isinstance(images, (list, tuple)):
+        raise ValueError("images must be an array or a list of arrays, "
+                         f"got {type(images).__name__}")
+    grey = []
+    for index, image in enumerate(images):
+        image = np.asarray(image)
+        if image.dtype.kind not in "biuf":
+            raise ValueError(f"images must be numeric, got dtype {image.dtype} "
+                             f"(image {index})")
+        if image.ndim != 2 + colour:
+            raise ValueError(f"image {index} has shape {image.shape}; expected a 2-D "
+                             "grey image" + (" with a channel axis" if colour else ""))
+        if 0 in image.shape:
+            raise ValueError(f"images must not be empty, got shape {image.shape} "
+                             f"(image {index})")
+        grey.append(_to_grey(image, channel_axis, index) if colour else image)
+    return grey
+
+
+def _colour_hint(images, patch_size):
+    """A trailing axis of 3 or 4 too narrow for the patch: surely colour."""
+    if isinstance(images, np.ndarray) and images.ndim == 3 and images.shape[2] in (3, 4) \
+            and patch_size > images.shape[2]:
+        raise ValueError(
+            f"images of shape {images.shape} look like one colour image (height, width, "
+            f"{images.shape[2]} channels), not {images.shape[0]} grey images "
+            f"{images.shape[1]} x {images.shape[2]} pixels wide: pass channel_axis=-1 to "
+            "convert it to grey (ITU-R BT.601 luma), or convert it yourself, "
+            "e.g. image.mean(axis=-1)")
+
+
+def extract_patches(images, patch_size, n_patches, random_state=None, *, channel_axis=None):
     """Cut random square patches out of a set of images.
 
-    Each patch comes from an image chosen uniformly at random, at a position
-    chosen uniformly among those where the patch fits (UFLDL's
-    ``sampleIMAGES``).  The pixel values are returned unchanged: rescale
-    them to [0, 1] yourself, or train with ``scale_inputs=True`` or
-    ``decoder="linear"``.
+    Each patch comes from an image chosen at random with probability
+    proportional to its area (height x width), at a position chosen
+    uniformly among those where the patch fits (UFLDL's ``sampleIMAGES``,
+    extended to images of different sizes).  The pixel values are returned
+    unchanged: rescale them to [0, 1] yourself, or train with
+    ``scale_inputs=True`` or ``decoder="linear"``.
 
     Parameters
     ----------
-    images : array-like of shape (n_images, height, width) or (height, width)
-        Grey-level images.  A single 2-d image is allowed.
+    images : array-like of shape (n_images, height, width) or (height, width), or a list of 2-D arrays
+        Grey-level images.  A single 2-d image is allowed, and a list of
+        images of different sizes.  With ``channel_axis`` set, colour
+        images: (n_images, height, width, channels), (height, width,
+        channels), or a list of 3-D arrays.
     patch_size : int
-        Side length of the square patches; at most the smaller image side.
+        Side length of the square patches; at most the smaller side of
+        every image.
     n_patches : int
         Number of patches, at least 1.
     random_state : None, int or numpy.random.Generator, default=None
         Seed or generator.
+    channel_axis : int or None, default=None
+        The axis of each image that holds its colour channels (-1 for the
+        usual (height, width, 3)).  Colour images are converted to grey
+        first with the ITU-R BT.601 luma weights (0.299 R + 0.587 G +
+        0.114 B, as Pillow's ``convert("L")``); an alpha channel is
+        ignored, a single channel taken as it is.  None: the images are
+        grey, and an array whose last axis of 3 or 4 is too narrow for the
+        patch is refused as a probable colour image.
 
     Returns
     -------
     patches : ndarray of shape (n_patches, patch_size * patch_size)
         One patch per row, flattened in C order; floating point (float64
-        unless the images are float32).
+        unless every image is float32 and grey).
     """
-    images = np.asarray(images)
-    if images.ndim == 2:
-        images = images[None]
-    if images.ndim != 3:
-        raise ValueError("images must have shape (n_images, height, width) "
-                         f"or (height, width), got shape {images.shape}")
-    if images.dtype.kind not in "biuf":
-        raise ValueError(f"images must be numeric, got dtype {images.dtype}")
-    n_images, height, width = images.shape
-    if n_images == 0 or height == 0 or width == 0:
-        raise ValueError(f"images must not be empty, got shape {images.shape}")
     patch_size = _check_int(patch_size, "patch_size", 1)
-    if patch_size > min(height, width):
-        raise ValueError(f"patch_size={patch_size} is larger than the images "
-                         f"({height}x{width})")
+    if channel_axis is None:
+        _colour_hint(images, patch_size)
+    elif isinstance(channel_axis, bool) or not isinstance(channel_axis, numbers.Integral):
+        raise ValueError(f"channel_axis must be an integer or None, got {channel_axis!r}")
+    images = _grey_images(images, channel_axis)
+    same_size = len({image.shape for image in images}) == 1
+    for index, image in enumerate(images):
+        if patch_size > min(image.shape):
+            which = "the images" if same_size else f"image {index}"
+            raise ValueError(f"patch_size={patch_size} is larger than {which} "
+                             f"({image.shape[0]}x{image.shape[1]})")
     n_patches = _check_int(n_patches, "n_patches", 1)
-    out_dtype = np.float32 if images.dtype == np.float32 else np.float64
-    if not np.all(np.isfinite(images)):
+    out_dtype = np.float32 if all(i.dtype == np.float32 for i in images) else np.float64
+    if not all(np.all(np.isfinite(image)) for image in images):
         raise ValueError("images contain NaN or infinity")
     rng = np.random.default_rng(random_state)
 
+    if same_size:
+        return _patches_of_stack(np.stack(images), patch_size, n_patches, rng, out_dtype)
+    areas = np.array([image.size for image in images], dtype=np.float64)
+    which = rng.choice(len(images), size=n_patches, p=areas / areas.sum())
+    patches = np.empty((n_patches, patch_size * patch_size), dtype=out_dtype)
+    for index in np.unique(which):
+        rows = np.flatnonzero(which == index)
+        patches[rows] = _patches_of_stack(images[index][None], patch_size, rows.size,
+                                          rng, out_dtype)
+    return patches
+
+
+def _patches_of_stack(images, patch_size, n_patches, rng, out_dtype):
+    """Patches of a stack of same-sized images, each image equally likely."""
+    n_images, height, width = images.shape
     which = rng.integers(0, n_images, n_patches)
     top = rng.integers(0, height - patch_size + 1, n_patches)
     left = rng.integers(0, width - patch_size + 1, n_patches)

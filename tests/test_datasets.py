@@ -200,3 +200,86 @@ def test_best_match_correlation_shapes():
         best_match_correlation(np.zeros((3, 4)), np.zeros((2, 5)))
     with pytest.raises(ValueError, match="2-D"):
         best_match_correlation(np.zeros(4), np.zeros((2, 4)))
+
+
+# Images of different sizes, and colour images (issue 12)
+# --------------------------------------------------------------------------
+
+def test_extract_patches_from_images_of_different_sizes():
+    # Pixel values say which image and position a patch came from.
+    sizes = [(10, 12), (30, 40), (8, 8)]
+    offsets = np.cumsum([0] + [h * w for h, w in sizes])
+    images = [np.arange(h * w, dtype=np.float64).reshape(h, w) + offsets[k]
+              for k, (h, w) in enumerate(sizes)]
+    patches = extract_patches(images, 4, 20_000, random_state=0)
+    assert patches.shape == (20_000, 16) and patches.dtype == np.float64
+    source = np.searchsorted(offsets, patches[:, 0], side="right") - 1
+    for k in range(3):
+        h, w = sizes[k]
+        for patch in patches[source == k][:50]:
+            top, left = divmod(int(patch[0] - offsets[k]), w)
+            np.testing.assert_array_equal(patch.reshape(4, 4),
+                                          images[k][top:top + 4, left:left + 4])
+    # Each image's share is proportional to its area: 120, 1200 and 64 pixels.
+    share = np.bincount(source, minlength=3) / len(source)
+    np.testing.assert_allclose(share, np.array([120, 1200, 64]) / 1384, atol=0.01)
+
+
+def test_extract_patches_same_sized_list_matches_the_array():
+    images = np.random.default_rng(3).random((4, 9, 11))
+    np.testing.assert_array_equal(extract_patches(list(images), 3, 50, random_state=2),
+                                  extract_patches(images, 3, 50, random_state=2))
+
+
+def test_extract_patches_names_the_image_too_small():
+    with pytest.raises(ValueError, match=r"patch_size=8 is larger than image 1 \(5x20\)"):
+        extract_patches([np.zeros((9, 9)), np.zeros((5, 20))], 8, 10)
+
+
+def test_extract_patches_refuses_a_colour_image_with_advice():
+    colour = np.random.default_rng(0).random((120, 160, 3))
+    with pytest.raises(ValueError, match="colour image.*channel_axis=-1"):
+        extract_patches(colour, 8, 10)
+
+
+@pytest.mark.parametrize("layout", ["single", "stack", "list", "channels_first"])
+def test_extract_patches_converts_colour_to_grey(layout):
+    rng = np.random.default_rng(1)
+    rgb = rng.random((2, 12, 10, 3))
+    # BT.601 luma written out per channel (Pillow's convert("L") weights).
+    grey = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+    if layout == "single":
+        got = extract_patches(rgb[0], 4, 30, random_state=5, channel_axis=-1)
+        want = extract_patches(grey[0], 4, 30, random_state=5)
+    elif layout == "stack":
+        got = extract_patches(rgb, 4, 30, random_state=5, channel_axis=-1)
+        want = extract_patches(grey, 4, 30, random_state=5)
+    elif layout == "list":
+        got = extract_patches([rgb[0], rgb[1, :8]], 4, 30, random_state=5, channel_axis=2)
+        want = extract_patches([grey[0], grey[1, :8]], 4, 30, random_state=5)
+    else:
+        got = extract_patches(np.moveaxis(rgb[0], -1, 0), 4, 30, random_state=5,
+                              channel_axis=0)
+        want = extract_patches(grey[0], 4, 30, random_state=5)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_extract_patches_ignores_alpha():
+    rgba = np.random.default_rng(2).random((9, 9, 4))
+    np.testing.assert_allclose(extract_patches(rgba, 3, 5, random_state=0, channel_axis=-1),
+                               extract_patches(rgba[..., :3], 3, 5, random_state=0,
+                                               channel_axis=-1))
+
+
+@pytest.mark.parametrize("images, kwargs, match", [
+    (np.zeros((9, 9, 5)), dict(channel_axis=-1), "5 channels"),
+    (np.zeros((9, 9, 3)), dict(channel_axis=3), "not an axis of image 0"),
+    (np.zeros((9, 9, 3)), dict(channel_axis=1.0), "channel_axis must be an integer"),
+    ([np.zeros((9, 9)), np.zeros((9, 9, 3))], {}, r"image 1 has shape \(9, 9, 3\)"),
+    ([np.zeros((9, 9)), "abc"], {}, "numeric"),
+    ([], {}, "must not be empty"),
+    ("abc", {}, "numeric"),
+])
+def test_extract_patches_rejects_bad_images(images, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        extract_patches(images, 2, 5, random_state=0, **kwargs)

@@ -110,7 +110,7 @@ def test_sdist_contains_the_sources(sdist):
            and os.path.isfile(os.path.join(REPO, p))]
         + _repo_files("tests/*.py") + _repo_files("tests/*.c")
         + _repo_files("benchmarks/*.py") + _repo_files("benchmarks/*.c")
-        + ["setup.py", "pyproject.toml", "MANIFEST.in", "README.md", "PKG-INFO"])
+        + ["setup.py", "pyproject.toml", "MANIFEST.in", "README.md", "LICENSE", "PKG-INFO"])
     assert len(_repo_files("src_c/*.c")) >= 2 and "docs/math.md" in expected
     missing = sorted(set(expected) - members)
     assert not missing, f"missing from {os.path.basename(path)}: {missing}"
