@@ -14,6 +14,8 @@ check_gradients
     UFLDL's gradient check of a model against finite differences.
 datasets
     The bars problem (``make_bars``) and ``extract_patches`` for images.
+to_onnx
+    A fitted model as an ONNX graph (needs onnx: ``pip install "csae[onnx]"``).
 plot_filters, plot_loss
     Pictures of the learned features and of the training curve (need
     matplotlib: ``pip install "csae[plot]"``).
@@ -31,6 +33,7 @@ from csae._estimator import (
 from csae._gradcheck import check_gradients
 from csae._validation import NotFittedError
 from csae._version import __version__
+from csae.onnx import to_onnx
 from csae.plotting import plot_filters, plot_loss
 
 __all__ = [
@@ -40,6 +43,7 @@ __all__ = [
     "datasets",
     "plot_filters",
     "plot_loss",
+    "to_onnx",
     "NotFittedError",
     "NonFiniteError",
     "TrainingDivergedWarning",
