@@ -5,14 +5,17 @@ test for sparse feature learners: each image is the union of a few random
 horizontal and vertical bars, so a good sparse autoencoder learns one hidden
 unit per bar.  ``extract_patches`` samples small square patches from larger
 images, the way UFLDL's sparse autoencoder exercise samples 8x8 patches from
-natural images.
+natural images; ``whiten_images`` and ``normalize_patches`` are that
+exercise's preprocessing (Olshausen and Field's whitening filter, and
+UFLDL's patch normalisation).
 """
 
 import numbers
 
 import numpy as np
 
-__all__ = ["make_bars", "bar_components", "extract_patches", "best_match_correlation"]
+__all__ = ["make_bars", "bar_components", "extract_patches", "whiten_images",
+           "normalize_patches", "best_match_correlation"]
 
 
 def _check_int(value, name, minimum):
@@ -283,6 +286,102 @@ def _patches_of_stack(images, patch_size, n_patches, rng, out_dtype):
     c = left[:, None, None] + offs[None, None, :]
     patches = images[which[:, None, None], r, c]
     return patches.reshape(n_patches, patch_size * patch_size).astype(out_dtype)
+
+
+def whitening_filter(height, width, cutoff=0.4):
+    """Olshausen and Field's whitening filter on the FFT grid of an image.
+
+    ``f * exp(-(f / cutoff)^4)``, with ``f`` the radial frequency in cycles
+    per pixel (numpy.fft.fftfreq's units): the factor ``f`` flattens the
+    1/f amplitude spectrum of natural images, and the exponential rolls off
+    the highest frequencies, where noise and the pixel grid live.
+    """
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.fftfreq(width)[None, :]
+    f = np.sqrt(fx * fx + fy * fy)
+    return f * np.exp(-(f / cutoff) ** 4)
+
+
+def whiten_images(images, cutoff=0.4, variance=0.1):
+    """Whiten grey images the way the UFLDL exercise's IMAGES.mat was made.
+
+    Each image is filtered in the frequency domain by
+    ``f * exp(-(f / cutoff)^4)`` (f: radial frequency in cycles per pixel;
+    Olshausen and Field (1997) use cutoff 0.4 of the sampling rate, which
+    this is), which flattens natural images' 1/f amplitude spectrum, then
+    all images are scaled together so that their mean per-image variance is
+    ``variance`` (0.1 in Olshausen's code).  Without this step a sparse
+    autoencoder trained on natural image patches learns the data's strong
+    low-frequency correlations (gratings spanning the patch) rather than
+    localised, oriented edges.  The FFT treats each image as periodic.
+
+    Parameters
+    ----------
+    images : array-like of shape (n_images, height, width) or (height, width)
+        Grey-level images, all the same size.
+    cutoff : float, default=0.4
+        Roll-off frequency in cycles per pixel, in (0, 0.5].
+    variance : float, default=0.1
+        Mean variance of the whitened images, > 0.
+
+    Returns
+    -------
+    whitened : ndarray of the input's shape, float64
+    """
+    images = np.asarray(images)
+    if images.dtype.kind not in "biuf":
+        raise ValueError(f"images must be numeric, got dtype {images.dtype}")
+    single = images.ndim == 2
+    if single:
+        images = images[None]
+    if images.ndim != 3 or 0 in images.shape:
+        raise ValueError("images must have shape (n_images, height, width) or "
+                         f"(height, width), non-empty, got shape {images.shape}")
+    cutoff, variance = _check_real(cutoff, "cutoff"), _check_real(variance, "variance")
+    if not 0 < cutoff <= 0.5:
+        raise ValueError(f"cutoff must lie in (0, 0.5] cycles per pixel, got {cutoff}")
+    if variance <= 0:
+        raise ValueError(f"variance must be > 0, got {variance}")
+    images = images.astype(np.float64)
+    if not np.all(np.isfinite(images)):
+        raise ValueError("images contain NaN or infinity")
+    filt = whitening_filter(*images.shape[1:], cutoff=cutoff)
+    white = np.fft.ifft2(np.fft.fft2(images) * filt).real
+    spread = white.var(axis=(1, 2)).mean()
+    if spread == 0:
+        raise ValueError("the images are constant: there is nothing to whiten")
+    white *= np.sqrt(variance / spread)
+    return white[0] if single else white
+
+
+def normalize_patches(patches):
+    """UFLDL's normalisation of image patches into [0.1, 0.9].
+
+    Subtract each patch's own mean, truncate to +-3 standard deviations of
+    all the values together, and map [-3 sd, 3 sd] linearly onto
+    [0.1, 0.9] (the sigmoid decoder's comfortable range), as the exercise's
+    ``normalizeData``.
+
+    Parameters
+    ----------
+    patches : array-like of shape (n_patches, n_pixels)
+
+    Returns
+    -------
+    normalized : ndarray of shape (n_patches, n_pixels), float64
+    """
+    P = np.asarray(patches)
+    if P.dtype.kind not in "biuf" or P.ndim != 2 or 0 in P.shape:
+        raise ValueError("patches must be a non-empty 2-D numeric array, got "
+                         f"shape {P.shape} and dtype {P.dtype}")
+    P = P.astype(np.float64)
+    if not np.all(np.isfinite(P)):
+        raise ValueError("patches contain NaN or infinity")
+    P = P - P.mean(axis=1, keepdims=True)
+    limit = 3 * P.std(ddof=1) if P.size > 1 else 0.0  # MATLAB's std
+    if limit == 0:
+        return np.full(P.shape, 0.5)  # every patch flat: the middle of the range
+    return (np.clip(P, -limit, limit) / limit + 1) * 0.4 + 0.1
 
 
 def best_match_correlation(filters, components):

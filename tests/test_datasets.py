@@ -283,3 +283,83 @@ def test_extract_patches_ignores_alpha():
 def test_extract_patches_rejects_bad_images(images, kwargs, match):
     with pytest.raises(ValueError, match=match):
         extract_patches(images, 2, 5, random_state=0, **kwargs)
+
+
+# Whitening and UFLDL's patch normalisation (issue 9's preprocessing)
+# --------------------------------------------------------------------------
+
+from csae.datasets import normalize_patches, whiten_images  # noqa: E402
+
+
+def _amplitude(image, ky, kx):
+    """Amplitude of the cosine with ky, kx cycles per image (exact for
+    periodic images: the discrete Fourier coefficient)."""
+    h, w = image.shape
+    return 2 * abs(np.fft.fft2(image)[ky, kx]) / (h * w)
+
+
+def test_whitening_scales_each_frequency_by_the_filter():
+    h, w = 64, 96
+    y, x = np.mgrid[0:h, 0:w]
+    # Two cosines: 3 cycles across (f = 3/96 cycles per pixel) and 20 cycles
+    # down (f = 20/64); amplitudes 5 and 1.
+    image = 5 * np.cos(2 * np.pi * 3 * x / w) + np.cos(2 * np.pi * 20 * y / h)
+    white = whiten_images(image)
+    f1, f2 = 3 / 96, 20 / 64
+    gain = lambda f: f * np.exp(-(f / 0.4) ** 4)  # Olshausen and Field's filter
+    expected_ratio = 5 * gain(f1) / (1 * gain(f2))
+    ratio = _amplitude(white, 0, 3) / _amplitude(white, 20, 0)
+    np.testing.assert_allclose(ratio, expected_ratio, rtol=1e-9)
+    np.testing.assert_allclose(white.var(), 0.1, rtol=1e-12)
+
+
+def test_whitening_flattens_a_one_over_f_spectrum():
+    # Random phases, amplitude 1/f: the spectrum of natural images.
+    n = 128
+    rng = np.random.default_rng(0)
+    f = np.sqrt(np.fft.fftfreq(n)[:, None] ** 2 + np.fft.fftfreq(n)[None, :] ** 2)
+    spectrum = np.divide(1.0, f, out=np.zeros_like(f), where=f > 0)
+    images = np.fft.ifft2(spectrum * np.exp(2j * np.pi * rng.random((4, n, n)))).real
+    white = whiten_images(images, variance=2.0)
+    np.testing.assert_allclose(white.var(axis=(1, 2)).mean(), 2.0, rtol=1e-12)
+
+    def band(imgs, lo, hi):
+        amp = np.abs(np.fft.fft2(imgs))
+        return amp[:, (f >= lo) & (f < hi)].mean()
+
+    # Before: amplitude falls 4x from 0.025 to 0.1 cycles/pixel.  After: flat
+    # up to the roll-off (exp(-(0.1/0.4)^4) = 0.996).
+    assert band(images, 0.02, 0.03) / band(images, 0.09, 0.11) > 3
+    np.testing.assert_allclose(band(white, 0.02, 0.03) / band(white, 0.09, 0.11), 1.0,
+                               rtol=0.1)
+
+
+@pytest.mark.parametrize("images, kwargs, match", [
+    (np.zeros((4, 4)), {}, "constant"),
+    (np.ones((2, 4, 4)) * np.nan, {}, "NaN"),
+    (np.zeros((2, 2, 4, 4)), {}, "shape"),
+    (np.random.default_rng(0).random((4, 4)), dict(cutoff=0.6), "cutoff"),
+    (np.random.default_rng(0).random((4, 4)), dict(variance=0), "variance"),
+])
+def test_whitening_rejects_bad_input(images, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        whiten_images(images, **kwargs)
+
+
+def test_normalize_patches_follows_ufldl():
+    # Worked by hand: means 1 and 1 removed -> [[-1, 1], [0, 0]]; the sample
+    # standard deviation of (-1, 1, 0, 0) is sqrt(2/3), so the limit is
+    # 3 sqrt(2/3) and -1 maps to (1 - 1/limit) * 0.4 + 0.1.
+    got = normalize_patches([[0.0, 2.0], [1.0, 1.0]])
+    limit = 3 * np.sqrt(2 / 3)
+    np.testing.assert_allclose(got, [[(1 - 1 / limit) * 0.4 + 0.1, (1 + 1 / limit) * 0.4 + 0.1],
+                                     [0.5, 0.5]], rtol=1e-14)
+    # An outlier is truncated to the ends of [0.1, 0.9].
+    P = np.zeros((100, 10))
+    P[0, 0], P[1, 0] = 1000.0, -1000.0
+    out = normalize_patches(P)
+    assert out.min() >= 0.1 and out.max() <= 0.9
+    assert np.isclose(out[0, 0], 0.9) and np.isclose(out[1, 0], 0.1)
+    np.testing.assert_array_equal(normalize_patches(np.ones((3, 4))), 0.5)
+    with pytest.raises(ValueError, match="2-D"):
+        normalize_patches(np.ones(5))
