@@ -571,6 +571,9 @@ def cmd_train(args):
     from csae import SparseAutoencoder
 
     prog = "csae train"
+    # Inputs first (a missing file is the more basic mistake), then the
+    # output, all before any work.
+    _check_input_file(args.data, "data file")
     _check_output_path(args.out, inputs=(args.data,), force=args.force)
     X = load_data(args.data, args.key)
     params = {
@@ -615,6 +618,8 @@ def cmd_train(args):
 
 
 def cmd_encode(args):
+    _check_input_file(args.model, "model file")
+    _check_input_file(args.data, "data file")
     _check_output_path(args.out, (".npy", ".csv"), inputs=(args.model, args.data),
                        force=args.force)
     model = load_model(args.model)
@@ -626,6 +631,8 @@ def cmd_encode(args):
 
 
 def cmd_reconstruct(args):
+    _check_input_file(args.model, "model file")
+    _check_input_file(args.data, "data file")
     _check_output_path(args.out, (".npy", ".csv"), inputs=(args.model, args.data),
                        force=args.force)
     model = load_model(args.model)

@@ -695,8 +695,7 @@ def test_csv_problems_name_the_line(tmp_path, capsys, content):
 @pytest.mark.parametrize("option, value", [("--batch-size", "1e20"),
                                            ("--batch-size", str(2 ** 64)),
                                            ("--batch-size", str(10 ** 20)),
-                                           ("--threads", str(2 ** 64)),
-                                           ("--epochs", str(2 ** 64))])
+                                           ("--threads", str(2 ** 64))])
 def test_out_of_range_integers_give_one_line(tmp_path, data, capsys, option, value):
     # Before the fix --batch-size 2**64 reached the binding and ended in an
     # OverflowError traceback with exit status 1.
@@ -705,6 +704,20 @@ def test_out_of_range_integers_give_one_line(tmp_path, data, capsys, option, val
     assert status == 2
     assert option in _only_line(err)
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_integer_options_stop_at_the_engine_limit():
+    # Checked by the parser alone (a run with --epochs 2**64 would train
+    # for ever before the fix).
+    from csae.cli import UserError, build_parser
+    parser = build_parser()
+    for option in ("--batch-size", "--epochs", "--threads"):
+        args = parser.parse_args(["train", "x.npy", "--hidden", "2", "--out", "m.npz",
+                                  option, str(2 ** 63 - 1)])
+        assert 2 ** 63 - 1 in (args.batch_size, args.epochs, args.threads)
+        with pytest.raises(UserError, match=rf"argument {option}: .* is too large"):
+            parser.parse_args(["train", "x.npy", "--hidden", "2", "--out", "m.npz",
+                               option, str(2 ** 63)])
 
 
 def test_overflow_from_the_library_is_one_line(tmp_path, data, capsys, monkeypatch):

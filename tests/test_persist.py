@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import socket
 import stat
 import subprocess
@@ -742,6 +743,8 @@ def test_special_files_are_never_replaced(tmp_path):
         assert os.path.islink(link)
         os.unlink(link)
     assert sorted(p for p in os.listdir(tmp_path) if p.endswith(".tmp")) == []
+    if "a socket" in made:
+        shutil.rmtree(os.path.dirname(made["a socket"]))
 
 
 def test_a_device_node_check_does_not_depend_on_mknod(tmp_path, monkeypatch):
