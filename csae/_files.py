@@ -18,6 +18,9 @@ output of the ``csae`` command. The rules (README, "Guarantees"):
   place would fail, and replacing it by a rename (which needs only the
   folder's permission) would bypass the protection its mode expresses.
 - ``path`` may be ``str``, ``bytes`` or any ``os.PathLike``.
+
+As with any atomic replacement, a file with several hard links gets a new
+inode under this name; its other names keep the old content.
 """
 
 import errno

@@ -660,6 +660,19 @@ def test_an_existing_file_keeps_its_permission_bits(tmp_path):
     assert _mode(path) == 0o640
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="only root may give a file to another user")
+def test_root_keeps_an_existing_files_owner(tmp_path):
+    # Containers often run as root: replacing a user's model must not hand
+    # the file to root.
+    path = tmp_path / "theirs.npz"
+    trained("python").save(path)
+    os.chown(path, 12345, 23456)
+    trained("python", random_state=9).save(path)
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid) == (12345, 23456)
+
+
 @pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
 def test_a_new_file_gets_the_umask_mode(tmp_path, umask, mask):
     umask(mask)
