@@ -16,19 +16,31 @@ Layout (format "csae.SparseAutoencoder", version 1), one array per name:
     data_min, data_scale (n,) float64    optional: learned input range
     velocity_<weight>   like weight      optional: momentum velocities
 
-Files are written with ``np.savez`` to a temporary file in the target folder,
-fsynced and renamed over the target, and read with
-``np.load(allow_pickle=False)``; every field is checked before a model is
-built, and anything wrong raises ``ValueError``.
+Files are written with ``np.savez`` (uncompressed members) through
+``csae._files.write_atomically``: a temporary file in the target folder,
+fsynced and renamed over the target, following symbolic links, keeping the
+old file's permission bits, refusing anything but a regular file.
+
+Loading treats the file as untrusted input. No pickle is ever read, and no
+member is inflated before its size is known to be what the fields before it
+imply: the format strings and hyperparameter record are a few KB at most,
+the weights, velocities and input range exactly as large as ``n_hidden`` and
+the weights' width make them, the loss curve exactly ``n_iter`` values, and
+a deflated member may expand at most 32 times. Every field is checked before
+a model is built; anything wrong raises ``ValueError`` whose message quotes
+at most a short prefix of what the file holds.
 """
 
+import errno
 import json
 import os
-import tempfile
+import stat
+import zipfile
 
 import numpy as np
 
 from csae._estimator import WEIGHT_NAMES, SparseAutoencoder
+from csae._files import display_name, file_type_name, write_atomically
 from csae._validation import validate_hyperparameters
 from csae._version import __version__
 
@@ -107,203 +119,388 @@ def _model_arrays(model):
     return arrays
 
 
-def _file_mode():
-    """Permissions for a new file under the current umask (mkstemp's 0600
-    would make saved models private to their owner)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return 0o644
-
-
-def save(model, path):
-    """Write ``model`` to ``path`` atomically (see the module docstring).
+def save(model, path, *, replace=True):
+    """Write ``model`` to ``path`` atomically (see ``csae._files``).
 
     Parameters
     ----------
     model : SparseAutoencoder
         A fitted model.
-    path : str or os.PathLike
-        Target file, written exactly as named.
+    path : str, bytes or os.PathLike
+        Target file, written exactly as named (a symbolic link is followed
+        and its target replaced). Directories, FIFOs, sockets and devices
+        are refused with ``ValueError``, a read-only file with
+        ``PermissionError``; an existing file keeps its permission bits.
+    replace : bool, default=True
+        When False, refuse (``FileExistsError``) to replace an existing file.
     """
-    arrays = _model_arrays(model)
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        # Never leave the temporary file behind, whatever went wrong.
+    write_arrays(_model_arrays(model), path, replace=replace)
+
+
+def write_arrays(arrays, path, *, replace=True):
+    """Write the dict ``arrays`` (from ``_model_arrays``) as a model file.
+
+    Split from ``save`` so that a caller holding a consistent snapshot of a
+    model's arrays can write them without the model."""
+    def write(fh):
+        np.savez(fh, **arrays)
+
+    write_atomically(path, write, replace=replace)
+
+
+# --------------------------------------------------------------------------
+# Loading: a file is untrusted input, read within bounds
+# --------------------------------------------------------------------------
+
+# What a member may make ``load`` read. The hyperparameter record of today's
+# csae is ~400 characters; the weights, velocities, input range and loss
+# curve must be exactly as large as n_hidden, the weights' width and n_iter
+# make them. Nothing larger is inflated.
+_MAX_HEADER = 10_000      # bytes of a .npy header (NumPy's own limit)
+_MAX_SCALAR = 16          # bytes of a 0-d number (format_version, n_iter, rng_state)
+_MAX_LABEL = 64           # characters of "format" and "csae_version"
+_MAX_RECORD = 2048        # characters of the hyperparameter record (JSON)
+# csae writes uncompressed members; a deflated one (a file repacked by a zip
+# tool) may expand this much, plus a little, and no more: memory stays
+# proportional to the file's size, whatever its headers declare.
+_MAX_EXPANSION = 32
+_EXPANSION_SLACK = 16_384
+_QUOTE = 40               # characters of file content quoted in a message
+_CHUNK = 1 << 22          # bytes inflated at a time
+_READS_WHAT = "csae.load reads files written by SparseAutoencoder.save"
+
+
+def _short(value, limit=_QUOTE):
+    """``str(value)``, cut to ``limit`` characters: file content is quoted,
+    never copied whole, into a message."""
+    text = str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _quote(value, limit=_QUOTE):
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+# Leading bytes of what users most often hand to csae.load by mistake.
+_COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"),
+               (b"\x04\x22\x4d\x18", "lz4"), (b"\x28\xb5\x2f\xfd", "zstd"),
+               (b"\x78\x01", "zlib"), (b"\x78\x5e", "zlib"), (b"\x78\x9c", "zlib"),
+               (b"\x78\xda", "zlib"))
+
+
+def _describe_foreign(head):
+    """What a file that is not a zip archive looks like, and what reads it."""
+    if not head:
+        return f"the file is empty; {_READS_WHAT}"
+    if head.startswith(b"\x93NUMPY"):
+        return ("it is a single NumPy array (a .npy file, as np.save writes), not a "
+                f"model archive; {_READS_WHAT}")
+    if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
+        return ("it is a Python pickle stream (as pickle.dump or joblib.dump write); "
+                f"{_READS_WHAT} (a pickled or joblib model is read with joblib.load or "
+                "pickle.load, which run code from the file: only on files you trust)")
+    for magic, kind in _COMPRESSED:
+        if head.startswith(magic):
+            return (f"it is a {kind}-compressed stream (joblib.dump(..., compress=...) "
+                    f"writes these); {_READS_WHAT} (a compressed joblib model is read "
+                    "with joblib.load, only on files you trust)")
+    if head.startswith(b"PK"):
+        return "it is a damaged zip archive (corrupted or truncated)"
+    return f"it is not a zip archive (it starts with {head[:8]!r}); {_READS_WHAT}"
+
+
+class _Reader:
+    """The members of a model archive, each read within bounds.
+
+    Every member's declared sizes are checked against the file's size when
+    the archive is opened; a member's ``.npy`` header (at most
+    ``_MAX_HEADER`` bytes inflated) is checked against the shape and dtype
+    the caller expects before any of its data is inflated, and then exactly
+    the bytes the header promises are read."""
+
+    def __init__(self, fh, file_size):
+        head = fh.read(8)
+        fh.seek(0)
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    # Make the rename itself durable (POSIX only; Windows cannot open folders).
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
-# --------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------
-
-def _read_header(zf, member):
-    """Check one ``.npy`` member's header before NumPy reads it: a known
-    format version, no Python objects (pickle) and no more data declared
-    than the member holds (a crafted shape must not allocate terabytes)."""
-    info = zf.getinfo(member)
-    with zf.open(info) as fh:
-        version = np.lib.format.read_magic(fh)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
-        else:
-            raise _FileError(f"{member} uses .npy format version {version}, "
-                             "which csae never writes")
-    if dtype.hasobject:
-        raise _FileError(f"{member} holds Python objects (pickled data); refused")
-    if int(np.prod(shape, dtype=object)) * dtype.itemsize > info.file_size:
-        raise _FileError(f"{member} declares shape {shape}, more data than it holds")
-
-
-def _read_arrays(fh):
-    """All arrays of the archive open in ``fh``, as a dict."""
-    data = np.load(fh, allow_pickle=False)
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise _FileError("it is a single .npy array, not an .npz archive")
-    with data:
-        names = set(data.files)
-        missing = sorted(_REQUIRED - names)
+            self.zip = zipfile.ZipFile(fh)
+        except zipfile.BadZipFile:
+            raise _FileError(_describe_foreign(head)) from None
+        self.infos = {}
+        unknown = []
+        for info in self.zip.infolist():
+            name = info.filename
+            field = name[:-4] if name.endswith(".npy") else name
+            if field in self.infos:
+                raise _FileError(f"member {_quote(name)} appears twice")
+            if field not in _REQUIRED | _OPTIONAL:
+                unknown.append(field)
+            self.infos[field] = info
+        if "format" not in self.infos:
+            held = ", ".join(_short(name) for name in list(self.infos)[:5])
+            more = f" and {len(self.infos) - 5} more" if len(self.infos) > 5 else ""
+            raise _FileError(f"it is a zip archive (an .npz file?) without csae's fields "
+                             f"(it holds: {held or 'nothing'}{more}); {_READS_WHAT}")
+        missing = sorted(_REQUIRED - set(self.infos))
         if missing:
             raise _FileError(f"fields missing: {', '.join(missing)}")
-        unknown = sorted(names - _REQUIRED - _OPTIONAL)
         if unknown:
-            raise _FileError(f"unknown fields: {', '.join(unknown)}")
-        arrays = {}
-        for name in names:
-            _read_header(data.zip, name + ".npy")
-            arrays[name] = data[name]
-    return arrays
+            listed = ", ".join(_short(name) for name in sorted(unknown)[:5])
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise _FileError(f"unknown fields: {listed}{more}")
+        for field, info in self.infos.items():
+            _check_declared_sizes(field, info, file_size)
+
+    def __contains__(self, field):
+        return field in self.infos
+
+    def header(self, field):
+        """``(shape, dtype)`` from the member's header, nothing more read."""
+        with self.zip.open(self.infos[field]) as fh:
+            shape, _, dtype, _ = _read_npy_header(fh, field)
+        return shape, dtype
+
+    def small(self, field, max_data_bytes):
+        """A member nothing else bounds (strings, scalars): refused unless its
+        declared size is at most ``max_data_bytes`` plus a header."""
+        info = self.infos[field]
+        limit = _MAX_HEADER + max_data_bytes
+        if info.file_size > limit:
+            raise _FileError(f"{field} declares {info.file_size} bytes; a csae file "
+                             f"uses at most {limit}")
+        return self._read(field)
+
+    def bound(self, field, shape, dtype, why=None):
+        """Refuse, from the zip directory alone, a member declaring more bytes
+        than ``shape`` and ``dtype`` (and a header) need."""
+        info = self.infos[field]
+        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if info.file_size > nbytes + _MAX_HEADER:
+            raise _FileError(f"{field} declares {info.file_size} bytes, but "
+                             f"{why or f'shape {tuple(shape)}'} of {dtype.name} needs "
+                             f"{nbytes} bytes plus a header; refused without reading it")
+
+    def array(self, field, shape, dtype):
+        """A member that must have exactly ``shape`` and ``dtype``."""
+        self.bound(field, shape, dtype)
+        return self._read(field, shape, dtype)
+
+    def _read(self, field, shape=None, dtype=None):
+        info = self.infos[field]
+        with self.zip.open(info) as fh:
+            got_shape, fortran, got_dtype, header_bytes = _read_npy_header(fh, field)
+            if dtype is not None and got_dtype != dtype:
+                raise _FileError(f"{field} must have dtype {dtype.name}, got "
+                                 f"{_short(got_dtype.str)}")
+            if shape is not None and got_shape != tuple(shape):
+                raise _FileError(f"{field} must have shape {tuple(shape)}, got "
+                                 f"{_short(got_shape)}")
+            count = int(np.prod(got_shape, dtype=object))
+            nbytes = count * got_dtype.itemsize
+            if header_bytes + nbytes != info.file_size:
+                raise _FileError(f"{field} declares shape {_short(got_shape)} "
+                                 f"({nbytes} bytes) but holds "
+                                 f"{info.file_size - header_bytes} bytes")
+            array = np.empty(count, dtype=got_dtype)
+            if nbytes:
+                _read_exactly(fh, memoryview(array.view(np.uint8)), field)
+            if fh.read(1):  # also makes zipfile check the CRC
+                raise _FileError(f"{field} holds more data than its header declares")
+        if fortran and len(got_shape) > 1:
+            return array.reshape(got_shape[::-1]).transpose()
+        return array.reshape(got_shape)
 
 
-def _string(arrays, name, shape=()):
-    value = arrays[name]
-    if not isinstance(value, np.ndarray) or value.dtype.kind != "U" or value.shape != shape:
+def _check_declared_sizes(field, info, file_size):
+    """A member's sizes from the zip directory, checked before it is opened:
+    no member larger than the file, and no inflation beyond _MAX_EXPANSION
+    (a compression bomb is refused without inflating a byte of it)."""
+    if info.compress_size > file_size:
+        raise _FileError(f"{field} claims {info.compress_size} bytes in a file of "
+                         f"{file_size}")
+    if info.compress_type == zipfile.ZIP_STORED:
+        if info.file_size != info.compress_size:
+            raise _FileError(f"{field} is stored uncompressed but declares "
+                             f"{info.file_size} bytes in {info.compress_size}")
+    elif info.compress_type == zipfile.ZIP_DEFLATED:
+        if info.file_size > _MAX_EXPANSION * info.compress_size + _EXPANSION_SLACK:
+            raise _FileError(f"{field} would inflate from {info.compress_size} to "
+                             f"{info.file_size} bytes (a compression bomb?); csae "
+                             "writes uncompressed files and refuses members that "
+                             f"expand more than {_MAX_EXPANSION} times")
+    else:
+        raise _FileError(f"{field} uses zip compression method {info.compress_type}, "
+                         "which csae never writes")
+
+
+def _read_npy_header(fh, field):
+    """``(shape, fortran_order, dtype, header_bytes)`` of one ``.npy``
+    member: a known format version, no Python objects (pickle), and a
+    header of at most _MAX_HEADER bytes."""
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        read = np.lib.format.read_array_header_1_0
+    elif version == (2, 0):
+        read = np.lib.format.read_array_header_2_0
+    else:
+        raise _FileError(f"{field} uses .npy format version {_short(version)}, "
+                         "which csae never writes")
+    try:
+        shape, fortran, dtype = read(fh, max_header_size=_MAX_HEADER)
+    except ValueError as err:
+        raise _FileError(f"{field} has an invalid .npy header ({_short(err, 80)})") from None
+    if dtype.hasobject:
+        raise _FileError(f"{field} holds Python objects (pickled data); refused")
+    return shape, fortran, dtype, fh.tell()
+
+
+def _read_exactly(fh, view, field):
+    """Fill ``view`` from ``fh``, a bounded chunk at a time."""
+    done = 0
+    while done < len(view):
+        got = fh.readinto(view[done:done + _CHUNK])
+        if not got:
+            raise _FileError(f"{field} is truncated")
+        done += got
+
+
+def _string(value, name, shape=()):
+    if value.dtype.kind != "U" or value.shape != shape:
         raise _FileError(f"{name} must be a string array of shape {shape}")
     return str(value.reshape(-1)[0]) if value.size else ""
 
 
-def _integer(arrays, name, kinds="iu"):
-    value = arrays[name]
-    if not isinstance(value, np.ndarray) or value.dtype.kind not in kinds or value.shape != ():
+def _integer(value, name, kinds="iu"):
+    if value.dtype.kind not in kinds or value.shape != ():
         raise _FileError(f"{name} must be a 0-d integer array")
     return int(value)
 
 
-def _float_array(arrays, name, shape, dtype):
-    value = arrays[name]
-    if not isinstance(value, np.ndarray) or value.dtype != dtype:
-        raise _FileError(f"{name} must have dtype {dtype.name}, got "
-                         f"{getattr(value, 'dtype', type(value).__name__)}")
-    if value.shape != tuple(shape):
-        raise _FileError(f"{name} must have shape {tuple(shape)}, got {value.shape}")
+def _finite(value, name):
     if not np.isfinite(value).all():
         raise _FileError(f"{name} contains NaN or inf")
-    return np.array(value, dtype=dtype, order="C", copy=True)
+    return np.ascontiguousarray(value)
 
 
-def _hyperparameters(arrays, cls):
-    text = _string(arrays, "hyperparameters", shape=(1,))
+def _hyperparameters(reader, cls):
+    value = reader.small("hyperparameters", 4 * _MAX_RECORD)
+    text = _string(value, "hyperparameters", shape=(1,))
+    if len(text) > _MAX_RECORD:
+        raise _FileError(f"the hyperparameter record holds {len(text)} characters; "
+                         f"a csae file uses at most {_MAX_RECORD}")
     try:
         hyper = json.loads(text)
     except ValueError as err:
-        raise _FileError(f"hyperparameters are not valid JSON ({err})") from None
+        raise _FileError(f"hyperparameters are not valid JSON ({_short(err, 80)})") from None
     expected = set(cls._get_param_names())
-    if not isinstance(hyper, dict) or set(hyper) != expected:
-        got = sorted(hyper) if isinstance(hyper, dict) else type(hyper).__name__
-        raise _FileError(f"hyperparameters must name exactly {sorted(expected)}, got {got}")
+    if not isinstance(hyper, dict):
+        raise _FileError("hyperparameters must be a JSON object naming the constructor's "
+                         f"parameters, got a JSON {type(hyper).__name__}")
+    if set(hyper) != expected:
+        missing = ", ".join(sorted(expected - set(hyper))) or "none"
+        unexpected = sorted(set(hyper) - expected)
+        listed = ", ".join(_quote(k) for k in unexpected[:3]) or "none"
+        more = f" and {len(unexpected) - 3} more" if len(unexpected) > 3 else ""
+        raise _FileError("hyperparameters must name exactly the constructor's "
+                         f"parameters; missing: {_short(missing, 300)}; unexpected: "
+                         f"{listed}{more}")
     try:
         hp = validate_hyperparameters(hyper)
     except ValueError as err:
-        raise _FileError(f"invalid hyperparameter: {err}") from None
+        raise _FileError(f"invalid hyperparameter: {_short(err, 200)}") from None
     return hyper, hp
 
 
-def _build_model(arrays, cls):
-    """A model from the arrays of a file, after checking every one."""
-    if _string(arrays, "format") != FORMAT_NAME:
+def _build_model(reader, cls):
+    """A model from the members of a file, after checking every one (each
+    read only once the ones before it have said how large it may be)."""
+    label = 4 * _MAX_LABEL
+    if _string(reader.small("format", label), "format") != FORMAT_NAME:
         raise _FileError(f"format is not {FORMAT_NAME!r}")
-    version = _integer(arrays, "format_version")
+    version = _integer(reader.small("format_version", _MAX_SCALAR), "format_version")
     if version > FORMAT_VERSION:
         raise _FileError(f"it was written by a newer csae (format version {version}; "
                          f"this csae {__version__} reads up to {FORMAT_VERSION}); "
                          "upgrade csae to load it")
     if version < 1:
         raise _FileError(f"format_version {version} is not a valid version")
-    _string(arrays, "csae_version")
-    hyper, hp = _hyperparameters(arrays, cls)
+    _string(reader.small("csae_version", label), "csae_version")
+    hyper, hp = _hyperparameters(reader, cls)
 
-    W = arrays["encoder_weights"]
-    if not isinstance(W, np.ndarray) or W.ndim != 2 or W.shape[1] < 1:
+    shape, _ = reader.header("encoder_weights")
+    if len(shape) != 2 or shape[1] < 1:
         raise _FileError("encoder_weights must be a 2-D array with at least one column")
-    h, n = hp.n_hidden, W.shape[1]
+    h, n = hp.n_hidden, shape[1]
     shapes = ((h, n), (h,), (n, h), (n,))
-    params = tuple(_float_array(arrays, name, shape, hp.dtype)
-                   for name, shape in zip(WEIGHT_NAMES, shapes))
+    params = tuple(_finite(reader.array(name, s, hp.dtype), name)
+                   for name, s in zip(WEIGHT_NAMES, shapes))
 
-    present = [name in arrays for name in _VELOCITY_NAMES]
+    present = [name in reader for name in _VELOCITY_NAMES]
     if any(present) and not all(present):
         raise _FileError("velocity fields must be all present or all absent")
-    velocity = (tuple(_float_array(arrays, name, shape, hp.dtype)
-                      for name, shape in zip(_VELOCITY_NAMES, shapes))
+    velocity = (tuple(_finite(reader.array(name, s, hp.dtype), name)
+                      for name, s in zip(_VELOCITY_NAMES, shapes))
                 if all(present) else None)
 
-    curve = arrays["loss_curve"]
-    if not isinstance(curve, np.ndarray) or curve.ndim != 1:
+    n_iter = _integer(reader.small("n_iter", _MAX_SCALAR), "n_iter")
+    if n_iter < 0:
+        raise _FileError(f"n_iter is {n_iter}")
+    float64 = np.dtype(np.float64)
+    reader.bound("loss_curve", (n_iter,), float64, why=f"n_iter={n_iter} values")
+    shape, _ = reader.header("loss_curve")
+    if len(shape) != 1:
         raise _FileError("loss_curve must be a 1-D array")
-    curve = _float_array(arrays, "loss_curve", curve.shape, np.dtype(np.float64))
-    if _integer(arrays, "n_iter") != curve.size:
-        raise _FileError(f"n_iter ({int(arrays['n_iter'])}) differs from the length of "
-                         f"loss_curve ({curve.size})")
+    if shape[0] != n_iter:
+        raise _FileError(f"n_iter ({n_iter}) differs from the length of loss_curve "
+                         f"({shape[0]})")
+    curve = _finite(reader.array("loss_curve", (n_iter,), np.dtype(np.float64)),
+                    "loss_curve")
 
-    rng_state = _integer(arrays, "rng_state", kinds="u") if "rng_state" in arrays else None
-    if rng_state is not None and arrays["rng_state"].dtype != np.uint64:
-        raise _FileError("rng_state must be a uint64")
+    rng_state = None
+    if "rng_state" in reader:
+        value = reader.small("rng_state", _MAX_SCALAR)
+        if value.dtype != np.uint64 or value.shape != ():
+            raise _FileError("rng_state must be a uint64")
+        rng_state = int(value)
 
-    if ("data_min" in arrays) != ("data_scale" in arrays):
+    if ("data_min" in reader) != ("data_scale" in reader):
         raise _FileError("data_min and data_scale must be both present or both absent")
     data_min = data_scale = None
-    if "data_min" in arrays:
-        data_min = _float_array(arrays, "data_min", (n,), np.dtype(np.float64))
-        data_scale = _float_array(arrays, "data_scale", (n,), np.dtype(np.float64))
+    if "data_min" in reader:
+        data_min = _finite(reader.array("data_min", (n,), np.dtype(np.float64)), "data_min")
+        data_scale = _finite(reader.array("data_scale", (n,), np.dtype(np.float64)),
+                             "data_scale")
         if not (data_scale > 0).all():
             raise _FileError("data_scale must be positive")
 
     model = cls(**hyper)
     model._params, model._velocity, model._rng_state = params, velocity, rng_state
     model._data_min, model._data_scale = data_min, data_scale
-    model._loss_curve = [float(v) for v in curve]
+    model._loss_curve = curve.tolist()
     return model
+
+
+def _open_regular(path, name):
+    """Open ``path`` for reading, refusing what is not a regular file
+    (O_NONBLOCK: opening a FIFO must not wait for a writer)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", name)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{name} is not a valid csae model file: it is "
+                             f"{file_type_name(st.st_mode)}, not a regular file; "
+                             f"{_READS_WHAT}")
+        return os.fdopen(fd, "rb"), st.st_size
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def load(path, cls=None):
@@ -311,7 +508,7 @@ def load(path, cls=None):
 
     Parameters
     ----------
-    path : str or os.PathLike
+    path : str, bytes or os.PathLike
     cls : type, optional
         Class to build (``SparseAutoencoder`` or a subclass).
 
@@ -323,24 +520,27 @@ def load(path, cls=None):
     ------
     ValueError
         The file is not a valid csae model file: truncated, corrupted,
-        hand-crafted, holding pickled objects, or from a newer csae.
+        hand-crafted, holding pickled objects, another kind of file (a
+        pickle or joblib stream, a plain ``.npy``, another ``.npz``), not a
+        regular file, or from a newer csae. The message quotes at most a
+        short prefix of anything read from the file.
     OSError
         The file cannot be opened (missing, a folder, no permission).
     """
     cls = SparseAutoencoder if cls is None else cls
+    name = display_name(path)
     # Opening errors (missing file, ...) stay OSError: they are not about
     # the file's content.
-    with open(path, "rb") as fh:
+    fh, size = _open_regular(path, name)
+    with fh:
         try:
-            arrays = _read_arrays(fh)
-            return _build_model(arrays, cls)
+            return _build_model(_Reader(fh, size), cls)
         except _FileError as err:
-            raise ValueError(f"{os.fspath(path)!s} is not a valid csae model file: "
-                             f"{err}") from None
+            raise ValueError(f"{name} is not a valid csae model file: {err}") from None
         except Exception as err:
             # Truncated or bit-flipped archives fail inside zipfile/NumPy in
             # many ways (BadZipFile, EOFError, OSError, NotImplementedError,
             # MemoryError, ...): all mean the same thing here.
-            raise ValueError(f"{os.fspath(path)!s} is not a valid csae model file "
-                             f"(corrupted or truncated: {type(err).__name__}: {err})"
+            raise ValueError(f"{name} is not a valid csae model file (corrupted or "
+                             f"truncated: {type(err).__name__}: {_short(err, 200)})"
                              ) from err

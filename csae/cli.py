@@ -14,12 +14,21 @@ diverged, a gradient check failed); 2 a usage or input error (one line on
 stderr, never a traceback); 130 interrupted by Ctrl-C (``train`` and ``demo``
 still save the model reached so far).
 
+Outputs never destroy data: every file (model, ``.npy``, ``.csv``, picture)
+is written to a temporary file in the target folder and renamed over the
+target only when complete, so Ctrl-C or a crash leaves the previous file as
+it was; ``--out`` may not name an input; an existing output is replaced only
+with ``--force`` (``demo`` replaces its own three files in its folder).
+
 Progress goes to stderr (a tqdm bar when tqdm is installed, ``pip install
 "csae[cli]"``; plain lines otherwise), results to stdout.
 """
 
 import argparse
+import codecs
+import csv
 import os
+import stat
 import sys
 import time
 import warnings
@@ -114,6 +123,19 @@ def _positive_int(text):
     return value
 
 
+# Integer options stop here: the engine counts in 64-bit integers, and a
+# larger value would surface as an OverflowError from the binding.
+_INT_LIMIT = 2 ** 63 - 1
+
+
+def _count(text):
+    """A positive integer that the engine can hold."""
+    value = _positive_int(text)
+    if value > _INT_LIMIT:
+        raise argparse.ArgumentTypeError(f"{text} is too large (at most 2**63 - 1)")
+    return value
+
+
 def _seed(text):
     try:
         value = int(text)
@@ -131,14 +153,34 @@ def _check_input_file(path, what="file"):
         raise UserError(f"{path} is a directory, expected a {what}")
 
 
-def _check_output_path(path, suffixes=None):
-    """Fail before any work if ``path`` cannot be written (a long training
-    run must not end in an error about the output folder)."""
+def _check_output_path(path, suffixes=None, inputs=(), force=False):
+    """Fail before any work if ``path`` cannot or must not be written (a long
+    training run must not end in an error about the output): an input file,
+    something that is not a regular file, an existing file without
+    ``force``, a read-only file, a missing or read-only folder."""
+    if os.path.exists(path):
+        # samefile: after resolving links and spellings ("./x", "../d/x").
+        for source in inputs:
+            if os.path.exists(source) and os.path.samefile(path, source):
+                raise UserError(f"--out {path} is the input file {source}; writing it "
+                                "would destroy the input: choose another output file")
     if suffixes is not None and os.path.splitext(path)[1].lower() not in suffixes:
         raise UserError(f"cannot write {path}: the output file must end in "
                         f"{' or '.join(suffixes)}")
     if os.path.isdir(path):
         raise UserError(f"cannot write {path}: it is a directory")
+    if os.path.exists(path):
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            from csae._files import file_type_name
+            raise UserError(f"cannot write {path}: it is {file_type_name(mode)}, not a "
+                            "regular file")
+        if not force:
+            raise UserError(f"{path} exists; pass --force to replace it, or choose "
+                            "another output file")
+        if not (mode & 0o222) or not os.access(path, os.W_OK):
+            raise UserError(f"cannot write {path}: the file is read-only (make it "
+                            "writable or choose another output file)")
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise UserError(f"cannot write {path}: folder {parent} does not exist")
@@ -146,21 +188,91 @@ def _check_output_path(path, suffixes=None):
         raise UserError(f"cannot write {path}: folder {parent} is not writable")
 
 
+def _csv_fields(line):
+    return next(csv.reader([line]), [])
+
+
+def _is_number(field):
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
+def _csv_lines(path):
+    """``(line number, line)`` for each line of a CSV file, cleaned for
+    np.loadtxt and streamed (a large file is never held twice):
+
+    - a UTF-8 byte-order mark is dropped, and a line that is not UTF-8
+      raises UserError naming it;
+    - one trailing comma (as some spreadsheets write) and trailing
+      whitespace (\\r included) are dropped;
+    - blank lines, lines starting with '#' and the header (the first
+      non-blank line when none of its fields is a number) become empty
+      lines, which np.loadtxt skips; line numbers stay those of the file.
+    """
+    header_seen = False
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            try:
+                line = raw.decode("utf-8").rstrip()
+            except UnicodeDecodeError:
+                raise UserError(f"cannot read {path}: line {number} is not UTF-8 "
+                                "text") from None
+            if line.endswith(",") and line != ",":
+                line = line[:-1].rstrip()
+            if line.lstrip().startswith("#"):
+                line = ""
+            if line and not header_seen:
+                header_seen = True
+                if not any(_is_number(field) for field in _csv_fields(line)):
+                    line = ""
+            yield number, line
+
+
+def _csv_problem(path):
+    """The first line of a CSV file that cannot be a row of numbers, as a
+    message (None if none is found)."""
+    width = first = None
+    for number, line in _csv_lines(path):
+        if not line:
+            continue
+        fields = _csv_fields(line)
+        if width is None:
+            width, first = len(fields), number
+        elif len(fields) != width:
+            return (f"cannot read {path}: line {number} has {len(fields)} values, but "
+                    f"line {first} has {width}")
+        for column, field in enumerate(fields, start=1):
+            if not field.strip():
+                return f"cannot read {path}: line {number}, column {column} is empty"
+            if not _is_number(field):
+                return (f"cannot read {path}: line {number}, column {column}: "
+                        f"{field.strip()[:40]!r} is not a number")
+    return None
+
+
 def _load_csv(path):
-    """A numeric CSV file as a 2-D float64 array; a first line that is not
-    numeric is taken as a header and skipped."""
-    with open(path, encoding="utf-8", errors="replace") as f:
-        first = f.readline()
-    skip = 0
-    if first.strip():
-        try:
-            [float(field) for field in first.split(",")]
-        except ValueError:
-            skip = 1
-    with warnings.catch_warnings():
-        # loadtxt warns on an empty file; that is reported as an error below.
-        warnings.simplefilter("ignore", UserWarning)
-        return np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
+    """A numeric CSV file as a 2-D float64 array.
+
+    Accepted: a UTF-8 byte-order mark, one header line (the first non-blank
+    line, when none of its fields is a number), blank lines, lines starting
+    with '#', quoted numbers and one trailing comma per line. Anything else
+    is refused with a UserError naming the line: no row is ever skipped.
+    """
+    try:
+        with warnings.catch_warnings():
+            # loadtxt warns on an empty file; load_data reports it as an error.
+            warnings.simplefilter("ignore", UserWarning)
+            return np.loadtxt((line for _, line in _csv_lines(path)), delimiter=",",
+                              quotechar='"', comments=None, ndmin=2, dtype=np.float64)
+    except ValueError as err:
+        # loadtxt counts rows, not file lines: find the line for the message.
+        raise UserError(_csv_problem(path) or f"cannot read {path}: {_one_line(err)}"
+                        ) from None
 
 
 def load_data(path, key=None):
@@ -220,30 +332,54 @@ def _load_npz(path, key):
 
 
 def load_model(path):
-    """csae.load, with errors turned into UserError."""
+    """csae.load, with errors turned into UserError (csae.load's message
+    names the file and says what it looks like)."""
     import csae
     _check_input_file(path, "model file")
-    if not zipfile.is_zipfile(path):
-        raise UserError(f"{path} is not a csae model file (expected the .npz archive "
-                        "written by 'csae train' or SparseAutoencoder.save)")
     try:
         model = csae.load(path)
-    except (ValueError, OSError) as err:
-        raise UserError(f"cannot load model {path}: {_one_line(err)}") from None
+    except ValueError as err:
+        raise UserError(_one_line(err)) from None
+    except OSError as err:
+        raise UserError(f"cannot load model {path}: {err.strerror or _one_line(err)}"
+                        ) from None
     if model.backend == "c" and _default_backend() == "python":
         model.set_params(backend="python")  # same results, only slower
     return model
 
 
-def save_array(path, array):
+def save_array(path, array, replace=False):
     """Write ``array`` to ``path`` exactly (np.save alone would append .npy
-    to a name without it): .csv as text, anything else as .npy."""
+    to a name without it): .csv as text, anything else as .npy; through a
+    temporary file renamed when complete (csae._files)."""
+    from csae._files import write_atomically
     if os.path.splitext(path)[1].lower() == ".csv":
         fmt = "%.9g" if array.dtype == np.float32 else "%.17g"
-        np.savetxt(path, array, delimiter=",", fmt=fmt)
+
+        def write(fh):
+            np.savetxt(fh, array, delimiter=",", fmt=fmt)
     else:
-        with open(path, "wb") as f:
-            np.save(f, array, allow_pickle=False)
+        def write(fh):
+            np.save(fh, array, allow_pickle=False)
+    write_atomically(path, write, replace=replace)
+
+
+def save_model(model, path, replace=False):
+    """``model.save(path)``, refusing (FileExistsError) to replace a file
+    unless ``replace``: the check made before training is repeated, without
+    a gap, when the file is put in place."""
+    from csae._persist import save
+    save(model, path, replace=replace)
+
+
+def save_figure(fig, path, dpi=100):
+    """A matplotlib figure as a PNG, atomically (csae.plotting's default dpi)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from csae._files import write_atomically
+    FigureCanvasAgg(fig)  # attaches itself as fig.canvas; no global state
+    write_atomically(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi))
+    return path
 
 
 # --------------------------------------------------------------------------
@@ -407,15 +543,17 @@ def cmd_demo(args):
     print(f"{recovered}/{n_bars} bars recovered (best-match correlation >= "
           f"{RECOVERY_THRESHOLD:g}; worst best match {best.min():.3f})")
 
+    # The demo's folder is its own: its three files are replaced (each
+    # atomically) on every run.
     model_path = os.path.join(out, "model.npz")
-    model.save(model_path)
+    save_model(model, model_path, replace=True)
     written = [model_path]
     if can_plot:
         from csae.plotting import plot_filters, plot_loss
-        written.insert(0, plot_filters(model, os.path.join(out, "filters.png"),
-                                       title=f"{model.n_hidden} hidden units "
-                                             f"({recovered}/{n_bars} bars recovered)"))
-        written.insert(1, plot_loss(model, os.path.join(out, "loss.png")))
+        title = f"{model.n_hidden} hidden units ({recovered}/{n_bars} bars recovered)"
+        written.insert(0, save_figure(plot_filters(model, title=title),
+                                      os.path.join(out, "filters.png")))
+        written.insert(1, save_figure(plot_loss(model), os.path.join(out, "loss.png")))
     print("wrote " + ", ".join(written))
     if not can_plot:
         print(f"{prog}: note: filters.png and loss.png need matplotlib: "
@@ -433,7 +571,10 @@ def cmd_train(args):
     from csae import SparseAutoencoder
 
     prog = "csae train"
-    _check_output_path(args.out)
+    # Inputs first (a missing file is the more basic mistake), then the
+    # output, all before any work.
+    _check_input_file(args.data, "data file")
+    _check_output_path(args.out, inputs=(args.data,), force=args.force)
     X = load_data(args.data, args.key)
     params = {
         "n_hidden": args.hidden, "sparsity_target": args.rho,
@@ -460,7 +601,7 @@ def cmd_train(args):
     if not _is_fitted(model):
         print(f"{prog}: interrupted before training started; nothing saved", file=sys.stderr)
         return EXIT_INTERRUPTED
-    model.save(args.out)
+    save_model(model, args.out, replace=args.force)
     curve = model.loss_curve_
     final = f"final objective {curve[-1]:.6g}" if curve else "no epoch completed"
     print(f"trained {model.n_iter_} epoch{'s' if model.n_iter_ != 1 else ''} on "
@@ -477,21 +618,27 @@ def cmd_train(args):
 
 
 def cmd_encode(args):
-    _check_output_path(args.out, (".npy", ".csv"))
+    _check_input_file(args.model, "model file")
+    _check_input_file(args.data, "data file")
+    _check_output_path(args.out, (".npy", ".csv"), inputs=(args.model, args.data),
+                       force=args.force)
     model = load_model(args.model)
     X = load_data(args.data, args.key)
     H = model.transform(X)
-    save_array(args.out, H)
+    save_array(args.out, H, replace=args.force)
     print(f"wrote {args.out}: hidden features, shape {H.shape}, {H.dtype}")
     return EXIT_OK
 
 
 def cmd_reconstruct(args):
-    _check_output_path(args.out, (".npy", ".csv"))
+    _check_input_file(args.model, "model file")
+    _check_input_file(args.data, "data file")
+    _check_output_path(args.out, (".npy", ".csv"), inputs=(args.model, args.data),
+                       force=args.force)
     model = load_model(args.model)
     X = load_data(args.data, args.key)
     Y = model.reconstruct(X)
-    save_array(args.out, Y)
+    save_array(args.out, Y, replace=args.force)
     mse = float(np.mean((Y.astype(np.float64) - X) ** 2))
     print(f"wrote {args.out}: reconstructions, shape {Y.shape}, {Y.dtype}; "
           f"mean squared error {mse:.6g}")
@@ -570,6 +717,8 @@ def build_parser():
         prog="csae",
         description="Sparse autoencoders with a KL-divergence sparsity penalty.",
         epilog="Run 'csae demo' to see one learn the bars problem. "
+               "Outputs are written to a temporary file and renamed when complete; "
+               "an existing --out is replaced only with --force. "
                "Exit status: 0 ok, 1 failed (diverged / gradient check), "
                "2 usage or input error, 130 interrupted.")
     parser.add_argument("--version", action="version", version=f"csae {__version__}")
@@ -591,11 +740,16 @@ def build_parser():
     p.set_defaults(func=cmd_demo)
 
     data_help = ("data file: .npy, .npz (one array, or choose with --key) or .csv "
-                 "(numbers only, optional header line); one sample per row")
+                 "(UTF-8, numbers only, optional header line); one sample per row")
 
     def add_data(p):
         p.add_argument("data", metavar="DATA", help=data_help)
         p.add_argument("--key", default=None, help="array name inside a .npz file")
+
+    def add_force(p):
+        p.add_argument("--force", action="store_true",
+                       help="replace --out if it exists (default: refuse); the old "
+                            "file stays as it was until the new one is complete")
 
     def add_backend(p):
         p.add_argument("--backend", choices=("c", "python"), default=None,
@@ -610,7 +764,8 @@ def build_parser():
     p.add_argument("--hidden", type=int, required=True, metavar="N",
                    help="number of hidden units")
     p.add_argument("--out", required=True, metavar="MODEL",
-                   help="model file to write (.npz)")
+                   help="model file to write (.npz); never an input file")
+    add_force(p)
     p.add_argument("--rho", type=float, help="sparsity target: mean activation of each "
                    f"hidden unit, in (0, 1) (default: {defaults['sparsity_target']})")
     p.add_argument("--beta", type=float, help="weight of the KL sparsity penalty "
@@ -622,9 +777,9 @@ def build_parser():
                    help=f"learning rate (default: {defaults['learning_rate']})")
     p.add_argument("--momentum", type=float,
                    help=f"momentum in [0, 1) (default: {defaults['momentum']})")
-    p.add_argument("--batch-size", type=int,
+    p.add_argument("--batch-size", type=_count,
                    help=f"rows per minibatch (default: {defaults['batch_size']})")
-    p.add_argument("--epochs", type=_positive_int,
+    p.add_argument("--epochs", type=_count,
                    help=f"epochs to train (default: {defaults['max_epochs']})")
     p.add_argument("--decoder", choices=("sigmoid", "linear"),
                    help="output function; sigmoid needs data in [0, 1] "
@@ -636,7 +791,7 @@ def build_parser():
     p.add_argument("--no-shuffle", action="store_true",
                    help="visit the rows in file order every epoch")
     p.add_argument("--seed", type=int, help="random seed (default: fresh entropy)")
-    p.add_argument("--threads", type=_positive_int,
+    p.add_argument("--threads", type=_count,
                    help="threads for the C engine (default: all cores)")
     add_backend(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
@@ -647,14 +802,17 @@ def build_parser():
     p.add_argument("model", metavar="MODEL", help="model file written by 'csae train'")
     add_data(p)
     p.add_argument("--out", required=True, metavar="FEATURES",
-                   help="output file, .npy or .csv")
+                   help="output file, .npy or .csv; never an input file")
+    add_force(p)
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("reconstruct", help="reconstructions of a data file",
                        description="Write the model's reconstruction of DATA.")
     p.add_argument("model", metavar="MODEL", help="model file written by 'csae train'")
     add_data(p)
-    p.add_argument("--out", required=True, metavar="OUT", help="output file, .npy or .csv")
+    p.add_argument("--out", required=True, metavar="OUT",
+                   help="output file, .npy or .csv; never an input file")
+    add_force(p)
     p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser("info", help="describe a model file",
@@ -698,6 +856,12 @@ def main(argv=None):
         message = str(err)
     except ValueError as err:  # the library's checks of data and hyperparameters
         message = _library_message(err)
+    except OverflowError as err:  # a number too large for the engine
+        message = f"a value is out of range: {_one_line(err)}"
+    except MemoryError:
+        print(f"{prog}: error: out of memory (try a smaller --hidden or less data)",
+              file=sys.stderr)
+        return EXIT_FAILED
     except OSError as err:  # e.g. disk full or permission denied while writing
         target = f"{err.filename}: " if err.filename else ""
         message = f"{target}{err.strerror or _one_line(err)}"

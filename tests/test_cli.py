@@ -7,6 +7,7 @@ real entry point, exit codes and Ctrl-C.
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -363,15 +364,17 @@ BAD_COMMANDS = [
      "unrecognized arguments: --bogus"),
     (["encode", "{d}/model.npz", "{d}/x.npy"], "required: --out"),
     (["encode", "{d}/missing.npz", "{d}/x.npy", "--out", "{d}/h.npy"], "no such model file"),
-    (["encode", "{d}/x.npy", "{d}/x.npy", "--out", "{d}/h.npy"], "not a csae model file"),
-    (["encode", "{d}/none.npz", "{d}/x.npy", "--out", "{d}/h.npy"], "cannot load model"),
+    (["encode", "{d}/x.npy", "{d}/x.npy", "--out", "{d}/h.npy"],
+     "not a valid csae model file: it is a single NumPy array"),
+    (["encode", "{d}/none.npz", "{d}/x.npy", "--out", "{d}/h.npy"],
+     "without csae's fields (it holds: nothing)"),
     (["encode", "{d}/model.npz", "{d}/two.npz", "--key", "other", "--out", "{d}/h.npy"],
      "X has 4 features, but SparseAutoencoder is expecting 16"),
     (["encode", "{d}/model.npz", "{d}/x.npy", "--out", "{d}/h.txt"], "must end in .npy or .csv"),
     (["reconstruct", "{d}/model.npz", "{d}/vec.npy", "--out", "{d}/r.npy"], "2-D"),
     (["reconstruct", "{d}/model.npz", "{d}/x.npy", "--out", "{d}/no/r.npy"], "does not exist"),
     (["info", "{d}/missing.npz"], "no such model file"),
-    (["info", "{d}/junk.npz"], "not a csae model file"),
+    (["info", "{d}/junk.npz"], "not a valid csae model file: it is not a zip archive"),
     (["info"], "required: MODEL"),
     (["demo", "--out", "{d}/x.npy"], "not a directory"),
     (["demo", "--seed", "x"], "expected an integer >= 0"),
@@ -459,3 +462,289 @@ def test_real_ctrl_c_saves_the_model(tmp_path):
     assert "interrupted" in text
     assert b"model saved to" in stdout
     assert csae.load(out_path).n_iter_ >= 1
+
+
+# --------------------------------------------------------------------------
+# Outputs never destroy data (issue 13 part 6)
+# --------------------------------------------------------------------------
+
+def _only_line(err):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["train", "encode", "reconstruct"])
+@pytest.mark.parametrize("spelling", ["same", "dotted", "symlink"])
+def test_out_naming_an_input_is_refused(tmp_path, data, model_file, capsys, command,
+                                        spelling):
+    # Before the fix each of these overwrote the input and exited 0.
+    inputs = {"train": [data["npy"]], "encode": [model_file, data["npy"]],
+              "reconstruct": [model_file, data["npy"]]}[command]
+    for victim in inputs:
+        before = victim.read_bytes()
+        if spelling == "same":
+            out = str(victim)
+        elif spelling == "dotted":
+            out = os.path.join(os.path.dirname(victim), ".", os.path.basename(victim))
+        else:
+            out = str(tmp_path / f"link-to-{victim.name}")
+            if not os.path.lexists(out):
+                os.symlink(victim, out)
+        argv = {"train": ["train", data["npy"], "--hidden", 3, "--epochs", 1],
+                "encode": ["encode", model_file, data["npy"]],
+                "reconstruct": ["reconstruct", model_file, data["npy"]]}[command]
+        status, out_text, err = run(capsys, *argv, "--out", out, "--force")
+        assert status == 2, err
+        assert "is the input file" in _only_line(err)
+        assert out_text == ""
+        assert victim.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", ["train", "encode", "reconstruct"])
+def test_an_existing_output_needs_force(tmp_path, data, model_file, capsys, command):
+    out = tmp_path / ("m2.npz" if command == "train" else "out.npy")
+    out.write_bytes(b"precious")
+    os.chmod(out, 0o640)
+    argv = {"train": ["train", data["npy"], "--hidden", 3, "--epochs", 1, "--quiet"],
+            "encode": ["encode", model_file, data["npy"]],
+            "reconstruct": ["reconstruct", model_file, data["npy"]]}[command]
+    status, _, err = run(capsys, *argv, "--out", out)
+    assert status == 2
+    assert "exists; pass --force to replace it" in _only_line(err)
+    assert out.read_bytes() == b"precious"
+    status, _, err = run(capsys, *argv, "--out", out, "--force")
+    assert status == 0, err
+    assert out.read_bytes() != b"precious"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640  # the file's mode is kept
+    if command == "train":
+        assert csae.load(out).n_iter_ == 1
+    else:
+        assert np.load(out).shape[0] == 120
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_outputs_that_are_not_regular_files_are_refused(tmp_path, data, model_file,
+                                                        capsys):
+    fifo = tmp_path / "fifo.npy"
+    os.mkfifo(fifo)
+    status, _, err = run(capsys, "encode", model_file, data["npy"], "--out", fifo,
+                         "--force")
+    assert status == 2
+    assert "it is a FIFO (named pipe), not a regular file" in _only_line(err)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    frozen = tmp_path / "frozen.npy"
+    frozen.write_bytes(b"keep")
+    os.chmod(frozen, 0o444)
+    status, _, err = run(capsys, "encode", model_file, data["npy"], "--out", frozen,
+                         "--force")
+    assert status == 2
+    assert "read-only" in _only_line(err)
+    assert frozen.read_bytes() == b"keep"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npy"])
+@pytest.mark.parametrize("how", [KeyboardInterrupt, OSError(28, "No space left on device")],
+                         ids=["ctrl-c", "disk full"])
+def test_an_interrupted_write_leaves_the_previous_output(tmp_path, data, model_file,
+                                                         capsys, monkeypatch, suffix, how):
+    out = tmp_path / f"h{suffix}"
+    status, _, err = run(capsys, "encode", model_file, data["npy"], "--out", out)
+    assert status == 0, err
+    before = out.read_bytes()
+
+    def half_then_fail(fh, array, *args, **kwargs):
+        fh.write(b"0.5,0.25\n" * 10)  # a partial file that would still load
+        raise how
+
+    monkeypatch.setattr(np, "savetxt" if suffix == ".csv" else "save", half_then_fail)
+    status, _, err = run(capsys, "encode", model_file, data["npy"], "--out", out, "--force")
+    assert status == (130 if how is KeyboardInterrupt else 2)
+    assert out.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        p for p in os.listdir(tmp_path) if not p.endswith(".tmp"))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT semantics differ")
+def test_real_ctrl_c_during_encode_keeps_the_previous_csv(tmp_path, model_file, data):
+    """SIGINT while ``csae encode --out x.csv`` writes: before the fix the
+    old CSV was destroyed and a truncated one (that still loads) left."""
+    X = np.random.default_rng(0).random((200_000, 16))
+    np.save(tmp_path / "big.npy", X)
+    out = tmp_path / "x.csv"
+    out.write_text("1,2\n3,4\n")
+    before = out.read_bytes()
+    with subprocess.Popen([sys.executable, "-m", "csae", "encode", str(model_file),
+                           str(tmp_path / "big.npy"), "--out", str(out), "--force"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        try:
+            # Wait until the output is being written (a temporary file in the
+            # folder, or the old code's growing x.csv), then press Ctrl-C.
+            deadline, writing = time.monotonic() + 60, False
+            while time.monotonic() < deadline and proc.poll() is None and not writing:
+                writing = (any(n.endswith(".tmp") for n in os.listdir(tmp_path))
+                           or out.read_bytes() != before)
+                time.sleep(0.005)
+            assert writing and proc.poll() is None, "never caught the command writing"
+            time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 130, stderr
+    assert out.read_bytes() == before
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def test_demo_twice_into_the_same_folder(tmp_path, capsys):
+    # The demo's folder is its own: a second run replaces its files.
+    for seed in (1, 2):
+        status, _, err = run(capsys, "demo", "--out", tmp_path, "--epochs", 2,
+                             "--seed", seed)
+        assert status == 0, err
+    assert csae.load(tmp_path / "model.npz").random_state == 2
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def test_help_documents_force(capsys):
+    for command in ("train", "encode", "reconstruct"):
+        status, out, _ = run(capsys, command, "--help")
+        assert status == 0 and "--force" in out and "never an input file" in out
+
+
+# --------------------------------------------------------------------------
+# CSV files: never a dropped row
+# --------------------------------------------------------------------------
+
+def _csv_text(X, *, bom=False, trailing=False, header=None, crlf=False, quoted=False,
+              blank=False):
+    rows = []
+    if header is not None:
+        rows.append(header + ("," if trailing else ""))
+    for row in X:
+        fields = [repr(float(v)) for v in row]
+        if quoted:
+            fields = [f'"{f}"' for f in fields]
+        rows.append(",".join(fields) + ("," if trailing else ""))
+        if blank:
+            rows.append("")
+    text = ("\r\n" if crlf else "\n").join(rows) + ("\r\n" if crlf else "\n")
+    return ("\ufeff" if bom else "") + text
+
+
+CSV_STYLES = {
+    "bom": dict(bom=True),
+    "trailing comma": dict(trailing=True),
+    "bom and trailing comma": dict(bom=True, trailing=True),
+    "header": dict(header="a,b,c,d,e"),
+    "bom and header": dict(bom=True, header="a,b,c,d,e"),
+    "header with trailing comma": dict(header="a,b,c,d,e", trailing=True),
+    "quoted header and numbers, crlf": dict(header='"a","b","c","d","e"', quoted=True,
+                                            crlf=True),
+    "blank lines": dict(blank=True),
+}
+
+
+@pytest.mark.parametrize("style", sorted(CSV_STYLES))
+def test_csv_variants_keep_every_row(tmp_path, capsys, style):
+    # 30 rows in, 30 rows trained on: before the fix a BOM or a trailing
+    # comma made the first data row look like a header, silently dropped.
+    X = np.random.default_rng(3).random((30, 5))
+    path = tmp_path / "x.csv"
+    path.write_bytes(_csv_text(X, **CSV_STYLES[style]).encode("utf-8"))
+    from csae.cli import load_data
+    np.testing.assert_array_equal(load_data(str(path)), X)
+    status, out, err = run(capsys, "train", path, "--hidden", 2, "--epochs", 1,
+                           "--out", tmp_path / "m.npz", "--quiet")
+    assert status == 0, err
+    assert "on 30 x 5" in out
+
+
+CSV_REFUSALS = {
+    # content -> fragment of the one-line message
+    "a,b\n1,2\nx,4\n": "line 3, column 1: 'x' is not a number",
+    "1,2\n3,oops\n": "line 2, column 2: 'oops' is not a number",
+    "1,2,3\n4,5\n": "line 2 has 2 values, but line 1 has 3",
+    "1,2\n3,,4\n": "line 2 has 3 values, but line 1 has 2",
+    "1,,3\n4,5,6\n": "line 1, column 2 is empty",
+    "h1,h2\nh3,h4\n1,2\n": "line 2, column 1: 'h3' is not a number",
+    "1,2\n3,4,,\n": "line 2 has 3 values, but line 1 has 2",
+    "a,b\n": "the data is empty",
+    "1,2\n\xff\xfe,3\n": "line 2 is not UTF-8 text",
+}
+
+
+@pytest.mark.parametrize("content", sorted(CSV_REFUSALS), ids=repr)
+def test_csv_problems_name_the_line(tmp_path, capsys, content):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content.encode("latin-1"))
+    status, out, err = run(capsys, "train", path, "--hidden", 2, "--out",
+                           tmp_path / "m.npz")
+    assert status == 2
+    assert CSV_REFUSALS[content] in _only_line(err)
+    assert out == ""
+
+
+# --------------------------------------------------------------------------
+# Out-of-range values and hostile model files: one line, exit 2
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("option, value", [("--batch-size", "1e20"),
+                                           ("--batch-size", str(2 ** 64)),
+                                           ("--batch-size", str(10 ** 20)),
+                                           ("--threads", str(2 ** 64))])
+def test_out_of_range_integers_give_one_line(tmp_path, data, capsys, option, value):
+    # Before the fix --batch-size 2**64 reached the binding and ended in an
+    # OverflowError traceback with exit status 1.
+    status, _, err = run(capsys, "train", data["npy"], "--hidden", 2, option, value,
+                         "--out", tmp_path / "m.npz", "--quiet")
+    assert status == 2
+    assert option in _only_line(err)
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_integer_options_stop_at_the_engine_limit():
+    # Checked by the parser alone (a run with --epochs 2**64 would train
+    # for ever before the fix).
+    from csae.cli import UserError, build_parser
+    parser = build_parser()
+    for option in ("--batch-size", "--epochs", "--threads"):
+        args = parser.parse_args(["train", "x.npy", "--hidden", "2", "--out", "m.npz",
+                                  option, str(2 ** 63 - 1)])
+        assert 2 ** 63 - 1 in (args.batch_size, args.epochs, args.threads)
+        with pytest.raises(UserError, match=rf"argument {option}: .* is too large"):
+            parser.parse_args(["train", "x.npy", "--hidden", "2", "--out", "m.npz",
+                               option, str(2 ** 63)])
+
+
+def test_overflow_from_the_library_is_one_line(tmp_path, data, capsys, monkeypatch):
+    def overflow(self, X, y=None):
+        raise OverflowError("Python int too large to convert to C unsigned long")
+
+    monkeypatch.setattr(SparseAutoencoder, "partial_fit", overflow)
+    status, _, err = run(capsys, "train", data["npy"], "--hidden", 2, "--out",
+                         tmp_path / "m.npz", "--quiet")
+    assert status == 2
+    assert "out of range" in _only_line(err)
+
+
+def test_info_on_a_hostile_model_prints_one_short_line(tmp_path, model_file, capsys):
+    # A 1 MB hyperparameter record (the issue's 100 MB one, smaller): before
+    # the fix the whole record went to stderr.
+    import zipfile
+    path = tmp_path / "hostile.npz"
+    with zipfile.ZipFile(model_file) as src, zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            if info.filename == "hyperparameters.npy":
+                import io
+                buffer = io.BytesIO()
+                np.lib.format.write_array(buffer, np.array(["x" * 1_000_000]))
+                dst.writestr(info.filename, buffer.getvalue())
+            else:
+                dst.writestr(info.filename, src.read(info.filename))
+    status, out, err = run(capsys, "info", path)
+    assert status == 2 and out == ""
+    assert len(_only_line(err)) < 400

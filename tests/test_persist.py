@@ -6,6 +6,12 @@ import io
 import json
 import os
 import pickle
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
 import zipfile
 
 import numpy as np
@@ -13,7 +19,7 @@ import pytest
 
 import csae
 from csae import SparseAutoencoder
-from csae import _persist
+from csae import _files, _persist
 
 NAMES = ("encoder_weights", "encoder_bias", "decoder_weights", "decoder_bias")
 
@@ -350,5 +356,462 @@ def test_huge_declared_shapes_are_refused_without_allocating(tmp_path):
                 buffer = io.BytesIO()
                 np.lib.format.write_array(buffer, array, allow_pickle=False)
                 zf.writestr(name + ".npy", buffer.getvalue())
-    with pytest.raises(ValueError, match="declares shape"):
+    with pytest.raises(ValueError, match=r"must have shape \(3,\), got \(1000000000000,\)"):
         csae.load(path)
+
+
+# --------------------------------------------------------------------------
+# Bounded loads (issue 13 part 4): nothing is inflated before its size is
+# known to be what the fields before it imply
+# --------------------------------------------------------------------------
+
+def _write_member(zf, name, array, compress=zipfile.ZIP_STORED):
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=False)
+    zf.writestr(zipfile.ZipInfo(name + ".npy"), buffer.getvalue(), compress_type=compress)
+
+
+def _write_deflated(zf, name, chunks):
+    """A member made of the byte strings ``chunks``, deflated as they are
+    streamed (the test never holds the inflated member in memory)."""
+    info = zipfile.ZipInfo(name + ".npy")
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with zf.open(info, "w", force_zip64=True) as fh:
+        for chunk in chunks:
+            fh.write(chunk)
+
+
+def _repeated(pattern, nbytes):
+    """``nbytes`` bytes of ``pattern`` repeated, in 1 MiB chunks."""
+    chunk = pattern * ((1 << 20) // len(pattern))
+    for start in range(0, nbytes, len(chunk)):
+        yield chunk[:min(len(chunk), nbytes - start)]
+
+
+def _npy_header(dtype, shape):
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                 "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def _bomb_file(path, n_iter):
+    """The issue's file: a valid model whose deflated loss_curve declares
+    2**25 float64 zeros (256 MiB) in about a quarter of a megabyte."""
+    fields = _fields()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, array in fields.items():
+            if name == "loss_curve":
+                _write_deflated(zf, name, [_npy_header(np.float64, (2 ** 25,)),
+                                           *_repeated(b"\0", 8 * 2 ** 25)])
+            elif name == "n_iter":
+                _write_member(zf, name, np.array(n_iter, dtype=np.int64))
+            else:
+                _write_member(zf, name, array)
+
+
+_MEASURE_LOAD = """
+import resource, sys, time
+import csae
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+try:
+    csae.load(sys.argv[1])
+    outcome = "loaded"
+except ValueError as err:
+    outcome = str(err)
+seconds = time.perf_counter() - start
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(f"{grown} {seconds:.3f}")
+print(outcome)
+"""
+
+
+def _load_in_subprocess(path):
+    """csae.load(path) in a fresh interpreter: (peak memory growth in MiB,
+    seconds, message or "loaded")."""
+    done = subprocess.run([sys.executable, "-c", _MEASURE_LOAD, str(path)],
+                          capture_output=True, text=True, timeout=300,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0, done.stderr
+    first, message = done.stdout.split("\n", 1)
+    grown_kib, seconds = first.split()
+    return int(grown_kib) / 1024, float(seconds), message.strip()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in KiB on Linux")
+@pytest.mark.parametrize("n_iter", [3, 2 ** 25], ids=["n_iter 3", "n_iter 2**25"])
+def test_a_compression_bomb_is_refused_without_inflating(tmp_path, n_iter):
+    # With n_iter 3 the curve is longer than n_iter allows; with n_iter 2**25
+    # the fields agree, and the expansion ratio refuses it. Before the fix
+    # either file made load allocate about 1.85 GB and take seconds.
+    path = tmp_path / "bomb.npz"
+    _bomb_file(path, n_iter)
+    assert path.stat().st_size < 400_000
+    grown_mib, seconds, message = _load_in_subprocess(path)
+    assert "not a valid csae model file" in message and "loss_curve" in message
+    assert len(message) < 400
+    assert grown_mib < 50, f"load grew the process by {grown_mib:.0f} MiB"
+
+
+def _record_file(path, record, deflate=False):
+    """A valid model file whose hyperparameter record is ``record`` (a str,
+    or with ``deflate`` a number of characters: a JSON record with a decoder
+    name of that many "x", streamed and deflated)."""
+    fields = _fields()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, array in fields.items():
+            if name == "hyperparameters" and deflate:
+                head, tail = str(_hyper(decoder="@")[0]).split("@")
+                length = len(head) + record + len(tail)
+                _write_deflated(zf, name, [_npy_header(f"<U{length}", (1,)),
+                                           head.encode("utf-32-le"),
+                                           *_repeated("x".encode("utf-32-le"), 4 * record),
+                                           tail.encode("utf-32-le")])
+            elif name == "hyperparameters":
+                _write_member(zf, name, np.array([record]))
+            else:
+                _write_member(zf, name, array)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in KiB on Linux")
+def test_a_100_mb_hyperparameter_record_gives_a_short_message(tmp_path):
+    # The issue's file: 10**8 characters, deflated to a few hundred KB.
+    # Before the fix the message was 100,000,127 characters long.
+    path = tmp_path / "record.npz"
+    _record_file(path, 10 ** 8, deflate=True)
+    assert path.stat().st_size < 1_000_000
+    grown_mib, _, message = _load_in_subprocess(path)
+    assert "not a valid csae model file" in message and "hyperparameters" in message
+    assert len(message) < 400
+    assert grown_mib < 50
+
+
+def test_oversized_records_are_refused_with_short_messages(tmp_path):
+    path = tmp_path / "record.npz"
+    # Stored, not deflated: a 1 MB record is refused from its declared size.
+    big = json.dumps({"n_hidden": 3, "decoder": "x" * 1_000_000})
+    _record_file(path, big)
+    with pytest.raises(ValueError, match="hyperparameters declares") as info:
+        csae.load(path)
+    assert len(str(info.value)) < 400
+    # Within the size limit, a long value or key is quoted, not copied.
+    for changes in ({"decoder": "y" * 1500}, {"k" * 1500: 1}):
+        record = str(_hyper(**changes)[0])
+        _record_file(path, record)
+        with pytest.raises(ValueError, match="not a valid csae model file") as info:
+            csae.load(path)
+        assert len(str(info.value)) < 600, len(str(info.value))
+
+
+def test_a_long_member_name_is_quoted_briefly(tmp_path):
+    path = tmp_path / "names.npz"
+    fields = _fields()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, array in fields.items():
+            _write_member(zf, name, array)
+        _write_member(zf, "z" * 50_000, np.zeros(1))
+    with pytest.raises(ValueError, match="unknown fields: z") as info:
+        csae.load(path)
+    assert len(str(info.value)) < 400
+
+
+def test_a_member_inflating_beyond_its_declared_size_is_cut_off(tmp_path):
+    # A lying zip directory: decoder_bias declares the 148 bytes its shape
+    # needs, but its deflated data inflates to 40 MiB. Reading stops at the
+    # declared size and the CRC check refuses the file.
+    path = tmp_path / "liar.npz"
+    fields = _fields()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, array in fields.items():
+            if name == "decoder_bias":
+                _write_deflated(zf, name, [_npy_header(np.float32, (5,)),
+                                           *_repeated(b"\0", 40 << 20)])
+            else:
+                _write_member(zf, name, array)
+    with zipfile.ZipFile(path) as zf:
+        entry = zf.start_dir  # where the central directory begins
+    data = bytearray(path.read_bytes())
+    while data[entry + 46:entry + 46 + 16] != b"decoder_bias.npy":
+        entry = data.index(b"PK\x01\x02", entry + 4)
+    declared = len(_npy_header(np.float32, (5,))) + 20
+    data[entry + 24:entry + 28] = declared.to_bytes(4, "little")  # uncompressed size
+    path.write_bytes(bytes(data))
+    assert zipfile.ZipFile(path).getinfo("decoder_bias.npy").file_size == declared
+    with pytest.raises(ValueError, match="corrupted or truncated.*CRC"):
+        csae.load(path)
+
+
+def test_a_loss_curve_longer_than_n_iter_is_refused_before_reading(tmp_path):
+    # Stored (no compression to object to): 2**20 values where n_iter is 3.
+    path = tmp_path / "long-curve.npz"
+    fields = _fields()
+    fields["loss_curve"] = np.zeros(2 ** 20)
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, array in fields.items():
+            _write_member(zf, name, array)
+    with pytest.raises(ValueError, match=r"loss_curve declares 8388736 bytes, but "
+                                         r"n_iter=3 values of float64 needs 24 bytes"):
+        csae.load(path)
+
+
+def test_a_member_whose_data_disagrees_with_its_header_is_refused(tmp_path):
+    path = tmp_path / "short.npz"
+    fields = _fields()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, array in fields.items():
+            if name == "encoder_bias":
+                zf.writestr(name + ".npy", _npy_header(np.float32, (3,)) + bytes(8))
+            else:
+                _write_member(zf, name, array)
+    with pytest.raises(ValueError, match="encoder_bias declares shape"):
+        csae.load(path)
+
+
+def test_a_deflated_model_file_still_loads(tmp_path):
+    # A valid file repacked by a zip tool (deflated members) is not a bomb.
+    path = tmp_path / "deflated.npz"
+    model = trained("python", dtype=np.float32)
+    with open(path, "wb") as fh:
+        np.savez_compressed(fh, **_persist._model_arrays(model))
+    loaded = csae.load(path)
+    np.testing.assert_array_equal(loaded.encoder_weights_, model.encoder_weights_)
+    assert loaded.loss_curve_ == model.loss_curve_
+
+
+# --------------------------------------------------------------------------
+# Messages that say what the file is (issue 12 section 3)
+# --------------------------------------------------------------------------
+
+def test_a_pickle_or_joblib_file_is_named_as_such(tmp_path):
+    model = trained("python")
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(model))
+    with pytest.raises(ValueError, match="pickle stream") as info:
+        csae.load(path)
+    assert "SparseAutoencoder.save" in str(info.value)
+    assert "joblib.load" in str(info.value)
+    joblib = pytest.importorskip("joblib")
+    joblib.dump(model, tmp_path / "model.joblib")
+    with pytest.raises(ValueError, match="pickle stream.*joblib.load"):
+        csae.load(tmp_path / "model.joblib")
+    joblib.dump(model, tmp_path / "model.joblib.z", compress=3)
+    with pytest.raises(ValueError, match="compressed stream.*joblib.load"):
+        csae.load(tmp_path / "model.joblib.z")
+
+
+def test_npy_and_foreign_npz_files_are_named_as_such(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((3, 4)))
+    with pytest.raises(ValueError, match=r"single NumPy array \(a .npy file") as info:
+        csae.load(tmp_path / "x.npy")
+    assert "SparseAutoencoder.save" in str(info.value)
+    np.savez(tmp_path / "x.npz", weights=np.zeros(3), bias=np.zeros(2))
+    with pytest.raises(ValueError, match=r"zip archive .* without csae's fields "
+                                         r"\(it holds: weights, bias\)") as info:
+        csae.load(tmp_path / "x.npz")
+    assert "SparseAutoencoder.save" in str(info.value)
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match="the file is empty"):
+        csae.load(tmp_path / "empty.npz")
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs here")
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    # In a subprocess: before the fix, open() blocked forever on the FIFO.
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, csae\ntry:\n    csae.load(sys.argv[1])\n"
+         "except ValueError as err:\n    print(err)\n", str(fifo)],
+        capture_output=True, text=True, timeout=60,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert "FIFO" in done.stdout and "not a regular file" in done.stdout, done.stderr
+    with pytest.raises(IsADirectoryError):
+        csae.load(tmp_path)
+
+
+# --------------------------------------------------------------------------
+# Safe saves (issue 13 part 5)
+# --------------------------------------------------------------------------
+
+def _mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test, then restore it."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield os.umask
+    os.umask(old)
+
+
+def test_an_existing_file_keeps_its_permission_bits(tmp_path):
+    path = tmp_path / "private.npz"
+    trained("python").save(path)
+    os.chmod(path, 0o600)
+    trained("python", random_state=9).save(path)  # before the fix: 0o644
+    assert _mode(path) == 0o600
+    os.chmod(path, 0o640)
+    trained("python").save(path)
+    assert _mode(path) == 0o640
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="only root may give a file to another user")
+def test_root_keeps_an_existing_files_owner(tmp_path):
+    # Containers often run as root: replacing a user's model must not hand
+    # the file to root.
+    path = tmp_path / "theirs.npz"
+    trained("python").save(path)
+    os.chown(path, 12345, 23456)
+    trained("python", random_state=9).save(path)
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid) == (12345, 23456)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_a_new_file_gets_the_umask_mode(tmp_path, umask, mask):
+    umask(mask)
+    path = tmp_path / "new.npz"
+    trained("python").save(path)
+    assert _mode(path) == 0o666 & ~mask
+
+
+def test_a_read_only_file_is_refused_and_kept(tmp_path):
+    path = tmp_path / "frozen.npz"
+    trained("python").save(path)
+    os.chmod(path, 0o444)
+    before = path.read_bytes()
+    with pytest.raises(PermissionError, match="read-only"):
+        trained("python", random_state=9).save(path)
+    assert path.read_bytes() == before and _mode(path) == 0o444
+    assert sorted(os.listdir(tmp_path)) == ["frozen.npz"]
+
+
+def test_a_symlink_is_followed_and_kept(tmp_path):
+    (tmp_path / "store").mkdir()
+    target = tmp_path / "store" / "real.npz"
+    trained("python").save(target)
+    os.chmod(target, 0o600)
+    link = tmp_path / "link.npz"
+    os.symlink(os.path.join("store", "real.npz"), link)  # relative, as ln -s makes
+    new = trained("python", random_state=9)
+    new.save(link)
+    assert os.path.islink(link)  # before the fix: replaced by a regular file
+    assert os.readlink(link) == os.path.join("store", "real.npz")
+    np.testing.assert_array_equal(csae.load(target).encoder_weights_,
+                                  new.encoder_weights_)
+    assert _mode(target) == 0o600
+    assert sorted(os.listdir(tmp_path / "store")) == ["real.npz"]
+    # A dangling link: its target is created, as open(link, "w") would.
+    dangling = tmp_path / "dangling.npz"
+    os.symlink("store/later.npz", dangling)
+    new.save(dangling)
+    assert os.path.islink(dangling) and (tmp_path / "store" / "later.npz").is_file()
+
+
+def _special_files(tmp_path):
+    """Non-regular files that exist here: a directory, a FIFO, a socket and,
+    where this process may create one, a character device like /dev/null
+    (made in tmp_path: the real /dev/null is never touched)."""
+    made = {"a directory": tmp_path / "folder"}
+    os.mkdir(made["a directory"])
+    if hasattr(os, "mkfifo"):
+        made["a FIFO"] = tmp_path / "fifo"
+        os.mkfifo(made["a FIFO"])
+    if hasattr(socket, "AF_UNIX"):
+        short = tempfile.mkdtemp(prefix="csae")  # socket paths are limited to ~100 bytes
+        made["a socket"] = os.path.join(short, "sock")
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(made["a socket"])
+        server.close()
+    try:
+        os.mknod(tmp_path / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        made["a character device"] = tmp_path / "null"
+    except (AttributeError, OSError):
+        pass
+    return made
+
+
+def test_special_files_are_never_replaced(tmp_path):
+    model = trained("python")
+    made = _special_files(tmp_path)
+    assert "a FIFO" in made
+    for kind, path in made.items():
+        before = os.lstat(path)
+        with pytest.raises(ValueError, match=f"it is {kind}.*not a regular file"):
+            model.save(path)
+        after = os.lstat(path)
+        assert stat.S_IFMT(after.st_mode) == stat.S_IFMT(before.st_mode), kind
+        assert after.st_ino == before.st_ino, kind
+        # A link to one is refused the same way (the link is followed).
+        link = tmp_path / "link-to-special"
+        os.symlink(path, link)
+        with pytest.raises(ValueError, match="not a regular file"):
+            model.save(link)
+        assert os.path.islink(link)
+        os.unlink(link)
+    assert sorted(p for p in os.listdir(tmp_path) if p.endswith(".tmp")) == []
+    if "a socket" in made:
+        shutil.rmtree(os.path.dirname(made["a socket"]))
+
+
+def test_a_device_node_check_does_not_depend_on_mknod(tmp_path, monkeypatch):
+    # Where mknod is not allowed, show the character-device branch anyway by
+    # making the target look like one.
+    path = tmp_path / "looks-like-null"
+    path.write_bytes(b"")
+    real_stat = os.stat
+
+    def fake_stat(p, *args, **kwargs):
+        st = real_stat(p, *args, **kwargs)
+        if os.fspath(p) == str(path):
+            return os.stat_result((stat.S_IFCHR | 0o666,) + tuple(st)[1:])
+        return st
+
+    monkeypatch.setattr(_files.os, "stat", fake_stat)
+    with pytest.raises(ValueError, match="a character device"):
+        trained("python").save(path)
+    assert path.read_bytes() == b""
+
+
+def test_bytes_and_pathlike_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = trained("python")
+    model.save(b"bytes.npz")  # before the fix: "can only concatenate str"
+    assert_identical(model, csae.load(b"bytes.npz"))
+
+    class Path:
+        def __init__(self, path):
+            self.path = path
+
+        def __fspath__(self):
+            return self.path
+
+    model = trained("python")
+    model.save(Path("custom.npz"))
+    assert_identical(model, csae.load(Path("custom.npz")))
+    with pytest.raises(TypeError):
+        model.save(12)
+
+
+def test_replace_false_refuses_an_existing_file(tmp_path):
+    path = tmp_path / "m.npz"
+    trained("python").save(path)
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError):
+        _persist.save(trained("python", random_state=9), path, replace=False)
+    assert path.read_bytes() == before
+    _persist.save(trained("python"), tmp_path / "other.npz", replace=False)
+    assert sorted(os.listdir(tmp_path)) == ["m.npz", "other.npz"]
+
+
+def test_save_into_a_missing_folder_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No such folder"):
+        trained("python").save(tmp_path / "nowhere" / "m.npz")
+    with pytest.raises(ValueError, match="ends in a separator"):
+        trained("python").save(str(tmp_path / "m.npz") + os.sep)
