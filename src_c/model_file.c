@@ -406,8 +406,9 @@ static csae_status read_directory(const reader *r, member members[F_COUNT], int 
         member *m = &members[field];
         if (m->present)
             return CSAE_ERR_FORMAT; /* the same name twice */
-        /* bit 0: encrypted; bit 5: patch data; bit 6: strong encryption */
-        if ((flags & 0x61u) != 0 || method != 0)
+        /* bit 0: encrypted; bit 5: patch data; bit 6: strong encryption;
+         * "version needed to extract" above 6.3 (zipfile refuses it too) */
+        if ((flags & 0x61u) != 0 || method != 0 || h[6] > 63)
             return CSAE_ERR_UNSUPPORTED;
         if (csize != usize)
             return CSAE_ERR_FORMAT;
@@ -420,6 +421,8 @@ static csae_status read_directory(const reader *r, member members[F_COUNT], int 
             return st;
         if (le32(lh) != SIG_LOCAL || le16(lh + 26) != nlen || le16(lh + 8) != method)
             return CSAE_ERR_FORMAT;
+        if ((le16(lh + 6) & 0x61u) != 0)
+            return CSAE_ERR_UNSUPPORTED;
         const uint64_t data = offset + 30 + nlen + le16(lh + 28);
         if (data > cd_offset || usize > cd_offset - data)
             return CSAE_ERR_FORMAT;
@@ -1106,7 +1109,7 @@ static csae_status read_string(const reader *r, member *m, int ndim, char *out, 
 }
 
 /* A 0-d integer field whose kind is in kinds ("iu" or "u"); itemsize 0
- * accepts any width. */
+ * accepts any width and byte order, else exactly that width, native. */
 static csae_status read_int(const reader *r, member *m, const char *kinds, uint64_t itemsize,
                             int_ctx *ic)
 {
@@ -1115,6 +1118,8 @@ static csae_status read_int(const reader *r, member *m, const char *kinds, uint6
         return st;
     const npy_array *a = &m->array;
     if (!strchr(kinds, a->kind) || a->ndim != 0 || (itemsize && a->itemsize != itemsize))
+        return CSAE_ERR_FORMAT;
+    if (itemsize && a->swap) /* rng_state: Python wants the native uint64 */
         return CSAE_ERR_FORMAT;
     memset(ic, 0, sizeof *ic);
     ic->a = a;
@@ -1133,7 +1138,9 @@ static csae_status read_floats(const reader *r, member *m, size_t itemsize, int 
     if (st != CSAE_OK)
         return st;
     const npy_array *a = &m->array;
-    if (a->kind != 'f' || a->itemsize != itemsize || a->ndim != ndim)
+    /* Python's loader wants the native dtype exactly (a float64 file
+     * written on a big-endian machine is refused on a little-endian one). */
+    if (a->kind != 'f' || a->itemsize != itemsize || a->ndim != ndim || a->swap)
         return CSAE_ERR_FORMAT;
     if ((d0 != ANY_LENGTH && a->shape[0] != d0) || (ndim == 2 && a->shape[1] != d1))
         return CSAE_ERR_FORMAT;
