@@ -10,6 +10,7 @@ into a folder of its own and builds the three programs against that alone.
 """
 
 import glob
+import json
 import os
 import re
 import shutil
@@ -368,3 +369,19 @@ def test_wheel_built_from_the_sdist_serves_c_cpp_and_cython(tmp_path):
     check_encode_model(exe, tmp_path, fitted(), rows(5))
     check_cpp(tmp_path, site_flags)
     check_cython_example(tmp_path, str(site))
+
+
+# --------------------------------------------------------------------------
+# The serving benchmark runs (no timing judged here: see BENCHMARKS.md)
+# --------------------------------------------------------------------------
+
+def test_serving_benchmark_runs(tmp_path):
+    out = tmp_path / "serving.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "serving.py"), "--quick",
+                          "--configs", "S", "--json", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "Python transform" in run.stdout and "CPU:" in run.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["config"], r["dtype"]) for r in rows} == {("S", "float64"), ("S", "float32")}
+    assert all(r["c_median_us"] > 0 and r["python_median_us"] > 0 for r in rows)
