@@ -347,7 +347,8 @@ def test_wheel_built_from_the_sdist_serves_c_cpp_and_cython(tmp_path):
         members = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
     for name in ("examples/c/encode_model.c", "examples/cython/serve.pyx",
                  "examples/cython/setup.py", "examples/cython/README.md", "csae/engine.pxd",
-                 "src_c/model_file.c", "src_c/library.c", "tests/model_file_fuzz.c"):
+                 "src_c/model_file.c", "src_c/npz.c", "src_c/library.c",
+                 "tests/model_file_fuzz.c"):
         assert name in members, f"{name} missing from the sdist"
     assert not any(m.startswith(("csae/lib/", "csae/include/")) for m in members)
 

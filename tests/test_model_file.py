@@ -480,8 +480,9 @@ def test_fuzzed_files_never_crash_the_reader(reader, tmp_path):
     if cc is None:
         pytest.fail("no C compiler found (cc or gcc)")
     exe = tmp_path / "model_file_fuzz"
-    # The reader, the status messages and the RNG: nothing else is needed.
-    sources = [ROOT / "src_c" / name for name in ("model_file.c", "library.c", "rng.c")]
+    # The reader, the archive layer, the status messages and the RNG: nothing
+    # else is needed.
+    sources = [ROOT / "src_c" / name for name in ("model_file.c", "npz.c", "library.c", "rng.c")]
     cmd = [cc, "-std=c11", "-Wall", "-Wextra", "-Werror", *SANITIZE, f"-I{ROOT / 'src_c'}",
            str(ROOT / "tests" / "model_file_fuzz.c"), *map(str, sources), "-lm",
            "-o", str(exe)]
