@@ -262,6 +262,9 @@ BAD_FILES = {
     "zero data_scale": (nan_at("data_scale", 2, 0.0), "CSAE_ERR_FORMAT"),
     "newer format": (setter("format_version", np.array(2, dtype=np.int64)),
                      "CSAE_ERR_UNSUPPORTED"),
+    "newer format with a new field": (
+        lambda a: (setter("format_version", np.array(2))(a), setter("new_field", np.zeros(1))(a)),
+        "CSAE_ERR_UNSUPPORTED"),
     "format version 0": (setter("format_version", np.array(0)), "CSAE_ERR_FORMAT"),
     "format version negative": (setter("format_version", np.array(-1, dtype=np.int8)),
                                 "CSAE_ERR_FORMAT"),
@@ -515,3 +518,66 @@ def test_fuzzed_files_never_crash_the_reader(reader, tmp_path):
             assert st == "CSAE_OK"
             for name, w in zip(NAMES, weights):
                 np.testing.assert_array_equal(w, getattr(model, name + "_"))
+
+
+# --------------------------------------------------------------------------
+# A program that switched to a locale with a decimal comma
+# --------------------------------------------------------------------------
+
+LOCALE_PROGRAM = r"""
+#include <locale.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <csae.h>
+int main(int argc, char **argv)
+{
+    if (!setlocale(LC_NUMERIC, "de_DE.UTF-8") || strcmp(localeconv()->decimal_point, ",") != 0)
+        return 3;
+    csae_model model;
+    size_t elem;
+    csae_status st = csae_model_file_info(argv[1], &model, &elem);
+    if (st != CSAE_OK)
+        return 1;
+    uint64_t bits[3];
+    memcpy(&bits[0], &model.sparsity_target, 8);
+    memcpy(&bits[1], &model.sparsity_weight, 8);
+    memcpy(&bits[2], &model.weight_decay, 8);
+    printf("%llu %llu %llu\n", (unsigned long long)bits[0], (unsigned long long)bits[1],
+           (unsigned long long)bits[2]);
+    (void)argc;
+    return 0;
+}
+"""
+
+
+def test_hyperparameters_read_the_same_under_a_decimal_comma_locale(tmp_path):
+    """strtod follows LC_NUMERIC: the reader must not read 0.05 as 0 in a
+    program that set a German locale."""
+    localedef = shutil.which("localedef")
+    if localedef is None or not os.path.isdir("/usr/share/i18n/locales"):
+        pytest.skip("localedef or the locale sources are not installed")
+    locales = tmp_path / "locales"
+    locales.mkdir()
+    made = subprocess.run([localedef, "-i", "de_DE", "-f", "UTF-8",
+                           str(locales / "de_DE.UTF-8")], capture_output=True, text=True)
+    if not (locales / "de_DE.UTF-8").is_dir():
+        pytest.skip(f"localedef could not build de_DE.UTF-8: {made.stderr[-300:]}")
+    src = tmp_path / "locale.c"
+    src.write_text(LOCALE_PROGRAM)
+    exe = tmp_path / "locale_program"
+    libdir = os.path.dirname(csae.get_library())
+    cc = shutil.which("cc") or shutil.which("gcc")
+    built = subprocess.run([cc, "-std=c11", "-Wall", "-Wextra", "-Werror", str(src),
+                            f"-I{csae.get_include()}", f"-L{libdir}", f"-Wl,-rpath,{libdir}",
+                            "-lcsae", "-o", str(exe)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    model = fitted(sparsity_target=0.07, sparsity_weight=2.5, weight_decay=3e-5)
+    model.save(tmp_path / "model.npz")
+    run = subprocess.run([str(exe), str(tmp_path / "model.npz")], capture_output=True,
+                         text=True, env=dict(os.environ, LOCPATH=str(locales)))
+    assert run.returncode == 0, (run.returncode, run.stderr)
+    got = [int(v) for v in run.stdout.split()]
+    expected = [int(np.array(v, dtype=np.float64).view(np.uint64))
+                for v in (0.07, 2.5, 3e-5)]
+    assert got == expected
