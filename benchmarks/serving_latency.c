@@ -99,7 +99,9 @@ int main(int argc, char **argv)
         times[t] = (now() - t0) / batch;
     }
     qsort(times, (size_t)trials, sizeof(double), cmp);
-    const char *path = csae_get_kernel_path() == CSAE_PATH_PORTABLE ? "portable" : "avx2";
+    const csae_kernel_path kp = csae_get_kernel_path();
+    const char *path = kp == CSAE_PATH_PORTABLE ? "portable" : kp == CSAE_PATH_AVX2 ? "avx2"
+                                                                                : "other";
     printf("{\"n_features\": %zu, \"n_hidden\": %zu, \"elem_size\": %zu, \"batch\": %ld, "
            "\"trials\": %d, \"median_us\": %.4f, \"best_us\": %.4f, \"kernel_path\": \"%s\", "
            "\"library\": \"%s\"}\n",

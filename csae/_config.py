@@ -21,7 +21,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 _LIBRARY = "libcsae.dylib" if sys.platform == "darwin" else "libcsae.so"
 
 
-def _existing(path, what):
+def _existing(path: str, what: str) -> str:
     if not os.path.exists(path):
         raise FileNotFoundError(
             f"{what} not found at {path}: this csae was not built with its C library "
@@ -30,7 +30,7 @@ def _existing(path, what):
     return path
 
 
-def get_include():
+def get_include() -> str:
     """The folder holding ``csae.h``, for ``-I`` (or an Extension's
     ``include_dirs``).
 
@@ -46,7 +46,7 @@ def get_include():
     return os.path.dirname(_existing(os.path.join(_HERE, "include", "csae.h"), "csae.h"))
 
 
-def get_library():
+def get_library() -> str:
     """The path of the shared library ``libcsae.so`` (``.dylib`` on macOS).
 
     Link with ``-L<its folder> -lcsae`` and an rpath to that folder (what
@@ -64,13 +64,13 @@ def get_library():
     return _existing(os.path.join(_HERE, "lib", _LIBRARY), _LIBRARY)
 
 
-def get_pkgconfig_dir():
+def get_pkgconfig_dir() -> str:
     """The folder holding ``csae.pc``, for ``PKG_CONFIG_PATH``."""
     return os.path.dirname(_existing(os.path.join(_HERE, "lib", "pkgconfig", "csae.pc"),
                                      "csae.pc"))
 
 
-def _flags(args):
+def _flags(args: argparse.Namespace) -> "list[str]":
     from csae._version import __version__
     out = []
     if args.version:
@@ -87,7 +87,7 @@ def _flags(args):
     return out
 
 
-def main(argv=None):
+def main(argv: "list[str] | None" = None) -> int:
     """``csae-config``: compiler and linker flags for the installed C library."""
     parser = argparse.ArgumentParser(
         prog="csae-config",

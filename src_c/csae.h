@@ -8,8 +8,8 @@
  * function returns a csae_status.  The one resource the engine keeps is a
  * pool of worker threads, started the first time a call may use more than
  * one thread (n_threads > 1) and kept for the life of the process (a child
- * of fork() starts its own).  Mirrored for Cython by csae/_csae.pxd: keep
- * the two in step.
+ * of fork() starts its own).  Mirrored for Cython by csae/_csae.pxd (the
+ * binding's) and csae/engine.pxd (the public cimport API): keep them in step.
  *
  * Axis letters used in names and comments:
  *   m  rows of a batch (samples)      n  features (inputs)      h  hidden units

@@ -11,6 +11,8 @@ the GIL and without going through csae's Python layer:
 
 Float64 only, to keep the example short (the _f32 functions are the same).
 """
+import os
+
 import numpy as np
 
 from libc.stdlib cimport free, malloc
@@ -72,7 +74,7 @@ def encode(const double[:, ::1] W, const double[::1] b, const double[:, ::1] X,
 def load(path):
     """A float64 model file's arrays, read by the C loader: a dict with
     W, b, Wd, bd and, for a scale_inputs model, data_min and data_scale."""
-    cdef bytes name = str(path).encode()
+    cdef bytes name = os.fsencode(path)
     cdef const char *c_path = name
     cdef csae_model model
     cdef size_t elem = 0
