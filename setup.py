@@ -101,9 +101,27 @@ class build_ext_and_library(build_ext):
             extra_postargs=compile_args + ["-fPIC", "-fvisibility=hidden"])
         soname = ("-Wl,-install_name,@rpath/" if sys.platform == "darwin"
                   else "-Wl,-soname,") + LIBRARY_NAME
-        self.compiler.link_shared_object(
-            objects, os.path.join(lib_dir, LIBRARY_NAME), libraries=["m"],
-            extra_postargs=link_args + [soname], debug=self.debug)
+        linker = list(self.compiler.linker_so)
+        if sys.platform == "darwin":
+            # Python's LDSHARED links a -bundle (loadable, not linkable) with
+            # undefined symbols left to the interpreter: a library that
+            # programs link with -lcsae must be a -dynamiclib, fully linked.
+            # (Not exercised on this project's Linux machine.)
+            flags, i = [], 0
+            while i < len(linker):
+                if linker[i] == "-undefined" and i + 1 < len(linker):
+                    i += 2
+                    continue
+                if linker[i] != "-bundle":
+                    flags.append(linker[i])
+                i += 1
+            self.compiler.set_executable("linker_so", flags + ["-dynamiclib"])
+        try:
+            self.compiler.link_shared_object(
+                objects, os.path.join(lib_dir, LIBRARY_NAME), libraries=["m"],
+                extra_postargs=link_args + [soname], debug=self.debug)
+        finally:
+            self.compiler.set_executable("linker_so", linker)
         shutil.copyfile(os.path.join("src_c", "csae.h"), os.path.join(include_dir, "csae.h"))
         with open(os.path.join(lib_dir, "pkgconfig", "csae.pc"), "w") as f:
             f.write(PC_TEMPLATE.format(version=_version()))
