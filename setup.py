@@ -1,14 +1,29 @@
-"""Build the compiled engine: one Cython extension over the C sources.
+"""Build the compiled engine: one Cython extension over the C sources, and
+the same C sources again as a shared library for C, C++ and Cython users.
+
+The library, its header and a pkg-config file go inside the package:
+
+    csae/include/csae.h
+    csae/lib/libcsae.so               (libcsae.dylib on macOS)
+    csae/lib/pkgconfig/csae.pc        relocatable: paths relative to ${pcfiledir}
+
+(`csae.get_include()`, `csae.get_library()` and the `csae-config` command
+find them wherever the package was installed.)  The library is compiled
+with -fvisibility=hidden: csae.h marks the public API as default
+visibility, so only the csae_* functions are exported.
 
 CSAE_DEBUG=1 turns Cython's bounds checks back on and builds without
-optimisation; CSAE_SANITIZE=1 adds AddressSanitizer and UBSan.
+optimisation; CSAE_SANITIZE=1 adds AddressSanitizer and UBSan (to both).
 """
 import glob
 import os
+import shutil
+import sys
 
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 debug = os.environ.get("CSAE_DEBUG") == "1"
 sanitize = os.environ.get("CSAE_SANITIZE") == "1"
@@ -22,9 +37,11 @@ if sanitize:
     compile_args += flags
     link_args += flags
 
+C_SOURCES = sorted(glob.glob("src_c/*.c"))
+
 engine = Extension(
     "csae._engine",
-    sources=["csae/_engine.pyx"] + sorted(glob.glob("src_c/*.c")),
+    sources=["csae/_engine.pyx"] + C_SOURCES,
     include_dirs=["src_c", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=compile_args,
@@ -40,4 +57,75 @@ directives = {
     "cdivision": True,
 }
 
-setup(ext_modules=cythonize([engine], compiler_directives=directives))
+LIBRARY_NAME = "libcsae.dylib" if sys.platform == "darwin" else "libcsae.so"
+
+# ${pcfiledir} is the folder holding the .pc file (pkg-config and pkgconf
+# both define it), so the file is right wherever the wheel is unpacked.
+PC_TEMPLATE = """\
+prefix=${{pcfiledir}}/../..
+includedir=${{prefix}}/include
+libdir=${{prefix}}/lib
+
+Name: csae
+Description: Sparse autoencoder engine (C API of the csae Python package)
+Version: {version}
+Cflags: -I${{includedir}}
+Libs: -L${{libdir}} -Wl,-rpath,${{libdir}} -lcsae
+Libs.private: -lm -lpthread
+"""
+
+
+def _version():
+    scope = {}
+    with open(os.path.join("csae", "_version.py")) as f:
+        exec(f.read(), scope)
+    return scope["__version__"]
+
+
+class build_ext_and_library(build_ext):
+    """build_ext, then libcsae from the same C sources into the package."""
+
+    def run(self):
+        super().run()
+        self.build_library()
+
+    def build_library(self):
+        package = os.path.join(self.build_lib, "csae") if not self.inplace else "csae"
+        lib_dir = os.path.join(package, "lib")
+        include_dir = os.path.join(package, "include")
+        for folder in (lib_dir, include_dir, os.path.join(lib_dir, "pkgconfig")):
+            os.makedirs(folder, exist_ok=True)
+        objects = self.compiler.compile(
+            C_SOURCES, output_dir=os.path.join(self.build_temp, "libcsae"),
+            include_dirs=["src_c"], debug=self.debug,
+            extra_postargs=compile_args + ["-fPIC", "-fvisibility=hidden"])
+        soname = ("-Wl,-install_name,@rpath/" if sys.platform == "darwin"
+                  else "-Wl,-soname,") + LIBRARY_NAME
+        linker = list(self.compiler.linker_so)
+        if sys.platform == "darwin":
+            # Python's LDSHARED links a -bundle (loadable, not linkable) with
+            # undefined symbols left to the interpreter: a library that
+            # programs link with -lcsae must be a -dynamiclib, fully linked.
+            # (Not exercised on this project's Linux machine.)
+            flags, i = [], 0
+            while i < len(linker):
+                if linker[i] == "-undefined" and i + 1 < len(linker):
+                    i += 2
+                    continue
+                if linker[i] != "-bundle":
+                    flags.append(linker[i])
+                i += 1
+            self.compiler.set_executable("linker_so", flags + ["-dynamiclib"])
+        try:
+            self.compiler.link_shared_object(
+                objects, os.path.join(lib_dir, LIBRARY_NAME), libraries=["m"],
+                extra_postargs=link_args + [soname], debug=self.debug)
+        finally:
+            self.compiler.set_executable("linker_so", linker)
+        shutil.copyfile(os.path.join("src_c", "csae.h"), os.path.join(include_dir, "csae.h"))
+        with open(os.path.join(lib_dir, "pkgconfig", "csae.pc"), "w") as f:
+            f.write(PC_TEMPLATE.format(version=_version()))
+
+
+setup(ext_modules=cythonize([engine], compiler_directives=directives),
+      cmdclass={"build_ext": build_ext_and_library})

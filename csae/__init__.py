@@ -21,9 +21,13 @@ plot_filters, plot_loss
     matplotlib: ``pip install "csae[plot]"``).
 NotFittedError, TrainingInterruptedWarning, TrainingDivergedWarning, NonFiniteError
     Errors and warnings raised by the above.
+get_include, get_library
+    The C header's folder and the shared library's path, for C, C++ and
+    Cython programs that use the engine directly (also ``csae-config``).
 """
 
 from csae import datasets
+from csae._config import get_include, get_library
 from csae._errors import NonFiniteError
 from csae._estimator import (
     SparseAutoencoder,
@@ -40,6 +44,8 @@ __all__ = [
     "SparseAutoencoder",
     "load",
     "check_gradients",
+    "get_include",
+    "get_library",
     "datasets",
     "plot_filters",
     "plot_loss",

@@ -8,8 +8,8 @@
  * function returns a csae_status.  The one resource the engine keeps is a
  * pool of worker threads, started the first time a call may use more than
  * one thread (n_threads > 1) and kept for the life of the process (a child
- * of fork() starts its own).  Mirrored for Cython by csae/_csae.pxd: keep
- * the two in step.
+ * of fork() starts its own).  Mirrored for Cython by csae/_csae.pxd (the
+ * binding's) and csae/engine.pxd (the public cimport API): keep them in step.
  *
  * Axis letters used in names and comments:
  *   m  rows of a batch (samples)      n  features (inputs)      h  hidden units
@@ -42,8 +42,23 @@
 extern "C" {
 #endif
 
+/* The shared library (libcsae, built with -fvisibility=hidden) exports
+ * exactly the functions declared between this push and the pop at the end
+ * of the header: the engine's internals stay hidden. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
+/* Same as the Python package's csae.__version__ (a test checks it). */
 #define CSAE_VERSION_MAJOR 0
 #define CSAE_VERSION_MINOR 1
+#define CSAE_VERSION_PATCH 0
+#define CSAE_VERSION_STRING "0.1.0"
+
+/* The version of the compiled library ("major.minor.patch"; static
+ * storage): compare with CSAE_VERSION_STRING to catch a program built
+ * against one header and run with another library. */
+const char *csae_version(void);
 
 typedef enum {
     CSAE_OK = 0,
@@ -53,9 +68,24 @@ typedef enum {
                                 the parameters were left at their last finite
                                 values (the update that would break them is
                                 not applied) */
-    CSAE_ERR_STOPPED = 4     /* the stop callback asked training to end; the
+    CSAE_ERR_STOPPED = 4,    /* the stop callback asked training to end; the
                                 parameters are those after the last whole
                                 minibatch */
+    /* Model files (csae_model_file_*): */
+    CSAE_ERR_NOT_FOUND = 5,  /* no file at that path */
+    CSAE_ERR_NOT_A_FILE = 6, /* the path is a directory or other non-regular file */
+    CSAE_ERR_FILE = 7,       /* the file exists but cannot be opened or read
+                                (permission, I/O error) */
+    CSAE_ERR_FORMAT = 8,     /* not a valid csae model file: truncated,
+                                corrupted, hand-crafted or not a model */
+    CSAE_ERR_UNSUPPORTED = 9,/* a model file this reader cannot use: written
+                                by a newer csae (format version), with
+                                compressed or Fortran-ordered members, or a
+                                scale_inputs model without an input range */
+    CSAE_ERR_DTYPE = 10,     /* the model's element type is not the
+                                function's (_f32 on a float64 model, ...) */
+    CSAE_ERR_MISMATCH = 11   /* the file's model (shape, decoder or objective)
+                                differs from the csae_model passed */
 } csae_status;
 
 /* A short English description of a status code (static storage). */
@@ -230,6 +260,59 @@ csae_status csae_set_kernel_path(csae_kernel_path path);
 csae_kernel_path csae_get_kernel_path(void);
 /* Nonzero if this CPU (and this build) can run the path. */
 int csae_kernel_path_supported(csae_kernel_path path);
+
+/* ---- Model files written by Python (model_file.c) ----------------------
+ *
+ * Read a model saved by SparseAutoencoder.save (an .npz archive, format
+ * "csae.SparseAutoencoder" version 1: see csae/_persist.py) into caller-owned
+ * memory.  The file is checked at least as strictly as Python's csae.load
+ * checks it, whatever it holds: the zip structure (stored members only,
+ * CRC-32 of every member), the format name and version, the set of fields,
+ * every .npy header (version, dtype, shape, size), the hyperparameter record,
+ * the shapes and dtype of the weights and finiteness of every stored float.
+ * Any fault gives a status code; no size computation can overflow and no
+ * read goes past the file.  The functions read with open/pread into a small
+ * buffer on the stack: csae allocates nothing (libc's strtod and localeconv
+ * are called on short numbers of the hyperparameter record).
+ *
+ * Each call opens, validates and closes the file again: a file that changes
+ * between two calls is checked afresh.  A read validates the whole file
+ * before writing anything into params; only a file that changes during
+ * the call can leave params partly written (with a status code).
+ *
+ * Every function returns CSAE_ERR_ARGUMENT for a NULL pointer argument,
+ * CSAE_ERR_NOT_FOUND, CSAE_ERR_NOT_A_FILE or CSAE_ERR_FILE when the path
+ * cannot be read, CSAE_ERR_FORMAT or CSAE_ERR_UNSUPPORTED for a file that is
+ * not a usable model, and CSAE_OK on success. */
+
+/* The model's shape, decoder and objective into *model, and its element
+ * size (8 for float64, 4 for float32) into *elem_size; both are written
+ * only on success. */
+csae_status csae_model_file_info(const char *path, csae_model *model, size_t *elem_size);
+
+/* The weights into caller-allocated arrays of the sizes that info reported
+ * (W: h*n, b: h, Wd: n*h, bd: n elements).  *model must be the one info
+ * filled in for this file (else CSAE_ERR_MISMATCH); the function's element
+ * type must be the file's (else CSAE_ERR_DTYPE). */
+csae_status csae_model_file_read_f64(const char *path, const csae_model *model,
+                                     csae_params_f64 params);
+csae_status csae_model_file_read_f32(const char *path, const csae_model *model,
+                                     csae_params_f32 params);
+
+/* Input scaling (the estimator's scale_inputs=True): *scale_inputs is set to
+ * 1 if the model scales its inputs, else 0.  When it does and data_min and
+ * data_scale are not NULL, they receive the learned range (n doubles each):
+ * transform encodes (x - data_min) / data_scale, computed in double and
+ * then converted to the model's element type.  data_min and data_scale are
+ * both NULL (ask only) or both given.  A scale_inputs model saved without a
+ * range (it cannot transform in Python either) gives CSAE_ERR_UNSUPPORTED. */
+csae_status csae_model_file_input_range(const char *path, const csae_model *model,
+                                        int *scale_inputs, double *data_min,
+                                        double *data_scale);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -71,20 +71,3 @@ csae_kernel_path csae_get_kernel_path(void)
     return csae_ops_active() == &csae_ops_portable ? CSAE_PATH_PORTABLE
                                                            : CSAE_PATH_AVX2;
 }
-
-const char *csae_status_message(csae_status status)
-{
-    switch (status) {
-    case CSAE_OK:
-        return "success";
-    case CSAE_ERR_ARGUMENT:
-        return "invalid argument (size, pointer or hyperparameter)";
-    case CSAE_ERR_WORKSPACE:
-        return "workspace smaller than its size query";
-    case CSAE_ERR_NONFINITE:
-        return "non-finite objective, gradient or parameter";
-    case CSAE_ERR_STOPPED:
-        return "training stopped on request";
-    }
-    return "unknown status";
-}

@@ -1,0 +1,158 @@
+# csae/engine.pxd: the engine's C API for other Cython extensions.
+#
+#     from csae.engine cimport csae_model, csae_encode_f64, ...
+#
+# Declarations only, mirroring csae.h (the installed header, whose comments
+# document every function; keep the two in step).  Every function is
+# declared nogil: none of them touches Python objects, so call them inside
+# `with nogil:` on memory you own (NumPy arrays, a trained model's
+# encoder_weights_, ...).  Build the extension against the shared library
+# that pip installed with csae:
+#
+#     Extension("myext", ["myext.pyx"],
+#               include_dirs=[csae.get_include()],
+#               library_dirs=[os.path.dirname(csae.get_library())],
+#               runtime_library_dirs=[os.path.dirname(csae.get_library())],
+#               libraries=["csae"])
+#
+# examples/cython/ is a worked example that the test suite builds.
+# (csae's own binding declares the same API in csae/_csae.pxd and compiles
+# the C sources into its extension; this file is the public, stable one.)
+from libc.stdint cimport uint64_t
+
+cdef extern from "csae.h" nogil:
+    ctypedef enum csae_status:
+        CSAE_OK
+        CSAE_ERR_ARGUMENT
+        CSAE_ERR_WORKSPACE
+        CSAE_ERR_NONFINITE
+        CSAE_ERR_STOPPED
+        CSAE_ERR_NOT_FOUND
+        CSAE_ERR_NOT_A_FILE
+        CSAE_ERR_FILE
+        CSAE_ERR_FORMAT
+        CSAE_ERR_UNSUPPORTED
+        CSAE_ERR_DTYPE
+        CSAE_ERR_MISMATCH
+
+    const char *csae_status_message(csae_status status)
+
+    const char *CSAE_VERSION_STRING
+    const char *csae_version()
+
+    ctypedef enum csae_decoder:
+        CSAE_DECODER_SIGMOID
+        CSAE_DECODER_LINEAR
+
+    ctypedef struct csae_model:
+        size_t n_features
+        size_t n_hidden
+        csae_decoder decoder
+        double sparsity_target
+        double sparsity_weight
+        double weight_decay
+
+    ctypedef struct csae_sgd:
+        double learning_rate
+        double momentum
+        size_t batch_size
+        int shuffle
+
+    ctypedef struct csae_params_f64:
+        double *W
+        double *b
+        double *Wd
+        double *bd
+
+    ctypedef struct csae_params_f32:
+        float *W
+        float *b
+        float *Wd
+        float *bd
+
+    uint64_t csae_rng_next(uint64_t *state)
+    void csae_rng_permutation(uint64_t *state, size_t *order, size_t m)
+    csae_status csae_init_params_f64(const csae_model *model, csae_params_f64 params, uint64_t *state)
+    csae_status csae_init_params_f32(const csae_model *model, csae_params_f32 params, uint64_t *state)
+
+    enum: CSAE_MAX_THREADS
+
+    ctypedef struct csae_workspace:
+        void *data
+        size_t size
+        size_t n_threads
+
+    size_t csae_forward_workspace_size(const csae_model *model, size_t rows,
+                                       size_t elem_size, size_t n_threads)
+    size_t csae_train_workspace_size(const csae_model *model, size_t rows,
+                                     size_t elem_size, size_t n_threads)
+    size_t csae_epoch_workspace_size(const csae_model *model, const csae_sgd *sgd,
+                                     size_t n_samples, size_t elem_size, size_t n_threads)
+
+    csae_status csae_encode_f64(const csae_model *model, const double *W, const double *b,
+                                const double *X, size_t m, double *A, const csae_workspace *ws)
+    csae_status csae_encode_f32(const csae_model *model, const float *W, const float *b,
+                                const float *X, size_t m, float *A, const csae_workspace *ws)
+    csae_status csae_decode_f64(const csae_model *model, const double *Wd, const double *bd,
+                                const double *A, size_t m, double *Y, const csae_workspace *ws)
+    csae_status csae_decode_f32(const csae_model *model, const float *Wd, const float *bd,
+                                const float *A, size_t m, float *Y, const csae_workspace *ws)
+    csae_status csae_reconstruct_f64(const csae_model *model, csae_params_f64 params,
+                                     const double *X, size_t m, double *Y, const csae_workspace *ws)
+    csae_status csae_reconstruct_f32(const csae_model *model, csae_params_f32 params,
+                                     const float *X, size_t m, float *Y, const csae_workspace *ws)
+
+    csae_status csae_objective_f64(const csae_model *model, csae_params_f64 params,
+                                   const double *X, size_t m, double *loss,
+                                   csae_params_f64 grads, double *rho_hat,
+                                   const csae_workspace *ws)
+    csae_status csae_objective_f32(const csae_model *model, csae_params_f32 params,
+                                   const float *X, size_t m, double *loss,
+                                   csae_params_f32 grads, float *rho_hat,
+                                   const csae_workspace *ws)
+
+    csae_status csae_sgd_step_f64(const csae_model *model, const csae_sgd *sgd,
+                                  csae_params_f64 params, csae_params_f64 velocity,
+                                  const double *X, size_t m, double *loss,
+                                  const csae_workspace *ws)
+    csae_status csae_sgd_step_f32(const csae_model *model, const csae_sgd *sgd,
+                                  csae_params_f32 params, csae_params_f32 velocity,
+                                  const float *X, size_t m, double *loss,
+                                  const csae_workspace *ws)
+
+    ctypedef int (*csae_stop_fn)(void *context) noexcept
+
+    ctypedef struct csae_epoch_result:
+        double loss
+        size_t batches_done
+        size_t rows_done
+
+    csae_status csae_sgd_epoch_f64(const csae_model *model, const csae_sgd *sgd,
+                                   csae_params_f64 params, csae_params_f64 velocity,
+                                   const double *X, size_t n_samples, uint64_t *rng_state,
+                                   csae_stop_fn stop, void *stop_context, size_t check_every,
+                                   csae_epoch_result *result, const csae_workspace *ws)
+    csae_status csae_sgd_epoch_f32(const csae_model *model, const csae_sgd *sgd,
+                                   csae_params_f32 params, csae_params_f32 velocity,
+                                   const float *X, size_t n_samples, uint64_t *rng_state,
+                                   csae_stop_fn stop, void *stop_context, size_t check_every,
+                                   csae_epoch_result *result, const csae_workspace *ws)
+
+    ctypedef enum csae_kernel_path:
+        CSAE_PATH_AUTO
+        CSAE_PATH_PORTABLE
+        CSAE_PATH_AVX2
+
+    csae_status csae_set_kernel_path(csae_kernel_path path)
+    csae_kernel_path csae_get_kernel_path()
+    int csae_kernel_path_supported(csae_kernel_path path)
+
+    # Model files written by SparseAutoencoder.save (csae.h documents them).
+    csae_status csae_model_file_info(const char *path, csae_model *model, size_t *elem_size)
+    csae_status csae_model_file_read_f64(const char *path, const csae_model *model,
+                                         csae_params_f64 params)
+    csae_status csae_model_file_read_f32(const char *path, const csae_model *model,
+                                         csae_params_f32 params)
+    csae_status csae_model_file_input_range(const char *path, const csae_model *model,
+                                            int *scale_inputs, double *data_min,
+                                            double *data_scale)

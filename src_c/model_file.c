@@ -1,0 +1,720 @@
+/*
+ * model_file.c: reading a model saved by Python (SparseAutoencoder.save)
+ * into caller-owned memory, without allocating.
+ *
+ * The file is an .npz archive (npz.c reads its structure: zip directory,
+ * .npy headers, CRC-32 of every member); this file checks what it holds
+ * against csae/_persist.py's format, as strictly as Python's loader:
+ *
+ *   fields   the set of names, format name and version, the hyperparameter
+ *            record (JSON, checked like csae._validation does), shapes and
+ *            dtypes of the weights, finiteness of every stored float
+ *
+ * A read validates the whole file in a first pass and copies the weights
+ * in a second pass over the same open file (which checks everything again,
+ * so a file modified in between is still caught).
+ */
+#include <locale.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "csae.h"
+#include "npz.h"
+
+/* Longest hyperparameter record read (Python writes about 400 characters). */
+#define MAX_HYPER 4096
+/* Longest real number in that record (Python's repr writes at most 24). */
+#define MAX_NUMBER 63
+
+static const char FORMAT_NAME[] = "csae.SparseAutoencoder";
+#define FORMAT_VERSION 1
+
+/* ---- Fields of a model file --------------------------------------------- */
+
+enum {
+    F_FORMAT, F_FORMAT_VERSION, F_CSAE_VERSION, F_HYPER, F_LOSS, F_NITER,
+    F_W, F_B, F_WD, F_BD,
+    F_VW, F_VB, F_VWD, F_VBD,
+    F_RNG, F_DMIN, F_DSCALE,
+    F_COUNT
+};
+
+static const char *const member_names[F_COUNT] = {
+    "format.npy", "format_version.npy", "csae_version.npy", "hyperparameters.npy",
+    "loss_curve.npy", "n_iter.npy",
+    "encoder_weights.npy", "encoder_bias.npy", "decoder_weights.npy", "decoder_bias.npy",
+    "velocity_encoder_weights.npy", "velocity_encoder_bias.npy",
+    "velocity_decoder_weights.npy", "velocity_decoder_bias.npy",
+    "rng_state.npy", "data_min.npy", "data_scale.npy",
+};
+
+/* ---- Checking a member's elements as they stream by --------------------- */
+
+static void load_bytes(unsigned char *out, const unsigned char *p, size_t n, int swap)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = swap ? p[n - 1 - i] : p[i];
+}
+
+/* Floats: every one finite (and > 0 if asked); copied to dest if given
+ * (dest has the file's element type). */
+typedef struct {
+    size_t itemsize;
+    int swap;
+    int positive;
+    void *dest;
+    size_t index;
+} float_ctx;
+
+static csae_status consume_floats(void *vctx, const unsigned char *p, size_t n)
+{
+    float_ctx *c = vctx;
+    for (size_t at = 0; at < n; at += c->itemsize, c->index++) {
+        unsigned char raw[8];
+        double v;
+        load_bytes(raw, p + at, c->itemsize, c->swap);
+        if (c->itemsize == 8) {
+            memcpy(&v, raw, 8);
+            if (c->dest)
+                ((double *)c->dest)[c->index] = v;
+        } else {
+            float f;
+            memcpy(&f, raw, 4);
+            v = f;
+            if (c->dest)
+                ((float *)c->dest)[c->index] = f;
+        }
+        if (!isfinite(v) || (c->positive && !(v > 0)))
+            return CSAE_ERR_FORMAT;
+    }
+    return CSAE_OK;
+}
+
+/* One integer (a 0-d array). */
+typedef struct {
+    const npy_array *a;
+    int negative;
+    uint64_t magnitude;
+} int_ctx;
+
+static csae_status consume_int(void *vctx, const unsigned char *p, size_t n)
+{
+    int_ctx *c = vctx;
+    const size_t size = (size_t)c->a->itemsize;
+    if (n != size)
+        return CSAE_ERR_FORMAT;
+    unsigned char raw[8];
+    load_bytes(raw, p, size, c->a->swap);
+    /* raw is now in host order; widen through the exact-width types */
+    uint64_t u = 0;
+    int64_t s = 0;
+    switch (size) {
+    case 1: { uint8_t v; memcpy(&v, raw, 1); u = v; s = (int8_t)v; break; }
+    case 2: { uint16_t v; memcpy(&v, raw, 2); u = v; s = (int16_t)v; break; }
+    case 4: { uint32_t v; memcpy(&v, raw, 4); u = v; s = (int32_t)v; break; }
+    default: { uint64_t v; memcpy(&v, raw, 8); u = v; s = (int64_t)v; break; }
+    }
+    if (c->a->kind == 'i' && s < 0) {
+        c->negative = 1;
+        c->magnitude = (uint64_t)(-(s + 1)) + 1;
+    } else {
+        c->magnitude = c->a->kind == 'i' ? (uint64_t)s : u;
+    }
+    return CSAE_OK;
+}
+
+/* One string (UTF-32): its text up to the trailing NULs numpy strips, kept
+ * as ASCII in out (anything else is flagged). */
+typedef struct {
+    int swap;
+    char *out;
+    size_t cap, len;
+    size_t pending_nul; /* NULs seen since the last other character */
+    int bad;            /* a code point past U+10FFFF (Python cannot decode it) */
+    int not_ascii;      /* an embedded NUL or a non-ASCII character */
+    int too_long;
+} string_ctx;
+
+static csae_status consume_string(void *vctx, const unsigned char *p, size_t n)
+{
+    string_ctx *c = vctx;
+    for (size_t at = 0; at < n; at += 4) {
+        unsigned char raw[4];
+        uint32_t cp;
+        load_bytes(raw, p + at, 4, c->swap);
+        memcpy(&cp, raw, 4);
+        if (cp > 0x10FFFFu)
+            c->bad = 1;
+        if (cp == 0) {
+            c->pending_nul++;
+            continue;
+        }
+        if (c->pending_nul || cp > 0x7E
+            || (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r'))
+            c->not_ascii = 1;
+        c->pending_nul = 0;
+        if (c->len + 1 < c->cap)
+            c->out[c->len++] = (char)cp;
+        else
+            c->too_long = 1;
+    }
+    if (c->cap)
+        c->out[c->len] = '\0';
+    return CSAE_OK;
+}
+
+/* ---- The hyperparameter record (JSON) ----------------------------------- */
+
+typedef enum { J_STRING, J_NUMBER, J_TRUE, J_FALSE, J_NULL } json_type;
+
+typedef struct {
+    json_type type;
+    char text[MAX_NUMBER + 1]; /* a string's characters or a number's token */
+    int too_long;              /* text was cut */
+    int is_int;                /* a number without fraction or exponent */
+    int negative;              /* an integer below zero ("-0" is zero) */
+    int overflow;              /* an integer beyond 2^64 - 1 */
+    uint64_t magnitude;
+} json_value;
+
+/* One JSON value: a string without escapes (csae writes none), a number in
+ * JSON's grammar, true, false or null. */
+static int json_parse_value(text_cursor *c, json_value *v)
+{
+    memset(v, 0, sizeof *v);
+    csae_text_space(c);
+    if (c->i >= c->n)
+        return 0;
+    const char first = c->s[c->i];
+    size_t len = 0;
+    if (first == '"') {
+        v->type = J_STRING;
+        c->i++;
+        while (c->i < c->n && c->s[c->i] != '"') {
+            const char ch = c->s[c->i++];
+            if (ch == '\\' || (unsigned char)ch < 0x20)
+                return 0;
+            if (len < MAX_NUMBER)
+                v->text[len++] = ch;
+            else
+                v->too_long = 1;
+        }
+        if (c->i >= c->n)
+            return 0;
+        c->i++;
+        v->text[len] = '\0';
+        return 1;
+    }
+    if (csae_text_word(c, "true")) {
+        v->type = J_TRUE;
+        return 1;
+    }
+    if (csae_text_word(c, "false")) {
+        v->type = J_FALSE;
+        return 1;
+    }
+    if (csae_text_word(c, "null")) {
+        v->type = J_NULL;
+        return 1;
+    }
+    v->type = J_NUMBER;
+    const size_t start = c->i;
+    int minus = 0;
+    if (c->s[c->i] == '-') {
+        minus = 1;
+        c->i++;
+    }
+    text_cursor digits = *c;
+    uint64_t magnitude = 0;
+    const int fits = csae_text_u64(&digits, &magnitude);
+    /* JSON: one or more digits, no leading zero (skip_space in take_u64
+     * must not have moved: a space after '-' is not a number) */
+    size_t d = c->i;
+    while (d < c->n && c->s[d] >= '0' && c->s[d] <= '9')
+        d++;
+    if (d == c->i || (c->s[c->i] == '0' && d - c->i > 1))
+        return 0;
+    v->overflow = !fits;
+    v->magnitude = fits ? magnitude : 0;
+    c->i = d;
+    v->is_int = 1;
+    if (c->i < c->n && c->s[c->i] == '.') {
+        v->is_int = 0;
+        const size_t at = ++c->i;
+        while (c->i < c->n && c->s[c->i] >= '0' && c->s[c->i] <= '9')
+            c->i++;
+        if (c->i == at)
+            return 0;
+    }
+    if (c->i < c->n && (c->s[c->i] == 'e' || c->s[c->i] == 'E')) {
+        v->is_int = 0;
+        c->i++;
+        if (c->i < c->n && (c->s[c->i] == '+' || c->s[c->i] == '-'))
+            c->i++;
+        const size_t at = c->i;
+        while (c->i < c->n && c->s[c->i] >= '0' && c->s[c->i] <= '9')
+            c->i++;
+        if (c->i == at)
+            return 0;
+    }
+    v->negative = minus && (v->overflow || v->magnitude != 0);
+    len = c->i - start;
+    if (len > MAX_NUMBER) {
+        v->too_long = 1;
+        len = MAX_NUMBER;
+    }
+    memcpy(v->text, c->s + start, len);
+    v->text[len] = '\0';
+    return 1;
+}
+
+/* A JSON number as a double (strtod with the C locale's '.' swapped for
+ * the current locale's decimal point). */
+static int json_double(const json_value *v, double *out)
+{
+    if (v->type != J_NUMBER || v->too_long)
+        return 0;
+    const char *point = localeconv()->decimal_point;
+    const size_t plen = (point && point[0]) ? strlen(point) : 1;
+    char buf[(MAX_NUMBER + 1) * 8];
+    size_t len = 0;
+    for (const char *p = v->text; *p; p++) {
+        if (*p == '.' && point && point[0]) {
+            if (plen > 7)
+                return 0;
+            memcpy(buf + len, point, plen);
+            len += plen;
+        } else {
+            buf[len++] = *p;
+        }
+    }
+    buf[len] = '\0';
+    char *end;
+    const double x = strtod(buf, &end);
+    if (end != buf + len)
+        return 0;
+    *out = x;
+    return 1;
+}
+
+/* An integer >= minimum (any size, as Python's int). */
+static int json_int_at_least(const json_value *v, uint64_t minimum)
+{
+    return v->type == J_NUMBER && v->is_int && !v->negative
+           && (v->overflow || v->magnitude >= minimum);
+}
+
+/* A finite real number (integer or not) between low and high, each bound
+ * open or closed, as csae._validation._real_param checks it. */
+static int json_real(const json_value *v, double low, double high, int low_open, int high_open,
+                     double *out)
+{
+    double x;
+    if (!json_double(v, &x) || !isfinite(x))
+        return 0;
+    if (low_open ? x <= low : x < low)
+        return 0;
+    if (high_open ? x >= high : x > high)
+        return 0;
+    *out = x;
+    return 1;
+}
+
+enum {
+    K_BACKEND, K_BATCH_SIZE, K_DECODER, K_DTYPE, K_LEARNING_RATE, K_MAX_EPOCHS, K_MOMENTUM,
+    K_N_HIDDEN, K_N_THREADS, K_RANDOM_STATE, K_SCALE_INPUTS, K_SHUFFLE, K_SPARSITY_TARGET,
+    K_SPARSITY_WEIGHT, K_VERBOSE, K_WEIGHT_DECAY, K_COUNT
+};
+
+static const char *const hyper_names[K_COUNT] = {
+    "backend", "batch_size", "decoder", "dtype", "learning_rate", "max_epochs", "momentum",
+    "n_hidden", "n_threads", "random_state", "scale_inputs", "shuffle", "sparsity_target",
+    "sparsity_weight", "verbose", "weight_decay",
+};
+
+typedef struct {
+    uint64_t n_hidden;
+    double sparsity_target, sparsity_weight, weight_decay;
+    csae_decoder decoder;
+    size_t elem_size;
+    int scale_inputs;
+} hyper;
+
+/* One hyperparameter, checked as csae._validation.validate_hyperparameters
+ * checks it (dtype only by the names csae writes, "float64" and "float32"). */
+static int check_hyper(int key, const json_value *v, hyper *hp)
+{
+    const double inf = HUGE_VAL;
+    double unused;
+    switch (key) {
+    case K_BACKEND:
+        return v->type == J_STRING && (strcmp(v->text, "c") == 0 || strcmp(v->text, "python") == 0);
+    case K_BATCH_SIZE:
+    case K_MAX_EPOCHS:
+        return json_int_at_least(v, 1);
+    case K_DECODER:
+        if (v->type != J_STRING)
+            return 0;
+        if (strcmp(v->text, "sigmoid") == 0)
+            hp->decoder = CSAE_DECODER_SIGMOID;
+        else if (strcmp(v->text, "linear") == 0)
+            hp->decoder = CSAE_DECODER_LINEAR;
+        else
+            return 0;
+        return 1;
+    case K_DTYPE:
+        if (v->type != J_STRING)
+            return 0;
+        if (strcmp(v->text, "float64") == 0)
+            hp->elem_size = 8;
+        else if (strcmp(v->text, "float32") == 0)
+            hp->elem_size = 4;
+        else
+            return 0;
+        return 1;
+    case K_LEARNING_RATE:
+        return json_real(v, 0.0, inf, 1, 1, &unused);
+    case K_MOMENTUM:
+        return json_real(v, 0.0, 1.0, 0, 1, &unused);
+    case K_N_HIDDEN:
+        if (!json_int_at_least(v, 1) || v->overflow)
+            return 0;
+        hp->n_hidden = v->magnitude;
+        return 1;
+    case K_N_THREADS:
+        return v->type == J_NULL || json_int_at_least(v, 1);
+    case K_RANDOM_STATE:
+        return v->type == J_NULL || (json_int_at_least(v, 0) && !v->overflow);
+    case K_SCALE_INPUTS:
+        hp->scale_inputs = v->type == J_TRUE;
+        return v->type == J_TRUE || v->type == J_FALSE;
+    case K_SHUFFLE:
+        return v->type == J_TRUE || v->type == J_FALSE;
+    case K_SPARSITY_TARGET:
+        return json_real(v, 0.0, 1.0, 1, 1, &hp->sparsity_target);
+    case K_SPARSITY_WEIGHT:
+        return json_real(v, 0.0, inf, 0, 1, &hp->sparsity_weight);
+    case K_VERBOSE:
+        return v->type == J_TRUE || v->type == J_FALSE || json_int_at_least(v, 0);
+    case K_WEIGHT_DECAY:
+        return json_real(v, 0.0, inf, 0, 1, &hp->weight_decay);
+    }
+    return 0;
+}
+
+/* The record: a JSON object naming every constructor parameter once. */
+static csae_status parse_hyper(const char *text, size_t len, hyper *hp)
+{
+    text_cursor c = {text, len, 0};
+    int seen[K_COUNT] = {0};
+    memset(hp, 0, sizeof *hp);
+    if (!csae_text_char(&c, '{'))
+        return CSAE_ERR_FORMAT;
+    for (int count = 0; count < K_COUNT; count++) {
+        json_value key, value;
+        if (!json_parse_value(&c, &key) || key.type != J_STRING || !csae_text_char(&c, ':')
+            || !json_parse_value(&c, &value))
+            return CSAE_ERR_FORMAT;
+        int k = -1;
+        for (int i = 0; i < K_COUNT; i++)
+            if (!key.too_long && strcmp(key.text, hyper_names[i]) == 0)
+                k = i;
+        if (k < 0 || seen[k] || !check_hyper(k, &value, hp))
+            return CSAE_ERR_FORMAT;
+        seen[k] = 1;
+        if (!csae_text_char(&c, count + 1 < K_COUNT ? ',' : '}'))
+            return CSAE_ERR_FORMAT;
+    }
+    csae_text_space(&c);
+    return c.i == c.n ? CSAE_OK : CSAE_ERR_FORMAT;
+}
+
+/* ---- Fields ------------------------------------------------------------- */
+
+/* A string field of ndim 0 (or shape (1,)) into out. */
+static csae_status read_string(const npz_file *r, npz_member *m, int ndim, char *out, size_t cap,
+                               string_ctx *sc)
+{
+    csae_status st = csae_npy_read_header(r, m);
+    if (st != CSAE_OK)
+        return st;
+    const npy_array *a = &m->array;
+    if (a->kind != 'U' || a->ndim != ndim || (ndim == 1 && a->shape[0] != 1))
+        return CSAE_ERR_FORMAT;
+    memset(sc, 0, sizeof *sc);
+    sc->swap = a->swap;
+    sc->out = out;
+    sc->cap = cap;
+    out[0] = '\0';
+    st = csae_npz_stream(r, m, 4, consume_string, sc);
+    if (st != CSAE_OK)
+        return st;
+    return sc->bad ? CSAE_ERR_FORMAT : CSAE_OK;
+}
+
+/* A 0-d integer field whose kind is in kinds ("iu" or "u"); itemsize 0
+ * accepts any width and byte order, else exactly that width, native. */
+static csae_status read_int(const npz_file *r, npz_member *m, const char *kinds, uint64_t itemsize,
+                            int_ctx *ic)
+{
+    csae_status st = csae_npy_read_header(r, m);
+    if (st != CSAE_OK)
+        return st;
+    const npy_array *a = &m->array;
+    if (!strchr(kinds, a->kind) || a->ndim != 0 || (itemsize && a->itemsize != itemsize))
+        return CSAE_ERR_FORMAT;
+    if (itemsize && a->swap) /* rng_state: Python wants the native uint64 */
+        return CSAE_ERR_FORMAT;
+    memset(ic, 0, sizeof *ic);
+    ic->a = a;
+    return csae_npz_stream(r, m, (size_t)a->itemsize, consume_int, ic);
+}
+
+#define ANY_LENGTH UINT64_MAX
+
+/* A float field of element size itemsize and the given shape (d1 unused
+ * for ndim 1; d0 == ANY_LENGTH accepts any length), every value finite (and
+ * > 0 if positive); copied to dest when not NULL. */
+static csae_status read_floats(const npz_file *r, npz_member *m, size_t itemsize, int ndim,
+                               uint64_t d0, uint64_t d1, int positive, void *dest)
+{
+    csae_status st = csae_npy_read_header(r, m);
+    if (st != CSAE_OK)
+        return st;
+    const npy_array *a = &m->array;
+    /* Python's loader wants the native dtype exactly (a float64 file
+     * written on a big-endian machine is refused on a little-endian one). */
+    if (a->kind != 'f' || a->itemsize != itemsize || a->ndim != ndim || a->swap)
+        return CSAE_ERR_FORMAT;
+    if ((d0 != ANY_LENGTH && a->shape[0] != d0) || (ndim == 2 && a->shape[1] != d1))
+        return CSAE_ERR_FORMAT;
+    float_ctx fc = {itemsize, a->swap, positive, dest, 0};
+    return csae_npz_stream(r, m, itemsize, consume_floats, &fc);
+}
+
+typedef struct {
+    csae_model model;
+    size_t elem_size;
+    int scale_inputs;
+    int has_range;
+} parsed;
+
+/* Where a pass copies values to (NULL: check only). */
+typedef struct {
+    void *W, *b, *Wd, *bd;
+    double *data_min, *data_scale;
+} destinations;
+
+static const int required_fields[] = {F_CSAE_VERSION, F_HYPER, F_LOSS, F_NITER,
+                                      F_W, F_B, F_WD, F_BD};
+
+/* Check the whole file; fill *out; copy to *dest's non-NULL arrays. */
+static csae_status scan(const npz_file *r, parsed *out, const destinations *dest)
+{
+    npz_member m[F_COUNT];
+    int unknown;
+    csae_status st = csae_npz_directory(r, member_names, F_COUNT, m, &unknown);
+    if (st != CSAE_OK)
+        return st;
+
+    /* What the file is, and which version, before anything else: a newer
+     * version may well add fields this reader does not know. */
+    if (!m[F_FORMAT].present || !m[F_FORMAT_VERSION].present)
+        return CSAE_ERR_FORMAT;
+    char text[MAX_HYPER + 1];
+    string_ctx sc;
+    st = read_string(r, &m[F_FORMAT], 0, text, sizeof FORMAT_NAME + 1, &sc);
+    if (st != CSAE_OK)
+        return st;
+    if (sc.not_ascii || sc.too_long || strcmp(text, FORMAT_NAME) != 0)
+        return CSAE_ERR_FORMAT;
+    int_ctx ic;
+    st = read_int(r, &m[F_FORMAT_VERSION], "iu", 0, &ic);
+    if (st != CSAE_OK)
+        return st;
+    if (!ic.negative && ic.magnitude > FORMAT_VERSION)
+        return CSAE_ERR_UNSUPPORTED;
+    if (ic.negative || ic.magnitude < 1)
+        return CSAE_ERR_FORMAT;
+
+    if (unknown)
+        return CSAE_ERR_FORMAT;
+    for (size_t i = 0; i < sizeof required_fields / sizeof required_fields[0]; i++)
+        if (!m[required_fields[i]].present)
+            return CSAE_ERR_FORMAT;
+
+    st = read_string(r, &m[F_CSAE_VERSION], 0, text, sizeof text, &sc);
+    if (st != CSAE_OK)
+        return st;
+    st = read_string(r, &m[F_HYPER], 1, text, sizeof text, &sc);
+    if (st != CSAE_OK)
+        return st;
+    if (sc.not_ascii)
+        return CSAE_ERR_FORMAT;
+    if (sc.too_long)
+        return CSAE_ERR_UNSUPPORTED;
+    hyper hp;
+    st = parse_hyper(text, sc.len, &hp);
+    if (st != CSAE_OK)
+        return st;
+
+    /* n comes from the encoder's columns, h from the record (as in Python). */
+    st = csae_npy_read_header(r, &m[F_W]);
+    if (st != CSAE_OK)
+        return st;
+    if (m[F_W].array.ndim != 2 || m[F_W].array.shape[1] < 1)
+        return CSAE_ERR_FORMAT;
+    const uint64_t n = m[F_W].array.shape[1], h = hp.n_hidden;
+    if (n > SIZE_MAX || h > SIZE_MAX)
+        return CSAE_ERR_FORMAT;
+    const uint64_t dims[4][2] = {{h, n}, {h, 0}, {n, h}, {n, 0}};
+    const int ndims[4] = {2, 1, 2, 1};
+    void *targets[4] = {dest ? dest->W : NULL, dest ? dest->b : NULL,
+                        dest ? dest->Wd : NULL, dest ? dest->bd : NULL};
+    for (int k = 0; k < 4; k++) {
+        st = read_floats(r, &m[F_W + k], hp.elem_size, ndims[k], dims[k][0], dims[k][1], 0,
+                         targets[k]);
+        if (st != CSAE_OK)
+            return st;
+    }
+    const int velocities = m[F_VW].present + m[F_VB].present + m[F_VWD].present
+                           + m[F_VBD].present;
+    if (velocities != 0 && velocities != 4)
+        return CSAE_ERR_FORMAT;
+    for (int k = 0; k < velocities; k++) {
+        st = read_floats(r, &m[F_VW + k], hp.elem_size, ndims[k], dims[k][0], dims[k][1], 0,
+                         NULL);
+        if (st != CSAE_OK)
+            return st;
+    }
+
+    st = read_floats(r, &m[F_LOSS], 8, 1, ANY_LENGTH, 0, 0, NULL);
+    if (st != CSAE_OK)
+        return st;
+    st = read_int(r, &m[F_NITER], "iu", 0, &ic);
+    if (st != CSAE_OK)
+        return st;
+    if (ic.negative || ic.magnitude != m[F_LOSS].array.shape[0])
+        return CSAE_ERR_FORMAT;
+    if (m[F_RNG].present) {
+        st = read_int(r, &m[F_RNG], "u", 8, &ic);
+        if (st != CSAE_OK)
+            return st;
+    }
+    if (m[F_DMIN].present != m[F_DSCALE].present)
+        return CSAE_ERR_FORMAT;
+    if (m[F_DMIN].present) {
+        st = read_floats(r, &m[F_DMIN], 8, 1, n, 0, 0, dest ? dest->data_min : NULL);
+        if (st != CSAE_OK)
+            return st;
+        st = read_floats(r, &m[F_DSCALE], 8, 1, n, 0, 1, dest ? dest->data_scale : NULL);
+        if (st != CSAE_OK)
+            return st;
+    }
+
+    out->model.n_features = (size_t)n;
+    out->model.n_hidden = (size_t)h;
+    out->model.decoder = hp.decoder;
+    out->model.sparsity_target = hp.sparsity_target;
+    out->model.sparsity_weight = hp.sparsity_weight;
+    out->model.weight_decay = hp.weight_decay;
+    out->elem_size = hp.elem_size;
+    out->scale_inputs = hp.scale_inputs;
+    out->has_range = m[F_DMIN].present;
+    return CSAE_OK;
+}
+
+/* ---- Public functions --------------------------------------------------- */
+
+static int same_model(const csae_model *a, const csae_model *b)
+{
+    return a->n_features == b->n_features && a->n_hidden == b->n_hidden
+           && a->decoder == b->decoder && a->sparsity_target == b->sparsity_target
+           && a->sparsity_weight == b->sparsity_weight && a->weight_decay == b->weight_decay;
+}
+
+csae_status csae_model_file_info(const char *path, csae_model *model, size_t *elem_size)
+{
+    if (!path || !model || !elem_size)
+        return CSAE_ERR_ARGUMENT;
+    npz_file r;
+    csae_status st = csae_npz_open(path, &r);
+    if (st != CSAE_OK)
+        return st;
+    parsed p;
+    st = scan(&r, &p, NULL);
+    csae_npz_close(&r);
+    if (st == CSAE_OK) {
+        *model = p.model;
+        *elem_size = p.elem_size;
+    }
+    return st;
+}
+
+/* Validate, check the caller's model and element type, then copy. */
+static csae_status read_weights(const char *path, const csae_model *model, size_t elem_size,
+                                void *W, void *b, void *Wd, void *bd)
+{
+    if (!path || !model || !W || !b || !Wd || !bd)
+        return CSAE_ERR_ARGUMENT;
+    npz_file r;
+    csae_status st = csae_npz_open(path, &r);
+    if (st != CSAE_OK)
+        return st;
+    parsed p;
+    st = scan(&r, &p, NULL);
+    if (st == CSAE_OK && p.elem_size != elem_size)
+        st = CSAE_ERR_DTYPE;
+    if (st == CSAE_OK && !same_model(&p.model, model))
+        st = CSAE_ERR_MISMATCH;
+    if (st == CSAE_OK) {
+        const destinations dest = {W, b, Wd, bd, NULL, NULL};
+        st = scan(&r, &p, &dest);
+    }
+    csae_npz_close(&r);
+    return st;
+}
+
+csae_status csae_model_file_read_f64(const char *path, const csae_model *model,
+                                     csae_params_f64 params)
+{
+    return read_weights(path, model, sizeof(double), params.W, params.b, params.Wd, params.bd);
+}
+
+csae_status csae_model_file_read_f32(const char *path, const csae_model *model,
+                                     csae_params_f32 params)
+{
+    return read_weights(path, model, sizeof(float), params.W, params.b, params.Wd, params.bd);
+}
+
+csae_status csae_model_file_input_range(const char *path, const csae_model *model,
+                                        int *scale_inputs, double *data_min,
+                                        double *data_scale)
+{
+    if (!path || !model || !scale_inputs || (data_min == NULL) != (data_scale == NULL))
+        return CSAE_ERR_ARGUMENT;
+    npz_file r;
+    csae_status st = csae_npz_open(path, &r);
+    if (st != CSAE_OK)
+        return st;
+    parsed p;
+    st = scan(&r, &p, NULL);
+    if (st == CSAE_OK && !same_model(&p.model, model))
+        st = CSAE_ERR_MISMATCH;
+    int scales = -1; /* known once the file is valid and is this model */
+    if (st == CSAE_OK) {
+        scales = p.scale_inputs;
+        if (scales && !p.has_range)
+            st = CSAE_ERR_UNSUPPORTED;
+    }
+    if (st == CSAE_OK && scales && data_min) {
+        const destinations dest = {NULL, NULL, NULL, NULL, data_min, data_scale};
+        st = scan(&r, &p, &dest);
+    }
+    csae_npz_close(&r);
+    if (scales >= 0)
+        *scale_inputs = scales;
+    return st;
+}

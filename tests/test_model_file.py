@@ -1,0 +1,583 @@
+"""The C reader of model files (src_c/model_file.c, issue 10 part 2): it
+reads what Python saved, exactly, and refuses everything Python refuses
+(and a few things Python accepts but C cannot read) with distinct status
+codes; thousands of damaged files under ASan + UBSan cause no crash, and
+every damaged file it accepts is one that Python loads to the same values.
+
+The reader is called through ctypes on the in-place libcsae.so
+(python setup.py build_ext --inplace builds it next to the extension)."""
+
+import ctypes
+import glob
+import io
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+
+import csae
+from csae import SparseAutoencoder
+from libcsae_ctypes import Model, Params, Reader, status_codes
+from test_c_api import ROOT
+
+NAMES = ("encoder_weights", "encoder_bias", "decoder_weights", "decoder_bias")
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return Reader()
+
+
+def fitted(dtype=np.float64, n=7, **kwargs):
+    kwargs = {"n_hidden": 4, "max_epochs": 2, "batch_size": 10, "random_state": 3,
+              "dtype": dtype, **kwargs}
+    X = np.random.default_rng(1).random((40, n)) * 5 - 1
+    if not kwargs.get("scale_inputs") and kwargs.get("decoder", "sigmoid") == "sigmoid":
+        X = (X + 1) / 5
+    return SparseAutoencoder(**kwargs).fit(X)
+
+
+def saved(tmp_path, name="model.npz", **kwargs):
+    path = tmp_path / name
+    fitted(**kwargs).save(path)
+    return path
+
+
+# --------------------------------------------------------------------------
+# Files saved by Python read exactly
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("extra", [{}, {"momentum": 0.9, "scale_inputs": True},
+                                   {"decoder": "linear", "sparsity_target": 0.2,
+                                    "sparsity_weight": 0.5, "weight_decay": 3e-7}],
+                         ids=["plain", "velocity+range", "linear"])
+def test_reads_what_python_saved(reader, tmp_path, dtype, extra):
+    model = fitted(dtype, **extra)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    st, info, elem = reader.info(path)
+    assert st == "CSAE_OK"
+    assert (info.n_features, info.n_hidden) == (7, 4)
+    assert elem == np.dtype(dtype).itemsize
+    assert info.decoder == (1 if model.decoder == "linear" else 0)
+    assert info.sparsity_target == model.sparsity_target
+    assert info.sparsity_weight == model.sparsity_weight
+    assert info.weight_decay == model.weight_decay
+
+    st, arrays = reader.read(path, info, dtype)
+    assert st == "CSAE_OK"
+    for name, array in zip(NAMES, arrays):
+        expected = getattr(model, name + "_")
+        assert array.dtype == expected.dtype
+        np.testing.assert_array_equal(array, expected)
+
+    st, flag, lo, scale = reader.input_range(path, info)
+    assert st == "CSAE_OK"
+    assert flag == int(bool(extra.get("scale_inputs")))
+    if flag:
+        np.testing.assert_array_equal(lo, model._data_min)
+        np.testing.assert_array_equal(scale, model._data_scale)
+    else:
+        assert np.isnan(lo).all()  # left untouched
+
+
+def test_version_matches_the_package(reader):
+    assert reader.lib.csae_version().decode() == csae.__version__
+    with open(os.path.join(csae.get_include(), "csae.h")) as f:
+        assert f'#define CSAE_VERSION_STRING "{csae.__version__}"' in f.read()
+
+
+def test_every_status_has_its_own_message(reader):
+    codes = status_codes()
+    for name in ("CSAE_ERR_NOT_FOUND", "CSAE_ERR_NOT_A_FILE", "CSAE_ERR_FILE",
+                 "CSAE_ERR_FORMAT", "CSAE_ERR_UNSUPPORTED", "CSAE_ERR_DTYPE",
+                 "CSAE_ERR_MISMATCH"):
+        assert name in codes
+    assert sorted(codes.values()) == list(range(len(codes)))
+    messages = [reader.lib.csae_status_message(v).decode() for v in codes.values()]
+    assert len(set(messages)) == len(messages)
+    assert "unknown status" not in messages
+    assert reader.lib.csae_status_message(len(codes)).decode() == "unknown status"
+
+
+# --------------------------------------------------------------------------
+# Bad input: arguments and paths
+# --------------------------------------------------------------------------
+
+def test_null_pointers_are_refused(reader, tmp_path):
+    path = saved(tmp_path)
+    lib, good = reader.lib, os.fsencode(path)
+    st, info, _ = reader.info(path)
+    elem = ctypes.c_size_t()
+    arrays = [np.zeros(s) for s in ((4, 7), (4,), (7, 4), (7,))]
+    full = [a.ctypes.data for a in arrays]
+    bad = []
+    bad.append(lib.csae_model_file_info(None, ctypes.byref(info), ctypes.byref(elem)))
+    bad.append(lib.csae_model_file_info(good, None, ctypes.byref(elem)))
+    bad.append(lib.csae_model_file_info(good, ctypes.byref(info), None))
+    bad.append(lib.csae_model_file_read_f64(None, ctypes.byref(info), Params(*full)))
+    bad.append(lib.csae_model_file_read_f64(good, None, Params(*full)))
+    for k in range(4):
+        missing = list(full)
+        missing[k] = None
+        bad.append(lib.csae_model_file_read_f64(good, ctypes.byref(info), Params(*missing)))
+        bad.append(lib.csae_model_file_read_f32(good, ctypes.byref(info), Params(*missing)))
+    flag = ctypes.c_int()
+    lo = arrays[3].ctypes.data
+    bad.append(lib.csae_model_file_input_range(None, ctypes.byref(info), ctypes.byref(flag),
+                                               lo, lo))
+    bad.append(lib.csae_model_file_input_range(good, None, ctypes.byref(flag), lo, lo))
+    bad.append(lib.csae_model_file_input_range(good, ctypes.byref(info), None, lo, lo))
+    bad.append(lib.csae_model_file_input_range(good, ctypes.byref(info), ctypes.byref(flag),
+                                               lo, None))
+    assert {reader.name(s) for s in bad} == {"CSAE_ERR_ARGUMENT"}
+    # asking only (both range pointers NULL) is allowed
+    assert reader.name(lib.csae_model_file_input_range(
+        good, ctypes.byref(info), ctypes.byref(flag), None, None)) == "CSAE_OK"
+    assert flag.value == 0
+
+
+def test_paths_that_are_not_model_files(reader, tmp_path):
+    assert reader.info(tmp_path / "missing.npz")[0] == "CSAE_ERR_NOT_FOUND"
+    assert reader.info(tmp_path / "no_folder" / "m.npz")[0] == "CSAE_ERR_NOT_FOUND"
+    assert reader.info("")[0] == "CSAE_ERR_NOT_FOUND"
+    assert reader.info(tmp_path)[0] == "CSAE_ERR_NOT_A_FILE"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert reader.info(fifo)[0] == "CSAE_ERR_NOT_A_FILE"  # and does not block
+    (tmp_path / "empty.npz").write_bytes(b"")
+    assert reader.info(tmp_path / "empty.npz")[0] == "CSAE_ERR_FORMAT"
+    path = saved(tmp_path)
+    _, info, _ = reader.info(path)
+    assert reader.read(tmp_path / "missing.npz", info, np.float64)[0] == "CSAE_ERR_NOT_FOUND"
+    assert reader.read(tmp_path, info, np.float64)[0] == "CSAE_ERR_NOT_A_FILE"
+    assert reader.input_range(tmp_path, info)[0] == "CSAE_ERR_NOT_A_FILE"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file(reader, tmp_path):
+    path = saved(tmp_path)
+    os.chmod(path, 0)
+    assert reader.info(path)[0] == "CSAE_ERR_FILE"
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_the_other_dtype_is_refused_untouched(reader, tmp_path, dtype):
+    path = saved(tmp_path, dtype=dtype)
+    _, info, _ = reader.info(path)
+    other = np.float32 if dtype == np.float64 else np.float64
+    st, arrays = reader.read(path, info, other)
+    assert st == "CSAE_ERR_DTYPE"
+    assert all(np.isnan(a).all() for a in arrays)
+
+
+@pytest.mark.parametrize("field,value", [("n_features", 8), ("n_hidden", 3), ("decoder", 1),
+                                         ("sparsity_target", 0.06),
+                                         ("sparsity_weight", 2.0), ("weight_decay", 0.0)])
+def test_a_different_model_is_refused_untouched(reader, tmp_path, field, value):
+    path = saved(tmp_path)
+    _, info, _ = reader.info(path)
+    setattr(info, field, value)
+    st, arrays = reader.read(path, info, np.float64)
+    assert st == "CSAE_ERR_MISMATCH"
+    assert all(np.isnan(a).all() for a in arrays)
+    assert reader.input_range(path, info)[0] == "CSAE_ERR_MISMATCH"
+
+
+def test_scale_inputs_without_a_range(reader, tmp_path):
+    """Python loads it but cannot transform with it; neither can C."""
+    model = fitted()
+    model.scale_inputs = True
+    path = tmp_path / "model.npz"
+    model.save(path)
+    csae.load(path)
+    st, info, _ = reader.info(path)
+    assert st == "CSAE_OK"
+    st, flag, lo, _ = reader.input_range(path, info)
+    assert (st, flag) == ("CSAE_ERR_UNSUPPORTED", 1)
+    assert np.isnan(lo).all()
+
+
+# --------------------------------------------------------------------------
+# Bad files, each built with valid zip CRCs so the damage is seen by the
+# parsers behind the CRC check
+# --------------------------------------------------------------------------
+
+def arrays_of(path):
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def write(path, arrays, compressed=False, **kwargs):
+    (np.savez_compressed if compressed else np.savez)(path, **arrays, **kwargs)
+
+
+def hyper_edit(**changes):
+    def edit(a):
+        hp = json.loads(str(a["hyperparameters"][0]))
+        for k, v in changes.items():
+            if v is KeyError:
+                del hp[k]
+            else:
+                hp[k] = v
+        a["hyperparameters"] = np.array([json.dumps(hp)])
+    return edit
+
+
+def setter(name, value):
+    def edit(a):
+        a[name] = value(a) if callable(value) else value
+    return edit
+
+
+def dropper(*names):
+    def edit(a):
+        for name in names:
+            del a[name]
+    return edit
+
+
+def nan_at(name, index=0, value=np.nan):
+    def edit(a):
+        x = a[name].copy()
+        x.reshape(-1)[index] = value
+        a[name] = x
+    return edit
+
+
+BAD_FILES = {
+    # name: (edit of the arrays, status from C)
+    "nan weight": (nan_at("encoder_weights", 5), "CSAE_ERR_FORMAT"),
+    "inf decoder bias": (nan_at("decoder_bias", 0, np.inf), "CSAE_ERR_FORMAT"),
+    "nan velocity": (nan_at("velocity_decoder_weights", 3), "CSAE_ERR_FORMAT"),
+    "inf loss": (nan_at("loss_curve", 1, -np.inf), "CSAE_ERR_FORMAT"),
+    "nan data_min": (nan_at("data_min", 2), "CSAE_ERR_FORMAT"),
+    "zero data_scale": (nan_at("data_scale", 2, 0.0), "CSAE_ERR_FORMAT"),
+    "newer format": (setter("format_version", np.array(2, dtype=np.int64)),
+                     "CSAE_ERR_UNSUPPORTED"),
+    "newer format with a new field": (
+        lambda a: (setter("format_version", np.array(2))(a), setter("new_field", np.zeros(1))(a)),
+        "CSAE_ERR_UNSUPPORTED"),
+    "format version 0": (setter("format_version", np.array(0)), "CSAE_ERR_FORMAT"),
+    "format version negative": (setter("format_version", np.array(-1, dtype=np.int8)),
+                                "CSAE_ERR_FORMAT"),
+    "format version float": (setter("format_version", np.array(1.0)), "CSAE_ERR_FORMAT"),
+    "other format name": (setter("format", np.array("csae.Other")), "CSAE_ERR_FORMAT"),
+    "format name as bytes": (setter("format", np.array(b"csae.SparseAutoencoder")),
+                             "CSAE_ERR_FORMAT"),
+    "unknown field": (setter("extra", np.zeros(3)), "CSAE_ERR_FORMAT"),
+    "missing decoder bias": (dropper("decoder_bias"), "CSAE_ERR_FORMAT"),
+    "missing hyperparameters": (dropper("hyperparameters"), "CSAE_ERR_FORMAT"),
+    "missing format": (dropper("format"), "CSAE_ERR_FORMAT"),
+    "one velocity": (dropper("velocity_encoder_bias", "velocity_decoder_weights",
+                             "velocity_decoder_bias"), "CSAE_ERR_FORMAT"),
+    "data_min alone": (dropper("data_scale"), "CSAE_ERR_FORMAT"),
+    "float32 weights in a float64 model": (
+        setter("encoder_weights", lambda a: a["encoder_weights"].astype(np.float32)),
+        "CSAE_ERR_FORMAT"),
+    "big-endian weights": (
+        setter("decoder_weights", lambda a: a["decoder_weights"].astype(">f8")),
+        "CSAE_ERR_FORMAT"),
+    "3-D weights": (setter("encoder_weights", lambda a: a["encoder_weights"][None]),
+                    "CSAE_ERR_FORMAT"),
+    "transposed decoder": (setter("decoder_weights", lambda a: np.ascontiguousarray(
+        a["decoder_weights"].T)), "CSAE_ERR_FORMAT"),
+    "short bias": (setter("encoder_bias", lambda a: a["encoder_bias"][:-1]),
+                   "CSAE_ERR_FORMAT"),
+    "integer weights": (setter("encoder_bias", lambda a: a["encoder_bias"].astype(np.int64)),
+                        "CSAE_ERR_FORMAT"),
+    "n_iter off by one": (setter("n_iter", lambda a: a["n_iter"] + 1), "CSAE_ERR_FORMAT"),
+    "signed rng_state": (setter("rng_state", np.array(5, dtype=np.int64)), "CSAE_ERR_FORMAT"),
+    "hyperparameters 0-d": (setter("hyperparameters", lambda a: a["hyperparameters"][0]),
+                            "CSAE_ERR_FORMAT"),
+    "hyperparameters not JSON": (setter("hyperparameters", np.array(["{'n_hidden': 4}"])),
+                                 "CSAE_ERR_FORMAT"),
+    "hyperparameters a list": (setter("hyperparameters", np.array(["[1, 2]"])),
+                               "CSAE_ERR_FORMAT"),
+    "hyperparameter missing": (hyper_edit(momentum=KeyError), "CSAE_ERR_FORMAT"),
+    "hyperparameter unknown": (hyper_edit(colour="red"), "CSAE_ERR_FORMAT"),
+    "n_hidden differs from the weights": (hyper_edit(n_hidden=5), "CSAE_ERR_FORMAT"),
+    "n_hidden a float": (hyper_edit(n_hidden=4.0), "CSAE_ERR_FORMAT"),
+    "n_hidden a bool": (hyper_edit(n_hidden=True), "CSAE_ERR_FORMAT"),
+    "sparsity_target 1": (hyper_edit(sparsity_target=1), "CSAE_ERR_FORMAT"),
+    "sparsity_weight negative": (hyper_edit(sparsity_weight=-0.5), "CSAE_ERR_FORMAT"),
+    "weight_decay huge int": (hyper_edit(weight_decay=10 ** 400), "CSAE_ERR_FORMAT"),
+    "learning_rate 0": (hyper_edit(learning_rate=0), "CSAE_ERR_FORMAT"),
+    "momentum 1": (hyper_edit(momentum=1.0), "CSAE_ERR_FORMAT"),
+    "decoder unknown": (hyper_edit(decoder="relu"), "CSAE_ERR_FORMAT"),
+    "dtype unknown": (hyper_edit(dtype="float16"), "CSAE_ERR_FORMAT"),
+    "dtype says float32": (hyper_edit(dtype="float32"), "CSAE_ERR_FORMAT"),
+    "batch_size 0": (hyper_edit(batch_size=0), "CSAE_ERR_FORMAT"),
+    "shuffle a string": (hyper_edit(shuffle="yes"), "CSAE_ERR_FORMAT"),
+    "random_state 2**64": (hyper_edit(random_state=2 ** 64), "CSAE_ERR_FORMAT"),
+    "random_state negative": (hyper_edit(random_state=-1), "CSAE_ERR_FORMAT"),
+    "n_threads 0": (hyper_edit(n_threads=0), "CSAE_ERR_FORMAT"),
+    "verbose negative": (hyper_edit(verbose=-2), "CSAE_ERR_FORMAT"),
+    "backend unknown": (hyper_edit(backend="gpu"), "CSAE_ERR_FORMAT"),
+}
+
+# Files Python accepts with the same values, and C as well.
+GOOD_VARIANTS = {
+    "hyperparameters, other order and spacing": lambda a: setter("hyperparameters", np.array(
+        [json.dumps(json.loads(str(a["hyperparameters"][0])), indent=2)]))(a),
+    "random_state 2**64 - 1": hyper_edit(random_state=2 ** 64 - 1),
+    "verbose huge": hyper_edit(verbose=10 ** 30),
+    "sparsity_weight an int": hyper_edit(sparsity_weight=2),
+    "weight_decay -0.0": hyper_edit(weight_decay=-0.0),
+    "int32 format_version": setter("format_version", np.array(1, dtype=np.int32)),
+    "format name padded with NULs": setter("format", np.array("csae.SparseAutoencoder",
+                                                              dtype="<U30")),
+    "no optional fields": dropper("rng_state", "velocity_encoder_weights",
+                                  "velocity_encoder_bias", "velocity_decoder_weights",
+                                  "velocity_decoder_bias"),
+    "empty loss curve": lambda a: (setter("loss_curve", np.zeros(0))(a),
+                                   setter("n_iter", np.array(0))(a)),
+}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A float64 file with every optional field, and its arrays."""
+    path = tmp_path_factory.mktemp("base") / "model.npz"
+    fitted(momentum=0.5, scale_inputs=True).save(path)
+    return path, arrays_of(path)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_file_is_refused_like_python_refuses_it(reader, base, tmp_path, case):
+    edit, expected = BAD_FILES[case]
+    arrays = dict(base[1])
+    edit(arrays)
+    path = tmp_path / "bad.npz"
+    write(path, arrays)
+    with pytest.raises(ValueError, match="not a valid csae model file"):
+        csae.load(path)
+    st, info, _ = reader.info(path)
+    assert st == expected
+    _, good, _ = reader.info(base[0])
+    st, arrays = reader.read(path, good, np.float64)
+    assert st == expected
+    assert all(np.isnan(a).all() for a in arrays), "a refused read wrote into the arrays"
+
+
+@pytest.mark.parametrize("case", sorted(GOOD_VARIANTS))
+def test_unusual_but_valid_files_read_as_python_reads_them(reader, base, tmp_path, case):
+    arrays = dict(base[1])
+    GOOD_VARIANTS[case](arrays)
+    path = tmp_path / "variant.npz"
+    write(path, arrays)
+    model = csae.load(path)
+    st, info, _ = reader.info(path)
+    assert st == "CSAE_OK"
+    st, weights = reader.read(path, info, np.float64)
+    assert st == "CSAE_OK"
+    for name, w in zip(NAMES, weights):
+        np.testing.assert_array_equal(w, getattr(model, name + "_"))
+
+
+def test_compressed_or_fortran_files_are_unsupported_not_corrupt(reader, base, tmp_path):
+    """Python reads these (save never writes them); C says it cannot."""
+    path = tmp_path / "compressed.npz"
+    write(path, base[1], compressed=True)
+    csae.load(path)
+    assert reader.info(path)[0] == "CSAE_ERR_UNSUPPORTED"
+    arrays = dict(base[1])
+    arrays["encoder_weights"] = np.asfortranarray(arrays["encoder_weights"])
+    path = tmp_path / "fortran.npz"
+    write(path, arrays)
+    csae.load(path)
+    assert reader.info(path)[0] == "CSAE_ERR_UNSUPPORTED"
+
+
+def test_pickled_member_and_non_zip_files(reader, base, tmp_path):
+    arrays = dict(base[1])
+    arrays["extra"] = np.array([{"a": 1}], dtype=object)
+    path = tmp_path / "pickle.npz"
+    np.savez(path, **arrays, allow_pickle=True)
+    assert reader.info(path)[0] == "CSAE_ERR_FORMAT"
+    path = tmp_path / "single.npy"
+    np.save(path, np.zeros(3))
+    assert reader.info(path)[0] == "CSAE_ERR_FORMAT"
+    path = tmp_path / "text.npz"
+    path.write_text("hello")
+    assert reader.info(path)[0] == "CSAE_ERR_FORMAT"
+
+
+def test_zip_level_damage(reader, base, tmp_path):
+    """Comment after the archive (accepted, as zipfile does), encrypted
+    flag, a second entry of the same name, entries overlapping."""
+    data = base[0].read_bytes()
+    path = tmp_path / "z.npz"
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        members = [(info.filename, z.read(info)) for info in z.infolist()]
+
+    def rezip(members, comment=b""):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as out, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # zipfile warns of a duplicate name
+            out.comment = comment
+            for name, blob in members:
+                out.writestr(name, blob)
+        path.write_bytes(buf.getvalue())
+
+    # a zip comment: the end record moves, the file stays valid
+    rezip(members, comment=b"trained on Tuesday")
+    csae.load(path)
+    assert reader.info(path)[0] == "CSAE_OK"
+    # the same member twice
+    rezip(members + members[-1:])
+    assert reader.info(path)[0] == "CSAE_ERR_FORMAT"
+    # encrypted flag on the first central entry
+    blob = bytearray(data)
+    cd = blob.rindex(b"PK\x01\x02", 0, len(blob))
+    first = blob.index(b"PK\x01\x02")
+    blob[first + 8] |= 1
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ValueError):
+        csae.load(path)
+    assert reader.info(path)[0] == "CSAE_ERR_UNSUPPORTED"
+    # the last entry's data offset pointing at the first member's data
+    blob = bytearray(data)
+    blob[cd + 42:cd + 46] = (0).to_bytes(4, "little")
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ValueError):
+        csae.load(path)
+    assert reader.info(path)[0] == "CSAE_ERR_FORMAT"
+
+
+def test_every_truncation_is_refused(reader, base, tmp_path):
+    data = base[0].read_bytes()
+    path = tmp_path / "cut.npz"
+    statuses = set()
+    for length in range(0, len(data), 13):
+        path.write_bytes(data[:length])
+        statuses.add(reader.info(path)[0])
+    assert statuses == {"CSAE_ERR_FORMAT"}
+
+
+# --------------------------------------------------------------------------
+# Fuzzing under AddressSanitizer and UBSan
+# --------------------------------------------------------------------------
+
+SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+            "-fno-omit-frame-pointer", "-g", "-O1"]
+
+
+def _fast_tmpdir():
+    """A folder in RAM when there is one: the harness writes ~40 000 files."""
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and os.access(shm, os.W_OK):
+        return tempfile.TemporaryDirectory(dir=shm, prefix="csae-fuzz-")
+    return tempfile.TemporaryDirectory(prefix="csae-fuzz-")
+
+
+def test_fuzzed_files_never_crash_the_reader(reader, tmp_path):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.fail("no C compiler found (cc or gcc)")
+    exe = tmp_path / "model_file_fuzz"
+    # The reader, the archive layer, the status messages and the RNG: nothing
+    # else is needed.
+    sources = [ROOT / "src_c" / name for name in ("model_file.c", "npz.c", "library.c", "rng.c")]
+    cmd = [cc, "-std=c11", "-Wall", "-Wextra", "-Werror", *SANITIZE, f"-I{ROOT / 'src_c'}",
+           str(ROOT / "tests" / "model_file_fuzz.c"), *map(str, sources), "-lm",
+           "-o", str(exe)]
+    built = subprocess.run(cmd, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+
+    seeds = [saved(tmp_path, "f64.npz", momentum=0.5, scale_inputs=True),
+             saved(tmp_path, "f32.npz", dtype=np.float32, n=3, n_hidden=2),
+             saved(tmp_path, "linear.npz", decoder="linear", n=5, n_hidden=6)]
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
+               UBSAN_OPTIONS="print_stacktrace=1")
+    with _fast_tmpdir() as work:
+        run = subprocess.run([str(exe), work, "4000", "7", *map(str, seeds)],
+                             capture_output=True, text=True, env=env, timeout=900)
+        report = run.stdout[-5000:] + run.stderr[-5000:]
+        assert run.returncode == 0, report
+        assert "runtime error" not in report and "Sanitizer" not in report, report
+        last = run.stdout.strip().splitlines()[-1]
+        assert last.endswith(" 0 failed"), report
+        assert int(last.split()[0]) >= 12000, report
+
+        # Whatever damaged file C accepted, Python loads to the same weights.
+        kept = sorted(glob.glob(os.path.join(work, "accepted_*.npz")))
+        assert kept, "no mutant was accepted: the deep mutations never left a valid file"
+        for path in kept:
+            model = csae.load(path)
+            st, info, elem = reader.info(path)
+            assert st == "CSAE_OK"
+            st, weights = reader.read(path, info, model.encoder_weights_.dtype)
+            assert st == "CSAE_OK"
+            for name, w in zip(NAMES, weights):
+                np.testing.assert_array_equal(w, getattr(model, name + "_"))
+
+
+# --------------------------------------------------------------------------
+# A program that switched to a locale with a decimal comma
+# --------------------------------------------------------------------------
+
+LOCALE_PROGRAM = r"""
+#include <locale.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <csae.h>
+int main(int argc, char **argv)
+{
+    if (!setlocale(LC_NUMERIC, "de_DE.UTF-8") || strcmp(localeconv()->decimal_point, ",") != 0)
+        return 3;
+    csae_model model;
+    size_t elem;
+    csae_status st = csae_model_file_info(argv[1], &model, &elem);
+    if (st != CSAE_OK)
+        return 1;
+    uint64_t bits[3];
+    memcpy(&bits[0], &model.sparsity_target, 8);
+    memcpy(&bits[1], &model.sparsity_weight, 8);
+    memcpy(&bits[2], &model.weight_decay, 8);
+    printf("%llu %llu %llu\n", (unsigned long long)bits[0], (unsigned long long)bits[1],
+           (unsigned long long)bits[2]);
+    (void)argc;
+    return 0;
+}
+"""
+
+
+def test_hyperparameters_read_the_same_under_a_decimal_comma_locale(tmp_path):
+    """strtod follows LC_NUMERIC: the reader must not read 0.05 as 0 in a
+    program that set a German locale."""
+    localedef = shutil.which("localedef")
+    if localedef is None or not os.path.isdir("/usr/share/i18n/locales"):
+        pytest.skip("localedef or the locale sources are not installed")
+    locales = tmp_path / "locales"
+    locales.mkdir()
+    made = subprocess.run([localedef, "-i", "de_DE", "-f", "UTF-8",
+                           str(locales / "de_DE.UTF-8")], capture_output=True, text=True)
+    if not (locales / "de_DE.UTF-8").is_dir():
+        pytest.skip(f"localedef could not build de_DE.UTF-8: {made.stderr[-300:]}")
+    src = tmp_path / "locale.c"
+    src.write_text(LOCALE_PROGRAM)
+    exe = tmp_path / "locale_program"
+    libdir = os.path.dirname(csae.get_library())
+    cc = shutil.which("cc") or shutil.which("gcc")
+    built = subprocess.run([cc, "-std=c11", "-Wall", "-Wextra", "-Werror", str(src),
+                            f"-I{csae.get_include()}", f"-L{libdir}", f"-Wl,-rpath,{libdir}",
+                            "-lcsae", "-o", str(exe)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    model = fitted(sparsity_target=0.07, sparsity_weight=2.5, weight_decay=3e-5)
+    model.save(tmp_path / "model.npz")
+    run = subprocess.run([str(exe), str(tmp_path / "model.npz")], capture_output=True,
+                         text=True, env=dict(os.environ, LOCPATH=str(locales)))
+    assert run.returncode == 0, (run.returncode, run.stderr)
+    got = [int(v) for v in run.stdout.split()]
+    expected = [int(np.array(v, dtype=np.float64).view(np.uint64))
+                for v in (0.07, 2.5, 3e-5)]
+    assert got == expected
