@@ -23,6 +23,10 @@ from cpython.exc cimport PyErr_CheckSignals
 from csae._csae cimport *
 from csae._errors import NonFiniteError
 
+# Engine internals the binding needs (kernels.h is not public API).
+cdef extern from "kernels.h" nogil:
+    void csae_pool_stats(size_t *workers, size_t *last_job, unsigned long *worker_runs)
+
 cnp.import_array()
 
 ctypedef fused real:
@@ -56,6 +60,20 @@ def set_kernel_path(name):
         raise ValueError(f"unknown kernel path {name!r}; expected 'auto' or one of {list(_PATHS)}")
     if csae_set_kernel_path(path) != CSAE_OK:
         raise ValueError(f"kernel path {name!r} is not supported on this CPU")
+
+
+# ---------------------------------------------------------------------------
+# Worker pool
+# ---------------------------------------------------------------------------
+
+def _pool_stats():
+    """Test hook: ``(workers, last_job, worker_runs)`` of this process's
+    worker pool: workers started so far, workers the last parallel job
+    waited on, and jobs run by all workers since they started."""
+    cdef size_t workers, last_job
+    cdef unsigned long worker_runs
+    csae_pool_stats(&workers, &last_job, &worker_runs)
+    return workers, last_job, worker_runs
 
 
 # ---------------------------------------------------------------------------
