@@ -373,3 +373,19 @@ def test_results_do_not_depend_on_the_default():
     default = SparseAutoencoder(**kw).fit(X)
     np.testing.assert_array_equal(one.encoder_weights_, default.encoder_weights_)
     np.testing.assert_array_equal(one.transform(X), default.transform(X))
+
+
+def test_grid_search_benchmark_runs(tmp_path):
+    """A smoke run of benchmarks/gridsearch.py: every setting runs and the
+    table and JSON come out (speed is judged from BENCHMARKS.md, not here)."""
+    pytest.importorskip("sklearn")
+    out = tmp_path / "grid.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gridsearch.py"), "--rounds", "1",
+         "--repeats", "1", "--samples", "300", "--json", str(out)],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "| None (default) |" in result.stdout
+    report = json.loads(out.read_text())
+    assert set(report["times"]) == {"default", "1", "all-cores"}
+    assert all(len(t) == 1 and t[0] > 0 for t in report["times"].values())
