@@ -128,7 +128,7 @@ def set_thread_limit(limit):
 def _register_with_threadpoolctl():
     """Make threadpoolctl see csae's pool: ``threadpool_info()`` lists it and
     ``threadpool_limits`` limits it.  Without threadpoolctl (or with one older
-    than 3.0, which has no controller API) nothing happens."""
+    than 3.2, which has no controller API) nothing happens."""
     try:
         from threadpoolctl import LibController, register
     except ImportError:

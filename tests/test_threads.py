@@ -172,7 +172,7 @@ def csae_entries(info):
 
 
 def test_threadpoolctl_lists_csae():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    threadpoolctl = pytest.importorskip("threadpoolctl", minversion="3.2")
     from csae import _engine
     [entry] = csae_entries(threadpoolctl.threadpool_info())
     assert entry["user_api"] == "csae"
@@ -183,7 +183,7 @@ def test_threadpoolctl_lists_csae():
 
 
 def test_threadpool_limits_limits_csae(monkeypatch):
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    threadpoolctl = pytest.importorskip("threadpoolctl", minversion="3.2")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     with threadpoolctl.threadpool_limits(limits=1):
         [entry] = csae_entries(threadpoolctl.threadpool_info())
@@ -217,7 +217,7 @@ def test_thread_limit_bounds_but_never_raises_the_default(monkeypatch):
 
 @needs_two_cpus
 def test_threadpool_limits_makes_a_default_model_use_one_thread():
-    pytest.importorskip("threadpoolctl")
+    pytest.importorskip("threadpoolctl", minversion="3.2")
     code = """
     from threadpoolctl import threadpool_limits
     with threadpool_limits(limits=1):
