@@ -11,6 +11,8 @@ import importlib
 
 import numpy as np
 
+from csae._threads import effective_n_threads
+
 __all__ = ["Backend", "get_backend"]
 
 # The functions of csae._engine that take an n_threads keyword.
@@ -40,7 +42,8 @@ class Backend:
         "c" is the compiled engine ``csae._engine``; "python" is
         ``csae.reference``.
     n_threads : int
-        Threads for the C engine (ignored by the reference).
+        Threads for the C engine (ignored by the reference), capped at the
+        CPUs this process may run on.
     """
 
     def __init__(self, name, n_threads=1):
@@ -51,7 +54,8 @@ class Backend:
         else:
             raise ValueError(f"backend must be one of ('c', 'python'), got {name!r}")
         self.name = name
-        self.n_threads = n_threads
+        # More threads than CPUs only wait for each other.
+        self.n_threads = effective_n_threads(n_threads)
 
     def _call(self, function, *args, **kwargs):
         if self.name == "c" and function in _THREADED:

@@ -22,6 +22,13 @@ from cpython.exc cimport PyErr_CheckSignals
 
 from csae._csae cimport *
 from csae._errors import NonFiniteError
+from csae._threads import effective_n_threads
+
+# Engine internals the binding needs (kernels.h is not public API).
+cdef extern from "kernels.h" nogil:
+    # Multiply-adds below which a product stays on one thread.
+    enum: CSAE_GEMM_PARALLEL_MIN
+    void csae_pool_stats(size_t *workers, size_t *last_job, unsigned long *worker_runs)
 
 cnp.import_array()
 
@@ -56,6 +63,20 @@ def set_kernel_path(name):
         raise ValueError(f"unknown kernel path {name!r}; expected 'auto' or one of {list(_PATHS)}")
     if csae_set_kernel_path(path) != CSAE_OK:
         raise ValueError(f"kernel path {name!r} is not supported on this CPU")
+
+
+# ---------------------------------------------------------------------------
+# Worker pool
+# ---------------------------------------------------------------------------
+
+def _pool_stats():
+    """Test hook: ``(workers, last_job, worker_runs)`` of this process's
+    worker pool: workers started so far, workers the last parallel job
+    waited on, and jobs run by all workers since they started."""
+    cdef size_t workers, last_job
+    cdef unsigned long worker_runs
+    csae_pool_stats(&workers, &last_job, &worker_runs)
+    return workers, last_job, worker_runs
 
 
 # ---------------------------------------------------------------------------
@@ -245,7 +266,7 @@ cdef bint _all_finite_f32(const float *x, size_t count) noexcept nogil:
     return bad == 0
 
 
-def encode_fast(W, b, X, size_t n_threads=1):
+def encode_fast(W, b, X, n_threads=1):
     """``encode`` for the latency-bound case, or None.
 
     When W (h, n) and b (h,) are C-contiguous arrays of one float dtype and X
@@ -254,6 +275,13 @@ def encode_fast(W, b, X, size_t n_threads=1):
     anything else returns None, and the caller takes the validating path
     (which says what is wrong).  All checks happen here at C level, so a
     call on one row costs about a microsecond.
+
+    ``n_threads`` is the estimator's (already validated): an int, or None
+    for the default.  It is resolved as the estimator does
+    (``csae._threads.effective_n_threads``: capped at the CPUs, None read
+    from ``OMP_NUM_THREADS``, the affinity and threadpoolctl's limit), and
+    only when the call is big enough for the engine to split it; smaller
+    calls run on one thread whatever it says, so they pay nothing for it.
     """
     if type(W) is not cnp.ndarray or type(b) is not cnp.ndarray:
         return None
@@ -273,9 +301,11 @@ def encode_fast(W, b, X, size_t n_threads=1):
     cdef cnp.ndarray Xa = <cnp.ndarray>X
     cdef size_t m = cnp.PyArray_DIMS(Xa)[0]
     cdef csae_model model = _forward_model(n, h)
-    n_threads = max(1, min(n_threads, CSAE_MAX_THREADS))
+    cdef size_t threads = 1
+    if <double>m * n * h >= CSAE_GEMM_PARALLEL_MIN:
+        threads = max(1, min(effective_n_threads(n_threads), CSAE_MAX_THREADS))
     cdef size_t elem = 8 if typenum == cnp.NPY_DOUBLE else 4
-    cdef size_t size = csae_forward_workspace_size(&model, m, elem, n_threads)
+    cdef size_t size = csae_forward_workspace_size(&model, m, elem, threads)
     if size == <size_t>-1:
         return None
     cdef cnp.npy_intp dims[2]
@@ -289,7 +319,7 @@ def encode_fast(W, b, X, size_t n_threads=1):
     if ws.data == NULL:
         raise MemoryError(f"cannot allocate a {size}-byte workspace")
     ws.size = size
-    ws.n_threads = n_threads
+    ws.n_threads = threads
     cdef csae_status status = CSAE_OK
     cdef bint finite
     with nogil:

@@ -29,7 +29,6 @@ from csae._validation import (
     check_weight_array,
     derive_seed,
     resolve_dtype,
-    resolve_n_threads,
     validate_hyperparameters,
 )
 
@@ -44,7 +43,6 @@ __all__ = ["SparseAutoencoder", "TrainingInterruptedWarning", "TrainingDivergedW
 # recognises without calling np.dtype (others take the validating path).
 _FAST_DTYPES = {"float64": np.float64, "float32": np.float32,
                 np.float64: np.float64, np.float32: np.float32}
-_ALL_CORES = resolve_n_threads(None)
 
 # Names of the four parameter arrays, in the backends' (W, b, Wd, bd) order.
 WEIGHT_NAMES = ("encoder_weights", "encoder_bias", "decoder_weights", "decoder_bias")
@@ -148,9 +146,12 @@ class SparseAutoencoder:
         Print one line per epoch: epoch, objective, mean hidden activation
         and seconds.
     n_threads : int or None, default=None
-        Threads used by the C engine; None uses every core this process may
-        run on.  Ignored by the "python" backend.  Results do not depend on
-        it.
+        Threads used by the C engine, capped at the CPUs this process may
+        run on.  None uses ``OMP_NUM_THREADS`` when it is set to a valid
+        value (as joblib and Dask workers do), else every CPU this process
+        may run on, and at most the limit set by threadpoolctl's
+        ``threadpool_limits``; read at each call.  Ignored by the "python"
+        backend.  Results do not depend on it.
 
     Attributes
     ----------
@@ -679,8 +680,7 @@ class SparseAutoencoder:
                 or self.backend != "c" or self.scale_inputs
                 or _FAST_DTYPES.get(self.dtype) is not params[0].dtype.type):
             return None
-        n_threads = _ALL_CORES if self.n_threads is None else self.n_threads
-        return _engine.encode_fast(params[0], params[1], X, n_threads)
+        return _engine.encode_fast(params[0], params[1], X, self.n_threads)
 
     def inverse_transform(self, H):
         """Decoder output for hidden activations H (mapped back to the input

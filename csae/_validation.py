@@ -6,10 +6,11 @@ never damages a model.  Errors name the parameter or the offending value.
 
 import math
 import numbers
-import os
 from dataclasses import dataclass
 
 import numpy as np
+
+from csae._threads import default_n_threads
 
 __all__ = [
     "NotFittedError",
@@ -124,13 +125,10 @@ def resolve_dtype(value):
 
 
 def resolve_n_threads(value):
-    """The number of threads for the C engine: ``value``, or every core
-    this process may run on when ``value`` is None."""
+    """The number of threads for the C engine: ``value``, or when it is
+    None the default of ``csae._threads.default_n_threads`` (read now)."""
     if value is None:
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except (AttributeError, OSError):  # not on Linux
-            return max(1, os.cpu_count() or 1)
+        return default_n_threads()
     return int_param("n_threads", value, 1)
 
 

@@ -7,9 +7,11 @@
  * comes in through a workspace whose size is asked for first, and every
  * function returns a csae_status.  The one resource the engine keeps is a
  * pool of worker threads, started the first time a call may use more than
- * one thread (n_threads > 1) and kept for the life of the process (a child
- * of fork() starts its own).  Mirrored for Cython by csae/_csae.pxd (the
- * binding's) and csae/engine.pxd (the public cimport API): keep them in step.
+ * one thread (n_threads > 1), grown to the largest n_threads asked for and
+ * kept for the life of the process (a child of fork() starts its own).  A
+ * call with n_threads = k involves at most k - 1 of them; the others sleep
+ * and are not woken.  Mirrored for Cython by csae/_csae.pxd (the binding's)
+ * and csae/engine.pxd (the public cimport API): keep them in step.
  *
  * Axis letters used in names and comments:
  *   m  rows of a batch (samples)      n  features (inputs)      h  hidden units

@@ -77,10 +77,16 @@ const csae_ops *csae_ops_active(void);
 
 /* ---- Thread pool (threads.c) --------------------------------------------
  * Runs task(context, i) for i in [0, n_tasks) on up to n_tasks threads (the
- * caller's thread takes task 0) and returns when all are done.  Falls back
- * to running the tasks one after another on the caller's thread when the
- * pool is busy with another caller or cannot start threads. */
+ * caller's thread takes task 0, workers 1..n_tasks-1 the others; no other
+ * worker is woken) and returns when all are done.  Falls back to running
+ * the tasks one after another on the caller's thread when the pool is busy
+ * with another caller or cannot start threads. */
 void csae_parallel_run(size_t n_tasks, void (*task)(void *context, size_t i),
                        void *context);
+
+/* Test hook (not public API): workers started so far, workers the last
+ * parallel job waited on, and jobs run by all workers since they started.
+ * Any pointer may be NULL. */
+void csae_pool_stats(size_t *workers, size_t *last_job, unsigned long *worker_runs);
 
 #endif /* CSAE_KERNELS_H */
