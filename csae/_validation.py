@@ -73,13 +73,43 @@ def _is_real(value):
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
-def int_param(name, value, minimum):
-    """``value`` as an int >= ``minimum``, or ValueError naming ``name``."""
+def int_param(name, value, minimum, maximum=None):
+    """``value`` as an int in [``minimum``, ``maximum``], or ValueError
+    naming ``name``."""
+    what = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
     if not _is_int(value):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise ValueError(f"{name} must be an integer {what}, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be an integer {what}, got {value!r}")
     return int(value)
+
+
+# Upper bounds of the counts, so that a huge value is refused by name here
+# instead of overflowing a C integer in the binding.  batch_size and
+# max_epochs fit an int64 (any batch_size above the number of rows already
+# means full batch); n_threads fits a C int.
+MAX_COUNT = 2**63 - 1
+MAX_THREADS = 2**31 - 1
+
+
+def _representable(name, value, dtype, *, positive=False, below_one=False):
+    """Refuse a hyperparameter that the model dtype cannot hold: it would
+    round to 0 or 1 (or overflow), and the engine, which computes in that
+    dtype, would silently train another problem than the one asked for.
+    ``positive``: must stay a normal number > 0 (sparsity_target's log and
+    the learning rate); ``below_one``: must stay < 1 (1 - rho, momentum)."""
+    with np.errstate(over="ignore"):
+        rounded = float(dtype.type(value))
+    info = np.finfo(dtype)
+    if not math.isfinite(rounded):
+        raise ValueError(f"{name}={value!r} overflows {dtype.name} (largest "
+                         f"{float(info.max):.4g}); choose a smaller value or dtype='float64'")
+    if positive and rounded < float(info.tiny):
+        raise ValueError(f"{name}={value!r} rounds to 0 (or a subnormal) in {dtype.name}; "
+                         f"the smallest usable value is {float(info.tiny):.4g}")
+    if below_one and rounded >= 1.0:
+        raise ValueError(f"{name}={value!r} rounds to 1 in {dtype.name}; the largest "
+                         f"usable value is {1.0 - float(info.epsneg):.10g}")
 
 
 def _real_param(name, value, low, high, low_open, high_open, what):
@@ -131,7 +161,7 @@ def resolve_n_threads(value):
             return max(1, len(os.sched_getaffinity(0)))
         except (AttributeError, OSError):  # not on Linux
             return max(1, os.cpu_count() or 1)
-    return int_param("n_threads", value, 1)
+    return int_param("n_threads", value, 1, MAX_THREADS)
 
 
 def validate_hyperparameters(params):
@@ -146,7 +176,7 @@ def validate_hyperparameters(params):
     else:
         verbose = int_param("verbose", verbose, 0)
     check_random_state(params["random_state"])
-    return Hyperparameters(
+    hp = Hyperparameters(
         n_hidden=int_param("n_hidden", params["n_hidden"], 1),
         sparsity_target=_real_param("sparsity_target", params["sparsity_target"],
                                     0.0, 1.0, True, True, "in the open interval (0, 1)"),
@@ -159,8 +189,8 @@ def validate_hyperparameters(params):
                                   0.0, math.inf, True, True, "> 0"),
         momentum=_real_param("momentum", params["momentum"],
                              0.0, 1.0, False, True, "in [0, 1)"),
-        batch_size=int_param("batch_size", params["batch_size"], 1),
-        max_epochs=int_param("max_epochs", params["max_epochs"], 1),
+        batch_size=int_param("batch_size", params["batch_size"], 1, MAX_COUNT),
+        max_epochs=int_param("max_epochs", params["max_epochs"], 1, MAX_COUNT),
         shuffle=_bool_param("shuffle", params["shuffle"]),
         scale_inputs=_bool_param("scale_inputs", params["scale_inputs"]),
         dtype=resolve_dtype(params["dtype"]),
@@ -168,6 +198,14 @@ def validate_hyperparameters(params):
         verbose=verbose,
         n_threads=resolve_n_threads(params["n_threads"]),
     )
+    # The engine computes in the model dtype: check the values it will see.
+    _representable("sparsity_target", hp.sparsity_target, hp.dtype, positive=True,
+                   below_one=True)
+    _representable("sparsity_weight", hp.sparsity_weight, hp.dtype)
+    _representable("weight_decay", hp.weight_decay, hp.dtype)
+    _representable("learning_rate", hp.learning_rate, hp.dtype, positive=True)
+    _representable("momentum", hp.momentum, hp.dtype, below_one=True)
+    return hp
 
 
 # --------------------------------------------------------------------------
