@@ -39,7 +39,10 @@ from csae._validation import (
     check_data,
     check_unit_interval,
     check_weight_array,
+    _is_dataframe,
+    check_frame_columns,
     derive_seed,
+    feature_names_of,
     resolve_dtype,
     resolve_n_threads,
     validate_hyperparameters,
@@ -56,6 +59,13 @@ _ALL_CORES = resolve_n_threads(None)
 
 # Names of the four parameter arrays, in the backends' (W, b, Wd, bd) order.
 WEIGHT_NAMES = ("encoder_weights", "encoder_bias", "decoder_weights", "decoder_bias")
+
+# scikit-learn's set_output machinery, used when scikit-learn is already
+# imported (it then also honours sklearn.set_config(transform_output=...));
+# csae never imports scikit-learn itself.
+_SET_OUTPUT_MODULE = "sklearn.utils._set_output"
+_MODULES = sys.modules
+OUTPUT_CONTAINERS = ("default", "pandas", "polars")
 
 # Training stops as diverged when an epoch's objective exceeds this many
 # times the objective at the start of training.  With the sigmoid decoder
@@ -124,6 +134,34 @@ def _starting_objective(backend, params, X, settings):
     except NonFiniteError:
         return math.inf
     return value if math.isfinite(value) and value > 0 else math.inf
+
+
+def _container(kind, H, X, names):
+    """H as a pandas or polars DataFrame with columns ``names`` (pandas keeps
+    the index of a pandas X, as scikit-learn does)."""
+    if kind == "pandas":
+        import pandas as pd
+        index = X.index if isinstance(X, pd.DataFrame) else None
+        return pd.DataFrame(H, index=index, columns=list(names), copy=False)
+    import polars as pl
+    return pl.DataFrame(H, schema=list(names), orient="row")
+
+
+def _feature_names_message(fitted, given):
+    """scikit-learn's message for DataFrame columns that differ from fit's."""
+    def listed(names):
+        shown = [f"- {name}\n" for name in names[:5]]
+        return "".join(shown) + ("- ...\n" if len(names) > 5 else "")
+    unseen = sorted(set(given) - set(fitted))
+    missing = sorted(set(fitted) - set(given))
+    message = "The feature names should match those that were passed during fit.\n"
+    if unseen:
+        message += "Feature names unseen at fit time:\n" + listed(unseen)
+    if missing:
+        message += "Feature names seen at fit time, yet now missing:\n" + listed(missing)
+    if not unseen and not missing:
+        message += "Feature names must be in the same order as they were in fit.\n"
+    return message
 
 
 def _frozen_copies(arrays):
@@ -221,6 +259,13 @@ class SparseAutoencoder:
         objective before each update, weighted by minibatch rows.
     n_iter_ : int
         Number of completed epochs (``len(loss_curve_)``).
+    feature_names_in_ : ndarray of str objects, shape (n_features_in_,)
+        Column names of the DataFrame given to ``fit`` (or the first
+        ``partial_fit``), when they are all strings; absent otherwise.  Later
+        DataFrames must have the same columns in the same order
+        (``ValueError`` otherwise); a plain array, or a DataFrame given to a
+        model fitted without names, gets a ``UserWarning``, as in
+        scikit-learn.
 
     Notes
     -----
@@ -426,6 +471,50 @@ class SparseAutoencoder:
         except ValueError:  # tags must not fail on a bad dtype: fit will say why
             return "float64"
 
+    # scikit-learn's set_output convention: transform (and fit_transform)
+    # outputs are wrapped in the configured container.
+    _sklearn_auto_wrap_output_keys = {"transform"}
+
+    def set_output(self, *, transform=None):
+        """Choose the container ``transform`` and ``fit_transform`` return
+        (scikit-learn's ``set_output`` API, so that a ``Pipeline`` or
+        ``ColumnTransformer`` can configure it).
+
+        Parameters
+        ----------
+        transform : {"default", "pandas", "polars"} or None, default=None
+            "default": NumPy arrays; "pandas"/"polars": a DataFrame with
+            columns ``get_feature_names_out()`` (pandas keeps the index of a
+            pandas input), which needs that library installed; None: leave
+            the setting unchanged.
+
+        Returns
+        -------
+        self : SparseAutoencoder
+        """
+        if transform is None:
+            return self
+        if not isinstance(transform, str) or transform not in OUTPUT_CONTAINERS:
+            raise ValueError(f"set_output: transform must be one of {OUTPUT_CONTAINERS} "
+                             f"or None, got {transform!r}")
+        with self._locks.snapshot:
+            object.__setattr__(self, "_sklearn_output_config", {"transform": transform})
+            # The fast transform path returns plain arrays: revalidate first.
+            object.__setattr__(self, "_fast", None)
+            object.__setattr__(self, "_hp_generation", self._hp_generation + 1)
+        return self
+
+    def _wrap_output(self, H, X, state):
+        """H in the container chosen by set_output (or by scikit-learn's
+        global ``transform_output`` setting when scikit-learn is loaded)."""
+        wrap = getattr(_MODULES.get(_SET_OUTPUT_MODULE), "_wrap_data_with_container", None)
+        if wrap is not None:
+            return wrap("transform", H, X, self)
+        kind = self.__dict__.get("_sklearn_output_config", {}).get("transform", "default")
+        if kind == "default":
+            return H
+        return _container(kind, H, X, self._output_names(state))
+
     # Attributes that belong to this object in this process, not to the model.
     _TRANSIENT = ("_locks", "_fast", "_hp_generation")
 
@@ -580,7 +669,9 @@ class SparseAutoencoder:
                 and (hp.dtype.type, raw["n_threads"]))
         with self._locks.snapshot:
             if self._hp_generation == generation:  # no set_params since the snapshot
-                object.__setattr__(self, "_fast", fast)
+                output = self.__dict__.get("_sklearn_output_config", {}).get("transform")
+                object.__setattr__(self, "_fast", fast if output in (None, "default")
+                                   else False)
         return hp, raw, state
 
     def _prepare(self, X, hp, state, *, objective, learn=False, dtype=None, check_n=True):
@@ -594,6 +685,10 @@ class SparseAutoencoder:
         """
         dtype = hp.dtype if dtype is None else dtype
         n = state.params[0].shape[1] if check_n and state.params is not None else None
+        if n is not None:
+            if _is_dataframe(X):  # a non-numeric column is named before names are compared
+                check_frame_columns(X, "X")
+            self._check_feature_names(X, state)
         if not hp.scale_inputs:
             Xc = check_data(X, dtype, n_features=n)
             if objective and hp.decoder == "sigmoid":
@@ -606,6 +701,23 @@ class SparseAutoencoder:
             return _apply_range(X64, data_min, scale, dtype), (data_min, scale)
         self._check_range(state)
         return _apply_range(X64, state.data_min, state.data_scale, dtype)
+
+    def _check_feature_names(self, X, state):
+        """X's column names against those seen in fit, as scikit-learn does:
+        different names raise ValueError, names on one side only warn."""
+        given = feature_names_of(X)
+        fitted = state.feature_names
+        name = type(self).__name__
+        if given is None and fitted is None:
+            return
+        if fitted is None:
+            warnings.warn(f"X has feature names, but {name} was fitted without feature "
+                          "names", UserWarning, stacklevel=4)
+        elif given is None:
+            warnings.warn(f"X does not have valid feature names, but {name} was fitted "
+                          "with feature names", UserWarning, stacklevel=4)
+        elif len(given) != len(fitted) or (given != fitted).any():
+            raise ValueError(_feature_names_message(list(fitted), list(given)))
 
     def _check_range(self, state):
         if state.data_min is not None:
@@ -666,13 +778,14 @@ class SparseAutoencoder:
             backend = Backend(hp.backend, hp.n_threads)
             Xc, (data_min, scale) = self._prepare(X, hp, old, objective=True, learn=True,
                                                   check_n=False)
+            names = feature_names_of(X)
             params, rng_state = self._initial_params(backend, Xc.shape[1], hp,
                                                      raw["random_state"])
             # Everything checked; train a new state aside from the old one.
             start = ModelState(params=params, rng_state=rng_state,
                                data_min=None if data_min is None else frozen(data_min),
                                data_scale=None if scale is None else frozen(scale),
-                               origin=ORIGIN_TRAINED)
+                               origin=ORIGIN_TRAINED, feature_names=names)
             new = self._train(backend, Xc, hp, start, hp.max_epochs, stacklevel=4)
             if new is not None:
                 self._publish(new)
@@ -710,7 +823,8 @@ class SparseAutoencoder:
             if old.params is None:
                 params, rng_state = self._initial_params(backend, Xc.shape[1], hp,
                                                          raw["random_state"])
-                start = ModelState(params=params, rng_state=rng_state, origin=ORIGIN_TRAINED)
+                start = ModelState(params=params, rng_state=rng_state, origin=ORIGIN_TRAINED,
+                                   feature_names=feature_names_of(X))
             elif old.rng_state is None:  # weights assigned by hand, or loaded without one
                 start = old._replace(rng_state=derive_seed(raw["random_state"]))
             else:
@@ -815,7 +929,7 @@ class SparseAutoencoder:
         state = self._state if state is None else state  # None: the old model stayed
         self._check_fitted(state)
         W, b = (p if p.dtype == hp.dtype else p.astype(hp.dtype) for p in state.params[:2])
-        return backend.encode(W, b, Xc)
+        return self._wrap_output(backend.encode(W, b, Xc), X, state)
 
     # ------------------------------------------------------------------
     # Using a model
@@ -850,10 +964,12 @@ class SparseAutoencoder:
         """
         H = self._encode_fast(X)
         if H is not None:
-            return H
+            if _SET_OUTPUT_MODULE not in _MODULES:  # no scikit-learn: no global setting
+                return H
+            return self._wrap_output(H, X, None)
         hp, backend, params, state = self._ready()
         Xc = self._prepare(X, hp, state, objective=False)
-        return backend.encode(params[0], params[1], Xc)
+        return self._wrap_output(backend.encode(params[0], params[1], Xc), X, state)
 
     def _encode_fast(self, X):
         """transform(X) straight from the C engine, or None.
@@ -873,8 +989,10 @@ class SparseAutoencoder:
         # immutable.  A concurrent set_params or fit makes this call see the
         # model just before or just after it, never a mix.
         fast = self._fast
-        params = self._state.params
-        if not fast or params is None or fast[0] is not params[0].dtype.type:
+        state = self._state
+        params = state.params
+        if (not fast or params is None or fast[0] is not params[0].dtype.type
+                or state.feature_names is not None):  # names are checked on the way
             return None
         n_threads = _ALL_CORES if fast[1] is None else fast[1]
         return _engine.encode_fast(params[0], params[1], X, n_threads)
@@ -976,7 +1094,10 @@ class SparseAutoencoder:
         Parameters
         ----------
         input_features : array-like of str or None
-            Only checked for length (must equal ``n_features_in_``).
+            Only checked: it must equal ``feature_names_in_`` when the model
+            has one, and have length ``n_features_in_`` otherwise (the
+            output names do not depend on it: scikit-learn's prefix rule for
+            transformers that make new features).
 
         Returns
         -------
@@ -984,12 +1105,32 @@ class SparseAutoencoder:
         """
         state = self._state
         self._check_fitted(state)
-        h, n = state.params[0].shape
-        if input_features is not None and len(input_features) != n:
-            raise ValueError("input_features should have length equal to number of "
-                             f"features ({n}), got {len(input_features)}")
+        n = state.params[0].shape[1]
+        if input_features is not None:
+            if state.feature_names is not None and (
+                    len(input_features) != n
+                    or not np.array_equal(np.asarray(input_features, dtype=object),
+                                          state.feature_names)):
+                raise ValueError("input_features is not equal to feature_names_in_")
+            if len(input_features) != n:
+                raise ValueError("input_features should have length equal to number of "
+                                 f"features ({n}), got {len(input_features)}")
+        return self._output_names(state)
+
+    def _output_names(self, state):
         prefix = type(self).__name__.lower()
-        return np.asarray([f"{prefix}{i}" for i in range(h)], dtype=object)
+        return np.asarray([f"{prefix}{i}" for i in range(state.params[0].shape[0])],
+                          dtype=object)
+
+    @property
+    def feature_names_in_(self):
+        """Column names of the DataFrame fitted on (when all are strings)."""
+        names = self._state.feature_names
+        if names is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute "
+                                 "'feature_names_in_' (it was not fitted on a DataFrame "
+                                 "with string column names)")
+        return names.copy()
 
     # ------------------------------------------------------------------
     # Persistence

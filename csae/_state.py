@@ -41,6 +41,8 @@ class ModelState(NamedTuple):
     reference_objective: Optional[float] = None
     # ^ objective at the start of training: the yardstick of the blow-up check
     origin: Optional[str] = ORIGIN_UNKNOWN
+    feature_names: Optional[np.ndarray] = None
+    # ^ string column names of the DataFrame fitted on (feature_names_in_)
 
 
 EMPTY_STATE = ModelState()
@@ -68,6 +70,7 @@ def freeze_state(state):
         data_min=None if state.data_min is None else frozen(state.data_min),
         data_scale=None if state.data_scale is None else frozen(state.data_scale),
         loss_curve=tuple(float(v) for v in state.loss_curve),
+        feature_names=None if state.feature_names is None else frozen(state.feature_names),
         pending=tuple(None if a is None else frozen(a) for a in state.pending))
 
 

@@ -20,6 +20,8 @@ __all__ = [
     "int_param",
     "as_numeric_array",
     "check_data",
+    "check_frame_columns",
+    "feature_names_of",
     "check_unit_interval",
     "check_weight_array",
     "derive_seed",
@@ -245,10 +247,53 @@ def derive_seed(random_state):
 # Data arrays
 # --------------------------------------------------------------------------
 
+def _is_dataframe(X):
+    # pandas and polars DataFrames, recognised without importing either.
+    return hasattr(X, "columns") and hasattr(X, "dtypes") and not isinstance(X, np.ndarray)
+
+
+def feature_names_of(X):
+    """The column names of a DataFrame whose names are all strings, as an
+    object array (scikit-learn's ``feature_names_in_``), else None.  Mixed
+    string and non-string names raise TypeError, as in scikit-learn."""
+    if not _is_dataframe(X):
+        return None
+    names = np.asarray(list(X.columns), dtype=object)
+    if names.size == 0:
+        return None
+    types = sorted({type(v).__qualname__ for v in names})
+    if len(types) > 1 and "str" in types:
+        raise TypeError(
+            "Feature names are only supported if all input features have string names, "
+            f"but your input has {types} as feature name / column name types. Convert "
+            "them all to strings (X.columns = X.columns.astype(str)) or all to another type.")
+    return names if types == ["str"] else None
+
+
+def check_frame_columns(X, name):
+    """Every column of the DataFrame X holds numbers, or ValueError naming
+    the first one that does not (dates, text, categories...)."""
+    for column, dtype in zip(X.columns, X.dtypes):
+        is_numeric = getattr(dtype, "is_numeric", None)  # polars
+        if callable(is_numeric):
+            numeric = is_numeric() or str(dtype) == "Boolean"
+        else:  # pandas and NumPy-like dtypes (nullable Int64 has kind "i")
+            numeric = getattr(dtype, "kind", "O") in "biuf"
+            if not numeric and getattr(dtype, "kind", None) == "O":
+                # An object column may still hold plain numbers.
+                numeric = all(_is_real(v) or isinstance(v, (bool, np.bool_))
+                              for v in X[column])
+        if not numeric:
+            raise ValueError(f"{name} column {column!r} is not numeric (dtype {dtype}); "
+                             "csae needs numbers: encode or drop that column first")
+
+
 def as_numeric_array(X, name):
     """``X`` as a NumPy array of real numbers (any real dtype), or TypeError."""
     if X is None:
         raise TypeError(f"{name} must be an array-like of numbers, got None")
+    if _is_dataframe(X):
+        check_frame_columns(X, name)
     # Sparse matrices would become a 0-d object array; say what to do instead.
     if hasattr(X, "tocsr") or hasattr(X, "toarray"):
         raise TypeError(f"{name} is a sparse matrix; sparse input is not supported. "
