@@ -140,10 +140,10 @@ def _container(kind, H, X, names):
     """H as a pandas or polars DataFrame with columns ``names`` (pandas keeps
     the index of a pandas X, as scikit-learn does)."""
     if kind == "pandas":
-        import pandas as pd
+        import pandas as pd  # type: ignore[import-untyped,import-not-found,unused-ignore]
         index = X.index if isinstance(X, pd.DataFrame) else None
         return pd.DataFrame(H, index=index, columns=list(names), copy=False)
-    import polars as pl
+    import polars as pl  # type: ignore[import-not-found,unused-ignore]
     return pl.DataFrame(H, schema=list(names), orient="row")
 
 
@@ -174,6 +174,18 @@ def _kept(done):
         return "the model was left as it was before this call"
     return (f"the model keeps the state after epoch {len(done.loss_curve)} "
             f"(n_iter_ = {len(done.loss_curve)})")
+
+
+def _state_field(field, convert):
+    """A property reading one field of the model's state; setting it
+    publishes a new state with that field replaced."""
+    def get(self):
+        return getattr(self._state, field)
+
+    def set_(self, value):
+        with self._locks.write:
+            self._publish(self._state._replace(**{field: convert(value)}))
+    return property(get, set_)
 
 
 class SparseAutoencoder:
@@ -366,22 +378,12 @@ class SparseAutoencoder:
     # Field-by-field access to the state for csae's own modules that predate
     # ModelState (_persist builds a loaded model this way, _gradcheck reads
     # the weights).  Each assignment publishes a whole new state.
-    def _field_property(field, convert=lambda v: v):
-        def get(self):
-            return getattr(self._state, field)
-
-        def set_(self, value):
-            with self._locks.write:
-                self._publish(self._state._replace(**{field: convert(value)}))
-        return property(get, set_)
-
-    _params = _field_property("params", frozen_tuple)
-    _velocity = _field_property("velocity", frozen_tuple)
-    _rng_state = _field_property("rng_state", lambda v: None if v is None else int(v))
-    _data_min = _field_property("data_min", lambda v: None if v is None else frozen(v))
-    _data_scale = _field_property("data_scale", lambda v: None if v is None else frozen(v))
-    _loss_curve = _field_property("loss_curve", lambda v: tuple(float(x) for x in v))
-    del _field_property
+    _params = _state_field("params", frozen_tuple)
+    _velocity = _state_field("velocity", frozen_tuple)
+    _rng_state = _state_field("rng_state", lambda v: None if v is None else int(v))
+    _data_min = _state_field("data_min", lambda v: None if v is None else frozen(v))
+    _data_scale = _state_field("data_scale", lambda v: None if v is None else frozen(v))
+    _loss_curve = _state_field("loss_curve", lambda v: tuple(float(x) for x in v))
 
     # ------------------------------------------------------------------
     # scikit-learn plumbing
