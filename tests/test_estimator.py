@@ -630,3 +630,26 @@ def test_no_stray_warnings_from_a_normal_fit(backend):
         warnings.simplefilter("error")
         SparseAutoencoder(n_hidden=3, max_epochs=2, backend=backend,
                           random_state=0).fit(unit_data(20, 4))
+
+
+def test_a_model_pickled_by_an_earlier_csae_still_unpickles():
+    """Before ModelState the trained state was one attribute per field;
+    such a pickle must load into the same model."""
+    X = unit_data(30, 5)
+    model = SparseAutoencoder(n_hidden=3, momentum=0.5, max_epochs=2, scale_inputs=True,
+                              random_state=0).fit(X)
+    state = model._state
+    legacy = {name: getattr(model, name) for name in model._get_param_names()}
+    legacy.update(_params=tuple(np.array(p) for p in state.params),
+                  _velocity=tuple(np.array(v) for v in state.velocity),
+                  _rng_state=state.rng_state, _data_min=np.array(state.data_min),
+                  _data_scale=np.array(state.data_scale),
+                  _loss_curve=list(state.loss_curve), _pending={}, _validated=True)
+    old = SparseAutoencoder.__new__(SparseAutoencoder)
+    old.__setstate__(legacy)
+    np.testing.assert_array_equal(old.transform(X), model.transform(X))
+    assert old.loss_curve_ == model.loss_curve_
+    old.partial_fit(X)
+    model.partial_fit(X)
+    for a, b in zip(weights(old), weights(model)):
+        np.testing.assert_array_equal(a, b)

@@ -186,20 +186,22 @@ def test_get_params_and_pickle_see_one_set_params_call_whole(tmp_path):
         model = SparseAutoencoder(n_hidden=4, max_epochs=1, random_state=0).fit(X)
         done = threading.Event()
         def flip():
+            i = 0
+            while not done.is_set():
+                k = 1 + i % 2
+                model.set_params(sparsity_weight=float(k), weight_decay=float(k))
+                i += 1
+        def read():
             try:
-                for i in range(ROUNDS * 20):
-                    k = 1 + i % 2
-                    model.set_params(sparsity_weight=float(k), weight_decay=float(k))
+                for _ in range(ROUNDS * 20):
+                    p = model.get_params()
+                    q = pickle.loads(pickle.dumps(model)).get_params()
+                    for params in (p, q):
+                        if params["sparsity_weight"] != params["weight_decay"] \
+                                and params["weight_decay"] != 1e-4:
+                            raise AssertionError(f"half a set_params call: {params}")
             finally:
                 done.set()
-        def read():
-            while not done.is_set():
-                p = model.get_params()
-                q = pickle.loads(pickle.dumps(model)).get_params()
-                for params in (p, q):
-                    if params["sparsity_weight"] != params["weight_decay"] \
-                            and params["weight_decay"] != 1e-4:
-                        raise AssertionError(f"half a set_params call: {params}")
         errors = run_together(flip, read)
         if errors:
             fail(errors)
