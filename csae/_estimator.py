@@ -886,19 +886,20 @@ class SparseAutoencoder:
                     self._print_progress(backend, params, X, hp, seconds, curve)
         except (NonFiniteError, _BlowUp) as err:
             if isinstance(err, _BlowUp):
-                why = (f"the objective grew from {err.args[1]:.4g} at the start of training "
-                       f"to {err.args[0]:.4g} (more than {_BLOWUP_FACTOR:g} times)")
+                why = (f": the objective grew from {err.args[1]:.4g} at the start of "
+                       f"training to {err.args[0]:.4g} (more than {_BLOWUP_FACTOR:g} times)")
+                advice = "learning_rate or weight_decay"
             else:
                 batch = "" if err.batch is None else f", minibatch {err.batch}"
                 why = f"{batch}: the objective or its gradient became NaN or inf"
+                advice = "learning_rate"
             # The weights of a diverging run are huge well before they are
             # inf (the epochs before the one detected included), so none of
             # them replaces the model.
             warnings.warn(TrainingDivergedWarning(
-                f"training diverged at epoch {len(curve) + 1}{'' if why[0] in ',:' else ': '}"
-                f"{why}. Training stopped and {_kept(None)}; try a smaller "
-                f"learning_rate (now {hp.learning_rate:g})"
-                f"{' or weight_decay' if isinstance(err, _BlowUp) else ''}."),
+                f"training diverged at epoch {len(curve) + 1}{why}. Training stopped and "
+                f"{_kept(None)}; try a smaller {advice} (now learning_rate="
+                f"{hp.learning_rate:g}, weight_decay={hp.weight_decay:g})."),
                 stacklevel=stacklevel)
             return None
         except KeyboardInterrupt:

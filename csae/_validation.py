@@ -103,14 +103,17 @@ def _representable(name, value, dtype, *, positive=False, below_one=False):
     with np.errstate(over="ignore"):
         rounded = float(dtype.type(value))
     info = np.finfo(dtype)
+    # Messages start with the name, as every hyperparameter error does (the
+    # command line maps it to its option).
     if not math.isfinite(rounded):
-        raise ValueError(f"{name}={value!r} overflows {dtype.name} (largest "
-                         f"{float(info.max):.4g}); choose a smaller value or dtype='float64'")
+        raise ValueError(f"{name} overflows {dtype.name}: {value!r} is above its largest "
+                         f"value {float(info.max):.4g}; choose a smaller value or "
+                         "dtype='float64'")
     if positive and rounded < float(info.tiny):
-        raise ValueError(f"{name}={value!r} rounds to 0 (or a subnormal) in {dtype.name}; "
-                         f"the smallest usable value is {float(info.tiny):.4g}")
+        raise ValueError(f"{name} rounds to 0 in {dtype.name}: {value!r} is below its "
+                         f"smallest normal value {float(info.tiny):.4g}")
     if below_one and rounded >= 1.0:
-        raise ValueError(f"{name}={value!r} rounds to 1 in {dtype.name}; the largest "
+        raise ValueError(f"{name} rounds to 1 in {dtype.name}: {value!r}; the largest "
                          f"usable value is {1.0 - float(info.epsneg):.10g}")
 
 
