@@ -12,6 +12,7 @@ only scikit-learn itself calls).
 """
 
 import inspect
+import math
 import sys
 import time
 import warnings
@@ -20,6 +21,17 @@ import numpy as np
 
 from csae._backends import Backend
 from csae._errors import NonFiniteError
+from csae._state import (
+    EMPTY_STATE,
+    ORIGIN_ASSIGNED,
+    ORIGIN_TRAINED,
+    ModelLocks,
+    ModelState,
+    freeze_state,
+    frozen,
+    frozen_tuple,
+    state_from_legacy,
+)
 from csae._validation import (
     NotFittedError,
     as_numeric_array,
@@ -27,7 +39,10 @@ from csae._validation import (
     check_data,
     check_unit_interval,
     check_weight_array,
+    _is_dataframe,
+    check_frame_columns,
     derive_seed,
+    feature_names_of,
     resolve_dtype,
     validate_hyperparameters,
 )
@@ -39,29 +54,51 @@ except ImportError:  # reported when backend="c" is used; "python" still works
 
 __all__ = ["SparseAutoencoder", "TrainingInterruptedWarning", "TrainingDivergedWarning"]
 
-# Spellings of the dtype hyperparameter that the fast transform path
-# recognises without calling np.dtype (others take the validating path).
-_FAST_DTYPES = {"float64": np.float64, "float32": np.float32,
-                np.float64: np.float64, np.float32: np.float32}
-
 # Names of the four parameter arrays, in the backends' (W, b, Wd, bd) order.
 WEIGHT_NAMES = ("encoder_weights", "encoder_bias", "decoder_weights", "decoder_bias")
+
+# scikit-learn's set_output machinery, used when scikit-learn is already
+# imported (it then also honours sklearn.set_config(transform_output=...));
+# csae never imports scikit-learn itself.
+_SET_OUTPUT_MODULE = "sklearn.utils._set_output"
+_MODULES = sys.modules
+OUTPUT_CONTAINERS = ("default", "pandas", "polars")
+
+# Training stops as diverged when an epoch's objective exceeds this many
+# times the objective at the start of training.  With the sigmoid decoder
+# the reconstruction term is at most n_features per row and the others
+# start small, so growth by orders of magnitude can only come from weights
+# growing without bound (the weight-decay term, or a saturated KL term),
+# i.e. steps too large for the curvature; SGD with a workable step never
+# comes near it (its epoch objectives stay around or below the start).
+_BLOWUP_FACTOR = 1e4
+# Rows of X on which that starting objective is measured (as one batch): a
+# bounded cost, a fraction of one epoch.
+_REFERENCE_ROWS = 4096
 
 
 class TrainingInterruptedWarning(UserWarning):
     """Training was stopped by Ctrl-C (KeyboardInterrupt).
 
-    The model keeps the weights of the last completed minibatch and stays
-    usable; the interrupted epoch is not counted in ``n_iter_``.
+    The model keeps the state after the last epoch this call completed (the
+    interrupted epoch is not counted in ``n_iter_``), or, if none completed,
+    stays exactly as it was before the call.
     """
 
 
 class TrainingDivergedWarning(UserWarning):
-    """Training stopped because the objective or a gradient became NaN/inf.
+    """Training stopped because the objective or a gradient became NaN/inf,
+    or the objective grew to more than 1e4 times its starting value.
 
-    The model keeps the last finite weights and stays usable and savable;
-    a smaller ``learning_rate`` usually helps.
+    The model stays exactly as it was before the call (the weights of a
+    diverging run are useless long before they overflow), so a model fitted
+    before stays usable and savable.  A smaller ``learning_rate`` usually
+    helps.
     """
+
+
+class _BlowUp(Exception):
+    """An epoch objective far above the starting one (see _BLOWUP_FACTOR)."""
 
 
 def _learn_range(X):
@@ -83,6 +120,69 @@ def _apply_range(X, data_min, scale, dtype):
         raise ValueError("X scaled by the learned input range overflows "
                          f"{dtype.name}; its values are far outside the range seen in fit")
     return out
+
+
+def _starting_objective(backend, params, X, settings):
+    """The objective at ``params`` on (the first rows of) X as one batch:
+    the yardstick of the blow-up check.  inf when it cannot be computed
+    (then only a non-finite objective stops training)."""
+    try:
+        value = float(backend.objective(params, X[:_REFERENCE_ROWS], **settings))
+    except NonFiniteError:
+        return math.inf
+    return value if math.isfinite(value) and value > 0 else math.inf
+
+
+def _container(kind, H, X, names):
+    """H as a pandas or polars DataFrame with columns ``names`` (pandas keeps
+    the index of a pandas X, as scikit-learn does)."""
+    if kind == "pandas":
+        import pandas as pd  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        index = X.index if isinstance(X, pd.DataFrame) else None
+        return pd.DataFrame(H, index=index, columns=list(names), copy=False)
+    import polars as pl  # type: ignore[import-not-found,unused-ignore]
+    return pl.DataFrame(H, schema=list(names), orient="row")
+
+
+def _feature_names_message(fitted, given):
+    """scikit-learn's message for DataFrame columns that differ from fit's."""
+    def listed(names):
+        shown = [f"- {name}\n" for name in names[:5]]
+        return "".join(shown) + ("- ...\n" if len(names) > 5 else "")
+    unseen = sorted(set(given) - set(fitted))
+    missing = sorted(set(fitted) - set(given))
+    message = "The feature names should match those that were passed during fit.\n"
+    if unseen:
+        message += "Feature names unseen at fit time:\n" + listed(unseen)
+    if missing:
+        message += "Feature names seen at fit time, yet now missing:\n" + listed(missing)
+    if not unseen and not missing:
+        message += "Feature names must be in the same order as they were in fit.\n"
+    return message
+
+
+def _frozen_copies(arrays):
+    return None if arrays is None else tuple(frozen(np.array(a)) for a in arrays)
+
+
+def _kept(done):
+    """What a stopped training call left, for its warning."""
+    if done is None:
+        return "the model was left as it was before this call"
+    return (f"the model keeps the state after epoch {len(done.loss_curve)} "
+            f"(n_iter_ = {len(done.loss_curve)})")
+
+
+def _state_field(field, convert):
+    """A property reading one field of the model's state; setting it
+    publishes a new state with that field replaced."""
+    def get(self):
+        return getattr(self._state, field)
+
+    def set_(self, value):
+        with self._locks.write:
+            self._publish(self._state._replace(**{field: convert(value)}))
+    return property(get, set_)
 
 
 class SparseAutoencoder:
@@ -171,6 +271,13 @@ class SparseAutoencoder:
         objective before each update, weighted by minibatch rows.
     n_iter_ : int
         Number of completed epochs (``len(loss_curve_)``).
+    feature_names_in_ : ndarray of str objects, shape (n_features_in_,)
+        Column names of the DataFrame given to ``fit`` (or the first
+        ``partial_fit``), when they are all strings; absent otherwise.  Later
+        DataFrames must have the same columns in the same order
+        (``ValueError`` otherwise); a plain array, or a DataFrame given to a
+        model fitted without names, gets a ``UserWarning``, as in
+        scikit-learn.
 
     Notes
     -----
@@ -180,14 +287,30 @@ class SparseAutoencoder:
     a fitted model an assigned array must keep its shape.  Arrays are
     copied, checked to be finite and converted to ``dtype``.
 
-    *Failures never lose the model.*  Invalid data or hyperparameters raise
-    ``ValueError``/``TypeError`` before any weight changes.  If training
-    diverges (a non-finite objective or gradient), ``fit``/``partial_fit``
-    stop at once, keep the last finite weights, emit a
-    ``TrainingDivergedWarning`` naming the epoch and return ``self``.
-    Ctrl-C during training is caught the same way, with a
-    ``TrainingInterruptedWarning``; the weights are those after the last
-    completed minibatch.
+    *Fit is a transaction.*  ``fit`` and ``partial_fit`` validate data and
+    hyperparameters first (``ValueError``/``TypeError``), then train on a
+    new state built aside, and replace the model's state (weights, momentum
+    velocities, random-number state, loss curve, input range) only when
+    training produced a usable one.  Any exception raised while training
+    (``MemoryError``, a value the backend refuses) leaves the model
+    bit-identical to what it was before the call.  If training diverges (a
+    non-finite objective or gradient, or an objective grown to more than
+    1e4 times its value at the start of training), training stops with a
+    ``TrainingDivergedWarning`` naming the epoch and the model stays as it
+    was before the call.  Ctrl-C stops training with a
+    ``TrainingInterruptedWarning``: the model keeps the state after the last
+    epoch completed (interrupted epochs are not counted in ``n_iter_``), or,
+    if no epoch of this call completed (always the case for
+    ``partial_fit``, which runs one), stays as it was before the call.  Both
+    methods return ``self`` in these cases.
+
+    *Sharing one model between threads.*  ``transform``, ``reconstruct``,
+    ``loss``, ``save``, ``get_params``, pickling and the fitted attributes
+    read one consistent snapshot of the model (never weights of one fit with
+    the loss curve of another) and never wait for training.  ``fit``,
+    ``partial_fit``, ``set_params`` and weight assignment take turns: each
+    waits for the one running to finish (two threads calling
+    ``partial_fit`` train two epochs, one after the other).
 
     Examples
     --------
@@ -205,6 +328,12 @@ class SparseAutoencoder:
                  batch_size=100, max_epochs=100, shuffle=True, scale_inputs=False,
                  dtype="float64", backend="c", random_state=None, verbose=False,
                  n_threads=None):
+        # The locks and the state exist before the first hyperparameter is
+        # set (their setter takes the snapshot lock).
+        object.__setattr__(self, "_locks", ModelLocks())
+        object.__setattr__(self, "_state", EMPTY_STATE)
+        object.__setattr__(self, "_fast", None)
+        object.__setattr__(self, "_hp_generation", 0)
         self.n_hidden = n_hidden
         self.sparsity_target = sparsity_target
         self.sparsity_weight = sparsity_weight
@@ -221,24 +350,40 @@ class SparseAutoencoder:
         self.random_state = random_state
         self.verbose = verbose
         self.n_threads = n_threads
-        self._reset_state()
 
     def __setattr__(self, name, value):
-        # Setting any hyperparameter (directly or by set_params) means it must
-        # be validated again before the fast transform path may trust it.
         if name in _HYPERPARAMETER_NAMES:
-            object.__setattr__(self, "_validated", False)
+            with self._locks.snapshot:
+                object.__setattr__(self, name, value)
+                # The fast transform path must see the new value validated
+                # before it may use it again.
+                object.__setattr__(self, "_fast", None)
+                object.__setattr__(self, "_hp_generation", self._hp_generation + 1)
+            return
         object.__setattr__(self, name, value)
 
-    def _reset_state(self):
-        # The whole trained state; every field is replaced together by fit.
-        self._params = None       # (W, b, Wd, bd) or None before fitting
-        self._velocity = None     # momentum velocities, same layout, or None
-        self._rng_state = None    # SplitMix64 state (int) for the next epoch
-        self._data_min = None     # scale_inputs: per-feature min (float64)
-        self._data_scale = None   # scale_inputs: per-feature max - min, 0 -> 1
-        self._loss_curve = []
-        self._pending = {}        # weights assigned to an unfitted model so far
+    def _publish(self, state):
+        """Make ``state`` the model's state (one reference assignment, so a
+        reader sees the old state or the new one, never a mix)."""
+        with self._locks.snapshot:
+            object.__setattr__(self, "_state", state)
+
+    def _snapshot(self):
+        """(hyperparameter values, state, hyperparameter generation) read
+        together: the consistent view that readers work from."""
+        with self._locks.snapshot:
+            return ({name: getattr(self, name) for name in self._get_param_names()},
+                    self._state, self._hp_generation)
+
+    # Field-by-field access to the state for csae's own modules that predate
+    # ModelState (_persist builds a loaded model this way, _gradcheck reads
+    # the weights).  Each assignment publishes a whole new state.
+    _params = _state_field("params", frozen_tuple)
+    _velocity = _state_field("velocity", frozen_tuple)
+    _rng_state = _state_field("rng_state", lambda v: None if v is None else int(v))
+    _data_min = _state_field("data_min", lambda v: None if v is None else frozen(v))
+    _data_scale = _state_field("data_scale", lambda v: None if v is None else frozen(v))
+    _loss_curve = _state_field("loss_curve", lambda v: tuple(float(x) for x in v))
 
     # ------------------------------------------------------------------
     # scikit-learn plumbing
@@ -262,12 +407,16 @@ class SparseAutoencoder:
         Returns
         -------
         params : dict
-            Parameter names mapped to their values.
+            Parameter names mapped to their values (read together: a
+            concurrent ``set_params`` call is seen whole or not at all).
         """
-        return {name: getattr(self, name) for name in self._get_param_names()}
+        return self._snapshot()[0]
 
     def set_params(self, **params):
         """Set hyperparameters (checked later, when a method uses them).
+
+        Waits for a ``fit`` or ``partial_fit`` running in another thread to
+        finish; the values are set together (see the class Notes).
 
         Parameters
         ----------
@@ -279,11 +428,13 @@ class SparseAutoencoder:
         self : SparseAutoencoder
         """
         valid = self._get_param_names()
-        for name, value in params.items():
+        for name in params:
             if name not in valid:
                 raise ValueError(f"Invalid parameter {name!r} for estimator "
                                  f"{type(self).__name__}. Valid parameters are: {valid!r}.")
-            setattr(self, name, value)
+        with self._locks.write, self._locks.snapshot:
+            for name, value in params.items():
+                setattr(self, name, value)
         return self
 
     def __repr__(self):
@@ -300,7 +451,7 @@ class SparseAutoencoder:
     def __sklearn_is_fitted__(self):
         """True once the model has weights (used by scikit-learn's
         ``check_is_fitted``)."""
-        return self._params is not None
+        return self._state.params is not None
 
     def __sklearn_tags__(self):
         """Estimator tags for scikit-learn >= 1.6 (imports scikit-learn,
@@ -322,17 +473,75 @@ class SparseAutoencoder:
         except ValueError:  # tags must not fail on a bad dtype: fit will say why
             return "float64"
 
+    # scikit-learn's set_output convention: transform (and fit_transform)
+    # outputs are wrapped in the configured container.
+    _sklearn_auto_wrap_output_keys = {"transform"}
+
+    def set_output(self, *, transform=None):
+        """Choose the container ``transform`` and ``fit_transform`` return
+        (scikit-learn's ``set_output`` API, so that a ``Pipeline`` or
+        ``ColumnTransformer`` can configure it).
+
+        Parameters
+        ----------
+        transform : {"default", "pandas", "polars"} or None, default=None
+            "default": NumPy arrays; "pandas"/"polars": a DataFrame with
+            columns ``get_feature_names_out()`` (pandas keeps the index of a
+            pandas input), which needs that library installed; None: leave
+            the setting unchanged.
+
+        Returns
+        -------
+        self : SparseAutoencoder
+        """
+        if transform is None:
+            return self
+        if not isinstance(transform, str) or transform not in OUTPUT_CONTAINERS:
+            raise ValueError(f"set_output: transform must be one of {OUTPUT_CONTAINERS} "
+                             f"or None, got {transform!r}")
+        with self._locks.snapshot:
+            object.__setattr__(self, "_sklearn_output_config", {"transform": transform})
+            # The fast transform path returns plain arrays: revalidate first.
+            object.__setattr__(self, "_fast", None)
+            object.__setattr__(self, "_hp_generation", self._hp_generation + 1)
+        return self
+
+    def _wrap_output(self, H, X, state):
+        """H in the container chosen by set_output (or by scikit-learn's
+        global ``transform_output`` setting when scikit-learn is loaded)."""
+        wrap = getattr(_MODULES.get(_SET_OUTPUT_MODULE), "_wrap_data_with_container", None)
+        if wrap is not None:
+            return wrap("transform", H, X, self)
+        kind = self.__dict__.get("_sklearn_output_config", {}).get("transform", "default")
+        if kind == "default":
+            return H
+        return _container(kind, H, X, self._output_names(state))
+
+    # Attributes that belong to this object in this process, not to the model.
+    _TRANSIENT = ("_locks", "_fast", "_hp_generation")
+
+    def __getstate__(self):
+        # Hyperparameters and state read together (pickling, copy.deepcopy).
+        with self._locks.snapshot:
+            state = dict(self.__dict__)
+        for key in self._TRANSIENT:
+            state.pop(key, None)
+        return state
+
     def __setstate__(self, state):
-        # Unpickling (joblib may hand back read-only memmaps) must leave
-        # arrays the backends can use: C-contiguous, writable, own memory.
-        for key in ("_params", "_velocity"):
-            if state.get(key) is not None:
-                state[key] = tuple(_own_array(a) for a in state[key])
-        for key in ("_data_min", "_data_scale"):
-            if state.get(key) is not None:
-                state[key] = _own_array(state[key])
-        if "_pending" in state:
-            state["_pending"] = {k: _own_array(v) for k, v in state["_pending"].items()}
+        state = dict(state)
+        if "_state" in state:
+            # Unpickled arrays are writable (joblib may even hand back
+            # read-only memmaps): make them owned and frozen again.
+            state["_state"] = freeze_state(state["_state"])
+        else:  # pickled by an earlier csae, one attribute per field
+            legacy = {key: state.pop(key, None) for key in
+                      ("_params", "_velocity", "_rng_state", "_data_min", "_data_scale",
+                       "_loss_curve", "_pending", "_validated")}
+            state["_state"] = state_from_legacy(legacy, WEIGHT_NAMES)
+        object.__setattr__(self, "_locks", ModelLocks())
+        object.__setattr__(self, "_fast", None)
+        object.__setattr__(self, "_hp_generation", 0)
         self.__dict__.update(state)
 
     # ------------------------------------------------------------------
@@ -345,54 +554,61 @@ class SparseAutoencoder:
             "'partial_fit' first, or assign all four of encoder_weights_, "
             f"encoder_bias_, decoder_weights_ and decoder_bias_.{extra}")
 
-    def _check_fitted(self):
-        if self._params is None:
-            missing = [n + "_" for n in WEIGHT_NAMES if n not in self._pending]
-            extra = (f" Still missing: {', '.join(missing)}."
-                     if self._pending else "")
+    def _check_fitted(self, state=None):
+        state = self._state if state is None else state
+        if state.params is None:
+            assigned = [n for n, a in zip(WEIGHT_NAMES, state.pending) if a is not None]
+            missing = [n + "_" for n in WEIGHT_NAMES if n not in assigned]
+            extra = (f" Still missing: {', '.join(missing)}." if assigned else "")
             raise self._not_fitted(extra)
 
     def _get_weight(self, index):
-        if self._params is not None:
-            array = self._params[index]
-        elif WEIGHT_NAMES[index] in self._pending:
-            array = self._pending[WEIGHT_NAMES[index]]
+        state = self._state
+        if state.params is not None:
+            array = state.params[index]
+        elif state.pending[index] is not None:
+            array = state.pending[index]
         else:
             raise self._not_fitted()
-        view = array.view()
-        view.flags.writeable = False  # writes must go through the setter
-        return view
+        # The state's arrays are read-only, and so is this view of one:
+        # writes must go through the setter.
+        return array.view()
 
     def _set_weight(self, index, value):
         name = WEIGHT_NAMES[index]
-        dtype = resolve_dtype(self.dtype)
-        value = as_numeric_array(value, name + "_")
-        if self._params is not None:
-            shape = self._params[index].shape
-        else:
-            h = int_param("n_hidden", self.n_hidden, 1)
-            shape = self._pending_shape(index, h, value)
-        array = check_weight_array(name + "_", value, shape, dtype)
-        if self._params is not None:
-            params = [p if p.dtype == dtype else p.astype(dtype) for p in self._params]
-            params[index] = array
-            self._params = tuple(params)
-            return
-        self._pending[name] = array
-        if len(self._pending) == 4:
-            params = tuple(self._pending[n].astype(dtype, copy=False) for n in WEIGHT_NAMES)
-            self._reset_state()
-            self._params = params
+        with self._locks.write:
+            state = self._state
+            dtype = resolve_dtype(self.dtype)
+            value = as_numeric_array(value, name + "_")
+            if state.params is not None:
+                shape = state.params[index].shape
+            else:
+                h = int_param("n_hidden", self.n_hidden, 1)
+                shape = self._pending_shape(state, index, h, value)
+            array = frozen(check_weight_array(name + "_", value, shape, dtype))
+            if state.params is not None:
+                params = [p if p.dtype == dtype else frozen(p.astype(dtype))
+                          for p in state.params]
+                params[index] = array
+                self._publish(state._replace(params=tuple(params)))
+                return
+            pending = list(state.pending)
+            pending[index] = array
+            if any(a is None for a in pending):
+                self._publish(state._replace(pending=tuple(pending)))
+                return
+            params = tuple(a if a.dtype == dtype else frozen(a.astype(dtype)) for a in pending)
+            self._publish(ModelState(params=params, origin=ORIGIN_ASSIGNED))
 
-    def _pending_shape(self, index, h, value):
+    def _pending_shape(self, state, index, h, value):
         """The shape the weight ``index`` must have on an unfitted model:
         n_hidden from the hyperparameter, n_features from the arrays
         assigned so far, or from ``value`` itself for the first one."""
         n = None
         # The axis of n_features in each array (encoder_bias_ has none).
         n_axis = {"encoder_weights": 1, "decoder_weights": 0, "decoder_bias": 0}
-        for other, array in self._pending.items():
-            if other != WEIGHT_NAMES[index] and other in n_axis:
+        for other, array in zip(WEIGHT_NAMES, state.pending):
+            if array is not None and other != WEIGHT_NAMES[index] and other in n_axis:
                 n = array.shape[n_axis[other]]
         patterns = ("(n_hidden, n_features)", "(n_hidden,)", "(n_features, n_hidden)",
                     "(n_features,)")
@@ -422,31 +638,45 @@ class SparseAutoencoder:
     @property
     def n_features_in_(self):
         """Number of input features the model was fitted on."""
-        self._check_fitted()
-        return int(self._params[0].shape[1])
+        state = self._state
+        self._check_fitted(state)
+        return int(state.params[0].shape[1])
 
     @property
     def loss_curve_(self):
         """Objective of each completed epoch (a new list)."""
-        self._check_fitted()
-        return list(self._loss_curve)
+        state = self._state
+        self._check_fitted(state)
+        return list(state.loss_curve)
 
     @property
     def n_iter_(self):
         """Number of completed epochs."""
-        self._check_fitted()
-        return len(self._loss_curve)
+        state = self._state
+        self._check_fitted(state)
+        return len(state.loss_curve)
 
     # ------------------------------------------------------------------
     # Training
     # ------------------------------------------------------------------
 
-    def _hyper(self):
-        hp = validate_hyperparameters(self.get_params())
-        self._validated = True
-        return hp
+    def _hyper_and_state(self, check_fitted=False):
+        """(validated hyperparameters, their raw values, the state), all of
+        one snapshot; also records what the fast transform path needs."""
+        raw, state, generation = self._snapshot()
+        if check_fitted:
+            self._check_fitted(state)
+        hp = validate_hyperparameters(raw)
+        fast = (_engine is not None and hp.backend == "c" and not hp.scale_inputs
+                and (hp.dtype.type, raw["n_threads"]))
+        with self._locks.snapshot:
+            if self._hp_generation == generation:  # no set_params since the snapshot
+                output = self.__dict__.get("_sklearn_output_config", {}).get("transform")
+                object.__setattr__(self, "_fast", fast if output in (None, "default")
+                                   else False)
+        return hp, raw, state
 
-    def _prepare(self, X, hp, *, objective, learn=False, dtype=None, check_n=True):
+    def _prepare(self, X, hp, state, *, objective, learn=False, dtype=None, check_n=True):
         """X validated (and, with scale_inputs, scaled) for the backend, in
         ``dtype`` (default: the model dtype); X itself is never modified.
 
@@ -456,7 +686,11 @@ class SparseAutoencoder:
         must have the model's number of features (off for ``fit``).
         """
         dtype = hp.dtype if dtype is None else dtype
-        n = self._params[0].shape[1] if check_n and self._params is not None else None
+        n = state.params[0].shape[1] if check_n and state.params is not None else None
+        if n is not None:
+            if _is_dataframe(X):  # a non-numeric column is named before names are compared
+                check_frame_columns(X, "X")
+            self._check_feature_names(X, state)
         if not hp.scale_inputs:
             Xc = check_data(X, dtype, n_features=n)
             if objective and hp.decoder == "sigmoid":
@@ -467,23 +701,46 @@ class SparseAutoencoder:
         if learn:
             data_min, scale = _learn_range(X64)
             return _apply_range(X64, data_min, scale, dtype), (data_min, scale)
-        self._check_range()
-        return _apply_range(X64, self._data_min, self._data_scale, dtype)
+        self._check_range(state)
+        return _apply_range(X64, state.data_min, state.data_scale, dtype)
 
-    def _check_range(self):
-        if self._data_min is None:
+    def _check_feature_names(self, X, state):
+        """X's column names against those seen in fit, as scikit-learn does:
+        different names raise ValueError, names on one side only warn."""
+        given = feature_names_of(X)
+        fitted = state.feature_names
+        name = type(self).__name__
+        if given is None and fitted is None:
+            return
+        if fitted is None:
+            warnings.warn(f"X has feature names, but {name} was fitted without feature "
+                          "names", UserWarning, stacklevel=4)
+        elif given is None:
+            warnings.warn(f"X does not have valid feature names, but {name} was fitted "
+                          "with feature names", UserWarning, stacklevel=4)
+        elif len(given) != len(fitted) or (given != fitted).any():
+            raise ValueError(_feature_names_message(list(fitted), list(given)))
+
+    def _check_range(self, state):
+        if state.data_min is not None:
+            return
+        if state.origin == ORIGIN_ASSIGNED:
             raise NotFittedError(
                 "scale_inputs=True but this model has not learned an input range "
                 "(its weights were assigned by hand); call partial_fit once, or set "
                 "scale_inputs=False and scale X yourself")
+        raise NotFittedError(
+            "scale_inputs=True but this model was trained with scale_inputs=False, so "
+            "it has no learned input range; fit it again with scale_inputs=True, or "
+            "set scale_inputs=False back")
 
-    def _initial_params(self, backend, n_features, hp):
+    def _initial_params(self, backend, n_features, hp, random_state):
         elements = 2 * n_features * hp.n_hidden + n_features + hp.n_hidden
         if elements * hp.dtype.itemsize >= np.iinfo(np.intp).max:
             raise ValueError(f"n_hidden={hp.n_hidden} with {n_features} features gives "
                              "more weights than this machine can address; choose a "
                              "smaller n_hidden")
-        seed = derive_seed(self.random_state)
+        seed = derive_seed(random_state)
         try:
             params, rng_state = backend.init_params(n_features, hp.n_hidden, seed, hp.dtype)
         except (MemoryError, OverflowError) as err:
@@ -491,7 +748,8 @@ class SparseAutoencoder:
             raise ValueError(f"n_hidden={hp.n_hidden} with {n_features} features needs "
                              f"{size / 2**30:.3g} GiB of weights, more than this machine "
                              "can allocate; choose a smaller n_hidden") from err
-        return tuple(np.ascontiguousarray(p, dtype=hp.dtype) for p in params), int(rng_state)
+        return (tuple(frozen(np.ascontiguousarray(p, dtype=hp.dtype)) for p in params),
+                int(rng_state))
 
     def fit(self, X, y=None):
         """Initialise the weights and train for ``max_epochs`` epochs.
@@ -508,23 +766,32 @@ class SparseAutoencoder:
         -------
         self : SparseAutoencoder
             Also when training diverged or was interrupted (a warning says
-            so; see the class Notes).
+            so; see the class Notes: the model is replaced only if at least
+            one epoch completed).
         """
         self._fit(X)
         return self
 
     def _fit(self, X):
-        hp = self._hyper()
-        backend = Backend(hp.backend, hp.n_threads)
-        Xc, (data_min, scale) = self._prepare(X, hp, objective=True, learn=True,
-                                              check_n=False)
-        params, rng_state = self._initial_params(backend, Xc.shape[1], hp)
-        # Everything checked: only now replace the old model.
-        self._reset_state()
-        self._params, self._rng_state = params, rng_state
-        self._data_min, self._data_scale = data_min, scale
-        self._train(backend, Xc, hp, hp.max_epochs)
-        return Xc, hp, backend
+        """fit; returns (prepared X, hyperparameters, backend, the state now
+        published or None if the old one was kept)."""
+        with self._locks.write:
+            hp, raw, old = self._hyper_and_state()
+            backend = Backend(hp.backend, hp.n_threads)
+            Xc, (data_min, scale) = self._prepare(X, hp, old, objective=True, learn=True,
+                                                  check_n=False)
+            names = feature_names_of(X)
+            params, rng_state = self._initial_params(backend, Xc.shape[1], hp,
+                                                     raw["random_state"])
+            # Everything checked; train a new state aside from the old one.
+            start = ModelState(params=params, rng_state=rng_state,
+                               data_min=None if data_min is None else frozen(data_min),
+                               data_scale=None if scale is None else frozen(scale),
+                               origin=ORIGIN_TRAINED, feature_names=names)
+            new = self._train(backend, Xc, hp, start, hp.max_epochs, stacklevel=4)
+            if new is not None:
+                self._publish(new)
+            return Xc, hp, backend, new
 
     def partial_fit(self, X, y=None):
         """Run one epoch of SGD over X, continuing from the current state.
@@ -534,6 +801,9 @@ class SparseAutoencoder:
         ``scale_inputs=True``); later calls continue from the current
         weights, momentum velocities and random-number state, so ``k``
         calls equal ``fit`` with ``max_epochs=k`` on the same data.
+
+        If the epoch does not complete (an exception, Ctrl-C, divergence),
+        the model stays exactly as it was before the call.
 
         Parameters
         ----------
@@ -546,65 +816,102 @@ class SparseAutoencoder:
         -------
         self : SparseAutoencoder
         """
-        hp = self._hyper()
-        backend = Backend(hp.backend, hp.n_threads)
-        learn = hp.scale_inputs and self._data_min is None
-        prepared = self._prepare(X, hp, objective=True, learn=learn)
-        Xc, (data_min, scale) = prepared if learn else (prepared, (None, None))
-        if self._params is None:
-            params, rng_state = self._initial_params(backend, Xc.shape[1], hp)
-            self._reset_state()
-            self._params, self._rng_state = params, rng_state
-        elif self._rng_state is None:  # weights assigned by hand
-            self._rng_state = derive_seed(self.random_state)
-        if learn:
-            self._data_min, self._data_scale = data_min, scale
-        self._train(backend, Xc, hp, 1)
+        with self._locks.write:
+            hp, raw, old = self._hyper_and_state()
+            backend = Backend(hp.backend, hp.n_threads)
+            learn = hp.scale_inputs and old.data_min is None
+            prepared = self._prepare(X, hp, old, objective=True, learn=learn)
+            Xc, (data_min, scale) = prepared if learn else (prepared, (None, None))
+            if old.params is None:
+                params, rng_state = self._initial_params(backend, Xc.shape[1], hp,
+                                                         raw["random_state"])
+                start = ModelState(params=params, rng_state=rng_state, origin=ORIGIN_TRAINED,
+                                   feature_names=feature_names_of(X))
+            elif old.rng_state is None:  # weights assigned by hand, or loaded without one
+                start = old._replace(rng_state=derive_seed(raw["random_state"]))
+            else:
+                start = old
+            if learn:
+                start = start._replace(data_min=frozen(data_min), data_scale=frozen(scale))
+            new = self._train(backend, Xc, hp, start, 1, stacklevel=3)
+            if new is not None:
+                self._publish(new)
         return self
 
-    def _train(self, backend, X, hp, n_epochs):
-        """Run ``n_epochs`` epochs of SGD on the prepared X, keeping the
-        model consistent whatever happens."""
-        # Train on fresh copies: arrays handed out by the weight properties
-        # stay as they were, and a dtype change since fit takes effect.
-        params = tuple(np.array(p, dtype=hp.dtype, order="C") for p in self._params)
+    def _train(self, backend, X, hp, start, n_epochs, stacklevel):
+        """Run up to ``n_epochs`` epochs of SGD on the prepared X from the
+        state ``start``, on copies (``start`` and the published state are
+        never written).  Returns the state after the last epoch completed,
+        or None if none did; an exception other than divergence and Ctrl-C
+        propagates (the caller then publishes nothing)."""
+        params = tuple(np.array(p, dtype=hp.dtype, order="C") for p in start.params)
         velocity = None
         if hp.momentum > 0:
-            velocity = (tuple(np.array(v, dtype=hp.dtype, order="C") for v in self._velocity)
-                        if self._velocity is not None
+            velocity = (tuple(np.array(v, dtype=hp.dtype, order="C") for v in start.velocity)
+                        if start.velocity is not None
                         else tuple(np.zeros_like(p) for p in params))
         settings = dict(rho=hp.sparsity_target, beta=hp.sparsity_weight,
-                        lam=hp.weight_decay, decoder=hp.decoder,
-                        learning_rate=hp.learning_rate, momentum=hp.momentum,
-                        batch_size=hp.batch_size, shuffle=hp.shuffle)
+                        lam=hp.weight_decay, decoder=hp.decoder)
+        sgd = dict(settings, learning_rate=hp.learning_rate, momentum=hp.momentum,
+                   # Any batch_size above the row count means full batch; passing
+                   # at most the row count keeps huge values off the C integers.
+                   batch_size=min(hp.batch_size, max(1, X.shape[0])), shuffle=hp.shuffle)
+        curve = list(start.loss_curve)
+        rng_state = start.rng_state
+        reference = start.reference_objective
+        done = None  # the state after the last epoch completed in this call
         try:
-            for _ in range(n_epochs):
-                start = time.perf_counter()
+            if reference is None:
+                reference = _starting_objective(backend, params, X, settings)
+            for epoch in range(n_epochs):
+                began = time.perf_counter()
                 loss, rng_state = backend.sgd_epoch(params, velocity, X,
-                                                    rng_state=self._rng_state, **settings)
-                seconds = time.perf_counter() - start
-                self._rng_state = int(rng_state)
-                self._loss_curve.append(float(loss))
+                                                    rng_state=rng_state, **sgd)
+                seconds = time.perf_counter() - began
+                loss = float(loss)
+                if loss > _BLOWUP_FACTOR * reference:
+                    raise _BlowUp(loss, reference)
+                if not all(np.isfinite(p).all() for p in params):
+                    raise NonFiniteError("an update overflowed the weights")
+                curve.append(loss)
+                # The arrays of a published state are never written again:
+                # copy them unless training ends here.
+                last = epoch == n_epochs - 1
+                keep = frozen_tuple if last else _frozen_copies
+                done = start._replace(params=keep(params), velocity=keep(velocity),
+                                      rng_state=int(rng_state), loss_curve=tuple(curve),
+                                      reference_objective=reference,
+                                      pending=EMPTY_STATE.pending, origin=ORIGIN_TRAINED)
                 if hp.verbose:
-                    self._print_progress(backend, params, X, hp, seconds)
-        except NonFiniteError as err:
-            batch = "" if err.batch is None else f", minibatch {err.batch}"
+                    self._print_progress(backend, params, X, hp, seconds, curve)
+        except (NonFiniteError, _BlowUp) as err:
+            if isinstance(err, _BlowUp):
+                why = (f": the objective grew from {err.args[1]:.4g} at the start of "
+                       f"training to {err.args[0]:.4g} (more than {_BLOWUP_FACTOR:g} times)")
+                advice = "learning_rate or weight_decay"
+            else:
+                batch = "" if err.batch is None else f", minibatch {err.batch}"
+                why = f"{batch}: the objective or its gradient became NaN or inf"
+                advice = "learning_rate"
+            # The weights of a diverging run are huge well before they are
+            # inf (the epochs before the one detected included), so none of
+            # them replaces the model.
             warnings.warn(TrainingDivergedWarning(
-                f"training diverged at epoch {len(self._loss_curve) + 1}{batch}: the "
-                "objective or its gradient became NaN or inf. Training stopped and the "
-                "model keeps the last finite weights; try a smaller learning_rate "
-                f"(now {hp.learning_rate:g})."), stacklevel=3)
+                f"training diverged at epoch {len(curve) + 1}{why}. Training stopped and "
+                f"{_kept(None)}; try a smaller {advice} (now learning_rate="
+                f"{hp.learning_rate:g}, weight_decay={hp.weight_decay:g})."),
+                stacklevel=stacklevel)
+            return None
         except KeyboardInterrupt:
             warnings.warn(TrainingInterruptedWarning(
-                f"training interrupted during epoch {len(self._loss_curve) + 1}; the "
-                "model keeps the weights of the last completed minibatch (the epoch "
-                "is not counted in n_iter_)."), stacklevel=3)
-        finally:
-            self._params, self._velocity = params, velocity
+                f"training interrupted during epoch {len(curve) + 1}; "
+                f"{_kept(done)} (the interrupted epoch is not counted in "
+                "n_iter_)."), stacklevel=stacklevel)
+        return done
 
-    def _print_progress(self, backend, params, X, hp, seconds):
+    def _print_progress(self, backend, params, X, hp, seconds, curve):
         activation = float(np.mean(backend.encode(params[0], params[1], X)))
-        print(f"epoch {len(self._loss_curve)}: objective {self._loss_curve[-1]:.6g}, "
+        print(f"epoch {len(curve)}: objective {curve[-1]:.6g}, "
               f"mean activation {activation:.4f} (target {hp.sparsity_target:g}), "
               f"{seconds:.3f} s", file=sys.stdout, flush=True)
 
@@ -621,27 +928,29 @@ class SparseAutoencoder:
         -------
         H : ndarray of shape (n_samples, n_hidden)
         """
-        Xc, hp, backend = self._fit(X)
-        W, b = self._params[0], self._params[1]
-        return backend.encode(W, b, Xc)
+        Xc, hp, backend, state = self._fit(X)
+        state = self._state if state is None else state  # None: the old model stayed
+        self._check_fitted(state)
+        W, b = (p if p.dtype == hp.dtype else p.astype(hp.dtype) for p in state.params[:2])
+        return self._wrap_output(backend.encode(W, b, Xc), X, state)
 
     # ------------------------------------------------------------------
     # Using a model
     # ------------------------------------------------------------------
 
     def _ready(self):
-        """(hyperparameters, backend, params in the model dtype) for a
-        method that uses the weights; does not change the model."""
-        self._check_fitted()
-        hp = self._hyper()
+        """(hyperparameters, backend, params in the model dtype, state) of
+        one snapshot, for a method that uses the weights; does not change
+        the model."""
+        hp, _, state = self._hyper_and_state(check_fitted=True)
         params = tuple(p if p.dtype == hp.dtype else p.astype(hp.dtype)
-                       for p in self._params)
-        return hp, Backend(hp.backend, hp.n_threads), params
+                       for p in state.params)
+        return hp, Backend(hp.backend, hp.n_threads), params, state
 
-    def _unscale(self, Y, hp):
+    def _unscale(self, Y, hp, state):
         if not hp.scale_inputs:
             return Y
-        return (Y * self._data_scale.astype(hp.dtype) + self._data_min.astype(hp.dtype))
+        return (Y * state.data_scale.astype(hp.dtype) + state.data_min.astype(hp.dtype))
 
     def transform(self, X):
         """Hidden activations ``sigmoid(X W^T + b)``.
@@ -656,31 +965,35 @@ class SparseAutoencoder:
         -------
         H : ndarray of shape (n_samples, n_hidden), in the model dtype
         """
-        H = self._encode_fast(X)
-        if H is not None:
-            return H
-        hp, backend, params = self._ready()
-        Xc = self._prepare(X, hp, objective=False)
-        return backend.encode(params[0], params[1], Xc)
-
-    def _encode_fast(self, X):
-        """transform(X) straight from the C engine, or None.
-
-        Encoding one row takes well under a microsecond in C, so the full
-        validation (hyperparameters, conversions, NumPy finiteness checks)
-        would be nearly all of a call's cost.  This path applies only when
-        nothing needs converting: C backend, no input scaling, a model dtype
-        spelled plainly, and X an aligned C-contiguous array of that dtype
-        with the right width.  The engine checks X for NaN/inf itself and
-        returns None for anything unusual, so every error still comes from
-        the validating path, with its message.
-        """
-        params = self._params
-        if (params is None or _engine is None or not self._validated
-                or self.backend != "c" or self.scale_inputs
-                or _FAST_DTYPES.get(self.dtype) is not params[0].dtype.type):
-            return None
-        return _engine.encode_fast(params[0], params[1], X, self.n_threads)
+        # The fast path, inline (a method call would cost a tenth of it).
+        # Encoding one row takes well under a microsecond in C, so the full
+        # validation (hyperparameters, conversions, NumPy finiteness checks)
+        # would be nearly all of a call's cost.  This path applies only when
+        # nothing needs converting: C backend, no input scaling, default
+        # output, no column names to check, and X an aligned C-contiguous
+        # array of the model dtype with the right width.  The engine checks X
+        # for NaN/inf itself and returns None for anything unusual, so every
+        # error still comes from the validating path, with its message.
+        #
+        # Two attribute reads, no lock: ``_fast`` is (dtype, n_threads) of
+        # hyperparameters validated since they last changed (False when they
+        # rule this path out, None when not validated yet), and the state is
+        # immutable.  A concurrent set_params or fit makes this call see the
+        # model just before or just after it, never a mix.
+        fast = self._fast
+        if fast:
+            state = self._state
+            params = state.params
+            if (params is not None and fast[0] is params[0].dtype.type
+                    and state.feature_names is None):
+                H = _engine.encode_fast(params[0], params[1], X, fast[1])
+                if H is not None:
+                    if _SET_OUTPUT_MODULE in _MODULES:  # scikit-learn's global setting
+                        return self._wrap_output(H, X, state)
+                    return H
+        hp, backend, params, state = self._ready()
+        Xc = self._prepare(X, hp, state, objective=False)
+        return self._wrap_output(backend.encode(params[0], params[1], Xc), X, state)
 
     def inverse_transform(self, H):
         """Decoder output for hidden activations H (mapped back to the input
@@ -694,12 +1007,12 @@ class SparseAutoencoder:
         -------
         Y : ndarray of shape (n_samples, n_features_in_), in the model dtype
         """
-        hp, backend, params = self._ready()
+        hp, backend, params, state = self._ready()
         h = params[0].shape[0]
         Hc = check_data(H, hp.dtype, name="H", n_features=h, expected_name="hidden units")
         if hp.scale_inputs:
-            self._check_range()
-        return self._unscale(backend.decode(params[2], params[3], Hc, hp.decoder), hp)
+            self._check_range(state)
+        return self._unscale(backend.decode(params[2], params[3], Hc, hp.decoder), hp, state)
 
     def reconstruct(self, X):
         """The model's reconstruction of X, ``inverse_transform(transform(X))``.
@@ -712,9 +1025,9 @@ class SparseAutoencoder:
         -------
         Y : ndarray of shape (n_samples, n_features_in_), in the model dtype
         """
-        hp, backend, params = self._ready()
-        Xc = self._prepare(X, hp, objective=False)
-        return self._unscale(backend.reconstruct(params, Xc, hp.decoder), hp)
+        hp, backend, params, state = self._ready()
+        Xc = self._prepare(X, hp, state, objective=False)
+        return self._unscale(backend.reconstruct(params, Xc, hp.decoder), hp, state)
 
     def _objective_settings(self, hp):
         return dict(rho=hp.sparsity_target, beta=hp.sparsity_weight,
@@ -734,8 +1047,8 @@ class SparseAutoencoder:
         -------
         loss : float
         """
-        hp, backend, params = self._ready()
-        Xc = self._prepare(X, hp, objective=True)
+        hp, backend, params, state = self._ready()
+        Xc = self._prepare(X, hp, state, objective=True)
         return float(backend.objective(params, Xc, **self._objective_settings(hp)))
 
     def loss_and_gradients(self, X):
@@ -752,8 +1065,8 @@ class SparseAutoencoder:
             Keys "encoder_weights", "encoder_bias", "decoder_weights" and
             "decoder_bias", each an array shaped like that parameter.
         """
-        hp, backend, params = self._ready()
-        Xc = self._prepare(X, hp, objective=True)
+        hp, backend, params, state = self._ready()
+        Xc = self._prepare(X, hp, state, objective=True)
         loss, grads = backend.objective_and_gradients(params, Xc,
                                                       **self._objective_settings(hp))
         return float(loss), dict(zip(WEIGHT_NAMES, grads))
@@ -779,19 +1092,43 @@ class SparseAutoencoder:
         Parameters
         ----------
         input_features : array-like of str or None
-            Only checked for length (must equal ``n_features_in_``).
+            Only checked: it must equal ``feature_names_in_`` when the model
+            has one, and have length ``n_features_in_`` otherwise (the
+            output names do not depend on it: scikit-learn's prefix rule for
+            transformers that make new features).
 
         Returns
         -------
         names : ndarray of str objects, shape (n_hidden,)
         """
-        self._check_fitted()
-        if input_features is not None and len(input_features) != self.n_features_in_:
-            raise ValueError("input_features should have length equal to number of "
-                             f"features ({self.n_features_in_}), got {len(input_features)}")
+        state = self._state
+        self._check_fitted(state)
+        n = state.params[0].shape[1]
+        if input_features is not None:
+            if state.feature_names is not None and (
+                    len(input_features) != n
+                    or not np.array_equal(np.asarray(input_features, dtype=object),
+                                          state.feature_names)):
+                raise ValueError("input_features is not equal to feature_names_in_")
+            if len(input_features) != n:
+                raise ValueError("input_features should have length equal to number of "
+                                 f"features ({n}), got {len(input_features)}")
+        return self._output_names(state)
+
+    def _output_names(self, state):
         prefix = type(self).__name__.lower()
-        return np.asarray([f"{prefix}{i}" for i in range(self._params[0].shape[0])],
+        return np.asarray([f"{prefix}{i}" for i in range(state.params[0].shape[0])],
                           dtype=object)
+
+    @property
+    def feature_names_in_(self):
+        """Column names of the DataFrame fitted on (when all are strings)."""
+        names = self._state.feature_names
+        if names is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute "
+                                 "'feature_names_in_' (it was not fitted on a DataFrame "
+                                 "with string column names)")
+        return names.copy()
 
     # ------------------------------------------------------------------
     # Persistence
@@ -809,7 +1146,11 @@ class SparseAutoencoder:
             Written exactly as given (no suffix is added).
         """
         from csae._persist import save
-        save(self, path)
+        # One snapshot (hyperparameters and state together), taken without
+        # waiting for a running fit; the file is written from it.
+        snapshot = type(self).__new__(type(self))
+        snapshot.__setstate__(self.__getstate__())
+        save(snapshot, path)
 
     @classmethod
     def load(cls, path):
@@ -847,10 +1188,3 @@ def _same_value(value, default):
     except Exception:
         return False
 
-
-def _own_array(array):
-    array = np.asarray(array)
-    if type(array) is np.ndarray and array.flags.c_contiguous and array.flags.writeable \
-            and array.flags.owndata:
-        return array
-    return np.array(array, order="C", copy=True)

@@ -62,11 +62,11 @@ def check_gradients(model, X, epsilon=1e-4, *, max_entries=None, random_state=0,
     if max_entries is not None and (not isinstance(max_entries, numbers.Integral)
                                     or isinstance(max_entries, bool) or max_entries < 1):
         raise ValueError(f"max_entries must be None or an integer >= 1, got {max_entries!r}")
-    model._check_fitted()
-    hp = model._hyper()
+    # Hyperparameters and weights of one snapshot of the model.
+    hp, _, state = model._hyper_and_state(check_fitted=True)
     backend = Backend(hp.backend, hp.n_threads)
-    params = tuple(np.array(p, dtype=np.float64, order="C") for p in model._params)
-    X64 = model._prepare(X, hp, objective=True, dtype=np.dtype(np.float64))
+    params = tuple(np.array(p, dtype=np.float64, order="C") for p in state.params)
+    X64 = model._prepare(X, hp, state, objective=True, dtype=np.dtype(np.float64))
     settings = model._objective_settings(hp)
     _, grads = backend.objective_and_gradients(params, X64, **settings)
     rng = np.random.default_rng(random_state)

@@ -21,6 +21,8 @@ __all__ = [
     "int_param",
     "as_numeric_array",
     "check_data",
+    "check_frame_columns",
+    "feature_names_of",
     "check_unit_interval",
     "check_weight_array",
     "derive_seed",
@@ -74,13 +76,46 @@ def _is_real(value):
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
-def int_param(name, value, minimum):
-    """``value`` as an int >= ``minimum``, or ValueError naming ``name``."""
+def int_param(name, value, minimum, maximum=None):
+    """``value`` as an int in [``minimum``, ``maximum``], or ValueError
+    naming ``name``."""
+    what = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
     if not _is_int(value):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise ValueError(f"{name} must be an integer {what}, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be an integer {what}, got {value!r}")
     return int(value)
+
+
+# Upper bounds of the counts, so that a huge value is refused by name here
+# instead of overflowing a C integer in the binding.  batch_size and
+# max_epochs fit an int64 (any batch_size above the number of rows already
+# means full batch); n_threads fits a C int.
+MAX_COUNT = 2**63 - 1
+MAX_THREADS = 2**31 - 1
+
+
+def _representable(name, value, dtype, *, positive=False, below_one=False):
+    """Refuse a hyperparameter that the model dtype cannot hold: it would
+    round to 0 or 1 (or overflow), and the engine, which computes in that
+    dtype, would silently train another problem than the one asked for.
+    ``positive``: must stay a normal number > 0 (sparsity_target's log and
+    the learning rate); ``below_one``: must stay < 1 (1 - rho, momentum)."""
+    with np.errstate(over="ignore"):
+        rounded = float(dtype.type(value))
+    info = np.finfo(dtype)
+    # Messages start with the name, as every hyperparameter error does (the
+    # command line maps it to its option).
+    if not math.isfinite(rounded):
+        raise ValueError(f"{name} overflows {dtype.name}: {value!r} is above its largest "
+                         f"value {float(info.max):.4g}; choose a smaller value or "
+                         "dtype='float64'")
+    if positive and rounded < float(info.tiny):
+        raise ValueError(f"{name} rounds to 0 in {dtype.name}: {value!r} is below its "
+                         f"smallest normal value {float(info.tiny):.4g}")
+    if below_one and rounded >= 1.0:
+        raise ValueError(f"{name} rounds to 1 in {dtype.name}: {value!r}; the largest "
+                         f"usable value is {1.0 - float(info.epsneg):.10g}")
 
 
 def _real_param(name, value, low, high, low_open, high_open, what):
@@ -129,7 +164,7 @@ def resolve_n_threads(value):
     None the default of ``csae._threads.default_n_threads`` (read now)."""
     if value is None:
         return default_n_threads()
-    return int_param("n_threads", value, 1)
+    return int_param("n_threads", value, 1, MAX_THREADS)
 
 
 def validate_hyperparameters(params):
@@ -144,7 +179,7 @@ def validate_hyperparameters(params):
     else:
         verbose = int_param("verbose", verbose, 0)
     check_random_state(params["random_state"])
-    return Hyperparameters(
+    hp = Hyperparameters(
         n_hidden=int_param("n_hidden", params["n_hidden"], 1),
         sparsity_target=_real_param("sparsity_target", params["sparsity_target"],
                                     0.0, 1.0, True, True, "in the open interval (0, 1)"),
@@ -157,8 +192,8 @@ def validate_hyperparameters(params):
                                   0.0, math.inf, True, True, "> 0"),
         momentum=_real_param("momentum", params["momentum"],
                              0.0, 1.0, False, True, "in [0, 1)"),
-        batch_size=int_param("batch_size", params["batch_size"], 1),
-        max_epochs=int_param("max_epochs", params["max_epochs"], 1),
+        batch_size=int_param("batch_size", params["batch_size"], 1, MAX_COUNT),
+        max_epochs=int_param("max_epochs", params["max_epochs"], 1, MAX_COUNT),
         shuffle=_bool_param("shuffle", params["shuffle"]),
         scale_inputs=_bool_param("scale_inputs", params["scale_inputs"]),
         dtype=resolve_dtype(params["dtype"]),
@@ -166,6 +201,14 @@ def validate_hyperparameters(params):
         verbose=verbose,
         n_threads=resolve_n_threads(params["n_threads"]),
     )
+    # The engine computes in the model dtype: check the values it will see.
+    _representable("sparsity_target", hp.sparsity_target, hp.dtype, positive=True,
+                   below_one=True)
+    _representable("sparsity_weight", hp.sparsity_weight, hp.dtype)
+    _representable("weight_decay", hp.weight_decay, hp.dtype)
+    _representable("learning_rate", hp.learning_rate, hp.dtype, positive=True)
+    _representable("momentum", hp.momentum, hp.dtype, below_one=True)
+    return hp
 
 
 # --------------------------------------------------------------------------
@@ -205,10 +248,53 @@ def derive_seed(random_state):
 # Data arrays
 # --------------------------------------------------------------------------
 
+def _is_dataframe(X):
+    # pandas and polars DataFrames, recognised without importing either.
+    return hasattr(X, "columns") and hasattr(X, "dtypes") and not isinstance(X, np.ndarray)
+
+
+def feature_names_of(X):
+    """The column names of a DataFrame whose names are all strings, as an
+    object array (scikit-learn's ``feature_names_in_``), else None.  Mixed
+    string and non-string names raise TypeError, as in scikit-learn."""
+    if not _is_dataframe(X):
+        return None
+    names = np.asarray(list(X.columns), dtype=object)
+    if names.size == 0:
+        return None
+    types = sorted({type(v).__qualname__ for v in names})
+    if len(types) > 1 and "str" in types:
+        raise TypeError(
+            "Feature names are only supported if all input features have string names, "
+            f"but your input has {types} as feature name / column name types. Convert "
+            "them all to strings (X.columns = X.columns.astype(str)) or all to another type.")
+    return names if types == ["str"] else None
+
+
+def check_frame_columns(X, name):
+    """Every column of the DataFrame X holds numbers, or ValueError naming
+    the first one that does not (dates, text, categories...)."""
+    for column, dtype in zip(X.columns, X.dtypes):
+        is_numeric = getattr(dtype, "is_numeric", None)  # polars
+        if callable(is_numeric):
+            numeric = is_numeric() or str(dtype) == "Boolean"
+        else:  # pandas and NumPy-like dtypes (nullable Int64 has kind "i")
+            numeric = getattr(dtype, "kind", "O") in "biuf"
+            if not numeric and getattr(dtype, "kind", None) == "O":
+                # An object column may still hold plain numbers.
+                numeric = all(_is_real(v) or isinstance(v, (bool, np.bool_))
+                              for v in X[column])
+        if not numeric:
+            raise ValueError(f"{name} column {column!r} is not numeric (dtype {dtype}); "
+                             "csae needs numbers: encode or drop that column first")
+
+
 def as_numeric_array(X, name):
     """``X`` as a NumPy array of real numbers (any real dtype), or TypeError."""
     if X is None:
         raise TypeError(f"{name} must be an array-like of numbers, got None")
+    if _is_dataframe(X):
+        check_frame_columns(X, name)
     # Sparse matrices would become a 0-d object array; say what to do instead.
     if hasattr(X, "tocsr") or hasattr(X, "toarray"):
         raise TypeError(f"{name} is a sparse matrix; sparse input is not supported. "

@@ -476,15 +476,17 @@ def test_weight_attributes_are_read_only_snapshots(backend):
 # Divergence, interrupts, verbose, threads
 # --------------------------------------------------------------------------
 
-def test_divergence_warns_keeps_finite_weights_and_the_model_usable(backend, tmp_path):
+def test_divergence_warns_and_keeps_the_model_usable(backend, tmp_path):
+    # A diverging fit leaves the model as it was (test_transaction.py checks
+    # bit for bit); here: a fitted model stays usable and savable.
     X = np.random.default_rng(19).normal(0, 100, size=(40, 6))
-    model = SparseAutoencoder(n_hidden=4, decoder="linear", learning_rate=1e3,
-                              max_epochs=50, batch_size=10, backend=backend,
-                              random_state=0)
+    model = SparseAutoencoder(n_hidden=4, decoder="linear", learning_rate=1e-6,
+                              max_epochs=2, batch_size=10, backend=backend,
+                              random_state=0).fit(X)
     with pytest.warns(TrainingDivergedWarning,
                       match=r"epoch \d+.*smaller learning_rate"):
-        assert model.fit(X) is model
-    assert model.n_iter_ < 50
+        assert model.set_params(learning_rate=1e3, max_epochs=50).fit(X) is model
+    assert model.n_iter_ == 2
     assert all(np.isfinite(w).all() for w in weights(model))
     assert np.isfinite(model.transform(X)).all()
     model.save(tmp_path / "diverged.npz")
@@ -523,6 +525,9 @@ _SIGINT_SCRIPT = textwrap.dedent("""
     X = np.random.default_rng(0).random(shape)
     model = SparseAutoencoder(n_hidden=64, batch_size=50, max_epochs=10**6,
                               backend=backend, random_state=0)
+    # Ctrl-C before the first epoch of the long fit completes keeps this
+    # one-epoch model; later, the long fit's completed epochs.
+    model.set_params(max_epochs=1).fit(X[:500]).set_params(max_epochs=10**6)
     print("STARTED", flush=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -625,3 +630,26 @@ def test_no_stray_warnings_from_a_normal_fit(backend):
         warnings.simplefilter("error")
         SparseAutoencoder(n_hidden=3, max_epochs=2, backend=backend,
                           random_state=0).fit(unit_data(20, 4))
+
+
+def test_a_model_pickled_by_an_earlier_csae_still_unpickles():
+    """Before ModelState the trained state was one attribute per field;
+    such a pickle must load into the same model."""
+    X = unit_data(30, 5)
+    model = SparseAutoencoder(n_hidden=3, momentum=0.5, max_epochs=2, scale_inputs=True,
+                              random_state=0).fit(X)
+    state = model._state
+    legacy = {name: getattr(model, name) for name in model._get_param_names()}
+    legacy.update(_params=tuple(np.array(p) for p in state.params),
+                  _velocity=tuple(np.array(v) for v in state.velocity),
+                  _rng_state=state.rng_state, _data_min=np.array(state.data_min),
+                  _data_scale=np.array(state.data_scale),
+                  _loss_curve=list(state.loss_curve), _pending={}, _validated=True)
+    old = SparseAutoencoder.__new__(SparseAutoencoder)
+    old.__setstate__(legacy)
+    np.testing.assert_array_equal(old.transform(X), model.transform(X))
+    assert old.loss_curve_ == model.loss_curve_
+    old.partial_fit(X)
+    model.partial_fit(X)
+    for a, b in zip(weights(old), weights(model)):
+        np.testing.assert_array_equal(a, b)

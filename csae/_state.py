@@ -1,0 +1,104 @@
+"""The trained state of one model, as one immutable value, and its locks.
+
+Everything training produces belongs together: the weights, the momentum
+velocities, the SplitMix64 state for the next epoch, the learned input range
+and the loss curve.  A ``ModelState`` holds them all and is never changed
+after it is built (its arrays are read-only), so a reader that took
+``model._state`` once sees weights, counters and curve that belong together,
+whatever other threads do next, without taking any lock.
+
+Writers (``fit``, ``partial_fit``, ``set_params``, weight assignment) build
+a new ``ModelState`` aside and publish it with one attribute assignment under
+``ModelLocks.snapshot``; ``ModelLocks.write`` makes them take turns, so two
+``partial_fit`` calls run one after the other instead of both starting from
+the same weights.
+"""
+
+import threading
+from typing import NamedTuple, Optional, Tuple
+
+import numpy as np
+
+__all__ = ["ModelState", "EMPTY_STATE", "ModelLocks", "frozen", "state_from_legacy"]
+
+# How the weights of a state came about; decides what an error message says.
+ORIGIN_TRAINED = "trained"     # fit / partial_fit
+ORIGIN_ASSIGNED = "assigned"   # the four weight attributes set by hand
+ORIGIN_UNKNOWN = None          # built field by field (e.g. by csae.load)
+
+
+class ModelState(NamedTuple):
+    """One consistent snapshot of a model's trained state."""
+
+    params: Optional[Tuple[np.ndarray, ...]] = None    # (W, b, Wd, bd), or None: unfitted
+    velocity: Optional[Tuple[np.ndarray, ...]] = None  # momentum velocities, same layout
+    rng_state: Optional[int] = None                    # SplitMix64 state for the next epoch
+    data_min: Optional[np.ndarray] = None              # scale_inputs: per-feature minimum
+    data_scale: Optional[np.ndarray] = None            # scale_inputs: max - min (0 -> 1)
+    loss_curve: Tuple[float, ...] = ()                 # objective of each completed epoch
+    pending: Tuple[Optional[np.ndarray], ...] = (None, None, None, None)
+    # ^ weights assigned to an unfitted model so far, in (W, b, Wd, bd) order
+    reference_objective: Optional[float] = None
+    # ^ objective at the start of training: the yardstick of the blow-up check
+    origin: Optional[str] = ORIGIN_UNKNOWN
+    feature_names: Optional[np.ndarray] = None
+    # ^ string column names of the DataFrame fitted on (feature_names_in_)
+
+
+EMPTY_STATE = ModelState()
+
+
+def frozen(array):
+    """``array`` as a read-only C-contiguous ndarray that owns its memory (a
+    copy unless it already is one), so no view handed out can change it."""
+    array = np.asarray(array)
+    if not (type(array) is np.ndarray and array.flags.c_contiguous and array.flags.owndata):
+        array = np.array(array, order="C", copy=True)
+    array.flags.writeable = False
+    return array
+
+
+def frozen_tuple(arrays):
+    return None if arrays is None else tuple(frozen(a) for a in arrays)
+
+
+def freeze_state(state):
+    """``state`` with every array frozen (used on unpickling: joblib may hand
+    back memmaps, and pickle returns writable arrays)."""
+    return state._replace(
+        params=frozen_tuple(state.params), velocity=frozen_tuple(state.velocity),
+        data_min=None if state.data_min is None else frozen(state.data_min),
+        data_scale=None if state.data_scale is None else frozen(state.data_scale),
+        loss_curve=tuple(float(v) for v in state.loss_curve),
+        feature_names=None if state.feature_names is None else frozen(state.feature_names),
+        pending=tuple(None if a is None else frozen(a) for a in state.pending))
+
+
+def state_from_legacy(attributes, weight_names):
+    """The ``ModelState`` of a model pickled by csae <= 0.x, which kept each
+    field as its own attribute (``_params``, ``_velocity``, ...)."""
+    pending = attributes.get("_pending") or {}
+    return freeze_state(ModelState(
+        params=attributes.get("_params"), velocity=attributes.get("_velocity"),
+        rng_state=attributes.get("_rng_state"), data_min=attributes.get("_data_min"),
+        data_scale=attributes.get("_data_scale"),
+        loss_curve=tuple(attributes.get("_loss_curve") or ()),
+        pending=tuple(pending.get(name) for name in weight_names)))
+
+
+class ModelLocks:
+    """The two locks of one model.
+
+    ``write`` is held by every call that changes the model for its whole
+    length (a whole ``fit``), so those calls take turns.  ``snapshot`` is
+    held only for the moment a writer publishes (hyperparameter attributes,
+    the state reference) and a reader copies them together (``get_params``,
+    ``save``, pickling); it never waits for training.  Both are re-entrant:
+    ``set_params`` sets attributes whose own setter takes ``snapshot``.
+    """
+
+    __slots__ = ("write", "snapshot")
+
+    def __init__(self):
+        self.write = threading.RLock()
+        self.snapshot = threading.RLock()
