@@ -445,8 +445,9 @@ def train_epochs(model, X, epochs, progress, prog):
     """Run ``epochs`` epochs of ``partial_fit`` on X, reporting each.
 
     Returns ``(status, message)`` with status "done", "interrupted" (Ctrl-C;
-    the model keeps what it reached) or "diverged" (the estimator stopped at
-    a non-finite objective and kept the last finite weights).
+    the model keeps the epochs completed) or "diverged" (the estimator
+    stopped at a non-finite or blown-up objective; the model stays as it was
+    before that epoch).
     """
     from csae import TrainingDivergedWarning, TrainingInterruptedWarning
     status, message = "done", None
@@ -599,6 +600,11 @@ def cmd_train(args):
                                    _progress(epochs, quiet=args.quiet), prog)
     seconds = time.perf_counter() - start
     if not _is_fitted(model):
+        # No epoch completed: a fit that fails is a transaction, so there is
+        # no model to save.
+        if status == "diverged":
+            print(f"{prog}: {message}; nothing saved", file=sys.stderr)
+            return EXIT_FAILED
         print(f"{prog}: interrupted before training started; nothing saved", file=sys.stderr)
         return EXIT_INTERRUPTED
     save_model(model, args.out, replace=args.force)

@@ -44,17 +44,18 @@ def _snapshot(model):
 
     if not isinstance(model, SparseAutoencoder):
         raise TypeError(f"model must be a csae.SparseAutoencoder, got {type(model).__name__}")
-    if not model.__sklearn_is_fitted__():
+    state = model._state  # one immutable snapshot: weights and range that belong together
+    if state.params is None:
         raise ValueError("this SparseAutoencoder is not fitted yet: call fit before "
                          "exporting it to ONNX")
     dtype = np.dtype(model.dtype)
-    weights = tuple(np.array(w, dtype=dtype) for w in
-                    (model.encoder_weights_, model.encoder_bias_,
-                     model.decoder_weights_, model.decoder_bias_))
+    weights = tuple(np.array(w, dtype=dtype) for w in state.params)
     scaling = None
     if model.scale_inputs:
-        data_min, data_scale = model._data_min, model._data_scale
-        scaling = (np.array(data_min, np.float64), np.array(data_scale, np.float64))
+        if state.data_min is None:
+            raise ValueError("scale_inputs=True but this model has not learned an input "
+                             "range: fit it with scale_inputs=True first")
+        scaling = (np.array(state.data_min, np.float64), np.array(state.data_scale, np.float64))
     return dict(dtype=dtype, weights=weights, decoder=model.decoder, scaling=scaling)
 
 

@@ -214,16 +214,17 @@ def test_train_ctrl_c_before_any_weights(tmp_path, data, capsys, monkeypatch):
     assert not (tmp_path / "m.npz").exists()
 
 
-def test_train_diverging_saves_and_exits_1(tmp_path, data, capsys):
+def test_train_diverging_at_once_saves_nothing_and_exits_1(tmp_path, data, capsys):
+    # The first epoch diverges: the fit leaves no model (fit is a
+    # transaction), so nothing is written.
     out_path = tmp_path / "m.npz"
     status, out, err = run(capsys, "train", data["npy"], "--hidden", 3, "--lr", 1e6,
                            "--decoder", "linear", "--epochs", 50, "--seed", 0,
                            "--out", out_path, "--quiet")
     assert status == 1
-    assert "diverged" in err and "--lr" in err
+    assert "diverged" in err and "--lr" in err and "nothing saved" in err
     assert len(err.strip().splitlines()) == 1
-    model = csae.load(out_path)
-    assert np.isfinite(model.encoder_weights_).all()
+    assert not out_path.exists()
 
 
 # --------------------------------------------------------------------------
