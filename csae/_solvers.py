@@ -1,0 +1,111 @@
+"""Full-batch L-BFGS over a backend's objective and gradients.
+
+The way scikit-learn's MLP does it: SciPy's ``minimize(method="L-BFGS-B",
+jac=True)`` drives one backend call per evaluation, which returns the
+objective and all four gradients over the whole data (for the C engine:
+threaded, with the GIL released).  The optimizer sees one float64 vector;
+the model's four arrays are views into it (float64 models) or float32
+copies of it (float32 models: the optimizer's own arithmetic, the search
+directions and the line search, stays in float64, while every objective and
+gradient is computed in float32, so the reported objective carries float32
+rounding).
+
+SciPy is imported here, when the solver is used, not when csae is.
+"""
+
+from typing import NamedTuple, Tuple
+
+import numpy as np
+
+from csae._errors import NonFiniteError
+
+__all__ = ["LbfgsResult", "lbfgs"]
+
+
+class LbfgsResult(NamedTuple):
+    params: Tuple[np.ndarray, ...]   # the best point reached, in the model dtype
+    loss_curve: Tuple[float, ...]    # objective after each iteration
+    n_iter: int                      # iterations completed
+    n_fun: int                       # objective evaluations
+    converged: bool                  # stopped by tol, not by a budget
+    interrupted: bool                # stopped by Ctrl-C
+    message: str                     # SciPy's reason for stopping
+
+
+def _import_minimize():
+    try:
+        from scipy.optimize import minimize
+    except ImportError:
+        raise ImportError('solver="lbfgs" needs SciPy: pip install scipy') from None
+    return minimize
+
+
+class _Packing:
+    """The four parameter arrays as slices of one float64 vector."""
+
+    def __init__(self, params):
+        self.dtype = params[0].dtype
+        self.shapes = [p.shape for p in params]
+        ends = np.cumsum([p.size for p in params])
+        self.slices = [slice(end - p.size, end) for end, p in zip(ends, params)]
+        self.size = int(ends[-1])
+
+    def pack(self, arrays, out=None):
+        out = np.empty(self.size) if out is None else out
+        for s, a in zip(self.slices, arrays):
+            out[s] = a.ravel()
+        return out
+
+    def unpack(self, theta):
+        # Slices of a contiguous vector are contiguous: float64 models get
+        # views, float32 models one rounding of each value.
+        return tuple(theta[s].reshape(shape).astype(self.dtype, copy=False)
+                     for s, shape in zip(self.slices, self.shapes))
+
+
+def lbfgs(objective_and_gradients, params, *, max_iter, max_fun, tol):
+    """Minimise ``objective_and_gradients(params) -> (L, grads)`` from
+    ``params`` with L-BFGS.
+
+    ``max_iter`` bounds the iterations, ``max_fun`` the evaluations; ``tol``
+    is SciPy's ``gtol`` (stop when every gradient component is at most tol
+    in absolute value), as scikit-learn's MLP uses it.  An evaluation whose
+    objective or gradient is not finite counts as +inf, so the line search
+    backs off from it; the result is always the best finite point seen.
+    Ctrl-C (KeyboardInterrupt) stops the search and returns that point with
+    ``interrupted=True``.
+    """
+    minimize = _import_minimize()
+    packing = _Packing(params)
+    theta0 = packing.pack(params)
+    best = {"loss": np.inf, "theta": theta0.copy()}
+    curve = []
+    n_fun = 0
+
+    def fun(theta):
+        nonlocal n_fun
+        n_fun += 1
+        try:
+            loss, grads = objective_and_gradients(packing.unpack(theta))
+        except NonFiniteError:
+            return np.inf, np.zeros(packing.size)
+        grad = packing.pack(grads)
+        if not (np.isfinite(loss) and np.all(np.isfinite(grad))):
+            return np.inf, np.zeros(packing.size)
+        if loss < best["loss"]:
+            best["loss"], best["theta"] = loss, theta.copy()
+        return loss, grad
+
+    def callback(intermediate_result):
+        curve.append(float(intermediate_result.fun))
+
+    interrupted = False
+    try:
+        result = minimize(fun, theta0, jac=True, method="L-BFGS-B", callback=callback,
+                          options={"maxiter": max_iter, "maxfun": max_fun, "gtol": tol})
+        message, converged = str(result.message), bool(result.success)
+    except KeyboardInterrupt:
+        interrupted, message, converged = True, "interrupted", False
+    params = tuple(np.array(p, dtype=packing.dtype) for p in packing.unpack(best["theta"]))
+    return LbfgsResult(params, tuple(curve), len(curve), n_fun, converged, interrupted,
+                       message)
