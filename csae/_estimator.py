@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 
 from csae._backends import Backend
+from csae._solvers import lbfgs
 from csae._errors import NonFiniteError
 from csae._state import (
     EMPTY_STATE,
@@ -99,6 +100,30 @@ class TrainingDivergedWarning(UserWarning):
 
 class _BlowUp(Exception):
     """An epoch objective far above the starting one (see _BLOWUP_FACTOR)."""
+
+
+class _available_if:
+    """A method that exists only while ``check(model)`` holds, as
+    scikit-learn's ``available_if`` (written out so that scikit-learn stays
+    optional): ``hasattr(model, "partial_fit")`` is False for
+    solver="lbfgs", as for scikit-learn's MLP, so tools that feed data in
+    chunks when they can see the method do not try."""
+
+    def __init__(self, check, reason):
+        self.check, self.reason = check, reason
+
+    def __call__(self, method):
+        self.method = method
+        self.__doc__ = method.__doc__
+        return self
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, model, owner=None):
+        if model is not None and not self.check(model):
+            raise AttributeError(f"{self.name} is not available: {self.reason}")
+        return self.method.__get__(model, owner) if model is not None else self.method
 
 
 def _learn_range(X):
@@ -209,7 +234,8 @@ class SparseAutoencoder:
         SparsityRegularization).
     weight_decay : float, default=1e-4
         Weight ``lambda >= 0`` of the L2 penalty on ``W`` and ``W'`` (biases
-        excluded).  UFLDL's lambda is twice this value.
+        excluded).  UFLDL's lambda is this value, and its beta half of
+        ``sparsity_weight`` (see the README's table).
     decoder : {"sigmoid", "linear"}, default="sigmoid"
         Output function ``g``.  "sigmoid" needs inputs in [0, 1] (or
         ``scale_inputs=True``); "linear" takes inputs on any scale.
@@ -252,6 +278,21 @@ class SparseAutoencoder:
         may run on, and at most the limit set by threadpoolctl's
         ``threadpool_limits``; read at each call.  Ignored by the "python"
         backend.  Results do not depend on it.
+    solver : {"sgd", "lbfgs"}, default="sgd"
+        "sgd": minibatch stochastic gradient descent with momentum
+        (``learning_rate``, ``momentum``, ``batch_size``, ``shuffle``).
+        "lbfgs": full-batch L-BFGS on the whole objective, as the UFLDL
+        exercise (minFunc), mlpack and scikit-learn's MLP do it: SciPy's
+        L-BFGS-B (needs SciPy) drives one engine call per evaluation over
+        all the data; ``max_epochs`` then counts iterations.  The
+        optimizer keeps its vectors in float64; a float32 model computes
+        every objective and gradient in float32.  ``partial_fit`` needs
+        "sgd".
+    max_fun : int, default=15000
+        "lbfgs" only: the most objective evaluations one ``fit`` may make.
+    tol : float, default=1e-4
+        "lbfgs" only: stop when no gradient component exceeds ``tol`` in
+        absolute value (SciPy's ``gtol``, as scikit-learn's MLP uses it).
 
     Attributes
     ----------
@@ -268,9 +309,10 @@ class SparseAutoencoder:
         Number of input features.
     loss_curve_ : list of float
         Objective of each epoch: the mean over its minibatches of the
-        objective before each update, weighted by minibatch rows.
+        objective before each update, weighted by minibatch rows ("sgd");
+        the objective on all the data after each iteration ("lbfgs").
     n_iter_ : int
-        Number of completed epochs (``len(loss_curve_)``).
+        Number of completed epochs or iterations (``len(loss_curve_)``).
     feature_names_in_ : ndarray of str objects, shape (n_features_in_,)
         Column names of the DataFrame given to ``fit`` (or the first
         ``partial_fit``), when they are all strings; absent otherwise.  Later
@@ -327,7 +369,7 @@ class SparseAutoencoder:
                  weight_decay=1e-4, decoder="sigmoid", learning_rate=0.1, momentum=0.0,
                  batch_size=100, max_epochs=100, shuffle=True, scale_inputs=False,
                  dtype="float64", backend="c", random_state=None, verbose=False,
-                 n_threads=None):
+                 n_threads=None, solver="sgd", max_fun=15000, tol=1e-4):
         # The locks and the state exist before the first hyperparameter is
         # set (their setter takes the snapshot lock).
         object.__setattr__(self, "_locks", ModelLocks())
@@ -350,6 +392,9 @@ class SparseAutoencoder:
         self.random_state = random_state
         self.verbose = verbose
         self.n_threads = n_threads
+        self.solver = solver
+        self.max_fun = max_fun
+        self.tol = tol
 
     def __setattr__(self, name, value):
         if name in _HYPERPARAMETER_NAMES:
@@ -788,11 +833,16 @@ class SparseAutoencoder:
                                data_min=None if data_min is None else frozen(data_min),
                                data_scale=None if scale is None else frozen(scale),
                                origin=ORIGIN_TRAINED, feature_names=names)
-            new = self._train(backend, Xc, hp, start, hp.max_epochs, stacklevel=4)
+            if hp.solver == "lbfgs":
+                new = self._train_lbfgs(backend, Xc, hp, start, stacklevel=4)
+            else:
+                new = self._train(backend, Xc, hp, start, hp.max_epochs, stacklevel=4)
             if new is not None:
                 self._publish(new)
             return Xc, hp, backend, new
 
+    @_available_if(lambda self: self.solver != "lbfgs",
+                   "solver='lbfgs' trains on all the data at once: use fit, or solver='sgd'")
     def partial_fit(self, X, y=None):
         """Run one epoch of SGD over X, continuing from the current state.
 
@@ -818,6 +868,9 @@ class SparseAutoencoder:
         """
         with self._locks.write:
             hp, raw, old = self._hyper_and_state()
+            if hp.solver != "sgd":
+                raise ValueError(f"partial_fit needs solver='sgd' (solver={hp.solver!r} "
+                                 "trains on all the data at once); use fit")
             backend = Backend(hp.backend, hp.n_threads)
             learn = hp.scale_inputs and old.data_min is None
             prepared = self._prepare(X, hp, old, objective=True, learn=learn)
@@ -908,6 +961,35 @@ class SparseAutoencoder:
                 f"{_kept(done)} (the interrupted epoch is not counted in "
                 "n_iter_)."), stacklevel=stacklevel)
         return done
+
+    def _train_lbfgs(self, backend, X, hp, start, stacklevel):
+        """Full-batch L-BFGS from the state ``start`` on the prepared X.
+        Returns the state at the best point reached, or None when no
+        iteration completed (Ctrl-C at once: the caller keeps the old
+        model).  L-BFGS only accepts steps that lower the objective, so it
+        cannot diverge; an evaluation that overflows is a step refused."""
+        settings = dict(rho=hp.sparsity_target, beta=hp.sparsity_weight,
+                        lam=hp.weight_decay, decoder=hp.decoder)
+        began = time.perf_counter()
+        result = lbfgs(lambda p: backend.objective_and_gradients(p, X, **settings),
+                       start.params, max_iter=hp.max_epochs, max_fun=hp.max_fun,
+                       tol=hp.tol)
+        if result.interrupted:
+            kept = (f"the model keeps the best point of the {result.n_iter} iterations "
+                    "completed" if result.n_iter else _kept(None))
+            warnings.warn(TrainingInterruptedWarning(
+                f"L-BFGS interrupted after {result.n_iter} iterations; {kept}."),
+                stacklevel=stacklevel)
+        if result.n_iter == 0 and result.interrupted:
+            return None
+        if hp.verbose:
+            print(f"L-BFGS: {result.n_iter} iterations, {result.n_fun} evaluations, "
+                  f"objective {result.loss_curve[-1] if result.loss_curve else float('nan'):.6g}, "
+                  f"{time.perf_counter() - began:.3f} s ({result.message})",
+                  file=sys.stdout, flush=True)
+        return start._replace(params=frozen_tuple(result.params), velocity=None,
+                              loss_curve=tuple(result.loss_curve),
+                              pending=EMPTY_STATE.pending, origin=ORIGIN_TRAINED)
 
     def _print_progress(self, backend, params, X, hp, seconds, curve):
         activation = float(np.mean(backend.encode(params[0], params[1], X)))

@@ -1,11 +1,13 @@
 """Model files: a ``.npz`` archive that loading can never execute code from.
 
-Layout (format "csae.SparseAutoencoder", version 1), one array per name:
+Layout (format "csae.SparseAutoencoder", version 2), one array per name:
 
     format              0-d str     "csae.SparseAutoencoder"
-    format_version      0-d int64   1
+    format_version      0-d int64   2
     csae_version        0-d str     the csae version that wrote the file
     hyperparameters     (1,) str    JSON object: every constructor parameter
+                                    (version 1 lacks solver, max_fun and tol;
+                                    such files load with their defaults)
     encoder_weights     (h, n)      W  \\
     encoder_bias        (h,)        b   |  in the model dtype
     decoder_weights     (n, h)      W'  |
@@ -32,6 +34,7 @@ at most a short prefix of what the file holds.
 """
 
 import errno
+import inspect
 import json
 import os
 import stat
@@ -47,7 +50,10 @@ from csae._version import __version__
 __all__ = ["save", "load", "FORMAT_NAME", "FORMAT_VERSION"]
 
 FORMAT_NAME = "csae.SparseAutoencoder"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Hyperparameters each format version added to the record; a file of an
+# older version takes the constructor's defaults for them.
+_ADDED_IN = {2: ("solver", "max_fun", "tol")}
 
 _VELOCITY_NAMES = tuple("velocity_" + name for name in WEIGHT_NAMES)
 _REQUIRED = frozenset(("format", "format_version", "csae_version", "hyperparameters",
@@ -84,6 +90,7 @@ def _json_hyperparameters(model):
         "verbose": (bool(model.verbose) if isinstance(model.verbose, (bool, np.bool_))
                     else hp.verbose),
         "n_threads": None if model.n_threads is None else hp.n_threads,
+        "solver": hp.solver, "max_fun": hp.max_fun, "tol": hp.tol,
     }, hp.dtype
 
 
@@ -386,7 +393,7 @@ def _finite(value, name):
     return np.ascontiguousarray(value)
 
 
-def _hyperparameters(reader, cls):
+def _hyperparameters(reader, cls, version):
     value = reader.small("hyperparameters", 4 * _MAX_RECORD)
     text = _string(value, "hyperparameters", shape=(1,))
     if len(text) > _MAX_RECORD:
@@ -396,7 +403,8 @@ def _hyperparameters(reader, cls):
         hyper = json.loads(text)
     except ValueError as err:
         raise _FileError(f"hyperparameters are not valid JSON ({_short(err, 80)})") from None
-    expected = set(cls._get_param_names())
+    later = {name for v, names in _ADDED_IN.items() if v > version for name in names}
+    expected = set(cls._get_param_names()) - later
     if not isinstance(hyper, dict):
         raise _FileError("hyperparameters must be a JSON object naming the constructor's "
                          f"parameters, got a JSON {type(hyper).__name__}")
@@ -408,6 +416,9 @@ def _hyperparameters(reader, cls):
         raise _FileError("hyperparameters must name exactly the constructor's "
                          f"parameters; missing: {_short(missing, 300)}; unexpected: "
                          f"{listed}{more}")
+    defaults = {name: p.default for name, p in
+                inspect.signature(cls.__init__).parameters.items() if name in later}
+    hyper = {**hyper, **defaults}
     try:
         hp = validate_hyperparameters(hyper)
     except ValueError as err:
@@ -429,7 +440,7 @@ def _build_model(reader, cls):
     if version < 1:
         raise _FileError(f"format_version {version} is not a valid version")
     _string(reader.small("csae_version", label), "csae_version")
-    hyper, hp = _hyperparameters(reader, cls)
+    hyper, hp = _hyperparameters(reader, cls, version)
 
     shape, _ = reader.header("encoder_weights")
     if len(shape) != 2 or shape[1] < 1:

@@ -36,7 +36,7 @@ def _import_minimize():
     try:
         from scipy.optimize import minimize
     except ImportError:
-        raise ImportError('solver="lbfgs" needs SciPy: pip install scipy') from None
+        raise ImportError('solver="lbfgs" needs SciPy: pip install "csae[lbfgs]"') from None
     return minimize
 
 

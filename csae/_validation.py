@@ -30,6 +30,7 @@ __all__ = [
 
 DECODERS = ("sigmoid", "linear")
 BACKENDS = ("c", "python")
+SOLVERS = ("sgd", "lbfgs")
 _MASK64 = (1 << 64) - 1
 
 
@@ -65,6 +66,9 @@ class Hyperparameters:
     backend: str
     verbose: int
     n_threads: int
+    solver: str
+    max_fun: int
+    tol: float
 
 
 def _is_int(value):
@@ -200,6 +204,9 @@ def validate_hyperparameters(params):
         backend=_choice_param("backend", params["backend"], BACKENDS),
         verbose=verbose,
         n_threads=resolve_n_threads(params["n_threads"]),
+        solver=_choice_param("solver", params["solver"], SOLVERS),
+        max_fun=int_param("max_fun", params["max_fun"], 1, MAX_COUNT),
+        tol=_real_param("tol", params["tol"], 0.0, math.inf, False, True, ">= 0"),
     )
     # The engine computes in the model dtype: check the values it will see.
     _representable("sparsity_target", hp.sparsity_target, hp.dtype, positive=True,

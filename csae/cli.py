@@ -62,7 +62,7 @@ OPTION_OF = {
     "weight_decay": "--lambda", "learning_rate": "--lr", "batch_size": "--batch-size",
     "max_epochs": "--epochs", "decoder": "--decoder", "dtype": "--dtype",
     "momentum": "--momentum", "random_state": "--seed", "n_threads": "--threads",
-    "backend": "--backend",
+    "backend": "--backend", "solver": "--solver", "max_fun": "--max-fun", "tol": "--tol",
 }
 
 
@@ -475,6 +475,25 @@ def train_epochs(model, X, epochs, progress, prog):
     return status, message
 
 
+def train_lbfgs(model, X, prog):
+    """``fit`` with solver="lbfgs" (all iterations in one call); returns
+    ``(status, message)`` as ``train_epochs`` does."""
+    from csae import TrainingInterruptedWarning
+    status = "done"
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(X)
+        for w in caught:
+            if issubclass(w.category, TrainingInterruptedWarning):
+                status = "interrupted"
+            else:
+                print(f"{prog}: warning: {_one_line(w.message)}", file=sys.stderr)
+    except KeyboardInterrupt:
+        status = "interrupted"
+    return status, None
+
+
 def _is_fitted(model):
     return model.__sklearn_is_fitted__()
 
@@ -583,7 +602,8 @@ def cmd_train(args):
         "learning_rate": args.lr, "batch_size": args.batch_size,
         "max_epochs": args.epochs, "decoder": args.decoder, "dtype": args.dtype,
         "momentum": args.momentum, "random_state": args.seed,
-        "n_threads": args.threads,
+        "n_threads": args.threads, "solver": args.solver, "max_fun": args.max_fun,
+        "tol": args.tol,
     }
     params = {k: v for k, v in params.items() if v is not None}
     model = SparseAutoencoder(**params, scale_inputs=args.scale_inputs,
@@ -596,8 +616,11 @@ def cmd_train(args):
     epochs = model.max_epochs
 
     start = time.perf_counter()
-    status, message = train_epochs(model, X, epochs,
-                                   _progress(epochs, quiet=args.quiet), prog)
+    if model.solver == "lbfgs":
+        status, message = train_lbfgs(model, X, prog)
+    else:
+        status, message = train_epochs(model, X, epochs,
+                                       _progress(epochs, quiet=args.quiet), prog)
     seconds = time.perf_counter() - start
     if not _is_fitted(model):
         # No epoch completed: a fit that fails is a transaction, so there is
@@ -610,7 +633,8 @@ def cmd_train(args):
     save_model(model, args.out, replace=args.force)
     curve = model.loss_curve_
     final = f"final objective {curve[-1]:.6g}" if curve else "no epoch completed"
-    print(f"trained {model.n_iter_} epoch{'s' if model.n_iter_ != 1 else ''} on "
+    unit = "iteration" if model.solver == "lbfgs" else "epoch"
+    print(f"trained {model.n_iter_} {unit}{'s' if model.n_iter_ != 1 else ''} on "
           f"{X.shape[0]} x {X.shape[1]} in {seconds:.2f} s: {final}; "
           f"model saved to {args.out}")
     if status == "interrupted":
@@ -786,7 +810,16 @@ def build_parser():
     p.add_argument("--batch-size", type=_count,
                    help=f"rows per minibatch (default: {defaults['batch_size']})")
     p.add_argument("--epochs", type=_count,
-                   help=f"epochs to train (default: {defaults['max_epochs']})")
+                   help=f"epochs to train, or iterations for --solver lbfgs "
+                        f"(default: {defaults['max_epochs']})")
+    p.add_argument("--solver", choices=("sgd", "lbfgs"),
+                   help="minibatch SGD, or full-batch L-BFGS as the UFLDL exercise "
+                        f"(needs SciPy) (default: {defaults['solver']})")
+    p.add_argument("--max-fun", type=_count,
+                   help=f"lbfgs: most objective evaluations (default: {defaults['max_fun']})")
+    p.add_argument("--tol", type=float,
+                   help="lbfgs: stop when no gradient component exceeds this "
+                        f"(default: {defaults['tol']})")
     p.add_argument("--decoder", choices=("sigmoid", "linear"),
                    help="output function; sigmoid needs data in [0, 1] "
                         f"(default: {defaults['decoder']})")

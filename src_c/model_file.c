@@ -29,7 +29,7 @@
 #define MAX_NUMBER 63
 
 static const char FORMAT_NAME[] = "csae.SparseAutoencoder";
-#define FORMAT_VERSION 1
+#define FORMAT_VERSION 2
 
 /* ---- Fields of a model file --------------------------------------------- */
 
@@ -322,16 +322,20 @@ static int json_real(const json_value *v, double low, double high, int low_open,
     return 1;
 }
 
+/* The record's keys: those of format version 1, then those version 2 added
+ * (a version-1 file has only the first K_COUNT_V1). */
 enum {
     K_BACKEND, K_BATCH_SIZE, K_DECODER, K_DTYPE, K_LEARNING_RATE, K_MAX_EPOCHS, K_MOMENTUM,
     K_N_HIDDEN, K_N_THREADS, K_RANDOM_STATE, K_SCALE_INPUTS, K_SHUFFLE, K_SPARSITY_TARGET,
-    K_SPARSITY_WEIGHT, K_VERBOSE, K_WEIGHT_DECAY, K_COUNT
+    K_SPARSITY_WEIGHT, K_VERBOSE, K_WEIGHT_DECAY, K_COUNT_V1,
+    K_MAX_FUN = K_COUNT_V1, K_SOLVER, K_TOL, K_COUNT
 };
 
 static const char *const hyper_names[K_COUNT] = {
     "backend", "batch_size", "decoder", "dtype", "learning_rate", "max_epochs", "momentum",
     "n_hidden", "n_threads", "random_state", "scale_inputs", "shuffle", "sparsity_target",
     "sparsity_weight", "verbose", "weight_decay",
+    "max_fun", "solver", "tol",
 };
 
 typedef struct {
@@ -400,31 +404,39 @@ static int check_hyper(int key, const json_value *v, hyper *hp)
         return v->type == J_TRUE || v->type == J_FALSE || json_int_at_least(v, 0);
     case K_WEIGHT_DECAY:
         return json_real(v, 0.0, inf, 0, 1, &hp->weight_decay);
+    case K_MAX_FUN:
+        return json_int_at_least(v, 1);
+    case K_SOLVER:
+        return v->type == J_STRING && (strcmp(v->text, "sgd") == 0 || strcmp(v->text, "lbfgs") == 0);
+    case K_TOL:
+        return json_real(v, 0.0, inf, 0, 1, &unused);
     }
     return 0;
 }
 
-/* The record: a JSON object naming every constructor parameter once. */
-static csae_status parse_hyper(const char *text, size_t len, hyper *hp)
+/* The record: a JSON object naming every constructor parameter of its
+ * format version once. */
+static csae_status parse_hyper(const char *text, size_t len, uint64_t version, hyper *hp)
 {
+    const int keys = version >= 2 ? K_COUNT : K_COUNT_V1;
     text_cursor c = {text, len, 0};
     int seen[K_COUNT] = {0};
     memset(hp, 0, sizeof *hp);
     if (!csae_text_char(&c, '{'))
         return CSAE_ERR_FORMAT;
-    for (int count = 0; count < K_COUNT; count++) {
+    for (int count = 0; count < keys; count++) {
         json_value key, value;
         if (!json_parse_value(&c, &key) || key.type != J_STRING || !csae_text_char(&c, ':')
             || !json_parse_value(&c, &value))
             return CSAE_ERR_FORMAT;
         int k = -1;
-        for (int i = 0; i < K_COUNT; i++)
+        for (int i = 0; i < keys; i++)
             if (!key.too_long && strcmp(key.text, hyper_names[i]) == 0)
                 k = i;
         if (k < 0 || seen[k] || !check_hyper(k, &value, hp))
             return CSAE_ERR_FORMAT;
         seen[k] = 1;
-        if (!csae_text_char(&c, count + 1 < K_COUNT ? ',' : '}'))
+        if (!csae_text_char(&c, count + 1 < keys ? ',' : '}'))
             return CSAE_ERR_FORMAT;
     }
     csae_text_space(&c);
@@ -538,6 +550,7 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
         return CSAE_ERR_UNSUPPORTED;
     if (ic.negative || ic.magnitude < 1)
         return CSAE_ERR_FORMAT;
+    const uint64_t version = ic.magnitude;
 
     if (unknown)
         return CSAE_ERR_FORMAT;
@@ -556,7 +569,7 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
     if (sc.too_long)
         return CSAE_ERR_UNSUPPORTED;
     hyper hp;
-    st = parse_hyper(text, sc.len, &hp);
+    st = parse_hyper(text, sc.len, version, &hp);
     if (st != CSAE_OK)
         return st;
 

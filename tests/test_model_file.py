@@ -23,6 +23,7 @@ import pytest
 
 import csae
 from csae import SparseAutoencoder
+from csae._persist import FORMAT_VERSION
 from libcsae_ctypes import Model, Params, Reader, status_codes
 from test_c_api import ROOT
 
@@ -252,6 +253,8 @@ def nan_at(name, index=0, value=np.nan):
     return edit
 
 
+NEWER = FORMAT_VERSION + 1
+
 BAD_FILES = {
     # name: (edit of the arrays, status from C)
     "nan weight": (nan_at("encoder_weights", 5), "CSAE_ERR_FORMAT"),
@@ -260,10 +263,11 @@ BAD_FILES = {
     "inf loss": (nan_at("loss_curve", 1, -np.inf), "CSAE_ERR_FORMAT"),
     "nan data_min": (nan_at("data_min", 2), "CSAE_ERR_FORMAT"),
     "zero data_scale": (nan_at("data_scale", 2, 0.0), "CSAE_ERR_FORMAT"),
-    "newer format": (setter("format_version", np.array(2, dtype=np.int64)),
+    "newer format": (setter("format_version", np.array(NEWER, dtype=np.int64)),
                      "CSAE_ERR_UNSUPPORTED"),
     "newer format with a new field": (
-        lambda a: (setter("format_version", np.array(2))(a), setter("new_field", np.zeros(1))(a)),
+        lambda a: (setter("format_version", np.array(NEWER))(a),
+                   setter("new_field", np.zeros(1))(a)),
         "CSAE_ERR_UNSUPPORTED"),
     "format version 0": (setter("format_version", np.array(0)), "CSAE_ERR_FORMAT"),
     "format version negative": (setter("format_version", np.array(-1, dtype=np.int8)),
@@ -321,6 +325,14 @@ BAD_FILES = {
     "n_threads 0": (hyper_edit(n_threads=0), "CSAE_ERR_FORMAT"),
     "verbose negative": (hyper_edit(verbose=-2), "CSAE_ERR_FORMAT"),
     "backend unknown": (hyper_edit(backend="gpu"), "CSAE_ERR_FORMAT"),
+    "solver unknown": (hyper_edit(solver="adamw"), "CSAE_ERR_FORMAT"),
+    "max_fun 0": (hyper_edit(max_fun=0), "CSAE_ERR_FORMAT"),
+    "tol negative": (hyper_edit(tol=-1e-4), "CSAE_ERR_FORMAT"),
+    "tol missing": (hyper_edit(tol=KeyError), "CSAE_ERR_FORMAT"),
+    # Version 1 records had no solver, max_fun or tol: naming one there is wrong.
+    "version 1 naming solver": (lambda a: (setter("format_version", np.array(1))(a),
+                                           hyper_edit(max_fun=KeyError, tol=KeyError)(a)),
+                                "CSAE_ERR_FORMAT"),
 }
 
 # Files Python accepts with the same values, and C as well.
@@ -331,7 +343,8 @@ GOOD_VARIANTS = {
     "verbose huge": hyper_edit(verbose=10 ** 30),
     "sparsity_weight an int": hyper_edit(sparsity_weight=2),
     "weight_decay -0.0": hyper_edit(weight_decay=-0.0),
-    "int32 format_version": setter("format_version", np.array(1, dtype=np.int32)),
+    "int32 format_version": setter("format_version",
+                                   np.array(FORMAT_VERSION, dtype=np.int32)),
     "format name padded with NULs": setter("format", np.array("csae.SparseAutoencoder",
                                                               dtype="<U30")),
     "no optional fields": dropper("rng_state", "velocity_encoder_weights",
@@ -339,6 +352,10 @@ GOOD_VARIANTS = {
                                   "velocity_decoder_bias"),
     "empty loss curve": lambda a: (setter("loss_curve", np.zeros(0))(a),
                                    setter("n_iter", np.array(0))(a)),
+    "format version 1 (before solver, max_fun, tol)": lambda a: (
+        setter("format_version", np.array(1))(a),
+        hyper_edit(solver=KeyError, max_fun=KeyError, tol=KeyError)(a)),
+    "solver lbfgs": hyper_edit(solver="lbfgs", max_fun=50, tol=0),
 }
 
 

@@ -246,7 +246,8 @@ CRAFTED = {
     "missing weights": (lambda: _without("decoder_bias"), "fields missing: decoder_bias"),
     "unknown field": (lambda: _with(extra=np.zeros(2)), "unknown fields: extra"),
     "wrong format": (lambda: _with(format=np.array("something.else")), "format"),
-    "newer version": (lambda: _with(format_version=np.array(2)), "newer csae"),
+    "newer version": (lambda: _with(format_version=np.array(_persist.FORMAT_VERSION + 1)),
+                      "newer csae"),
     "version zero": (lambda: _with(format_version=np.array(0)), "format_version"),
     "float version": (lambda: _with(format_version=np.array(1.0)), "format_version"),
     "bad json": (lambda: _with(hyperparameters=np.array(["{not json"])), "JSON"),
@@ -815,3 +816,24 @@ def test_save_into_a_missing_folder_names_it(tmp_path):
         trained("python").save(tmp_path / "nowhere" / "m.npz")
     with pytest.raises(ValueError, match="ends in a separator"):
         trained("python").save(str(tmp_path / "m.npz") + os.sep)
+
+
+def test_a_format_version_1_file_loads_with_the_new_defaults(tmp_path):
+    # Files written before solver, max_fun and tol existed (format version
+    # 1) name only the older hyperparameters; they load with the defaults.
+    fields = _fields()
+    hyper = json.loads(str(fields["hyperparameters"][0]))
+    for name in ("solver", "max_fun", "tol"):
+        del hyper[name]
+    fields.update(format_version=np.array(1), hyperparameters=np.array([json.dumps(hyper)]))
+    path = tmp_path / "v1.npz"
+    np.savez(path, **fields)
+    model = csae.load(path)
+    assert (model.solver, model.max_fun, model.tol) == ("sgd", 15000, 1e-4)
+    np.testing.assert_array_equal(model.encoder_weights_, fields["encoder_weights"])
+    # A version-1 record that names a later hyperparameter is not one.
+    hyper["solver"] = "sgd"
+    fields.update(hyperparameters=np.array([json.dumps(hyper)]))
+    np.savez(path, **fields)
+    with pytest.raises(ValueError, match="unexpected: 'solver'"):
+        csae.load(path)

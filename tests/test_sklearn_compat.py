@@ -25,6 +25,8 @@ CONFIGS = [
     SparseAutoencoder(n_hidden=3, decoder="sigmoid", scale_inputs=True, max_epochs=5),
     SparseAutoencoder(n_hidden=3, decoder="linear", scale_inputs=True, max_epochs=3,
                       backend="python", dtype="float32", momentum=0.5),
+    SparseAutoencoder(n_hidden=3, decoder="sigmoid", scale_inputs=True, max_epochs=20,
+                      solver="lbfgs"),
 ]
 
 
@@ -60,6 +62,7 @@ def test_get_params_lists_the_constructor_arguments():
         "momentum": 0.0, "batch_size": 100, "max_epochs": 100, "shuffle": True,
         "scale_inputs": False, "dtype": "float64", "backend": "c",
         "random_state": None, "verbose": False, "n_threads": None,
+        "solver": "sgd", "max_fun": 15000, "tol": 1e-4,
     }
 
 
