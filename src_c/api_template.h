@@ -123,7 +123,9 @@ csae_status FN(csae_sgd_epoch_)(const csae_model *model, const csae_sgd *sgd,
         }
         const size_t rows = n_samples - start < batch ? n_samples - start : batch;
         const REAL *Xb = X + start * n;
-        if (sgd->shuffle) {
+        if (sgd->shuffle && rows == 1) {
+            Xb = X + order[start] * n; /* one row: read in place, no copy */
+        } else if (sgd->shuffle) {
             for (size_t i = 0; i < rows; i++)
                 memcpy(gathered + i * n, X + order[start + i] * n, n * sizeof(REAL));
             Xb = gathered;

@@ -52,7 +52,14 @@ static ws_layout layout_for(const csae_model *model, size_t rows, size_t elem,
         L.T = take(&cursor, mul_size(mul_size(rows, h), elem));
         L.rho = take(&cursor, mul_size(h, elem));
         L.s = take(&cursor, mul_size(h, elem));
-        L.grad = take(&cursor, mul_size(add_size(mul_size(2 * n, h), n + h), elem));
+        /* The gradients; for the fused small-batch step (sample_template.h)
+         * the backups of the parameters and of the velocities, and n + h
+         * doubles, instead. */
+        const size_t params = add_size(mul_size(2 * n, h), n + h);
+        size_t grad_bytes = mul_size(params, elem);
+        if (rows <= CSAE_SAMPLE_MAX_ROWS)
+            grad_bytes = add_size(mul_size(grad_bytes, 2), mul_size(n + h, sizeof(double)));
+        L.grad = take(&cursor, grad_bytes);
     }
     if (kind == WS_EPOCH) {
         L.order = take(&cursor, mul_size(n_samples, sizeof(size_t)));

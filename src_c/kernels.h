@@ -28,6 +28,10 @@
  * costs microseconds, so only split work that dwarfs it. */
 #define CSAE_GEMM_PARALLEL_MIN (1 << 20)
 
+/* Minibatches of at most this many rows take the fused SGD step of
+ * sample_template.h instead of the GEMM-based one. */
+#define CSAE_SAMPLE_MAX_ROWS 1
+
 /* Alignment of every workspace buffer (a cache line; AVX2 needs 32). */
 #define CSAE_ALIGN 64
 
