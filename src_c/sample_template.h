@@ -1,22 +1,21 @@
 /*
- * sample_template.h: the fused SGD step for tiny minibatches (batch_size 1,
- * true per-sample SGD, up to CSAE_SAMPLE_MAX_ROWS rows), included by each
- * kernel path through path_tail.h once per element type, before
- * core_template.h (whose step_ routes small batches here), with REAL, UREAL,
- * EXP_BITS, SFX and EPS_CLIP defined.
+ * sample_template.h: the fused SGD step for minibatches of one row
+ * (batch_size 1, true per-sample SGD), included by each kernel path through
+ * path_tail.h once per element type, before core_template.h (whose step_
+ * routes one-row batches here), with REAL, UREAL, EXP_BITS, SFX and
+ * EPS_CLIP defined.
  *
  * Why a separate path: a 64-25-64 model's weights sit in L1, and a step of
  * one sample is a handful of matrix-vector products that the blocked GEMM,
  * its packing and the two-pass checked update spend most of their time
  * setting up.  Here one step is
- *   1. the forward pass (Z1 = X W^T + b, A = f(Z1); Z2 = A Wd^T + bd,
- *      Y = g(Z2));
+ *   1. the forward pass (a = f(W x + b), y = g(Wd a + bd));
  *   2. the reconstruction and sparsity terms and the deltas;
- *   3. one pass over Wd that accumulates T = D3 Wd from the old values,
- *      sums their squares (the decay term) and writes the new ones, then b
- *      and bd, then one pass over W (squares summed likewise);
- * the same formulas as core_template.h (MATH.md; rho_hat is the minibatch
- * mean, the sample's own activations when it has one row).
+ *   3. one pass over Wd that accumulates d3 Wd from the old values, sums
+ *      their squares (the decay term) and writes the new ones, then b and
+ *      bd, then one pass over W (squares summed likewise);
+ * the same formulas as core_template.h (MATH.md; rho_hat, the minibatch
+ * mean, is the sample's own activations).
  *
  * Divergence: the update loops copy each old value to a backup in the
  * workspace as they overwrite it and OR a non-finite test of every new
@@ -165,67 +164,61 @@ static inline REAL FN(sample_sigmoid_)(REAL v)
     return result;
 }
 
-/* out[r * nout + j] = sum_k M[j * depth + k] in[r * depth + k] for the m
- * rows r of `in`: outputs are rows of M, so the products run across M's
- * rows (stride depth), SAMPLE_BLOCK outputs at a time, each output one
- * chain in k order.  Kept scalar on purpose (GCC): superword vectorisation
- * would assemble each column of the block from single-element inserts,
- * which costs more than the independent scalar multiply-adds. */
+/* out[j] = sum_k M[j * depth + k] x[k] for j < nout: the outputs are rows
+ * of M, so the product runs across M's rows (stride depth), SAMPLE_BLOCK
+ * outputs at a time, each output one chain in k order.  Kept scalar on
+ * purpose (GCC): superword vectorisation would assemble each column of the
+ * block from single-element inserts, which costs more than independent
+ * scalar multiply-adds. */
 #if defined(__GNUC__) && !defined(__clang__)
 __attribute__((optimize("no-tree-slp-vectorize")))
 #endif
 static void FN(sample_product_)(const REAL *restrict M, size_t nout, size_t depth,
-                                const REAL *restrict in, size_t m, REAL *restrict out)
+                                const REAL *restrict x, REAL *restrict out)
 {
     for (size_t j0 = 0; j0 < nout; j0 += SAMPLE_BLOCK) {
         const size_t nb = nout - j0 < SAMPLE_BLOCK ? nout - j0 : SAMPLE_BLOCK;
         const REAL *rows = M + j0 * depth;
-        for (size_t r = 0; r < m; r++) {
-            const REAL *x = in + r * depth;
-            REAL acc[SAMPLE_BLOCK] = {0};
-            if (nb == SAMPLE_BLOCK) {
-                for (size_t k = 0; k < depth; k++) {
-                    const REAL xk = x[k];
-                    for (size_t q = 0; q < SAMPLE_BLOCK; q++)
-                        acc[q] = MADD(rows[q * depth + k], xk, acc[q]);
-                }
-            } else {
-                for (size_t k = 0; k < depth; k++) {
-                    const REAL xk = x[k];
-                    for (size_t q = 0; q < nb; q++)
-                        acc[q] = MADD(rows[q * depth + k], xk, acc[q]);
-                }
+        REAL acc[SAMPLE_BLOCK] = {0};
+        if (nb == SAMPLE_BLOCK) {
+            for (size_t k = 0; k < depth; k++) {
+                const REAL xk = x[k];
+                for (size_t q = 0; q < SAMPLE_BLOCK; q++)
+                    acc[q] = MADD(rows[q * depth + k], xk, acc[q]);
             }
-            for (size_t q = 0; q < nb; q++)
-                out[r * nout + j0 + q] = acc[q];
-        }
-    }
-}
-
-/* Z = f(Z + bias) row by row, f the sigmoid or (sigmoid == 0) the identity. */
-static void FN(sample_bias_act_)(REAL *restrict Z, const REAL *restrict bias, size_t m,
-                                 size_t w, int sigmoid)
-{
-    for (size_t r = 0; r < m; r++) {
-        REAL *z = Z + r * w;
-        if (sigmoid) {
-#pragma omp simd
-            for (size_t j = 0; j < w; j++)
-                z[j] = FN(sample_sigmoid_)(z[j] + bias[j]);
         } else {
-#pragma omp simd
-            for (size_t j = 0; j < w; j++)
-                z[j] += bias[j];
+            for (size_t k = 0; k < depth; k++) {
+                const REAL xk = x[k];
+                for (size_t q = 0; q < nb; q++)
+                    acc[q] = MADD(rows[q * depth + k], xk, acc[q]);
+            }
         }
+        for (size_t q = 0; q < nb; q++)
+            out[j0 + q] = acc[q];
     }
 }
 
-/* The SGD update of one element, as core_template.h's commit loops do it:
+/* z = f(z + bias), f the sigmoid or (sigmoid == 0) the identity. */
+static void FN(sample_bias_act_)(REAL *restrict z, const REAL *restrict bias, size_t w,
+                                 int sigmoid)
+{
+    if (sigmoid) {
+#pragma omp simd
+        for (size_t j = 0; j < w; j++)
+            z[j] = FN(sample_sigmoid_)(z[j] + bias[j]);
+    } else {
+#pragma omp simd
+        for (size_t j = 0; j < w; j++)
+            z[j] += bias[j];
+    }
+}
+
+/* The SGD update of element x, as core_template.h's commit loops do it:
  * theta <- theta - lr (g + decay theta), or with momentum
  * v <- mu v - lr (g + decay theta), theta <- theta + v.  The old values go
  * to the backups (th_old, v_old); the non-finite test of the new values is
  * ORed into bad.  A statement macro, so that each loop below is one plain
- * loop body the compiler vectorises. */
+ * loop body that the compiler vectorises (MOMENTUM is a constant). */
 #define SAMPLE_APPLY(MOMENTUM, th, v, th_old, v_old, x, g, decay)               \
     do {                                                                       \
         const REAL old_ = th[x];                                               \
@@ -245,44 +238,31 @@ static void FN(sample_bias_act_)(REAL *restrict Z, const REAL *restrict bias, si
         }                                                                      \
     } while (0)
 
-/* The update of one row of a weight matrix (len values), without or with
- * momentum, whose gradient is a sum of m rank-1 rows:
- * g[x] = sum_r U[r * ldu] V[r * ldv + x], in row order.  With T set, the
- * same loop accumulates T[r * ldt + x] += U[r * ldu] theta[x] from the old
- * values: the back-propagation through the decoder reads the weights that
- * this pass overwrites.  sq[x] += theta[x]^2 (old values, in double) sums
- * the squares for the decay term column by column, each column in row
- * order.  Returns non-zero if a new value is not finite. */
+/* The update of one row of a weight matrix (len values) whose gradient is
+ * the rank-1 row g[x] = u V[x], without (NAME_plain_) or with
+ * (NAME_momentum_) momentum.  With T set, the same loop accumulates
+ * T[x] += u theta[x] from the old values: the back-propagation through the
+ * decoder reads the weights that this pass overwrites.  sq[x] += theta[x]^2
+ * (old values, in double) sums the squares for the decay term column by
+ * column, each column in row order.  Returns non-zero if a new value is not
+ * finite. */
 #define SAMPLE_DEFINE_UPDATE(NAME, MOMENTUM)                                   \
     static UREAL FN(NAME)(REAL *restrict th, REAL *restrict v, REAL *restrict th_old,  \
-                          REAL *restrict v_old, const REAL *U, size_t ldu,     \
-                          const REAL *restrict V, size_t ldv, size_t m,        \
-                          REAL *restrict T, size_t ldt, size_t len, REAL lr,   \
-                          REAL mu, REAL decay, double *restrict sq)            \
+                          REAL *restrict v_old, REAL u, const REAL *restrict V, \
+                          REAL *restrict T, size_t len, REAL lr, REAL mu,      \
+                          REAL decay, double *restrict sq)                     \
     {                                                                          \
         UREAL bad = 0;                                                         \
-        const REAL u0 = U[0];                                                  \
-        if (m == 1 && T) {                                                     \
+        if (T) {                                                               \
             for (size_t x = 0; x < len; x++) {                                 \
-                T[x] = MADD(u0, th[x], T[x]);                                  \
+                T[x] = MADD(u, th[x], T[x]);                                   \
                 sq[x] += (double)th[x] * th[x];                                \
-                SAMPLE_APPLY(MOMENTUM, th, v, th_old, v_old, x, u0 * V[x], decay); \
-            }                                                                  \
-        } else if (m == 1) {                                                   \
-            for (size_t x = 0; x < len; x++) {                                 \
-                sq[x] += (double)th[x] * th[x];                                \
-                SAMPLE_APPLY(MOMENTUM, th, v, th_old, v_old, x, u0 * V[x], decay); \
+                SAMPLE_APPLY(MOMENTUM, th, v, th_old, v_old, x, u * V[x], decay); \
             }                                                                  \
         } else {                                                               \
             for (size_t x = 0; x < len; x++) {                                 \
-                if (T)                                                         \
-                    for (size_t r = 0; r < m; r++)                             \
-                        T[r * ldt + x] = MADD(U[r * ldu], th[x], T[r * ldt + x]); \
-                REAL g = u0 * V[x];                                            \
-                for (size_t r = 1; r < m; r++)                                 \
-                    g = MADD(U[r * ldu], V[r * ldv + x], g);                   \
                 sq[x] += (double)th[x] * th[x];                                \
-                SAMPLE_APPLY(MOMENTUM, th, v, th_old, v_old, x, g, decay);     \
+                SAMPLE_APPLY(MOMENTUM, th, v, th_old, v_old, x, u * V[x], decay); \
             }                                                                  \
         }                                                                      \
         return bad;                                                            \
@@ -291,108 +271,95 @@ static void FN(sample_bias_act_)(REAL *restrict Z, const REAL *restrict bias, si
 SAMPLE_DEFINE_UPDATE(sample_update_plain_, 0)
 SAMPLE_DEFINE_UPDATE(sample_update_momentum_, 1)
 
-/* A bias's gradient is the column sum of the deltas D (m x len), rows in
- * order (core_template.h's column_sums_); no decay. */
+/* A bias's gradient is the delta itself (the column sum of one row); no
+ * decay. */
 static UREAL FN(sample_update_bias_)(REAL *restrict th, REAL *restrict v,
                                      REAL *restrict th_old, REAL *restrict v_old,
-                                     const REAL *restrict D, size_t m, size_t len, REAL lr,
-                                     REAL mu, int momentum)
+                                     const REAL *restrict D, size_t len, REAL lr, REAL mu,
+                                     int momentum)
 {
     UREAL bad = 0;
-    for (size_t x = 0; x < len; x++) {
-        REAL g = 0;
-        for (size_t r = 0; r < m; r++)
-            g += D[r * len + x];
-        if (momentum)
-            SAMPLE_APPLY(1, th, v, th_old, v_old, x, g, 0);
-        else
-            SAMPLE_APPLY(0, th, v, th_old, v_old, x, g, 0);
-    }
+    if (momentum)
+        for (size_t x = 0; x < len; x++)
+            SAMPLE_APPLY(1, th, v, th_old, v_old, x, D[x], 0);
+    else
+        for (size_t x = 0; x < len; x++)
+            SAMPLE_APPLY(0, th, v, th_old, v_old, x, D[x], 0);
     return bad;
 }
 
-/* One fused SGD step on the m <= CSAE_SAMPLE_MAX_ROWS rows of X.  Uses the
- * workspace buffers A, Y, T, rho and s, and the gradient buffer (which
- * engine.c sizes for this when batches are small) as the backups of the
- * parameters and of the velocities, then n + h doubles of column sums of
- * squares. */
+/* One fused SGD step on the single row x (CSAE_SAMPLE_MAX_ROWS is 1:
+ * measured, a fused step over 2 to 8 rows lost to the GEMM one).  rho_hat
+ * is the row's own activations.  Uses the workspace buffers A, Y, T and s,
+ * and the gradient buffer (which engine.c sizes for this when batches have
+ * one row) as the backups of the parameters and of the velocities, then
+ * n + h doubles of column sums of squares. */
 static csae_status FN(sample_step_)(const csae_model *model, const csae_sgd *sgd, SPARAMS p,
-                                    SPARAMS v, const REAL *X, size_t m, double *loss,
-                                    char *base, const csae_ws_layout *L)
+                                    SPARAMS v, const REAL *x, double *loss, char *base,
+                                    const csae_ws_layout *L)
 {
     const size_t n = model->n_features, h = model->n_hidden;
     const double rho = model->sparsity_target, beta = model->sparsity_weight;
     const double lambda = model->weight_decay;
-    REAL *A = (REAL *)(base + L->A), *Y = (REAL *)(base + L->Y), *T = (REAL *)(base + L->T);
-    REAL *rho_hat = (REAL *)(base + L->rho), *s = (REAL *)(base + L->s);
+    REAL *a = (REAL *)(base + L->A), *d3 = (REAL *)(base + L->Y), *t = (REAL *)(base + L->T);
+    REAL *s = (REAL *)(base + L->s);
     const size_t n_params = 2 * n * h + n + h;
     REAL *old = (REAL *)(base + L->grad), *old_v = old + n_params;
+    double *sq_w = (double *)(old_v + n_params), *sq_wd = sq_w + n;
     const int momentum = sgd->momentum != 0;
 
-    /* Forward pass. */
-    FN(sample_product_)(p.W, h, n, X, m, A);
-    FN(sample_bias_act_)(A, p.b, m, h, 1);
-    FN(sample_product_)(p.Wd, n, h, A, m, Y);
+    /* Forward pass: a = f(W x + b), y = g(Wd a + bd), y kept in d3. */
+    FN(sample_product_)(p.W, h, n, x, a);
+    FN(sample_bias_act_)(a, p.b, h, 1);
+    FN(sample_product_)(p.Wd, n, h, a, d3);
     const int sigmoid_out = model->decoder == CSAE_DECODER_SIGMOID;
-    FN(sample_bias_act_)(Y, p.bd, m, n, sigmoid_out);
+    FN(sample_bias_act_)(d3, p.bd, n, sigmoid_out);
 
-    /* rho_hat: the column means of A (A itself for one row). */
-    for (size_t j = 0; j < h; j++) {
-        REAL sum = 0;
-        for (size_t r = 0; r < m; r++)
-            sum += A[r * h + j];
-        rho_hat[j] = sum / (REAL)m;
-    }
-
-    /* Reconstruction error, Y turned into D3 = (2/m)(Y - X) g'(Z2); the
-     * squared error in eight running sums (index mod 8). */
-    const REAL two_over_m = (REAL)(2.0 / (double)m);
+    /* Reconstruction error, y turned into d3 = 2 (y - x) g'(z2) (2/m with
+     * m = 1); the squared error in eight running sums (index mod 8). */
     double sq8[8] = {0};
-    size_t x = 0;
-    /* g'(Z2) = Y (1 - Y) for the sigmoid, 1 (no multiply) for the linear decoder. */
-#define SAMPLE_D3(x, acc)                                                        \
-    do {                                                                       \
-        const REAL y = Y[x], r = y - X[x];                                     \
-        acc += (double)r * r;                                                  \
-        Y[x] = sigmoid_out ? two_over_m * r * (y * ((REAL)1 - y)) : two_over_m * r; \
-    } while (0)
+    size_t i = 0;
     if (sigmoid_out) {
-        for (; x + 8 <= m * n; x += 8)
+        for (; i + 8 <= n; i += 8)
             for (size_t q = 0; q < 8; q++) {
-                const REAL y = Y[x + q], r = y - X[x + q];
+                const REAL y = d3[i + q], r = y - x[i + q];
                 sq8[q] += (double)r * r;
-                Y[x + q] = (two_over_m * r) * (y * ((REAL)1 - y));
+                d3[i + q] = ((REAL)2 * r) * (y * ((REAL)1 - y));
             }
+        for (; i < n; i++) {
+            const REAL y = d3[i], r = y - x[i];
+            sq8[i % 8] += (double)r * r;
+            d3[i] = ((REAL)2 * r) * (y * ((REAL)1 - y));
+        }
     } else {
-        for (; x + 8 <= m * n; x += 8)
+        for (; i + 8 <= n; i += 8)
             for (size_t q = 0; q < 8; q++) {
-                const REAL r = Y[x + q] - X[x + q];
+                const REAL r = d3[i + q] - x[i + q];
                 sq8[q] += (double)r * r;
-                Y[x + q] = two_over_m * r;
+                d3[i + q] = (REAL)2 * r;
             }
+        for (; i < n; i++) {
+            const REAL r = d3[i] - x[i];
+            sq8[i % 8] += (double)r * r;
+            d3[i] = (REAL)2 * r;
+        }
     }
-    for (; x < m * n; x++)
-        SAMPLE_D3(x, sq8[x % 8]);
-#undef SAMPLE_D3
     const double sq = sample_combine8(sq8);
-    const REAL *D3 = Y;
 
-    /* Sparsity: as in core_template.h (rho_hat clipped in REAL). */
+    /* Sparsity, as in core_template.h (rho_hat clipped in REAL), and s_j
+     * (over m = 1). */
     double kl = 0;
     for (size_t j = 0; j < h; j++) {
         const REAL lo = (REAL)EPS_CLIP, hi = (REAL)1 - (REAL)EPS_CLIP;
-        const double q = rho_hat[j] < lo ? lo : (rho_hat[j] > hi ? hi : rho_hat[j]);
+        const double q = a[j] < lo ? lo : (a[j] > hi ? hi : a[j]);
         kl += rho * log(rho / q) + (1 - rho) * log((1 - rho) / (1 - q));
         s[j] = (REAL)(beta * (-rho / q + (1 - rho) / (1 - q)));
-        s[j] /= (REAL)m;
     }
     /* The decay term's squares are summed by the update passes, which read
      * every weight anyway; a non-finite rest of the objective stops here,
      * before anything is written. */
-    const double partial = sq / (double)m + beta * kl;
-    if (!isfinite(partial))
+    if (!isfinite(sq + beta * kl))
         return CSAE_ERR_NONFINITE;
-    double *sq_w = (double *)(old_v + n_params), *sq_wd = sq_w + n;
     for (size_t c = 0; c < n + h; c++)
         sq_w[c] = 0;
 
@@ -402,47 +369,41 @@ static csae_status FN(sample_step_)(const csae_model *model, const csae_sgd *sgd
     REAL *ov_W = old_v, *ov_b = ov_W + h * n, *ov_Wd = ov_b + h, *ov_bd = ov_Wd + n * h;
     UREAL bad = 0;
 
-    /* Wd (n x h), row i: T[r, :] += D3[r, i] Wd[i, :] from the old row, and
-     * the row's update with gradient sum_r D3[r, i] A[r, :]. */
-    for (size_t c = 0; c < m * h; c++)
-        T[c] = 0;
-    for (size_t i = 0; i < n; i++) {
-        const size_t off = i * h;
+    /* Wd (n x h), row r: gradient d3[r] a; the same pass accumulates
+     * t = d3 Wd from the old rows. */
+    for (size_t j = 0; j < h; j++)
+        t[j] = 0;
+    for (size_t r = 0; r < n; r++) {
+        const size_t off = r * h;
         if (momentum)
             bad |= FN(sample_update_momentum_)(p.Wd + off, v.Wd + off, old_Wd + off, ov_Wd + off,
-                                               D3 + i, n, A, h, m, T, h, h, lr, mu, two_lambda,
-                                               sq_wd);
+                                               d3[r], a, t, h, lr, mu, two_lambda, sq_wd);
         else
-            bad |= FN(sample_update_plain_)(p.Wd + off, NULL, old_Wd + off, NULL, D3 + i, n, A,
-                                            h, m, T, h, h, lr, mu, two_lambda, sq_wd);
+            bad |= FN(sample_update_plain_)(p.Wd + off, NULL, old_Wd + off, NULL, d3[r], a, t,
+                                            h, lr, mu, two_lambda, sq_wd);
     }
 
-    /* D2 = (D3 Wd + s/m) f'(Z1), in T. */
-    for (size_t r = 0; r < m; r++)
+    /* D2 = (d3 Wd + s) f'(z1), in t. */
 #pragma omp simd
-        for (size_t j = 0; j < h; j++) {
-            const REAL a = A[r * h + j];
-            T[r * h + j] = (T[r * h + j] + s[j]) * (a * ((REAL)1 - a));
-        }
-    const REAL *D2 = T;
+    for (size_t j = 0; j < h; j++)
+        t[j] = (t[j] + s[j]) * (a[j] * ((REAL)1 - a[j]));
 
-    bad |= FN(sample_update_bias_)(p.bd, v.bd, old_bd, ov_bd, D3, m, n, lr, mu, momentum);
-    bad |= FN(sample_update_bias_)(p.b, v.b, old_b, ov_b, D2, m, h, lr, mu, momentum);
+    bad |= FN(sample_update_bias_)(p.bd, v.bd, old_bd, ov_bd, d3, n, lr, mu, momentum);
+    bad |= FN(sample_update_bias_)(p.b, v.b, old_b, ov_b, t, h, lr, mu, momentum);
 
-    /* W (h x n), row j: gradient sum_r D2[r, j] X[r, :]. */
+    /* W (h x n), row j: gradient D2[j] x. */
     for (size_t j = 0; j < h; j++) {
         const size_t off = j * n;
         if (momentum)
             bad |= FN(sample_update_momentum_)(p.W + off, v.W + off, old_W + off, ov_W + off,
-                                               D2 + j, h, X, n, m, NULL, 0, n, lr, mu,
-                                               two_lambda, sq_w);
+                                               t[j], x, NULL, n, lr, mu, two_lambda, sq_w);
         else
-            bad |= FN(sample_update_plain_)(p.W + off, NULL, old_W + off, NULL, D2 + j, h, X, n,
-                                            m, NULL, 0, n, lr, mu, two_lambda, sq_w);
+            bad |= FN(sample_update_plain_)(p.W + off, NULL, old_W + off, NULL, t[j], x, NULL,
+                                            n, lr, mu, two_lambda, sq_w);
     }
 
     /* The objective at the old weights, as core_template.h adds it up. */
-    *loss = sq / (double)m + lambda * (sample_sum(sq_w, n) + sample_sum(sq_wd, h)) + beta * kl;
+    *loss = sq + lambda * (sample_sum(sq_w, n) + sample_sum(sq_wd, h)) + beta * kl;
     if (bad || !isfinite(*loss)) {
         /* Put back the last finite parameters (and velocities). */
         memcpy(p.W, old_W, h * n * sizeof(REAL));
