@@ -57,7 +57,8 @@ static ws_layout layout_for(const csae_model *model, size_t rows, size_t elem,
          * doubles, instead. */
         const size_t params = add_size(mul_size(2 * n, h), n + h);
         size_t grad_bytes = mul_size(params, elem);
-        if (rows <= CSAE_SAMPLE_MAX_ROWS)
+        L.sample = rows <= CSAE_SAMPLE_MAX_ROWS;
+        if (L.sample)
             grad_bytes = add_size(mul_size(grad_bytes, 2), mul_size(n + h, sizeof(double)));
         L.grad = take(&cursor, grad_bytes);
     }
@@ -126,7 +127,12 @@ size_t csae_train_workspace_size(const csae_model *model, size_t rows,
 {
     if (!model_ok(model))
         return SIZE_MAX;
-    return layout_for(model, rows, elem_size, clamp_threads(n_threads), WS_TRAIN, 0, 0).total;
+    const size_t t = clamp_threads(n_threads);
+    const size_t total = layout_for(model, rows, elem_size, t, WS_TRAIN, 0, 0).total;
+    /* The size serves every batch of up to `rows` rows, and a one-row
+     * batch's layout (the fused step's backups) can be the larger. */
+    const size_t one = layout_for(model, 1, elem_size, t, WS_TRAIN, 0, 0).total;
+    return total > one ? total : one;
 }
 
 size_t csae_epoch_workspace_size(const csae_model *model, const csae_sgd *sgd,

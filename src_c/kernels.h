@@ -42,6 +42,11 @@
 typedef struct {
     size_t A, Y, T, rho, s, grad, pack, order, gather;
     size_t total;
+    /* Set when the layout has room for the fused one-row step (a training
+     * layout made for CSAE_SAMPLE_MAX_ROWS rows or fewer): only then may a
+     * one-row batch take that step.  An epoch's last, shorter batch uses
+     * its epoch's layout and so the GEMM step. */
+    int sample;
 } csae_ws_layout;
 
 /* Scratch bytes for GEMM packing with C up to n columns wide and a depth
