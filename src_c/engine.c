@@ -54,7 +54,7 @@ static ws_layout layout_for(const csae_model *model, size_t rows, size_t elem,
         L.s = take(&cursor, mul_size(h, elem));
         /* The gradients; for the fused small-batch step (sample_template.h)
          * the backups of the parameters and of the velocities, and n + h
-         * doubles, instead. */
+         * column sums (counted as doubles), instead. */
         const size_t params = add_size(mul_size(2 * n, h), n + h);
         size_t grad_bytes = mul_size(params, elem);
         L.sample = rows <= CSAE_SAMPLE_MAX_ROWS;

@@ -118,20 +118,6 @@ static inline double sample_combine8(const double acc[8])
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-/* The sum of len doubles in a fixed shape: sums by index mod 8, then the
- * tree of sample_combine8. */
-static inline double sample_sum(const double *x, size_t len)
-{
-    double acc[8] = {0};
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8)
-        for (size_t q = 0; q < 8; q++)
-            acc[q] += x[i + q];
-    for (; i < len; i++)
-        acc[i % 8] += x[i];
-    return sample_combine8(acc);
-}
-
 #endif /* CSAE_SAMPLE_TEMPLATE_ONCE */
 
 #define SPARAMS CAT(csae_params_, SFX)
@@ -143,6 +129,20 @@ static inline UREAL FN(sample_nonfinite_)(REAL v)
     UREAL bits;
     memcpy(&bits, &v, sizeof bits);
     return (bits & EXP_BITS) == EXP_BITS;
+}
+
+/* The sum of len values in double, in a fixed shape: sums by index mod 8,
+ * then the tree of sample_combine8. */
+static inline double FN(sample_sum_)(const REAL *x, size_t len)
+{
+    double acc[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8)
+        for (size_t q = 0; q < 8; q++)
+            acc[q] += x[i + q];
+    for (; i < len; i++)
+        acc[i % 8] += x[i];
+    return sample_combine8(acc);
 }
 
 /* The sigmoid as everywhere in the engine: e = exp(-|v|), s = 1 / (1 + e),
@@ -230,7 +230,7 @@ static void FN(sample_bias_act_)(REAL *restrict z, const REAL *restrict bias, si
             const REAL new_ = old_ + step_;                                    \
             v[x] = step_;                                                      \
             th[x] = new_;                                                      \
-            bad |= FN(sample_nonfinite_)(step_) | FN(sample_nonfinite_)(new_); \
+            bad |= FN(sample_nonfinite_)(new_);                                \
         } else {                                                               \
             const REAL new_ = old_ - lr * ((g) + (decay) * old_);              \
             th[x] = new_;                                                      \
@@ -243,25 +243,26 @@ static void FN(sample_bias_act_)(REAL *restrict z, const REAL *restrict bias, si
  * (NAME_momentum_) momentum.  With T set, the same loop accumulates
  * T[x] += u theta[x] from the old values: the back-propagation through the
  * decoder reads the weights that this pass overwrites.  sq[x] += theta[x]^2
- * (old values, in double) sums the squares for the decay term column by
- * column, each column in row order.  Returns non-zero if a new value is not
- * finite. */
+ * (old values) sums the squares for the decay term column by column, each
+ * column in row order, in REAL (a double sum per column cost a quarter of
+ * the float step; the columns are then added in double).  Returns non-zero
+ * if a new value is not finite. */
 #define SAMPLE_DEFINE_UPDATE(NAME, MOMENTUM)                                   \
     static UREAL FN(NAME)(REAL *restrict th, REAL *restrict v, REAL *restrict th_old,  \
                           REAL *restrict v_old, REAL u, const REAL *restrict V, \
                           REAL *restrict T, size_t len, REAL lr, REAL mu,      \
-                          REAL decay, double *restrict sq)                     \
+                          REAL decay, REAL *restrict sq)                       \
     {                                                                          \
         UREAL bad = 0;                                                         \
         if (T) {                                                               \
             for (size_t x = 0; x < len; x++) {                                 \
                 T[x] = MADD(u, th[x], T[x]);                                   \
-                sq[x] += (double)th[x] * th[x];                                \
+                sq[x] = MADD(th[x], th[x], sq[x]);                             \
                 SAMPLE_APPLY(MOMENTUM, th, v, th_old, v_old, x, u * V[x], decay); \
             }                                                                  \
         } else {                                                               \
             for (size_t x = 0; x < len; x++) {                                 \
-                sq[x] += (double)th[x] * th[x];                                \
+                sq[x] = MADD(th[x], th[x], sq[x]);                             \
                 SAMPLE_APPLY(MOMENTUM, th, v, th_old, v_old, x, u * V[x], decay); \
             }                                                                  \
         }                                                                      \
@@ -293,7 +294,7 @@ static UREAL FN(sample_update_bias_)(REAL *restrict th, REAL *restrict v,
  * is the row's own activations.  Uses the workspace buffers A, Y, T and s,
  * and the gradient buffer (which engine.c sizes for this when batches have
  * one row) as the backups of the parameters and of the velocities, then
- * n + h doubles of column sums of squares. */
+ * n + h column sums of squares. */
 static csae_status FN(sample_step_)(const csae_model *model, const csae_sgd *sgd, SPARAMS p,
                                     SPARAMS v, const REAL *x, double *loss, char *base,
                                     const csae_ws_layout *L)
@@ -305,7 +306,7 @@ static csae_status FN(sample_step_)(const csae_model *model, const csae_sgd *sgd
     REAL *s = (REAL *)(base + L->s);
     const size_t n_params = 2 * n * h + n + h;
     REAL *old = (REAL *)(base + L->grad), *old_v = old + n_params;
-    double *sq_w = (double *)(old_v + n_params), *sq_wd = sq_w + n;
+    REAL *sq_w = old_v + n_params, *sq_wd = sq_w + n;
     const int momentum = sgd->momentum != 0;
 
     /* Forward pass: a = f(W x + b), y = g(Wd a + bd), y kept in d3. */
@@ -403,7 +404,7 @@ static csae_status FN(sample_step_)(const csae_model *model, const csae_sgd *sgd
     }
 
     /* The objective at the old weights, as core_template.h adds it up. */
-    *loss = sq + lambda * (sample_sum(sq_w, n) + sample_sum(sq_wd, h)) + beta * kl;
+    *loss = sq + lambda * (FN(sample_sum_)(sq_w, n) + FN(sample_sum_)(sq_wd, h)) + beta * kl;
     if (bad || !isfinite(*loss)) {
         /* Put back the last finite parameters (and velocities). */
         memcpy(p.W, old_W, h * n * sizeof(REAL));
