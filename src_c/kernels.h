@@ -42,12 +42,17 @@
 typedef struct {
     size_t A, Y, T, rho, s, grad, pack, order, gather;
     size_t total;
-    /* Set when the layout has room for the fused one-row step (a training
-     * layout made for CSAE_SAMPLE_MAX_ROWS rows or fewer): only then may a
-     * one-row batch take that step.  An epoch's last, shorter batch uses
-     * its epoch's layout and so the GEMM step. */
+    /* Non-zero when the layout has room for the fused one-row step (a
+     * training layout made for CSAE_SAMPLE_MAX_ROWS rows or fewer): only
+     * then may a one-row batch take that step.  An epoch's last, shorter
+     * batch uses its epoch's layout and so the GEMM step.  The value
+     * CSAE_SAMPLE_CHECKPOINTED tells the step to keep no backups: its
+     * caller, an epoch, keeps a checkpoint and replays from it. */
     int sample;
 } csae_ws_layout;
+#define CSAE_SAMPLE_CHECKPOINTED 2
+/* One-row batches between an epoch's checkpoints of the parameters. */
+#define CSAE_SAMPLE_CHECKPOINT_EVERY 64
 
 /* Scratch bytes for GEMM packing with C up to n columns wide and a depth
  * (inner dimension) up to k. */

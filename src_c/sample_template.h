@@ -17,12 +17,17 @@
  * the same formulas as core_template.h (MATH.md; rho_hat, the minibatch
  * mean, is the sample's own activations).
  *
- * Divergence: the update loops copy each old value to a backup in the
- * workspace as they overwrite it and OR a non-finite test of every new
- * value (and new velocity) into one flag.  If the flag is set at the end,
- * the backups are copied back, so the parameters and velocities are exactly
- * the last finite ones, as core_template.h's check-then-commit guarantees,
- * without a second pass over the weights on the steps that succeed.
+ * Divergence: the update loops test every new value for finiteness as
+ * they write it (one flag ORed over the block) and the objective is checked
+ * at the end.  A step on its own (csae_sgd_step) also copies each old value
+ * (and velocity) to a backup as it overwrites it and, if the flag is set,
+ * copies them back: the parameters are exactly the last finite ones, as
+ * core_template.h's check-then-commit leaves them, without a second pass
+ * over the weights.  In an epoch of one-row batches the per-step backups
+ * (a quarter of the step's time, measured) give way to a checkpoint every
+ * CSAE_SAMPLE_CHECKPOINT_EVERY samples, and a failed step is undone by
+ * restoring the checkpoint and replaying the samples since, which
+ * recomputes the same bits (api_template.h).
  *
  * Same bits on every vector path: the template is plain C, compiled per
  * path for that path's ISA, and nothing in it depends on the vector width.
@@ -216,16 +221,19 @@ static void FN(sample_bias_act_)(REAL *restrict z, const REAL *restrict bias, si
 /* The SGD update of element x, as core_template.h's commit loops do it:
  * theta <- theta - lr (g + decay theta), or with momentum
  * v <- mu v - lr (g + decay theta), theta <- theta + v.  The old values go
- * to the backups (th_old, v_old); the non-finite test of the new values is
- * ORed into bad.  A statement macro, so that each loop below is one plain
- * loop body that the compiler vectorises (MOMENTUM is a constant). */
-#define SAMPLE_APPLY(MOMENTUM, th, v, th_old, v_old, x, g, decay)               \
+ * to the backups (th_old, v_old) if BACKUP; the non-finite test of the new
+ * value is ORed into bad (a non-finite step makes it non-finite too).  A
+ * statement macro, so that each loop below is one plain loop body that the
+ * compiler vectorises (MOMENTUM and BACKUP are constants). */
+#define SAMPLE_APPLY(MOMENTUM, BACKUP, th, v, th_old, v_old, x, g, decay)       \
     do {                                                                       \
         const REAL old_ = th[x];                                               \
-        th_old[x] = old_;                                                      \
+        if (BACKUP)                                                            \
+            th_old[x] = old_;                                                  \
         if (MOMENTUM) {                                                        \
             const REAL vel_ = v[x];                                            \
-            v_old[x] = vel_;                                                   \
+            if (BACKUP)                                                        \
+                v_old[x] = vel_;                                               \
             const REAL step_ = mu * vel_ - lr * ((g) + (decay) * old_);        \
             const REAL new_ = old_ + step_;                                    \
             v[x] = step_;                                                      \
@@ -247,7 +255,7 @@ static void FN(sample_bias_act_)(REAL *restrict z, const REAL *restrict bias, si
  * column in row order, in REAL (a double sum per column cost a quarter of
  * the float step; the columns are then added in double).  Returns non-zero
  * if a new value is not finite. */
-#define SAMPLE_DEFINE_UPDATE(NAME, MOMENTUM)                                   \
+#define SAMPLE_DEFINE_UPDATE(NAME, MOMENTUM, BACKUP)                           \
     static UREAL FN(NAME)(REAL *restrict th, REAL *restrict v, REAL *restrict th_old,  \
                           REAL *restrict v_old, REAL u, const REAL *restrict V, \
                           REAL *restrict T, size_t len, REAL lr, REAL mu,      \
@@ -258,34 +266,36 @@ static void FN(sample_bias_act_)(REAL *restrict z, const REAL *restrict bias, si
             for (size_t x = 0; x < len; x++) {                                 \
                 T[x] = MADD(u, th[x], T[x]);                                   \
                 sq[x] = MADD(th[x], th[x], sq[x]);                             \
-                SAMPLE_APPLY(MOMENTUM, th, v, th_old, v_old, x, u * V[x], decay); \
+                SAMPLE_APPLY(MOMENTUM, BACKUP, th, v, th_old, v_old, x, u * V[x], decay); \
             }                                                                  \
         } else {                                                               \
             for (size_t x = 0; x < len; x++) {                                 \
                 sq[x] = MADD(th[x], th[x], sq[x]);                             \
-                SAMPLE_APPLY(MOMENTUM, th, v, th_old, v_old, x, u * V[x], decay); \
+                SAMPLE_APPLY(MOMENTUM, BACKUP, th, v, th_old, v_old, x, u * V[x], decay); \
             }                                                                  \
         }                                                                      \
         return bad;                                                            \
     }
 
-SAMPLE_DEFINE_UPDATE(sample_update_plain_, 0)
-SAMPLE_DEFINE_UPDATE(sample_update_momentum_, 1)
+SAMPLE_DEFINE_UPDATE(sample_update_plain_, 0, 1)
+SAMPLE_DEFINE_UPDATE(sample_update_momentum_, 1, 1)
+SAMPLE_DEFINE_UPDATE(sample_update_plain_nobackup_, 0, 0)
+SAMPLE_DEFINE_UPDATE(sample_update_momentum_nobackup_, 1, 0)
 
 /* A bias's gradient is the delta itself (the column sum of one row); no
  * decay. */
 static UREAL FN(sample_update_bias_)(REAL *restrict th, REAL *restrict v,
                                      REAL *restrict th_old, REAL *restrict v_old,
                                      const REAL *restrict D, size_t len, REAL lr, REAL mu,
-                                     int momentum)
+                                     int momentum, int backup)
 {
     UREAL bad = 0;
     if (momentum)
         for (size_t x = 0; x < len; x++)
-            SAMPLE_APPLY(1, th, v, th_old, v_old, x, D[x], 0);
+            SAMPLE_APPLY(1, backup, th, v, th_old, v_old, x, D[x], 0);
     else
         for (size_t x = 0; x < len; x++)
-            SAMPLE_APPLY(0, th, v, th_old, v_old, x, D[x], 0);
+            SAMPLE_APPLY(0, backup, th, v, th_old, v_old, x, D[x], 0);
     return bad;
 }
 
@@ -308,6 +318,10 @@ static csae_status FN(sample_step_)(const csae_model *model, const csae_sgd *sgd
     REAL *old = (REAL *)(base + L->grad), *old_v = old + n_params;
     REAL *sq_w = old_v + n_params, *sq_wd = sq_w + n;
     const int momentum = sgd->momentum != 0;
+    /* Without backups (an epoch of one-row batches, which keeps its own
+     * checkpoint, see api_template.h) a failed step leaves the parameters
+     * half written and says so. */
+    const int backup = L->sample != CSAE_SAMPLE_CHECKPOINTED;
 
     /* Forward pass: a = f(W x + b), y = g(Wd a + bd), y kept in d3. */
     FN(sample_product_)(p.W, h, n, x, a);
@@ -376,12 +390,19 @@ static csae_status FN(sample_step_)(const csae_model *model, const csae_sgd *sgd
         t[j] = 0;
     for (size_t r = 0; r < n; r++) {
         const size_t off = r * h;
-        if (momentum)
+        if (momentum && backup)
             bad |= FN(sample_update_momentum_)(p.Wd + off, v.Wd + off, old_Wd + off, ov_Wd + off,
                                                d3[r], a, t, h, lr, mu, two_lambda, sq_wd);
-        else
+        else if (momentum)
+            bad |= FN(sample_update_momentum_nobackup_)(p.Wd + off, v.Wd + off, NULL, NULL,
+                                                        d3[r], a, t, h, lr, mu, two_lambda,
+                                                        sq_wd);
+        else if (backup)
             bad |= FN(sample_update_plain_)(p.Wd + off, NULL, old_Wd + off, NULL, d3[r], a, t,
                                             h, lr, mu, two_lambda, sq_wd);
+        else
+            bad |= FN(sample_update_plain_nobackup_)(p.Wd + off, NULL, NULL, NULL, d3[r], a, t,
+                                                     h, lr, mu, two_lambda, sq_wd);
     }
 
     /* D2 = (d3 Wd + s) f'(z1), in t. */
@@ -389,22 +410,30 @@ static csae_status FN(sample_step_)(const csae_model *model, const csae_sgd *sgd
     for (size_t j = 0; j < h; j++)
         t[j] = (t[j] + s[j]) * (a[j] * ((REAL)1 - a[j]));
 
-    bad |= FN(sample_update_bias_)(p.bd, v.bd, old_bd, ov_bd, d3, n, lr, mu, momentum);
-    bad |= FN(sample_update_bias_)(p.b, v.b, old_b, ov_b, t, h, lr, mu, momentum);
+    bad |= FN(sample_update_bias_)(p.bd, v.bd, old_bd, ov_bd, d3, n, lr, mu, momentum, backup);
+    bad |= FN(sample_update_bias_)(p.b, v.b, old_b, ov_b, t, h, lr, mu, momentum, backup);
 
     /* W (h x n), row j: gradient D2[j] x. */
     for (size_t j = 0; j < h; j++) {
         const size_t off = j * n;
-        if (momentum)
+        if (momentum && backup)
             bad |= FN(sample_update_momentum_)(p.W + off, v.W + off, old_W + off, ov_W + off,
                                                t[j], x, NULL, n, lr, mu, two_lambda, sq_w);
-        else
+        else if (momentum)
+            bad |= FN(sample_update_momentum_nobackup_)(p.W + off, v.W + off, NULL, NULL, t[j],
+                                                        x, NULL, n, lr, mu, two_lambda, sq_w);
+        else if (backup)
             bad |= FN(sample_update_plain_)(p.W + off, NULL, old_W + off, NULL, t[j], x, NULL,
                                             n, lr, mu, two_lambda, sq_w);
+        else
+            bad |= FN(sample_update_plain_nobackup_)(p.W + off, NULL, NULL, NULL, t[j], x, NULL,
+                                                     n, lr, mu, two_lambda, sq_w);
     }
 
     /* The objective at the old weights, as core_template.h adds it up. */
     *loss = sq + lambda * (FN(sample_sum_)(sq_w, n) + FN(sample_sum_)(sq_wd, h)) + beta * kl;
+    if ((bad || !isfinite(*loss)) && !backup)
+        return CSAE_ERR_NONFINITE; /* the epoch restores its checkpoint */
     if (bad || !isfinite(*loss)) {
         /* Put back the last finite parameters (and velocities). */
         memcpy(p.W, old_W, h * n * sizeof(REAL));

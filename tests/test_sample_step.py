@@ -235,3 +235,31 @@ def test_nan_sample_changes_nothing(kernel_path, dtype):
     assert info.value.batch == 1
     assert_params_equal(params, before)  # sample 0 applied, sample 1 not
 
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("bad_at", [1, 63, 64, 65, 130])
+def test_epoch_replays_from_its_checkpoint(kernel_path, dtype, momentum, shuffle, bad_at):
+    """An epoch of one-row batches keeps a checkpoint every 64 samples
+    instead of per-step backups, and after a failed step replays from it.
+    The parameters it leaves must be bit for bit those of a clean epoch over
+    the samples before the failing one, whichever side of a checkpoint the
+    failure falls."""
+    m, n, h = 150, 7, 5
+    params, X = make_problem(m, n, h, "linear", seed=bad_at, dtype=dtype)
+    state = 11
+    order = ref.permutation(m, state)[0] if shuffle else np.arange(m)
+    X[order[bad_at], 3] = np.nan  # the bad_at-th sample visited
+    velocity = tuple(np.full_like(p, 0.01) for p in params) if momentum else None
+    kw = dict(decoder="linear", learning_rate=0.01, momentum=momentum, batch_size=1,
+              **HYPER)
+    p_clean, v_clean = copy_params(params), copy_params(velocity)
+    if bad_at:
+        eng.sgd_epoch(p_clean, v_clean, np.ascontiguousarray(X[order[:bad_at]]), **kw)
+    with pytest.raises(NonFiniteError) as info:
+        eng.sgd_epoch(params, velocity, X, shuffle=shuffle, rng_state=state, **kw)
+    assert info.value.batch == bad_at
+    assert_params_equal(params, p_clean)
+    if momentum:
+        assert_params_equal(velocity, v_clean)
