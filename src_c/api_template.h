@@ -136,6 +136,9 @@ csae_status FN(csae_sgd_epoch_)(const csae_model *model, const csae_sgd *sgd,
      * of operations), so the replay recomputes the same bits: the
      * parameters end as the last finite ones, exactly as with per-step
      * backups, for a fraction of their cost. */
+    /* One table for the whole epoch, so that a replay runs the same code
+     * as the steps it repeats even if another thread switches paths. */
+    const csae_ops *ops = csae_ops_active();
     csae_ws_layout Lstep = L;
     const int checkpointing = L.sample && batch == 1;
     if (checkpointing)
@@ -169,8 +172,8 @@ csae_status FN(csae_sgd_epoch_)(const csae_model *model, const csae_sgd *sgd,
             checkpoint = index;
         }
         double loss;
-        status = OP(sgd_step_)(model, sgd, params, velocity, Xb, rows, &loss, base, &Lstep,
-                               threads_of(ws));
+        status = ops->CAT(sgd_step_, SFX)(model, sgd, params, velocity, Xb, rows, &loss, base,
+                                          &Lstep, threads_of(ws));
         if (status != CSAE_OK && checkpointing) {
             /* Back to the checkpoint, then the batches that succeeded since
              * (one row each: batch index i is sample i, or order[i]). */
@@ -180,8 +183,8 @@ csae_status FN(csae_sgd_epoch_)(const csae_model *model, const csae_sgd *sgd,
             for (size_t i = checkpoint; i < index; i++) {
                 const REAL *row = X + (sgd->shuffle ? order[i] : i) * n;
                 double replayed;
-                OP(sgd_step_)(model, sgd, params, velocity, row, 1, &replayed, base, &Lstep,
-                              threads_of(ws));
+                ops->CAT(sgd_step_, SFX)(model, sgd, params, velocity, row, 1, &replayed, base,
+                                         &Lstep, threads_of(ws));
             }
         }
         if (status != CSAE_OK)

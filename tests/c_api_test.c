@@ -232,6 +232,43 @@ static void *alloc_ws(csae_workspace *ws, size_t bytes, size_t n_threads)
                             memcmp(&ve[k][x], &vbefore[at], sizeof(REAL)) == 0; \
             check(st_w == CSAE_ERR_NONFINITE && same,                          \
                   "a batch-1 step overflowing in W changes nothing", path, type); \
+            /* An epoch of one-row batches that fails at sample 5 (a NaN)     \
+             * replays from its checkpoint: the bits of a clean epoch over    \
+             * samples 0-4. */                                                 \
+            {                                                                  \
+                csae_sgd ones = {0.2, 0.5, 1, 0};                              \
+                REAL Xn[M * N], keep[P], keep_v[P];                            \
+                memcpy(Xn, X, sizeof Xn);                                      \
+                Xn[5 * N + 1] = (REAL)NAN;                                     \
+                memcpy(W2, W, sizeof W); memcpy(b2, b, sizeof b);              \
+                memcpy(Wd2, Wd, sizeof Wd); memcpy(bd2, bd, sizeof bd);        \
+                memcpy(vW2, vW, sizeof vW); memcpy(vb2, vb, sizeof vb);        \
+                memcpy(vWd2, vWd, sizeof vWd); memcpy(vbd2, vbd, sizeof vbd);  \
+                csae_workspace wsc, wsf;                                       \
+                alloc_ws(&wsc, csae_epoch_workspace_size(&model, &ones, 5, sizeof(REAL), 1), 1); \
+                alloc_ws(&wsf, csae_epoch_workspace_size(&model, &ones, M, sizeof(REAL), 1), 1); \
+                csae_epoch_result rc, rf;                                      \
+                int okc = csae_sgd_epoch_##SFX(&model, &ones, p2, v2, Xn, 5, NULL, NULL, NULL, 0, \
+                                               &rc, &wsc) == CSAE_OK;          \
+                for (int k = 0, at = 0; k < 4; k++)                            \
+                    for (size_t x = 0; x < len[k]; x++, at++) {                \
+                        keep[at] = th[k][x];                                   \
+                        keep_v[at] = ve[k][x];                                 \
+                    }                                                          \
+                memcpy(W2, W, sizeof W); memcpy(b2, b, sizeof b);              \
+                memcpy(Wd2, Wd, sizeof Wd); memcpy(bd2, bd, sizeof bd);        \
+                memcpy(vW2, vW, sizeof vW); memcpy(vb2, vb, sizeof vb);        \
+                memcpy(vWd2, vWd, sizeof vWd); memcpy(vbd2, vbd, sizeof vbd);  \
+                okc &= csae_sgd_epoch_##SFX(&model, &ones, p2, v2, Xn, M, NULL, NULL, NULL, 0, \
+                                            &rf, &wsf) == CSAE_ERR_NONFINITE && rf.batches_done == 5; \
+                for (int k = 0, at = 0; k < 4; k++)                            \
+                    for (size_t x = 0; x < len[k]; x++, at++)                  \
+                        okc &= memcmp(&th[k][x], &keep[at], sizeof(REAL)) == 0 && \
+                               memcmp(&ve[k][x], &keep_v[at], sizeof(REAL)) == 0; \
+                check(okc, "a failed batch-1 epoch leaves the clean epoch's bits", path, type); \
+                free(wsc.data);                                                \
+                free(wsf.data);                                                \
+            }                                                                  \
             free(wso.data);                                                    \
             free(wss.data);                                                    \
         }                                                                      \
