@@ -87,6 +87,21 @@ csae_status FN(csae_sgd_step_)(const csae_model *model, const csae_sgd *sgd,
     return OP(sgd_step_)(model, sgd, params, velocity, X, m, loss, base, &L, threads_of(ws));
 }
 
+/* Copy the four blocks of p to or from the flat array at flat. */
+static void FN(copy_params_)(const csae_model *model, PARAMS p, REAL *flat, int to_flat)
+{
+    const size_t n = model->n_features, h = model->n_hidden;
+    REAL *block[4] = {p.W, p.b, p.Wd, p.bd};
+    const size_t len[4] = {h * n, h, n * h, n};
+    for (int k = 0; k < 4; k++) {
+        if (to_flat)
+            memcpy(flat, block[k], len[k] * sizeof(REAL));
+        else
+            memcpy(block[k], flat, len[k] * sizeof(REAL));
+        flat += len[k];
+    }
+}
+
 csae_status FN(csae_sgd_epoch_)(const csae_model *model, const csae_sgd *sgd,
                                 PARAMS params, PARAMS velocity, const REAL *X,
                                 size_t n_samples, uint64_t *rng_state, csae_stop_fn stop,
@@ -113,6 +128,26 @@ csae_status FN(csae_sgd_epoch_)(const csae_model *model, const csae_sgd *sgd,
     if (check_every == 0)
         check_every = 1;
 
+    /* One-row batches take the fused step (sample_template.h) without its
+     * per-step backups: the epoch copies the parameters (and velocities)
+     * into the backup area every CSAE_SAMPLE_CHECKPOINT_EVERY batches
+     * instead, and after a failed step puts that copy back and replays the
+     * batches since.  The step is deterministic (one thread, a fixed order
+     * of operations), so the replay recomputes the same bits: the
+     * parameters end as the last finite ones, exactly as with per-step
+     * backups, for a fraction of their cost. */
+    /* One table for the whole epoch, so that a replay runs the same code
+     * as the steps it repeats even if another thread switches paths. */
+    const csae_ops *ops = csae_ops_active();
+    csae_ws_layout Lstep = L;
+    const int checkpointing = L.sample && batch == 1;
+    if (checkpointing)
+        Lstep.sample = CSAE_SAMPLE_CHECKPOINTED;
+    const int momentum = sgd->momentum != 0;
+    const size_t n_params = 2 * n * model->n_hidden + n + model->n_hidden;
+    REAL *saved = (REAL *)(base + L.grad), *saved_v = saved + n_params;
+    size_t checkpoint = 0;
+
     double total = 0;
     memset(result, 0, sizeof *result);
     csae_status status = CSAE_OK;
@@ -123,14 +158,35 @@ csae_status FN(csae_sgd_epoch_)(const csae_model *model, const csae_sgd *sgd,
         }
         const size_t rows = n_samples - start < batch ? n_samples - start : batch;
         const REAL *Xb = X + start * n;
-        if (sgd->shuffle) {
+        if (sgd->shuffle && rows == 1) {
+            Xb = X + order[start] * n; /* one row: read in place, no copy */
+        } else if (sgd->shuffle) {
             for (size_t i = 0; i < rows; i++)
                 memcpy(gathered + i * n, X + order[start + i] * n, n * sizeof(REAL));
             Xb = gathered;
         }
+        if (checkpointing && index % CSAE_SAMPLE_CHECKPOINT_EVERY == 0) {
+            FN(copy_params_)(model, params, saved, 1);
+            if (momentum)
+                FN(copy_params_)(model, velocity, saved_v, 1);
+            checkpoint = index;
+        }
         double loss;
-        status = OP(sgd_step_)(model, sgd, params, velocity, Xb, rows, &loss, base, &L,
-                               threads_of(ws));
+        status = ops->CAT(sgd_step_, SFX)(model, sgd, params, velocity, Xb, rows, &loss, base,
+                                          &Lstep, threads_of(ws));
+        if (status != CSAE_OK && checkpointing) {
+            /* Back to the checkpoint, then the batches that succeeded since
+             * (one row each: batch index i is sample i, or order[i]). */
+            FN(copy_params_)(model, params, saved, 0);
+            if (momentum)
+                FN(copy_params_)(model, velocity, saved_v, 0);
+            for (size_t i = checkpoint; i < index; i++) {
+                const REAL *row = X + (sgd->shuffle ? order[i] : i) * n;
+                double replayed;
+                ops->CAT(sgd_step_, SFX)(model, sgd, params, velocity, row, 1, &replayed, base,
+                                         &Lstep, threads_of(ws));
+            }
+        }
         if (status != CSAE_OK)
             break;
         total += loss * (double)rows;

@@ -273,6 +273,8 @@ static csae_status FN(step_)(const csae_model *model, const csae_sgd *sgd, PARAM
                              PARAMS v, const REAL *X, size_t m, double *loss, char *base,
                              const csae_ws_layout *L, size_t threads)
 {
+    if (m == 1 && L->sample) /* the fused step of sample_template.h */
+        return FN(sample_step_)(model, sgd, p, v, X, loss, base, L);
     const size_t n = model->n_features, h = model->n_hidden;
     const REAL two_lambda = (REAL)(2.0 * model->weight_decay);
     PARAMS grads = FN(grad_views_)(model, base, L);

@@ -13,15 +13,16 @@
  * only written again by csae_set_kernel_path. */
 static const csae_ops *active_ops;
 
+/* Only where the AVX2 path is built (x86-64 with GCC or Clang): elsewhere,
+ * aarch64 say, it would be an unused function and __builtin_cpu_supports
+ * does not exist. */
+#ifdef CSAE_HAVE_AVX2_PATH
 static int cpu_has_avx2_fma(void)
 {
-#if defined(CSAE_HAVE_AVX2_PATH) && defined(__GNUC__)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
 }
+#endif
 
 static const csae_ops *table_for(csae_kernel_path path)
 {

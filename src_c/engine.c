@@ -52,7 +52,15 @@ static ws_layout layout_for(const csae_model *model, size_t rows, size_t elem,
         L.T = take(&cursor, mul_size(mul_size(rows, h), elem));
         L.rho = take(&cursor, mul_size(h, elem));
         L.s = take(&cursor, mul_size(h, elem));
-        L.grad = take(&cursor, mul_size(add_size(mul_size(2 * n, h), n + h), elem));
+        /* The gradients; for the fused small-batch step (sample_template.h)
+         * the backups of the parameters and of the velocities, and n + h
+         * column sums (counted as doubles), instead. */
+        const size_t params = add_size(mul_size(2 * n, h), n + h);
+        size_t grad_bytes = mul_size(params, elem);
+        L.sample = rows <= CSAE_SAMPLE_MAX_ROWS;
+        if (L.sample)
+            grad_bytes = add_size(mul_size(grad_bytes, 2), mul_size(n + h, sizeof(double)));
+        L.grad = take(&cursor, grad_bytes);
     }
     if (kind == WS_EPOCH) {
         L.order = take(&cursor, mul_size(n_samples, sizeof(size_t)));
@@ -119,7 +127,12 @@ size_t csae_train_workspace_size(const csae_model *model, size_t rows,
 {
     if (!model_ok(model))
         return SIZE_MAX;
-    return layout_for(model, rows, elem_size, clamp_threads(n_threads), WS_TRAIN, 0, 0).total;
+    const size_t t = clamp_threads(n_threads);
+    const size_t total = layout_for(model, rows, elem_size, t, WS_TRAIN, 0, 0).total;
+    /* The size serves every batch of up to `rows` rows, and a one-row
+     * batch's layout (the fused step's backups) can be the larger. */
+    const size_t one = layout_for(model, 1, elem_size, t, WS_TRAIN, 0, 0).total;
+    return total > one ? total : one;
 }
 
 size_t csae_epoch_workspace_size(const csae_model *model, const csae_sgd *sgd,

@@ -28,6 +28,13 @@
  * costs microseconds, so only split work that dwarfs it. */
 #define CSAE_GEMM_PARALLEL_MIN (1 << 20)
 
+/* Minibatches of at most this many rows take the fused SGD step of
+ * sample_template.h instead of the GEMM-based one (engine.c sizes the
+ * workspace for it).  One: a fused step over 2 to 8 rows, measured, lost
+ * to the GEMM step on 64-25 and 784-196 models, so the step is written for
+ * one row only. */
+#define CSAE_SAMPLE_MAX_ROWS 1
+
 /* Alignment of every workspace buffer (a cache line; AVX2 needs 32). */
 #define CSAE_ALIGN 64
 
@@ -35,7 +42,17 @@
 typedef struct {
     size_t A, Y, T, rho, s, grad, pack, order, gather;
     size_t total;
+    /* Non-zero when the layout has room for the fused one-row step (a
+     * training layout made for CSAE_SAMPLE_MAX_ROWS rows or fewer): only
+     * then may a one-row batch take that step.  An epoch's last, shorter
+     * batch uses its epoch's layout and so the GEMM step.  The value
+     * CSAE_SAMPLE_CHECKPOINTED tells the step to keep no backups: its
+     * caller, an epoch, keeps a checkpoint and replays from it. */
+    int sample;
 } csae_ws_layout;
+#define CSAE_SAMPLE_CHECKPOINTED 2
+/* One-row batches between an epoch's checkpoints of the parameters. */
+#define CSAE_SAMPLE_CHECKPOINT_EVERY 64
 
 /* Scratch bytes for GEMM packing with C up to n columns wide and a depth
  * (inner dimension) up to k. */

@@ -1,7 +1,8 @@
 /*
  * path_tail.h: included at the end of each kernel path (path_*.c), after it
- * defined ukr_f64/ukr_f32 and bias_act_f64/bias_act_f32, to build the GEMM
- * and the computing core on top of them for both element types.
+ * defined ukr_f64/ukr_f32 and bias_act_f64/bias_act_f32, to build the GEMM,
+ * the fused small-batch SGD step and the computing core on top of them for
+ * both element types.
  */
 
 #include <math.h>
@@ -24,6 +25,7 @@
 #define BIAS_ACT bias_act_f64
 #define EPS_CLIP 1e-12
 #include "gemm_template.h"
+#include "sample_template.h"
 #include "core_template.h"
 #undef REAL
 #undef UREAL
@@ -43,6 +45,7 @@
 #define BIAS_ACT bias_act_f32
 #define EPS_CLIP 1e-6
 #include "gemm_template.h"
+#include "sample_template.h"
 #include "core_template.h"
 
 #define OPS_TABLE(NAME)                                                        \

@@ -159,6 +159,120 @@ static void *alloc_ws(csae_workspace *ws, size_t bytes, size_t n_threads)
             free(wse.data);                                                    \
         }                                                                      \
                                                                                \
+        /* Batch 1 (the fused step of sample_template.h): each step equals  \
+         * the update built here from the gradients that csae_objective (the \
+         * GEMM code path) gives on that row, with and without momentum.     \
+         * Then a step whose last block written (W) overflows while the rest \
+         * is finite: it must change nothing.  On p2, v2 (scratch by now). */ \
+        {                                                                      \
+            enum { P = 2 * N * H + N + H };                                    \
+            memcpy(W2, W, sizeof W); memcpy(b2, b, sizeof b);                  \
+            memcpy(Wd2, Wd, sizeof Wd); memcpy(bd2, bd, sizeof bd);            \
+            memcpy(vW2, vW, sizeof vW); memcpy(vb2, vb, sizeof vb);            \
+            memcpy(vWd2, vWd, sizeof vWd); memcpy(vbd2, vbd, sizeof vbd);      \
+            csae_workspace wso, wss;                                           \
+            alloc_ws(&wso, csae_train_workspace_size(&model, 1, sizeof(REAL), 1), 1); \
+            alloc_ws(&wss, csae_train_workspace_size(&model, 1, sizeof(REAL), 1), 1); \
+            REAL *th[4] = {W2, b2, Wd2, bd2}, *ve[4] = {vW2, vb2, vWd2, vbd2};  \
+            REAL *gr[4] = {gW, gb, gWd, gbd};                                  \
+            const size_t len[4] = {H * N, H, N * H, N};                        \
+            REAL want[P], want_v[P];                                           \
+            double worst1 = 0;                                                 \
+            int ok1 = 1;                                                       \
+            for (int mom = 0; mom < 2; mom++)                                  \
+                for (size_t row = 0; row < 5; row++) {                         \
+                    csae_sgd one = {0.2, mom ? 0.5 : 0.0, 1, 0};               \
+                    const REAL lr = (REAL)one.learning_rate, mu = (REAL)one.momentum; \
+                    double loss_o, loss_s;                                     \
+                    ok1 &= csae_objective_##SFX(&model, p2, X + row * N, 1, &loss_o, g, NULL, \
+                                                &wso) == CSAE_OK;              \
+                    double scale = 0;                                          \
+                    for (int k = 0, at = 0; k < 4; k++)                        \
+                        for (size_t x = 0; x < len[k]; x++, at++) {            \
+                            const REAL step = mom ? mu * ve[k][x] - lr * gr[k][x] : -(lr * gr[k][x]); \
+                            want_v[at] = step;                                 \
+                            want[at] = th[k][x] + step;                        \
+                            if (fabs((double)want[at]) > scale) scale = fabs((double)want[at]); \
+                        }                                                      \
+                    ok1 &= csae_sgd_step_##SFX(&model, &one, p2, v2, X + row * N, 1, &loss_s, \
+                                               &wss) == CSAE_OK;               \
+                    double err = fabs(loss_s - loss_o) / fabs(loss_o);         \
+                    for (int k = 0, at = 0; k < 4; k++)                        \
+                        for (size_t x = 0; x < len[k]; x++, at++) {            \
+                            double e = fabs((double)th[k][x] - want[at]) / scale; \
+                            if (mom) {                                         \
+                                const double ev = fabs((double)ve[k][x] - want_v[at]) / scale; \
+                                if (ev > e) e = ev;                            \
+                            }                                                  \
+                            if (e > err) err = e;                              \
+                        }                                                      \
+                    if (err > worst1) worst1 = err;                            \
+                }                                                              \
+            printf("     batch-1 steps vs objective gradients: worst relative error %.3g\n", worst1); \
+            check(ok1 && worst1 < (sizeof(REAL) == 8 ? 1e-10 : 1e-4),          \
+                  "batch-1 steps match the update from the objective's gradients", path, type); \
+            /* W[:, 0] huge meets x[0] = 0: forward pass and objective stay   \
+             * finite, only the decay part of W's update overflows. */         \
+            REAL xrow[N], before[P], vbefore[P];                               \
+            memcpy(xrow, X, sizeof xrow);                                      \
+            xrow[0] = 0;                                                       \
+            for (size_t j = 0; j < H; j++) W2[j * N] = (REAL)(sizeof(REAL) == 8 ? 1e150 : 1e15); \
+            for (int k = 0, at = 0; k < 4; k++)                                \
+                for (size_t x = 0; x < len[k]; x++, at++) {                    \
+                    before[at] = th[k][x];                                     \
+                    vbefore[at] = ve[k][x];                                    \
+                }                                                              \
+            csae_sgd wild = {sizeof(REAL) == 8 ? 1e200 : 1e30, 0.5, 1, 0};     \
+            double loss_w;                                                     \
+            const csae_status st_w = csae_sgd_step_##SFX(&model, &wild, p2, v2, xrow, 1, &loss_w, &wss); \
+            int same = 1;                                                      \
+            for (int k = 0, at = 0; k < 4; k++)                                \
+                for (size_t x = 0; x < len[k]; x++, at++)                      \
+                    same &= memcmp(&th[k][x], &before[at], sizeof(REAL)) == 0 && \
+                            memcmp(&ve[k][x], &vbefore[at], sizeof(REAL)) == 0; \
+            check(st_w == CSAE_ERR_NONFINITE && same,                          \
+                  "a batch-1 step overflowing in W changes nothing", path, type); \
+            /* An epoch of one-row batches that fails at sample 5 (a NaN)     \
+             * replays from its checkpoint: the bits of a clean epoch over    \
+             * samples 0-4. */                                                 \
+            {                                                                  \
+                csae_sgd ones = {0.2, 0.5, 1, 0};                              \
+                REAL Xn[M * N], keep[P], keep_v[P];                            \
+                memcpy(Xn, X, sizeof Xn);                                      \
+                Xn[5 * N + 1] = (REAL)NAN;                                     \
+                memcpy(W2, W, sizeof W); memcpy(b2, b, sizeof b);              \
+                memcpy(Wd2, Wd, sizeof Wd); memcpy(bd2, bd, sizeof bd);        \
+                memcpy(vW2, vW, sizeof vW); memcpy(vb2, vb, sizeof vb);        \
+                memcpy(vWd2, vWd, sizeof vWd); memcpy(vbd2, vbd, sizeof vbd);  \
+                csae_workspace wsc, wsf;                                       \
+                alloc_ws(&wsc, csae_epoch_workspace_size(&model, &ones, 5, sizeof(REAL), 1), 1); \
+                alloc_ws(&wsf, csae_epoch_workspace_size(&model, &ones, M, sizeof(REAL), 1), 1); \
+                csae_epoch_result rc, rf;                                      \
+                int okc = csae_sgd_epoch_##SFX(&model, &ones, p2, v2, Xn, 5, NULL, NULL, NULL, 0, \
+                                               &rc, &wsc) == CSAE_OK;          \
+                for (int k = 0, at = 0; k < 4; k++)                            \
+                    for (size_t x = 0; x < len[k]; x++, at++) {                \
+                        keep[at] = th[k][x];                                   \
+                        keep_v[at] = ve[k][x];                                 \
+                    }                                                          \
+                memcpy(W2, W, sizeof W); memcpy(b2, b, sizeof b);              \
+                memcpy(Wd2, Wd, sizeof Wd); memcpy(bd2, bd, sizeof bd);        \
+                memcpy(vW2, vW, sizeof vW); memcpy(vb2, vb, sizeof vb);        \
+                memcpy(vWd2, vWd, sizeof vWd); memcpy(vbd2, vbd, sizeof vbd);  \
+                okc &= csae_sgd_epoch_##SFX(&model, &ones, p2, v2, Xn, M, NULL, NULL, NULL, 0, \
+                                            &rf, &wsf) == CSAE_ERR_NONFINITE && rf.batches_done == 5; \
+                for (int k = 0, at = 0; k < 4; k++)                            \
+                    for (size_t x = 0; x < len[k]; x++, at++)                  \
+                        okc &= memcmp(&th[k][x], &keep[at], sizeof(REAL)) == 0 && \
+                               memcmp(&ve[k][x], &keep_v[at], sizeof(REAL)) == 0; \
+                check(okc, "a failed batch-1 epoch leaves the clean epoch's bits", path, type); \
+                free(wsc.data);                                                \
+                free(wsf.data);                                                \
+            }                                                                  \
+            free(wso.data);                                                    \
+            free(wss.data);                                                    \
+        }                                                                      \
+                                                                               \
         /* Bad arguments come back as status codes and change nothing. */     \
         REAL Wkeep[H * N];                                                     \
         memcpy(Wkeep, W, sizeof W);                                            \
@@ -229,6 +343,42 @@ DEFINE_SUITE(f32, float, 2e-2, 0)
 DEFINE_THREAD_CHECK(f64, double)
 DEFINE_THREAD_CHECK(f32, float)
 
+/* A training workspace sized for batches of up to R rows serves a one-row
+ * step too, although that step (the fused one) keeps backups that a wide
+ * model's two-row layout has no room for; and an epoch whose last batch
+ * has one row runs it inside the epoch's own layout. */
+#define DEFINE_ONE_ROW_CHECK(SFX, REAL)                                        \
+    static void one_row_##SFX(const char *path)                                \
+    {                                                                          \
+        enum { N = 256, H = 256, R = 2, P = 2 * N * H + N + H, M = 9 };        \
+        csae_model model = {N, H, CSAE_DECODER_SIGMOID, 0.05, 3.0, 1e-4};      \
+        REAL *mem = calloc(P + M * N, sizeof(REAL));                           \
+        REAL *X = mem + P;                                                     \
+        csae_params_##SFX p = {mem, mem + H * N, mem + H * N + H, mem + 2 * H * N + H}; \
+        csae_params_##SFX none = {NULL, NULL, NULL, NULL};                     \
+        uint64_t state = 3;                                                    \
+        for (size_t i = 0; i < M * N; i++)                                     \
+            X[i] = (REAL)((csae_rng_next(&state) >> 11) * 0x1.0p-53);          \
+        csae_init_params_##SFX(&model, p, &state);                             \
+        csae_sgd sgd = {0.1, 0.0, 1, 0}, eight = {0.1, 0.0, 8, 0};             \
+        csae_workspace ws;                                                     \
+        alloc_ws(&ws, csae_train_workspace_size(&model, R, sizeof(REAL), 1), 1); \
+        double loss;                                                           \
+        int ok = csae_sgd_step_##SFX(&model, &sgd, p, none, X, 1, &loss, &ws) == CSAE_OK; \
+        ok &= csae_sgd_step_##SFX(&model, &sgd, p, none, X, R, &loss, &ws) == CSAE_OK; \
+        free(ws.data);                                                         \
+        csae_epoch_result r;                                                   \
+        alloc_ws(&ws, csae_epoch_workspace_size(&model, &eight, M, sizeof(REAL), 1), 1); \
+        ok &= csae_sgd_epoch_##SFX(&model, &eight, p, none, X, M, NULL, NULL, NULL, 0, &r, \
+                                   &ws) == CSAE_OK && r.batches_done == 2 && isfinite(r.loss); \
+        free(ws.data);                                                         \
+        check(ok, "one-row batches fit workspaces sized for more rows", path, #REAL); \
+        free(mem);                                                             \
+    }
+
+DEFINE_ONE_ROW_CHECK(f64, double)
+DEFINE_ONE_ROW_CHECK(f32, float)
+
 int main(void)
 {
     const csae_kernel_path paths[2] = {CSAE_PATH_PORTABLE, CSAE_PATH_AVX2};
@@ -243,6 +393,8 @@ int main(void)
         suite_f32(names[i]);
         threads_f64(names[i]);
         threads_f32(names[i]);
+        one_row_f64(names[i]);
+        one_row_f32(names[i]);
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
