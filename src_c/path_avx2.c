@@ -15,6 +15,11 @@
 #include <immintrin.h>
 #include <math.h>
 
+/* Register tiles: 6 rows of C by two vectors (8 doubles, 16 floats). */
+#define PATH_MR_F64 6
+#define PATH_NR_F64 8
+#define PATH_MR_F32 6
+#define PATH_NR_F32 16
 
 
 /* ---- GEMM micro-kernels ------------------------------------------------
@@ -137,13 +142,33 @@ static inline __m256 exp_nonpos_ps(__m256 x)
 }
 
 /* sigmoid(v) = s or e * s with e = exp(-|v|), s = 1 / (1 + e), as in the
- * portable path; the sign bit of v picks the branch. */
-#define DEFINE_BIAS_ACT(SFX, REAL, VT, W, LOAD, STORE, ADD, MUL, DIV, SET1,    \
-                        ANDNOT, OR, BLENDV, EXPNP, SIGNZERO, SCALAR_EXP)       \
+ * portable path; the sign bit of v picks the branch.  path_avx512.c
+ * evaluates the same operations in the same order, lane by lane, so both
+ * paths give the same bits. */
+static inline __m256d sigmoid_pd(__m256d v)
+{
+    const __m256d one = _mm256_set1_pd(1.0);
+    const __m256d e = exp_nonpos_pd(_mm256_or_pd(v, _mm256_set1_pd(-0.0))); /* exp(-|v|) */
+    const __m256d s = _mm256_div_pd(one, _mm256_add_pd(one, e));
+    return _mm256_blendv_pd(s, _mm256_mul_pd(e, s), v);
+}
+
+static inline __m256 sigmoid_ps(__m256 v)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 e = exp_nonpos_ps(_mm256_or_ps(v, _mm256_set1_ps(-0.0f)));
+    const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, e));
+    return _mm256_blendv_ps(s, _mm256_mul_ps(e, s), v);
+}
+
+/* Z = f(Z + bias) row by row.  The last n % W columns go through the same
+ * vector code (padded with zeros in a small buffer), never a scalar exp:
+ * which columns form the tail depends on the vector width, and every
+ * column must round the same way on every vector path. */
+#define DEFINE_BIAS_ACT(SFX, REAL, VT, W, LOAD, STORE, ADD, SIGMOID)           \
     static inline void bias_act_##SFX(size_t m, size_t n, const REAL *restrict bias, \
-                                    REAL *restrict Z, size_t ldz, int sigmoid) \
+                                      REAL *restrict Z, size_t ldz, int sigmoid) \
     {                                                                          \
-        const VT one = SET1(1), sign = SET1(SIGNZERO);                         \
         for (size_t i = 0; i < m; i++) {                                       \
             REAL *z = Z + i * ldz;                                             \
             size_t j = 0;                                                      \
@@ -153,32 +178,24 @@ static inline __m256 exp_nonpos_ps(__m256 x)
                 for (; j < n; j++) z[j] += bias[j];                            \
                 continue;                                                      \
             }                                                                  \
-            for (; j + W <= n; j += W) {                                       \
-                const VT v = ADD(LOAD(z + j), LOAD(bias + j));                 \
-                const VT e = EXPNP(OR(v, sign)); /* exp(-|v|) */               \
-                const VT s = DIV(one, ADD(one, e));                            \
-                STORE(z + j, BLENDV(s, MUL(e, s), v)); /* sign of v picks */   \
-            }                                                                  \
-            for (; j < n; j++) {                                               \
-                const REAL v = z[j] + bias[j];                                 \
-                const REAL e = SCALAR_EXP(-(REAL)fabs(v));                     \
-                const REAL s = (REAL)1 / ((REAL)1 + e);                        \
-                z[j] = v >= 0 ? s : e * s;                                     \
+            for (; j + W <= n; j += W)                                         \
+                STORE(z + j, SIGMOID(ADD(LOAD(z + j), LOAD(bias + j))));       \
+            if (j < n) {                                                       \
+                REAL buf[W] = {0};                                             \
+                for (size_t q = 0; j + q < n; q++) buf[q] = z[j + q] + bias[j + q]; \
+                STORE(buf, SIGMOID(LOAD(buf)));                                \
+                for (size_t q = 0; j + q < n; q++) z[j + q] = buf[q];          \
             }                                                                  \
         }                                                                      \
     }
 
 DEFINE_BIAS_ACT(f64, double, __m256d, 4, _mm256_loadu_pd, _mm256_storeu_pd,
-                _mm256_add_pd, _mm256_mul_pd, _mm256_div_pd, _mm256_set1_pd,
-                _mm256_andnot_pd, _mm256_or_pd, _mm256_blendv_pd, exp_nonpos_pd,
-                -0.0, exp)
+                _mm256_add_pd, sigmoid_pd)
 DEFINE_BIAS_ACT(f32, float, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps,
-                _mm256_add_ps, _mm256_mul_ps, _mm256_div_ps, _mm256_set1_ps,
-                _mm256_andnot_ps, _mm256_or_ps, _mm256_blendv_ps, exp_nonpos_ps,
-                -0.0f, expf)
+                _mm256_add_ps, sigmoid_ps)
 
 #include "path_tail.h"
 
-const csae_ops csae_ops_avx2 = OPS_TABLE("avx2");
+const csae_ops csae_ops_avx2 = OPS_TABLE("avx2", CSAE_PATH_AVX2);
 
 #endif /* CSAE_HAVE_AVX2_PATH */
