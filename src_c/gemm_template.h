@@ -258,32 +258,60 @@ static inline REAL FN(lane_tree_)(REAL *acc)
     return acc[0];
 }
 
+/* Four dot products x . b_q of length k at once (x is read once for all
+ * four), each in the lane layout above. */
+CSAE_INLINE_ALWAYS void
+FN(dot4_)(size_t k, const REAL *restrict x, size_t incx, const REAL *restrict b0,
+          const REAL *restrict b1, const REAL *restrict b2, const REAL *restrict b3,
+          REAL *out)
+{
+    REAL a0[ROW_LANES] = {0}, a1[ROW_LANES] = {0}, a2[ROW_LANES] = {0}, a3[ROW_LANES] = {0};
+    size_t p = 0;
+    /* "omp simd" on the lane loop (lanes are independent: no reduction):
+     * left alone, the compiler may vectorise the outer loop instead, with
+     * strided loads. */
+    for (; p + ROW_LANES <= k; p += ROW_LANES)
+#pragma omp simd
+        for (size_t l = 0; l < ROW_LANES; l++) {
+            const REAL xl = x[(p + l) * incx];
+            a0[l] += xl * b0[p + l];
+            a1[l] += xl * b1[p + l];
+            a2[l] += xl * b2[p + l];
+            a3[l] += xl * b3[p + l];
+        }
+    for (size_t l = 0; p + l < k; l++) {
+        const REAL xl = x[(p + l) * incx];
+        a0[l] += xl * b0[p + l];
+        a1[l] += xl * b1[p + l];
+        a2[l] += xl * b2[p + l];
+        a3[l] += xl * b3[p + l];
+    }
+    out[0] = FN(lane_tree_)(a0);
+    out[1] = FN(lane_tree_)(a1);
+    out[2] = FN(lane_tree_)(a2);
+    out[3] = FN(lane_tree_)(a3);
+}
+
 /* C (1 x n) = alpha x B + beta C for a row vector x (a GEMV): packing and a
  * tile of MR rows would waste most of the work on one row. */
 static void FN(gemm_row_)(size_t n, size_t k, REAL alpha, const REAL *x, size_t incx,
                           const REAL *B, size_t rsb, size_t csb, REAL beta, REAL *c)
 {
     if (rsb == 1) {
-        /* Columns of B are contiguous: one dot product per output, four at a
-         * time so that x is read once for four of them. */
-        size_t j = 0;
-        for (; j < n; j += 4) {
-            const size_t outs = n - j < 4 ? n - j : 4;
-            REAL acc[4][ROW_LANES];
-            memset(acc, 0, sizeof acc);
-            for (size_t q = 0; q < outs; q++) {
-                const REAL *bq = B + (j + q) * csb;
-                size_t p = 0;
-                for (; p + ROW_LANES <= k; p += ROW_LANES)
-                    for (size_t l = 0; l < ROW_LANES; l++)
-                        acc[q][l] += x[(p + l) * incx] * bq[p + l];
-                for (size_t l = 0; p + l < k; l++)
-                    acc[q][l] += x[(p + l) * incx] * bq[p + l];
-            }
-            for (size_t q = 0; q < outs; q++) {
-                const REAL sum = FN(lane_tree_)(acc[q]);
-                c[j + q] = beta == 0 ? alpha * sum : alpha * sum + beta * c[j + q];
-            }
+        /* Columns of B are contiguous: one dot product per output, four at
+         * a time (the last group repeats its last column: its extra sums
+         * are dropped).  A contiguous x gets its own copy of the loop. */
+        for (size_t j = 0; j < n; j += 4) {
+            const REAL *bq[4];
+            for (size_t q = 0; q < 4; q++)
+                bq[q] = B + (j + q < n ? j + q : n - 1) * csb;
+            REAL sums[4];
+            if (incx == 1)
+                FN(dot4_)(k, x, 1, bq[0], bq[1], bq[2], bq[3], sums);
+            else
+                FN(dot4_)(k, x, incx, bq[0], bq[1], bq[2], bq[3], sums);
+            for (size_t q = 0; q < 4 && j + q < n; q++)
+                c[j + q] = beta == 0 ? alpha * sums[q] : alpha * sums[q] + beta * c[j + q];
         }
         return;
     }

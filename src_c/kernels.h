@@ -33,6 +33,14 @@ typedef struct {
  * costs microseconds, so only split work that dwarfs it. */
 #define CSAE_GEMM_PARALLEL_MIN (1 << 20)
 
+/* Force inlining where a call site's constant argument (a unit stride) must
+ * reach the loop, so that it gets its own specialised copy. */
+#if defined(__GNUC__)
+#define CSAE_INLINE_ALWAYS static inline __attribute__((always_inline))
+#else
+#define CSAE_INLINE_ALWAYS static inline
+#endif
+
 /* Alignment of every workspace buffer (a cache line; AVX2 needs 32). */
 #define CSAE_ALIGN 64
 

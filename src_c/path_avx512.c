@@ -21,6 +21,8 @@
 
 #include <immintrin.h>
 
+#include "sigmoid_x86.h"
+
 /* Register tiles: two zmm vectors of C per row (32 floats, 16 doubles) by
  * 12 (float) or 14 (double) rows: 24 or 28 accumulators, two B vectors and
  * a broadcast A value within the 32 zmm registers (BLIS's Skylake-X
@@ -40,7 +42,7 @@
 #define ROWS14(X) ROWS12(X) X(12) X(13)
 
 #define DEFINE_UKR(SFX, REAL, VT, W, ROWS, SET0, LOAD, STORE, SET1, MUL, FMA)  \
-    static inline __attribute__((always_inline)) void                         \
+    CSAE_INLINE_ALWAYS void                                                    \
     ukr_body_##SFX(size_t k, const REAL *restrict a, size_t rsa, size_t csa,    \
                    const REAL *restrict b, size_t ldb, REAL alpha, REAL beta,   \
                    REAL *restrict c, size_t ldc)                                \
@@ -138,7 +140,7 @@ DEFINE_UKR(f32, float, __m512, 16, ROWS12, _mm512_setzero_ps, _mm512_loadu_ps,
  * (max, FMA, add, mul, integer add and shift), so each lane rounds as the
  * same lane of the AVX2 vector does. */
 
-static inline __m512d exp_nonpos_pd(__m512d x)
+static inline __m512d exp512_nonpos_pd(__m512d x)
 {
     const __m512d magic = _mm512_set1_pd(6755399441055744.0); /* 1.5 * 2^52 */
     x = _mm512_max_pd(x, _mm512_set1_pd(-708.0));
@@ -164,7 +166,7 @@ static inline __m512d exp_nonpos_pd(__m512d x)
     return _mm512_mul_pd(p, _mm512_castsi512_pd(scale));
 }
 
-static inline __m512 exp_nonpos_ps(__m512 x)
+static inline __m512 exp512_nonpos_ps(__m512 x)
 {
     const __m512 magic = _mm512_set1_ps(12582912.0f); /* 1.5 * 2^23 */
     x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
@@ -189,56 +191,64 @@ static inline __m512 exp_nonpos_ps(__m512 x)
  * of v picks the branch (as blendv does on the AVX2 path, -0 and NaNs
  * included).  The bit operations are integer ones: AVX-512F has no
  * floating-point OR (that is DQ). */
-static inline __m512d sigmoid_pd(__m512d v)
+static inline __m512d sigmoid512_pd(__m512d v)
 {
     const __m512d one = _mm512_set1_pd(1.0);
     const __m512i bits = _mm512_castpd_si512(v);
     const __m512d neg_abs = _mm512_castsi512_pd(
         _mm512_or_si512(bits, _mm512_set1_epi64((long long)0x8000000000000000ULL)));
-    const __m512d e = exp_nonpos_pd(neg_abs);
+    const __m512d e = exp512_nonpos_pd(neg_abs);
     const __m512d s = _mm512_div_pd(one, _mm512_add_pd(one, e));
     const __mmask8 negative = _mm512_cmplt_epi64_mask(bits, _mm512_setzero_si512());
     return _mm512_mask_blend_pd(negative, s, _mm512_mul_pd(e, s));
 }
 
-static inline __m512 sigmoid_ps(__m512 v)
+static inline __m512 sigmoid512_ps(__m512 v)
 {
     const __m512 one = _mm512_set1_ps(1.0f);
     const __m512i bits = _mm512_castps_si512(v);
     const __m512 neg_abs = _mm512_castsi512_ps(
         _mm512_or_si512(bits, _mm512_set1_epi32((int)0x80000000U)));
-    const __m512 e = exp_nonpos_ps(neg_abs);
+    const __m512 e = exp512_nonpos_ps(neg_abs);
     const __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, e));
     const __mmask16 negative = _mm512_cmplt_epi32_mask(bits, _mm512_setzero_si512());
     return _mm512_mask_blend_ps(negative, s, _mm512_mul_ps(e, s));
 }
 
-/* Z = f(Z + bias) row by row.  The last n % W columns run through the same
- * vector code under a mask (the lanes past n are zeros, never stored), so
- * every column gets the polynomial, as on the AVX2 path. */
-#define DEFINE_BIAS_ACT(SFX, REAL, VT, W, MASK, LOAD, MLOAD, STORE, MSTORE, ADD, SIGMOID) \
+/* Z = f(Z + bias) row by row.  The columns past the last whole vector get
+ * the same operations on a half-width vector (sigmoid_x86.h) and then one
+ * value at a time, as on the AVX2 path. */
+#define DEFINE_BIAS_ACT(SFX, REAL, VT, W, LOAD, STORE, ADD, SIGMOID, VT2, LOAD2, STORE2, \
+                        ADD2, SIGMOID2, SIGMOID_LANE)                          \
     static inline void bias_act_##SFX(size_t m, size_t n, const REAL *restrict bias, \
                                       REAL *restrict Z, size_t ldz, int sigmoid) \
     {                                                                          \
         for (size_t i = 0; i < m; i++) {                                       \
             REAL *z = Z + i * ldz;                                             \
             size_t j = 0;                                                      \
-            for (; j + W <= n; j += W) {                                       \
-                const VT v = ADD(LOAD(z + j), LOAD(bias + j));                 \
-                STORE(z + j, sigmoid ? SIGMOID(v) : v);                        \
+            if (!sigmoid) {                                                    \
+                for (; j + W <= n; j += W)                                     \
+                    STORE(z + j, ADD(LOAD(z + j), LOAD(bias + j)));            \
+                for (; j < n; j++) z[j] += bias[j];                            \
+                continue;                                                      \
             }                                                                  \
-            if (j < n) {                                                       \
-                const MASK tail = (MASK)((1u << (n - j)) - 1);                 \
-                const VT v = ADD(MLOAD(tail, z + j), MLOAD(tail, bias + j));   \
-                MSTORE(z + j, tail, sigmoid ? SIGMOID(v) : v);                 \
+            for (; j + W <= n; j += W)                                         \
+                STORE(z + j, SIGMOID(ADD(LOAD(z + j), LOAD(bias + j))));       \
+            if (j + W / 2 <= n) {                                              \
+                STORE2(z + j, SIGMOID2(ADD2(LOAD2(z + j), LOAD2(bias + j))));  \
+                j += W / 2;                                                    \
             }                                                                  \
+            for (; j < n; j++)                                                 \
+                z[j] = SIGMOID_LANE(z[j] + bias[j]);                           \
         }                                                                      \
     }
 
-DEFINE_BIAS_ACT(f64, double, __m512d, 8, __mmask8, _mm512_loadu_pd, _mm512_maskz_loadu_pd,
-                _mm512_storeu_pd, _mm512_mask_storeu_pd, _mm512_add_pd, sigmoid_pd)
-DEFINE_BIAS_ACT(f32, float, __m512, 16, __mmask16, _mm512_loadu_ps, _mm512_maskz_loadu_ps,
-                _mm512_storeu_ps, _mm512_mask_storeu_ps, _mm512_add_ps, sigmoid_ps)
+DEFINE_BIAS_ACT(f64, double, __m512d, 8, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_add_pd,
+                sigmoid512_pd, __m256d, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_add_pd,
+                sigmoid256_pd, sigmoid_lane_f64)
+DEFINE_BIAS_ACT(f32, float, __m512, 16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps,
+                sigmoid512_ps, __m256, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps,
+                sigmoid256_ps, sigmoid_lane_f32)
 
 #include "path_tail.h"
 
