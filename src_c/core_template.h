@@ -70,6 +70,20 @@ static inline double FN(residual_)(REAL *y, REAL x, REAL two_over_m, int sigmoid
     return (double)r * r;
 }
 
+/* All len residuals, r^2 added to sq_lanes[x % 16].  Inlined with a
+ * constant sigmoid_out, so the lane loop has no branch and vectorises. */
+CSAE_INLINE_ALWAYS void FN(residuals_)(REAL *Y, const REAL *X, size_t len, REAL two_over_m,
+                                       int sigmoid_out, double *sq_lanes)
+{
+    const size_t len16 = len / 16 * 16;
+    for (size_t x0 = 0; x0 < len16; x0 += 16)
+#pragma omp simd
+        for (size_t l = 0; l < 16; l++)
+            sq_lanes[l] += FN(residual_)(Y + x0 + l, X[x0 + l], two_over_m, sigmoid_out);
+    for (size_t l = 0; len16 + l < len; l++)
+        sq_lanes[l] += FN(residual_)(Y + len16 + l, X[len16 + l], two_over_m, sigmoid_out);
+}
+
 /* The objective on one batch and, if grads.W is set, its gradients.
  * Uses the workspace buffers A, Y, T, rho and s of layout L at base.
  * Without decay_in_grads the weight gradients leave out 2 lambda W: the
@@ -99,12 +113,10 @@ static void FN(objective_grads_)(const csae_model *model, PARAMS p, const REAL *
      * the end in a fixed order: vectorised, yet rounded the same way on every
      * path, where an "omp simd" reduction would follow the vector width. */
     double sq_lanes[16] = {0};
-    const size_t len = m * n, len16 = len / 16 * 16;
-    for (size_t x0 = 0; x0 < len16; x0 += 16)
-        for (size_t l = 0; l < 16; l++)
-            sq_lanes[l] += FN(residual_)(Y + x0 + l, X[x0 + l], two_over_m, sigmoid_out);
-    for (size_t l = 0; len16 + l < len; l++)
-        sq_lanes[l] += FN(residual_)(Y + len16 + l, X[len16 + l], two_over_m, sigmoid_out);
+    if (sigmoid_out)
+        FN(residuals_)(Y, X, m * n, two_over_m, 1, sq_lanes);
+    else
+        FN(residuals_)(Y, X, m * n, two_over_m, 0, sq_lanes);
     double sq = 0;
     for (size_t l = 0; l < 16; l++)
         sq += sq_lanes[l];
