@@ -119,19 +119,19 @@ static cache_sizes detect_caches(void)
     return c;
 }
 
-/* MC: the packed A block (MC x KC) takes half of L2, the rest is for the B
- * micro-panels streaming through and C.  NC: the packed B block (KC x NC)
- * takes a quarter of L3 (shared with other cores), or of L2 without an L3.
- * Both whole tiles, within sane bounds for unknown or odd reports.  The
- * results change speed only, never results: KC is fixed. */
+/* NC: the packed B block (KC x NC) takes half of L2, since every A
+ * micro-panel streams all of it from there (gemm_template.h's loop order).
+ * MC: the packed A block (MC x KC) a quarter of L2, so it is still there
+ * when its micro-panels are read, one at a time, into L1 after packing.
+ * Both whole tiles, within sane bounds for unknown or odd reports.  These
+ * change speed only, never results: KC is fixed. */
 static void derive_blocking(csae_blocking *b, size_t elem, cache_sizes c)
 {
     const size_t l2 = c.l2 ? c.l2 : (size_t)256 << 10;
-    const size_t l3 = c.l3 ? c.l3 : l2;
-    size_t mc = l2 / 2 / (CSAE_KC * elem) / b->mr * b->mr;
+    size_t mc = l2 / 4 / (CSAE_KC * elem) / b->mr * b->mr;
     const size_t mc_max = 1024 / b->mr * b->mr;
     mc = mc < 4 * b->mr ? 4 * b->mr : (mc > mc_max ? mc_max : mc);
-    size_t nc = l3 / 4 / (CSAE_KC * elem) / b->nr * b->nr;
+    size_t nc = l2 / 2 / (CSAE_KC * elem) / b->nr * b->nr;
     const size_t nc_max = 4096 / b->nr * b->nr;
     nc = nc < 8 * b->nr ? 8 * b->nr : (nc > nc_max ? nc_max : nc);
     b->mc = mc;

@@ -23,8 +23,8 @@
 
 /* The rest of a path's blocking for one element type.  MR x NR is its
  * register tile (fixed by the micro-kernel); MC, the rows of a packed A
- * block (kept in L2), and NC, the columns of a packed B block (kept in L3),
- * are derived once from the caches the CPU reports (dispatch.c). */
+ * block, and NC, the columns of a packed B block (both kept in L2), are
+ * derived once from the caches the CPU reports (dispatch.c). */
 typedef struct {
     size_t mr, nr, mc, nc;
 } csae_blocking;
