@@ -8,7 +8,11 @@
  *   fma32    float32 GFLOP/s of 12 independent 256-bit FMA chains (enough
  *            to fill two FMA pipes of latency up to 6), i.e. the peak that
  *            AVX2+FMA code can reach on one core: 32 FLOP/cycle x clock
- *            if the core has two 256-bit FMA units.
+ *            if the core has two 256-bit FMA units;
+ *   fma512   the same with 512-bit FMAs where the CPU has AVX-512F: 64
+ *            FLOP/cycle with two 512-bit FMA units (most Xeons since
+ *            Skylake-SP), 32 where 512-bit FMAs are split over 256-bit
+ *            units (Zen 4) or one unit is fused off.
  * Each figure is the best of many short trials, so that a trial which
  * shared its core with another process does not count.
  * Built and run by run.py (cc -O2 clock.c); prints one JSON line.  */
@@ -70,6 +74,27 @@ static float fma_chains(long iters)
     _mm256_storeu_ps(out, s);
     return out[0];
 }
+
+__attribute__((target("avx512f")))
+static float fma512_chains(long iters)
+{
+    __m512 a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(1e-7f);
+    __m512 c[12];
+    for (int j = 0; j < 12; j++) c[j] = _mm512_set1_ps((float)j);
+    for (long i = 0; i < iters; i++) {
+        c[0] = _mm512_fmadd_ps(c[0], a, b);   c[1] = _mm512_fmadd_ps(c[1], a, b);
+        c[2] = _mm512_fmadd_ps(c[2], a, b);   c[3] = _mm512_fmadd_ps(c[3], a, b);
+        c[4] = _mm512_fmadd_ps(c[4], a, b);   c[5] = _mm512_fmadd_ps(c[5], a, b);
+        c[6] = _mm512_fmadd_ps(c[6], a, b);   c[7] = _mm512_fmadd_ps(c[7], a, b);
+        c[8] = _mm512_fmadd_ps(c[8], a, b);   c[9] = _mm512_fmadd_ps(c[9], a, b);
+        c[10] = _mm512_fmadd_ps(c[10], a, b); c[11] = _mm512_fmadd_ps(c[11], a, b);
+    }
+    __m512 s = c[0];
+    for (int j = 1; j < 12; j++) s = _mm512_add_ps(s, c[j]);
+    float out[16];
+    _mm512_storeu_ps(out, s);
+    return out[0];
+}
 #endif
 
 int main(int argc, char **argv)
@@ -97,6 +122,17 @@ int main(int argc, char **argv)
         }
     }
     double ghz = 24.0 * chain_iters / best_chain / 1e9;
+    double best_512 = 1e30;
+    if (__builtin_cpu_supports("avx512f")) {
+        for (int t = 0; t < trials; t++) {
+            double t0 = now();
+            fsink += fma512_chains(fma_iters);
+            double t1 = now();
+            if (t1 - t0 < best_512) best_512 = t1 - t0;
+        }
+        double fma = 12.0 * 32.0 * fma_iters / best_512 / 1e9;
+        printf("{\"fma512_gflops\": %.2f, \"fma512_flop_per_cycle\": %.2f}\n", fma, fma / ghz);
+    }
     if (fma_ok) {
         double fma = 12.0 * 16.0 * fma_iters / best_fma / 1e9;
         printf("{\"ghz\": %.4f, \"fma32_gflops\": %.2f, "

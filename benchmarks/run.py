@@ -56,6 +56,12 @@ DTYPES = ("float32", "float64")
 FLOP_PER_CYCLE = {"float64": 16, "float32": 32}
 # Environment variables that slow a current numpy's OpenBLAS (machine docs).
 OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+# OpenBLAS kernels of the same instruction set as each csae kernel path:
+# its GEMM rate with these is what that path's GEMM is held against.
+SAME_ISA_CORETYPE = {"avx2": "Haswell", "avx512": "SkylakeX"}
+# Vector ISA of each csae kernel path, for the table headings.
+PATH_ISA = {"portable": "baseline (compiler-vectorised C)", "avx2": "AVX2+FMA",
+            "avx512": "AVX-512F"}
 
 # Timing budgets: (train chunk seconds, timed chunks, calibration seconds,
 # latency block seconds, latency blocks, batch-encode repeats).
@@ -253,9 +259,17 @@ def _gemm_rates(X, W, Wd, batch, budget):
             np.matmul(Y.T, A, out=gWd)
             np.matmul(G.T, Xb, out=gW)
 
+    Xe = np.ascontiguousarray(X[:ENCODE_BATCH])
+    Ae = np.empty((Xe.shape[0], h), X.dtype)
+
+    def xwt_encode(k):
+        for _ in range(k):
+            np.matmul(Xe, W.T, out=Ae)
+
     out = {}
     for name, fn, flops in (("gemm_xwt", xwt, 2.0 * batch * n * h),
-                            ("gemm_step5", step5, 10.0 * batch * n * h)):
+                            ("gemm_step5", step5, 10.0 * batch * n * h),
+                            ("gemm_encode", xwt_encode, 2.0 * Xe.shape[0] * n * h)):
         k, _ = _calibrate(fn, budget["gemm_s"] / 5)
         _, times = _median_time(lambda: fn(k), 7)
         # best of 7: what the BLAS can reach, least hurt by other processes
@@ -271,6 +285,8 @@ def worker(spec):
     n, h, batch, samples = spec["shape"]
     res = {"lib": lib, "config": cfg, "dtype": dtype, "threads": threads,
            "ok": False}
+    if spec.get("kernel_path"):
+        res["kernel_path_requested"] = spec["kernel_path"]
 
     import numpy as np
     try:
@@ -289,7 +305,9 @@ def worker(spec):
         if lib in ("csae", "csae-python"):
             from csae import SparseAutoencoder  # noqa: F401
             if lib == "csae":
-                from csae import _engine  # noqa: F401
+                from csae import _engine
+                res["kernel_path"] = _engine.get_kernel_path()
+                res["kernel_paths"] = _engine.kernel_paths()
     except ImportError as err:
         res["unavailable"] = True
         res["error"] = (f"csae not built ({err})" if lib.startswith("csae")
@@ -298,6 +316,19 @@ def worker(spec):
 
     rng = np.random.default_rng(SEED)
     X = rng.random((samples, n)).astype(dtype)
+
+    if lib == "blas":
+        # OpenBLAS's GEMM rates alone, with the kernels OPENBLAS_CORETYPE
+        # (set by the parent) selects: the same-ISA yardstick of a csae path.
+        (W, _, Wd, _), _ = _import_reference().init_params(n, h, SEED, dtype)
+        res.update(_gemm_rates(X, W, Wd, batch, budget))
+        res["openblas_coretype"] = os.environ.get("OPENBLAS_CORETYPE")
+        info = threadpool_info() if threadpool_info else []
+        res["threadpool_info"] = info
+        res["blas_architecture"] = next((i.get("architecture") for i in info
+                                         if i.get("user_api") == "blas"), None)
+        res["ok"] = True
+        return res
 
     if lib == "numpy":
         model = _NumpyModel(X, n, h, batch, dtype, threads)
@@ -419,6 +450,10 @@ def _cpuinfo():
     except OSError:
         pass
     info["cpuinfo_mhz"] = max(mhz) if mhz else None
+    fl = set(info["flags"])
+    info["isa"] = ("AVX-512F" if "avx512f" in fl else
+                   "AVX2+FMA" if {"avx2", "fma"} <= fl else
+                   "AVX" if "avx" in fl else platform.machine() or "unknown")
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True,
                              timeout=10, env={**os.environ, "LC_ALL": "C"})
@@ -453,7 +488,9 @@ def _measure_clock():
                            capture_output=True, timeout=60)
             out = subprocess.run([exe], capture_output=True, text=True,
                                  timeout=60, check=True).stdout
-            res = json.loads(out.strip().splitlines()[-1])
+            res = {}
+            for line in out.strip().splitlines():   # one object per line
+                res.update(json.loads(line))
         except (OSError, subprocess.SubprocessError, ValueError, IndexError):
             return None
     res.pop("sink", None)
@@ -566,6 +603,10 @@ METRICS = (
     ("encode_batch_samples_per_s", "encode 4096, samples/s", "rate", "high"),
     ("gemm_xwt_gflops", "BLAS X@W.T GFLOP/s", "gflops", None),
     ("gemm_step5_gflops", "BLAS 5-GEMM step GFLOP/s", "gflops", None),
+    ("isa_gemm_xwt_gflops", "same-ISA BLAS X@W.T GFLOP/s", "gflops", None),
+    ("isa_gemm_step5_gflops", "same-ISA BLAS 5-GEMM GFLOP/s", "gflops", None),
+    ("train_pct_isa_gemm", "train % same-ISA 5-GEMM", "pct", None),
+    ("encode_pct_isa_gemm", "encode 4096 % same-ISA GEMM", "pct", None),
 )
 
 
@@ -580,12 +621,30 @@ def build_rows(results, libs, peak_gflops):
     for (cfg, dt, th), libres in by_case.items():
         peak = peak_gflops(dt, th)
         gemm = (libres.get("numpy") or {}).get("gemm_xwt_gflops")
+        blas = libres.pop("blas", None) or {}
         for r in libres.values():
             if r.get("ok"):
                 r["train_pct_peak"] = 100 * r["train_gflops"] / peak
                 r["peak_gflops"] = peak
                 if gemm:
                     r["train_pct_gemm"] = 100 * r["train_gflops"] / gemm
+        # OpenBLAS with the kernels of the csae path's ISA: its rates go in
+        # the numpy column (it is numpy's OpenBLAS), csae's share of them in
+        # the csae column.  Both shares are lower bounds of csae's GEMM
+        # efficiency: training and encoding also do elementwise work.
+        if blas.get("ok"):
+            if (libres.get("numpy") or {}).get("ok"):
+                libres["numpy"]["isa_gemm_xwt_gflops"] = blas["gemm_xwt_gflops"]
+                libres["numpy"]["isa_gemm_step5_gflops"] = blas["gemm_step5_gflops"]
+            c = libres.get("csae") or {}
+            if c.get("ok"):
+                n, h = CONFIGS[cfg][:2]
+                c["train_pct_isa_gemm"] = (100 * c["train_gflops"]
+                                           / blas["gemm_step5_gflops"])
+                c["encode_gflops"] = (c["encode_batch_samples_per_s"] * 2.0 * n * h
+                                      / 1e9)
+                c["encode_pct_isa_gemm"] = (100 * c["encode_gflops"]
+                                            / blas["gemm_encode_gflops"])
         if any(not libres.get(lib, {}).get("ok") for lib in libs):
             status = {}
             for lib in libs:
@@ -701,6 +760,30 @@ def report_check(results):
     return 1 if bad or failed else 0
 
 
+def _default_kernel_path(env):
+    """The path csae picks in a worker's environment, or "" when csae cannot
+    be imported (the csae column then says why)."""
+    probe = "import csae._engine as e; print(e.get_kernel_path())"
+    try:
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True,
+                             text=True, env=env, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    name = out.stdout.strip()
+    return name if out.returncode == 0 and name in PATH_ISA else ""
+
+
+def _flop_per_cycle(path, measured):
+    """FMA FLOP per cycle per core that the path's instructions can reach:
+    AVX2 (and portable, which the compiler vectorises at most that wide)
+    16/32; AVX-512 from clock.c's 512-bit FMA loop, rounded to 32 or 64
+    FLOP/cycle float32 (one or two 512-bit FMA units)."""
+    if path == "avx512" and measured and measured.get("fma512_flop_per_cycle"):
+        f32 = 64 if measured["fma512_flop_per_cycle"] > 48 else 32
+        return {"float32": f32, "float64": f32 // 2}
+    return dict(FLOP_PER_CYCLE)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
@@ -727,6 +810,14 @@ def main(argv=None):
                    help="no timing: check that every library does the same "
                    "work (3 SGD steps from the same start, then encode; "
                    "compared with numpy)")
+    p.add_argument("--kernel-paths",
+                   help="comma list of csae kernel paths to measure, each in "
+                   "its own table (portable,avx2,avx512: CSAE_KERNEL_PATH in "
+                   "the csae worker); default: the path csae picks here")
+    p.add_argument("--no-isa-blas", action="store_true",
+                   help="skip OpenBLAS's GEMM rate with the kernels of each "
+                   "csae path's ISA (OPENBLAS_CORETYPE=Haswell for avx2, "
+                   "SkylakeX for avx512)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -808,25 +899,55 @@ def main(argv=None):
               f"float32 = {measured.get('fma32_flop_per_cycle', float('nan')):.1f}"
               f" FLOP/cycle; reported clock "
               f"{(reported or float('nan')) / 1000:.3f} GHz")
+        if measured.get("fma512_gflops"):
+            print(f"measured: AVX-512 FMA loop {measured['fma512_gflops']:.1f} "
+                  f"GFLOP/s float32 = {measured['fma512_flop_per_cycle']:.1f} "
+                  "FLOP/cycle (the avx512 table's peak)")
     print(f"configs {configs}, dtypes {dtypes}, threads {threads}, "
           f"libs {libs}{' (quick)' if args.quick else ''}")
     for note in notes:
         print("note:", note)
     sys.stdout.flush()
 
+    # The csae kernel paths to measure, each in its own table.
+    if args.kernel_paths:
+        paths = [x.strip() for x in args.kernel_paths.split(",") if x.strip()]
+        bad = [x for x in paths if x not in PATH_ISA]
+        if bad:
+            p.error(f"unknown kernel path {bad}; choose from {list(PATH_ISA)}")
+    else:
+        paths = [_default_kernel_path(base_env)]
+    coretypes = [] if args.no_isa_blas or args.check else \
+        sorted({SAME_ISA_CORETYPE[x] for x in paths if x in SAME_ISA_CORETYPE})
+
     results = []
     t_start = time.time()
+
+    def run(spec, env, label):
+        busy = _busy_cores()
+        t0 = time.time()
+        r = _run_worker(spec, env, timeout)
+        r["wall_seconds"] = time.time() - t0
+        r["busy_cores_before"] = busy
+        results.append(r)
+        status = ("ok" if r.get("ok")
+                  else "skipped" if r.get("unavailable")
+                  else "FAILED")
+        print(f"  {spec['config']:3s} {spec['dtype']} {spec['threads']}t "
+              f"{label:12s} {status} ({r['wall_seconds']:.1f} s)"
+              + ("" if r.get("ok") else f": {r.get('error')}"),
+              file=sys.stderr, flush=True)
+
     for cfg in configs:
         n, h, batch, samples = CONFIGS[cfg]
         if args.quick:
             samples = min(samples, ENCODE_BATCH)
         for dt in dtypes:
             for th in threads:
+                base_spec = {"config": cfg, "dtype": dt, "threads": th,
+                             "quick": args.quick, "check": args.check,
+                             "shape": [n, h, batch, samples]}
                 for lib in libs:
-                    spec = {"lib": lib, "config": cfg, "dtype": dt,
-                            "threads": th, "quick": args.quick,
-                            "check": args.check,
-                            "shape": [n, h, batch, samples]}
                     env = dict(base_env)
                     # numpy's BLAS gets T threads in every worker; csae's
                     # own threads come from n_threads alone
@@ -837,30 +958,50 @@ def main(argv=None):
                     elif lib == "torch":
                         env["OMP_NUM_THREADS"] = str(th)
                         env["MKL_NUM_THREADS"] = str(th)
-                    busy = _busy_cores()
-                    t0 = time.time()
-                    r = _run_worker(spec, env, timeout)
-                    r["wall_seconds"] = time.time() - t0
-                    r["busy_cores_before"] = busy
-                    results.append(r)
-                    status = ("ok" if r.get("ok")
-                              else "skipped" if r.get("unavailable")
-                              else "FAILED")
-                    print(f"  {cfg:3s} {dt} {th}t {lib:12s} {status} "
-                          f"({r['wall_seconds']:.1f} s)"
-                          + ("" if r.get("ok") else f": {r.get('error')}"),
-                          file=sys.stderr, flush=True)
+                    if lib != "csae":
+                        run({**base_spec, "lib": lib}, env, lib)
+                        continue
+                    for path in paths:
+                        if path:
+                            env["CSAE_KERNEL_PATH"] = path
+                        run({**base_spec, "lib": lib, "kernel_path": path}, env,
+                            f"csae[{path}]" if path else lib)
+                for coretype in coretypes:
+                    env = dict(base_env, OPENBLAS_NUM_THREADS=str(th),
+                               OPENBLAS_CORETYPE=coretype)
+                    env.pop("OPENBLAS_L2_SIZE", None)
+                    run({**base_spec, "lib": "blas", "coretype": coretype}, env,
+                        f"blas[{coretype}]")
 
     if args.check:
         return report_check(results)
 
-    def peak_gflops(dt, th):
-        return ghz * FLOP_PER_CYCLE[dt] * th
+    rows = []
+    for path in paths:
+        per_cycle = _flop_per_cycle(path, measured)
 
-    rows = build_rows(results, libs, peak_gflops)
-    print()
-    print_table(rows, libs, results)
-    print_speedups(results)
+        def peak_gflops(dt, th, per_cycle=per_cycle):
+            return ghz * per_cycle[dt] * th
+        mine = [r for r in results if r["lib"] not in ("csae", "blas")
+                or (r["lib"] == "csae"
+                    and (r.get("kernel_path_requested") or "") == path)
+                or (r["lib"] == "blas" and r.get("openblas_coretype")
+                    == SAME_ISA_CORETYPE.get(path))]
+        path_rows = build_rows(mine, libs, peak_gflops)
+        for row in path_rows:
+            row["kernel_path"] = path
+        rows += path_rows
+        csae_done = [r for r in mine if r["lib"] == "csae" and r.get("ok")]
+        shown = path or (csae_done[0]["kernel_path"] if csae_done else "default")
+        isa_blas = sorted({f"{r.get('blas_architecture')}" for r in mine
+                           if r["lib"] == "blas" and r.get("ok")})
+        print()
+        print(f"== {cpu['model']} | CPU ISA {cpu.get('isa')} | csae kernel path "
+              f"{shown} ({PATH_ISA.get(shown, '?')}) | peak {per_cycle['float32']} "
+              f"float32 FLOP/cycle/core | same-ISA OpenBLAS kernels: "
+              f"{', '.join(isa_blas) or 'not measured'} ==")
+        print_table(path_rows, libs, mine)
+    print_speedups([r for r in results if r["lib"] != "blas"])
     busy = sorted({f"{r['config']} {r['dtype']} {r['threads']}t {r['lib']} "
                    f"({r['busy_cores_before']:.1f})" for r in results
                    if (r.get("busy_cores_before") or 0) > BUSY_WARN})

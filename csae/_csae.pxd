@@ -114,6 +114,7 @@ cdef extern from "csae.h" nogil:
         CSAE_PATH_AUTO
         CSAE_PATH_PORTABLE
         CSAE_PATH_AVX2
+        CSAE_PATH_AVX512
 
     csae_status csae_set_kernel_path(csae_kernel_path path)
     csae_kernel_path csae_get_kernel_path()

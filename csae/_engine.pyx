@@ -38,7 +38,8 @@ ctypedef fused real:
 
 _MASK64 = (1 << 64) - 1
 _DECODERS = {"sigmoid": CSAE_DECODER_SIGMOID, "linear": CSAE_DECODER_LINEAR}
-_PATHS = {"portable": CSAE_PATH_PORTABLE, "avx2": CSAE_PATH_AVX2}
+_PATHS = {"portable": CSAE_PATH_PORTABLE, "avx2": CSAE_PATH_AVX2,
+          "avx512": CSAE_PATH_AVX512}
 
 
 # ---------------------------------------------------------------------------
@@ -46,23 +47,44 @@ _PATHS = {"portable": CSAE_PATH_PORTABLE, "avx2": CSAE_PATH_AVX2}
 # ---------------------------------------------------------------------------
 
 def kernel_paths():
-    """Names of the kernel paths this CPU can run, portable first."""
+    """Names of the kernel paths this CPU can run, portable first and the
+    best (the default) last."""
     return [name for name, path in _PATHS.items() if csae_kernel_path_supported(path)]
 
 
 def get_kernel_path():
-    """Name of the kernel path in use."""
-    return "portable" if csae_get_kernel_path() == CSAE_PATH_PORTABLE else "avx2"
+    """Name of the kernel path in use ("portable", "avx2" or "avx512")."""
+    cdef csae_kernel_path path = csae_get_kernel_path()
+    for name, value in _PATHS.items():
+        if value == path:
+            return name
+    raise RuntimeError(f"the engine reports an unknown kernel path {<int>path}")
 
 
 def set_kernel_path(name):
-    """Use the kernel path ``name`` ("portable", "avx2" or "auto") from now on,
-    for the whole process."""
+    """Use the kernel path ``name`` ("portable", "avx2", "avx512" or "auto")
+    from now on, for the whole process."""
     path = CSAE_PATH_AUTO if name == "auto" else _PATHS.get(name)
     if path is None:
         raise ValueError(f"unknown kernel path {name!r}; expected 'auto' or one of {list(_PATHS)}")
     if csae_set_kernel_path(path) != CSAE_OK:
         raise ValueError(f"kernel path {name!r} is not supported on this CPU")
+
+
+def _warn_if_forced_path_ignored():
+    """The engine reads CSAE_KERNEL_PATH once and falls back to the best
+    path when it names no path this CPU has: say so rather than let a
+    benchmark or a test silently run another path."""
+    import os
+    import warnings
+    forced = os.environ.get("CSAE_KERNEL_PATH")
+    if forced and forced != get_kernel_path():
+        warnings.warn(f"CSAE_KERNEL_PATH={forced!r} is not a kernel path this CPU runs "
+                      f"(it runs {kernel_paths()}); using {get_kernel_path()!r}",
+                      RuntimeWarning, stacklevel=2)
+
+
+_warn_if_forced_path_ignored()
 
 
 # ---------------------------------------------------------------------------

@@ -251,12 +251,16 @@ csae_status csae_sgd_epoch_f32(const csae_model *model, const csae_sgd *sgd,
 typedef enum {
     CSAE_PATH_AUTO = 0,     /* the best the CPU supports (the default) */
     CSAE_PATH_PORTABLE = 1, /* plain C, any CPU */
-    CSAE_PATH_AVX2 = 2      /* AVX2 + FMA */
+    CSAE_PATH_AVX2 = 2,     /* AVX2 + FMA */
+    CSAE_PATH_AVX512 = 3    /* AVX-512 (F) */
 } csae_kernel_path;
 
 /* Choose the kernels used by later calls.  CSAE_ERR_ARGUMENT if the CPU
- * lacks the path.  At start-up the path is AUTO, or PORTABLE when the
- * environment variable CSAE_KERNEL_PATH=portable is set. */
+ * lacks the path.  At start-up the path is AUTO, or the one named by the
+ * environment variable CSAE_KERNEL_PATH (portable, avx2 or avx512) when the
+ * CPU has it.  The vector paths (avx2, avx512) give bit-identical results
+ * for the same inputs, at any thread count; portable may differ in the last
+ * bits (it rounds a * b + c twice and uses the C library's exp). */
 csae_status csae_set_kernel_path(csae_kernel_path path);
 /* The path in use now (never AUTO: AUTO is resolved). */
 csae_kernel_path csae_get_kernel_path(void);

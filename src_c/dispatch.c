@@ -1,56 +1,191 @@
 /*
  * dispatch.c: choose a kernel path once, from the CPU, and let the caller
- * (or CSAE_KERNEL_PATH=portable in the environment) override the choice.
+ * (or CSAE_KERNEL_PATH=portable|avx2|avx512 in the environment) override
+ * the choice; derive each path's cache blocking from the caches the CPU
+ * reports.  Nothing else in the library asks which CPU it runs on.
  */
+/* sysconf's cache queries are glibc extensions beyond C11. */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
 
 #include "csae.h"
 #include "kernels.h"
 
-/* NULL until the first call resolves it.  A racing first call from two
- * threads resolves to the same table, so a plain pointer is enough; it is
- * only written again by csae_set_kernel_path. */
+/* Every table this build has, best last. */
+static const csae_ops *const compiled[] = {
+    &csae_ops_portable,
+#ifdef CSAE_HAVE_AVX2_PATH
+    &csae_ops_avx2,
+#endif
+#ifdef CSAE_HAVE_AVX512_PATH
+    &csae_ops_avx512,
+#endif
+};
+#define N_COMPILED (sizeof compiled / sizeof compiled[0])
+
+/* Set once by init() (pthread_once), then only by csae_set_kernel_path. */
 static const csae_ops *active_ops;
 
-/* Only where the AVX2 path is built (x86-64 with GCC or Clang): elsewhere,
- * aarch64 say, it would be an unused function and __builtin_cpu_supports
- * does not exist. */
-#ifdef CSAE_HAVE_AVX2_PATH
-static int cpu_has_avx2_fma(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-#endif
-
-static const csae_ops *table_for(csae_kernel_path path)
+static int cpu_runs(csae_kernel_path path)
 {
     switch (path) {
     case CSAE_PATH_PORTABLE:
-        return &csae_ops_portable;
+        return 1;
+#if defined(__x86_64__) && defined(__GNUC__)
+    /* __builtin_cpu_supports also checks that the OS saves the vector
+     * state (XGETBV), not only the CPUID bits. */
     case CSAE_PATH_AVX2:
-#ifdef CSAE_HAVE_AVX2_PATH
-        return cpu_has_avx2_fma() ? &csae_ops_avx2 : NULL;
-#else
-        return NULL;
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case CSAE_PATH_AVX512:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f");
 #endif
-    case CSAE_PATH_AUTO: {
-        const csae_ops *best = table_for(CSAE_PATH_AVX2);
-        return best ? best : &csae_ops_portable;
+    default:
+        return 0;
     }
+}
+
+static const csae_ops *table_for(csae_kernel_path path)
+{
+    if (path == CSAE_PATH_AUTO) {
+        for (size_t i = N_COMPILED; i-- > 0;)
+            if (cpu_runs(compiled[i]->path))
+                return compiled[i];
+        return &csae_ops_portable;
     }
+    for (size_t i = 0; i < N_COMPILED; i++)
+        if (compiled[i]->path == path)
+            return cpu_runs(path) ? compiled[i] : NULL;
     return NULL;
 }
 
+/* ---- Cache sizes -> block sizes ------------------------------------------ */
+
+typedef struct {
+    size_t l1d, l2, l3; /* bytes; 0 when unknown */
+} cache_sizes;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* CPUID's deterministic cache parameters: leaf 4 on Intel, 0x8000001D on
+ * AMD, one subleaf per cache, in the same format. */
+static void cpuid_caches(cache_sizes *c)
+{
+    unsigned a, b, cx, d;
+    if (!__get_cpuid(0, &a, &b, &cx, &d))
+        return;
+    const int amd = b == 0x68747541; /* "Auth"enticAMD */
+    const unsigned leaf = amd ? 0x8000001Du : 4u;
+    if (amd ? __get_cpuid_max(0x80000000u, NULL) < leaf : a < leaf)
+        return;
+    for (unsigned sub = 0; sub < 16; sub++) {
+        __cpuid_count(leaf, sub, a, b, cx, d);
+        const unsigned type = a & 0x1f, level = (a >> 5) & 7;
+        if (type == 0)
+            break;
+        if (type == 2) /* instruction cache */
+            continue;
+        const size_t size = (size_t)((b >> 22) + 1) * (((b >> 12) & 0x3ff) + 1) *
+                            ((b & 0xfff) + 1) * ((size_t)cx + 1);
+        if (level == 1) c->l1d = size;
+        if (level == 2) c->l2 = size;
+        if (level == 3) c->l3 = size;
+    }
+}
+#endif
+
+static cache_sizes detect_caches(void)
+{
+    cache_sizes c = {0, 0, 0};
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    const long l1 = sysconf(_SC_LEVEL1_DCACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE),
+               l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    c.l1d = l1 > 0 ? (size_t)l1 : 0;
+    c.l2 = l2 > 0 ? (size_t)l2 : 0;
+    c.l3 = l3 > 0 ? (size_t)l3 : 0;
+#endif
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (!c.l2) /* a C library that does not answer (musl, ...) */
+        cpuid_caches(&c);
+#endif
+    return c;
+}
+
+/* NC: the packed B block (KC x NC) takes half of L2, since every A
+ * micro-panel streams all of it from there (gemm_template.h's loop order).
+ * MC: the packed A block (MC x KC) a quarter of L2, so it is still there
+ * when its micro-panels are read, one at a time, into L1 after packing.
+ * Both whole tiles, within sane bounds for unknown or odd reports.  These
+ * change speed only, never results: KC is fixed. */
+static void derive_blocking(csae_blocking *b, size_t elem, cache_sizes c)
+{
+    const size_t l2 = c.l2 ? c.l2 : (size_t)256 << 10;
+    size_t mc = l2 / 4 / (CSAE_KC * elem) / b->mr * b->mr;
+    const size_t mc_max = 1024 / b->mr * b->mr;
+    mc = mc < 4 * b->mr ? 4 * b->mr : (mc > mc_max ? mc_max : mc);
+    size_t nc = l2 / 2 / (CSAE_KC * elem) / b->nr * b->nr;
+    const size_t nc_max = 4096 / b->nr * b->nr;
+    nc = nc < 8 * b->nr ? 8 * b->nr : (nc > nc_max ? nc_max : nc);
+    b->mc = mc;
+    b->nc = nc;
+}
+
+static cache_sizes caches;
+
+static void init(void)
+{
+    caches = detect_caches();
+    for (size_t i = 0; i < N_COMPILED; i++) {
+        derive_blocking(compiled[i]->blocking_f64, sizeof(double), caches);
+        derive_blocking(compiled[i]->blocking_f32, sizeof(float), caches);
+    }
+    const char *forced = getenv("CSAE_KERNEL_PATH");
+    const csae_ops *table = NULL;
+    for (size_t i = 0; forced && i < N_COMPILED; i++)
+        if (strcmp(forced, compiled[i]->name) == 0)
+            table = table_for(compiled[i]->path);
+    /* An unknown or unsupported name falls back to the best path (the
+     * Python binding warns about it). */
+    active_ops = table ? table : table_for(CSAE_PATH_AUTO);
+}
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
 const csae_ops *csae_ops_active(void)
 {
-    if (!active_ops) {
-        const char *forced = getenv("CSAE_KERNEL_PATH");
-        int portable = forced && strcmp(forced, "portable") == 0;
-        active_ops = table_for(portable ? CSAE_PATH_PORTABLE : CSAE_PATH_AUTO);
-    }
+    pthread_once(&init_once, init);
     return active_ops;
+}
+
+static size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
+
+size_t csae_gemm_pack_size(size_t n, size_t k, size_t elem_size, size_t n_threads)
+{
+    pthread_once(&init_once, init);
+    /* The largest any path needs, so that a workspace sized before a
+     * csae_set_kernel_path still fits after it.  One packed A block and one
+     * packed B block per thread, each a whole number of cache lines so the
+     * next buffer stays aligned.  A shallow product needs less: small models
+     * get small, cheap workspaces. */
+    const size_t kc = k < CSAE_KC ? k : CSAE_KC;
+    size_t per_thread = 0;
+    for (size_t i = 0; i < N_COMPILED; i++) {
+        const csae_blocking *b = elem_size == sizeof(float) ? compiled[i]->blocking_f32
+                                                            : compiled[i]->blocking_f64;
+        const size_t nc = round_up(n < b->nc ? n : b->nc, b->nr);
+        const size_t bytes = round_up((b->mc * kc + kc * nc) * elem_size, CSAE_ALIGN);
+        per_thread = bytes > per_thread ? bytes : per_thread;
+    }
+    n_threads = n_threads ? n_threads : 1;
+    return per_thread > SIZE_MAX / n_threads ? SIZE_MAX : per_thread * n_threads;
 }
 
 int csae_kernel_path_supported(csae_kernel_path path)
@@ -60,6 +195,7 @@ int csae_kernel_path_supported(csae_kernel_path path)
 
 csae_status csae_set_kernel_path(csae_kernel_path path)
 {
+    pthread_once(&init_once, init);
     const csae_ops *table = table_for(path);
     if (!table)
         return CSAE_ERR_ARGUMENT;
@@ -69,6 +205,5 @@ csae_status csae_set_kernel_path(csae_kernel_path path)
 
 csae_kernel_path csae_get_kernel_path(void)
 {
-    return csae_ops_active() == &csae_ops_portable ? CSAE_PATH_PORTABLE
-                                                           : CSAE_PATH_AVX2;
+    return csae_ops_active()->path;
 }

@@ -155,21 +155,6 @@ static char *ws_base(const csae_workspace *ws, const ws_layout *L)
     return (char *)((p + CSAE_ALIGN - 1) / CSAE_ALIGN * CSAE_ALIGN);
 }
 
-static size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
-
-size_t csae_gemm_pack_size(size_t n, size_t k, size_t elem_size, size_t n_threads)
-{
-    const size_t nr = elem_size == sizeof(float) ? CSAE_NR_F32 : CSAE_NR_F64;
-    const size_t nc = round_up(n < CSAE_NC ? n : CSAE_NC, nr);
-    const size_t kc = k < CSAE_KC ? k : CSAE_KC;
-    /* One packed A block and one packed B block per thread, each a whole
-     * number of cache lines so the next buffer stays aligned.  A shallow
-     * product needs less: small models get small, cheap workspaces. */
-    const size_t per_thread =
-        round_up(((size_t)CSAE_MC * kc + kc * nc) * elem_size, CSAE_ALIGN);
-    return mul_size(per_thread, n_threads ? n_threads : 1);
-}
-
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, SFX)

@@ -3,9 +3,9 @@
  *
  * The computing core (core_template.h, with the GEMM of gemm_template.h) is
  * compiled once per kernel path: path_portable.c builds it as plain C,
- * path_avx2.c builds the same source for AVX2 + FMA (so every loop, not only
- * the micro-kernel, is vectorised for that ISA) with hand-written micro-kernel
- * and exp.  Each path exports a csae_ops table; dispatch.c picks one table once,
+ * path_avx2.c and path_avx512.c build the same source for AVX2 + FMA and for
+ * AVX-512 (so every loop, not only the micro-kernel, is vectorised for that
+ * ISA) with a hand-written micro-kernel and exp each.  Each path exports a csae_ops table; dispatch.c picks one table once,
  * from the CPU, and engine.c validates arguments and calls through it.
  */
 #ifndef CSAE_KERNELS_H
@@ -15,15 +15,20 @@
 
 #include "csae.h"
 
-/* Register tile of the GEMM micro-kernel: MR rows x NR columns of C. */
-#define CSAE_MR 6
-#define CSAE_NR_F64 8
-#define CSAE_NR_F32 16
-/* Cache blocking: KC is the depth of a packed panel (L1), MC the rows of a
- * packed A block (L2), NC the columns of a packed B block (L3). */
+/* Depth of a packed GEMM panel.  It is the same on every kernel path and for
+ * every thread count, and K is never split across threads: each element of C
+ * is one chain of multiply-adds over the panels in a fixed k order, so the
+ * vector paths agree bit for bit (README, Guarantees). */
 #define CSAE_KC 256
-#define CSAE_MC 120
-#define CSAE_NC 4096
+
+/* The rest of a path's blocking for one element type.  MR x NR is its
+ * register tile (fixed by the micro-kernel); MC, the rows of a packed A
+ * block, and NC, the columns of a packed B block (both kept in L2), are
+ * derived once from the caches the CPU reports (dispatch.c). */
+typedef struct {
+    size_t mr, nr, mc, nc;
+} csae_blocking;
+
 /* Multiply-adds below which a GEMM stays on one thread: waking a thread
  * costs microseconds, so only split work that dwarfs it. */
 #define CSAE_GEMM_PARALLEL_MIN (1 << 20)
@@ -34,6 +39,14 @@
  * to the GEMM step on 64-25 and 784-196 models, so the step is written for
  * one row only. */
 #define CSAE_SAMPLE_MAX_ROWS 1
+
+/* Force inlining where a call site's constant argument (a unit stride) must
+ * reach the loop, so that it gets its own specialised copy. */
+#if defined(__GNUC__)
+#define CSAE_INLINE_ALWAYS static inline __attribute__((always_inline))
+#else
+#define CSAE_INLINE_ALWAYS static inline
+#endif
 
 /* Alignment of every workspace buffer (a cache line; AVX2 needs 32). */
 #define CSAE_ALIGN 64
@@ -55,7 +68,8 @@ typedef struct {
 #define CSAE_SAMPLE_CHECKPOINT_EVERY 64
 
 /* Scratch bytes for GEMM packing with C up to n columns wide and a depth
- * (inner dimension) up to k. */
+ * (inner dimension) up to k: enough for whichever path is active
+ * (dispatch.c). */
 size_t csae_gemm_pack_size(size_t n, size_t k, size_t elem_size, size_t n_threads);
 
 /* The computing core of one kernel path, for arguments engine.c has already
@@ -79,6 +93,9 @@ size_t csae_gemm_pack_size(size_t n, size_t k, size_t elem_size, size_t n_thread
 
 typedef struct {
     const char *name;
+    csae_kernel_path path;
+    /* Filled in by dispatch.c before the table is first used. */
+    csae_blocking *blocking_f64, *blocking_f32;
     CSAE_DECLARE_OPS(f64, double)
     CSAE_DECLARE_OPS(f32, float)
 } csae_ops;
@@ -87,6 +104,8 @@ extern const csae_ops csae_ops_portable;
 #if defined(__x86_64__) && defined(__GNUC__)
 #define CSAE_HAVE_AVX2_PATH 1
 extern const csae_ops csae_ops_avx2;
+#define CSAE_HAVE_AVX512_PATH 1
+extern const csae_ops csae_ops_avx512;
 #endif
 
 /* The table chosen at start-up or by csae_set_kernel_path. */

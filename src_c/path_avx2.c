@@ -15,6 +15,13 @@
 #include <immintrin.h>
 #include <math.h>
 
+#include "sigmoid_x86.h"
+
+/* Register tiles: 6 rows of C by two vectors (8 doubles, 16 floats). */
+#define PATH_MR_F64 6
+#define PATH_NR_F64 8
+#define PATH_MR_F32 6
+#define PATH_NR_F32 16
 
 
 /* ---- GEMM micro-kernels ------------------------------------------------
@@ -80,70 +87,14 @@ DEFINE_UKR(f32, float, __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps,
            _mm256_storeu_ps, _mm256_broadcast_ss, _mm256_set1_ps, _mm256_mul_ps,
            _mm256_fmadd_ps)
 
-/* ---- exp and the sigmoid -----------------------------------------------
- * exp(x) for x <= 0 (all the sigmoid needs): x = n ln2 + r with |r| <= ln2/2
- * (Cody-Waite, ln2 split in a high part exact in n * hi and a low part),
- * exp(r) by its Taylor polynomial (degree 12 in double, 7 in float: the
- * truncation error stays below one ulp), times 2^n built in the exponent
- * bits.  x is clamped where 2^n would leave the normal range; below that
- * the sigmoid is 0 to working precision anyway. */
-
-static inline __m256d exp_nonpos_pd(__m256d x)
-{
-    const __m256d magic = _mm256_set1_pd(6755399441055744.0); /* 1.5 * 2^52 */
-    x = _mm256_max_pd(x, _mm256_set1_pd(-708.0));
-    const __m256d t = _mm256_fmadd_pd(x, _mm256_set1_pd(1.4426950408889634), magic);
-    const __m256d n = _mm256_sub_pd(t, magic);
-    __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(6.93147180369123816490e-01), x);
-    r = _mm256_fnmadd_pd(n, _mm256_set1_pd(1.90821492927058770002e-10), r);
-    __m256d p = _mm256_set1_pd(1.0 / 479001600.0);
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 39916800.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 3628800.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 362880.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 40320.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 5040.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 720.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 120.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 24.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 6.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.5));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
-    /* t holds 2^51 + n in its low mantissa bits; (n + 1023) << 52 is 2^n. */
-    const __m256i scale = _mm256_slli_epi64(
-        _mm256_add_epi64(_mm256_castpd_si256(t), _mm256_set1_epi64x(1023)), 52);
-    return _mm256_mul_pd(p, _mm256_castsi256_pd(scale));
-}
-
-static inline __m256 exp_nonpos_ps(__m256 x)
-{
-    const __m256 magic = _mm256_set1_ps(12582912.0f); /* 1.5 * 2^23 */
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    const __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504f), magic);
-    const __m256 n = _mm256_sub_ps(t, magic);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    const __m256i scale = _mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(scale));
-}
-
-/* sigmoid(v) = s or e * s with e = exp(-|v|), s = 1 / (1 + e), as in the
- * portable path; the sign bit of v picks the branch. */
-#define DEFINE_BIAS_ACT(SFX, REAL, VT, W, LOAD, STORE, ADD, MUL, DIV, SET1,    \
-                        ANDNOT, OR, BLENDV, EXPNP, SIGNZERO, SCALAR_EXP)       \
+/* Z = f(Z + bias) row by row.  The last n % W columns get the same
+ * operations one value at a time (sigmoid_lane.h), never the C library's
+ * exp: which columns form the tail depends on the vector width, and every
+ * column must round the same way on every vector path. */
+#define DEFINE_BIAS_ACT(SFX, REAL, VT, W, LOAD, STORE, ADD, SIGMOID, SIGMOID_LANE) \
     static inline void bias_act_##SFX(size_t m, size_t n, const REAL *restrict bias, \
-                                    REAL *restrict Z, size_t ldz, int sigmoid) \
+                                      REAL *restrict Z, size_t ldz, int sigmoid) \
     {                                                                          \
-        const VT one = SET1(1), sign = SET1(SIGNZERO);                         \
         for (size_t i = 0; i < m; i++) {                                       \
             REAL *z = Z + i * ldz;                                             \
             size_t j = 0;                                                      \
@@ -153,32 +104,20 @@ static inline __m256 exp_nonpos_ps(__m256 x)
                 for (; j < n; j++) z[j] += bias[j];                            \
                 continue;                                                      \
             }                                                                  \
-            for (; j + W <= n; j += W) {                                       \
-                const VT v = ADD(LOAD(z + j), LOAD(bias + j));                 \
-                const VT e = EXPNP(OR(v, sign)); /* exp(-|v|) */               \
-                const VT s = DIV(one, ADD(one, e));                            \
-                STORE(z + j, BLENDV(s, MUL(e, s), v)); /* sign of v picks */   \
-            }                                                                  \
-            for (; j < n; j++) {                                               \
-                const REAL v = z[j] + bias[j];                                 \
-                const REAL e = SCALAR_EXP(-(REAL)fabs(v));                     \
-                const REAL s = (REAL)1 / ((REAL)1 + e);                        \
-                z[j] = v >= 0 ? s : e * s;                                     \
-            }                                                                  \
+            for (; j + W <= n; j += W)                                         \
+                STORE(z + j, SIGMOID(ADD(LOAD(z + j), LOAD(bias + j))));       \
+            for (; j < n; j++)                                                 \
+                z[j] = SIGMOID_LANE(z[j] + bias[j]);                           \
         }                                                                      \
     }
 
-DEFINE_BIAS_ACT(f64, double, __m256d, 4, _mm256_loadu_pd, _mm256_storeu_pd,
-                _mm256_add_pd, _mm256_mul_pd, _mm256_div_pd, _mm256_set1_pd,
-                _mm256_andnot_pd, _mm256_or_pd, _mm256_blendv_pd, exp_nonpos_pd,
-                -0.0, exp)
-DEFINE_BIAS_ACT(f32, float, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps,
-                _mm256_add_ps, _mm256_mul_ps, _mm256_div_ps, _mm256_set1_ps,
-                _mm256_andnot_ps, _mm256_or_ps, _mm256_blendv_ps, exp_nonpos_ps,
-                -0.0f, expf)
+DEFINE_BIAS_ACT(f64, double, __m256d, 4, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_add_pd,
+                sigmoid256_pd, sigmoid_lane_f64)
+DEFINE_BIAS_ACT(f32, float, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps,
+                sigmoid256_ps, sigmoid_lane_f32)
 
 #include "path_tail.h"
 
-const csae_ops csae_ops_avx2 = OPS_TABLE("avx2");
+const csae_ops csae_ops_avx2 = OPS_TABLE("avx2", CSAE_PATH_AVX2);
 
 #endif /* CSAE_HAVE_AVX2_PATH */

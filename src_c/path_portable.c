@@ -7,25 +7,31 @@
 
 #include "kernels.h"
 
+/* Register tiles: 6 rows of C by 8 (double) or 16 (float) columns. */
+#define PATH_MR_F64 6
+#define PATH_NR_F64 8
+#define PATH_MR_F32 6
+#define PATH_NR_F32 16
+
 /* C = alpha * AB + beta * C for one MR x NR tile, AB accumulated in order of
  * p so that every entry is a plain left-to-right sum over the panel depth.
  * A is read through strides (rsa, csa), B as rows of NR values ldb apart. */
-#define DEFINE_UKR(SFX, REAL, NR)                                              \
+#define DEFINE_UKR(SFX, REAL, MR, NR)                                              \
     static inline void ukr_##SFX(size_t k, const REAL *restrict a, size_t rsa,   \
                                  size_t csa, const REAL *restrict b, size_t ldb, \
                                  REAL alpha, REAL beta, REAL *restrict c,      \
                                  size_t ldc)                                   \
     {                                                                          \
-        REAL ab[CSAE_MR * NR];                                                 \
+        REAL ab[MR * NR];                                                 \
         memset(ab, 0, sizeof ab);                                              \
         for (size_t p = 0; p < k; p++) {                                       \
-            for (size_t i = 0; i < CSAE_MR; i++) {                             \
+            for (size_t i = 0; i < MR; i++) {                             \
                 const REAL ai = a[i * rsa + p * csa];                          \
                 for (size_t j = 0; j < NR; j++)                                \
                     ab[i * NR + j] += ai * b[p * ldb + j];                     \
             }                                                                  \
         }                                                                      \
-        for (size_t i = 0; i < CSAE_MR; i++) {                                 \
+        for (size_t i = 0; i < MR; i++) {                                 \
             REAL *ci = c + i * ldc;                                            \
             if (beta == 0) {                                                   \
                 for (size_t j = 0; j < NR; j++) ci[j] = alpha * ab[i * NR + j];\
@@ -36,8 +42,8 @@
         }                                                                      \
     }
 
-DEFINE_UKR(f64, double, CSAE_NR_F64)
-DEFINE_UKR(f32, float, CSAE_NR_F32)
+DEFINE_UKR(f64, double, PATH_MR_F64, PATH_NR_F64)
+DEFINE_UKR(f32, float, PATH_MR_F32, PATH_NR_F32)
 
 /* The sigmoid in the form that never overflows: with e = exp(-|z|),
  * sigmoid(z) = 1 / (1 + e) for z >= 0 and e / (1 + e) for z < 0. */
@@ -65,4 +71,4 @@ DEFINE_BIAS_ACT(f32, float, expf)
 
 #include "path_tail.h"
 
-const csae_ops csae_ops_portable = OPS_TABLE("portable");
+const csae_ops csae_ops_portable = OPS_TABLE("portable", CSAE_PATH_PORTABLE);

@@ -1,8 +1,10 @@
 /*
  * path_tail.h: included at the end of each kernel path (path_*.c), after it
- * defined ukr_f64/ukr_f32 and bias_act_f64/bias_act_f32, to build the GEMM,
- * the fused small-batch SGD step and the computing core on top of them for
- * both element types.
+ * defined its register tiles (PATH_MR_F64, PATH_NR_F64, PATH_MR_F32,
+ * PATH_NR_F32), ukr_f64/ukr_f32 and bias_act_f64/bias_act_f32, to build the
+ * GEMM, the fused one-row SGD step and the computing core on top of them for
+ * both element types.  A further shared template (one more part of the core)
+ * is one more #include in each of the two blocks below.
  */
 
 #include <math.h>
@@ -16,11 +18,18 @@
 
 #include <stdint.h>
 
+/* MC and NC are placeholders until dispatch.c derives them from the caches
+ * (before the table is first used). */
+static csae_blocking blocking_f64 = {PATH_MR_F64, PATH_NR_F64, 8 * PATH_MR_F64, 64 * PATH_NR_F64};
+static csae_blocking blocking_f32 = {PATH_MR_F32, PATH_NR_F32, 8 * PATH_MR_F32, 64 * PATH_NR_F32};
+
 #define REAL double
 #define UREAL uint64_t /* REAL's bit pattern, and its exponent bits */
 #define EXP_BITS 0x7FF0000000000000ULL
 #define SFX f64
-#define NR CSAE_NR_F64
+#define MR PATH_MR_F64
+#define NR PATH_NR_F64
+#define BLK blocking_f64
 #define UKR ukr_f64
 #define BIAS_ACT bias_act_f64
 #define EPS_CLIP 1e-12
@@ -31,7 +40,9 @@
 #undef UREAL
 #undef EXP_BITS
 #undef SFX
+#undef MR
 #undef NR
+#undef BLK
 #undef UKR
 #undef BIAS_ACT
 #undef EPS_CLIP
@@ -40,7 +51,9 @@
 #define UREAL uint32_t
 #define EXP_BITS 0x7F800000U
 #define SFX f32
-#define NR CSAE_NR_F32
+#define MR PATH_MR_F32
+#define NR PATH_NR_F32
+#define BLK blocking_f32
 #define UKR ukr_f32
 #define BIAS_ACT bias_act_f32
 #define EPS_CLIP 1e-6
@@ -48,8 +61,9 @@
 #include "sample_template.h"
 #include "core_template.h"
 
-#define OPS_TABLE(NAME)                                                        \
+#define OPS_TABLE(NAME, PATH)                                                  \
     {                                                                          \
-        NAME, encode_f64, decode_f64, objective_f64, step_f64,                 \
+        NAME, PATH, &blocking_f64, &blocking_f32,                              \
+        encode_f64, decode_f64, objective_f64, step_f64,                       \
         encode_f32, decode_f32, objective_f32, step_f32                        \
     }

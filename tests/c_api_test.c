@@ -381,9 +381,9 @@ DEFINE_ONE_ROW_CHECK(f32, float)
 
 int main(void)
 {
-    const csae_kernel_path paths[2] = {CSAE_PATH_PORTABLE, CSAE_PATH_AVX2};
-    const char *names[2] = {"portable", "avx2"};
-    for (int i = 0; i < 2; i++) {
+    const csae_kernel_path paths[3] = {CSAE_PATH_PORTABLE, CSAE_PATH_AVX2, CSAE_PATH_AVX512};
+    const char *names[3] = {"portable", "avx2", "avx512"};
+    for (int i = 0; i < 3; i++) {
         if (!csae_kernel_path_supported(paths[i])) {
             printf("skip %s: not supported on this CPU\n", names[i]);
             continue;

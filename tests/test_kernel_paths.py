@@ -1,5 +1,6 @@
-"""Kernel-path selection: the best path by default, CSAE_KERNEL_PATH=portable
-forcing plain C at start-up, and unknown or unsupported names refused."""
+"""Kernel-path selection: the best path by default, CSAE_KERNEL_PATH forcing
+any path the CPU has at start-up (and warning, then using the best, for one
+it does not), unknown or unsupported names refused by set_kernel_path."""
 
 import os
 import subprocess
@@ -7,26 +8,66 @@ import sys
 
 import pytest
 
-from conftest import engine
+from conftest import engine, kernel_paths
 
 eng = engine()
 PROBE = "import csae._engine as e; print(e.get_kernel_path())"
 
 
+ALL_PATHS = ("portable", "avx2", "avx512")
+
+
+def run_probe(**env):
+    # -W error: a warning at import fails the probe unless a test expects it
+    result = subprocess.run([sys.executable, "-W", "error", "-c", PROBE], capture_output=True,
+                            text=True, env={**os.environ, **env})
+    return result
+
+
 def path_in_fresh_process(**env):
-    result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
-                            env={**os.environ, **env}, check=True)
+    result = run_probe(**env)
+    assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
 
-def test_environment_variable_forces_the_portable_path():
-    assert path_in_fresh_process(CSAE_KERNEL_PATH="portable") == "portable"
+@pytest.mark.parametrize("name", kernel_paths())
+def test_environment_variable_forces_each_supported_path(name):
+    assert path_in_fresh_process(CSAE_KERNEL_PATH=name) == name
+
+
+def test_the_paths_are_listed_portable_first_best_last():
+    paths = eng.kernel_paths()
+    assert paths[0] == "portable"
+    assert paths == [p for p in ALL_PATHS if p in paths]
+
+
+@pytest.mark.parametrize("name", ["avx512-turbo", "AVX2", ""] +
+                         [p for p in ALL_PATHS if p not in kernel_paths()])
+def test_environment_variable_naming_no_runnable_path_warns_and_uses_the_best(name):
+    result = run_probe(CSAE_KERNEL_PATH=name)
+    if name == "":
+        # an empty variable is the same as none
+        assert result.returncode == 0 and result.stdout.strip() == eng.kernel_paths()[-1]
+        return
+    assert result.returncode != 0 and "RuntimeWarning" in result.stderr
+    assert f"CSAE_KERNEL_PATH={name!r}" in result.stderr
+    relaxed = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
+                             env={**os.environ, "CSAE_KERNEL_PATH": name}, check=True)
+    assert relaxed.stdout.strip() == eng.kernel_paths()[-1]
+
+
+@pytest.mark.parametrize("name", [p for p in ALL_PATHS if p not in kernel_paths()])
+def test_setting_a_path_the_cpu_lacks_is_refused(name):
+    before = eng.get_kernel_path()
+    with pytest.raises(ValueError, match="not supported on this CPU"):
+        eng.set_kernel_path(name)
+    assert eng.get_kernel_path() == before
 
 
 def test_default_is_the_best_supported_path():
     env = {k: v for k, v in os.environ.items() if k != "CSAE_KERNEL_PATH"}
-    result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
-                            env=env, check=True)
+    result = subprocess.run([sys.executable, "-W", "error", "-c", PROBE], capture_output=True,
+                            text=True, env=env, check=True)
     assert result.stdout.strip() == eng.kernel_paths()[-1]
 
 
