@@ -428,7 +428,9 @@ def test_real_ctrl_c_saves_the_model(tmp_path):
     X = np.random.default_rng(0).random((3000, 64))
     np.save(tmp_path / "big.npy", X)
     out_path = tmp_path / "m.npz"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # PYTHONFAULTHANDLER: if the child ever hangs, SIGABRT makes it print
+    # every thread's stack into the failure message.
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
     stderr = bytearray()
     seen = threading.Event()
     with subprocess.Popen(
@@ -450,7 +452,14 @@ def test_real_ctrl_c_saves_the_model(tmp_path):
             assert seen.wait(30), f"training never started: {bytes(stderr)!r}"
             time.sleep(0.2)
             proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGABRT)
+                proc.wait(timeout=10)
+                thread.join(5)
+                pytest.fail("csae train did not exit within 60 s of SIGINT; its stacks:\n"
+                            + bytes(stderr).decode(errors="replace")[-6000:])
             stdout = proc.stdout.read()
         finally:
             if proc.poll() is None:
