@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "exp_lane.h"
+
 /* ---- exp and the sigmoid -----------------------------------------------
  * exp(x) for x <= 0 (all the sigmoid needs): x = n ln2 + r with |r| <= ln2/2
  * (Cody-Waite, ln2 split in a high part exact in n * hi and a low part),
@@ -93,59 +95,6 @@ static inline __m256 sigmoid256_ps(__m256 v)
 }
 
 /* ---- One value at a time ------------------------------------------------- */
-
-static inline double exp_nonpos_lane_f64(double x)
-{
-    const double magic = 6755399441055744.0; /* 1.5 * 2^52 */
-    x = x > -708.0 ? x : -708.0;
-    const double t = fma(x, 1.4426950408889634, magic);
-    const double n = t - magic;
-    double r = fma(-n, 6.93147180369123816490e-01, x);
-    r = fma(-n, 1.90821492927058770002e-10, r);
-    double p = 1.0 / 479001600.0;
-    p = fma(p, r, 1.0 / 39916800.0);
-    p = fma(p, r, 1.0 / 3628800.0);
-    p = fma(p, r, 1.0 / 362880.0);
-    p = fma(p, r, 1.0 / 40320.0);
-    p = fma(p, r, 1.0 / 5040.0);
-    p = fma(p, r, 1.0 / 720.0);
-    p = fma(p, r, 1.0 / 120.0);
-    p = fma(p, r, 1.0 / 24.0);
-    p = fma(p, r, 1.0 / 6.0);
-    p = fma(p, r, 0.5);
-    p = fma(p, r, 1.0);
-    p = fma(p, r, 1.0);
-    uint64_t bits;
-    memcpy(&bits, &t, sizeof bits);
-    bits = (bits + 1023) << 52;
-    double scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
-static inline float exp_nonpos_lane_f32(float x)
-{
-    const float magic = 12582912.0f; /* 1.5 * 2^23 */
-    x = x > -87.0f ? x : -87.0f;
-    const float t = fmaf(x, 1.44269504f, magic);
-    const float n = t - magic;
-    float r = fmaf(-n, 0.693359375f, x);
-    r = fmaf(-n, -2.12194440e-4f, r);
-    float p = 1.0f / 5040.0f;
-    p = fmaf(p, r, 1.0f / 720.0f);
-    p = fmaf(p, r, 1.0f / 120.0f);
-    p = fmaf(p, r, 1.0f / 24.0f);
-    p = fmaf(p, r, 1.0f / 6.0f);
-    p = fmaf(p, r, 0.5f);
-    p = fmaf(p, r, 1.0f);
-    p = fmaf(p, r, 1.0f);
-    uint32_t bits;
-    memcpy(&bits, &t, sizeof bits);
-    bits = (bits + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
 
 /* sigmoid(v) = s or e * s, e = exp(-|v|), s = 1 / (1 + e); v's sign bit
  * picks (as the vector blend does, for -0 and NaNs too). */

@@ -1,0 +1,84 @@
+/*
+ * exp_lane.h: exp(x) for x <= 0 one value at a time, with the operations of
+ * the vector exp in sigmoid_x86.h in the same order, so that a value
+ * computed here (a column tail, or the fused one-row step's sigmoid) has
+ * the bits a vector lane would give it.  Shared by sigmoid_x86.h and
+ * sample_template.h; plain C, so the portable path includes it too.
+ */
+#ifndef CSAE_EXP_LANE_H
+#define CSAE_EXP_LANE_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* a * b + c, fused (one rounding) where the target has FMA. */
+#if defined(__FMA__) || defined(__AVX512F__) || defined(__FP_FAST_FMA) || \
+    defined(__aarch64__)
+#define CSAE_LANE_FMA 1
+static inline double madd_f64(double a, double b, double c) { return fma(a, b, c); }
+static inline float madd_f32(float a, float b, float c) { return fmaf(a, b, c); }
+#else
+#define CSAE_LANE_FMA 0
+static inline double madd_f64(double a, double b, double c) { return a * b + c; }
+static inline float madd_f32(float a, float b, float c) { return a * b + c; }
+#endif
+
+/* exp(x) for x <= 0, sigmoid_x86.h's exp256_nonpos_pd/ps one element at a time:
+ * Cody-Waite reduction x = n ln2 + r, Taylor polynomial of exp(r) (degree
+ * 12 in double, 7 in float), 2^n built in the exponent bits of t.  x is
+ * clamped as max(x, lo) is on x86 (a NaN gives lo). */
+static inline double exp_nonpos_lane_f64(double x)
+{
+    const double magic = 6755399441055744.0; /* 1.5 * 2^52 */
+    x = x > -708.0 ? x : -708.0;
+    const double t = madd_f64(x, 1.4426950408889634, magic);
+    const double n = t - magic;
+    double r = madd_f64(-n, 6.93147180369123816490e-01, x);
+    r = madd_f64(-n, 1.90821492927058770002e-10, r);
+    double p = 1.0 / 479001600.0;
+    p = madd_f64(p, r, 1.0 / 39916800.0);
+    p = madd_f64(p, r, 1.0 / 3628800.0);
+    p = madd_f64(p, r, 1.0 / 362880.0);
+    p = madd_f64(p, r, 1.0 / 40320.0);
+    p = madd_f64(p, r, 1.0 / 5040.0);
+    p = madd_f64(p, r, 1.0 / 720.0);
+    p = madd_f64(p, r, 1.0 / 120.0);
+    p = madd_f64(p, r, 1.0 / 24.0);
+    p = madd_f64(p, r, 1.0 / 6.0);
+    p = madd_f64(p, r, 0.5);
+    p = madd_f64(p, r, 1.0);
+    p = madd_f64(p, r, 1.0);
+    uint64_t bits;
+    memcpy(&bits, &t, sizeof bits);
+    bits = (bits + 1023) << 52;
+    double scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+static inline float exp_nonpos_lane_f32(float x)
+{
+    const float magic = 12582912.0f; /* 1.5 * 2^23 */
+    x = x > -87.0f ? x : -87.0f;
+    const float t = madd_f32(x, 1.44269504f, magic);
+    const float n = t - magic;
+    float r = madd_f32(-n, 0.693359375f, x);
+    r = madd_f32(-n, -2.12194440e-4f, r);
+    float p = 1.0f / 5040.0f;
+    p = madd_f32(p, r, 1.0f / 720.0f);
+    p = madd_f32(p, r, 1.0f / 120.0f);
+    p = madd_f32(p, r, 1.0f / 24.0f);
+    p = madd_f32(p, r, 1.0f / 6.0f);
+    p = madd_f32(p, r, 0.5f);
+    p = madd_f32(p, r, 1.0f);
+    p = madd_f32(p, r, 1.0f);
+    uint32_t bits;
+    memcpy(&bits, &t, sizeof bits);
+    bits = (bits + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+#endif
