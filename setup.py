@@ -43,7 +43,7 @@ engine = Extension(
     "csae._engine",
     sources=["csae/_engine.pyx"] + C_SOURCES,
     # The templates and headers: a change to one rebuilds the extension.
-    depends=sorted(glob.glob("src_c/*.h")) + ["csae/_csae.pxd"],
+    depends=sorted(glob.glob("src_c/*.h")) + ["csae/engine.pxd"],
     include_dirs=["src_c", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=compile_args,

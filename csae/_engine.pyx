@@ -20,7 +20,7 @@ from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from cpython.exc cimport PyErr_CheckSignals
 
-from csae._csae cimport *
+from csae.engine cimport *
 from csae._errors import NonFiniteError
 from csae._threads import effective_n_threads
 

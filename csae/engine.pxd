@@ -16,8 +16,8 @@
 #               libraries=["csae"])
 #
 # examples/cython/ is a worked example that the test suite builds.
-# (csae's own binding declares the same API in csae/_csae.pxd and compiles
-# the C sources into its extension; this file is the public, stable one.)
+# csae's own binding (csae/_engine.pyx) cimports its declarations from here
+# too, and compiles the C sources into its extension.
 from libc.stdint cimport uint64_t
 
 cdef extern from "csae.h" nogil:
@@ -142,6 +142,7 @@ cdef extern from "csae.h" nogil:
         CSAE_PATH_AUTO
         CSAE_PATH_PORTABLE
         CSAE_PATH_AVX2
+        CSAE_PATH_AVX512
 
     csae_status csae_set_kernel_path(csae_kernel_path path)
     csae_kernel_path csae_get_kernel_path()

@@ -10,8 +10,8 @@
  * one thread (n_threads > 1), grown to the largest n_threads asked for and
  * kept for the life of the process (a child of fork() starts its own).  A
  * call with n_threads = k involves at most k - 1 of them; the others sleep
- * and are not woken.  Mirrored for Cython by csae/_csae.pxd (the binding's)
- * and csae/engine.pxd (the public cimport API): keep them in step.
+ * and are not woken.  Mirrored for Cython by csae/engine.pxd (the public
+ * cimport API, which csae's own binding uses too): keep the two in step.
  *
  * Axis letters used in names and comments:
  *   m  rows of a batch (samples)      n  features (inputs)      h  hidden units

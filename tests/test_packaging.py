@@ -104,7 +104,7 @@ def test_sdist_contains_the_sources(sdist):
     path, top, members = sdist
     expected = (
         _repo_files("src_c/*.c") + _repo_files("src_c/*.h")
-        + ["csae/_engine.pyx", "csae/_csae.pxd", "csae/_engine.pyi", "csae/py.typed"]
+        + ["csae/_engine.pyx", "csae/engine.pxd", "csae/_engine.pyi", "csae/py.typed"]
         + _repo_files("csae/*.py")
         + [p for p in _repo_files("docs/**/*") if not p.endswith(".npz")
            and os.path.isfile(os.path.join(REPO, p))]
