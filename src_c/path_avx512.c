@@ -41,27 +41,27 @@
 #define ROWS12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 #define ROWS14(X) ROWS12(X) X(12) X(13)
 
-#define DEFINE_UKR(SFX, REAL, VT, W, ROWS, SET0, LOAD, STORE, SET1, MUL, FMA)  \
+#define DEFINE_UKR(SFX, ROWS)                                                  \
     CSAE_INLINE_ALWAYS void                                                    \
-    ukr_body_##SFX(size_t k, const REAL *restrict a, size_t rsa, size_t csa,    \
-                   const REAL *restrict b, size_t ldb, REAL alpha, REAL beta,   \
-                   REAL *restrict c, size_t ldc)                                \
+    ukr_body_##SFX(size_t k, const REAL_ *restrict a, size_t rsa, size_t csa,  \
+                   const REAL_ *restrict b, size_t ldb, REAL_ alpha, REAL_ beta, \
+                   REAL_ *restrict c, size_t ldc)                              \
     {                                                                          \
         ROWS(UKR_DECL)                                                         \
         for (size_t p = 0; p < k; p++) {                                       \
-            const VT b0 = LOAD(b), b1 = LOAD(b + W);                           \
+            const VT_ b0 = LOAD_(b), b1 = LOAD_(b + W_);                       \
             ROWS(UKR_ROW)                                                      \
             a += csa;                                                          \
             b += ldb;                                                          \
         }                                                                      \
-        const VT valpha = SET1(alpha), vbeta = SET1(beta);                     \
+        const VT_ valpha = SET1_(alpha), vbeta = SET1_(beta);                  \
         ROWS(UKR_STORE)                                                        \
     }                                                                          \
-    /* A packed panel (rsa = 1) gets its own copy of the loop, with the     \
-     * rows at constant offsets: the generic one needs a register per row. */ \
-    static inline void ukr_##SFX(size_t k, const REAL *restrict a, size_t rsa,   \
-                                 size_t csa, const REAL *restrict b, size_t ldb, \
-                                 REAL alpha, REAL beta, REAL *restrict c,      \
+    /* A packed panel (rsa = 1) gets its own copy of the loop, with the        \
+     * rows at constant offsets: the generic one needs a register per row. */  \
+    static inline void ukr_##SFX(size_t k, const REAL_ *restrict a, size_t rsa, \
+                                 size_t csa, const REAL_ *restrict b, size_t ldb, \
+                                 REAL_ alpha, REAL_ beta, REAL_ *restrict c,   \
                                  size_t ldc)                                   \
     {                                                                          \
         if (rsa == 1)                                                          \
@@ -70,8 +70,10 @@
             ukr_body_##SFX(k, a, rsa, csa, b, ldb, alpha, beta, c, ldc);       \
     }
 
-/* The per-row pieces, written for the VT/SET0/... of the kernel being
- * defined (redefined before each DEFINE_UKR). */
+/* The kernel's element and vector types and intrinsics, VT_, REAL_, W_,
+ * SET0_, SET1_, LOAD_, STORE_, MUL_ and FMA_, are #defined before each
+ * DEFINE_UKR (and #undef'd after); DEFINE_UKR and these per-row pieces
+ * both read them. */
 #define UKR_DECL(i) VT_ c##i##0 = SET0_(), c##i##1 = SET0_();
 #define UKR_ROW(i)                                                             \
     {                                                                          \
@@ -100,8 +102,7 @@
 #define STORE_ _mm512_storeu_pd
 #define MUL_ _mm512_mul_pd
 #define FMA_ _mm512_fmadd_pd
-DEFINE_UKR(f64, double, __m512d, 8, ROWS14, _mm512_setzero_pd, _mm512_loadu_pd,
-           _mm512_storeu_pd, _mm512_set1_pd, _mm512_mul_pd, _mm512_fmadd_pd)
+DEFINE_UKR(f64, ROWS14)
 #undef VT_
 #undef REAL_
 #undef W_
@@ -121,8 +122,7 @@ DEFINE_UKR(f64, double, __m512d, 8, ROWS14, _mm512_setzero_pd, _mm512_loadu_pd,
 #define STORE_ _mm512_storeu_ps
 #define MUL_ _mm512_mul_ps
 #define FMA_ _mm512_fmadd_ps
-DEFINE_UKR(f32, float, __m512, 16, ROWS12, _mm512_setzero_ps, _mm512_loadu_ps,
-           _mm512_storeu_ps, _mm512_set1_ps, _mm512_mul_ps, _mm512_fmadd_ps)
+DEFINE_UKR(f32, ROWS12)
 #undef VT_
 #undef REAL_
 #undef W_
