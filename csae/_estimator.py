@@ -903,8 +903,7 @@ class SparseAutoencoder:
             velocity = (tuple(np.array(v, dtype=hp.dtype, order="C") for v in start.velocity)
                         if start.velocity is not None
                         else tuple(np.zeros_like(p) for p in params))
-        settings = dict(rho=hp.sparsity_target, beta=hp.sparsity_weight,
-                        lam=hp.weight_decay, decoder=hp.decoder)
+        settings = self._objective_settings(hp)
         sgd = dict(settings, learning_rate=hp.learning_rate, momentum=hp.momentum,
                    # Any batch_size above the row count means full batch; passing
                    # at most the row count keeps huge values off the C integers.
@@ -968,8 +967,7 @@ class SparseAutoencoder:
         iteration completed (Ctrl-C at once: the caller keeps the old
         model).  L-BFGS only accepts steps that lower the objective, so it
         cannot diverge; an evaluation that overflows is a step refused."""
-        settings = dict(rho=hp.sparsity_target, beta=hp.sparsity_weight,
-                        lam=hp.weight_decay, decoder=hp.decoder)
+        settings = self._objective_settings(hp)
         began = time.perf_counter()
         result = lbfgs(lambda p: backend.objective_and_gradients(p, X, **settings),
                        start.params, max_iter=hp.max_epochs, max_fun=hp.max_fun,
