@@ -441,6 +441,25 @@ def _progress(total, quiet=False, stream=None):
     return _TqdmProgress(tqdm, total, stream)
 
 
+def _training_call(call, prog):
+    """Run ``call()`` (one ``partial_fit`` or ``fit``) and sort the warnings
+    it raised: returns ``(status, message)``, status "done", "interrupted"
+    or "diverged"; any other warning is printed as one line."""
+    from csae import TrainingDivergedWarning, TrainingInterruptedWarning
+    status, message = "done", None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call()
+    for w in caught:
+        if issubclass(w.category, TrainingInterruptedWarning):
+            status = "interrupted"
+        elif issubclass(w.category, TrainingDivergedWarning):
+            status, message = "diverged", _library_message(w.message)
+        else:
+            print(f"{prog}: warning: {_one_line(w.message)}", file=sys.stderr)
+    return status, message
+
+
 def train_epochs(model, X, epochs, progress, prog):
     """Run ``epochs`` epochs of ``partial_fit`` on X, reporting each.
 
@@ -449,22 +468,12 @@ def train_epochs(model, X, epochs, progress, prog):
     stopped at a non-finite or blown-up objective; the model stays as it was
     before that epoch).
     """
-    from csae import TrainingDivergedWarning, TrainingInterruptedWarning
     status, message = "done", None
     try:
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                model.partial_fit(X)
+            status, message = _training_call(lambda: model.partial_fit(X), prog)
             seconds = time.perf_counter() - start
-            for w in caught:
-                if issubclass(w.category, TrainingInterruptedWarning):
-                    status = "interrupted"
-                elif issubclass(w.category, TrainingDivergedWarning):
-                    status, message = "diverged", _library_message(w.message)
-                else:
-                    print(f"{prog}: warning: {_one_line(w.message)}", file=sys.stderr)
             if status != "done":
                 break
             progress.update(epoch, model.loss_curve_[-1], seconds)
@@ -478,20 +487,10 @@ def train_epochs(model, X, epochs, progress, prog):
 def train_lbfgs(model, X, prog):
     """``fit`` with solver="lbfgs" (all iterations in one call); returns
     ``(status, message)`` as ``train_epochs`` does."""
-    from csae import TrainingInterruptedWarning
-    status = "done"
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model.fit(X)
-        for w in caught:
-            if issubclass(w.category, TrainingInterruptedWarning):
-                status = "interrupted"
-            else:
-                print(f"{prog}: warning: {_one_line(w.message)}", file=sys.stderr)
+        return _training_call(lambda: model.fit(X), prog)
     except KeyboardInterrupt:
-        status = "interrupted"
-    return status, None
+        return "interrupted", None
 
 
 def _is_fitted(model):
