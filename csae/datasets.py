@@ -150,7 +150,8 @@ def _to_grey(image, channel_axis, index):
 
 
 def _grey_images(images, channel_axis):
-    """The images as a list of 2-D numeric arrays (one per image)."""
+    """The images as 2-D numeric arrays: a (n_images, height, width) array
+    when they came as one grey stack, else a list of one array per image."""
     colour = channel_axis is not None
     if isinstance(images, np.ndarray):
         stacked = images
@@ -173,6 +174,8 @@ def _grey_images(images, channel_axis):
                              f"images, got shape {stacked.shape}")
         if 0 in stacked.shape:
             raise ValueError(f"images must not be empty, got shape {stacked.shape}")
+        if not colour:
+            return stacked  # already checked whole: sampled in place, not copied
         images = list(stacked)
     elif not isinstance(images, (list, tuple)):
         raise ValueError("images must be an array or a list of arrays, "
@@ -263,7 +266,8 @@ def extract_patches(images, patch_size, n_patches, random_state=None, *, channel
     rng = np.random.default_rng(random_state)
 
     if same_size:
-        return _patches_of_stack(np.stack(images), patch_size, n_patches, rng, out_dtype)
+        stack = images if isinstance(images, np.ndarray) else np.stack(images)
+        return _patches_of_stack(stack, patch_size, n_patches, rng, out_dtype)
     areas = np.array([image.size for image in images], dtype=np.float64)
     which = rng.choice(len(images), size=n_patches, p=areas / areas.sum())
     patches = np.empty((n_patches, patch_size * patch_size), dtype=out_dtype)
