@@ -29,6 +29,7 @@ class LbfgsResult(NamedTuple):
     n_fun: int                       # objective evaluations
     converged: bool                  # stopped by tol, not by a budget
     interrupted: bool                # stopped by Ctrl-C
+    stopped: bool                    # stopped by on_iteration (early stopping)
     message: str                     # SciPy's reason for stopping
 
 
@@ -63,7 +64,7 @@ class _Packing:
                      for s, shape in zip(self.slices, self.shapes))
 
 
-def lbfgs(objective_and_gradients, params, *, max_iter, max_fun, tol):
+def lbfgs(objective_and_gradients, params, *, max_iter, max_fun, tol, on_iteration=None):
     """Minimise ``objective_and_gradients(params) -> (L, grads)`` from
     ``params`` with L-BFGS.
 
@@ -74,6 +75,12 @@ def lbfgs(objective_and_gradients, params, *, max_iter, max_fun, tol):
     backs off from it; the result is always the best finite point seen.
     Ctrl-C (KeyboardInterrupt) stops the search and returns that point with
     ``interrupted=True``.
+
+    ``on_iteration(k, loss, params)``, if given, is called after iteration
+    ``k`` (1-based) with the point it reached (arrays valid during the call
+    only); returning True ends the search there (``stopped=True``), through
+    SciPy's documented way out of ``minimize``: a callback raising
+    ``StopIteration`` (SciPy >= 1.11).
     """
     minimize = _import_minimize()
     packing = _Packing(params)
@@ -96,8 +103,15 @@ def lbfgs(objective_and_gradients, params, *, max_iter, max_fun, tol):
             best["loss"], best["theta"] = loss, theta.copy()
         return loss, grad
 
+    stopped = False
+
     def callback(intermediate_result):
+        nonlocal stopped
         curve.append(float(intermediate_result.fun))
+        if on_iteration is not None and on_iteration(
+                len(curve), curve[-1], packing.unpack(intermediate_result.x)):
+            stopped = True
+            raise StopIteration
 
     interrupted = False
     try:
@@ -107,5 +121,5 @@ def lbfgs(objective_and_gradients, params, *, max_iter, max_fun, tol):
     except KeyboardInterrupt:
         interrupted, message, converged = True, "interrupted", False
     params = tuple(np.array(p, dtype=packing.dtype) for p in packing.unpack(best["theta"]))
-    return LbfgsResult(params, tuple(curve), len(curve), n_fun, converged, interrupted,
-                       message)
+    return LbfgsResult(params, tuple(curve), len(curve), n_fun, converged and not stopped,
+                       interrupted, stopped, message)
