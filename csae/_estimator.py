@@ -902,7 +902,7 @@ class SparseAutoencoder:
 
     def _fit(self, X, hook=None):
         """fit; returns (prepared X, hyperparameters, backend, the state now
-        published or None if the old one was kept).  ``hook(epoch,
+        published or None if the old one was kept, the training Outcome).  ``hook(epoch,
         objective, validation, seconds)`` is called after each epoch (the
         command line's progress display)."""
         with self._locks.write:
@@ -936,7 +936,7 @@ class SparseAutoencoder:
                                      stacklevel=4, X_val=X_val, stopping=True, hook=hook)
             if outcome.state is not None:
                 self._publish(outcome.state)
-            return Xc, hp, backend, outcome.state
+            return Xc, hp, backend, outcome.state, outcome
 
     def _warm_start_state(self, X, hp, raw, old):
         """(the state to continue from, prepared X) for ``warm_start=True``
@@ -1025,7 +1025,7 @@ class SparseAutoencoder:
         -------
         H : ndarray of shape (n_samples, n_hidden)
         """
-        Xc, hp, backend, state = self._fit(X)
+        Xc, hp, backend, state, _ = self._fit(X)
         state = self._state if state is None else state  # None: the old model stayed
         self._check_fitted(state)
         W, b = (p if p.dtype == hp.dtype else p.astype(hp.dtype) for p in state.params[:2])

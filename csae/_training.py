@@ -523,7 +523,7 @@ def run_lbfgs(backend, X, hp, start, *, stacklevel, X_val=None, hook=None):
         if result.n_iter == 0:
             return Outcome(None, "interrupted", None)
     params = result.params
-    extra = {}
+    extra = dict(validation_loss_curve=None, best_validation_loss=None, best_epoch=None)
     if X_val is not None and best["params"] is not None:
         params = best["params"]
         extra = dict(validation_loss_curve=tuple(val_curve),
@@ -533,8 +533,7 @@ def run_lbfgs(backend, X, hp, start, *, stacklevel, X_val=None, hook=None):
         params=frozen_tuple(params), velocity=None, adam_m=None, adam_v=None, adam_t=0,
         rho_running=None, running_batches=0,
         loss_curve=tuple(start.loss_curve) + tuple(result.loss_curve),
-        pending=EMPTY_STATE.pending, origin=ORIGIN_TRAINED,
-        validation_loss_curve=None, best_validation_loss=None, best_epoch=None, **extra)
+        pending=EMPTY_STATE.pending, origin=ORIGIN_TRAINED, **extra)
     if result.interrupted:
         return Outcome(state, "interrupted", None)
     status = "stopped" if result.stopped else "done"

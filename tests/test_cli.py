@@ -6,6 +6,7 @@ real entry point, exit codes and Ctrl-C.
 """
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -175,25 +176,35 @@ def test_train_quiet(tmp_path, data, capsys):
 
 
 def _interrupt_on_call(monkeypatch, call_number, how):
-    """Make the ``call_number``-th partial_fit be interrupted by Ctrl-C,
-    either inside the estimator (which warns and keeps its weights) or
-    between epochs (a bare KeyboardInterrupt)."""
-    original = SparseAutoencoder.partial_fit
+    """Make epoch ``call_number`` be interrupted by Ctrl-C, either inside
+    the engine's epoch ("raise": the estimator warns and keeps the epochs
+    completed) or in the progress display after the epoch before it
+    ("display", between epochs)."""
+    from csae import _engine, reference
     calls = []
 
-    def partial_fit(self, X, y=None):
-        calls.append(1)
-        if len(calls) < call_number:
-            return original(self, X)
-        if how == "raise":
-            raise KeyboardInterrupt
-        warnings.warn(TrainingInterruptedWarning("training interrupted"), stacklevel=2)
-        return self
+    def wrap(true_epoch):
+        def epoch(*args, **kwargs):
+            calls.append(1)
+            if how == "raise" and len(calls) == call_number:
+                raise KeyboardInterrupt
+            return true_epoch(*args, **kwargs)
+        return epoch
 
-    monkeypatch.setattr(SparseAutoencoder, "partial_fit", partial_fit)
+    for module in (_engine, reference):
+        monkeypatch.setattr(module, "sgd_epoch", wrap(module.sgd_epoch))
+    if how == "display":
+        from csae import cli
+
+        class Interrupting(cli._QuietProgress):
+            def update(self, epoch, objective, seconds, validation=None):
+                if epoch == call_number - 1:
+                    raise KeyboardInterrupt
+
+        monkeypatch.setattr(cli, "_progress", lambda *args, **kwargs: Interrupting())
 
 
-@pytest.mark.parametrize("how", ["raise", "warn"])
+@pytest.mark.parametrize("how", ["raise", "display"])
 def test_train_ctrl_c_saves_the_model(tmp_path, data, capsys, monkeypatch, how):
     _interrupt_on_call(monkeypatch, 3, how)
     out_path = tmp_path / "m.npz"
@@ -262,7 +273,7 @@ def test_info(model_file, capsys):
     assert status == 0, err
     assert "16 features -> 5 hidden units (float64)" in out
     assert "encoder (5, 16), decoder (16, 5)" in out
-    assert "sparsity_target" in out and "random_state     0" in out
+    assert "sparsity_target" in out and re.search(r"\n  random_state +0\n", out)
     curve = csae.load(model_file).loss_curve_
     assert f"4 epochs; objective {curve[0]:.6g} (epoch 1) -> {curve[-1]:.6g}" in out
 
@@ -731,10 +742,12 @@ def test_integer_options_stop_at_the_engine_limit():
 
 
 def test_overflow_from_the_library_is_one_line(tmp_path, data, capsys, monkeypatch):
-    def overflow(self, X, y=None):
+    def overflow(self, X, hook=None):
         raise OverflowError("Python int too large to convert to C unsigned long")
 
-    monkeypatch.setattr(SparseAutoencoder, "partial_fit", overflow)
+    # csae train trains through the estimator's fit (_fit, with its
+    # progress hook).
+    monkeypatch.setattr(SparseAutoencoder, "_fit", overflow)
     status, _, err = run(capsys, "train", data["npy"], "--hidden", 2, "--out",
                          tmp_path / "m.npz", "--quiet")
     assert status == 2
