@@ -41,6 +41,8 @@ __all__ = [
     "reconstruct",
     "objective",
     "objective_and_gradients",
+    "activation_sums",
+    "objective_part",
     "sgd_step",
     "sgd_epoch",
     "SOLVERS",
@@ -152,6 +154,72 @@ def objective_and_gradients(params, X, *, rho, beta, lam, decoder="sigmoid",
     db = D2.sum(axis=0)
     grads = tuple(g.astype(dtype, copy=False) for g in (dW, db, dWd, dbd))
     return loss, grads
+
+
+# Block-wise pieces of the full-batch objective, for data read in row blocks
+# (chunks of a memory-mapped file, blocks of a dask array on other machines).
+# The sparsity term couples all rows through rho_hat, so one evaluation takes
+# two passes over the blocks: activation_sums of every block, added and
+# divided by the row count, give the global rho_hat; then objective_part of
+# every block given that rho_hat.  Added up, with the weight decay and the
+# KL term (which depend on the weights and rho_hat only) added once:
+#
+#     L    = sum parts + lam (||W||^2 + ||Wd||^2) + beta sum_j KL(rho || rho_hat_j)
+#     grad = sum part grads + 2 lam (W, 0, Wd, 0)
+#
+# which is objective_and_gradients over all the rows up to the order of the sums.
+
+def activation_sums(W, b, X):
+    """Column sums over the rows of ``A = sigmoid(X W^T + b)``.
+
+    ``A`` is computed in the model dtype; the sums are accumulated in
+    float64 in row order.  Returns a float64 array of shape (h,).
+    """
+    # Reducing over axis 0 of a C-ordered array adds whole rows one after
+    # the other (NumPy's pairwise summation only applies along a contiguous axis).
+    return encode(W, b, X).sum(axis=0, dtype=np.float64)
+
+
+def objective_part(params, X, rho_hat, n_total, *, rho, beta, decoder="sigmoid"):
+    """The contribution of the rows X to the full-batch objective and
+    gradients of a data set of ``n_total`` rows with mean activation
+    ``rho_hat`` (float64, shape (h,)), without the weight-decay and KL terms.
+
+    Returns ``(part, (dW, db, dWd, dbd))`` with ``part`` a Python float::
+
+        part = sum over the rows of ||y - x||^2 / n_total
+        D3   = (2 / n_total) (Y - X) g'(Z2)
+        s_j  = beta (-rho / q_j + (1 - rho) / (1 - q_j)),  q = clipped rho_hat
+        D2   = (D3 Wd + s / n_total) A (1 - A)
+        dWd  = D3^T A,  dbd = colsum D3,  dW = D2^T X,  db = colsum D2
+
+    in the model dtype (s is computed in float64, then converted).
+    """
+    W, b, Wd, bd = params
+    dtype = X.dtype
+    rho_hat = np.asarray(rho_hat, dtype=np.float64)
+    if rho_hat.shape != (W.shape[0],):
+        raise ValueError(f"rho_hat must have shape ({W.shape[0]},), got {rho_hat.shape}")
+    n_total = int(n_total)
+    if n_total < X.shape[0] or n_total < 1:
+        raise ValueError(f"n_total must be at least the block's {X.shape[0]} rows "
+                         f"and positive, got {n_total}")
+    eps = rho_hat_clip(dtype)
+    q = np.clip(rho_hat, eps, 1 - eps)
+    s = (beta * (-rho / q + (1 - rho) / (1 - q))).astype(dtype)
+
+    A = encode(W, b, X)
+    Y = decode(Wd, bd, A, decoder)
+    R = Y - X
+    part = float(np.sum(R * R, dtype=np.float64) / n_total)
+
+    dY = (2.0 / n_total) * R
+    D3 = dY * (Y * (1 - Y)) if decoder == "sigmoid" else dY
+    D3 = D3.astype(dtype, copy=False)
+    D2 = (D3 @ Wd + s / n_total) * (A * (1 - A))
+    D2 = D2.astype(dtype, copy=False)
+    grads = (D2.T @ X, D2.sum(axis=0), D3.T @ A, D3.sum(axis=0))
+    return part, tuple(g.astype(dtype, copy=False) for g in grads)
 
 
 # --------------------------------------------------------------------------
