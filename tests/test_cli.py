@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import csae
-from csae import SparseAutoencoder, TrainingInterruptedWarning
+from csae import SparseAutoencoder
 from csae.cli import main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -771,3 +771,85 @@ def test_info_on_a_hostile_model_prints_one_short_line(tmp_path, model_file, cap
     status, out, err = run(capsys, "info", path)
     assert status == 2 and out == ""
     assert len(_only_line(err)) < 400
+
+
+# --------------------------------------------------------------------------
+# Solvers, stopping rules and the sparsity estimate on the command line
+# --------------------------------------------------------------------------
+
+def _bars_file(tmp_path):
+    from csae.datasets import make_bars
+    X = make_bars(300, size=6, random_state=0)
+    np.save(tmp_path / "bars.npy", X)
+    return tmp_path / "bars.npy", X
+
+
+def test_train_adam_and_running_estimate_options(tmp_path, capsys):
+    path, X = _bars_file(tmp_path)
+    out_path = tmp_path / "m.npz"
+    status, out, err = run(capsys, "train", path, "--hidden", 6, "--solver", "adam",
+                           "--lr", 0.01, "--beta-1", 0.8, "--beta-2", 0.99, "--epsilon", 1e-6,
+                           "--sparsity-estimate", "running", "--sparsity-smoothing", 0.05,
+                           "--epochs", 3, "--tol", 0, "--seed", 0, "--backend", "python",
+                           "--out", out_path, "--quiet")
+    assert status == 0, err
+    model = csae.load(out_path)
+    params = model.get_params()
+    assert (params["solver"], params["beta_1"], params["beta_2"], params["epsilon"]) == (
+        "adam", 0.8, 0.99, 1e-6)
+    assert (params["sparsity_estimate"], params["sparsity_smoothing"]) == ("running", 0.05)
+    # The command's model is the estimator's, Adam state included.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        direct = SparseAutoencoder(**params).fit(X)
+    np.testing.assert_array_equal(model.encoder_weights_, direct.encoder_weights_)
+    assert model._state.adam_t == direct._state.adam_t == 3 * 3
+
+
+def test_train_early_stopping_prints_the_outcome(tmp_path, capsys):
+    path, X = _bars_file(tmp_path)
+    out_path = tmp_path / "m.npz"
+    status, out, err = run(capsys, "train", path, "--hidden", 8, "--lr", 0.5,
+                           "--batch-size", 20, "--early-stopping", "--validation-fraction",
+                           0.2, "--n-iter-no-change", 3, "--epochs", 500, "--seed", 0,
+                           "--out", out_path, "--quiet")
+    assert status == 0, err
+    params = csae.load(out_path).get_params()
+    assert params["early_stopping"] is True and params["n_iter_no_change"] == 3
+    direct = SparseAutoencoder(**params).fit(X)
+    assert f"trained {direct.n_iter_} epochs" in out
+    assert ("stopped early: the validation objective did not improve by more than "
+            "--tol 0.0001 for 3 epochs (--n-iter-no-change)") in out
+    assert (f"early stopping: best validation objective {direct.best_validation_loss_:.6g} "
+            f"at epoch {direct.best_epoch_} of {direct.n_iter_}") in out
+    np.testing.assert_array_equal(csae.load(out_path).encoder_weights_,
+                                  direct.encoder_weights_)
+
+
+def test_train_says_when_epochs_end_before_the_stopping_rule(tmp_path, data, capsys):
+    status, out, err = run(capsys, "train", data["npy"], "--hidden", 3, "--epochs", 2,
+                           "--quiet", "--out", tmp_path / "a.npz")
+    assert status == 0 and err == ""
+    assert "note: fit reached --epochs 2 epochs while the training objective" in out
+    status, out, err = run(capsys, "train", data["npy"], "--hidden", 3, "--epochs", 2,
+                           "--tol", 0, "--quiet", "--out", tmp_path / "b.npz")
+    assert status == 0 and "note:" not in out
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--beta-1", 1.0), ("--beta-2", -0.5), ("--epsilon", 0), ("--validation-fraction", 1.5),
+    ("--sparsity-smoothing", 0), ("--tol", -1),
+])
+def test_train_bad_new_options_name_the_option(tmp_path, data, capsys, option, value):
+    status, _, err = run(capsys, "train", data["npy"], "--hidden", 3, option, value,
+                         "--out", tmp_path / "m.npz")
+    assert status == 2
+    assert err.startswith(f"csae train: error: {option} (") and "Traceback" not in err
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_train_early_stopping_on_too_few_rows(tmp_path, capsys):
+    np.save(tmp_path / "one.npy", np.full((1, 4), 0.5))
+    status, _, err = run(capsys, "train", tmp_path / "one.npy", "--hidden", 2,
+                         "--early-stopping", "--out", tmp_path / "m.npz")
+    assert status == 2 and "leaves none to train on" in err
