@@ -219,15 +219,16 @@ class StoppingRule:
 
     def message(self, unit):
         return (f"the {self._what()} did not improve by more than tol={self.tol:g} for "
-                f"{self.patience} {unit}s (n_iter_no_change)")
+                f"n_iter_no_change={self.patience} {unit}s")
 
     def unmet(self, max_epochs, unit):
         """The ConvergenceWarning's message."""
-        off = "" if self.early_stopping else ", or set tol=0 to train exactly that long"
-        return (f"fit reached max_epochs={max_epochs} {unit}s while the {self._what()} was "
-                f"still improving: it did not go {self.patience} {unit}s "
-                f"(n_iter_no_change) without improving by more than tol={self.tol:g}. "
-                f"Raise max_epochs to train until it does{off}.")
+        off = ("" if self.early_stopping else
+               f", or set tol=0 to train exactly max_epochs {unit}s without this warning")
+        return (f"fit stopped at max_epochs={max_epochs} while the {self._what()} was still "
+                f"improving: it never went n_iter_no_change={self.patience} {unit}s without "
+                f"improving by more than tol={self.tol:g}. Raise max_epochs to train until "
+                f"it does{off}.")
 
 
 # --------------------------------------------------------------------------

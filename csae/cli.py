@@ -113,7 +113,7 @@ def _option_names(message):
     hyperparameters it names spelled as options."""
     message = _one_line(message)
     for name, option in (("max_epochs=", "--epochs "), ("max_fun=", "--max-fun "),
-                         ("tol=", "--tol "), ("n_iter_no_change", "--n-iter-no-change"),
+                         ("n_iter_no_change=", "--n-iter-no-change "), ("tol=", "--tol "),
                          ("max_epochs", "--epochs"), ("early_stopping", "--early-stopping")):
         message = message.replace(name, option)
     return message

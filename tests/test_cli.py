@@ -819,7 +819,7 @@ def test_train_early_stopping_prints_the_outcome(tmp_path, capsys):
     direct = SparseAutoencoder(**params).fit(X)
     assert f"trained {direct.n_iter_} epochs" in out
     assert ("stopped early: the validation objective did not improve by more than "
-            "--tol 0.0001 for 3 epochs (--n-iter-no-change)") in out
+            "--tol 0.0001 for --n-iter-no-change 3 epochs") in out
     assert (f"early stopping: best validation objective {direct.best_validation_loss_:.6g} "
             f"at epoch {direct.best_epoch_} of {direct.n_iter_}") in out
     np.testing.assert_array_equal(csae.load(out_path).encoder_weights_,
@@ -830,7 +830,7 @@ def test_train_says_when_epochs_end_before_the_stopping_rule(tmp_path, data, cap
     status, out, err = run(capsys, "train", data["npy"], "--hidden", 3, "--epochs", 2,
                            "--quiet", "--out", tmp_path / "a.npz")
     assert status == 0 and err == ""
-    assert "note: fit reached --epochs 2 epochs while the training objective" in out
+    assert "note: fit stopped at --epochs 2 while the training objective" in out
     status, out, err = run(capsys, "train", data["npy"], "--hidden", 3, "--epochs", 2,
                            "--tol", 0, "--quiet", "--out", tmp_path / "b.npz")
     assert status == 0 and "note:" not in out
