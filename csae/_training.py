@@ -330,8 +330,10 @@ def run_epochs(backend, X, hp, start, n_epochs, *, stacklevel, X_val=None, stopp
                 curve.append(loss)
                 # The arrays of a published state are never written again.
                 done = start._replace(
-                    params=_snapshot(params), velocity=(_snapshot(velocity) if velocity
-                                                        is not None else start.velocity),
+                    params=_snapshot(params),
+                    # SGD keeps its velocities (none without momentum); Adam
+                    # leaves them as they were, for a later switch back.
+                    velocity=(_snapshot(velocity) if hp.solver == "sgd" else start.velocity),
                     adam_m=_snapshot(adam_m) if adam_m is not None else start.adam_m,
                     adam_v=_snapshot(adam_v) if adam_v is not None else start.adam_v,
                     adam_t=adam_t if adam_m is not None else start.adam_t,
