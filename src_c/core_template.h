@@ -92,7 +92,8 @@ typedef struct {
      * the rows of the whole data set the batch is a block of. */
     size_t divisor;
     /* objective_part_: the data set's mean activation (h doubles), used for
-     * s instead of the batch's own; NULL: the batch's rho_hat. */
+     * s instead of the batch's own (and the KL term is then not computed:
+     * penalties must be 0); NULL: the batch's rho_hat. */
     const double *rho_given;
     /* The running estimate (a training step with sparsity smoothing): q
      * before this batch, or NULL.  Then the rho buffer ends up holding the
@@ -127,10 +128,7 @@ static void FN(objective_grads_)(const csae_model *model, PARAMS p, const REAL *
     /* Forward pass. */
     FN(encode_)(model, p.W, p.b, X, m, A, base, L, threads);
     FN(decode_)(model, p.Wd, p.bd, A, m, Y, base, L, threads);
-    if (how->rho_given) {
-        for (size_t j = 0; j < h; j++)
-            rho_hat[j] = (REAL)how->rho_given[j];
-    } else {
+    if (!how->rho_given) {
         FN(column_sums_)(A, m, h, rho_hat);
         for (size_t j = 0; j < h; j++)
             rho_hat[j] /= (REAL)m;
@@ -160,13 +158,21 @@ static void FN(objective_grads_)(const csae_model *model, PARAMS p, const REAL *
     const REAL lo = (REAL)EPS_CLIP, hi = (REAL)1 - (REAL)EPS_CLIP;
     const REAL tau = how->tau, keep = (REAL)1 - how->tau;
     for (size_t j = 0; j < h; j++) {
-        if (how->penalties) {
-            const double q = rho_hat[j] < lo ? lo : (rho_hat[j] > hi ? hi : rho_hat[j]);
-            kl += rho * log(rho / q) + (1 - rho) * log((1 - rho) / (1 - q));
+        double q;
+        if (how->rho_given) {
+            /* The data set's rho_hat is float64: clipped in double (the
+             * reference's objective_part), only s is converted to REAL. */
+            const double r = how->rho_given[j];
+            q = r < EPS_CLIP ? EPS_CLIP : (r > 1 - EPS_CLIP ? 1 - EPS_CLIP : r);
+        } else {
+            if (how->penalties) {
+                q = rho_hat[j] < lo ? lo : (rho_hat[j] > hi ? hi : rho_hat[j]);
+                kl += rho * log(rho / q) + (1 - rho) * log((1 - rho) / (1 - q));
+            }
+            if (how->q_prev && !how->q_first)
+                rho_hat[j] = keep * how->q_prev[j] + tau * rho_hat[j];
+            q = rho_hat[j] < lo ? lo : (rho_hat[j] > hi ? hi : rho_hat[j]);
         }
-        if (how->q_prev && !how->q_first)
-            rho_hat[j] = keep * how->q_prev[j] + tau * rho_hat[j];
-        const double q = rho_hat[j] < lo ? lo : (rho_hat[j] > hi ? hi : rho_hat[j]);
         s[j] = (REAL)(beta * (-rho / q + (1 - rho) / (1 - q)));
     }
     *loss = sq / (double)how->divisor;

@@ -359,8 +359,9 @@ csae_status csae_activation_sums_f32(const csae_model *model, const float *W,
  * (the model's weight_decay is not used):
  *   *part = sum_rows ||y - x||^2 / n_total
  *   D3 = (2 / n_total) (Y - X) g'(Z2)
- *   s_j = beta (-rho / q_j + (1 - rho) / (1 - q_j)),
- *         q = rho_hat converted to the element type and clipped as usual
+ *   s_j = beta (-rho / q_j + (1 - rho) / (1 - q_j)) computed in double and
+ *         converted to the element type, q = rho_hat clipped (in double) to
+ *         [eps, 1 - eps] with the element type's eps
  *   D2 = (D3 Wd + s / n_total) A (1 - A)
  *   dWd = D3^T A,  dbd = colsum D3,  dW = D2^T X,  db = colsum D2
  * grads: all four pointers, or all NULL for the part only.  m may be 0
