@@ -114,7 +114,8 @@ def _option_names(message):
     message = _one_line(message)
     for name, option in (("max_epochs=", "--epochs "), ("max_fun=", "--max-fun "),
                          ("n_iter_no_change=", "--n-iter-no-change "), ("tol=", "--tol "),
-                         ("max_epochs", "--epochs"), ("early_stopping", "--early-stopping")):
+                         ("max_epochs", "--epochs"), ("max_fun", "--max-fun"),
+                         ("early_stopping", "--early-stopping")):
         message = message.replace(name, option)
     return message
 
