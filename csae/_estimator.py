@@ -19,6 +19,7 @@ import warnings
 
 import numpy as np
 
+from csae import _blockwise
 from csae._backends import Backend
 from csae._solvers import lbfgs
 from csae._errors import NonFiniteError
@@ -145,6 +146,11 @@ def _apply_range(X, data_min, scale, dtype):
         raise ValueError("X scaled by the learned input range overflows "
                          f"{dtype.name}; its values are far outside the range seen in fit")
     return out
+
+
+def _replace_dtype(hp, dtype):
+    import dataclasses
+    return dataclasses.replace(hp, dtype=dtype)
 
 
 def _starting_objective(backend, params, X, settings):
@@ -732,6 +738,8 @@ class SparseAutoencoder:
         """
         dtype = hp.dtype if dtype is None else dtype
         n = state.params[0].shape[1] if check_n and state.params is not None else None
+        if _blockwise.is_out_of_core(X):  # a memory-mapped file: read in chunks
+            return self._prepare_chunked(X, hp, state, objective, learn, dtype, n)
         if n is not None:
             if _is_dataframe(X):  # a non-numeric column is named before names are compared
                 check_frame_columns(X, "X")
@@ -748,6 +756,21 @@ class SparseAutoencoder:
             return _apply_range(X64, data_min, scale, dtype), (data_min, scale)
         self._check_range(state)
         return _apply_range(X64, state.data_min, state.data_scale, dtype)
+
+    def _prepare_chunked(self, X, hp, state, objective, learn, dtype, n):
+        """_prepare for a memory-mapped X larger than one chunk: one streamed
+        validation pass, and a ``ChunkedData`` that reads it chunk by chunk
+        (see csae._blockwise)."""
+        if n is not None and X.shape[1] != n:
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} "
+                             f"is expecting {n} features as input")
+        hp = hp if dtype == hp.dtype else _replace_dtype(hp, dtype)
+        if learn:
+            return _blockwise.prepare(X, hp, objective=objective, learn=True)
+        if hp.scale_inputs:
+            self._check_range(state)
+        return _blockwise.prepare(X, hp, objective=objective, data_min=state.data_min,
+                                  data_scale=state.data_scale)
 
     def _check_feature_names(self, X, state):
         """X's column names against those seen in fit, as scikit-learn does:
@@ -822,7 +845,7 @@ class SparseAutoencoder:
         published or None if the old one was kept)."""
         with self._locks.write:
             hp, raw, old = self._hyper_and_state()
-            backend = Backend(hp.backend, hp.n_threads)
+            backend = _blockwise.ChunkedBackend(Backend(hp.backend, hp.n_threads))
             Xc, (data_min, scale) = self._prepare(X, hp, old, objective=True, learn=True,
                                                   check_n=False)
             names = feature_names_of(X)
@@ -871,7 +894,7 @@ class SparseAutoencoder:
             if hp.solver != "sgd":
                 raise ValueError(f"partial_fit needs solver='sgd' (solver={hp.solver!r} "
                                  "trains on all the data at once); use fit")
-            backend = Backend(hp.backend, hp.n_threads)
+            backend = _blockwise.ChunkedBackend(Backend(hp.backend, hp.n_threads))
             learn = hp.scale_inputs and old.data_min is None
             prepared = self._prepare(X, hp, old, objective=True, learn=learn)
             Xc, (data_min, scale) = prepared if learn else (prepared, (None, None))
@@ -1025,7 +1048,7 @@ class SparseAutoencoder:
         hp, _, state = self._hyper_and_state(check_fitted=True)
         params = tuple(p if p.dtype == hp.dtype else p.astype(hp.dtype)
                        for p in state.params)
-        return hp, Backend(hp.backend, hp.n_threads), params, state
+        return hp, _blockwise.ChunkedBackend(Backend(hp.backend, hp.n_threads)), params, state
 
     def _unscale(self, Y, hp, state):
         if not hp.scale_inputs:
