@@ -30,6 +30,7 @@ the same arithmetic as a map-reduce over the blocks of a dask array.
 
 import math
 import mmap
+import os
 
 import numpy as np
 
@@ -41,8 +42,12 @@ __all__ = ["CHUNK_BYTES", "is_out_of_core", "ChunkedData", "ChunkedBackend",
 
 # Rows are read this many bytes at a time (of the file's dtype).  Chosen so
 # that a chunk is large against the per-call overhead of the engine (a few
-# microseconds) and small against any machine's memory.
-CHUNK_BYTES = 64 * 2**20
+# microseconds; a chunk of 1 KiB rows is 16384 of them) and small against
+# any machine's memory: the engine's workspace for a chunk is of the same size.
+CHUNK_BYTES = 16 * 2**20
+# On a fault in a file mapping the kernel also maps the cached pages around
+# it, up to 64 KiB ("fault-around"): a row read at random may map that much.
+_FAULT_AROUND = 65536
 
 
 def is_out_of_core(X):
@@ -132,9 +137,17 @@ class ChunkedData:
                                  "(they overflow to inf); rescale the data or use "
                                  "dtype='float64'")
             return out
-        from csae._estimator import _apply_range
-        return _apply_range(np.asarray(rows, dtype=np.float64), self.data_min,
-                            self.data_scale, self.dtype)
+        # (X - min) / scale in float64, as the in-memory path computes it,
+        # in place in one float64 copy of the chunk.
+        out = np.array(rows, dtype=np.float64)
+        out -= self.data_min
+        out /= self.data_scale
+        out = np.ascontiguousarray(out, dtype=self.dtype)
+        if not np.isfinite(out).all():
+            raise ValueError("X scaled by the learned input range overflows "
+                             f"{self.dtype.name}; its values are far outside the range "
+                             "seen in fit")
+        return out
 
     def __getitem__(self, key):
         if not isinstance(key, slice):
@@ -155,10 +168,65 @@ class ChunkedData:
         for start in range(0, m, step):
             stop = min(start + step, m)
             try:
-                rows = self.raw[start:stop] if order is None else self.raw[order[start:stop]]
+                if order is None:
+                    rows = self.raw[start:stop]
+                else:
+                    rows = self._gather(order[start:stop])
                 yield start, stop, self._convert(rows)
             finally:
                 _release(self.raw)
+
+    def _gather(self, index):
+        """The rows ``index`` (scattered over the file) in that order.
+
+        Read with one ``pread`` per row when the rows lie in the file as
+        they are: a page fault per row through the mapping costs several
+        times more, and each may map 64 KiB of the file ("fault-around").
+        Otherwise through the mapping, releasing its pages every
+        CHUNK_BYTES / 64 KiB rows."""
+        X = self.raw
+        out = np.empty((len(index), X.shape[1]), dtype=X.dtype)
+        located = _file_rows(X)
+        if located is not None:
+            path, first, stride = located
+            row_bytes = X.shape[1] * X.dtype.itemsize
+            view = memoryview(out.reshape(-1).view(np.uint8))
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                for k, r in enumerate(index.tolist()):
+                    got = os.preadv(fd, [view[k * row_bytes:(k + 1) * row_bytes]],
+                                    first + r * stride)
+                    if got != row_bytes:
+                        raise OSError(f"short read from {path} (row {r})")
+            finally:
+                os.close(fd)
+            return out
+        row_bytes = X.shape[1] * X.dtype.itemsize
+        piece = max(1, CHUNK_BYTES // max(row_bytes, _FAULT_AROUND))
+        for i in range(0, len(index), piece):
+            np.take(X, index[i:i + piece], axis=0, out=out[i:i + piece])
+            _release(X)
+        return out
+
+
+def _file_rows(X):
+    """``(path, file position of row 0, row stride)`` when the rows of the
+    memory-mapped X can be read from its file directly, else None.  Not for
+    copy-on-write mappings (mode "c"), whose pages may differ from the file."""
+    mm, path = getattr(X, "_mmap", None), getattr(X, "filename", None)
+    if (mm is None or path is None or not hasattr(os, "preadv")
+            or getattr(X, "mode", None) not in ("r", "r+", "readonly", "readwrite")
+            or X.ndim != 2 or X.strides[1] != X.dtype.itemsize or X.strides[0] < 0
+            or not X.dtype.isnative):
+        return None
+    try:
+        base = np.frombuffer(mm, np.uint8).ctypes.data
+    except (TypeError, ValueError):  # a closed mapping
+        return None
+    # np.memmap maps the file from its offset rounded down to the allocation
+    # granularity (and views keep the offset of the array they come from).
+    start = X.offset - X.offset % mmap.ALLOCATIONGRANULARITY
+    return os.fspath(path), start + (X.ctypes.data - base), X.strides[0]
 
 
 def prepare(X, hp, *, objective, learn=False, data_min=None, data_scale=None):
@@ -195,10 +263,34 @@ def block_functions(backend):
     part = getattr(backend, "objective_part", None)
     module = getattr(backend, "module", None)
     if sums is None:
-        sums = getattr(module, "activation_sums", None) or reference.activation_sums
+        sums = getattr(module, "activation_sums", None) or _in_pieces(
+            reference.activation_sums, 2, add=lambda a, b: a + b)
     if part is None:
-        part = getattr(module, "objective_part", None) or reference.objective_part
+        part = getattr(module, "objective_part", None) or _in_pieces(
+            reference.objective_part, 1,
+            add=lambda a, b: (a[0] + b[0], tuple(x + y for x, y in zip(a[1], b[1]))))
     return sums, part
+
+
+# The reference makes about ten temporaries of a block's size; it is given
+# blocks in eighths so that its memory stays near one chunk's.
+_REFERENCE_PIECES = 8
+
+
+def _in_pieces(function, index, add):
+    """``function`` applied to row slices of its positional argument
+    ``index`` (X), results added (the block functions are sums over rows)."""
+    def call(*args, **kwargs):
+        X = args[index]
+        step = max(1, -(-X.shape[0] // _REFERENCE_PIECES))
+        total = None
+        for start in range(0, X.shape[0], step):
+            piece = list(args)
+            piece[index] = X[start:start + step]
+            result = function(*piece, **kwargs)
+            total = result if total is None else add(total, result)
+        return total
+    return call
 
 
 def full_batch(params, n_total, sums_pass, parts_pass, *, rho, beta, lam,
