@@ -158,6 +158,57 @@ class ChunkedData:
         finally:
             _release(self.raw)
 
+    _csae_blocks = True
+
+    def map_rows(self, inner, method, args, width, dtype):
+        """``inner.<method>(*args, block)`` (or with the block second, for
+        reconstruct) of every chunk, gathered into one (m, width) array."""
+        out = np.empty((self.shape[0], width), dtype=dtype)
+        for start, stop, block in self.blocks():
+            if method == "reconstruct":
+                out[start:stop] = inner.reconstruct(args[0], block, args[1])
+            else:
+                out[start:stop] = getattr(inner, method)(*args, block)
+        return out
+
+    def evaluate(self, inner, params, *, rho, beta, lam, decoder, need_gradients):
+        """The full-batch objective (and gradients) in two passes."""
+        sums_fn, part_fn = block_functions(inner)
+        m = self.shape[0]
+
+        def sums_pass(p):
+            total = np.zeros(p[0].shape[0])
+            for _, _, block in self.blocks():
+                total += sums_fn(p[0], p[1], block)
+            return total
+
+        def parts_pass(p, rho_hat):
+            if not need_gradients:  # the reconstruction error alone
+                total = 0.0
+                for _, _, block in self.blocks():
+                    R = inner.reconstruct(p, block, decoder) - block
+                    total += float(np.sum(R * R, dtype=np.float64)) / m
+                return total, None
+            return add_parts(part_fn(p, block, rho_hat, m, rho=rho, beta=beta,
+                                     decoder=decoder) for _, _, block in self.blocks())
+
+        with np.errstate(all="ignore"):
+            result = full_batch(params, m, sums_pass, parts_pass, rho=rho, beta=beta,
+                                lam=lam, need_gradients=need_gradients)
+        return result if need_gradients else result[0]
+
+    def sgd_epoch(self, inner, params, velocity, **hyper):
+        """One epoch in the engine's row order (the in-memory epoch's), a
+        whole number of minibatches per chunk, without reshuffling."""
+        order = None
+        rng_state = hyper.get("rng_state", 0)
+        if hyper.get("shuffle"):
+            order, rng_state = inner.module.permutation(self.shape[0], rng_state)
+        batch_size = int(hyper["batch_size"])
+        loss, _ = epoch_over_blocks(inner, params, velocity, self.blocks(batch_size, order),
+                                    self.shape[0], dict(hyper, shuffle=False))
+        return loss, rng_state
+
     def blocks(self, batch_size=1, order=None):
         """Yield ``(start, stop, block)``: the prepared rows start:stop of
         the data (or of the row order ``order``), about CHUNK_BYTES at a
@@ -334,10 +385,13 @@ def add_parts(results):
 
 
 class ChunkedBackend:
-    """A backend that also takes ``ChunkedData`` wherever it takes X.
+    """A backend that also takes block data wherever it takes X.
 
-    Arrays go straight to the wrapped ``Backend``; chunked data is read one
-    chunk at a time (see the module docstring).
+    Arrays go straight to the wrapped ``Backend``.  Block data (an object
+    with ``_csae_blocks = True``: ``ChunkedData`` here, the dask module's
+    ``DaskData``) does the work itself, given the wrapped backend, through
+    three methods: ``map_rows`` (transforms), ``evaluate`` (the full-batch
+    objective) and ``sgd_epoch``.
     """
 
     def __init__(self, backend):
@@ -349,87 +403,60 @@ class ChunkedBackend:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    # -- using a model -------------------------------------------------
-    def _rows(self, X, function, width, dtype):
-        out = np.empty((X.shape[0], width), dtype=dtype)
-        for start, stop, block in X.blocks():
-            out[start:stop] = function(block)
-        return out
-
     def encode(self, W, b, X):
-        if not isinstance(X, ChunkedData):
+        if not getattr(X, "_csae_blocks", False):
             return self.inner.encode(W, b, X)
-        return self._rows(X, lambda B: self.inner.encode(W, b, B), W.shape[0], W.dtype)
+        return X.map_rows(self.inner, "encode", (W, b), W.shape[0], W.dtype)
 
     def reconstruct(self, params, X, decoder):
-        if not isinstance(X, ChunkedData):
+        if not getattr(X, "_csae_blocks", False):
             return self.inner.reconstruct(params, X, decoder)
-        return self._rows(X, lambda B: self.inner.reconstruct(params, B, decoder),
+        return X.map_rows(self.inner, "reconstruct", (params, decoder),
                           params[0].shape[1], params[0].dtype)
 
-    # -- the full-batch objective --------------------------------------
-    def _evaluate(self, params, X, rho, beta, lam, decoder, need_gradients):
-        sums_fn, part_fn = block_functions(self.inner)
-        m = X.shape[0]
-
-        def sums_pass(p):
-            total = np.zeros(p[0].shape[0])
-            for _, _, block in X.blocks():
-                total += sums_fn(p[0], p[1], block)
-            return total
-
-        def parts_pass(p, rho_hat):
-            if not need_gradients:  # the reconstruction error alone
-                total = 0.0
-                for _, _, block in X.blocks():
-                    R = self.inner.reconstruct(p, block, decoder) - block
-                    total += float(np.sum(R * R, dtype=np.float64)) / m
-                return total, None
-            return add_parts(part_fn(p, block, rho_hat, m, rho=rho, beta=beta,
-                                     decoder=decoder) for _, _, block in X.blocks())
-
-        with np.errstate(all="ignore"):
-            return full_batch(params, m, sums_pass, parts_pass, rho=rho, beta=beta,
-                              lam=lam, need_gradients=need_gradients)
-
     def objective_and_gradients(self, params, X, *, rho, beta, lam, decoder="sigmoid"):
-        if not isinstance(X, ChunkedData):
+        if not getattr(X, "_csae_blocks", False):
             return self.inner.objective_and_gradients(params, X, rho=rho, beta=beta,
                                                       lam=lam, decoder=decoder)
-        return self._evaluate(params, X, rho, beta, lam, decoder, True)
+        return X.evaluate(self.inner, params, rho=rho, beta=beta, lam=lam,
+                          decoder=decoder, need_gradients=True)
 
     def objective(self, params, X, *, rho, beta, lam, decoder="sigmoid"):
-        if not isinstance(X, ChunkedData):
+        if not getattr(X, "_csae_blocks", False):
             return self.inner.objective(params, X, rho=rho, beta=beta, lam=lam,
                                         decoder=decoder)
-        return self._evaluate(params, X, rho, beta, lam, decoder, False)[0]
+        return X.evaluate(self.inner, params, rho=rho, beta=beta, lam=lam,
+                          decoder=decoder, need_gradients=False)
 
-    # -- SGD / Adam epochs ---------------------------------------------
     def sgd_epoch(self, params, velocity, X, **hyper):
-        if not isinstance(X, ChunkedData):
+        if not getattr(X, "_csae_blocks", False):
             return self.inner.sgd_epoch(params, velocity, X, **hyper)
-        m = X.shape[0]
-        batch_size = int(hyper["batch_size"])
-        rng_state = hyper.get("rng_state", 0)
-        order = None
-        if hyper.get("shuffle"):
-            # The engine's permutation is the one its in-memory epoch draws.
-            order, rng_state = self.module.permutation(m, rng_state)
-        hyper = dict(hyper, shuffle=False)
-        total = 0.0
-        for start, stop, block in X.blocks(batch_size, order):
-            first_batch = start // batch_size
-            try:
-                loss, _ = self.inner.sgd_epoch(params, velocity, block, **hyper)
-            except NonFiniteError as err:
-                if getattr(err, "batch", None) is not None:
-                    err.batch += first_batch
-                raise
-            total += float(loss) * (stop - start)
-            # The counters the next block continues from (CONTRACT 1: the
-            # caller advances them by the minibatches of the call).
-            n_batches = math.ceil((stop - start) / batch_size)
-            for key in ("adam_t", "running_batches"):
-                if key in hyper:
-                    hyper[key] = int(hyper[key]) + n_batches
-        return total / m, rng_state
+        return X.sgd_epoch(self.inner, params, velocity, **hyper)
+
+
+def epoch_over_blocks(inner, params, velocity, blocks, m, hyper):
+    """One SGD/Adam epoch as consecutive engine epochs over ``blocks``
+    (``(start, stop, block)`` triples, each a whole number of minibatches
+    except the last), continuing the Adam and running-sparsity counters
+    from block to block.  Returns (row-weighted epoch loss, rng_state)."""
+    batch_size = int(hyper["batch_size"])
+    hyper = dict(hyper)
+    total = 0.0
+    first_batch = 0
+    for start, stop, block in blocks:
+        try:
+            loss, rng_state = inner.sgd_epoch(params, velocity, block, **hyper)
+        except NonFiniteError as err:
+            if getattr(err, "batch", None) is not None:
+                err.batch += first_batch
+            raise
+        hyper["rng_state"] = rng_state
+        total += float(loss) * (stop - start)
+        # The counters the next block continues from (CONTRACT 1: the
+        # caller advances them by the minibatches of the call).
+        n_batches = math.ceil((stop - start) / batch_size)
+        first_batch += n_batches
+        for key in ("adam_t", "running_batches"):
+            if key in hyper:
+                hyper[key] = int(hyper[key]) + n_batches
+    return total / m, hyper.get("rng_state", 0)
