@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from csae import _blockwise
+from csae import _blockwise, _dask
 from csae._backends import Backend
 from csae._solvers import lbfgs
 from csae._errors import NonFiniteError
@@ -740,6 +740,9 @@ class SparseAutoencoder:
         n = state.params[0].shape[1] if check_n and state.params is not None else None
         if _blockwise.is_out_of_core(X):  # a memory-mapped file: read in chunks
             return self._prepare_chunked(X, hp, state, objective, learn, dtype, n)
+        if _dask.is_dask_array(X):  # blocks on a cluster (csae._dask)
+            return _dask.prepare(self, X, hp, state, objective=objective, learn=learn,
+                                 dtype=dtype, n=n)
         if n is not None:
             if _is_dataframe(X):  # a non-numeric column is named before names are compared
                 check_frame_columns(X, "X")
@@ -1110,6 +1113,8 @@ class SparseAutoencoder:
         -------
         Y : ndarray of shape (n_samples, n_features_in_), in the model dtype
         """
+        if _dask.is_dask_array(H):
+            return _dask.inverse_transform(self, H)
         hp, backend, params, state = self._ready()
         h = params[0].shape[0]
         Hc = check_data(H, hp.dtype, name="H", n_features=h, expected_name="hidden units")
@@ -1152,7 +1157,9 @@ class SparseAutoencoder:
         """
         hp, backend, params, state = self._ready()
         Xc = self._prepare(X, hp, state, objective=True)
-        return float(backend.objective(params, Xc, **self._objective_settings(hp)))
+        value = backend.objective(params, Xc, **self._objective_settings(hp))
+        # A dask array in gives a lazy 0-d dask array out.
+        return value if _dask.is_dask_collection(value) else float(value)
 
     def loss_and_gradients(self, X):
         """The objective on X as one batch and its gradients.
