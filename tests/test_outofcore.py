@@ -228,3 +228,44 @@ def test_peak_memory_stays_flat_on_a_large_mapped_file(tmp_path):
         # Far below the file size: a few 16 MiB chunks' worth (the growths
         # are cumulative: each includes those before it).
         assert figures[key] < 6 * blockwise.CHUNK_BYTES < figures["file"] / 3, (key, figures)
+
+
+@pytest.mark.parametrize("extra", [
+    dict(solver="adam", learning_rate=0.01),
+    dict(sparsity_smoothing=0.3),
+    dict(solver="adam", learning_rate=0.01, sparsity_smoothing=0.5),
+])
+def test_chunked_epoch_continues_adam_and_running_sparsity(small_chunks, files, extra):
+    # The chunked epoch (CONTRACT 1 keywords) against the reference's epoch
+    # over all rows: the Adam step count and the running rho_hat continue
+    # from chunk to chunk.
+    from csae import reference as ref
+    from csae._backends import Backend
+    X, folder = files
+    Xm = mapped(folder / "x.npy")
+    data = blockwise.ChunkedData(Xm, np.float64)
+    states = []
+    for source in (X, data):
+        params, _ = ref.init_params(12, 5, 11)
+        params = [np.array(p) for p in params]
+        kw = dict(dict(rho=0.1, beta=3.0, lam=1e-3, batch_size=9, shuffle=True,
+                       rng_state=5, learning_rate=0.1, momentum=0.0), **extra)
+        if kw.get("solver") == "adam":
+            kw.update(adam_m=tuple(np.zeros_like(p) for p in params),
+                      adam_v=tuple(np.zeros_like(p) for p in params), adam_t=3)
+        if "sparsity_smoothing" in kw:
+            kw.update(rho_running=np.full(5, 0.2), running_batches=2)
+        backend = blockwise.ChunkedBackend(Backend("python"))
+        for _ in range(2):
+            loss, kw["rng_state"] = backend.sgd_epoch(params, None, source, **kw)
+            batches = -(-700 // 9)
+            for key in ("adam_t", "running_batches"):
+                if key in kw:
+                    kw[key] += batches
+        states.append((params, loss, kw.get("rho_running")))
+    (p1, l1, q1), (p2, l2, q2) = states
+    for a, b in zip(p1, p2):
+        np.testing.assert_array_equal(a, b)
+    assert l2 == pytest.approx(l1, rel=1e-12)
+    if q1 is not None:
+        np.testing.assert_array_equal(q1, q2)
