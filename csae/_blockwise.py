@@ -72,10 +72,18 @@ def _release(X):
         pass
 
 
-def chunk_rows(X, batch_size=1):
-    """Rows per chunk: about CHUNK_BYTES of X, a whole number of minibatches."""
+# The full-batch passes read quarter chunks: the engine's workspace for a
+# block of the objective is two to three times the block (activations,
+# reconstructions, their derivatives), and a quarter keeps the whole of it
+# near one chunk.  A quarter chunk is still thousands of rows.
+_EVALUATION_FRACTION = 4
+
+
+def chunk_rows(X, batch_size=1, fraction=1):
+    """Rows per chunk: about CHUNK_BYTES / fraction of X, a whole number of
+    minibatches."""
     row_bytes = max(1, X.shape[1] * X.dtype.itemsize)
-    rows = max(1, CHUNK_BYTES // row_bytes)
+    rows = max(1, CHUNK_BYTES // fraction // row_bytes)
     return max(batch_size, rows // batch_size * batch_size)
 
 
@@ -176,21 +184,24 @@ class ChunkedData:
         sums_fn, part_fn = block_functions(inner)
         m = self.shape[0]
 
+        def blocks():
+            return self.blocks(fraction=_EVALUATION_FRACTION)
+
         def sums_pass(p):
             total = np.zeros(p[0].shape[0])
-            for _, _, block in self.blocks():
+            for _, _, block in blocks():
                 total += sums_fn(p[0], p[1], block)
             return total
 
         def parts_pass(p, rho_hat):
             if not need_gradients:  # the reconstruction error alone
                 total = 0.0
-                for _, _, block in self.blocks():
+                for _, _, block in blocks():
                     R = inner.reconstruct(p, block, decoder) - block
                     total += float(np.sum(R * R, dtype=np.float64)) / m
                 return total, None
             return add_parts(part_fn(p, block, rho_hat, m, rho=rho, beta=beta,
-                                     decoder=decoder) for _, _, block in self.blocks())
+                                     decoder=decoder) for _, _, block in blocks())
 
         with np.errstate(all="ignore"):
             result = full_batch(params, m, sums_pass, parts_pass, rho=rho, beta=beta,
@@ -209,13 +220,13 @@ class ChunkedData:
                                     self.shape[0], dict(hyper, shuffle=False))
         return loss, rng_state
 
-    def blocks(self, batch_size=1, order=None):
+    def blocks(self, batch_size=1, order=None, fraction=1):
         """Yield ``(start, stop, block)``: the prepared rows start:stop of
-        the data (or of the row order ``order``), about CHUNK_BYTES at a
-        time, a whole number of ``batch_size`` minibatches.  A block is only
-        valid until the next one is read."""
+        the data (or of the row order ``order``), about CHUNK_BYTES /
+        fraction at a time, a whole number of ``batch_size`` minibatches.  A
+        block is only valid until the next one is read."""
         m = self.shape[0]
-        step = chunk_rows(self.raw, batch_size)
+        step = chunk_rows(self.raw, batch_size, fraction)
         for start in range(0, m, step):
             stop = min(start + step, m)
             try:

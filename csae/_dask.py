@@ -249,9 +249,21 @@ class DaskData:
 
     def __init__(self, prepared, n_rows, n_threads):
         self.prepared = prepared
-        self.shape = (n_rows, prepared.shape[1])
+        self._rows = n_rows
         self.dtype = prepared.dtype
         self.n_threads = n_threads
+
+    @property
+    def shape(self):
+        """(rows, features); unknown row-chunk sizes are computed (one pass
+        over the blocks) the first time the row count is needed."""
+        if self._rows is None:
+            counts = self.prepared.map_blocks(
+                lambda b: np.full((1, 1), b.shape[0], dtype=np.int64), dtype=np.int64,
+                meta=np.empty((0, 0), np.int64),
+                chunks=_one_row_per_block(self.prepared, 1)).compute()
+            self._rows = int(np.asarray(counts).sum())
+        return (self._rows, self.prepared.shape[1])
 
     def __getitem__(self, key):
         if not isinstance(key, slice):

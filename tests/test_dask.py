@@ -108,6 +108,13 @@ def test_unknown_chunk_sizes_are_computed(data):
     b = SparseAutoencoder(**kw).fit(keep)
     assert b.loss_curve_[-1] == pytest.approx(a.loss_curve_[-1], rel=1e-9)
     np.testing.assert_allclose(b.transform(keep).compute(), a.transform(data), atol=1e-7)
+    # partial_fit on unknown chunks (no validation pass: the blocks are
+    # checked as they are computed) streams them as fit does.
+    c = SparseAutoencoder(n_hidden=4, random_state=0, batch_size=10, shuffle=False)
+    c.partial_fit(keep)
+    d = SparseAutoencoder(n_hidden=4, random_state=0, batch_size=10, shuffle=False)
+    d.partial_fit(data)
+    assert_same_weights(d, c)
     unknown_columns = Xd.map_blocks(lambda b: b, chunks=(Xd.chunks[0], (np.nan,)))
     with pytest.raises(ValueError, match="unknown column-chunk sizes"):
         b.transform(unknown_columns)
