@@ -18,7 +18,7 @@ __all__ = ["Backend", "get_backend"]
 # The functions of csae._engine that take an n_threads keyword.
 _THREADED = frozenset({
     "encode", "decode", "reconstruct", "objective", "objective_and_gradients",
-    "sgd_step", "sgd_epoch",
+    "sgd_step", "sgd_epoch", "activation_sums", "objective_part",
 })
 
 
@@ -87,8 +87,26 @@ class Backend:
         return self._call("objective_and_gradients", params, X, **hyper)
 
     def sgd_epoch(self, params, velocity, X, **hyper):
-        """One epoch of minibatch SGD in place; returns (loss, rng_state)."""
+        """One epoch of minibatch training in place; returns (loss, rng_state).
+
+        ``hyper`` holds the objective's and the solver's keywords, including
+        Adam's (solver, beta_1, beta_2, epsilon, adam_m, adam_v, adam_t) and
+        the running sparsity estimate's (sparsity_smoothing, rho_running,
+        running_batches): see ``csae.reference.sgd_epoch``.
+        """
         return self._call("sgd_epoch", params, velocity, X, **hyper)
+
+    def activation_sums(self, W, b, X):
+        """Column sums (float64, shape (h,)) of the activations of the rows
+        of X: a block's share of n_total * rho_hat."""
+        return self._call("activation_sums", W, b, X)
+
+    def objective_part(self, params, X, rho_hat, n_total, **hyper):
+        """(part, (dW, db, dWd, dbd)): the rows X's share of the full-batch
+        objective of a data set of n_total rows with mean activation
+        rho_hat, without the decay and KL terms.  ``hyper``: rho, beta,
+        decoder."""
+        return self._call("objective_part", params, X, rho_hat, n_total, **hyper)
 
     def init_params(self, n_features, n_hidden, rng_state, dtype):
         """Default initial parameters; returns (params, rng_state)."""

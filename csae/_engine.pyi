@@ -86,9 +86,20 @@ def sgd_epoch(
     batch_size: int,
     shuffle: bool = False,
     rng_state: int = 0,
+    solver: Literal["sgd", "adam"] = "sgd",
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-8,
+    adam_m: _Params | None = None,
+    adam_v: _Params | None = None,
+    adam_t: int = 0,
+    sparsity_smoothing: float | None = None,
+    rho_running: _FloatArray | None = None,
+    running_batches: int = 0,
     n_threads: int = 1,
 ) -> tuple[float, int]:
-    """One epoch of minibatch SGD over the rows of X, in place; returns
+    """One epoch of minibatch training (SGD, momentum or Adam; optionally the
+    running sparsity estimate) over the rows of X, in place; returns
     ``(epoch_loss, rng_state)``."""
 
 def sgd_step(
@@ -102,10 +113,40 @@ def sgd_step(
     decoder: _Decoder = "sigmoid",
     learning_rate: float,
     momentum: float = 0.0,
+    solver: Literal["sgd", "adam"] = "sgd",
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-8,
+    adam_m: _Params | None = None,
+    adam_v: _Params | None = None,
+    adam_t: int = 0,
+    sparsity_smoothing: float | None = None,
+    rho_running: _FloatArray | None = None,
+    running_batches: int = 0,
     n_threads: int = 1,
 ) -> float:
-    """One SGD update on the minibatch X, in place; returns the objective on
-    X before the update."""
+    """One update on the minibatch X, in place; returns the objective on X
+    before the update."""
+
+# Block-wise full-batch objective
+
+def activation_sums(W: _FloatArray, b: _FloatArray, X: _FloatArray, *, n_threads: int = 1) -> NDArray[np.float64]:
+    """Column sums (float64, shape (h,)) of A = sigmoid(X W^T + b)."""
+
+def objective_part(
+    params: _Params,
+    X: _FloatArray,
+    rho_hat: NDArray[np.floating[Any]],
+    n_total: int,
+    *,
+    rho: float,
+    beta: float,
+    decoder: _Decoder = "sigmoid",
+    n_threads: int = 1,
+) -> tuple[float, tuple[_FloatArray, _FloatArray, _FloatArray, _FloatArray]]:
+    """The rows X's share of the full-batch objective and gradient of a data
+    set of n_total rows with mean activation rho_hat, without the decay and
+    KL terms."""
 
 # Randomness
 

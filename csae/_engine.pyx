@@ -18,6 +18,7 @@ cimport numpy as cnp
 from libc.math cimport isfinite
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
+from libc.string cimport memset
 from cpython.exc cimport PyErr_CheckSignals
 
 from csae.engine cimport *
@@ -471,6 +472,9 @@ def objective(params, X, *, rho, beta, lam, decoder="sigmoid", n_threads=1):
                                    n_threads=n_threads)[0]
 
 
+_SOLVERS = ("sgd", "adam")
+
+
 cdef csae_sgd _sgd(learning_rate, momentum, batch_size, shuffle) except *:
     cdef csae_sgd sgd
     if not (learning_rate > 0 and np.isfinite(learning_rate)):
@@ -486,6 +490,30 @@ cdef csae_sgd _sgd(learning_rate, momentum, batch_size, shuffle) except *:
     return sgd
 
 
+cdef csae_solver _solver(solver, beta_1, beta_2, epsilon, sparsity_smoothing) except *:
+    cdef csae_solver out
+    memset(&out, 0, sizeof(out))
+    if solver not in _SOLVERS:
+        raise ValueError(f"solver must be one of {_SOLVERS}, got {solver!r}")
+    if solver == "adam":
+        if not 0 <= beta_1 < 1:
+            raise ValueError(f"beta_1 must lie in [0, 1), got {beta_1!r}")
+        if not 0 <= beta_2 < 1:
+            raise ValueError(f"beta_2 must lie in [0, 1), got {beta_2!r}")
+        if not (epsilon > 0 and np.isfinite(epsilon)):
+            raise ValueError(f"epsilon must be finite and > 0, got {epsilon!r}")
+        out.adam = 1
+        out.beta_1 = beta_1
+        out.beta_2 = beta_2
+        out.epsilon = epsilon
+    if sparsity_smoothing is not None:
+        if not 0 < sparsity_smoothing <= 1:
+            raise ValueError(
+                f"sparsity_smoothing must lie in (0, 1] (or be None), got {sparsity_smoothing!r}")
+        out.sparsity_smoothing = sparsity_smoothing
+    return out
+
+
 cdef int _stop_on_signal(void *context) noexcept nogil:
     """Stop callback: lets Python run its signal handlers between minibatches;
     an exception they raise (KeyboardInterrupt) is kept for re-raising."""
@@ -498,50 +526,50 @@ cdef int _stop_on_signal(void *context) noexcept nogil:
     return 0
 
 
-cdef _sgd_epoch(real[:, ::1] W, real[::1] b, real[:, ::1] Wd, real[::1] bd,
-                real[:, ::1] vW, real[::1] vb, real[:, ::1] vWd, real[::1] vbd,
-                const real[:, ::1] X, bint have_velocity, csae_model *model, csae_sgd *sgd,
-                uint64_t *state, list raised, bint watch_signals, size_t n_threads):
-    cdef size_t m = X.shape[0]
-    cdef _Workspace work = _Workspace(
-        csae_epoch_workspace_size(model, sgd, m, sizeof(real), n_threads), n_threads)
-    cdef csae_epoch_result result
-    cdef csae_status status
-    cdef csae_stop_fn stop = NULL
-    if watch_signals:
-        stop = _stop_on_signal
-    # Check for signals about every 2e6 multiply-adds of work (a millisecond
-    # or so): often enough for a prompt Ctrl-C, rarely enough to cost nothing.
-    cdef size_t per_batch = sgd.batch_size * model.n_features * model.n_hidden
-    cdef size_t check_every = max(1, <size_t>(2000000 // max(per_batch, 1)))
-    cdef csae_params_f64 p64, v64
-    cdef csae_params_f32 p32, v32
-    with nogil:
-        if real is double:
-            p64 = csae_params_f64(&W[0, 0], &b[0], &Wd[0, 0], &bd[0])
-            v64 = csae_params_f64(NULL, NULL, NULL, NULL)
-            if have_velocity:
-                v64 = csae_params_f64(&vW[0, 0], &vb[0], &vWd[0, 0], &vbd[0])
-            status = csae_sgd_epoch_f64(model, sgd, p64, v64, &X[0, 0], m, state, stop,
-                                        <void *>raised, check_every, &result, &work.ws)
-        else:
-            p32 = csae_params_f32(&W[0, 0], &b[0], &Wd[0, 0], &bd[0])
-            v32 = csae_params_f32(NULL, NULL, NULL, NULL)
-            if have_velocity:
-                v32 = csae_params_f32(&vW[0, 0], &vb[0], &vWd[0, 0], &vbd[0])
-            status = csae_sgd_epoch_f32(model, sgd, p32, v32, &X[0, 0], m, state, stop,
-                                        <void *>raised, check_every, &result, &work.ws)
-    if status == CSAE_ERR_STOPPED and raised:
-        raise raised[0]
-    if status == CSAE_ERR_NONFINITE:
-        raise NonFiniteError(
-            f"the objective, its gradient or the updated parameters are not finite "
-            f"at minibatch {result.batches_done}", batch=result.batches_done)
-    _raise_for(status)
-    return result.loss
+cdef csae_params_f64 _params_f64(arrays) except *:
+    """The engine's view of four C-contiguous float64 arrays (W, b, Wd, bd);
+    valid while the arrays live."""
+    cdef double[:, ::1] W = arrays[0], Wd = arrays[2]
+    cdef double[::1] b = arrays[1], bd = arrays[3]
+    return csae_params_f64(&W[0, 0], &b[0], &Wd[0, 0], &bd[0])
 
 
-def _prepare_training(params, velocity, X, momentum):
+cdef csae_params_f32 _params_f32(arrays) except *:
+    cdef float[:, ::1] W = arrays[0], Wd = arrays[2]
+    cdef float[::1] b = arrays[1], bd = arrays[3]
+    return csae_params_f32(&W[0, 0], &b[0], &Wd[0, 0], &bd[0])
+
+
+def _check_like_params(name, arrays, params, dtype):
+    """``arrays`` is a 4-tuple of writable C-contiguous arrays of ``dtype``
+    shaped like ``params``; TypeError or ValueError otherwise."""
+    if not isinstance(arrays, (tuple, list)) or len(arrays) != 4:
+        raise TypeError(f"{name} must be a tuple of 4 arrays shaped like params (W, b, Wd, bd)")
+    for a, p in zip(arrays, params):
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name} must hold NumPy arrays, got {type(a).__name__}")
+        if a.dtype != dtype:
+            raise TypeError(f"{name} must have the dtype of params ({dtype}), got {a.dtype}")
+        if a.shape != p.shape:
+            raise ValueError(f"{name} must have the shapes of params: "
+                             f"{[x.shape for x in params]}, got {[x.shape for x in arrays]}")
+        if not (a.flags.c_contiguous and a.flags.writeable):
+            raise ValueError(f"{name} arrays must be C-contiguous and writable")
+
+
+def _count(name, value):
+    try:
+        count = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
+    if count < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return count
+
+
+def _prepare_training(params, velocity, X, momentum, solver="sgd", adam_m=None,
+                      adam_v=None, adam_t=0, sparsity_smoothing=None, rho_running=None,
+                      running_batches=0):
     dtype = _dtype_of(*params, X)
     m, n = _check_X(X)
     n, h = _check_params(params, n)
@@ -549,7 +577,7 @@ def _prepare_training(params, velocity, X, momentum):
         raise ValueError("X has no rows")
     if any(not p.flags.writeable for p in params):
         raise ValueError("params must be writable: training updates them in place")
-    have_velocity = momentum != 0
+    have_velocity = momentum != 0 and solver != "adam"
     if have_velocity:
         if velocity is None:
             raise ValueError("momentum > 0 needs velocity arrays")
@@ -558,47 +586,227 @@ def _prepare_training(params, velocity, X, momentum):
         if tuple(v.shape for v in velocity) != tuple(p.shape for p in params):
             raise ValueError("velocity must have the shapes of params")
     else:
-        velocity = params  # placeholders, never read without momentum
-    return dtype, n, h, have_velocity, velocity
+        velocity = None
+    if solver == "adam":
+        _check_like_params("adam_m", adam_m, params, dtype)
+        _check_like_params("adam_v", adam_v, params, dtype)
+    adam_t = _count("adam_t", adam_t)
+    if sparsity_smoothing is not None:
+        if not isinstance(rho_running, np.ndarray):
+            raise TypeError("sparsity_smoothing needs rho_running, a NumPy array of shape "
+                            f"({h},), got {type(rho_running).__name__}")
+        if rho_running.dtype != dtype:
+            raise TypeError(f"rho_running must have the dtype of params ({dtype}), "
+                            f"got {rho_running.dtype}")
+        if rho_running.shape != (h,):
+            raise ValueError(f"rho_running must have shape ({h},), got {rho_running.shape}")
+        if not (rho_running.flags.c_contiguous and rho_running.flags.writeable):
+            raise ValueError("rho_running must be C-contiguous and writable")
+    running_batches = _count("running_batches", running_batches)
+    return dtype, n, h, have_velocity, velocity, adam_t, running_batches
 
 
 def sgd_epoch(params, velocity, X, *, rho, beta, lam, decoder="sigmoid",
               learning_rate, momentum=0.0, batch_size, shuffle=False,
-              rng_state=0, n_threads=1):
-    """One epoch of minibatch SGD over the rows of X, in place; returns
-    ``(epoch_loss, rng_state)``.  See ``csae.reference.sgd_epoch``.
+              rng_state=0, solver="sgd", beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+              adam_m=None, adam_v=None, adam_t=0, sparsity_smoothing=None,
+              rho_running=None, running_batches=0, n_threads=1):
+    """One epoch of minibatch training over the rows of X, in place; returns
+    ``(epoch_loss, rng_state)``.  See ``csae.reference.sgd_epoch`` (solver
+    "sgd" or "adam", the running sparsity estimate).
 
-    SIGINT (Ctrl-C) in the main thread ends the epoch after the current
-    minibatch and raises KeyboardInterrupt, the parameters holding the last
-    whole update.  NonFiniteError leaves them at their last finite values.
+    Every argument is checked before anything changes.  SIGINT (Ctrl-C) in
+    the main thread ends the epoch after the current minibatch and raises
+    KeyboardInterrupt, the parameters (and state) holding the last whole
+    update.  NonFiniteError (with ``batch``, the minibatches applied before)
+    leaves them at their last finite values.  ``adam_t`` and
+    ``running_batches`` are not changed here: after a completed epoch the
+    caller adds the number of minibatches, ceil(m / batch_size).
     """
-    dtype, n, h, have_velocity, velocity = _prepare_training(params, velocity, X, momentum)
+    (dtype, n, h, have_velocity, velocity, adam_t,
+     running_batches) = _prepare_training(params, velocity, X, momentum, solver, adam_m,
+                                          adam_v, adam_t, sparsity_smoothing, rho_running,
+                                          running_batches)
     cdef csae_model model = _model(n, h, decoder, rho, beta, lam)
     cdef csae_sgd sgd = _sgd(learning_rate, momentum, batch_size, shuffle)
+    cdef csae_solver how = _solver(solver, beta_1, beta_2, epsilon, sparsity_smoothing)
     cdef uint64_t state = int(rng_state) & _MASK64
+    cdef size_t threads = _threads(n_threads)
+    cdef size_t m = X.shape[0]
     cdef list raised = []
-    watch = threading.current_thread() is threading.main_thread()
-    W, b, Wd, bd = params
-    vW, vb, vWd, vbd = velocity
+    cdef csae_stop_fn stop = NULL
+    if threading.current_thread() is threading.main_thread():
+        stop = _stop_on_signal
+    # Check for signals about every 2e6 multiply-adds of work (a millisecond
+    # or so): often enough for a prompt Ctrl-C, rarely enough to cost nothing.
+    cdef size_t per_batch = sgd.batch_size * model.n_features * model.n_hidden
+    cdef size_t check_every = max(1, <size_t>(2000000 // max(per_batch, 1)))
+    cdef _Workspace work = _Workspace(
+        csae_epoch_workspace_size(&model, &sgd, m, dtype.itemsize, threads), threads)
+    cdef csae_epoch_result result
+    cdef csae_status status
+    cdef csae_params_f64 p64
+    cdef csae_params_f32 p32
+    cdef csae_train_state_f64 s64
+    cdef csae_train_state_f32 s32
+    cdef const double[:, ::1] X64
+    cdef const float[:, ::1] X32
+    cdef double[::1] q64
+    cdef float[::1] q32
+    memset(&s64, 0, sizeof(s64))
+    memset(&s32, 0, sizeof(s32))
     if dtype == np.float64:
-        loss = _sgd_epoch[double](W, b, Wd, bd, vW, vb, vWd, vbd, X, have_velocity,
-                                  &model, &sgd, &state, raised, watch, _threads(n_threads))
+        p64 = _params_f64(params)
+        if have_velocity:
+            s64.velocity = _params_f64(velocity)
+        if how.adam:
+            s64.adam_m = _params_f64(adam_m)
+            s64.adam_v = _params_f64(adam_v)
+        s64.adam_t = adam_t
+        if sparsity_smoothing is not None:
+            q64 = rho_running
+            s64.rho_running = &q64[0]
+        s64.running_batches = running_batches
+        X64 = X
+        with nogil:
+            status = csae_train_epoch_f64(&model, &sgd, &how, p64, &s64, &X64[0, 0], m,
+                                          &state, stop, <void *>raised, check_every,
+                                          &result, &work.ws)
     else:
-        loss = _sgd_epoch[float](W, b, Wd, bd, vW, vb, vWd, vbd, X, have_velocity,
-                                 &model, &sgd, &state, raised, watch, _threads(n_threads))
-    return float(loss), int(state)
+        p32 = _params_f32(params)
+        if have_velocity:
+            s32.velocity = _params_f32(velocity)
+        if how.adam:
+            s32.adam_m = _params_f32(adam_m)
+            s32.adam_v = _params_f32(adam_v)
+        s32.adam_t = adam_t
+        if sparsity_smoothing is not None:
+            q32 = rho_running
+            s32.rho_running = &q32[0]
+        s32.running_batches = running_batches
+        X32 = X
+        with nogil:
+            status = csae_train_epoch_f32(&model, &sgd, &how, p32, &s32, &X32[0, 0], m,
+                                          &state, stop, <void *>raised, check_every,
+                                          &result, &work.ws)
+    if status == CSAE_ERR_STOPPED and raised:
+        raise raised[0]
+    if status == CSAE_ERR_NONFINITE:
+        raise NonFiniteError(
+            f"the objective, its gradient or the updated parameters are not finite "
+            f"at minibatch {result.batches_done}", batch=result.batches_done)
+    _raise_for(status)
+    return float(result.loss), int(state)
 
 
 def sgd_step(params, velocity, X, *, rho, beta, lam, decoder="sigmoid",
-             learning_rate, momentum=0.0, n_threads=1):
-    """One SGD update on the minibatch X, in place; returns the objective on
-    X before the update.  See ``csae.reference.sgd_step``."""
+             learning_rate, momentum=0.0, solver="sgd", beta_1=0.9, beta_2=0.999,
+             epsilon=1e-8, adam_m=None, adam_v=None, adam_t=0,
+             sparsity_smoothing=None, rho_running=None, running_batches=0, n_threads=1):
+    """One update on the minibatch X, in place; returns the objective on X
+    before the update.  See ``csae.reference.sgd_step``: ``adam_t`` and
+    ``running_batches`` count the steps (minibatches) before this one."""
     # One unshuffled epoch with a single minibatch is exactly one step.
     loss, _ = sgd_epoch(params, velocity, X, rho=rho, beta=beta, lam=lam,
                         decoder=decoder, learning_rate=learning_rate,
                         momentum=momentum, batch_size=max(1, len(X)),
-                        shuffle=False, n_threads=n_threads)
+                        shuffle=False, solver=solver, beta_1=beta_1, beta_2=beta_2,
+                        epsilon=epsilon, adam_m=adam_m, adam_v=adam_v, adam_t=adam_t,
+                        sparsity_smoothing=sparsity_smoothing, rho_running=rho_running,
+                        running_batches=running_batches, n_threads=n_threads)
     return loss
+
+
+# ---------------------------------------------------------------------------
+# Block-wise full-batch objective
+# ---------------------------------------------------------------------------
+
+def activation_sums(W, b, X, *, n_threads=1):
+    """Column sums over the rows of A = sigmoid(X W^T + b): A in the model
+    dtype, the sums in float64 in row order; shape (h,).  X may have no
+    rows (the sums are then 0)."""
+    dtype = _dtype_of(W, b, X)
+    m, n = _check_X(X)
+    h = _check_layer(W, b, n, "activation_sums")
+    cdef csae_model model = _forward_model(n, h)
+    cdef size_t threads = _threads(n_threads)
+    cdef size_t rows = m
+    cdef _Workspace work = _Workspace(
+        csae_forward_workspace_size(&model, rows, dtype.itemsize, threads), threads)
+    sums = np.zeros(h, np.float64)
+    cdef double[::1] out = sums
+    cdef const double[:, ::1] W64, X64
+    cdef const double[::1] b64
+    cdef const float[:, ::1] W32, X32
+    cdef const float[::1] b32
+    cdef csae_status status
+    if dtype == np.float64:
+        W64, b64, X64 = W, b, X
+        with nogil:
+            status = csae_activation_sums_f64(&model, &W64[0, 0], &b64[0],
+                                              &X64[0, 0] if rows else NULL, rows, &out[0],
+                                              &work.ws)
+    else:
+        W32, b32, X32 = W, b, X
+        with nogil:
+            status = csae_activation_sums_f32(&model, &W32[0, 0], &b32[0],
+                                              &X32[0, 0] if rows else NULL, rows, &out[0],
+                                              &work.ws)
+    _raise_for(status)
+    return sums
+
+
+def objective_part(params, X, rho_hat, n_total, *, rho, beta, decoder="sigmoid",
+                   n_threads=1):
+    """The contribution of the rows X, a block of a data set of ``n_total``
+    rows whose mean activation is ``rho_hat`` (float64, shape (h,)), to the
+    full-batch objective and gradient, without the weight-decay and KL
+    terms; returns ``(part, (dW, db, dWd, dbd))``.  See csae.h and
+    docs/math.md ("Block-wise evaluation").  X may have no rows."""
+    dtype = _dtype_of(*params, X)
+    m, n = _check_X(X)
+    n, h = _check_params(params, n)
+    try:
+        total = operator.index(n_total)
+    except TypeError:
+        raise TypeError(f"n_total must be an integer, got {n_total!r}") from None
+    if total < 1 or total < m:
+        raise ValueError(f"n_total must be >= 1 and >= the rows of X ({m}), got {n_total!r}")
+    rho_hat = np.asarray(rho_hat)
+    if rho_hat.dtype.kind != "f":
+        raise TypeError(f"rho_hat must be a float array, got {rho_hat.dtype}")
+    if rho_hat.shape != (h,):
+        raise ValueError(f"rho_hat must have shape ({h},), got {rho_hat.shape}")
+    rho_hat = np.ascontiguousarray(rho_hat, dtype=np.float64)
+    if not np.all(np.isfinite(rho_hat)):
+        raise ValueError("rho_hat must be finite")
+    cdef csae_model model = _model(n, h, decoder, rho, beta, 0.0)
+    cdef size_t threads = _threads(n_threads)
+    cdef size_t rows = m
+    cdef _Workspace work = _Workspace(
+        csae_train_workspace_size(&model, rows, dtype.itemsize, threads), threads)
+    params = _const_params(params)
+    grads = tuple(np.empty_like(p) for p in params)
+    cdef const double[::1] q = rho_hat
+    cdef double part = 0.0
+    cdef size_t size_total = total
+    cdef csae_params_f64 p64, g64
+    cdef csae_params_f32 p32, g32
+    cdef const double[:, ::1] X64
+    cdef const float[:, ::1] X32
+    cdef csae_status status
+    if dtype == np.float64:
+        p64, g64, X64 = _params_f64(params), _params_f64(grads), X
+        with nogil:
+            status = csae_objective_part_f64(&model, p64, &X64[0, 0] if rows else NULL, rows,
+                                             &q[0], size_total, &part, g64, &work.ws)
+    else:
+        p32, g32, X32 = _params_f32(params), _params_f32(grads), X
+        with nogil:
+            status = csae_objective_part_f32(&model, p32, &X32[0, 0] if rows else NULL, rows,
+                                             &q[0], size_total, &part, g32, &work.ws)
+    _raise_for(status)
+    return float(part), grads
 
 
 # ---------------------------------------------------------------------------

@@ -58,6 +58,13 @@ cdef extern from "csae.h" nogil:
         size_t batch_size
         int shuffle
 
+    ctypedef struct csae_solver:
+        int adam
+        double beta_1
+        double beta_2
+        double epsilon
+        double sparsity_smoothing
+
     ctypedef struct csae_params_f64:
         double *W
         double *b
@@ -120,6 +127,31 @@ cdef extern from "csae.h" nogil:
                                   const float *X, size_t m, double *loss,
                                   const csae_workspace *ws)
 
+    ctypedef struct csae_train_state_f64:
+        csae_params_f64 velocity
+        csae_params_f64 adam_m
+        csae_params_f64 adam_v
+        uint64_t adam_t
+        double *rho_running
+        uint64_t running_batches
+
+    ctypedef struct csae_train_state_f32:
+        csae_params_f32 velocity
+        csae_params_f32 adam_m
+        csae_params_f32 adam_v
+        uint64_t adam_t
+        float *rho_running
+        uint64_t running_batches
+
+    csae_status csae_train_step_f64(const csae_model *model, const csae_sgd *sgd,
+                                    const csae_solver *solver, csae_params_f64 params, csae_train_state_f64 *state,
+                                    const double *X, size_t m, double *loss,
+                                    const csae_workspace *ws)
+    csae_status csae_train_step_f32(const csae_model *model, const csae_sgd *sgd,
+                                    const csae_solver *solver, csae_params_f32 params, csae_train_state_f32 *state,
+                                    const float *X, size_t m, double *loss,
+                                    const csae_workspace *ws)
+
     ctypedef int (*csae_stop_fn)(void *context) noexcept
 
     ctypedef struct csae_epoch_result:
@@ -137,6 +169,33 @@ cdef extern from "csae.h" nogil:
                                    const float *X, size_t n_samples, uint64_t *rng_state,
                                    csae_stop_fn stop, void *stop_context, size_t check_every,
                                    csae_epoch_result *result, const csae_workspace *ws)
+
+    csae_status csae_train_epoch_f64(const csae_model *model, const csae_sgd *sgd,
+                                     const csae_solver *solver, csae_params_f64 params, csae_train_state_f64 *state,
+                                     const double *X, size_t n_samples, uint64_t *rng_state,
+                                     csae_stop_fn stop, void *stop_context, size_t check_every,
+                                     csae_epoch_result *result, const csae_workspace *ws)
+    csae_status csae_train_epoch_f32(const csae_model *model, const csae_sgd *sgd,
+                                     const csae_solver *solver, csae_params_f32 params, csae_train_state_f32 *state,
+                                     const float *X, size_t n_samples, uint64_t *rng_state,
+                                     csae_stop_fn stop, void *stop_context, size_t check_every,
+                                     csae_epoch_result *result, const csae_workspace *ws)
+
+    # Block-wise full-batch objective (csae.h documents the decomposition).
+    csae_status csae_activation_sums_f64(const csae_model *model, const double *W,
+                                         const double *b, const double *X, size_t m,
+                                         double *sums, const csae_workspace *ws)
+    csae_status csae_activation_sums_f32(const csae_model *model, const float *W,
+                                         const float *b, const float *X, size_t m,
+                                         double *sums, const csae_workspace *ws)
+    csae_status csae_objective_part_f64(const csae_model *model, csae_params_f64 params,
+                                        const double *X, size_t m, const double *rho_hat,
+                                        size_t n_total, double *part, csae_params_f64 grads,
+                                        const csae_workspace *ws)
+    csae_status csae_objective_part_f32(const csae_model *model, csae_params_f32 params,
+                                        const float *X, size_t m, const double *rho_hat,
+                                        size_t n_total, double *part, csae_params_f32 grads,
+                                        const csae_workspace *ws)
 
     ctypedef enum csae_kernel_path:
         CSAE_PATH_AUTO

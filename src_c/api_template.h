@@ -5,6 +5,7 @@
  */
 
 #define PARAMS CAT(csae_params_, SFX)
+#define STATE CAT(csae_train_state_, SFX)
 #define OP(name) csae_ops_active()->CAT(name, SFX)
 
 static int FN(params_ok_)(PARAMS p)
@@ -72,19 +73,86 @@ csae_status FN(csae_objective_)(const csae_model *model, PARAMS params, const RE
     return CSAE_OK;
 }
 
-csae_status FN(csae_sgd_step_)(const csae_model *model, const csae_sgd *sgd,
-                               PARAMS params, PARAMS velocity, const REAL *X, size_t m,
-                               double *loss, const csae_workspace *ws)
+/* The state members that sgd and solver (not NULL here) need are there. */
+static int FN(state_ok_)(const csae_sgd *sgd, const csae_solver *solver, const STATE *state)
 {
-    if (!model_ok(model) || !sgd_ok(sgd) || !FN(params_ok_)(params) || !X || m == 0 || !loss)
+    if (!state)
+        return 0;
+    if (solver->adam && !(FN(params_ok_)(state->adam_m) && FN(params_ok_)(state->adam_v)))
+        return 0;
+    if (!solver->adam && sgd->momentum != 0 && !FN(params_ok_)(state->velocity))
+        return 0;
+    return solver->sparsity_smoothing == 0 || state->rho_running;
+}
+
+csae_status FN(csae_train_step_)(const csae_model *model, const csae_sgd *sgd,
+                                 const csae_solver *solver, PARAMS params, STATE *state,
+                                 const REAL *X, size_t m, double *loss,
+                                 const csae_workspace *ws)
+{
+    if (!model_ok(model) || !sgd_ok(sgd) || !solver_ok(solver) || !FN(params_ok_)(params) ||
+        !X || m == 0 || !loss)
         return CSAE_ERR_ARGUMENT;
-    if (sgd->momentum != 0 && !FN(params_ok_)(velocity))
+    if (!solver)
+        solver = &no_solver;
+    if (!FN(state_ok_)(sgd, solver, state))
         return CSAE_ERR_ARGUMENT;
     const csae_ws_layout L = layout_for(model, m, sizeof(REAL), threads_of(ws), WS_TRAIN, 0, 0);
     char *base = ws_base(ws, &L);
     if (!base)
         return CSAE_ERR_WORKSPACE;
-    return OP(sgd_step_)(model, sgd, params, velocity, X, m, loss, base, &L, threads_of(ws));
+    return OP(train_step_)(model, sgd, solver, params, state, X, m, loss, base, &L,
+                           threads_of(ws));
+}
+
+/* The state of the plain entry points: the velocities, nothing else. */
+static STATE FN(velocity_state_)(PARAMS velocity)
+{
+    STATE state;
+    memset(&state, 0, sizeof state);
+    state.velocity = velocity;
+    return state;
+}
+
+csae_status FN(csae_sgd_step_)(const csae_model *model, const csae_sgd *sgd,
+                               PARAMS params, PARAMS velocity, const REAL *X, size_t m,
+                               double *loss, const csae_workspace *ws)
+{
+    STATE state = FN(velocity_state_)(velocity);
+    return FN(csae_train_step_)(model, sgd, NULL, params, &state, X, m, loss, ws);
+}
+
+csae_status FN(csae_activation_sums_)(const csae_model *model, const REAL *W, const REAL *b,
+                                      const REAL *X, size_t m, double *sums,
+                                      const csae_workspace *ws)
+{
+    if (!model_ok(model) || !W || !b || (m && !X) || !sums)
+        return CSAE_ERR_ARGUMENT;
+    const csae_ws_layout L = layout_for(model, m, sizeof(REAL), threads_of(ws), WS_FORWARD, 0, 0);
+    char *base = ws_base(ws, &L);
+    if (!base)
+        return CSAE_ERR_WORKSPACE;
+    OP(activation_sums_)(model, W, b, X, m, sums, base, &L, threads_of(ws));
+    return CSAE_OK;
+}
+
+csae_status FN(csae_objective_part_)(const csae_model *model, PARAMS params, const REAL *X,
+                                     size_t m, const double *rho_hat, size_t n_total,
+                                     double *part, PARAMS grads, const csae_workspace *ws)
+{
+    if (!model_ok(model) || !FN(params_ok_)(params) || (m && !X) || !rho_hat || !part ||
+        n_total == 0 || m > n_total)
+        return CSAE_ERR_ARGUMENT;
+    const int want = grads.W || grads.b || grads.Wd || grads.bd;
+    if (want && !FN(params_ok_)(grads))
+        return CSAE_ERR_ARGUMENT;
+    const csae_ws_layout L = layout_for(model, m, sizeof(REAL), threads_of(ws), WS_TRAIN, 0, 0);
+    char *base = ws_base(ws, &L);
+    if (!base)
+        return CSAE_ERR_WORKSPACE;
+    OP(objective_part_)(model, params, X, m, rho_hat, n_total, part, grads, base, &L,
+                        threads_of(ws));
+    return CSAE_OK;
 }
 
 /* Copy the four blocks of p to or from the flat array at flat. */
@@ -102,16 +170,18 @@ static void FN(copy_params_)(const csae_model *model, PARAMS p, REAL *flat, int 
     }
 }
 
-csae_status FN(csae_sgd_epoch_)(const csae_model *model, const csae_sgd *sgd,
-                                PARAMS params, PARAMS velocity, const REAL *X,
-                                size_t n_samples, uint64_t *rng_state, csae_stop_fn stop,
-                                void *stop_context, size_t check_every,
-                                csae_epoch_result *result, const csae_workspace *ws)
+csae_status FN(csae_train_epoch_)(const csae_model *model, const csae_sgd *sgd,
+                                  const csae_solver *solver, PARAMS params, STATE *state,
+                                  const REAL *X, size_t n_samples, uint64_t *rng_state,
+                                  csae_stop_fn stop, void *stop_context, size_t check_every,
+                                  csae_epoch_result *result, const csae_workspace *ws)
 {
-    if (!model_ok(model) || !sgd_ok(sgd) || !FN(params_ok_)(params) || !X ||
-        n_samples == 0 || !result || (sgd->shuffle && !rng_state))
+    if (!model_ok(model) || !sgd_ok(sgd) || !solver_ok(solver) || !FN(params_ok_)(params) ||
+        !X || n_samples == 0 || !result || (sgd->shuffle && !rng_state))
         return CSAE_ERR_ARGUMENT;
-    if (sgd->momentum != 0 && !FN(params_ok_)(velocity))
+    if (!solver)
+        solver = &no_solver;
+    if (!FN(state_ok_)(sgd, solver, state))
         return CSAE_ERR_ARGUMENT;
     const size_t n = model->n_features;
     const size_t batch = sgd->batch_size < n_samples ? sgd->batch_size : n_samples;
@@ -128,19 +198,23 @@ csae_status FN(csae_sgd_epoch_)(const csae_model *model, const csae_sgd *sgd,
     if (check_every == 0)
         check_every = 1;
 
-    /* One-row batches take the fused step (sample_template.h) without its
+    /* One-row batches of plain SGD or momentum (without the running
+     * estimate) take the fused step (sample_template.h) without its
      * per-step backups: the epoch copies the parameters (and velocities)
      * into the backup area every CSAE_SAMPLE_CHECKPOINT_EVERY batches
      * instead, and after a failed step puts that copy back and replays the
      * batches since.  The step is deterministic (one thread, a fixed order
      * of operations), so the replay recomputes the same bits: the
      * parameters end as the last finite ones, exactly as with per-step
-     * backups, for a fraction of their cost. */
+     * backups, for a fraction of their cost.  Adam and the running
+     * estimate take the general step, whose check-then-commit update needs
+     * no checkpoint. */
     /* One table for the whole epoch, so that a replay runs the same code
      * as the steps it repeats even if another thread switches paths. */
     const csae_ops *ops = csae_ops_active();
     csae_ws_layout Lstep = L;
-    const int checkpointing = L.sample && batch == 1;
+    const int fused = !solver->adam && solver->sparsity_smoothing == 0;
+    const int checkpointing = L.sample && batch == 1 && fused;
     if (checkpointing)
         Lstep.sample = CSAE_SAMPLE_CHECKPOINTED;
     const int momentum = sgd->momentum != 0;
@@ -168,23 +242,23 @@ csae_status FN(csae_sgd_epoch_)(const csae_model *model, const csae_sgd *sgd,
         if (checkpointing && index % CSAE_SAMPLE_CHECKPOINT_EVERY == 0) {
             FN(copy_params_)(model, params, saved, 1);
             if (momentum)
-                FN(copy_params_)(model, velocity, saved_v, 1);
+                FN(copy_params_)(model, state->velocity, saved_v, 1);
             checkpoint = index;
         }
         double loss;
-        status = ops->CAT(sgd_step_, SFX)(model, sgd, params, velocity, Xb, rows, &loss, base,
-                                          &Lstep, threads_of(ws));
+        status = ops->CAT(train_step_, SFX)(model, sgd, solver, params, state, Xb, rows, &loss,
+                                            base, &Lstep, threads_of(ws));
         if (status != CSAE_OK && checkpointing) {
             /* Back to the checkpoint, then the batches that succeeded since
              * (one row each: batch index i is sample i, or order[i]). */
             FN(copy_params_)(model, params, saved, 0);
             if (momentum)
-                FN(copy_params_)(model, velocity, saved_v, 0);
+                FN(copy_params_)(model, state->velocity, saved_v, 0);
             for (size_t i = checkpoint; i < index; i++) {
                 const REAL *row = X + (sgd->shuffle ? order[i] : i) * n;
                 double replayed;
-                ops->CAT(sgd_step_, SFX)(model, sgd, params, velocity, row, 1, &replayed, base,
-                                         &Lstep, threads_of(ws));
+                ops->CAT(train_step_, SFX)(model, sgd, solver, params, state, row, 1, &replayed,
+                                           base, &Lstep, threads_of(ws));
             }
         }
         if (status != CSAE_OK)
@@ -197,5 +271,17 @@ csae_status FN(csae_sgd_epoch_)(const csae_model *model, const csae_sgd *sgd,
     return status;
 }
 
+csae_status FN(csae_sgd_epoch_)(const csae_model *model, const csae_sgd *sgd,
+                                PARAMS params, PARAMS velocity, const REAL *X,
+                                size_t n_samples, uint64_t *rng_state, csae_stop_fn stop,
+                                void *stop_context, size_t check_every,
+                                csae_epoch_result *result, const csae_workspace *ws)
+{
+    STATE state = FN(velocity_state_)(velocity);
+    return FN(csae_train_epoch_)(model, sgd, NULL, params, &state, X, n_samples, rng_state,
+                                 stop, stop_context, check_every, result, ws);
+}
+
 #undef OP
+#undef STATE
 #undef PARAMS

@@ -7,6 +7,7 @@
  */
 
 #define PARAMS CAT(csae_params_, SFX)
+#define STATE CAT(csae_train_state_, SFX)
 #define GEMM FN(gemm_)
 
 /* A = sigmoid(X W^T + b): W read as the n x h matrix W^T (strides 1, n). */
@@ -84,13 +85,38 @@ CSAE_INLINE_ALWAYS void FN(residuals_)(REAL *Y, const REAL *X, size_t len, REAL 
         sq_lanes[l] += FN(residual_)(Y + len16 + l, X[len16 + l], two_over_m, sigmoid_out);
 }
 
-/* The objective on one batch and, if grads.W is set, its gradients.
- * Uses the workspace buffers A, Y, T, rho and s of layout L at base.
- * Without decay_in_grads the weight gradients leave out 2 lambda W: the
- * SGD step adds it while it updates, saving a pass over the weights. */
+/* What objective_grads_ computes beyond the plain batch objective.  The
+ * plain one (objective_) is {m, NULL, NULL, 0, 0, 1, 1}. */
+typedef struct {
+    /* The m of 1/m, 2/m and s/m: the batch's rows, or (objective_part_)
+     * the rows of the whole data set the batch is a block of. */
+    size_t divisor;
+    /* objective_part_: the data set's mean activation (h doubles), used for
+     * s instead of the batch's own (and the KL term is then not computed:
+     * penalties must be 0); NULL: the batch's rho_hat. */
+    const double *rho_given;
+    /* The running estimate (a training step with sparsity smoothing): q
+     * before this batch, or NULL.  Then the rho buffer ends up holding the
+     * new q, (1 - tau) q_prev + tau rho_hat, or rho_hat itself when
+     * q_first, and s comes from it; the objective keeps the batch's own
+     * rho_hat. */
+    const REAL *q_prev;
+    REAL tau;
+    int q_first;
+    /* Add lambda (||W||^2 + ||Wd||^2) and beta sum KL to the objective. */
+    int penalties;
+    /* Add 2 lambda W and 2 lambda Wd to the weight gradients.  A training
+     * step leaves it out: its update adds it while it reads the weights. */
+    int decay_in_grads;
+} FN(objective_how_);
+
+/* The objective on one batch and, if grads.W is set, its gradients, as
+ * `how` says.  Uses the workspace buffers A, Y, T, rho and s of layout L at
+ * base. */
 static void FN(objective_grads_)(const csae_model *model, PARAMS p, const REAL *X, size_t m,
                                  double *loss, PARAMS grads, char *base,
-                                 const csae_ws_layout *L, size_t threads, int decay_in_grads)
+                                 const csae_ws_layout *L, size_t threads,
+                                 const FN(objective_how_) *how)
 {
     const size_t n = model->n_features, h = model->n_hidden;
     const double rho = model->sparsity_target, beta = model->sparsity_weight;
@@ -102,12 +128,14 @@ static void FN(objective_grads_)(const csae_model *model, PARAMS p, const REAL *
     /* Forward pass. */
     FN(encode_)(model, p.W, p.b, X, m, A, base, L, threads);
     FN(decode_)(model, p.Wd, p.bd, A, m, Y, base, L, threads);
-    FN(column_sums_)(A, m, h, rho_hat);
-    for (size_t j = 0; j < h; j++)
-        rho_hat[j] /= (REAL)m;
+    if (!how->rho_given) {
+        FN(column_sums_)(A, m, h, rho_hat);
+        for (size_t j = 0; j < h; j++)
+            rho_hat[j] /= (REAL)m;
+    }
 
     /* Reconstruction error, turning Y into D3 = (2/m)(Y - X) g'(Z2) as we go. */
-    const REAL two_over_m = (REAL)(2.0 / (double)m);
+    const REAL two_over_m = (REAL)(2.0 / (double)how->divisor);
     const int sigmoid_out = model->decoder == CSAE_DECODER_SIGMOID;
     /* The squares go to sixteen running sums by index (x % 16), added up at
      * the end in a fixed order: vectorised, yet rounded the same way on every
@@ -123,24 +151,41 @@ static void FN(objective_grads_)(const csae_model *model, PARAMS p, const REAL *
     const REAL *D3 = Y;
 
     /* Sparsity: KL(rho || rho_hat_j) with rho_hat clipped to [eps, 1 - eps],
-     * and s_j, its derivative, which the backward pass spreads over rows. */
+     * and s_j, its derivative, which the backward pass spreads over rows
+     * (from the running estimate q instead when there is one). */
     double kl = 0;
+    /* Clip in REAL, as the reference does: in float32, 1 - eps rounds. */
+    const REAL lo = (REAL)EPS_CLIP, hi = (REAL)1 - (REAL)EPS_CLIP;
+    const REAL tau = how->tau, keep = (REAL)1 - how->tau;
     for (size_t j = 0; j < h; j++) {
-        /* Clip in REAL, as the reference does: in float32, 1 - eps rounds. */
-        const REAL lo = (REAL)EPS_CLIP, hi = (REAL)1 - (REAL)EPS_CLIP;
-        const double q = rho_hat[j] < lo ? lo : (rho_hat[j] > hi ? hi : rho_hat[j]);
-        kl += rho * log(rho / q) + (1 - rho) * log((1 - rho) / (1 - q));
+        double q;
+        if (how->rho_given) {
+            /* The data set's rho_hat is float64: clipped in double (the
+             * reference's objective_part), only s is converted to REAL. */
+            const double r = how->rho_given[j];
+            q = r < EPS_CLIP ? EPS_CLIP : (r > 1 - EPS_CLIP ? 1 - EPS_CLIP : r);
+        } else {
+            if (how->penalties) {
+                q = rho_hat[j] < lo ? lo : (rho_hat[j] > hi ? hi : rho_hat[j]);
+                kl += rho * log(rho / q) + (1 - rho) * log((1 - rho) / (1 - q));
+            }
+            if (how->q_prev && !how->q_first)
+                rho_hat[j] = keep * how->q_prev[j] + tau * rho_hat[j];
+            q = rho_hat[j] < lo ? lo : (rho_hat[j] > hi ? hi : rho_hat[j]);
+        }
         s[j] = (REAL)(beta * (-rho / q + (1 - rho) / (1 - q)));
     }
-    const double decay = lambda * (FN(sum_squares_)(p.W, h * n) + FN(sum_squares_)(p.Wd, n * h));
-    *loss = sq / (double)m + decay + beta * kl;
+    *loss = sq / (double)how->divisor;
+    if (how->penalties)
+        *loss += lambda * (FN(sum_squares_)(p.W, h * n) + FN(sum_squares_)(p.Wd, n * h)) +
+                 beta * kl;
     if (!grads.W)
         return;
 
     /* dL/dWd = D3^T A + 2 lambda Wd; D3^T read through strides (1, n). */
     const REAL two_lambda = (REAL)(2.0 * lambda);
     GEMM(n, h, m, 1, D3, 1, n, A, h, 1, 0, grads.Wd, h, pack, threads, NULL, 0);
-    if (decay_in_grads)
+    if (how->decay_in_grads)
         for (size_t x = 0; x < n * h; x++)
             grads.Wd[x] += two_lambda * p.Wd[x];
     FN(column_sums_)(D3, m, n, grads.bd);
@@ -148,8 +193,9 @@ static void FN(objective_grads_)(const csae_model *model, PARAMS p, const REAL *
     /* D2 = (D3 Wd + s/m) f'(Z1), with f'(Z1) = A (1 - A).  The sparsity
      * term sits inside the bracket: it reaches W through rho_hat. */
     GEMM(m, h, n, 1, D3, n, 1, p.Wd, h, 1, 0, T, h, pack, threads, NULL, 0);
+    const REAL divisor = (REAL)how->divisor;
     for (size_t j = 0; j < h; j++)
-        s[j] /= (REAL)m;
+        s[j] /= divisor;
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < h; j++) {
             const REAL a = A[i * h + j];
@@ -159,7 +205,7 @@ static void FN(objective_grads_)(const csae_model *model, PARAMS p, const REAL *
 
     /* dL/dW = D2^T X + 2 lambda W (2 lambda W, not 2 W). */
     GEMM(h, n, m, 1, D2, 1, h, X, n, 1, 0, grads.W, n, pack, threads, NULL, 0);
-    if (decay_in_grads)
+    if (how->decay_in_grads)
         for (size_t x = 0; x < h * n; x++)
             grads.W[x] += two_lambda * p.W[x];
     FN(column_sums_)(D2, m, h, grads.b);
@@ -169,28 +215,66 @@ static void FN(objective_)(const csae_model *model, PARAMS p, const REAL *X, siz
                            double *loss, PARAMS grads, char *base, const csae_ws_layout *L,
                            size_t threads)
 {
-    FN(objective_grads_)(model, p, X, m, loss, grads, base, L, threads, 1);
+    const FN(objective_how_) how = {m, NULL, NULL, 0, 0, 1, 1};
+    FN(objective_grads_)(model, p, X, m, loss, grads, base, L, threads, &how);
 }
 
-/* The SGD update of the four parameter blocks, from the gradients g[k]
- * that still lack the weight decay term decay[k] * theta[k] (2 lambda for
- * the weights, 0 for the biases).  A first pass computes every new value
- * and only checks it; the second commits them, so a step that would leave a
- * non-finite parameter changes nothing.  Both passes are split over threads
- * in contiguous chunks: every element is computed the same way whatever the
- * split (vectorised loop bodies and their scalar remainders round alike:
- * no reassociation happens inside one element's update). */
+/* Block-wise evaluation (csae.h): a block's share of the full-batch
+ * objective and gradient, divided by the data set's rows and with its
+ * rho_hat, without the decay and KL terms.  An empty block gives zeros. */
+static void FN(objective_part_)(const csae_model *model, PARAMS p, const REAL *X, size_t m,
+                                const double *rho_hat, size_t n_total, double *part,
+                                PARAMS grads, char *base, const csae_ws_layout *L,
+                                size_t threads)
+{
+    const FN(objective_how_) how = {n_total, rho_hat, NULL, 0, 0, 0, 0};
+    FN(objective_grads_)(model, p, X, m, part, grads, base, L, threads, &how);
+}
+
+/* Column sums of A = sigmoid(X W^T + b) in double, rows in order (the
+ * workspace's A buffer holds A). */
+static void FN(activation_sums_)(const csae_model *model, const REAL *W, const REAL *b,
+                                 const REAL *X, size_t m, double *sums, char *base,
+                                 const csae_ws_layout *L, size_t threads)
+{
+    const size_t h = model->n_hidden;
+    REAL *A = (REAL *)(base + L->A);
+    FN(encode_)(model, W, b, X, m, A, base, L, threads);
+    for (size_t j = 0; j < h; j++)
+        sums[j] = 0;
+    for (size_t i = 0; i < m; i++)
+#pragma omp simd
+        for (size_t j = 0; j < h; j++)
+            sums[j] += (double)A[i * h + j];
+}
+
+/* The update of the four parameter blocks (SGD, momentum or Adam), from
+ * the gradients g[k] that still lack the weight decay term decay[k] *
+ * theta[k] (2 lambda for the weights, 0 for the biases).  A first pass
+ * computes every new value and only checks it; the second commits them, so
+ * a step that would leave a non-finite parameter (velocity, moment)
+ * changes nothing.  Both passes are split over threads in contiguous
+ * chunks: every element is computed the same way whatever the split
+ * (vectorised loop bodies and their scalar remainders round alike: no
+ * reassociation happens inside one element's update). */
+#ifndef CSAE_UPDATE_KINDS
+#define CSAE_UPDATE_KINDS
+enum { UPDATE_PLAIN, UPDATE_MOMENTUM, UPDATE_ADAM };
+#endif
+
 typedef struct {
-    REAL *theta[4], *vel[4];
+    REAL *theta[4], *vel[4], *m1[4], *m2[4];
     const REAL *g[4];
     size_t len[4];
     REAL decay[4], lr, mu;
-    int momentum, commit;
+    /* Adam: lr is lr_t; beta_1, 1 - beta_1, beta_2, 1 - beta_2, epsilon. */
+    REAL b1, c1, b2, c2, eps;
+    int kind, commit;
     size_t n_parts;
     int bad[CSAE_MAX_THREADS];    /* per task: a new value was not finite */
 } FN(update_job_);
 
-/* The four loops of the update, one small function each so that the
+/* The loops of the update, one small function each so that the
  * compiler sees plain restrict-qualified streams and vectorises every one.
  * g + decay * theta rounds as the reference's gradient does.  A value is
  * NaN or inf exactly when its exponent bits are all ones: the checks OR
@@ -243,6 +327,46 @@ static void FN(commit_momentum_)(REAL *restrict th, REAL *restrict v,
     }
 }
 
+/* sqrt in REAL (sqrtf for float: correctly rounded either way). */
+static inline REAL FN(sqrt_)(REAL x)
+{
+    return sizeof(REAL) == sizeof(float) ? (REAL)sqrtf((float)x) : (REAL)sqrt((double)x);
+}
+
+/* Adam, element x: the new first and second moments and parameter.  A
+ * macro so that check and commit compute the very same expressions. */
+#define ADAM_NEW(x)                                                            \
+    const REAL g_ = g[x] + decay * th[x];                                      \
+    const REAL m_ = b1 * m1[x] + c1 * g_;                                      \
+    const REAL v_ = b2 * m2[x] + c2 * (g_ * g_);                               \
+    const REAL t_ = th[x] - lr * m_ / (FN(sqrt_)(v_) + eps)
+
+static int FN(check_adam_)(const REAL *restrict th, const REAL *restrict m1,
+                           const REAL *restrict m2, const REAL *restrict g, REAL lr,
+                           REAL decay, REAL b1, REAL c1, REAL b2, REAL c2, REAL eps,
+                           size_t len)
+{
+    UREAL bad = 0;
+    for (size_t x = 0; x < len; x++) {
+        ADAM_NEW(x);
+        bad |= FN(nonfinite_)(m_) | FN(nonfinite_)(v_) | FN(nonfinite_)(t_);
+    }
+    return bad != 0;
+}
+
+static void FN(commit_adam_)(REAL *restrict th, REAL *restrict m1, REAL *restrict m2,
+                             const REAL *restrict g, REAL lr, REAL decay, REAL b1, REAL c1,
+                             REAL b2, REAL c2, REAL eps, size_t len)
+{
+    for (size_t x = 0; x < len; x++) {
+        ADAM_NEW(x);
+        m1[x] = m_;
+        m2[x] = v_;
+        th[x] = t_;
+    }
+}
+#undef ADAM_NEW
+
 static void FN(update_task_)(void *context, size_t t)
 {
     FN(update_job_) *job = context;
@@ -250,16 +374,33 @@ static void FN(update_task_)(void *context, size_t t)
     for (int k = 0; k < 4; k++) {
         const size_t lo = job->len[k] * t / job->n_parts;
         const size_t hi = job->len[k] * (t + 1) / job->n_parts;
-        REAL *th = job->theta[k] + lo, *v = job->momentum ? job->vel[k] + lo : NULL;
+        REAL *th = job->theta[k] + lo;
         const REAL *g = job->g[k] + lo;
-        if (!job->momentum && !job->commit)
-            bad |= FN(check_plain_)(th, g, job->lr, job->decay[k], hi - lo);
-        else if (!job->momentum)
-            FN(commit_plain_)(th, g, job->lr, job->decay[k], hi - lo);
-        else if (!job->commit)
-            bad |= FN(check_momentum_)(th, v, g, job->lr, job->mu, job->decay[k], hi - lo);
-        else
-            FN(commit_momentum_)(th, v, g, job->lr, job->mu, job->decay[k], hi - lo);
+        const size_t len = hi - lo;
+        switch (job->kind * 2 + job->commit) {
+        case UPDATE_PLAIN * 2:
+            bad |= FN(check_plain_)(th, g, job->lr, job->decay[k], len);
+            break;
+        case UPDATE_PLAIN * 2 + 1:
+            FN(commit_plain_)(th, g, job->lr, job->decay[k], len);
+            break;
+        case UPDATE_MOMENTUM * 2:
+            bad |= FN(check_momentum_)(th, job->vel[k] + lo, g, job->lr, job->mu,
+                                       job->decay[k], len);
+            break;
+        case UPDATE_MOMENTUM * 2 + 1:
+            FN(commit_momentum_)(th, job->vel[k] + lo, g, job->lr, job->mu, job->decay[k], len);
+            break;
+        case UPDATE_ADAM * 2:
+            bad |= FN(check_adam_)(th, job->m1[k] + lo, job->m2[k] + lo, g, job->lr,
+                                   job->decay[k], job->b1, job->c1, job->b2, job->c2,
+                                   job->eps, len);
+            break;
+        default:
+            FN(commit_adam_)(th, job->m1[k] + lo, job->m2[k] + lo, g, job->lr, job->decay[k],
+                             job->b1, job->c1, job->b2, job->c2, job->eps, len);
+            break;
+        }
     }
     job->bad[t] = bad;
 }
@@ -296,23 +437,70 @@ static PARAMS FN(grad_views_)(const csae_model *model, char *base, const csae_ws
     return grads;
 }
 
-static csae_status FN(step_)(const csae_model *model, const csae_sgd *sgd, PARAMS p,
-                             PARAMS v, const REAL *X, size_t m, double *loss, char *base,
-                             const csae_ws_layout *L, size_t threads)
+/* One training step (csae_train_step).  One-row batches of plain SGD or
+ * momentum without the running estimate take the fused step of
+ * sample_template.h; everything else the GEMM-based objective and the
+ * checked update above.  The running estimate's new q is checked with the
+ * rest and stored only once the update went through. */
+static csae_status FN(step_)(const csae_model *model, const csae_sgd *sgd,
+                             const csae_solver *solver, PARAMS p, STATE *state, const REAL *X,
+                             size_t m, double *loss, char *base, const csae_ws_layout *L,
+                             size_t threads)
 {
-    if (m == 1 && L->sample) /* the fused step of sample_template.h */
-        return FN(sample_step_)(model, sgd, p, v, X, loss, base, L);
+    const int running = solver->sparsity_smoothing != 0;
+    if (m == 1 && L->sample && !solver->adam && !running)
+        return FN(sample_step_)(model, sgd, p, state->velocity, X, loss, base, L);
     const size_t n = model->n_features, h = model->n_hidden;
     const REAL two_lambda = (REAL)(2.0 * model->weight_decay);
     PARAMS grads = FN(grad_views_)(model, base, L);
-    FN(objective_grads_)(model, p, X, m, loss, grads, base, L, threads, 0);
+    const FN(objective_how_) how = {m,
+                                    NULL,
+                                    running ? state->rho_running : NULL,
+                                    (REAL)solver->sparsity_smoothing,
+                                    state->running_batches == 0,
+                                    1,
+                                    0};
+    FN(objective_grads_)(model, p, X, m, loss, grads, base, L, threads, &how);
+    const REAL *q_new = (const REAL *)(base + L->rho);
+    if (running) {
+        UREAL bad = 0;
+        for (size_t j = 0; j < h; j++)
+            bad |= FN(nonfinite_)(q_new[j]);
+        if (bad)
+            return CSAE_ERR_NONFINITE;
+    }
+    PARAMS v = state->velocity, m1 = state->adam_m, m2 = state->adam_v;
     FN(update_job_) job = {
-        {p.W, p.b, p.Wd, p.bd}, {v.W, v.b, v.Wd, v.bd},
-        {grads.W, grads.b, grads.Wd, grads.bd}, {h * n, h, n * h, n},
-        {two_lambda, 0, two_lambda, 0}, (REAL)sgd->learning_rate, (REAL)sgd->momentum,
-        sgd->momentum != 0, 0, 1, {0}};
-    return FN(apply_update_)(&job, threads, *loss);
+        {p.W, p.b, p.Wd, p.bd}, {v.W, v.b, v.Wd, v.bd}, {m1.W, m1.b, m1.Wd, m1.bd},
+        {m2.W, m2.b, m2.Wd, m2.bd}, {grads.W, grads.b, grads.Wd, grads.bd},
+        {h * n, h, n * h, n}, {two_lambda, 0, two_lambda, 0},
+        (REAL)sgd->learning_rate, (REAL)sgd->momentum,
+        0, 0, 0, 0, 0,
+        sgd->momentum != 0 ? UPDATE_MOMENTUM : UPDATE_PLAIN, 0, 1, {0}};
+    if (solver->adam) {
+        /* Step t = adam_t + 1; the bias-corrected rate in double. */
+        const double t = (double)state->adam_t + 1.0;
+        const double b1 = solver->beta_1, b2 = solver->beta_2;
+        job.kind = UPDATE_ADAM;
+        job.lr = (REAL)(sgd->learning_rate * sqrt(1.0 - pow(b2, t)) / (1.0 - pow(b1, t)));
+        job.b1 = (REAL)b1;
+        job.c1 = (REAL)1 - job.b1;
+        job.b2 = (REAL)b2;
+        job.c2 = (REAL)1 - job.b2;
+        job.eps = (REAL)solver->epsilon;
+    }
+    const csae_status status = FN(apply_update_)(&job, threads, *loss);
+    if (status != CSAE_OK)
+        return status;
+    if (running) {
+        memcpy(state->rho_running, q_new, h * sizeof(REAL));
+        state->running_batches++;
+    }
+    if (solver->adam)
+        state->adam_t++;
+    return CSAE_OK;
 }
 
 #undef GEMM
+#undef STATE
 #undef PARAMS

@@ -111,10 +111,33 @@ typedef struct {
 /* Hyperparameters of minibatch SGD. */
 typedef struct {
     double learning_rate;      /* > 0 */
-    double momentum;           /* in [0, 1); 0 means plain SGD, no velocity used */
+    double momentum;           /* in [0, 1); 0 means plain SGD, no velocity used;
+                                  ignored (but still checked) with Adam */
     size_t batch_size;         /* >= 1; the last minibatch of an epoch may be shorter */
     int shuffle;               /* nonzero: visit rows in a fresh random order each epoch */
 } csae_sgd;
+
+/* What csae_train_step / csae_train_epoch add to csae_sgd.  A NULL pointer,
+ * or a zeroed struct, means SGD with momentum and rho_hat per minibatch
+ * (what csae_sgd_step / csae_sgd_epoch do). */
+typedef struct {
+    /* Adam (scikit-learn's convention, docs/math.md): nonzero adam replaces
+     * SGD/momentum.  With g the gradient including 2 lambda W, at step t:
+     *   m = beta_1 m + (1 - beta_1) g;  v = beta_2 v + (1 - beta_2) g^2
+     *   lr_t = learning_rate sqrt(1 - beta_2^t) / (1 - beta_1^t)
+     *   theta -= lr_t m / (sqrt(v) + epsilon)
+     * Needs the training state's adam_m and adam_v. */
+    int adam;
+    double beta_1;             /* in [0, 1) (checked only with adam) */
+    double beta_2;             /* in [0, 1) (checked only with adam) */
+    double epsilon;            /* > 0 (checked only with adam) */
+    /* The running sparsity estimate: 0 (off) uses each minibatch's own
+     * rho_hat in the backward pass; tau in (0, 1] keeps q in the training
+     * state: q = rho_hat of q's first minibatch, then
+     * q = (1 - tau) q + tau rho_hat(batch), and s_j comes from q.  Needs
+     * the training state's rho_running. */
+    double sparsity_smoothing;
+} csae_solver;
 
 /* Parameters (and, with the same layout, gradients and velocities). */
 typedef struct { double *W, *b, *Wd, *bd; } csae_params_f64;
@@ -208,7 +231,8 @@ csae_status csae_objective_f32(const csae_model *model, csae_params_f32 params,
  *   momentum mu: v = mu * v - lr * g; theta += v   (velocity must be given)
  * *loss receives the objective on X before the update.  If the objective or
  * any gradient entry is not finite the parameters are left untouched and
- * CSAE_ERR_NONFINITE is returned. */
+ * CSAE_ERR_NONFINITE is returned.  (csae_train_step without a solver,
+ * with a state holding only the velocity.) */
 csae_status csae_sgd_step_f64(const csae_model *model, const csae_sgd *sgd,
                               csae_params_f64 params, csae_params_f64 velocity,
                               const double *X, size_t m, double *loss,
@@ -217,6 +241,49 @@ csae_status csae_sgd_step_f32(const csae_model *model, const csae_sgd *sgd,
                               csae_params_f32 params, csae_params_f32 velocity,
                               const float *X, size_t m, double *loss,
                               const csae_workspace *ws);
+
+/* What training carries from one step (and epoch) to the next besides the
+ * parameters: caller-owned arrays, updated in place, and two counters.
+ * Only the members that sgd and solver use need to be set (the others may
+ * be NULL / 0): velocity for SGD with momentum > 0, adam_m and adam_v
+ * (shaped like the parameters) with adam, rho_running (h values) with
+ * sparsity_smoothing > 0.  A step that returns CSAE_ERR_NONFINITE changes
+ * none of them; every applied step adds 1 to adam_t (with adam) and to
+ * running_batches (with the running estimate).  Start from zeroed moments,
+ * adam_t = 0 and running_batches = 0 (rho_running is then overwritten by
+ * the first minibatch's rho_hat, whatever it held). */
+typedef struct {
+    csae_params_f64 velocity;   /* SGD with momentum: the velocities */
+    csae_params_f64 adam_m;     /* Adam: first moments */
+    csae_params_f64 adam_v;     /* Adam: second moments */
+    uint64_t adam_t;            /* Adam steps taken so far */
+    double *rho_running;        /* running estimate q (h values) */
+    uint64_t running_batches;   /* minibatches q has seen */
+} csae_train_state_f64;
+typedef struct {
+    csae_params_f32 velocity;
+    csae_params_f32 adam_m;
+    csae_params_f32 adam_v;
+    uint64_t adam_t;
+    float *rho_running;
+    uint64_t running_batches;
+} csae_train_state_f32;
+
+/* One training step (SGD, momentum or Adam; with or without the running
+ * sparsity estimate, as solver says) on the minibatch X (m rows), in place.
+ * *loss receives the objective on X before the update (with X's own
+ * rho_hat).  If the objective, a gradient entry or any new value is not
+ * finite, nothing is written (parameters, state and counters keep their
+ * values) and CSAE_ERR_NONFINITE is returned.  Workspace: as for
+ * csae_sgd_step. */
+csae_status csae_train_step_f64(const csae_model *model, const csae_sgd *sgd,
+                                const csae_solver *solver, csae_params_f64 params, csae_train_state_f64 *state,
+                                const double *X, size_t m, double *loss,
+                                const csae_workspace *ws);
+csae_status csae_train_step_f32(const csae_model *model, const csae_sgd *sgd,
+                                const csae_solver *solver, csae_params_f32 params, csae_train_state_f32 *state,
+                                const float *X, size_t m, double *loss,
+                                const csae_workspace *ws);
 
 /* Called between minibatches of an epoch (at most every `check_every`
  * minibatches); returning nonzero ends the epoch with CSAE_ERR_STOPPED. */
@@ -232,7 +299,8 @@ typedef struct {
 /* One epoch of minibatch SGD over X (n_samples rows), in place.  Rows are
  * taken in order, or, when sgd->shuffle, in the order of
  * csae_rng_permutation(rng_state, n_samples) (which advances *rng_state).
- * stop may be NULL. */
+ * stop may be NULL.  (csae_train_epoch without a solver, with a state
+ * holding only the velocity.) */
 csae_status csae_sgd_epoch_f64(const csae_model *model, const csae_sgd *sgd,
                                csae_params_f64 params, csae_params_f64 velocity,
                                const double *X, size_t n_samples, uint64_t *rng_state,
@@ -245,6 +313,68 @@ csae_status csae_sgd_epoch_f32(const csae_model *model, const csae_sgd *sgd,
                                csae_stop_fn stop, void *stop_context, size_t check_every,
                                csae_epoch_result *result,
                                const csae_workspace *ws);
+
+/* One epoch of training (csae_train_step per minibatch, rows taken as in
+ * csae_sgd_epoch), in place.  On CSAE_ERR_NONFINITE or CSAE_ERR_STOPPED the
+ * minibatches before (result->batches_done of them) stay applied, and the
+ * state's counters have advanced by that many.  Workspace: as for
+ * csae_sgd_epoch. */
+csae_status csae_train_epoch_f64(const csae_model *model, const csae_sgd *sgd,
+                                 const csae_solver *solver, csae_params_f64 params, csae_train_state_f64 *state,
+                                 const double *X, size_t n_samples, uint64_t *rng_state,
+                                 csae_stop_fn stop, void *stop_context, size_t check_every,
+                                 csae_epoch_result *result, const csae_workspace *ws);
+csae_status csae_train_epoch_f32(const csae_model *model, const csae_sgd *sgd,
+                                 const csae_solver *solver, csae_params_f32 params, csae_train_state_f32 *state,
+                                 const float *X, size_t n_samples, uint64_t *rng_state,
+                                 csae_stop_fn stop, void *stop_context, size_t check_every,
+                                 csae_epoch_result *result, const csae_workspace *ws);
+
+/* ---- Block-wise full-batch objective ------------------------------------
+ *
+ * For a data set too big for one call (chunked or distributed), split into
+ * row blocks B_1..B_k (n_total rows in all):
+ *   1. rho_hat = (sum over blocks of csae_activation_sums) / n_total;
+ *   2. per block, csae_objective_part with that rho_hat;
+ *   3. L = sum of parts + lambda (||W||^2 + ||Wd||^2)
+ *          + beta sum_j KL(rho || rho_hat_j)   (rho_hat clipped as usual),
+ *      gradient = sum of part gradients + 2 lambda (W, 0, Wd, 0).
+ * That equals csae_objective on the whole data set up to the order of the
+ * sums (docs/math.md, "Block-wise evaluation"). */
+
+/* sums[j] = sum over the m rows of A = sigmoid(X W^T + b) of A[i, j]: A in
+ * the element type, the sums in double in row order.  m may be 0 (sums are
+ * then 0).  Workspace: csae_forward_workspace_size for m rows (the train
+ * size, which is larger, also does). */
+csae_status csae_activation_sums_f64(const csae_model *model, const double *W,
+                                     const double *b, const double *X, size_t m,
+                                     double *sums, const csae_workspace *ws);
+csae_status csae_activation_sums_f32(const csae_model *model, const float *W,
+                                     const float *b, const float *X, size_t m,
+                                     double *sums, const csae_workspace *ws);
+
+/* The contribution of the m rows X (a block of a data set of n_total >= m
+ * rows, n_total >= 1, whose mean activation is rho_hat: h doubles) to the
+ * full-batch objective and gradient, without the weight decay and KL terms
+ * (the model's weight_decay is not used):
+ *   *part = sum_rows ||y - x||^2 / n_total
+ *   D3 = (2 / n_total) (Y - X) g'(Z2)
+ *   s_j = beta (-rho / q_j + (1 - rho) / (1 - q_j)) computed in double and
+ *         converted to the element type, q = rho_hat clipped (in double) to
+ *         [eps, 1 - eps] with the element type's eps
+ *   D2 = (D3 Wd + s / n_total) A (1 - A)
+ *   dWd = D3^T A,  dbd = colsum D3,  dW = D2^T X,  db = colsum D2
+ * grads: all four pointers, or all NULL for the part only.  m may be 0
+ * (part and gradients are then 0).  Workspace: csae_train_workspace_size
+ * for m rows. */
+csae_status csae_objective_part_f64(const csae_model *model, csae_params_f64 params,
+                                    const double *X, size_t m, const double *rho_hat,
+                                    size_t n_total, double *part, csae_params_f64 grads,
+                                    const csae_workspace *ws);
+csae_status csae_objective_part_f32(const csae_model *model, csae_params_f32 params,
+                                    const float *X, size_t m, const double *rho_hat,
+                                    size_t n_total, double *part, csae_params_f32 grads,
+                                    const csae_workspace *ws);
 
 /* ---- Kernel paths ------------------------------------------------------- */
 

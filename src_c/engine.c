@@ -102,6 +102,22 @@ static int sgd_ok(const csae_sgd *sgd)
            sgd->momentum >= 0.0 && sgd->momentum < 1.0 && sgd->batch_size >= 1;
 }
 
+/* NULL counts as a zeroed solver (plain SGD / momentum, no running estimate). */
+static int solver_ok(const csae_solver *solver)
+{
+    if (!solver)
+        return 1;
+    if (solver->adam && !(solver->beta_1 >= 0.0 && solver->beta_1 < 1.0 &&
+                          solver->beta_2 >= 0.0 && solver->beta_2 < 1.0 &&
+                          solver->epsilon > 0.0 && isfinite(solver->epsilon)))
+        return 0;
+    /* 0 (off) or in (0, 1]; NaN fails both tests. */
+    const double tau = solver->sparsity_smoothing;
+    return tau == 0.0 || (tau > 0.0 && tau <= 1.0);
+}
+
+static const csae_solver no_solver; /* all zero */
+
 static size_t clamp_threads(size_t n_threads)
 {
     return n_threads == 0 ? 1 : (n_threads > CSAE_MAX_THREADS ? CSAE_MAX_THREADS : n_threads);

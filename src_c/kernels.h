@@ -85,11 +85,22 @@ size_t csae_gemm_pack_size(size_t n, size_t k, size_t elem_size, size_t n_thread
                             const REAL *X, size_t m, double *loss,              \
                             csae_params_##SFX grads, char *base,                \
                             const csae_ws_layout *L, size_t threads);           \
-    csae_status (*sgd_step_##SFX)(const csae_model *model, const csae_sgd *sgd, \
-                                  csae_params_##SFX p, csae_params_##SFX v,      \
-                                  const REAL *X, size_t m, double *loss,        \
-                                  char *base, const csae_ws_layout *L,          \
-                                  size_t threads);
+    csae_status (*train_step_##SFX)(const csae_model *model, const csae_sgd *sgd, \
+                                    const csae_solver *solver,                  \
+                                    csae_params_##SFX p,                        \
+                                    csae_train_state_##SFX *state,              \
+                                    const REAL *X, size_t m, double *loss,      \
+                                    char *base, const csae_ws_layout *L,        \
+                                    size_t threads);                            \
+    void (*activation_sums_##SFX)(const csae_model *model, const REAL *W,        \
+                                  const REAL *b, const REAL *X, size_t m,        \
+                                  double *sums, char *base,                     \
+                                  const csae_ws_layout *L, size_t threads);     \
+    void (*objective_part_##SFX)(const csae_model *model, csae_params_##SFX p,   \
+                                 const REAL *X, size_t m, const double *rho_hat, \
+                                 size_t n_total, double *part,                  \
+                                 csae_params_##SFX grads, char *base,           \
+                                 const csae_ws_layout *L, size_t threads);
 
 typedef struct {
     const char *name;

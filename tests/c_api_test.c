@@ -379,6 +379,180 @@ DEFINE_THREAD_CHECK(f32, float)
 DEFINE_ONE_ROW_CHECK(f64, double)
 DEFINE_ONE_ROW_CHECK(f32, float)
 
+/* Adam, the running sparsity estimate and the block-wise objective
+ * (csae_train_step/epoch, csae_activation_sums, csae_objective_part). */
+#define DEFINE_SOLVER_CHECK(SFX, REAL, TOL)                                    \
+    static void solvers_##SFX(const char *path)                                \
+    {                                                                          \
+        const char *type = #REAL;                                              \
+        enum { M = 40, N = 9, H = 7, P = 2 * N * H + N + H };                  \
+        csae_model model = {N, H, CSAE_DECODER_SIGMOID, 0.1, 3.0, 1e-3};       \
+        /* params, a copy, gradients, two sets of moments, X */                \
+        REAL *mem = calloc(7 * P + M * N, sizeof(REAL));                       \
+        REAL *base = mem, *copy = mem + P, *grad = mem + 2 * P;                \
+        REAL *m1 = mem + 3 * P, *v1 = mem + 4 * P, *m2 = mem + 5 * P, *v2 = mem + 6 * P; \
+        REAL *X = mem + 7 * P;                                                 \
+        REAL q[H] = {0}, q2[H] = {0}, rho_hat[H];                              \
+        uint64_t state = 11;                                                   \
+        for (size_t i = 0; i < M * N; i++)                                     \
+            X[i] = (REAL)((csae_rng_next(&state) >> 11) * 0x1.0p-53);          \
+        csae_params_##SFX p = {base, base + H * N, base + H * N + H, base + 2 * H * N + H}; \
+        csae_params_##SFX c = {copy, copy + H * N, copy + H * N + H, copy + 2 * H * N + H}; \
+        csae_params_##SFX g = {grad, grad + H * N, grad + H * N + H, grad + 2 * H * N + H}; \
+        csae_params_##SFX none = {NULL, NULL, NULL, NULL};                     \
+        csae_init_params_##SFX(&model, p, &state);                             \
+        memcpy(copy, base, P * sizeof(REAL));                                  \
+        csae_workspace ws;                                                     \
+        alloc_ws(&ws, csae_train_workspace_size(&model, M, sizeof(REAL), 1), 1); \
+                                                                               \
+        /* The first Adam step from zero moments moves each parameter by     \
+         * lr g / (|g| + epsilon / sqrt(1 - beta_2)), g the full gradient. */  \
+        double loss, loss0;                                                    \
+        csae_objective_##SFX(&model, p, X, M, &loss0, g, rho_hat, &ws);         \
+        csae_sgd sgd = {0.01, 0.0, M, 0};                                      \
+        csae_solver adam = {1, 0.9, 0.999, 1e-3, 0.0};                         \
+        csae_train_state_##SFX st;                                             \
+        memset(&st, 0, sizeof st);                                             \
+        st.adam_m = (csae_params_##SFX){m1, m1 + H * N, m1 + H * N + H, m1 + 2 * H * N + H}; \
+        st.adam_v = (csae_params_##SFX){v1, v1 + H * N, v1 + H * N + H, v1 + 2 * H * N + H}; \
+        int ok = csae_train_step_##SFX(&model, &sgd, &adam, p, &st, X, M, &loss, &ws) == CSAE_OK; \
+        double worst = 0;                                                      \
+        for (size_t x = 0; x < P; x++) {                                       \
+            const double gx = grad[x];                                         \
+            const double want = copy[x] - 0.01 * gx / (fabs(gx) + 1e-3 / sqrt(1 - 0.999)); \
+            const double err = fabs(base[x] - want) / 0.01;                    \
+            if (err > worst) worst = err;                                      \
+        }                                                                      \
+        printf("     first Adam step worst error %.3g (of lr)\n", worst);      \
+        check(ok && loss == loss0 && st.adam_t == 1 && worst < TOL,            \
+              "first Adam step by hand", path, type);                          \
+                                                                               \
+        /* A step on NaN data changes nothing, counters included. */           \
+        memcpy(copy, base, P * sizeof(REAL));                                  \
+        memcpy(m2, m1, 2 * P * sizeof(REAL)); /* m1 and v1 are adjacent */     \
+        adam.sparsity_smoothing = 0.5;                                         \
+        st.rho_running = q;                                                    \
+        const REAL keep = X[3];                                                \
+        X[3] = (REAL)NAN;                                                      \
+        ok = csae_train_step_##SFX(&model, &sgd, &adam, p, &st, X, M, &loss, &ws) == \
+             CSAE_ERR_NONFINITE;                                               \
+        X[3] = keep;                                                           \
+        ok &= memcmp(copy, base, P * sizeof(REAL)) == 0 &&                     \
+              memcmp(m2, m1, 2 * P * sizeof(REAL)) == 0 && st.adam_t == 1 &&   \
+              st.running_batches == 0 && q[0] == 0;                            \
+        check(ok, "a non-finite Adam step changes nothing", path, type);       \
+                                                                               \
+        /* The running estimate starts as the first batch's rho_hat. */        \
+        csae_objective_##SFX(&model, p, X, M, &loss0, none, rho_hat, &ws);      \
+        ok = csae_train_step_##SFX(&model, &sgd, &adam, p, &st, X, M, &loss, &ws) == CSAE_OK; \
+        ok &= memcmp(q, rho_hat, sizeof q) == 0 && st.running_batches == 1 && st.adam_t == 2; \
+        check(ok, "running estimate starts at rho_hat", path, type);           \
+                                                                               \
+        /* Bad solver settings and missing state are argument errors. */      \
+        csae_solver bad = adam;                                                \
+        bad.beta_1 = 1.0;                                                      \
+        ok = csae_train_step_##SFX(&model, &sgd, &bad, p, &st, X, M, &loss, &ws) == CSAE_ERR_ARGUMENT; \
+        bad = adam; bad.sparsity_smoothing = 1.5;                              \
+        ok &= csae_train_step_##SFX(&model, &sgd, &bad, p, &st, X, M, &loss, &ws) == CSAE_ERR_ARGUMENT; \
+        bad = adam; bad.epsilon = 0.0;                                         \
+        ok &= csae_train_step_##SFX(&model, &sgd, &bad, p, &st, X, M, &loss, &ws) == CSAE_ERR_ARGUMENT; \
+        csae_train_state_##SFX empty;                                          \
+        memset(&empty, 0, sizeof empty);                                       \
+        ok &= csae_train_step_##SFX(&model, &sgd, &adam, p, &empty, X, M, &loss, &ws) == CSAE_ERR_ARGUMENT; \
+        ok &= csae_train_step_##SFX(&model, &sgd, &adam, p, NULL, X, M, &loss, &ws) == CSAE_ERR_ARGUMENT; \
+        ok &= st.adam_t == 2 && st.running_batches == 1;                       \
+        check(ok, "bad solver arguments are rejected", path, type);            \
+        free(ws.data);                                                         \
+                                                                               \
+        /* Epochs of Adam with the running estimate lower the objective, the   \
+         * same on one and two threads. */                                     \
+        memcpy(copy, base, P * sizeof(REAL));                                  \
+        memcpy(m2, m1, 2 * P * sizeof(REAL));                                  \
+        memcpy(q2, q, sizeof q);                                               \
+        csae_train_state_##SFX st2 = st;                                       \
+        st2.adam_m = (csae_params_##SFX){m2, m2 + H * N, m2 + H * N + H, m2 + 2 * H * N + H}; \
+        st2.adam_v = (csae_params_##SFX){v2, v2 + H * N, v2 + H * N + H, v2 + 2 * H * N + H}; \
+        st2.rho_running = q2;                                                  \
+        csae_sgd epoch_sgd = {0.01, 0.0, 8, 1};                                \
+        csae_workspace w1, w2;                                                 \
+        alloc_ws(&w1, csae_epoch_workspace_size(&model, &epoch_sgd, M, sizeof(REAL), 1), 1); \
+        alloc_ws(&w2, csae_epoch_workspace_size(&model, &epoch_sgd, M, sizeof(REAL), 2), 2); \
+        uint64_t r1 = 5, r2 = 5;                                               \
+        double first = 0, last = 0;                                            \
+        ok = 1;                                                                \
+        for (int epoch = 0; epoch < 10; epoch++) {                             \
+            csae_epoch_result e1, e2;                                          \
+            ok &= csae_train_epoch_##SFX(&model, &epoch_sgd, &adam, p, &st, X, M, &r1, NULL, \
+                                         NULL, 0, &e1, &w1) == CSAE_OK;        \
+            ok &= csae_train_epoch_##SFX(&model, &epoch_sgd, &adam, c, &st2, X, M, &r2, NULL, \
+                                         NULL, 0, &e2, &w2) == CSAE_OK;        \
+            ok &= e1.batches_done == 5 && e1.loss == e2.loss;                  \
+            if (epoch == 0) first = e1.loss;                                   \
+            last = e1.loss;                                                    \
+        }                                                                      \
+        printf("     Adam epoch objective %.6f -> %.6f\n", first, last);        \
+        ok &= st.adam_t == 52 && st.running_batches == 51;                     \
+        ok &= memcmp(base, copy, P * sizeof(REAL)) == 0 && memcmp(q, q2, sizeof q) == 0 && \
+              memcmp(m1, m2, 2 * P * sizeof(REAL)) == 0;                       \
+        check(ok && last < first, "Adam epochs lower the objective, same on 2 threads", \
+              path, type);                                                     \
+        free(w1.data);                                                         \
+        free(w2.data);                                                         \
+                                                                               \
+        /* Block-wise: blocks of 0, 13, 1 and 26 rows add up to the whole. */  \
+        const size_t cut[5] = {0, 0, 13, 14, M};                               \
+        double sums[H] = {0}, part_sums[H], rho_d[H], total = 0;               \
+        REAL *acc = m2; /* the summed part gradients */                        \
+        memset(acc, 0, P * sizeof(REAL));                                      \
+        alloc_ws(&ws, csae_train_workspace_size(&model, M, sizeof(REAL), 2), 2); \
+        ok = 1;                                                                \
+        for (int k = 0; k < 4; k++) {                                          \
+            ok &= csae_activation_sums_##SFX(&model, p.W, p.b, X + cut[k] * N,  \
+                                             cut[k + 1] - cut[k], part_sums, &ws) == CSAE_OK; \
+            for (size_t j = 0; j < H; j++) sums[j] += part_sums[j];            \
+        }                                                                      \
+        for (size_t j = 0; j < H; j++) rho_d[j] = sums[j] / M;                 \
+        for (int k = 0; k < 4; k++) {                                          \
+            double part;                                                       \
+            ok &= csae_objective_part_##SFX(&model, p, X + cut[k] * N, cut[k + 1] - cut[k], \
+                                            rho_d, M, &part, g, &ws) == CSAE_OK; \
+            total += part;                                                     \
+            for (size_t x = 0; x < P; x++) acc[x] += grad[x];                  \
+        }                                                                      \
+        double sq = 0, kl = 0;                                                 \
+        for (size_t x = 0; x < H * N; x++)                                     \
+            sq += (double)p.W[x] * p.W[x] + (double)p.Wd[x] * p.Wd[x];         \
+        for (size_t j = 0; j < H; j++) {                                       \
+            const double r = 0.1, qj = (REAL)rho_d[j];                         \
+            kl += r * log(r / qj) + (1 - r) * log((1 - r) / (1 - qj));         \
+        }                                                                      \
+        total += 1e-3 * sq + 3.0 * kl;                                         \
+        for (size_t x = 0; x < H * N; x++) {                                   \
+            acc[x] += (REAL)2e-3 * p.W[x];                                     \
+            acc[H * N + H + x] += (REAL)2e-3 * p.Wd[x];                        \
+        }                                                                      \
+        ok &= csae_objective_##SFX(&model, p, X, M, &loss, g, rho_hat, &ws) == CSAE_OK; \
+        worst = fabs(total - loss) / fabs(loss);                               \
+        double gscale = 0;                                                     \
+        for (size_t x = 0; x < P; x++) gscale = fmax(gscale, fabs(grad[x]));   \
+        for (size_t x = 0; x < P; x++) worst = fmax(worst, fabs(acc[x] - grad[x]) / gscale); \
+        for (size_t j = 0; j < H; j++) worst = fmax(worst, fabs(rho_d[j] - rho_hat[j])); \
+        printf("     block-wise vs whole worst relative error %.3g\n", worst); \
+        check(ok && worst < TOL, "block-wise objective adds up to the whole", path, type); \
+        double part;                                                           \
+        ok = csae_objective_part_##SFX(&model, p, X, M, rho_d, M - 1, &part, g, &ws) == \
+             CSAE_ERR_ARGUMENT;                                                \
+        ok &= csae_objective_part_##SFX(&model, p, X, M, NULL, M, &part, g, &ws) == \
+              CSAE_ERR_ARGUMENT;                                               \
+        ok &= csae_activation_sums_##SFX(&model, p.W, p.b, X, M, NULL, &ws) == CSAE_ERR_ARGUMENT; \
+        check(ok, "bad block-wise arguments are rejected", path, type);        \
+        free(ws.data);                                                         \
+        free(mem);                                                             \
+    }
+
+DEFINE_SOLVER_CHECK(f64, double, 1e-12)
+DEFINE_SOLVER_CHECK(f32, float, 1e-4)
+
 int main(void)
 {
     const csae_kernel_path paths[3] = {CSAE_PATH_PORTABLE, CSAE_PATH_AVX2, CSAE_PATH_AVX512};
@@ -395,6 +569,8 @@ int main(void)
         threads_f32(names[i]);
         one_row_f64(names[i]);
         one_row_f32(names[i]);
+        solvers_f64(names[i]);
+        solvers_f32(names[i]);
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
