@@ -268,7 +268,19 @@ class DaskData:
     def __getitem__(self, key):
         if not isinstance(key, slice):
             raise TypeError("dask data can only be sliced by rows")
-        return np.asarray(self.prepared[key].compute())
+        if not any(np.isnan(c) for c in self.prepared.chunks[0]):
+            return np.asarray(self.prepared[key].compute())
+        # Unknown block sizes: the first blocks, until the slice is covered
+        # (the training loops ask for the first rows only).
+        if key.stop is None or key.stop < 0 or (key.start or 0) < 0:
+            return np.asarray(self.prepared.compute())[key]
+        parts, rows = [], 0
+        for i in range(self.prepared.numblocks[0]):
+            parts.append(np.asarray(self.prepared.blocks[i].compute()))
+            rows += parts[-1].shape[0]
+            if rows >= key.stop:
+                break
+        return np.concatenate(parts)[key]
 
     def _delayed(self, obj):
         dask, _ = _import()
