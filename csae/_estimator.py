@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 
+from csae import _blockwise, _dask
 from csae._backends import Backend
 from csae._training import objective_settings, run_epochs, run_lbfgs, validation_split
 from csae._warnings import TrainingDivergedWarning, TrainingInterruptedWarning
@@ -106,6 +107,11 @@ def _apply_range(X, data_min, scale, dtype):
         raise ValueError("X scaled by the learned input range overflows "
                          f"{dtype.name}; its values are far outside the range seen in fit")
     return out
+
+
+def _replace_dtype(hp, dtype):
+    import dataclasses
+    return dataclasses.replace(hp, dtype=dtype)
 
 
 def _container(kind, H, X, names):
@@ -802,6 +808,11 @@ class SparseAutoencoder:
         """
         dtype = hp.dtype if dtype is None else dtype
         n = state.params[0].shape[1] if check_n and state.params is not None else None
+        if _blockwise.is_out_of_core(X):  # a memory-mapped file: read in chunks
+            return self._prepare_chunked(X, hp, state, objective, learn, dtype, n)
+        if _dask.is_dask_array(X):  # blocks on a cluster (csae._dask)
+            return _dask.prepare(self, X, hp, state, objective=objective, learn=learn,
+                                 dtype=dtype, n=n)
         if n is not None:
             if _is_dataframe(X):  # a non-numeric column is named before names are compared
                 check_frame_columns(X, "X")
@@ -818,6 +829,21 @@ class SparseAutoencoder:
             return _apply_range(X64, data_min, scale, dtype), (data_min, scale)
         self._check_range(state)
         return _apply_range(X64, state.data_min, state.data_scale, dtype)
+
+    def _prepare_chunked(self, X, hp, state, objective, learn, dtype, n):
+        """_prepare for a memory-mapped X larger than one chunk: one streamed
+        validation pass, and a ``ChunkedData`` that reads it chunk by chunk
+        (see csae._blockwise)."""
+        if n is not None and X.shape[1] != n:
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} "
+                             f"is expecting {n} features as input")
+        hp = hp if dtype == hp.dtype else _replace_dtype(hp, dtype)
+        if learn:
+            return _blockwise.prepare(X, hp, objective=objective, learn=True)
+        if hp.scale_inputs:
+            self._check_range(state)
+        return _blockwise.prepare(X, hp, objective=objective, data_min=state.data_min,
+                                  data_scale=state.data_scale)
 
     def _check_feature_names(self, X, state):
         """X's column names against those seen in fit, as scikit-learn does:
@@ -907,7 +933,7 @@ class SparseAutoencoder:
         command line's progress display)."""
         with self._locks.write:
             hp, raw, old = self._hyper_and_state()
-            backend = Backend(hp.backend, hp.n_threads)
+            backend = _blockwise.ChunkedBackend(Backend(hp.backend, hp.n_threads))
             warm = hp.warm_start and old.params is not None
             if warm:
                 start, Xc = self._warm_start_state(X, hp, raw, old)
@@ -992,7 +1018,7 @@ class SparseAutoencoder:
             if hp.solver == "lbfgs":
                 raise ValueError(f"partial_fit needs solver='sgd' or 'adam' (solver="
                                  f"{hp.solver!r} trains on all the data at once); use fit")
-            backend = Backend(hp.backend, hp.n_threads)
+            backend = _blockwise.ChunkedBackend(Backend(hp.backend, hp.n_threads))
             learn = hp.scale_inputs and old.data_min is None
             prepared = self._prepare(X, hp, old, objective=True, learn=learn)
             Xc, (data_min, scale) = prepared if learn else (prepared, (None, None))
@@ -1042,7 +1068,7 @@ class SparseAutoencoder:
         hp, _, state = self._hyper_and_state(check_fitted=True)
         params = tuple(p if p.dtype == hp.dtype else p.astype(hp.dtype)
                        for p in state.params)
-        return hp, Backend(hp.backend, hp.n_threads), params, state
+        return hp, _blockwise.ChunkedBackend(Backend(hp.backend, hp.n_threads)), params, state
 
     def _unscale(self, Y, hp, state):
         if not hp.scale_inputs:
@@ -1104,6 +1130,8 @@ class SparseAutoencoder:
         -------
         Y : ndarray of shape (n_samples, n_features_in_), in the model dtype
         """
+        if _dask.is_dask_array(H):
+            return _dask.inverse_transform(self, H)
         hp, backend, params, state = self._ready()
         h = params[0].shape[0]
         Hc = check_data(H, hp.dtype, name="H", n_features=h, expected_name="hidden units")
@@ -1145,7 +1173,9 @@ class SparseAutoencoder:
         """
         hp, backend, params, state = self._ready()
         Xc = self._prepare(X, hp, state, objective=True)
-        return float(backend.objective(params, Xc, **self._objective_settings(hp)))
+        value = backend.objective(params, Xc, **self._objective_settings(hp))
+        # A dask array in gives a lazy 0-d dask array out.
+        return value if _dask.is_dask_collection(value) else float(value)
 
     def loss_and_gradients(self, X):
         """The objective on X as one batch and its gradients.

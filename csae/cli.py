@@ -300,7 +300,10 @@ def load_data(path, key=None):
         raise UserError("--key applies to .npz files only")
     try:
         if suffix == ".npy":
-            data = np.load(path, allow_pickle=False)
+            # A file larger than one chunk is memory-mapped: the estimator
+            # then reads it chunk by chunk (csae._blockwise), never whole.
+            big = os.path.getsize(path) > _chunk_bytes()
+            data = np.load(path, allow_pickle=False, mmap_mode="r" if big else None)
         elif suffix == ".npz":
             data = _load_npz(path, key)
         elif suffix == ".csv":
@@ -326,6 +329,16 @@ def load_data(path, key=None):
     if data.size == 0:
         raise UserError(f"{path}: the data is empty (shape {data.shape})")
     return data
+
+
+def _chunk_bytes():
+    from csae._blockwise import CHUNK_BYTES
+    return CHUNK_BYTES
+
+
+def _out_of_core(X):
+    from csae._blockwise import is_out_of_core
+    return is_out_of_core(X)
 
 
 def _load_npz(path, key):
@@ -658,7 +671,8 @@ def cmd_train(args):
     model = SparseAutoencoder(**params, scale_inputs=args.scale_inputs,
                               shuffle=not args.no_shuffle,
                               backend=args.backend or _default_backend())
-    if not args.scale_inputs and X.dtype != np.dtype(model.dtype):
+    if (not args.scale_inputs and X.dtype != np.dtype(model.dtype)
+            and not _out_of_core(X)):  # a memory-mapped file is converted chunk by chunk
         # Converted once here (with --scale-inputs the estimator scales in
         # float64 first).
         X = np.ascontiguousarray(X, dtype=model.dtype)
@@ -701,10 +715,59 @@ def cmd_encode(args):
                        force=args.force)
     model = load_model(args.model)
     X = load_data(args.data, args.key)
+    if _out_of_core(X) and os.path.splitext(args.out)[1].lower() != ".csv":
+        shape, dtype = _save_rows(args.out, X, model.transform, model.encoder_weights_.shape[0],
+                                  np.dtype(model.dtype), replace=args.force,
+                                  quiet=args.quiet)
+        print(f"wrote {args.out}: hidden features, shape {shape}, {dtype}")
+        return EXIT_OK
     H = model.transform(X)
     save_array(args.out, H, replace=args.force)
     print(f"wrote {args.out}: hidden features, shape {H.shape}, {H.dtype}")
     return EXIT_OK
+
+
+def _save_rows(path, X, function, width, dtype, *, replace, quiet):
+    """Write ``function(X[rows])`` for chunks of the memory-mapped X to the
+    .npy file ``path``, one chunk at a time (header first, then the rows
+    appended), with a progress bar counting rows.  Returns (shape, dtype)."""
+    from csae._blockwise import _release, chunk_rows
+    from csae._files import write_atomically
+    m = X.shape[0]
+    step = chunk_rows(X)
+    bar = None
+    if not quiet:
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=m, unit="row", unit_scale=True, desc="encoding",
+                       file=sys.stderr, dynamic_ncols=True)
+        except ImportError:
+            bar = None
+
+    def write(fh):
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                  "shape": (m, width)}
+        np.lib.format.write_array_header_1_0(fh, header)
+        for start in range(0, m, step):
+            stop = min(start + step, m)
+            try:
+                rows = np.ascontiguousarray(function(X[start:stop]), dtype=dtype)
+            finally:
+                _release(X)
+            if rows.shape != (stop - start, width):
+                raise RuntimeError(f"expected {(stop - start, width)} rows, got {rows.shape}")
+            fh.write(rows.tobytes())
+            if bar is not None:
+                bar.update(stop - start)
+            elif not quiet:
+                print(f"rows {stop}/{m}", file=sys.stderr, flush=True)
+
+    try:
+        write_atomically(path, write, replace=replace)
+    finally:
+        if bar is not None:
+            bar.close()
+    return (m, width), dtype
 
 
 def cmd_reconstruct(args):
@@ -912,12 +975,17 @@ def build_parser():
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("encode", help="hidden features of a data file",
-                       description="Write the hidden activations of DATA under MODEL.")
+                       description="Write the hidden activations of DATA under MODEL. "
+                                   "A .npy DATA file larger than memory is read "
+                                   "memory-mapped and the .npy output written chunk "
+                                   "by chunk.")
     p.add_argument("model", metavar="MODEL", help="model file written by 'csae train'")
     add_data(p)
     p.add_argument("--out", required=True, metavar="FEATURES",
                    help="output file, .npy or .csv; never an input file")
     add_force(p)
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress display (shown for chunked files)")
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("reconstruct", help="reconstructions of a data file",
