@@ -114,7 +114,9 @@ class Backend:
         engine's workspace for its whole life and also has
         ``evaluate_flat(theta, grad) -> L`` on flat float64 vectors, which
         ``csae._solvers.lbfgs`` uses.  ``hyper``: rho, beta, lam, decoder."""
-        if self.name == "c":
+        # Data that is not one in-memory array (block data read chunk by
+        # chunk, say) goes through objective_and_gradients every time.
+        if self.name == "c" and type(X) is np.ndarray:
             with np.errstate(all="ignore"):
                 return self.module.ObjectiveEvaluator(X, n_hidden, n_threads=self.n_threads,
                                                       **hyper)

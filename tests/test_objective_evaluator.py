@@ -135,3 +135,18 @@ def test_bad_arguments():
         ev.evaluate_flat(np.zeros(ev.n_params + 1), np.zeros(ev.n_params + 1))
     with pytest.raises(ValueError):
         ev.evaluate_flat(np.zeros(ev.n_params), np.zeros(ev.n_params - 1))
+
+
+def test_backend_evaluator_falls_back_for_other_data(tmp_path):
+    """Data that is not a plain in-memory ndarray (here a memory map) goes
+    through objective_and_gradients on every call."""
+    params, X = problem(30, 5, 4, np.float64, seed=8)
+    mapped = np.memmap(tmp_path / "X.dat", dtype=X.dtype, mode="w+", shape=X.shape)
+    mapped[:] = X
+    ev = Backend("c").objective_evaluator(mapped, 4, **HYPER)
+    assert not hasattr(ev, "evaluate_flat")
+    L, g = ev(params)
+    want_L, want_g = eng.objective_and_gradients(params, X, **HYPER)
+    assert L == want_L
+    for a, b in zip(g, want_g):
+        np.testing.assert_array_equal(a, b)
