@@ -510,8 +510,9 @@ def run_lbfgs(backend, X, hp, start, *, stacklevel, X_val=None, hook=None):
         return rule.update(validation) if X_val is not None else False
 
     try:
-        result = lbfgs(lambda p: backend.objective_and_gradients(p, X, **settings),
-                       start.params, max_iter=hp.max_epochs, max_fun=hp.max_fun,
+        # The engine's evaluator keeps one workspace for the whole fit.
+        evaluator = backend.objective_evaluator(X, hp.n_hidden, **settings)
+        result = lbfgs(evaluator, start.params, max_iter=hp.max_epochs, max_fun=hp.max_fun,
                        tol=hp.tol, on_iteration=on_iteration)
     finally:
         # The summary line below reports the end; the arrays of the last
