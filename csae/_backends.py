@@ -32,6 +32,14 @@ def _import_engine():
             "backend='python' to use the pure-NumPy reference.") from err
 
 
+def _blocks(X):
+    """X is block data (csae._blockwise.ChunkedData, csae._dask.DaskData): a
+    data set read block by block, which does the work itself through this
+    backend's functions on each block (``map_rows``, ``evaluate``,
+    ``sgd_epoch``)."""
+    return getattr(X, "_csae_blocks", False)
+
+
 class Backend:
     """The functions of one backend, with ``n_threads`` passed where the
     backend understands it.
@@ -68,6 +76,8 @@ class Backend:
 
     def encode(self, W, b, X):
         """Hidden activations, shape (m, h)."""
+        if _blocks(X):
+            return X.map_rows(self, "encode", (W, b), W.shape[0], W.dtype)
         return self._call("encode", W, b, X)
 
     def decode(self, Wd, bd, A, decoder):
@@ -76,14 +86,21 @@ class Backend:
 
     def reconstruct(self, params, X, decoder):
         """decode(encode(X)), shape (m, n)."""
+        if _blocks(X):
+            return X.map_rows(self, "reconstruct", (params, decoder), params[0].shape[1],
+                              params[0].dtype)
         return self._call("reconstruct", params, X, decoder)
 
     def objective(self, params, X, **hyper):
         """Objective on X as one batch (a float)."""
+        if _blocks(X):
+            return X.evaluate(self, params, need_gradients=False, **hyper)
         return self._call("objective", params, X, **hyper)
 
     def objective_and_gradients(self, params, X, **hyper):
         """(objective, (dW, db, dWd, dbd)) on X as one batch."""
+        if _blocks(X):
+            return X.evaluate(self, params, need_gradients=True, **hyper)
         return self._call("objective_and_gradients", params, X, **hyper)
 
     def sgd_epoch(self, params, velocity, X, **hyper):
@@ -94,6 +111,8 @@ class Backend:
         the running sparsity estimate's (sparsity_smoothing, rho_running,
         running_batches): see ``csae.reference.sgd_epoch``.
         """
+        if _blocks(X):
+            return X.sgd_epoch(self, params, velocity, **hyper)
         return self._call("sgd_epoch", params, velocity, X, **hyper)
 
     def activation_sums(self, W, b, X):

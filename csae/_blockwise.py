@@ -9,9 +9,9 @@ set stays near weights + engine workspace + one chunk whatever the file
 size (mapped pages of a file count in the resident set until released).
 
 ``ChunkedData`` is the prepared data (the estimator's ``_prepare`` returns it
-instead of an array), and ``ChunkedBackend`` wraps a ``Backend`` so that the
-training loops and the transforms call it exactly as they call a backend on
-an in-memory array:
+instead of an array).  ``csae._backends.Backend`` hands it the calls it gets
+with it as X (``map_rows``, ``evaluate``, ``sgd_epoch``), so the training
+loops and the transforms call the backend exactly as on an in-memory array:
 
 * ``sgd_epoch`` draws the epoch's row order from the engine (as the
   in-memory epoch does), gathers the rows of a whole number of minibatches
@@ -37,8 +37,8 @@ import numpy as np
 from csae._errors import NonFiniteError
 from csae.reference import rho_hat_clip
 
-__all__ = ["CHUNK_BYTES", "is_out_of_core", "ChunkedData", "ChunkedBackend",
-           "full_batch", "block_functions", "prepare"]
+__all__ = ["CHUNK_BYTES", "is_out_of_core", "ChunkedData", "full_batch",
+           "block_functions", "prepare"]
 
 # Rows are read this many bytes at a time (of the file's dtype).  Chosen so
 # that a chunk is large against the per-call overhead of the engine (a few
@@ -179,7 +179,8 @@ class ChunkedData:
                 out[start:stop] = getattr(inner, method)(*args, block)
         return out
 
-    def evaluate(self, inner, params, *, rho, beta, lam, decoder, need_gradients):
+    def evaluate(self, inner, params, *, rho, beta, lam, decoder="sigmoid",
+                 need_gradients=True):
         """The full-batch objective (and gradients) in two passes."""
         sums_fn, part_fn = block_functions(inner)
         m = self.shape[0]
@@ -393,56 +394,6 @@ def add_parts(results):
             for a, g in zip(acc, grads):
                 a += g
     return total, acc
-
-
-class ChunkedBackend:
-    """A backend that also takes block data wherever it takes X.
-
-    Arrays go straight to the wrapped ``Backend``.  Block data (an object
-    with ``_csae_blocks = True``: ``ChunkedData`` here, the dask module's
-    ``DaskData``) does the work itself, given the wrapped backend, through
-    three methods: ``map_rows`` (transforms), ``evaluate`` (the full-batch
-    objective) and ``sgd_epoch``.
-    """
-
-    def __init__(self, backend):
-        self.inner = backend
-        self.name = backend.name
-        self.n_threads = backend.n_threads
-        self.module = backend.module
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def encode(self, W, b, X):
-        if not getattr(X, "_csae_blocks", False):
-            return self.inner.encode(W, b, X)
-        return X.map_rows(self.inner, "encode", (W, b), W.shape[0], W.dtype)
-
-    def reconstruct(self, params, X, decoder):
-        if not getattr(X, "_csae_blocks", False):
-            return self.inner.reconstruct(params, X, decoder)
-        return X.map_rows(self.inner, "reconstruct", (params, decoder),
-                          params[0].shape[1], params[0].dtype)
-
-    def objective_and_gradients(self, params, X, *, rho, beta, lam, decoder="sigmoid"):
-        if not getattr(X, "_csae_blocks", False):
-            return self.inner.objective_and_gradients(params, X, rho=rho, beta=beta,
-                                                      lam=lam, decoder=decoder)
-        return X.evaluate(self.inner, params, rho=rho, beta=beta, lam=lam,
-                          decoder=decoder, need_gradients=True)
-
-    def objective(self, params, X, *, rho, beta, lam, decoder="sigmoid"):
-        if not getattr(X, "_csae_blocks", False):
-            return self.inner.objective(params, X, rho=rho, beta=beta, lam=lam,
-                                        decoder=decoder)
-        return X.evaluate(self.inner, params, rho=rho, beta=beta, lam=lam,
-                          decoder=decoder, need_gradients=False)
-
-    def sgd_epoch(self, params, velocity, X, **hyper):
-        if not getattr(X, "_csae_blocks", False):
-            return self.inner.sgd_epoch(params, velocity, X, **hyper)
-        return X.sgd_epoch(self.inner, params, velocity, **hyper)
 
 
 def epoch_over_blocks(inner, params, velocity, blocks, m, hyper):

@@ -243,7 +243,7 @@ class DaskData:
     """A dask array as the model sees it: rows validated and converted (and
     scaled) lazily, block by block.  Behaves like the prepared array where
     the training loops use one (``shape``, ``X[:k]``) and does the block
-    work behind ``csae._blockwise.ChunkedBackend``."""
+    work behind ``csae._backends.Backend``."""
 
     _csae_blocks = True
 
@@ -307,7 +307,8 @@ class DaskData:
                                      chunks=_one_row_per_block(self.prepared, width))
         return P.sum(axis=0)
 
-    def evaluate(self, inner, params, *, rho, beta, lam, decoder, need_gradients):
+    def evaluate(self, inner, params, *, rho, beta, lam, decoder="sigmoid",
+                 need_gradients=True):
         """With gradients (L-BFGS): both passes computed now, on the
         cluster; the client receives 1 + h, then 1 + 2nh + n + h numbers.
         Without (``loss``): a lazy 0-d dask array."""
@@ -438,6 +439,6 @@ def inverse_transform(model, H):
     data = DaskData(H.map_blocks(_Prepare(hp.dtype, h, None, None, False), dtype=hp.dtype,
                                    meta=np.empty((0, 0), hp.dtype)),
                     None, model.n_threads)
-    Y = data.map_rows(backend.inner, "decode", (params[2], params[3], hp.decoder),
+    Y = data.map_rows(backend, "decode", (params[2], params[3], hp.decoder),
                       params[0].shape[1], hp.dtype)
     return model._unscale(Y, hp, state)

@@ -109,9 +109,6 @@ def _apply_range(X, data_min, scale, dtype):
     return out
 
 
-def _replace_dtype(hp, dtype):
-    import dataclasses
-    return dataclasses.replace(hp, dtype=dtype)
 
 
 def _container(kind, H, X, names):
@@ -837,7 +834,9 @@ class SparseAutoencoder:
         if n is not None and X.shape[1] != n:
             raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} "
                              f"is expecting {n} features as input")
-        hp = hp if dtype == hp.dtype else _replace_dtype(hp, dtype)
+        if dtype != hp.dtype:  # (csae._gradcheck asks for float64 data)
+            import dataclasses
+            hp = dataclasses.replace(hp, dtype=dtype)
         if learn:
             return _blockwise.prepare(X, hp, objective=objective, learn=True)
         if hp.scale_inputs:
@@ -933,7 +932,7 @@ class SparseAutoencoder:
         command line's progress display)."""
         with self._locks.write:
             hp, raw, old = self._hyper_and_state()
-            backend = _blockwise.ChunkedBackend(Backend(hp.backend, hp.n_threads))
+            backend = Backend(hp.backend, hp.n_threads)
             warm = hp.warm_start and old.params is not None
             if warm:
                 start, Xc = self._warm_start_state(X, hp, raw, old)
@@ -1018,7 +1017,7 @@ class SparseAutoencoder:
             if hp.solver == "lbfgs":
                 raise ValueError(f"partial_fit needs solver='sgd' or 'adam' (solver="
                                  f"{hp.solver!r} trains on all the data at once); use fit")
-            backend = _blockwise.ChunkedBackend(Backend(hp.backend, hp.n_threads))
+            backend = Backend(hp.backend, hp.n_threads)
             learn = hp.scale_inputs and old.data_min is None
             prepared = self._prepare(X, hp, old, objective=True, learn=learn)
             Xc, (data_min, scale) = prepared if learn else (prepared, (None, None))
@@ -1068,7 +1067,7 @@ class SparseAutoencoder:
         hp, _, state = self._hyper_and_state(check_fitted=True)
         params = tuple(p if p.dtype == hp.dtype else p.astype(hp.dtype)
                        for p in state.params)
-        return hp, _blockwise.ChunkedBackend(Backend(hp.backend, hp.n_threads)), params, state
+        return hp, Backend(hp.backend, hp.n_threads), params, state
 
     def _unscale(self, Y, hp, state):
         if not hp.scale_inputs:

@@ -255,7 +255,7 @@ def test_chunked_epoch_continues_adam_and_running_sparsity(small_chunks, files, 
                       adam_v=tuple(np.zeros_like(p) for p in params), adam_t=3)
         if "sparsity_smoothing" in kw:
             kw.update(rho_running=np.full(5, 0.2), running_batches=2)
-        backend = blockwise.ChunkedBackend(Backend("python"))
+        backend = Backend("python")
         for _ in range(2):
             loss, kw["rng_state"] = backend.sgd_epoch(params, None, source, **kw)
             batches = -(-700 // 9)
