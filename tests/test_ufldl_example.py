@@ -3,7 +3,7 @@ sample photographs.
 
 A short run (a few seconds) checks that the example works end to end and
 that its numbers make sense; the full 400-iteration run, which takes about
-25 seconds of CPU time, is marked slow but runs by default (and in CI):
+20 seconds of CPU time, is marked slow but runs by default (and in CI):
 it checks the outcome the README reports.  Noise filters give an
 orientation concentration of about 0.15 and no filter localised and
 oriented (tests/test_filters.py), so the thresholds here say "not noise"
