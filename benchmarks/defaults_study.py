@@ -20,7 +20,7 @@ deviation), the mean fit time of the pipeline per fold, and for the patches
 filters (> 0.5) and the share localised and oriented.  Times are wall
 clock with ``n_threads=1`` and depend on the machine's load.
 
-    python benchmarks/defaults_study.py                   # ~10 minutes on 2 busy cores
+    python benchmarks/defaults_study.py                   # every row: tens of minutes of CPU
     python benchmarks/defaults_study.py --candidates default lbfgs-200 --hidden 64
     python benchmarks/defaults_study.py --list
 """
