@@ -17,8 +17,9 @@ def test_a_tiny_study_prints_a_table(capsys):
     spec = importlib.util.spec_from_file_location("defaults_study", path)
     study = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(study)
-    study.main(["--candidates", "default", "--hidden", "4", "--folds", "2",
-                "--patches", "300"])
+    with study._one_blas_thread():
+        study.main(["--candidates", "default", "--hidden", "4", "--folds", "2",
+                    "--patches", "300"])
     out = capsys.readouterr().out
     assert re.search(r"raw pixels .*: 0\.9\d+", out)   # digits, linear model: ~0.96
     rows = [line for line in out.splitlines() if line.startswith("default ")]
