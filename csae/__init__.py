@@ -66,9 +66,9 @@ __all__ = [
 
 
 def __getattr__(name):
-    # ConvergenceWarning is built on first use: it subclasses scikit-learn's
-    # when that imports, and importing scikit-learn with csae would cost
-    # about a second (see csae._warnings.convergence_warning).
+    # ConvergenceWarning is looked up through here so that, once scikit-learn
+    # is loaded, it is put under scikit-learn's class before anyone sees it
+    # (csae never imports scikit-learn: see csae._warnings.convergence_warning).
     if name == "ConvergenceWarning":
         from csae._warnings import convergence_warning
         return convergence_warning()

@@ -1,11 +1,13 @@
 """The warnings training can raise, each naming the problem and the fix.
 
 All are ``UserWarning`` subclasses (``ConvergenceWarning`` also subclasses
-scikit-learn's ``ConvergenceWarning`` when scikit-learn is importable, so a
+scikit-learn's ``ConvergenceWarning`` whenever scikit-learn is loaded, so a
 filter on either silences it), raised with ``stacklevel`` pointing at the
 user's ``fit``/``partial_fit`` line.  The thresholds they use are module
 constants, documented on each class.
 """
+
+import sys
 
 __all__ = [
     "TrainingInterruptedWarning",
@@ -76,41 +78,35 @@ class LearnedNothingWarning(UserWarning):
     """
 
 
-_CONVERGENCE_DOC = """``fit`` ran ``max_epochs`` epochs (iterations for ``solver="lbfgs"``)
+class _ConvergenceBase(UserWarning):
+    """ConvergenceWarning's base until scikit-learn is loaded (a Python-level
+    class, so that its layout matches scikit-learn's class and the base can
+    be swapped; see ``convergence_warning``)."""
+
+
+class ConvergenceWarning(_ConvergenceBase):
+    """``fit`` ran ``max_epochs`` epochs (iterations for ``solver="lbfgs"``)
     before its stopping rule was met, in scikit-learn's sense.
 
     The stopping rule is the one of ``tol`` and ``n_iter_no_change`` (see
-    ``SparseAutoencoder``); ``tol=0`` switches it off, and with it this
-    warning.  Raise ``max_epochs``, or accept the model as it is.  A
-    subclass of ``sklearn.exceptions.ConvergenceWarning`` when scikit-learn
-    is installed (of ``UserWarning`` otherwise).
+    ``SparseAutoencoder``); without early stopping ``tol=0`` switches it
+    off, and with it this warning.  Raise ``max_epochs``, or accept the
+    model as it is.  Whenever scikit-learn is loaded this class is a
+    subclass of ``sklearn.exceptions.ConvergenceWarning`` (so a filter on
+    either silences it); csae never imports scikit-learn itself, so before
+    that it subclasses ``UserWarning`` only.
     """
 
-_convergence_class = None
+
+ConvergenceWarning.__module__ = "csae"
 
 
 def convergence_warning():
-    """The ``ConvergenceWarning`` class, made on first use.
-
-    Importing scikit-learn takes about a second (it imports SciPy), more
-    than the rest of csae together, so the class is built when first
-    needed (``csae.ConvergenceWarning`` or the first warning raised) rather
-    than when csae is imported: then on scikit-learn's class if it can be
-    imported, so that a filter on either class catches it, else on
-    ``UserWarning``.
-    """
-    global _convergence_class
-    if _convergence_class is None:
-        try:
-            from sklearn.exceptions import ConvergenceWarning as base
-        except ImportError:
-            base = UserWarning
-        _convergence_class = type("ConvergenceWarning", (base,),
-                                  {"__doc__": _CONVERGENCE_DOC, "__module__": "csae"})
-    return _convergence_class
-
-
-def __getattr__(name):
-    if name == "ConvergenceWarning":
-        return convergence_warning()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    """The ``ConvergenceWarning`` class, first put under scikit-learn's
+    class if scikit-learn is loaded by now (importing it here would cost
+    about a second, more than csae itself, and is never done)."""
+    module = sys.modules.get("sklearn.exceptions")
+    base = getattr(module, "ConvergenceWarning", None)
+    if base is not None and ConvergenceWarning.__bases__ != (base,):
+        ConvergenceWarning.__bases__ = (base,)
+    return ConvergenceWarning
