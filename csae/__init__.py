@@ -19,8 +19,10 @@ to_onnx
 plot_filters, plot_loss
     Pictures of the learned features and of the training curve (need
     matplotlib: ``pip install "csae[plot]"``).
-NotFittedError, TrainingInterruptedWarning, TrainingDivergedWarning, NonFiniteError
-    Errors and warnings raised by the above.
+NotFittedError, NonFiniteError
+    Errors raised by the above.
+TrainingInterruptedWarning, TrainingDivergedWarning, ConvergenceWarning, DeadUnitsWarning, LearnedNothingWarning
+    Warnings raised by training; each names the problem and the fix.
 get_include, get_library
     The C header's folder and the shared library's path, for C, C++ and
     Cython programs that use the engine directly (also ``csae-config``).
@@ -29,14 +31,16 @@ get_include, get_library
 from csae import datasets
 from csae._config import get_include, get_library
 from csae._errors import NonFiniteError
-from csae._estimator import (
-    SparseAutoencoder,
-    TrainingDivergedWarning,
-    TrainingInterruptedWarning,
-)
+from csae._estimator import SparseAutoencoder
 from csae._gradcheck import check_gradients
 from csae._validation import NotFittedError
 from csae._version import __version__
+from csae._warnings import (
+    DeadUnitsWarning,
+    LearnedNothingWarning,
+    TrainingDivergedWarning,
+    TrainingInterruptedWarning,
+)
 from csae.onnx import to_onnx
 from csae.plotting import plot_filters, plot_loss
 
@@ -54,8 +58,21 @@ __all__ = [
     "NonFiniteError",
     "TrainingDivergedWarning",
     "TrainingInterruptedWarning",
+    "ConvergenceWarning",
+    "DeadUnitsWarning",
+    "LearnedNothingWarning",
     "__version__",
 ]
+
+
+def __getattr__(name):
+    # ConvergenceWarning is built on first use: it subclasses scikit-learn's
+    # when that imports, and importing scikit-learn with csae would cost
+    # about a second (see csae._warnings.convergence_warning).
+    if name == "ConvergenceWarning":
+        from csae._warnings import convergence_warning
+        return convergence_warning()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load(path):

@@ -127,9 +127,33 @@ class Backend:
         decoder."""
         return self._call("objective_part", params, X, rho_hat, n_total, **hyper)
 
+    def objective_evaluator(self, X, n_hidden, **hyper):
+        """A callable ``evaluator(params) -> (L, grads)`` for repeated
+        full-batch evaluations on X (L-BFGS).  On the C engine it keeps the
+        engine's workspace for its whole life and also has
+        ``evaluate_flat(theta, grad) -> L`` on flat float64 vectors, which
+        ``csae._solvers.lbfgs`` uses.  ``hyper``: rho, beta, lam, decoder."""
+        # Data that is not one in-memory array (block data read chunk by
+        # chunk, say) goes through objective_and_gradients every time.
+        if self.name == "c" and type(X) is np.ndarray:
+            with np.errstate(all="ignore"):
+                return self.module.ObjectiveEvaluator(X, n_hidden, n_threads=self.n_threads,
+                                                      **hyper)
+        return _PlainEvaluator(self, X, hyper)
+
     def init_params(self, n_features, n_hidden, rng_state, dtype):
         """Default initial parameters; returns (params, rng_state)."""
         return self._call("init_params", n_features, n_hidden, rng_state, dtype)
+
+
+class _PlainEvaluator:
+    """Backend.objective_evaluator for a backend without one of its own."""
+
+    def __init__(self, backend, X, hyper):
+        self.backend, self.X, self.hyper = backend, X, hyper
+
+    def __call__(self, params):
+        return self.backend.objective_and_gradients(params, self.X, **self.hyper)
 
 
 def get_backend(name, n_threads=1):

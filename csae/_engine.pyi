@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
+from typing_extensions import disjoint_base
 
 _FloatArray = NDArray[np.floating[Any]]
 # (W, b, Wd, bd); a list of the four arrays is accepted as well.
@@ -127,6 +128,31 @@ def sgd_step(
 ) -> float:
     """One update on the minibatch X, in place; returns the objective on X
     before the update."""
+
+@disjoint_base
+class ObjectiveEvaluator:
+    """objective_and_gradients on one X, many times, with one workspace."""
+
+    n_features: int
+    n_hidden: int
+    n_params: int
+    def __init__(
+        self,
+        X: _FloatArray,
+        n_hidden: int,
+        *,
+        rho: float,
+        beta: float,
+        lam: float,
+        decoder: _Decoder = "sigmoid",
+        n_threads: int = 1,
+    ) -> None: ...
+    def evaluate_flat(self, theta: NDArray[np.float64], grad: NDArray[np.float64]) -> float:
+        """The objective at the flat float64 theta; its gradient into grad."""
+    def __call__(
+        self, params: _Params
+    ) -> tuple[float, tuple[_FloatArray, _FloatArray, _FloatArray, _FloatArray]]:
+        """(objective, gradients) at params."""
 
 # Block-wise full-batch objective
 

@@ -717,6 +717,133 @@ def sgd_step(params, velocity, X, *, rho, beta, lam, decoder="sigmoid",
     return loss
 
 
+cdef class ObjectiveEvaluator:
+    """``objective_and_gradients`` on one data set, evaluated many times
+    (L-BFGS): the engine's workspace is allocated once, here, instead of on
+    every call.
+
+    Parameters
+    ----------
+    X : ndarray of shape (m, n), float32 or float64, C-contiguous
+        The data (kept by reference: do not change it while the evaluator
+        is in use).  Its dtype is the model's.
+    n_hidden : int
+        Hidden units h.
+    rho, beta, lam : float
+        The objective's hyperparameters.
+    decoder : {"sigmoid", "linear"}, default="sigmoid"
+    n_threads : int, default=1
+
+    Notes
+    -----
+    ``evaluator(params)`` returns ``(L, (dW, db, dWd, dbd))`` like
+    ``objective_and_gradients(params, X, ...)``.  ``evaluate_flat(theta,
+    grad)`` does the same on the optimizer's float64 vector ``theta`` (W, b,
+    Wd, bd flattened in that order, C order) and writes the gradient into the
+    float64 vector ``grad`` of the same layout: a float64 model is read from
+    and written to those vectors in place, a float32 model goes through
+    float32 buffers the evaluator keeps.  ``csae._solvers.lbfgs`` uses
+    ``evaluate_flat`` when its objective has it.
+    """
+    cdef _Workspace work
+    cdef csae_model model
+    cdef object X, dtype, buffers
+    cdef readonly size_t n_features, n_hidden, n_params
+    cdef size_t m
+
+    def __init__(self, X, n_hidden, *, rho, beta, lam, decoder="sigmoid", n_threads=1):
+        dtype = _dtype_of(X)
+        m, n = _check_X(X)
+        if m == 0:
+            raise ValueError("X has no rows")
+        if not (isinstance(X, np.ndarray) and X.flags.c_contiguous):
+            raise ValueError("X must be a C-contiguous ndarray")
+        try:
+            h = operator.index(n_hidden)
+        except TypeError:
+            raise TypeError(f"n_hidden must be an integer, got {n_hidden!r}") from None
+        if h < 1:
+            raise ValueError(f"n_hidden must be >= 1, got {n_hidden!r}")
+        self.model = _model(n, h, decoder, rho, beta, lam)
+        cdef size_t threads = _threads(n_threads)
+        self.work = _Workspace(
+            csae_train_workspace_size(&self.model, m, dtype.itemsize, threads), threads)
+        self.X, self.dtype, self.m = X, dtype, m
+        self.n_features, self.n_hidden = n, h
+        self.n_params = 2 * n * h + n + h
+        # float32 models: the parameters and gradient in float32, flat.
+        self.buffers = (None if dtype == np.float64 else
+                        (np.empty(self.n_params, np.float32), np.empty(self.n_params, np.float32)))
+
+    cdef double _run(self, char *theta, char *grad) except? -1.0:
+        """The objective at the flat parameters theta (model dtype), gradient
+        into grad (model dtype)."""
+        cdef size_t n = self.n_features, h = self.n_hidden
+        cdef double loss = 0.0
+        cdef csae_status status
+        cdef csae_params_f64 p64, g64
+        cdef csae_params_f32 p32, g32
+        cdef const double[:, ::1] X64
+        cdef const float[:, ::1] X32
+        if self.dtype == np.float64:
+            X64 = self.X
+            p64 = csae_params_f64(<double *>theta, <double *>theta + h * n,
+                                  <double *>theta + h * n + h, <double *>theta + 2 * h * n + h)
+            g64 = csae_params_f64(<double *>grad, <double *>grad + h * n,
+                                  <double *>grad + h * n + h, <double *>grad + 2 * h * n + h)
+            with nogil:
+                status = csae_objective_f64(&self.model, p64, &X64[0, 0], self.m, &loss, g64,
+                                            NULL, &self.work.ws)
+        else:
+            X32 = self.X
+            p32 = csae_params_f32(<float *>theta, <float *>theta + h * n,
+                                  <float *>theta + h * n + h, <float *>theta + 2 * h * n + h)
+            g32 = csae_params_f32(<float *>grad, <float *>grad + h * n,
+                                  <float *>grad + h * n + h, <float *>grad + 2 * h * n + h)
+            with nogil:
+                status = csae_objective_f32(&self.model, p32, &X32[0, 0], self.m, &loss, g32,
+                                            NULL, &self.work.ws)
+        _raise_for(status)
+        return loss
+
+    def evaluate_flat(self, theta, grad):
+        """The objective at the float64 vector ``theta``; its gradient into
+        the float64 vector ``grad`` (both of length n_params, in the layout
+        W, b, Wd, bd).  Returns the objective (a float)."""
+        cdef const double[::1] t = theta
+        cdef double[::1] g = grad
+        cdef size_t k, P = self.n_params
+        if <size_t>t.shape[0] != P or <size_t>g.shape[0] != P:
+            raise ValueError(f"theta and grad must have {P} entries, got "
+                             f"{t.shape[0]} and {g.shape[0]}")
+        cdef float[::1] t32, g32
+        cdef double loss
+        if self.buffers is None:
+            return self._run(<char *>&t[0], <char *>&g[0])
+        t32, g32 = self.buffers
+        for k in range(P):
+            t32[k] = <float>t[k]
+        loss = self._run(<char *>&t32[0], <char *>&g32[0])
+        for k in range(P):
+            g[k] = g32[k]
+        return loss
+
+    def __call__(self, params):
+        """``(L, (dW, db, dWd, dbd))`` at ``params``, as
+        ``objective_and_gradients`` returns them (new gradient arrays)."""
+        if _dtype_of(*params) != self.dtype:
+            raise TypeError(f"params must be {self.dtype}, like X")
+        n, h = _check_params(params, self.n_features)
+        if h != self.n_hidden:
+            raise ValueError(f"params have {h} hidden units, the evaluator {self.n_hidden}")
+        theta = np.concatenate([np.ravel(p) for p in params])
+        grad = np.empty_like(theta)
+        loss = self._run(cnp.PyArray_BYTES(theta), cnp.PyArray_BYTES(grad))
+        ends = np.cumsum([p.size for p in params])
+        grads = tuple(grad[end - p.size:end].reshape(p.shape) for end, p in zip(ends, params))
+        return float(loss), grads
+
+
 # ---------------------------------------------------------------------------
 # Block-wise full-batch objective
 # ---------------------------------------------------------------------------

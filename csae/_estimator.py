@@ -12,17 +12,15 @@ only scikit-learn itself calls).
 """
 
 import inspect
-import math
 import sys
-import time
 import warnings
 
 import numpy as np
 
 from csae import _blockwise, _dask
 from csae._backends import Backend
-from csae._solvers import lbfgs
-from csae._errors import NonFiniteError
+from csae._training import objective_settings, run_epochs, run_lbfgs, validation_split
+from csae._warnings import TrainingDivergedWarning, TrainingInterruptedWarning
 from csae._state import (
     EMPTY_STATE,
     ORIGIN_ASSIGNED,
@@ -65,43 +63,6 @@ WEIGHT_NAMES = ("encoder_weights", "encoder_bias", "decoder_weights", "decoder_b
 _SET_OUTPUT_MODULE = "sklearn.utils._set_output"
 _MODULES = sys.modules
 OUTPUT_CONTAINERS = ("default", "pandas", "polars")
-
-# Training stops as diverged when an epoch's objective exceeds this many
-# times the objective at the start of training.  With the sigmoid decoder
-# the reconstruction term is at most n_features per row and the others
-# start small, so growth by orders of magnitude can only come from weights
-# growing without bound (the weight-decay term, or a saturated KL term),
-# i.e. steps too large for the curvature; SGD with a workable step never
-# comes near it (its epoch objectives stay around or below the start).
-_BLOWUP_FACTOR = 1e4
-# Rows of X on which that starting objective is measured (as one batch): a
-# bounded cost, a fraction of one epoch.
-_REFERENCE_ROWS = 4096
-
-
-class TrainingInterruptedWarning(UserWarning):
-    """Training was stopped by Ctrl-C (KeyboardInterrupt).
-
-    The model keeps the state after the last epoch this call completed (the
-    interrupted epoch is not counted in ``n_iter_``), or, if none completed,
-    stays exactly as it was before the call.
-    """
-
-
-class TrainingDivergedWarning(UserWarning):
-    """Training stopped because the objective or a gradient became NaN/inf,
-    or the objective grew to more than 1e4 times its starting value.
-
-    The model stays exactly as it was before the call (the weights of a
-    diverging run are useless long before they overflow), so a model fitted
-    before stays usable and savable.  A smaller ``learning_rate`` usually
-    helps.
-    """
-
-
-class _BlowUp(Exception):
-    """An epoch objective far above the starting one (see _BLOWUP_FACTOR)."""
-
 
 class _available_if:
     """A method that exists only while ``check(model)`` holds, as
@@ -148,15 +109,6 @@ def _apply_range(X, data_min, scale, dtype):
     return out
 
 
-def _starting_objective(backend, params, X, settings):
-    """The objective at ``params`` on (the first rows of) X as one batch:
-    the yardstick of the blow-up check.  inf when it cannot be computed
-    (then only a non-finite objective stops training)."""
-    try:
-        value = float(backend.objective(params, X[:_REFERENCE_ROWS], **settings))
-    except NonFiniteError:
-        return math.inf
-    return value if math.isfinite(value) and value > 0 else math.inf
 
 
 def _container(kind, H, X, names):
@@ -187,18 +139,6 @@ def _feature_names_message(fitted, given):
     return message
 
 
-def _frozen_copies(arrays):
-    return None if arrays is None else tuple(frozen(np.array(a)) for a in arrays)
-
-
-def _kept(done):
-    """What a stopped training call left, for its warning."""
-    if done is None:
-        return "the model was left as it was before this call"
-    return (f"the model keeps the state after epoch {len(done.loss_curve)} "
-            f"(n_iter_ = {len(done.loss_curve)})")
-
-
 def _state_field(field, convert):
     """A property reading one field of the model's state; setting it
     publishes a new state with that field replaced."""
@@ -215,7 +155,8 @@ class SparseAutoencoder:
     """Sparse autoencoder with a KL-divergence sparsity penalty.
 
     A three-layer network ``x -> a = sigmoid(W x + b) -> y = g(W' a + b')``
-    trained by minibatch SGD to reconstruct its input, with the objective
+    trained by minibatch SGD or Adam, or by full-batch L-BFGS, to reconstruct
+    its input, with the objective
 
         (1/m) sum ||y - x||^2 + weight_decay (||W||^2 + ||W'||^2)
         + sparsity_weight * sum_j KL(sparsity_target || mean activation of j)
@@ -241,14 +182,15 @@ class SparseAutoencoder:
         Output function ``g``.  "sigmoid" needs inputs in [0, 1] (or
         ``scale_inputs=True``); "linear" takes inputs on any scale.
     learning_rate : float, default=0.1
-        SGD step size, > 0.
+        Step size of "sgd" and "adam", > 0.
     momentum : float, default=0.0
         Momentum ``mu`` in [0, 1): ``v <- mu v - lr g; theta <- theta + v``.
     batch_size : int, default=100
         Rows per minibatch (the last minibatch of an epoch may be shorter;
         a value above the number of rows gives full-batch gradient descent).
     max_epochs : int, default=100
-        Epochs run by ``fit``.
+        The most epochs ``fit`` runs (iterations for "lbfgs"); it may stop
+        earlier by the rule of ``tol`` and ``n_iter_no_change``.
     shuffle : bool, default=True
         Visit the rows in a fresh random order each epoch (otherwise in row
         order).
@@ -270,8 +212,13 @@ class SparseAutoencoder:
         gives identical results on every run and on both backends; None
         draws fresh entropy at each ``fit``.
     verbose : bool or int, default=False
-        Print one line per epoch: epoch, objective, mean hidden activation
-        and seconds.
+        Print progress on stdout: with 1 (or True) a line for the first and
+        the last epoch and about 10 evenly spaced in between, with 2 a line
+        for every epoch; each gives the objective (and the validation
+        objective under early stopping), the mean hidden activation and the
+        time elapsed since the call began.  ``fit`` ends with a line saying
+        why it stopped.  When tqdm is installed a progress bar runs on
+        stderr as well.
     n_threads : int or None, default=None
         Threads used by the C engine, capped at the CPUs this process may
         run on.  None uses ``OMP_NUM_THREADS`` when it is set to a valid
@@ -279,21 +226,80 @@ class SparseAutoencoder:
         may run on, and at most the limit set by threadpoolctl's
         ``threadpool_limits``; read at each call.  Ignored by the "python"
         backend.  Results do not depend on it.
-    solver : {"sgd", "lbfgs"}, default="sgd"
+    solver : {"sgd", "adam", "lbfgs"}, default="sgd"
         "sgd": minibatch stochastic gradient descent with momentum
         (``learning_rate``, ``momentum``, ``batch_size``, ``shuffle``).
+        "adam": minibatch Adam (Kingma and Ba; scikit-learn's convention,
+        with ``beta_1``, ``beta_2``, ``epsilon``; ``momentum`` is not used);
+        its moments ``m``, ``v`` and step count ``t`` are model state, kept
+        by ``partial_fit``, ``warm_start``, pickling and ``save``.
         "lbfgs": full-batch L-BFGS on the whole objective, as the UFLDL
         exercise (minFunc), mlpack and scikit-learn's MLP do it: SciPy's
         L-BFGS-B (needs SciPy) drives one engine call per evaluation over
         all the data; ``max_epochs`` then counts iterations.  The
         optimizer keeps its vectors in float64; a float32 model computes
         every objective and gradient in float32.  ``partial_fit`` needs
-        "sgd".
+        "sgd" or "adam".
     max_fun : int, default=15000
         "lbfgs" only: the most objective evaluations one ``fit`` may make.
     tol : float, default=1e-4
-        "lbfgs" only: stop when no gradient component exceeds ``tol`` in
-        absolute value (SciPy's ``gtol``, as scikit-learn's MLP uses it).
+        Stopping tolerance, >= 0.  "sgd" and "adam" (``fit`` only): stop when
+        the training objective (the validation objective with
+        ``early_stopping``) has not improved on its best by more than
+        ``tol`` for ``n_iter_no_change`` epochs in a row; without early
+        stopping ``tol=0`` switches this rule (and the
+        ``ConvergenceWarning`` of a run that ends at ``max_epochs``) off.
+        "lbfgs": stop when no gradient component exceeds ``tol`` in absolute
+        value (SciPy's ``gtol``, as scikit-learn's MLP uses it); with early
+        stopping also the rule above, per iteration.
+    beta_1 : float, default=0.9
+        "adam": decay of the first-moment estimate, in [0, 1).
+    beta_2 : float, default=0.999
+        "adam": decay of the second-moment estimate, in [0, 1).
+    epsilon : float, default=1e-8
+        "adam": added to ``sqrt(v)`` in the step's denominator, > 0.
+    warm_start : bool, default=False
+        When True and the model has weights (from training or assigned by
+        hand), ``fit`` continues from them (with their momentum velocities,
+        Adam moments, running sparsity estimate, random-number state, input
+        range and loss curve) instead of initialising new ones
+        (scikit-learn's meaning).  ``n_hidden`` must then match the weights.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows given to ``fit`` (drawn
+        once, seeded by ``random_state``), compute the objective on them
+        after every epoch (iteration for "lbfgs") into
+        ``validation_loss_curve_``, stop when it has not improved by more
+        than ``tol`` for ``n_iter_no_change`` epochs, and keep the weights of
+        the epoch with the lowest one (``best_epoch_``,
+        ``best_validation_loss_``); ``loss_curve_`` and ``n_iter_`` still
+        count every epoch run (scikit-learn's MLP convention).  The input
+        range of ``scale_inputs`` is learned on all the rows.  Not used by
+        ``partial_fit``.
+    validation_fraction : float, default=0.1
+        Fraction of the rows held out for early stopping, in (0, 1); the
+        validation set has ``ceil(validation_fraction * n_samples)`` rows and
+        at least one row must remain for training (``ValueError``
+        otherwise).
+    n_iter_no_change : int, default=10
+        Epochs (iterations) without an improvement by more than ``tol``
+        after which training stops, >= 1.
+    sparsity_estimate : {"batch", "running"}, default="batch"
+        The mean activation ``rho_hat`` in the KL term's gradient of "sgd"
+        and "adam".  "batch": each minibatch's own mean activation (exact
+        for full batches, but with small minibatches a noisy estimate that
+        biases the sparsity the model reaches).  "running": an exponential
+        moving average ``q`` across minibatches, ``q <- (1 - tau) q + tau
+        rho_hat(batch)`` with ``tau = sparsity_smoothing`` (``q`` starts at
+        the first minibatch's value); ``q`` is model state, kept by
+        ``partial_fit``, ``warm_start``, pickling and ``save``.  The
+        reported objective always uses the minibatch's own ``rho_hat``;
+        "lbfgs" always uses the exact full-batch ``rho_hat``.  See
+        ``docs/math.md``.
+    sparsity_smoothing : float, default=0.1
+        ``tau`` of the running estimate, in (0, 1]: the weight of the newest
+        minibatch, so ``q`` averages over about ``1 / tau`` minibatches
+        (0.1: ten; 1 is the batch estimate).  Smaller values average more
+        samples but lag further behind the changing weights.
 
     Attributes
     ----------
@@ -314,6 +320,17 @@ class SparseAutoencoder:
         the objective on all the data after each iteration ("lbfgs").
     n_iter_ : int
         Number of completed epochs or iterations (``len(loss_curve_)``).
+    validation_loss_curve_ : list of float or None
+        With ``early_stopping=True``: the objective on the validation rows
+        after each epoch (iteration) of the last ``fit``; None otherwise.
+        (Not stored in model files.)
+    best_validation_loss_ : float or None
+        With ``early_stopping=True``: the lowest value of
+        ``validation_loss_curve_``, whose weights the model keeps; None
+        otherwise.
+    best_epoch_ : int or None
+        With ``early_stopping=True``: the epoch (1-based, numbered as
+        ``n_iter_`` counts) of ``best_validation_loss_``; None otherwise.
     feature_names_in_ : ndarray of str objects, shape (n_features_in_,)
         Column names of the DataFrame given to ``fit`` (or the first
         ``partial_fit``), when they are all strings; absent otherwise.  Later
@@ -333,19 +350,32 @@ class SparseAutoencoder:
     *Fit is a transaction.*  ``fit`` and ``partial_fit`` validate data and
     hyperparameters first (``ValueError``/``TypeError``), then train on a
     new state built aside, and replace the model's state (weights, momentum
-    velocities, random-number state, loss curve, input range) only when
-    training produced a usable one.  Any exception raised while training
-    (``MemoryError``, a value the backend refuses) leaves the model
-    bit-identical to what it was before the call.  If training diverges (a
-    non-finite objective or gradient, or an objective grown to more than
-    1e4 times its value at the start of training), training stops with a
-    ``TrainingDivergedWarning`` naming the epoch and the model stays as it
+    velocities, Adam moments, running sparsity estimate, random-number
+    state, loss curves, input range) only when training produced a usable
+    one.  Any exception raised while training (``MemoryError``, a value the
+    backend refuses) leaves the model bit-identical to what it was before
+    the call.  If training diverges (a non-finite objective or gradient, or
+    an epoch objective grown to more than 1e4 times its value at the start
+    of training), training stops with a ``TrainingDivergedWarning`` naming
+    the epoch, and the model keeps the best finite weights: the whole state
+    after the completed epoch of this call with the lowest objective (the
+    lowest validation objective under early stopping), ``n_iter_`` and
+    ``loss_curve_`` ending at that epoch; if no epoch of the call completed
+    (always the case for ``partial_fit``, which runs one) it stays as it
     was before the call.  Ctrl-C stops training with a
     ``TrainingInterruptedWarning``: the model keeps the state after the last
     epoch completed (interrupted epochs are not counted in ``n_iter_``), or,
     if no epoch of this call completed (always the case for
     ``partial_fit``, which runs one), stays as it was before the call.  Both
     methods return ``self`` in these cases.
+
+    *Warnings at the end of fit.*  ``ConvergenceWarning`` when
+    ``max_epochs`` ends before the stopping rule is met;
+    ``DeadUnitsWarning`` when most hidden units are dead or saturated;
+    ``LearnedNothingWarning`` when the reconstruction is no better than
+    predicting the mean sample.  Each names the problem and the fix and
+    points at the line that called ``fit`` (see ``csae._warnings`` for the
+    thresholds).  ``partial_fit`` raises none of them.
 
     *Sharing one model between threads.*  ``transform``, ``reconstruct``,
     ``loss``, ``save``, ``get_params``, pickling and the fitted attributes
@@ -370,7 +400,10 @@ class SparseAutoencoder:
                  weight_decay=1e-4, decoder="sigmoid", learning_rate=0.1, momentum=0.0,
                  batch_size=100, max_epochs=100, shuffle=True, scale_inputs=False,
                  dtype="float64", backend="c", random_state=None, verbose=False,
-                 n_threads=None, solver="sgd", max_fun=15000, tol=1e-4):
+                 n_threads=None, solver="sgd", max_fun=15000, tol=1e-4, beta_1=0.9,
+                 beta_2=0.999, epsilon=1e-8, warm_start=False, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, sparsity_estimate="batch",
+                 sparsity_smoothing=0.1):
         # The locks and the state exist before the first hyperparameter is
         # set (their setter takes the snapshot lock).
         object.__setattr__(self, "_locks", ModelLocks())
@@ -396,6 +429,15 @@ class SparseAutoencoder:
         self.solver = solver
         self.max_fun = max_fun
         self.tol = tol
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.warm_start = warm_start
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.sparsity_estimate = sparsity_estimate
+        self.sparsity_smoothing = sparsity_smoothing
 
     def __setattr__(self, name, value):
         if name in _HYPERPARAMETER_NAMES:
@@ -430,6 +472,11 @@ class SparseAutoencoder:
     _data_min = _state_field("data_min", lambda v: None if v is None else frozen(v))
     _data_scale = _state_field("data_scale", lambda v: None if v is None else frozen(v))
     _loss_curve = _state_field("loss_curve", lambda v: tuple(float(x) for x in v))
+    _adam_m = _state_field("adam_m", frozen_tuple)
+    _adam_v = _state_field("adam_v", frozen_tuple)
+    _adam_t = _state_field("adam_t", int)
+    _rho_running = _state_field("rho_running", lambda v: None if v is None else frozen(v))
+    _running_batches = _state_field("running_batches", int)
 
     # ------------------------------------------------------------------
     # scikit-learn plumbing
@@ -697,10 +744,35 @@ class SparseAutoencoder:
 
     @property
     def n_iter_(self):
-        """Number of completed epochs."""
+        """Number of completed epochs (iterations for "lbfgs")."""
         state = self._state
         self._check_fitted(state)
         return len(state.loss_curve)
+
+    @property
+    def validation_loss_curve_(self):
+        """Validation objective after each epoch of the last ``fit`` with
+        ``early_stopping=True`` (a new list), else None."""
+        state = self._state
+        self._check_fitted(state)
+        curve = state.validation_loss_curve
+        return None if curve is None else list(curve)
+
+    @property
+    def best_validation_loss_(self):
+        """Lowest validation objective of the last ``fit`` with
+        ``early_stopping=True``, else None."""
+        state = self._state
+        self._check_fitted(state)
+        return state.best_validation_loss
+
+    @property
+    def best_epoch_(self):
+        """Epoch (1-based, counted as ``n_iter_`` counts) whose weights early
+        stopping restored, else None."""
+        state = self._state
+        self._check_fitted(state)
+        return state.best_epoch
 
     # ------------------------------------------------------------------
     # Training
@@ -802,13 +874,12 @@ class SparseAutoencoder:
             "it has no learned input range; fit it again with scale_inputs=True, or "
             "set scale_inputs=False back")
 
-    def _initial_params(self, backend, n_features, hp, random_state):
+    def _initial_params(self, backend, n_features, hp, seed):
         elements = 2 * n_features * hp.n_hidden + n_features + hp.n_hidden
         if elements * hp.dtype.itemsize >= np.iinfo(np.intp).max:
             raise ValueError(f"n_hidden={hp.n_hidden} with {n_features} features gives "
                              "more weights than this machine can address; choose a "
                              "smaller n_hidden")
-        seed = derive_seed(random_state)
         try:
             params, rng_state = backend.init_params(n_features, hp.n_hidden, seed, hp.dtype)
         except (MemoryError, OverflowError) as err:
@@ -820,7 +891,13 @@ class SparseAutoencoder:
                 int(rng_state))
 
     def fit(self, X, y=None):
-        """Initialise the weights and train for ``max_epochs`` epochs.
+        """Train for up to ``max_epochs`` epochs (iterations for "lbfgs").
+
+        Initialises the weights from ``random_state`` first, unless
+        ``warm_start=True`` and the model has weights (trained or assigned):
+        then training continues from them, with their optimizer state.
+        Stops early by the rule of ``tol`` and ``n_iter_no_change`` (on a
+        held-out validation set with ``early_stopping=True``).
 
         Parameters
         ----------
@@ -834,46 +911,92 @@ class SparseAutoencoder:
         -------
         self : SparseAutoencoder
             Also when training diverged or was interrupted (a warning says
-            so; see the class Notes: the model is replaced only if at least
-            one epoch completed).
+            so; see the class Notes).
+
+        Warns
+        -----
+        ConvergenceWarning
+            ``max_epochs`` ended before the stopping rule was met.
+        DeadUnitsWarning, LearnedNothingWarning
+            The trained model is degenerate (see their documentation).
+        TrainingDivergedWarning, TrainingInterruptedWarning
+            Training stopped early (see the class Notes).
         """
         self._fit(X)
         return self
 
-    def _fit(self, X):
+    def _fit(self, X, hook=None):
         """fit; returns (prepared X, hyperparameters, backend, the state now
-        published or None if the old one was kept)."""
+        published or None if the old one was kept, the training Outcome).  ``hook(epoch,
+        objective, validation, seconds)`` is called after each epoch (the
+        command line's progress display)."""
         with self._locks.write:
             hp, raw, old = self._hyper_and_state()
             backend = Backend(hp.backend, hp.n_threads)
-            Xc, (data_min, scale) = self._prepare(X, hp, old, objective=True, learn=True,
-                                                  check_n=False)
-            names = feature_names_of(X)
-            params, rng_state = self._initial_params(backend, Xc.shape[1], hp,
-                                                     raw["random_state"])
-            # Everything checked; train a new state aside from the old one.
-            start = ModelState(params=params, rng_state=rng_state,
-                               data_min=None if data_min is None else frozen(data_min),
-                               data_scale=None if scale is None else frozen(scale),
-                               origin=ORIGIN_TRAINED, feature_names=names)
-            if hp.solver == "lbfgs":
-                new = self._train_lbfgs(backend, Xc, hp, start, stacklevel=4)
+            warm = hp.warm_start and old.params is not None
+            if warm:
+                start, Xc = self._warm_start_state(X, hp, raw, old)
             else:
-                new = self._train(backend, Xc, hp, start, hp.max_epochs, stacklevel=4)
-            if new is not None:
-                self._publish(new)
-            return Xc, hp, backend, new
+                Xc, (data_min, scale) = self._prepare(X, hp, old, objective=True,
+                                                      learn=True, check_n=False)
+            X_train, X_val = Xc, None
+            seed = derive_seed(raw["random_state"])
+            if hp.early_stopping:
+                # Checked before any weight is made: too few rows is an error.
+                train_rows, val_rows = validation_split(Xc.shape[0],
+                                                        hp.validation_fraction, seed)
+                X_train, X_val = Xc[train_rows], Xc[val_rows]
+            if not warm:
+                params, rng_state = self._initial_params(backend, Xc.shape[1], hp, seed)
+                # Everything checked; train a new state aside from the old one.
+                start = ModelState(params=params, rng_state=rng_state,
+                                   data_min=None if data_min is None else frozen(data_min),
+                                   data_scale=None if scale is None else frozen(scale),
+                                   origin=ORIGIN_TRAINED, feature_names=feature_names_of(X))
+            if hp.solver == "lbfgs":
+                outcome = run_lbfgs(backend, X_train, hp, start, stacklevel=4, X_val=X_val,
+                                    hook=hook)
+            else:
+                outcome = run_epochs(backend, X_train, hp, start, hp.max_epochs,
+                                     stacklevel=4, X_val=X_val, stopping=True, hook=hook)
+            if outcome.state is not None:
+                self._publish(outcome.state)
+            return Xc, hp, backend, outcome.state, outcome
+
+    def _warm_start_state(self, X, hp, raw, old):
+        """(the state to continue from, prepared X) for ``warm_start=True``
+        on a model that has weights: X checked against them, the input
+        range learned only if the model has none."""
+        h = old.params[0].shape[0]
+        if h != hp.n_hidden:
+            raise ValueError(f"warm_start=True continues from weights with {h} hidden "
+                             f"units, but n_hidden={hp.n_hidden}; set n_hidden={h} or "
+                             "warm_start=False")
+        learn = hp.scale_inputs and old.data_min is None
+        prepared = self._prepare(X, hp, old, objective=True, learn=learn)
+        Xc, (data_min, scale) = prepared if learn else (prepared, (None, None))
+        start = old._replace(origin=ORIGIN_TRAINED)
+        if old.rng_state is None:  # weights assigned by hand, or loaded without one
+            start = start._replace(rng_state=derive_seed(raw["random_state"]))
+        if learn:
+            start = start._replace(data_min=frozen(data_min), data_scale=frozen(scale))
+        return start, Xc
 
     @_available_if(lambda self: self.solver != "lbfgs",
-                   "solver='lbfgs' trains on all the data at once: use fit, or solver='sgd'")
+                   "solver='lbfgs' trains on all the data at once: use fit, or "
+                   "solver='sgd' or 'adam'")
     def partial_fit(self, X, y=None):
-        """Run one epoch of SGD over X, continuing from the current state.
+        """Run one epoch of SGD or Adam over X, continuing from the current
+        state.
 
         The first call (on a model without weights) initialises them from
         ``random_state`` (and learns the input range when
         ``scale_inputs=True``); later calls continue from the current
-        weights, momentum velocities and random-number state, so ``k``
-        calls equal ``fit`` with ``max_epochs=k`` on the same data.
+        weights, momentum velocities, Adam moments, running sparsity
+        estimate and random-number state, so ``k`` calls equal ``fit`` with
+        ``max_epochs=k`` (and ``tol=0``, so that fit does not stop earlier)
+        on the same data.  No stopping rule, early stopping or end-of-fit
+        check applies.
 
         If the epoch does not complete (an exception, Ctrl-C, divergence),
         the model stays exactly as it was before the call.
@@ -891,16 +1014,16 @@ class SparseAutoencoder:
         """
         with self._locks.write:
             hp, raw, old = self._hyper_and_state()
-            if hp.solver != "sgd":
-                raise ValueError(f"partial_fit needs solver='sgd' (solver={hp.solver!r} "
-                                 "trains on all the data at once); use fit")
+            if hp.solver == "lbfgs":
+                raise ValueError(f"partial_fit needs solver='sgd' or 'adam' (solver="
+                                 f"{hp.solver!r} trains on all the data at once); use fit")
             backend = Backend(hp.backend, hp.n_threads)
             learn = hp.scale_inputs and old.data_min is None
             prepared = self._prepare(X, hp, old, objective=True, learn=learn)
             Xc, (data_min, scale) = prepared if learn else (prepared, (None, None))
             if old.params is None:
-                params, rng_state = self._initial_params(backend, Xc.shape[1], hp,
-                                                         raw["random_state"])
+                params, rng_state = self._initial_params(
+                    backend, Xc.shape[1], hp, derive_seed(raw["random_state"]))
                 start = ModelState(params=params, rng_state=rng_state, origin=ORIGIN_TRAINED,
                                    feature_names=feature_names_of(X))
             elif old.rng_state is None:  # weights assigned by hand, or loaded without one
@@ -909,114 +1032,10 @@ class SparseAutoencoder:
                 start = old
             if learn:
                 start = start._replace(data_min=frozen(data_min), data_scale=frozen(scale))
-            new = self._train(backend, Xc, hp, start, 1, stacklevel=3)
-            if new is not None:
-                self._publish(new)
+            outcome = run_epochs(backend, Xc, hp, start, 1, stacklevel=3)
+            if outcome.state is not None:
+                self._publish(outcome.state)
         return self
-
-    def _train(self, backend, X, hp, start, n_epochs, stacklevel):
-        """Run up to ``n_epochs`` epochs of SGD on the prepared X from the
-        state ``start``, on copies (``start`` and the published state are
-        never written).  Returns the state after the last epoch completed,
-        or None if none did; an exception other than divergence and Ctrl-C
-        propagates (the caller then publishes nothing)."""
-        params = tuple(np.array(p, dtype=hp.dtype, order="C") for p in start.params)
-        velocity = None
-        if hp.momentum > 0:
-            velocity = (tuple(np.array(v, dtype=hp.dtype, order="C") for v in start.velocity)
-                        if start.velocity is not None
-                        else tuple(np.zeros_like(p) for p in params))
-        settings = self._objective_settings(hp)
-        sgd = dict(settings, learning_rate=hp.learning_rate, momentum=hp.momentum,
-                   # Any batch_size above the row count means full batch; passing
-                   # at most the row count keeps huge values off the C integers.
-                   batch_size=min(hp.batch_size, max(1, X.shape[0])), shuffle=hp.shuffle)
-        curve = list(start.loss_curve)
-        rng_state = start.rng_state
-        reference = start.reference_objective
-        done = None  # the state after the last epoch completed in this call
-        try:
-            if reference is None:
-                reference = _starting_objective(backend, params, X, settings)
-            for epoch in range(n_epochs):
-                began = time.perf_counter()
-                loss, rng_state = backend.sgd_epoch(params, velocity, X,
-                                                    rng_state=rng_state, **sgd)
-                seconds = time.perf_counter() - began
-                loss = float(loss)
-                if loss > _BLOWUP_FACTOR * reference:
-                    raise _BlowUp(loss, reference)
-                if not all(np.isfinite(p).all() for p in params):
-                    raise NonFiniteError("an update overflowed the weights")
-                curve.append(loss)
-                # The arrays of a published state are never written again:
-                # copy them unless training ends here.
-                last = epoch == n_epochs - 1
-                keep = frozen_tuple if last else _frozen_copies
-                done = start._replace(params=keep(params), velocity=keep(velocity),
-                                      rng_state=int(rng_state), loss_curve=tuple(curve),
-                                      reference_objective=reference,
-                                      pending=EMPTY_STATE.pending, origin=ORIGIN_TRAINED)
-                if hp.verbose:
-                    self._print_progress(backend, params, X, hp, seconds, curve)
-        except (NonFiniteError, _BlowUp) as err:
-            if isinstance(err, _BlowUp):
-                why = (f": the objective grew from {err.args[1]:.4g} at the start of "
-                       f"training to {err.args[0]:.4g} (more than {_BLOWUP_FACTOR:g} times)")
-                advice = "learning_rate or weight_decay"
-            else:
-                batch = "" if err.batch is None else f", minibatch {err.batch}"
-                why = f"{batch}: the objective or its gradient became NaN or inf"
-                advice = "learning_rate"
-            # The weights of a diverging run are huge well before they are
-            # inf (the epochs before the one detected included), so none of
-            # them replaces the model.
-            warnings.warn(TrainingDivergedWarning(
-                f"training diverged at epoch {len(curve) + 1}{why}. Training stopped and "
-                f"{_kept(None)}; try a smaller {advice} (now learning_rate="
-                f"{hp.learning_rate:g}, weight_decay={hp.weight_decay:g})."),
-                stacklevel=stacklevel)
-            return None
-        except KeyboardInterrupt:
-            warnings.warn(TrainingInterruptedWarning(
-                f"training interrupted during epoch {len(curve) + 1}; "
-                f"{_kept(done)} (the interrupted epoch is not counted in "
-                "n_iter_)."), stacklevel=stacklevel)
-        return done
-
-    def _train_lbfgs(self, backend, X, hp, start, stacklevel):
-        """Full-batch L-BFGS from the state ``start`` on the prepared X.
-        Returns the state at the best point reached, or None when no
-        iteration completed (Ctrl-C at once: the caller keeps the old
-        model).  L-BFGS only accepts steps that lower the objective, so it
-        cannot diverge; an evaluation that overflows is a step refused."""
-        settings = self._objective_settings(hp)
-        began = time.perf_counter()
-        result = lbfgs(lambda p: backend.objective_and_gradients(p, X, **settings),
-                       start.params, max_iter=hp.max_epochs, max_fun=hp.max_fun,
-                       tol=hp.tol)
-        if result.interrupted:
-            kept = (f"the model keeps the best point of the {result.n_iter} iterations "
-                    "completed" if result.n_iter else _kept(None))
-            warnings.warn(TrainingInterruptedWarning(
-                f"L-BFGS interrupted after {result.n_iter} iterations; {kept}."),
-                stacklevel=stacklevel)
-        if result.n_iter == 0 and result.interrupted:
-            return None
-        if hp.verbose:
-            print(f"L-BFGS: {result.n_iter} iterations, {result.n_fun} evaluations, "
-                  f"objective {result.loss_curve[-1] if result.loss_curve else float('nan'):.6g}, "
-                  f"{time.perf_counter() - began:.3f} s ({result.message})",
-                  file=sys.stdout, flush=True)
-        return start._replace(params=frozen_tuple(result.params), velocity=None,
-                              loss_curve=tuple(result.loss_curve),
-                              pending=EMPTY_STATE.pending, origin=ORIGIN_TRAINED)
-
-    def _print_progress(self, backend, params, X, hp, seconds, curve):
-        activation = float(np.mean(backend.encode(params[0], params[1], X)))
-        print(f"epoch {len(curve)}: objective {curve[-1]:.6g}, "
-              f"mean activation {activation:.4f} (target {hp.sparsity_target:g}), "
-              f"{seconds:.3f} s", file=sys.stdout, flush=True)
 
     def fit_transform(self, X, y=None):
         """Fit the model on X and return its hidden activations.
@@ -1031,7 +1050,7 @@ class SparseAutoencoder:
         -------
         H : ndarray of shape (n_samples, n_hidden)
         """
-        Xc, hp, backend, state = self._fit(X)
+        Xc, hp, backend, state, _ = self._fit(X)
         state = self._state if state is None else state  # None: the old model stayed
         self._check_fitted(state)
         W, b = (p if p.dtype == hp.dtype else p.astype(hp.dtype) for p in state.params[:2])
@@ -1135,8 +1154,7 @@ class SparseAutoencoder:
         return self._unscale(backend.reconstruct(params, Xc, hp.decoder), hp, state)
 
     def _objective_settings(self, hp):
-        return dict(rho=hp.sparsity_target, beta=hp.sparsity_weight,
-                    lam=hp.weight_decay, decoder=hp.decoder)
+        return objective_settings(hp)
 
     def loss(self, X):
         """The objective on X taken as one batch (``rho_hat`` is the mean

@@ -1,12 +1,16 @@
 """Model files: a ``.npz`` archive that loading can never execute code from.
 
-Layout (format "csae.SparseAutoencoder", version 2), one array per name:
+Layout (format "csae.SparseAutoencoder", version 3), one array per name:
 
     format              0-d str     "csae.SparseAutoencoder"
-    format_version      0-d int64   2
+    format_version      0-d int64   3
     csae_version        0-d str     the csae version that wrote the file
     hyperparameters     (1,) str    JSON object: every constructor parameter
                                     (version 1 lacks solver, max_fun and tol;
+                                    version 2 lacks beta_1, beta_2, epsilon,
+                                    warm_start, early_stopping,
+                                    validation_fraction, n_iter_no_change,
+                                    sparsity_estimate, sparsity_smoothing;
                                     such files load with their defaults)
     encoder_weights     (h, n)      W  \\
     encoder_bias        (h,)        b   |  in the model dtype
@@ -17,6 +21,11 @@ Layout (format "csae.SparseAutoencoder", version 2), one array per name:
     rng_state           0-d uint64       optional: SplitMix64 state
     data_min, data_scale (n,) float64    optional: learned input range
     velocity_<weight>   like weight      optional: momentum velocities
+    adam_m_<weight>     like weight      optional (version 3): Adam first moments
+    adam_v_<weight>     like weight      optional (version 3): Adam second moments
+    adam_t              0-d int64        with the moments: Adam steps taken
+    rho_running         (h,) model dtype optional (version 3): running estimate q
+    running_batches     0-d int64        with rho_running: minibatches q has seen
 
 Files are written with ``np.savez`` (uncompressed members) through
 ``csae._files.write_atomically``: a temporary file in the target folder,
@@ -50,15 +59,24 @@ from csae._version import __version__
 __all__ = ["save", "load", "FORMAT_NAME", "FORMAT_VERSION"]
 
 FORMAT_NAME = "csae.SparseAutoencoder"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # Hyperparameters each format version added to the record; a file of an
 # older version takes the constructor's defaults for them.
-_ADDED_IN = {2: ("solver", "max_fun", "tol")}
+_ADDED_IN = {2: ("solver", "max_fun", "tol"),
+             3: ("beta_1", "beta_2", "epsilon", "warm_start", "early_stopping",
+                 "validation_fraction", "n_iter_no_change", "sparsity_estimate",
+                 "sparsity_smoothing")}
 
 _VELOCITY_NAMES = tuple("velocity_" + name for name in WEIGHT_NAMES)
+_ADAM_M_NAMES = tuple("adam_m_" + name for name in WEIGHT_NAMES)
+_ADAM_V_NAMES = tuple("adam_v_" + name for name in WEIGHT_NAMES)
 _REQUIRED = frozenset(("format", "format_version", "csae_version", "hyperparameters",
                        "loss_curve", "n_iter") + WEIGHT_NAMES)
 _OPTIONAL = frozenset(("rng_state", "data_min", "data_scale") + _VELOCITY_NAMES)
+# Members a file may hold from this version on.
+_OPTIONAL_SINCE = {3: frozenset(_ADAM_M_NAMES + _ADAM_V_NAMES
+                                + ("adam_t", "rho_running", "running_batches"))}
+_ALL_OPTIONAL = _OPTIONAL.union(*_OPTIONAL_SINCE.values())
 
 
 class _FileError(ValueError):
@@ -91,6 +109,12 @@ def _json_hyperparameters(model):
                     else hp.verbose),
         "n_threads": None if model.n_threads is None else hp.n_threads,
         "solver": hp.solver, "max_fun": hp.max_fun, "tol": hp.tol,
+        "beta_1": hp.beta_1, "beta_2": hp.beta_2, "epsilon": hp.epsilon,
+        "warm_start": hp.warm_start, "early_stopping": hp.early_stopping,
+        "validation_fraction": hp.validation_fraction,
+        "n_iter_no_change": hp.n_iter_no_change,
+        "sparsity_estimate": hp.sparsity_estimate,
+        "sparsity_smoothing": hp.sparsity_smoothing,
     }, hp.dtype
 
 
@@ -118,6 +142,14 @@ def _model_arrays(model):
     if model._velocity is not None:
         for name, array in zip(_VELOCITY_NAMES, model._velocity):
             arrays[name] = np.ascontiguousarray(array, dtype=dtype)
+    if model._adam_m is not None and model._adam_v is not None:
+        for names, moments in ((_ADAM_M_NAMES, model._adam_m), (_ADAM_V_NAMES, model._adam_v)):
+            for name, array in zip(names, moments):
+                arrays[name] = np.ascontiguousarray(array, dtype=dtype)
+        arrays["adam_t"] = np.array(model._adam_t, dtype=np.int64)
+    if model._rho_running is not None:
+        arrays["rho_running"] = np.ascontiguousarray(model._rho_running, dtype=dtype)
+        arrays["running_batches"] = np.array(model._running_batches, dtype=np.int64)
     if model._rng_state is not None:
         arrays["rng_state"] = np.array(model._rng_state, dtype=np.uint64)
     if model._data_min is not None:
@@ -244,7 +276,7 @@ class _Reader:
             field = name[:-4] if name.endswith(".npy") else name
             if field in self.infos:
                 raise _FileError(f"member {_quote(name)} appears twice")
-            if field not in _REQUIRED | _OPTIONAL:
+            if field not in _REQUIRED | _ALL_OPTIONAL:
                 unknown.append(field)
             self.infos[field] = info
         if "format" not in self.infos:
@@ -488,8 +520,42 @@ def _build_model(reader, cls):
         if not (data_scale > 0).all():
             raise _FileError("data_scale must be positive")
 
+    adam_m = adam_v = rho_running = None
+    adam_t = running_batches = 0
+    newer = sorted(f for v, fields in _OPTIONAL_SINCE.items() if v > version
+                   for f in fields if f in reader)
+    if newer:
+        raise _FileError(f"{', '.join(newer)} appear in a format version {version} file, "
+                         "which has no such fields")
+    present = [name in reader for name in _ADAM_M_NAMES + _ADAM_V_NAMES + ("adam_t",)]
+    if any(present) and not all(present):
+        raise _FileError("adam_m_*, adam_v_* and adam_t must be all present or all absent")
+    if all(present):
+        adam_m = tuple(_finite(reader.array(name, s, hp.dtype), name)
+                       for name, s in zip(_ADAM_M_NAMES, shapes))
+        adam_v = tuple(_finite(reader.array(name, s, hp.dtype), name)
+                       for name, s in zip(_ADAM_V_NAMES, shapes))
+        if any((v < 0).any() for v in adam_v):
+            raise _FileError("adam_v (second moments) must not be negative")
+        adam_t = _integer(reader.small("adam_t", _MAX_SCALAR), "adam_t")
+        if adam_t < 0:
+            raise _FileError(f"adam_t is {adam_t}")
+    if ("rho_running" in reader) != ("running_batches" in reader):
+        raise _FileError("rho_running and running_batches must be both present or both "
+                         "absent")
+    if "rho_running" in reader:
+        rho_running = _finite(reader.array("rho_running", (h,), hp.dtype), "rho_running")
+        if ((rho_running < 0) | (rho_running > 1)).any():
+            raise _FileError("rho_running (mean activations) must lie in [0, 1]")
+        running_batches = _integer(reader.small("running_batches", _MAX_SCALAR),
+                                   "running_batches")
+        if running_batches < 0:
+            raise _FileError(f"running_batches is {running_batches}")
+
     model = cls(**hyper)
     model._params, model._velocity, model._rng_state = params, velocity, rng_state
+    model._adam_m, model._adam_v, model._adam_t = adam_m, adam_v, adam_t
+    model._rho_running, model._running_batches = rho_running, running_batches
     model._data_min, model._data_scale = data_min, data_scale
     model._loss_curve = curve.tolist()
     return model

@@ -1,8 +1,8 @@
 """The trained state of one model, as one immutable value, and its locks.
 
 Everything training produces belongs together: the weights, the momentum
-velocities, the SplitMix64 state for the next epoch, the learned input range
-and the loss curve.  A ``ModelState`` holds them all and is never changed
+velocities, the Adam moments, the running sparsity estimate, the SplitMix64
+state for the next epoch, the learned input range and the loss curves.  A ``ModelState`` holds them all and is never changed
 after it is built (its arrays are read-only), so a reader that took
 ``model._state`` once sees weights, counters and curve that belong together,
 whatever other threads do next, without taking any lock.
@@ -43,6 +43,18 @@ class ModelState(NamedTuple):
     origin: Optional[str] = ORIGIN_UNKNOWN
     feature_names: Optional[np.ndarray] = None
     # ^ string column names of the DataFrame fitted on (feature_names_in_)
+    # Fields added with solver="adam", the running sparsity estimate and early
+    # stopping; at the end so that a state pickled before them unpickles with
+    # their defaults.
+    adam_m: Optional[Tuple[np.ndarray, ...]] = None    # Adam first moments, params layout
+    adam_v: Optional[Tuple[np.ndarray, ...]] = None    # Adam second moments
+    adam_t: int = 0                                    # Adam steps taken
+    rho_running: Optional[np.ndarray] = None           # running mean activation q, (h,)
+    running_batches: int = 0                           # minibatches q has seen
+    validation_loss_curve: Optional[Tuple[float, ...]] = None
+    # ^ early stopping: validation objective of each epoch of the last fit
+    best_validation_loss: Optional[float] = None
+    best_epoch: Optional[int] = None                   # 1-based, in loss_curve terms
 
 
 EMPTY_STATE = ModelState()
@@ -71,7 +83,13 @@ def freeze_state(state):
         data_scale=None if state.data_scale is None else frozen(state.data_scale),
         loss_curve=tuple(float(v) for v in state.loss_curve),
         feature_names=None if state.feature_names is None else frozen(state.feature_names),
-        pending=tuple(None if a is None else frozen(a) for a in state.pending))
+        pending=tuple(None if a is None else frozen(a) for a in state.pending),
+        adam_m=frozen_tuple(state.adam_m), adam_v=frozen_tuple(state.adam_v),
+        adam_t=int(state.adam_t),
+        rho_running=None if state.rho_running is None else frozen(state.rho_running),
+        running_batches=int(state.running_batches),
+        validation_loss_curve=(None if state.validation_loss_curve is None
+                               else tuple(float(v) for v in state.validation_loss_curve)))
 
 
 def state_from_legacy(attributes, weight_names):

@@ -30,7 +30,8 @@ __all__ = [
 
 DECODERS = ("sigmoid", "linear")
 BACKENDS = ("c", "python")
-SOLVERS = ("sgd", "lbfgs")
+SOLVERS = ("sgd", "adam", "lbfgs")
+SPARSITY_ESTIMATES = ("batch", "running")
 _MASK64 = (1 << 64) - 1
 
 
@@ -69,6 +70,15 @@ class Hyperparameters:
     solver: str
     max_fun: int
     tol: float
+    beta_1: float
+    beta_2: float
+    epsilon: float
+    warm_start: bool
+    early_stopping: bool
+    validation_fraction: float
+    n_iter_no_change: int
+    sparsity_estimate: str
+    sparsity_smoothing: float
 
 
 def _is_int(value):
@@ -207,6 +217,19 @@ def validate_hyperparameters(params):
         solver=_choice_param("solver", params["solver"], SOLVERS),
         max_fun=int_param("max_fun", params["max_fun"], 1, MAX_COUNT),
         tol=_real_param("tol", params["tol"], 0.0, math.inf, False, True, ">= 0"),
+        beta_1=_real_param("beta_1", params["beta_1"], 0.0, 1.0, False, True, "in [0, 1)"),
+        beta_2=_real_param("beta_2", params["beta_2"], 0.0, 1.0, False, True, "in [0, 1)"),
+        epsilon=_real_param("epsilon", params["epsilon"], 0.0, math.inf, True, True, "> 0"),
+        warm_start=_bool_param("warm_start", params["warm_start"]),
+        early_stopping=_bool_param("early_stopping", params["early_stopping"]),
+        validation_fraction=_real_param("validation_fraction", params["validation_fraction"],
+                                        0.0, 1.0, True, True, "in the open interval (0, 1)"),
+        n_iter_no_change=int_param("n_iter_no_change", params["n_iter_no_change"], 1,
+                                   MAX_COUNT),
+        sparsity_estimate=_choice_param("sparsity_estimate", params["sparsity_estimate"],
+                                        SPARSITY_ESTIMATES),
+        sparsity_smoothing=_real_param("sparsity_smoothing", params["sparsity_smoothing"],
+                                       0.0, 1.0, True, False, "in (0, 1]"),
     )
     # The engine computes in the model dtype: check the values it will see.
     _representable("sparsity_target", hp.sparsity_target, hp.dtype, positive=True,
@@ -215,6 +238,12 @@ def validate_hyperparameters(params):
     _representable("weight_decay", hp.weight_decay, hp.dtype)
     _representable("learning_rate", hp.learning_rate, hp.dtype, positive=True)
     _representable("momentum", hp.momentum, hp.dtype, below_one=True)
+    if hp.solver == "adam":
+        _representable("beta_1", hp.beta_1, hp.dtype, below_one=True)
+        _representable("beta_2", hp.beta_2, hp.dtype, below_one=True)
+        _representable("epsilon", hp.epsilon, hp.dtype, positive=True)
+    if hp.sparsity_estimate == "running":
+        _representable("sparsity_smoothing", hp.sparsity_smoothing, hp.dtype, positive=True)
     return hp
 
 

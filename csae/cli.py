@@ -63,6 +63,10 @@ OPTION_OF = {
     "max_epochs": "--epochs", "decoder": "--decoder", "dtype": "--dtype",
     "momentum": "--momentum", "random_state": "--seed", "n_threads": "--threads",
     "backend": "--backend", "solver": "--solver", "max_fun": "--max-fun", "tol": "--tol",
+    "beta_1": "--beta-1", "beta_2": "--beta-2", "epsilon": "--epsilon",
+    "early_stopping": "--early-stopping", "validation_fraction": "--validation-fraction",
+    "n_iter_no_change": "--n-iter-no-change", "sparsity_estimate": "--sparsity-estimate",
+    "sparsity_smoothing": "--sparsity-smoothing",
 }
 
 
@@ -102,6 +106,18 @@ def _library_message(err):
                             "pass --scale-inputs, or use --decoder linear")
             .replace("use dtype='float64'", "use --dtype float64")
             .replace("a smaller learning_rate", "a smaller --lr"))
+
+
+def _option_names(message):
+    """A training message (stopping rule, ConvergenceWarning) with the
+    hyperparameters it names spelled as options."""
+    message = _one_line(message)
+    for name, option in (("max_epochs=", "--epochs "), ("max_fun=", "--max-fun "),
+                         ("n_iter_no_change=", "--n-iter-no-change "), ("tol=", "--tol "),
+                         ("max_epochs", "--epochs"), ("max_fun", "--max-fun"),
+                         ("early_stopping", "--early-stopping")):
+        message = message.replace(name, option)
+    return message
 
 
 def _default_backend():
@@ -406,8 +422,9 @@ class _LineProgress:
         self.total, self.stream = total, stream
         self.width = len(str(total))
 
-    def update(self, epoch, objective, seconds):
-        print(f"epoch {epoch:{self.width}d}/{self.total}: objective {objective:.6g} "
+    def update(self, epoch, objective, seconds, validation=None):
+        extra = "" if validation is None else f", validation {validation:.6g}"
+        print(f"epoch {epoch:{self.width}d}/{self.total}: objective {objective:.6g}{extra} "
               f"({seconds:.3f} s)", file=self.stream, flush=True)
 
     def close(self):
@@ -423,11 +440,12 @@ class _TqdmProgress:
         self.tqdm, self.total, self.stream = tqdm, total, stream
         self.bar = None
 
-    def update(self, epoch, objective, seconds):
+    def update(self, epoch, objective, seconds, validation=None):
         if self.bar is None:
             self.bar = self.tqdm(total=self.total, unit="epoch", desc="training",
                                  file=self.stream, dynamic_ncols=True)
-        self.bar.set_postfix_str(f"objective={objective:.6g}", refresh=False)
+        extra = "" if validation is None else f", validation={validation:.6g}"
+        self.bar.set_postfix_str(f"objective={objective:.6g}{extra}", refresh=False)
         self.bar.update(1)
 
     def close(self):
@@ -436,7 +454,7 @@ class _TqdmProgress:
 
 
 class _QuietProgress:
-    def update(self, epoch, objective, seconds):
+    def update(self, epoch, objective, seconds, validation=None):
         pass
 
     def close(self):
@@ -454,11 +472,13 @@ def _progress(total, quiet=False, stream=None):
     return _TqdmProgress(tqdm, total, stream)
 
 
-def _training_call(call, prog):
+def _training_call(call, prog, notes=None):
     """Run ``call()`` (one ``partial_fit`` or ``fit``) and sort the warnings
     it raised: returns ``(status, message)``, status "done", "interrupted"
-    or "diverged"; any other warning is printed as one line."""
-    from csae import TrainingDivergedWarning, TrainingInterruptedWarning
+    or "diverged"; a ConvergenceWarning's message is appended to ``notes``
+    (a result, printed with the summary on stdout) when a list is given;
+    any other warning is printed as one line."""
+    from csae import ConvergenceWarning, TrainingDivergedWarning, TrainingInterruptedWarning
     status, message = "done", None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -468,6 +488,8 @@ def _training_call(call, prog):
             status = "interrupted"
         elif issubclass(w.category, TrainingDivergedWarning):
             status, message = "diverged", _library_message(w.message)
+        elif notes is not None and issubclass(w.category, ConvergenceWarning):
+            notes.append(_option_names(w.message))
         else:
             print(f"{prog}: warning: {_one_line(w.message)}", file=sys.stderr)
     return status, message
@@ -497,13 +519,36 @@ def train_epochs(model, X, epochs, progress, prog):
     return status, message
 
 
-def train_lbfgs(model, X, prog):
-    """``fit`` with solver="lbfgs" (all iterations in one call); returns
-    ``(status, message)`` as ``train_epochs`` does."""
+def train_fit(model, X, progress, prog):
+    """One ``fit`` (any solver, with its stopping rules and early stopping),
+    reporting each epoch (iteration) to ``progress``.
+
+    Returns ``(status, message, lines)``: status as ``train_epochs``
+    returns it, and the lines that say how training ended (stopping rule,
+    early stopping, max_epochs reached) for stdout.
+    """
+    outcome, notes = [], []
+
+    def call():
+        outcome.append(model._fit(X, hook=lambda k, objective, validation, seconds:
+                                  progress.update(k, objective, seconds, validation))[-1])
+
     try:
-        return _training_call(lambda: model.fit(X), prog)
-    except KeyboardInterrupt:
-        return "interrupted", None
+        status, message = _training_call(call, prog, notes)
+    except KeyboardInterrupt:  # outside the estimator's own handling
+        status, message = "interrupted", None
+    finally:
+        progress.close()
+    lines = []
+    if outcome and outcome[0].status == "stopped":
+        lines.append(f"stopped early: {_option_names(outcome[0].message)}")
+    lines += [f"note: {note}" for note in notes]
+    if status != "diverged" and _is_fitted(model) and model.best_epoch_ is not None:
+        unit = "iteration" if model.solver == "lbfgs" else "epoch"
+        lines.append(f"early stopping: best validation objective "
+                     f"{model.best_validation_loss_:.6g} at {unit} {model.best_epoch_} of "
+                     f"{model.n_iter_}; the saved model has the weights of that {unit}")
+    return status, message, lines
 
 
 def _is_fitted(model):
@@ -615,7 +660,12 @@ def cmd_train(args):
         "max_epochs": args.epochs, "decoder": args.decoder, "dtype": args.dtype,
         "momentum": args.momentum, "random_state": args.seed,
         "n_threads": args.threads, "solver": args.solver, "max_fun": args.max_fun,
-        "tol": args.tol,
+        "tol": args.tol, "beta_1": args.beta_1, "beta_2": args.beta_2,
+        "epsilon": args.epsilon, "n_iter_no_change": args.n_iter_no_change,
+        "validation_fraction": args.validation_fraction,
+        "sparsity_estimate": args.sparsity_estimate,
+        "sparsity_smoothing": args.sparsity_smoothing,
+        "early_stopping": args.early_stopping or None,
     }
     params = {k: v for k, v in params.items() if v is not None}
     model = SparseAutoencoder(**params, scale_inputs=args.scale_inputs,
@@ -623,17 +673,13 @@ def cmd_train(args):
                               backend=args.backend or _default_backend())
     if (not args.scale_inputs and X.dtype != np.dtype(model.dtype)
             and not _out_of_core(X)):  # a memory-mapped file is converted chunk by chunk
-        # One conversion now rather than one per epoch inside partial_fit
-        # (with --scale-inputs the estimator scales in float64 first).
+        # Converted once here (with --scale-inputs the estimator scales in
+        # float64 first).
         X = np.ascontiguousarray(X, dtype=model.dtype)
     epochs = model.max_epochs
 
     start = time.perf_counter()
-    if model.solver == "lbfgs":
-        status, message = train_lbfgs(model, X, prog)
-    else:
-        status, message = train_epochs(model, X, epochs,
-                                       _progress(epochs, quiet=args.quiet), prog)
+    status, message, ending = train_fit(model, X, _progress(epochs, quiet=args.quiet), prog)
     seconds = time.perf_counter() - start
     if not _is_fitted(model):
         # No epoch completed: a fit that fails is a transaction, so there is
@@ -650,6 +696,8 @@ def cmd_train(args):
     print(f"trained {model.n_iter_} {unit}{'s' if model.n_iter_ != 1 else ''} on "
           f"{X.shape[0]} x {X.shape[1]} in {seconds:.2f} s: {final}; "
           f"model saved to {args.out}")
+    for line in ending:
+        print(line)
     if status == "interrupted":
         print(f"{prog}: interrupted; the model reached so far was saved to {args.out}",
               file=sys.stderr)
@@ -781,7 +829,10 @@ def cmd_gradcheck(args):
                                        decoder=decoder, learning_rate=0.1,
                                        batch_size=max(1, args.samples // 4), max_epochs=2,
                                        backend=backend, random_state=args.seed)
-        model.fit(X)
+        with warnings.catch_warnings():
+            # Two epochs on purpose: ending at max_epochs is the plan here.
+            warnings.simplefilter("ignore", csae.ConvergenceWarning)
+            model.fit(X)
         error = csae.check_gradients(model, X)
         worst = max(worst, error)
         print(f"  decoder {decoder:<8} worst relative error {error:.3g}")
@@ -874,14 +925,39 @@ def build_parser():
     p.add_argument("--epochs", type=_count,
                    help=f"epochs to train, or iterations for --solver lbfgs "
                         f"(default: {defaults['max_epochs']})")
-    p.add_argument("--solver", choices=("sgd", "lbfgs"),
-                   help="minibatch SGD, or full-batch L-BFGS as the UFLDL exercise "
-                        f"(needs SciPy) (default: {defaults['solver']})")
+    p.add_argument("--solver", choices=("sgd", "adam", "lbfgs"),
+                   help="minibatch SGD, minibatch Adam, or full-batch L-BFGS as the UFLDL "
+                        f"exercise (needs SciPy) (default: {defaults['solver']})")
+    p.add_argument("--beta-1", type=float,
+                   help=f"adam: first-moment decay in [0, 1) (default: {defaults['beta_1']})")
+    p.add_argument("--beta-2", type=float,
+                   help=f"adam: second-moment decay in [0, 1) (default: {defaults['beta_2']})")
+    p.add_argument("--epsilon", type=float,
+                   help=f"adam: denominator offset > 0 (default: {defaults['epsilon']})")
     p.add_argument("--max-fun", type=_count,
                    help=f"lbfgs: most objective evaluations (default: {defaults['max_fun']})")
     p.add_argument("--tol", type=float,
-                   help="lbfgs: stop when no gradient component exceeds this "
+                   help="stop when the objective (the validation objective with "
+                        "--early-stopping) has not improved by more than this for "
+                        "--n-iter-no-change epochs; 0 trains exactly --epochs; lbfgs: "
+                        "also stop when no gradient component exceeds it "
                         f"(default: {defaults['tol']})")
+    p.add_argument("--n-iter-no-change", type=_count,
+                   help="epochs without improvement before stopping "
+                        f"(default: {defaults['n_iter_no_change']})")
+    p.add_argument("--early-stopping", action="store_true",
+                   help="hold out --validation-fraction of the rows, stop when their "
+                        "objective stops improving, and keep the best epoch's weights")
+    p.add_argument("--validation-fraction", type=float,
+                   help="fraction of the rows held out by --early-stopping, in (0, 1) "
+                        f"(default: {defaults['validation_fraction']})")
+    p.add_argument("--sparsity-estimate", choices=("batch", "running"),
+                   help="mean activation in the sparsity gradient: each minibatch's, or "
+                        "a running average across minibatches (better for small "
+                        f"--batch-size) (default: {defaults['sparsity_estimate']})")
+    p.add_argument("--sparsity-smoothing", type=float,
+                   help="running estimate: weight of the newest minibatch, in (0, 1] "
+                        f"(default: {defaults['sparsity_smoothing']})")
     p.add_argument("--decoder", choices=("sigmoid", "linear"),
                    help="output function; sigmoid needs data in [0, 1] "
                         f"(default: {defaults['decoder']})")

@@ -29,7 +29,7 @@
 #define MAX_NUMBER 63
 
 static const char FORMAT_NAME[] = "csae.SparseAutoencoder";
-#define FORMAT_VERSION 2
+#define FORMAT_VERSION 3
 
 /* ---- Fields of a model file --------------------------------------------- */
 
@@ -38,6 +38,11 @@ enum {
     F_W, F_B, F_WD, F_BD,
     F_VW, F_VB, F_VWD, F_VBD,
     F_RNG, F_DMIN, F_DSCALE,
+    /* Version 3: the Adam moments and step count, the running sparsity
+     * estimate (training state; checked, not returned). */
+    F_AMW, F_AMB, F_AMWD, F_AMBD,
+    F_AVW, F_AVB, F_AVWD, F_AVBD,
+    F_ADAM_T, F_RHO_RUN, F_RUN_BATCHES,
     F_COUNT
 };
 
@@ -48,6 +53,11 @@ static const char *const member_names[F_COUNT] = {
     "velocity_encoder_weights.npy", "velocity_encoder_bias.npy",
     "velocity_decoder_weights.npy", "velocity_decoder_bias.npy",
     "rng_state.npy", "data_min.npy", "data_scale.npy",
+    "adam_m_encoder_weights.npy", "adam_m_encoder_bias.npy",
+    "adam_m_decoder_weights.npy", "adam_m_decoder_bias.npy",
+    "adam_v_encoder_weights.npy", "adam_v_encoder_bias.npy",
+    "adam_v_decoder_weights.npy", "adam_v_decoder_bias.npy",
+    "adam_t.npy", "rho_running.npy", "running_batches.npy",
 };
 
 /* ---- Checking a member's elements as they stream by --------------------- */
@@ -58,8 +68,11 @@ static void load_bytes(unsigned char *out, const unsigned char *p, size_t n, int
         out[i] = swap ? p[n - 1 - i] : p[i];
 }
 
-/* Floats: every one finite (and > 0 if asked); copied to dest if given
- * (dest has the file's element type). */
+/* What read_floats asks of each value besides being finite. */
+enum { ANY_FINITE = 0, POSITIVE = 1, NON_NEGATIVE = 2, UNIT_INTERVAL = 3 };
+
+/* Floats: every one finite (and in the range asked for); copied to dest if
+ * given (dest has the file's element type). */
 typedef struct {
     size_t itemsize;
     int swap;
@@ -86,7 +99,9 @@ static csae_status consume_floats(void *vctx, const unsigned char *p, size_t n)
             if (c->dest)
                 ((float *)c->dest)[c->index] = f;
         }
-        if (!isfinite(v) || (c->positive && !(v > 0)))
+        if (!isfinite(v) || (c->positive == POSITIVE && !(v > 0))
+            || (c->positive == NON_NEGATIVE && !(v >= 0))
+            || (c->positive == UNIT_INTERVAL && !(v >= 0 && v <= 1)))
             return CSAE_ERR_FORMAT;
     }
     return CSAE_OK;
@@ -322,13 +337,16 @@ static int json_real(const json_value *v, double low, double high, int low_open,
     return 1;
 }
 
-/* The record's keys: those of format version 1, then those version 2 added
- * (a version-1 file has only the first K_COUNT_V1). */
+/* The record's keys: those of format version 1, then those version 2 added,
+ * then version 3's (a version-1 file has only the first K_COUNT_V1, a
+ * version-2 file the first K_COUNT_V2). */
 enum {
     K_BACKEND, K_BATCH_SIZE, K_DECODER, K_DTYPE, K_LEARNING_RATE, K_MAX_EPOCHS, K_MOMENTUM,
     K_N_HIDDEN, K_N_THREADS, K_RANDOM_STATE, K_SCALE_INPUTS, K_SHUFFLE, K_SPARSITY_TARGET,
     K_SPARSITY_WEIGHT, K_VERBOSE, K_WEIGHT_DECAY, K_COUNT_V1,
-    K_MAX_FUN = K_COUNT_V1, K_SOLVER, K_TOL, K_COUNT
+    K_MAX_FUN = K_COUNT_V1, K_SOLVER, K_TOL, K_COUNT_V2,
+    K_BETA_1 = K_COUNT_V2, K_BETA_2, K_EARLY_STOPPING, K_EPSILON, K_N_ITER_NO_CHANGE,
+    K_SPARSITY_ESTIMATE, K_SPARSITY_SMOOTHING, K_VALIDATION_FRACTION, K_WARM_START, K_COUNT
 };
 
 static const char *const hyper_names[K_COUNT] = {
@@ -336,6 +354,8 @@ static const char *const hyper_names[K_COUNT] = {
     "n_hidden", "n_threads", "random_state", "scale_inputs", "shuffle", "sparsity_target",
     "sparsity_weight", "verbose", "weight_decay",
     "max_fun", "solver", "tol",
+    "beta_1", "beta_2", "early_stopping", "epsilon", "n_iter_no_change",
+    "sparsity_estimate", "sparsity_smoothing", "validation_fraction", "warm_start",
 };
 
 typedef struct {
@@ -407,9 +427,27 @@ static int check_hyper(int key, const json_value *v, hyper *hp)
     case K_MAX_FUN:
         return json_int_at_least(v, 1);
     case K_SOLVER:
-        return v->type == J_STRING && (strcmp(v->text, "sgd") == 0 || strcmp(v->text, "lbfgs") == 0);
+        return v->type == J_STRING && (strcmp(v->text, "sgd") == 0 || strcmp(v->text, "adam") == 0
+                                       || strcmp(v->text, "lbfgs") == 0);
     case K_TOL:
         return json_real(v, 0.0, inf, 0, 1, &unused);
+    case K_BETA_1:
+    case K_BETA_2:
+        return json_real(v, 0.0, 1.0, 0, 1, &unused);
+    case K_EPSILON:
+        return json_real(v, 0.0, inf, 1, 1, &unused);
+    case K_EARLY_STOPPING:
+    case K_WARM_START:
+        return v->type == J_TRUE || v->type == J_FALSE;
+    case K_N_ITER_NO_CHANGE:
+        return json_int_at_least(v, 1);
+    case K_SPARSITY_ESTIMATE:
+        return v->type == J_STRING
+               && (strcmp(v->text, "batch") == 0 || strcmp(v->text, "running") == 0);
+    case K_SPARSITY_SMOOTHING:
+        return json_real(v, 0.0, 1.0, 1, 0, &unused);
+    case K_VALIDATION_FRACTION:
+        return json_real(v, 0.0, 1.0, 1, 1, &unused);
     }
     return 0;
 }
@@ -418,7 +456,7 @@ static int check_hyper(int key, const json_value *v, hyper *hp)
  * format version once. */
 static csae_status parse_hyper(const char *text, size_t len, uint64_t version, hyper *hp)
 {
-    const int keys = version >= 2 ? K_COUNT : K_COUNT_V1;
+    const int keys = version >= 3 ? K_COUNT : version == 2 ? K_COUNT_V2 : K_COUNT_V1;
     text_cursor c = {text, len, 0};
     int seen[K_COUNT] = {0};
     memset(hp, 0, sizeof *hp);
@@ -488,7 +526,8 @@ static csae_status read_int(const npz_file *r, npz_member *m, const char *kinds,
 
 /* A float field of element size itemsize and the given shape (d1 unused
  * for ndim 1; d0 == ANY_LENGTH accepts any length), every value finite (and
- * > 0 if positive); copied to dest when not NULL. */
+ * in the range ``positive`` names: ANY_FINITE, POSITIVE, ...); copied to
+ * dest when not NULL. */
 static csae_status read_floats(const npz_file *r, npz_member *m, size_t itemsize, int ndim,
                                uint64_t d0, uint64_t d1, int positive, void *dest)
 {
@@ -618,6 +657,40 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
     }
     if (m[F_DMIN].present != m[F_DSCALE].present)
         return CSAE_ERR_FORMAT;
+    /* Version 3's training state: all eight moments with the step count, or
+     * none; the running estimate with its batch count, or neither. */
+    int adam = m[F_ADAM_T].present;
+    for (int k = F_AMW; k <= F_AVBD; k++)
+        adam += m[k].present;
+    if (adam != 0 && (adam != 9 || version < 3))
+        return CSAE_ERR_FORMAT;
+    if (m[F_RHO_RUN].present != m[F_RUN_BATCHES].present
+        || (m[F_RHO_RUN].present && version < 3))
+        return CSAE_ERR_FORMAT;
+    for (int k = 0; adam && k < 8; k++) {
+        /* Second moments (F_AVW...) are averages of squares. */
+        st = read_floats(r, &m[F_AMW + k], hp.elem_size, ndims[k % 4], dims[k % 4][0],
+                         dims[k % 4][1], k < 4 ? ANY_FINITE : NON_NEGATIVE, NULL);
+        if (st != CSAE_OK)
+            return st;
+    }
+    if (adam) {
+        st = read_int(r, &m[F_ADAM_T], "iu", 0, &ic);
+        if (st != CSAE_OK)
+            return st;
+        if (ic.negative)
+            return CSAE_ERR_FORMAT;
+    }
+    if (m[F_RHO_RUN].present) {
+        st = read_floats(r, &m[F_RHO_RUN], hp.elem_size, 1, h, 0, UNIT_INTERVAL, NULL);
+        if (st != CSAE_OK)
+            return st;
+        st = read_int(r, &m[F_RUN_BATCHES], "iu", 0, &ic);
+        if (st != CSAE_OK)
+            return st;
+        if (ic.negative)
+            return CSAE_ERR_FORMAT;
+    }
     if (m[F_DMIN].present) {
         st = read_floats(r, &m[F_DMIN], 8, 1, n, 0, 0, dest ? dest->data_min : NULL);
         if (st != CSAE_OK)

@@ -6,6 +6,7 @@ real entry point, exit codes and Ctrl-C.
 """
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 import csae
-from csae import SparseAutoencoder, TrainingInterruptedWarning
+from csae import SparseAutoencoder
 from csae.cli import main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -175,25 +176,35 @@ def test_train_quiet(tmp_path, data, capsys):
 
 
 def _interrupt_on_call(monkeypatch, call_number, how):
-    """Make the ``call_number``-th partial_fit be interrupted by Ctrl-C,
-    either inside the estimator (which warns and keeps its weights) or
-    between epochs (a bare KeyboardInterrupt)."""
-    original = SparseAutoencoder.partial_fit
+    """Make epoch ``call_number`` be interrupted by Ctrl-C, either inside
+    the engine's epoch ("raise": the estimator warns and keeps the epochs
+    completed) or in the progress display after the epoch before it
+    ("display", between epochs)."""
+    from csae import _engine, reference
     calls = []
 
-    def partial_fit(self, X, y=None):
-        calls.append(1)
-        if len(calls) < call_number:
-            return original(self, X)
-        if how == "raise":
-            raise KeyboardInterrupt
-        warnings.warn(TrainingInterruptedWarning("training interrupted"), stacklevel=2)
-        return self
+    def wrap(true_epoch):
+        def epoch(*args, **kwargs):
+            calls.append(1)
+            if how == "raise" and len(calls) == call_number:
+                raise KeyboardInterrupt
+            return true_epoch(*args, **kwargs)
+        return epoch
 
-    monkeypatch.setattr(SparseAutoencoder, "partial_fit", partial_fit)
+    for module in (_engine, reference):
+        monkeypatch.setattr(module, "sgd_epoch", wrap(module.sgd_epoch))
+    if how == "display":
+        from csae import cli
+
+        class Interrupting(cli._QuietProgress):
+            def update(self, epoch, objective, seconds, validation=None):
+                if epoch == call_number - 1:
+                    raise KeyboardInterrupt
+
+        monkeypatch.setattr(cli, "_progress", lambda *args, **kwargs: Interrupting())
 
 
-@pytest.mark.parametrize("how", ["raise", "warn"])
+@pytest.mark.parametrize("how", ["raise", "display"])
 def test_train_ctrl_c_saves_the_model(tmp_path, data, capsys, monkeypatch, how):
     _interrupt_on_call(monkeypatch, 3, how)
     out_path = tmp_path / "m.npz"
@@ -262,7 +273,7 @@ def test_info(model_file, capsys):
     assert status == 0, err
     assert "16 features -> 5 hidden units (float64)" in out
     assert "encoder (5, 16), decoder (16, 5)" in out
-    assert "sparsity_target" in out and "random_state     0" in out
+    assert "sparsity_target" in out and re.search(r"\n  random_state +0\n", out)
     curve = csae.load(model_file).loss_curve_
     assert f"4 epochs; objective {curve[0]:.6g} (epoch 1) -> {curve[-1]:.6g}" in out
 
@@ -731,10 +742,12 @@ def test_integer_options_stop_at_the_engine_limit():
 
 
 def test_overflow_from_the_library_is_one_line(tmp_path, data, capsys, monkeypatch):
-    def overflow(self, X, y=None):
+    def overflow(self, X, hook=None):
         raise OverflowError("Python int too large to convert to C unsigned long")
 
-    monkeypatch.setattr(SparseAutoencoder, "partial_fit", overflow)
+    # csae train trains through the estimator's fit (_fit, with its
+    # progress hook).
+    monkeypatch.setattr(SparseAutoencoder, "_fit", overflow)
     status, _, err = run(capsys, "train", data["npy"], "--hidden", 2, "--out",
                          tmp_path / "m.npz", "--quiet")
     assert status == 2
@@ -758,3 +771,85 @@ def test_info_on_a_hostile_model_prints_one_short_line(tmp_path, model_file, cap
     status, out, err = run(capsys, "info", path)
     assert status == 2 and out == ""
     assert len(_only_line(err)) < 400
+
+
+# --------------------------------------------------------------------------
+# Solvers, stopping rules and the sparsity estimate on the command line
+# --------------------------------------------------------------------------
+
+def _bars_file(tmp_path):
+    from csae.datasets import make_bars
+    X = make_bars(300, size=6, random_state=0)
+    np.save(tmp_path / "bars.npy", X)
+    return tmp_path / "bars.npy", X
+
+
+def test_train_adam_and_running_estimate_options(tmp_path, capsys):
+    path, X = _bars_file(tmp_path)
+    out_path = tmp_path / "m.npz"
+    status, out, err = run(capsys, "train", path, "--hidden", 6, "--solver", "adam",
+                           "--lr", 0.01, "--beta-1", 0.8, "--beta-2", 0.99, "--epsilon", 1e-6,
+                           "--sparsity-estimate", "running", "--sparsity-smoothing", 0.05,
+                           "--epochs", 3, "--tol", 0, "--seed", 0, "--backend", "python",
+                           "--out", out_path, "--quiet")
+    assert status == 0, err
+    model = csae.load(out_path)
+    params = model.get_params()
+    assert (params["solver"], params["beta_1"], params["beta_2"], params["epsilon"]) == (
+        "adam", 0.8, 0.99, 1e-6)
+    assert (params["sparsity_estimate"], params["sparsity_smoothing"]) == ("running", 0.05)
+    # The command's model is the estimator's, Adam state included.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        direct = SparseAutoencoder(**params).fit(X)
+    np.testing.assert_array_equal(model.encoder_weights_, direct.encoder_weights_)
+    assert model._state.adam_t == direct._state.adam_t == 3 * 3
+
+
+def test_train_early_stopping_prints_the_outcome(tmp_path, capsys):
+    path, X = _bars_file(tmp_path)
+    out_path = tmp_path / "m.npz"
+    status, out, err = run(capsys, "train", path, "--hidden", 8, "--lr", 0.5,
+                           "--batch-size", 20, "--early-stopping", "--validation-fraction",
+                           0.2, "--n-iter-no-change", 3, "--epochs", 500, "--seed", 0,
+                           "--out", out_path, "--quiet")
+    assert status == 0, err
+    params = csae.load(out_path).get_params()
+    assert params["early_stopping"] is True and params["n_iter_no_change"] == 3
+    direct = SparseAutoencoder(**params).fit(X)
+    assert f"trained {direct.n_iter_} epochs" in out
+    assert ("stopped early: the validation objective did not improve by more than "
+            "--tol 0.0001 for --n-iter-no-change 3 epochs") in out
+    assert (f"early stopping: best validation objective {direct.best_validation_loss_:.6g} "
+            f"at epoch {direct.best_epoch_} of {direct.n_iter_}") in out
+    np.testing.assert_array_equal(csae.load(out_path).encoder_weights_,
+                                  direct.encoder_weights_)
+
+
+def test_train_says_when_epochs_end_before_the_stopping_rule(tmp_path, data, capsys):
+    status, out, err = run(capsys, "train", data["npy"], "--hidden", 3, "--epochs", 2,
+                           "--quiet", "--out", tmp_path / "a.npz")
+    assert status == 0 and err == ""
+    assert "note: fit stopped at --epochs 2 while the training objective" in out
+    status, out, err = run(capsys, "train", data["npy"], "--hidden", 3, "--epochs", 2,
+                           "--tol", 0, "--quiet", "--out", tmp_path / "b.npz")
+    assert status == 0 and "note:" not in out
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--beta-1", 1.0), ("--beta-2", -0.5), ("--epsilon", 0), ("--validation-fraction", 1.5),
+    ("--sparsity-smoothing", 0), ("--tol", -1),
+])
+def test_train_bad_new_options_name_the_option(tmp_path, data, capsys, option, value):
+    status, _, err = run(capsys, "train", data["npy"], "--hidden", 3, option, value,
+                         "--out", tmp_path / "m.npz")
+    assert status == 2
+    assert err.startswith(f"csae train: error: {option} (") and "Traceback" not in err
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_train_early_stopping_on_too_few_rows(tmp_path, capsys):
+    np.save(tmp_path / "one.npy", np.full((1, 4), 0.5))
+    status, _, err = run(capsys, "train", tmp_path / "one.npy", "--hidden", 2,
+                         "--early-stopping", "--out", tmp_path / "m.npz")
+    assert status == 2 and "leaves none to train on" in err

@@ -6,6 +6,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from csae import SparseAutoencoder
 
@@ -14,6 +15,10 @@ def unit_data(m, n, seed=0):
     return np.random.default_rng(seed).random((m, n))
 
 
+# One epoch at the default settings on many features kills most units (the
+# KL gradient through W outweighs the rest at the start): DeadUnitsWarning
+# says so rightly, and this test is about threads, not the model.
+@pytest.mark.filterwarnings("ignore::csae.DeadUnitsWarning")
 def test_python_runs_while_the_engine_encodes():
     """While one thread is inside a long engine call, another thread keeps
     executing Python bytecode; with the GIL held it could not run at all."""
@@ -109,6 +114,10 @@ def _train_in_child(queue):
     queue.put(model.encoder_weights_.sum())
 
 
+# One epoch at the default settings on many features kills most units (the
+# KL gradient through W outweighs the rest at the start): DeadUnitsWarning
+# says so rightly, and this test is about threads, not the model.
+@pytest.mark.filterwarnings("ignore::csae.DeadUnitsWarning")
 def test_fork_after_the_thread_pool_ran():
     """A child forked after the engine's worker threads started (as
     multiprocessing and joblib do) has none of them: it must start its own

@@ -568,15 +568,18 @@ def test_sigint_during_fit_stops_within_half_a_second(backend, tmp_path):
 
 
 def test_verbose_prints_one_line_per_epoch(backend, capsys):
+    # Four epochs: verbose=1 shows the first, the last and ~10 in between,
+    # so all four, then the line saying why fit stopped.
     X = unit_data(30, 5)
     model = SparseAutoencoder(n_hidden=3, max_epochs=4, backend=backend, random_state=0,
                               verbose=True).fit(X)
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 4
+    assert len(lines) == 5
     for k, (line, loss) in enumerate(zip(lines, model.loss_curve_), start=1):
         assert line.startswith(f"epoch {k}:")
         assert f"objective {loss:.6g}" in line
         assert "mean activation" in line and line.endswith(" s")
+    assert lines[-1].startswith("reached max_epochs (4 epochs")
 
 
 def test_transform_from_many_threads_equals_serial(backend):
@@ -626,8 +629,11 @@ def test_python_backend_ignores_n_threads():
 
 
 def test_no_stray_warnings_from_a_normal_fit(backend):
+    # Two epochs end at max_epochs before the stopping rule is met: the
+    # ConvergenceWarning that says so is the only warning expected.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", category=csae.ConvergenceWarning)
         SparseAutoencoder(n_hidden=3, max_epochs=2, backend=backend,
                           random_state=0).fit(unit_data(20, 4))
 

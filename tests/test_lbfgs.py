@@ -113,6 +113,11 @@ def test_ctrl_c_keeps_the_best_point_or_the_old_model(monkeypatch):
 
     old = model(max_epochs=3).fit(X)
     before = old.encoder_weights_.copy()
+    # Every evaluation goes through objective_and_gradients (not the
+    # engine's evaluator, which would bypass the patched method).
+    monkeypatch.setattr(_backends.Backend, "objective_evaluator",
+                        lambda self, X, n_hidden, **hyper:
+                        _backends._PlainEvaluator(self, X, hyper))
     # Interrupted at the first evaluation: no iteration, the old model stays.
     monkeypatch.setattr(_backends.Backend, "objective_and_gradients", interrupt_after(0))
     with pytest.warns(TrainingInterruptedWarning, match="0 iterations"):

@@ -254,6 +254,12 @@ def nan_at(name, index=0, value=np.nan):
 
 
 NEWER = FORMAT_VERSION + 1
+# Format version 3 added these hyperparameters and optional fields.
+V3_DROPPED = dict.fromkeys(("beta_1", "beta_2", "epsilon", "warm_start", "early_stopping",
+                            "validation_fraction", "n_iter_no_change", "sparsity_estimate",
+                            "sparsity_smoothing"), KeyError)
+V3_FIELDS = tuple(f"adam_{k}_{name}" for k in "mv" for name in NAMES) + (
+    "adam_t", "rho_running", "running_batches")
 
 BAD_FILES = {
     # name: (edit of the arrays, status from C)
@@ -331,8 +337,37 @@ BAD_FILES = {
     "tol missing": (hyper_edit(tol=KeyError), "CSAE_ERR_FORMAT"),
     # Version 1 records had no solver, max_fun or tol: naming one there is wrong.
     "version 1 naming solver": (lambda a: (setter("format_version", np.array(1))(a),
-                                           hyper_edit(max_fun=KeyError, tol=KeyError)(a)),
+                                           hyper_edit(max_fun=KeyError, tol=KeyError,
+                                                      **V3_DROPPED)(a)),
                                 "CSAE_ERR_FORMAT"),
+    # Version 3: Adam, early stopping and the running sparsity estimate.
+    "version 2 naming beta_1": (lambda a: (setter("format_version", np.array(2))(a),
+                                           hyper_edit(**{**V3_DROPPED, "beta_1": 0.9})(a),
+                                           dropper(*V3_FIELDS)(a)),
+                                "CSAE_ERR_FORMAT"),
+    "version 2 with Adam moments": (lambda a: (setter("format_version", np.array(2))(a),
+                                               hyper_edit(**V3_DROPPED)(a)),
+                                    "CSAE_ERR_FORMAT"),
+    "beta_1 1": (hyper_edit(beta_1=1.0), "CSAE_ERR_FORMAT"),
+    "beta_2 negative": (hyper_edit(beta_2=-0.1), "CSAE_ERR_FORMAT"),
+    "epsilon 0": (hyper_edit(epsilon=0), "CSAE_ERR_FORMAT"),
+    "validation_fraction 1": (hyper_edit(validation_fraction=1.0), "CSAE_ERR_FORMAT"),
+    "n_iter_no_change 0": (hyper_edit(n_iter_no_change=0), "CSAE_ERR_FORMAT"),
+    "early_stopping a string": (hyper_edit(early_stopping="yes"), "CSAE_ERR_FORMAT"),
+    "warm_start missing": (hyper_edit(warm_start=KeyError), "CSAE_ERR_FORMAT"),
+    "sparsity_estimate unknown": (hyper_edit(sparsity_estimate="ema"), "CSAE_ERR_FORMAT"),
+    "sparsity_smoothing 0": (hyper_edit(sparsity_smoothing=0), "CSAE_ERR_FORMAT"),
+    "sparsity_smoothing above 1": (hyper_edit(sparsity_smoothing=1.5), "CSAE_ERR_FORMAT"),
+    "nan Adam moment": (nan_at("adam_m_decoder_weights", 2), "CSAE_ERR_FORMAT"),
+    "negative second moment": (nan_at("adam_v_encoder_bias", 1, -1e-3), "CSAE_ERR_FORMAT"),
+    "Adam moments without adam_t": (dropper("adam_t"), "CSAE_ERR_FORMAT"),
+    "one Adam moment missing": (dropper("adam_v_decoder_bias"), "CSAE_ERR_FORMAT"),
+    "negative adam_t": (setter("adam_t", np.array(-1, dtype=np.int64)), "CSAE_ERR_FORMAT"),
+    "short Adam moment": (setter("adam_m_encoder_bias",
+                                 lambda a: a["adam_m_encoder_bias"][:-1]), "CSAE_ERR_FORMAT"),
+    "rho_running above 1": (nan_at("rho_running", 0, 1.5), "CSAE_ERR_FORMAT"),
+    "rho_running alone": (dropper("running_batches"), "CSAE_ERR_FORMAT"),
+    "running_batches a float": (setter("running_batches", np.array(3.0)), "CSAE_ERR_FORMAT"),
 }
 
 # Files Python accepts with the same values, and C as well.
@@ -352,10 +387,19 @@ GOOD_VARIANTS = {
                                   "velocity_decoder_bias"),
     "empty loss curve": lambda a: (setter("loss_curve", np.zeros(0))(a),
                                    setter("n_iter", np.array(0))(a)),
+    "solver lbfgs": hyper_edit(solver="lbfgs", max_fun=50, tol=0),
     "format version 1 (before solver, max_fun, tol)": lambda a: (
         setter("format_version", np.array(1))(a),
-        hyper_edit(solver=KeyError, max_fun=KeyError, tol=KeyError)(a)),
-    "solver lbfgs": hyper_edit(solver="lbfgs", max_fun=50, tol=0),
+        hyper_edit(solver=KeyError, max_fun=KeyError, tol=KeyError, **V3_DROPPED)(a),
+        dropper(*V3_FIELDS)(a)),
+    "format version 2 (before Adam, early stopping, running estimate)": lambda a: (
+        setter("format_version", np.array(2))(a), hyper_edit(**V3_DROPPED)(a),
+        dropper(*V3_FIELDS)(a)),
+    "no Adam state or running estimate": dropper(*V3_FIELDS),
+    "solver adam, running estimate, early stopping": hyper_edit(
+        solver="adam", beta_1=0.5, beta_2=0.0, epsilon=1e-3, sparsity_estimate="running",
+        sparsity_smoothing=1, early_stopping=True, validation_fraction=0.5,
+        n_iter_no_change=7, warm_start=True),
 }
 
 
@@ -363,7 +407,16 @@ GOOD_VARIANTS = {
 def base(tmp_path_factory):
     """A float64 file with every optional field, and its arrays."""
     path = tmp_path_factory.mktemp("base") / "model.npz"
-    fitted(momentum=0.5, scale_inputs=True).save(path)
+    model = fitted(momentum=0.5, scale_inputs=True)
+    # Adam moments and a running estimate next to the momentum velocities
+    # (as a model trained with sgd and then warm-started with adam has).
+    params = model._params
+    model._adam_m = tuple(np.full_like(p, -0.01) for p in params)
+    model._adam_v = tuple(np.full_like(p, 1e-4) for p in params)
+    model._adam_t = 8
+    model._rho_running = np.full(params[1].shape, 0.05)
+    model._running_batches = 8
+    model.save(path)
     return path, arrays_of(path)
 
 

@@ -120,3 +120,37 @@ def test_estimator_identical_across_vector_paths(dtype, n_threads, batch_size):
                 "curve": np.asarray(model.loss_curve_),
                 "codes": model.transform(X), "one": model.transform(X[:1])}
     assert_same_bits(on_each_vector_path(run))
+
+
+def _adam_running_blockwise(dtype, n_threads, batch_size):
+    """Adam with the running sparsity estimate over two shuffled epochs, and
+    the block-wise objective, on sizes whose tails fall mid-tile."""
+    params, X = make_problem(203, 97, 65, "sigmoid", seed=9, dtype=dtype)
+    kw = dict(rho=0.05, beta=3.0, lam=1e-3, decoder="sigmoid")
+    p = tuple(np.array(q) for q in params)
+    m, v = tuple(np.zeros_like(q) for q in p), tuple(np.zeros_like(q) for q in p)
+    q = np.zeros(65, dtype)
+    out = {"losses": []}
+    state, done = 5, 0
+    for _ in range(2):
+        loss, state = eng.sgd_epoch(p, None, X, learning_rate=0.01, batch_size=batch_size,
+                                    shuffle=True, rng_state=state, solver="adam", adam_m=m,
+                                    adam_v=v, adam_t=done, sparsity_smoothing=0.1,
+                                    rho_running=q, running_batches=done,
+                                    n_threads=n_threads, **kw)
+        out["losses"].append(loss)
+        done += -(-203 // batch_size)
+    out.update(params=p, m=m, v=v, q=q)
+    sums = eng.activation_sums(p[0], p[1], X[:100], n_threads=n_threads)
+    sums = sums + eng.activation_sums(p[0], p[1], X[100:], n_threads=n_threads)
+    out["part"], out["part_grads"] = eng.objective_part(
+        p, X[100:], sums / 203, 203, rho=0.05, beta=3.0, n_threads=n_threads)
+    out["sums"] = sums
+    return out
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("batch_size", [1, 64])
+def test_adam_running_blockwise_identical_across_vector_paths(dtype, n_threads, batch_size):
+    assert_same_bits(on_each_vector_path(
+        lambda: _adam_running_blockwise(dtype, n_threads, batch_size)))

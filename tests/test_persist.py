@@ -818,12 +818,17 @@ def test_save_into_a_missing_folder_names_it(tmp_path):
         trained("python").save(str(tmp_path / "m.npz") + os.sep)
 
 
+_ADDED_IN_3 = ("beta_1", "beta_2", "epsilon", "warm_start", "early_stopping",
+               "validation_fraction", "n_iter_no_change", "sparsity_estimate",
+               "sparsity_smoothing")
+
+
 def test_a_format_version_1_file_loads_with_the_new_defaults(tmp_path):
     # Files written before solver, max_fun and tol existed (format version
     # 1) name only the older hyperparameters; they load with the defaults.
     fields = _fields()
     hyper = json.loads(str(fields["hyperparameters"][0]))
-    for name in ("solver", "max_fun", "tol"):
+    for name in ("solver", "max_fun", "tol") + _ADDED_IN_3:
         del hyper[name]
     fields.update(format_version=np.array(1), hyperparameters=np.array([json.dumps(hyper)]))
     path = tmp_path / "v1.npz"

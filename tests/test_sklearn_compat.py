@@ -27,6 +27,17 @@ CONFIGS = [
                       backend="python", dtype="float32", momentum=0.5),
     SparseAutoencoder(n_hidden=3, decoder="sigmoid", scale_inputs=True, max_epochs=20,
                       solver="lbfgs"),
+    # Adam with the running sparsity estimate (the reference backend, so that
+    # the checks run whether or not the C engine has Adam yet), and SGD with
+    # early stopping.  (Not warm_start=True: the checks fit one estimator
+    # twice and expect the same result, which warm_start rules out, for
+    # scikit-learn's own MLP too.)
+    SparseAutoencoder(n_hidden=3, decoder="sigmoid", scale_inputs=True, max_epochs=5,
+                      solver="adam", learning_rate=0.01, sparsity_estimate="running",
+                      backend="python"),
+    SparseAutoencoder(n_hidden=3, decoder="linear", scale_inputs=True, max_epochs=5,
+                      batch_size=10, learning_rate=0.05, early_stopping=True,
+                      validation_fraction=0.2),
 ]
 
 
@@ -62,7 +73,10 @@ def test_get_params_lists_the_constructor_arguments():
         "momentum": 0.0, "batch_size": 100, "max_epochs": 100, "shuffle": True,
         "scale_inputs": False, "dtype": "float64", "backend": "c",
         "random_state": None, "verbose": False, "n_threads": None,
-        "solver": "sgd", "max_fun": 15000, "tol": 1e-4,
+        "solver": "sgd", "max_fun": 15000, "tol": 1e-4, "beta_1": 0.9, "beta_2": 0.999,
+        "epsilon": 1e-8, "warm_start": False, "early_stopping": False,
+        "validation_fraction": 0.1, "n_iter_no_change": 10, "sparsity_estimate": "batch",
+        "sparsity_smoothing": 0.1,
     }
 
 

@@ -169,15 +169,29 @@ def test_the_largest_accepted_batch_size_trains_full_batch(backend):
 # Part 7: blow-up warning, values that round away, scale_inputs message
 # --------------------------------------------------------------------------
 
-def test_a_weight_decay_blow_up_warns_and_keeps_the_old_model(backend, tmp_path):
+def test_a_weight_decay_blow_up_warns_and_keeps_the_best_epoch(backend, tmp_path):
     """weight_decay=1e6 multiplies W by (1 - 2 lr lambda) = -2e5 per step: the
     objective grows by ~1e10 a step, far past the starting value, without
-    becoming inf for many steps."""
+    becoming inf for many steps.  The first epoch of the fit (a single
+    minibatch) completes below the blow-up line, the second crosses it: the
+    model keeps the state after the first, the best epoch of the call."""
+    model = fitted(backend)
+    one_epoch = fitted(backend, weight_decay=1e6, max_epochs=1, batch_size=40)
+    with pytest.warns(TrainingDivergedWarning,
+                      match="grew.*keeps the state after epoch 1.*lowest objective"):
+        model.set_params(weight_decay=1e6, max_epochs=3, batch_size=40).fit(unit_data())
+    assert model.n_iter_ == 1
+    assert_identical(saved_state(one_epoch, tmp_path, "a.npz"),
+                     saved_state(model, tmp_path, "b.npz"))
+    # Diverging in the call's first epoch (four minibatches of 10 rows): the
+    # old model stays, bit for bit.
     model = fitted(backend)
     before = saved_state(model, tmp_path)
-    with pytest.warns(TrainingDivergedWarning, match="grew.*as it was before"):
-        model.set_params(weight_decay=1e6, max_epochs=3).fit(unit_data())
-    assert_identical(before, saved_state(model.set_params(weight_decay=1e-4), tmp_path))
+    with pytest.warns(TrainingDivergedWarning, match="epoch 1: the objective grew.*as it "
+                                                     "was before"):
+        model.set_params(weight_decay=1e6, max_epochs=3, batch_size=10).fit(unit_data())
+    assert_identical(before, saved_state(model.set_params(weight_decay=1e-4,
+                                                          batch_size=100), tmp_path))
     # Four updates in the epoch: the blow-up shows within partial_fit's one.
     fresh = SparseAutoencoder(n_hidden=4, weight_decay=1e6, batch_size=10, backend=backend,
                               random_state=0)
@@ -195,14 +209,18 @@ def test_normal_runs_never_warn(backend, params):
     X = unit_data(200, 16, seed=4)
     settings = dict(n_hidden=8, max_epochs=20, backend=backend, random_state=0)
     settings.update(params)
+    # 20 epochs end at max_epochs before the stopping rule is met: the
+    # ConvergenceWarning saying so is expected, nothing else.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", category=csae.ConvergenceWarning)
         model = SparseAutoencoder(**settings).fit(X)
         for _ in range(3):
             model.partial_fit(X)
     # Scaled-up data on the linear decoder, the one unbounded reconstruction.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", category=csae.ConvergenceWarning)
         SparseAutoencoder(n_hidden=8, decoder="linear", learning_rate=1e-4, max_epochs=20,
                           backend=backend, random_state=0).fit(X * 50 - 20)
 
