@@ -27,6 +27,14 @@ import json, sys, time
 import numpy as np
 import csae._engine
 from csae import SparseAutoencoder
+# What fit imports on its way (SciPy for L-BFGS, scikit-learn for the
+# ConvergenceWarning class) is loaded before the baseline: modules are
+# not data.
+for name in ("scipy.optimize", "sklearn.exceptions"):
+    try:
+        __import__(name)
+    except ImportError:
+        pass
 
 def hwm():
     with open("/proc/self/status") as f:

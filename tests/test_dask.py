@@ -69,8 +69,13 @@ def test_transforms_are_lazy_and_equal_in_memory(data, fitted):
 
 def test_weights_travel_once_per_graph_not_once_per_block():
     import cloudpickle
-    model = SparseAutoencoder(n_hidden=64, max_epochs=1, random_state=0).fit(
-        np.random.default_rng(1).random((100, 300)))
+    # A model built from known weights (no training needed here).
+    rng = np.random.default_rng(1)
+    model = SparseAutoencoder(n_hidden=64)
+    model.encoder_weights_ = rng.normal(0, 0.1, (64, 300))
+    model.encoder_bias_ = np.zeros(64)
+    model.decoder_weights_ = rng.normal(0, 0.1, (300, 64))
+    model.decoder_bias_ = np.zeros(300)
     # transform needs the encoder: 64 x 300 float64, about 150 kB.
     weight_bytes = model.encoder_weights_.nbytes + model.encoder_bias_.nbytes
     # Twenty blocks whose own tasks are tiny (random data made on the worker).

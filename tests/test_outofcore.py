@@ -182,6 +182,14 @@ CHILD = textwrap.dedent("""
     import numpy as np
     import csae._engine
     from csae import SparseAutoencoder
+    # What fit imports on its way (SciPy for L-BFGS, scikit-learn for the
+    # ConvergenceWarning class) is loaded before the baseline: modules are
+    # not data.
+    for name in ("scipy.optimize", "sklearn.exceptions"):
+        try:
+            __import__(name)
+        except ImportError:
+            pass
 
     def hwm():
         # VmHWM: the peak resident set of this process image.  ru_maxrss is
