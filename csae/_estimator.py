@@ -274,7 +274,8 @@ class SparseAutoencoder:
         ``best_validation_loss_``); ``loss_curve_`` and ``n_iter_`` still
         count every epoch run (scikit-learn's MLP convention).  The input
         range of ``scale_inputs`` is learned on all the rows.  Not used by
-        ``partial_fit``.
+        ``partial_fit``.  Needs X in memory (a memory-mapped file larger
+        than one chunk or a dask array gives ``ValueError``).
     validation_fraction : float, default=0.1
         Fraction of the rows held out for early stopping, in (0, 1); the
         validation set has ``ceil(validation_fraction * n_samples)`` rows and
@@ -941,6 +942,13 @@ class SparseAutoencoder:
                                                       learn=True, check_n=False)
             X_train, X_val = Xc, None
             seed = derive_seed(raw["random_state"])
+            if hp.early_stopping and getattr(Xc, "_csae_blocks", False):
+                # The held-out rows are drawn at random, which block data
+                # (read chunk by chunk, or on a cluster) cannot hand out.
+                raise ValueError(
+                    "early_stopping=True needs X in memory; with a memory-mapped "
+                    "file or a dask array, hold out validation rows yourself and "
+                    "set early_stopping=False")
             if hp.early_stopping:
                 # Checked before any weight is made: too few rows is an error.
                 train_rows, val_rows = validation_split(Xc.shape[0],

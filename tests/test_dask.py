@@ -134,6 +134,9 @@ def test_a_block_with_nan_fails_the_fit_naming_the_block(data, fitted):
     before = [w.copy() for w in weights(model)]
     with pytest.raises(ValueError, match=r"block 5 \(row 655\)"):
         model.fit(Xd)
+    with pytest.raises(ValueError, match="early_stopping=True needs X in memory"):
+        model.set_params(early_stopping=True).fit(da.from_array(data, chunks=(130, 12)))
+    model.set_params(early_stopping=False)
     for p, q in zip(before, weights(model)):
         np.testing.assert_array_equal(p, q)
     # Lazy results say which block when computed.

@@ -153,6 +153,9 @@ def test_bad_mapped_data_is_refused_before_training(small_chunks, files):
     np.save(folder / "big.npy", big)
     with pytest.raises(ValueError, match="outside \\[0, 1\\]"):
         model.fit(mapped(folder / "big.npy"))
+    with pytest.raises(ValueError, match="early_stopping=True needs X in memory"):
+        model.set_params(early_stopping=True).fit(mapped(folder / "x.npy"))
+    model.set_params(early_stopping=False)
     np.save(folder / "wide.npy", np.hstack([X, X]))
     with pytest.raises(ValueError, match="24 features.*expecting 12"):
         model.transform(mapped(folder / "wide.npy"))
