@@ -115,15 +115,16 @@ def objective(params, X, *, rho, beta, lam, decoder="sigmoid"):
 
 
 def objective_and_gradients(params, X, *, rho, beta, lam, decoder="sigmoid",
-                            need_gradients=True):
+                            need_gradients=True, q=None):
     """Objective L on the batch X and its gradients.
 
     Returns ``(L, (dW, db, dWd, dbd))``; the gradients are ``None`` when
-    ``need_gradients`` is false.  ``L`` is a Python float.
+    ``need_gradients`` is false.  ``L`` is a Python float.  ``q`` (shape
+    (h,), optional) replaces X's rho_hat in the sparsity derivative of the
+    backward pass only (the running sparsity estimate); L is X's own.
     """
     W, b, Wd, bd = params
     m = X.shape[0]
-    dtype = X.dtype
 
     # Forward pass.
     A = encode(W, b, X)
@@ -138,22 +139,26 @@ def objective_and_gradients(params, X, *, rho, beta, lam, decoder="sigmoid",
     loss = float(reconstruction + decay + sparsity)
     if not need_gradients:
         return loss, None
+    if q is not None:
+        _, s = _kl_terms(q, rho, beta)
+    dW, db, dWd, dbd = _backward(X, A, Y, Wd, s, m, decoder)
+    # Weight decay contributes 2 lam W (not 2 W).
+    grads = (dW + (2 * lam) * W, db, dWd + (2 * lam) * Wd, dbd)
+    return loss, tuple(g.astype(X.dtype, copy=False) for g in grads)
 
-    # Backward pass.  The sparsity term s sits inside the parentheses and is
-    # multiplied by f'(Z1): it reaches W through rho_hat, which depends on W.
-    dY = (2.0 / m) * R
+
+def _backward(X, A, Y, Wd, s, divisor, decoder):
+    """Gradients of sum ||Y - X||^2 / divisor plus the sparsity term whose
+    derivative is s, spread over ``divisor`` rows; no weight decay."""
+    dtype = X.dtype
+    dY = (2.0 / divisor) * (Y - X)
     D3 = dY * (Y * (1 - Y)) if decoder == "sigmoid" else dY
     D3 = D3.astype(dtype, copy=False)
-    D2 = (D3 @ Wd + s / m) * (A * (1 - A))
+    # The sparsity term s sits inside the parentheses and is multiplied by
+    # f'(Z1): it reaches W through rho_hat, which depends on W.
+    D2 = (D3 @ Wd + s / divisor) * (A * (1 - A))
     D2 = D2.astype(dtype, copy=False)
-
-    # Weight decay contributes 2 lam W (not 2 W).
-    dWd = D3.T @ A + (2 * lam) * Wd
-    dbd = D3.sum(axis=0)
-    dW = D2.T @ X + (2 * lam) * W
-    db = D2.sum(axis=0)
-    grads = tuple(g.astype(dtype, copy=False) for g in (dW, db, dWd, dbd))
-    return loss, grads
+    return D2.T @ X, D2.sum(axis=0), D3.T @ A, D3.sum(axis=0)
 
 
 # Block-wise pieces of the full-batch objective, for data read in row blocks
@@ -212,13 +217,7 @@ def objective_part(params, X, rho_hat, n_total, *, rho, beta, decoder="sigmoid")
     Y = decode(Wd, bd, A, decoder)
     R = Y - X
     part = float(np.sum(R * R, dtype=np.float64) / n_total)
-
-    dY = (2.0 / n_total) * R
-    D3 = dY * (Y * (1 - Y)) if decoder == "sigmoid" else dY
-    D3 = D3.astype(dtype, copy=False)
-    D2 = (D3 @ Wd + s / n_total) * (A * (1 - A))
-    D2 = D2.astype(dtype, copy=False)
-    grads = (D2.T @ X, D2.sum(axis=0), D3.T @ A, D3.sum(axis=0))
+    grads = _backward(X, A, Y, Wd, s, n_total, decoder)
     return part, tuple(g.astype(dtype, copy=False) for g in grads)
 
 
@@ -279,31 +278,6 @@ def _running_q(params, X, rho_running, tau, first):
     return (rho_hat.dtype.type(1) - t) * rho_running + t * rho_hat
 
 
-def _step_gradients(params, X, *, rho, beta, lam, decoder, q):
-    """objective_and_gradients on X, except that with q given the sparsity
-    derivative s_j of the backward pass comes from q (the running estimate)
-    instead of X's rho_hat.  The objective is X's own, with its own rho_hat."""
-    if q is None:
-        return objective_and_gradients(params, X, rho=rho, beta=beta, lam=lam,
-                                       decoder=decoder)
-    # The steps of objective_and_gradients, with s taken from q.
-    W, b, Wd, bd = params
-    m = X.shape[0]
-    dtype = X.dtype
-    A = encode(W, b, X)
-    Y = decode(Wd, bd, A, decoder)
-    R = Y - X
-    sparsity, _ = _kl_terms(A.mean(axis=0), rho, beta)
-    loss = float(np.sum(R * R) / m + lam * (np.sum(W * W) + np.sum(Wd * Wd)) + sparsity)
-    _, s = _kl_terms(q, rho, beta)
-    dY = (2.0 / m) * R
-    D3 = (dY * (Y * (1 - Y)) if decoder == "sigmoid" else dY).astype(dtype, copy=False)
-    D2 = ((D3 @ Wd + s / m) * (A * (1 - A))).astype(dtype, copy=False)
-    grads = (D2.T @ X + (2 * lam) * W, D2.sum(axis=0),
-             D3.T @ A + (2 * lam) * Wd, D3.sum(axis=0))
-    return loss, tuple(g.astype(dtype, copy=False) for g in grads)
-
-
 def sgd_step(params, velocity, X, *, rho, beta, lam, decoder="sigmoid",
              learning_rate, momentum=0.0, solver="sgd", beta_1=0.9, beta_2=0.999,
              epsilon=1e-8, adam_m=None, adam_v=None, adam_t=0,
@@ -353,8 +327,8 @@ def _step(params, velocity, X, *, rho, beta, lam, decoder, learning_rate, moment
     # for: it raises NonFiniteError, so NumPy need not warn as well.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         q = None if tau is None else _running_q(params, X, rho_running, tau, first)
-        loss, grads = _step_gradients(params, X, rho=rho, beta=beta, lam=lam,
-                                      decoder=decoder, q=q)
+        loss, grads = objective_and_gradients(params, X, rho=rho, beta=beta, lam=lam,
+                                              decoder=decoder, q=q)
         if solver == "adam":
             new = _adam_values(params, adam_m, adam_v, grads, learning_rate,
                                beta_1, beta_2, epsilon, t)
