@@ -286,7 +286,10 @@ def test_running_estimate_with_batch_size_1_on_bars():
 
 
 _SIGINT_SCRIPT = """
-import sys, time, warnings
+import signal, sys, time, warnings
+# A background job of a non-interactive shell starts with SIGINT ignored,
+# and Python then installs no KeyboardInterrupt handler: install it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import numpy as np
 from csae import SparseAutoencoder, load
 backend, solver, path = sys.argv[1], sys.argv[2], sys.argv[3]

@@ -22,6 +22,14 @@ import csae
 from csae import SparseAutoencoder
 from csae.cli import main
 
+
+def _sigint_as_in_a_terminal():
+    """Popen's preexec_fn for the Ctrl-C tests: the child starts with SIGINT's
+    default action, as under a terminal, even when this test runs as a
+    background job of a non-interactive shell (which starts with SIGINT
+    ignored, and Python then installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -448,7 +456,8 @@ def test_real_ctrl_c_saves_the_model(tmp_path):
             [sys.executable, "-m", "csae", "train", str(tmp_path / "big.npy"),
              "--hidden", "10", "--epochs", "1000000", "--out", str(out_path),
              "--backend", "python"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+            preexec_fn=_sigint_as_in_a_terminal) as proc:
 
         def reader():
             while chunk := proc.stderr.read1(256):
@@ -598,7 +607,8 @@ def test_real_ctrl_c_during_encode_keeps_the_previous_csv(tmp_path, model_file, 
     before = out.read_bytes()
     with subprocess.Popen([sys.executable, "-m", "csae", "encode", str(model_file),
                            str(tmp_path / "big.npy"), "--out", str(out), "--force"],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          preexec_fn=_sigint_as_in_a_terminal) as proc:
         try:
             # Wait until the output is being written (a temporary file in the
             # folder, or the old code's growing x.csv), then press Ctrl-C.

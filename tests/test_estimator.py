@@ -517,7 +517,10 @@ def test_keyboard_interrupt_keeps_the_model_and_warns(backend, monkeypatch):
 
 
 _SIGINT_SCRIPT = textwrap.dedent("""
-    import sys, time, warnings
+    import signal, sys, time, warnings
+    # A background job of a non-interactive shell starts with SIGINT ignored,
+    # and Python then installs no KeyboardInterrupt handler: install it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import numpy as np
     from csae import SparseAutoencoder, load
     backend, path = sys.argv[1], sys.argv[2]
