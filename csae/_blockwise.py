@@ -135,6 +135,9 @@ class ChunkedData:
         self.dtype = np.dtype(dtype)
         self.shape = X.shape
         self.data_min, self.data_scale = data_min, data_scale
+        # ``on_rows(done)``, called after each chunk of an SGD/Adam epoch with
+        # the rows of the epoch done so far (the command line's progress bar).
+        self.on_rows = None
 
     def _convert(self, rows):
         if self.data_min is None:
@@ -217,9 +220,18 @@ class ChunkedData:
         if hyper.get("shuffle"):
             order, rng_state = inner.module.permutation(self.shape[0], rng_state)
         batch_size = int(hyper["batch_size"])
-        loss, _ = epoch_over_blocks(inner, params, velocity, self.blocks(batch_size, order),
+        loss, _ = epoch_over_blocks(inner, params, velocity,
+                                    self._counted(self.blocks(batch_size, order)),
                                     self.shape[0], dict(hyper, shuffle=False))
         return loss, rng_state
+
+    def _counted(self, blocks):
+        """``blocks``, reporting the rows done to ``on_rows`` once each block
+        has been trained on (when the consumer asks for the next one)."""
+        for start, stop, block in blocks:
+            yield start, stop, block
+            if self.on_rows is not None:
+                self.on_rows(stop)
 
     def blocks(self, batch_size=1, order=None, fraction=1):
         """Yield ``(start, stop, block)``: the prepared rows start:stop of

@@ -926,11 +926,13 @@ class SparseAutoencoder:
         self._fit(X)
         return self
 
-    def _fit(self, X, hook=None):
+    def _fit(self, X, hook=None, on_rows=None):
         """fit; returns (prepared X, hyperparameters, backend, the state now
         published or None if the old one was kept, the training Outcome).  ``hook(epoch,
-        objective, validation, seconds)`` is called after each epoch (the
-        command line's progress display)."""
+        objective, validation, seconds)`` is called after each epoch, and
+        ``on_rows(done)`` with the rows of the epoch done so far after each
+        chunk of a memory-mapped file's SGD/Adam epoch (the command line's
+        progress display)."""
         with self._locks.write:
             hp, raw, old = self._hyper_and_state()
             backend = Backend(hp.backend, hp.n_threads)
@@ -941,6 +943,8 @@ class SparseAutoencoder:
                 Xc, (data_min, scale) = self._prepare(X, hp, old, objective=True,
                                                       learn=True, check_n=False)
             X_train, X_val = Xc, None
+            if on_rows is not None and isinstance(Xc, _blockwise.ChunkedData):
+                Xc.on_rows = on_rows
             seed = derive_seed(raw["random_state"])
             if hp.early_stopping and getattr(Xc, "_csae_blocks", False):
                 # The held-out rows are drawn at random, which block data

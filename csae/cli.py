@@ -418,7 +418,7 @@ def save_figure(fig, path, dpi=100):
 class _LineProgress:
     """One line per epoch on stderr (tqdm's fallback)."""
 
-    def __init__(self, total, stream):
+    def __init__(self, total, rows, stream):
         self.total, self.stream = total, stream
         self.width = len(str(total))
 
@@ -427,26 +427,42 @@ class _LineProgress:
         print(f"epoch {epoch:{self.width}d}/{self.total}: objective {objective:.6g}{extra} "
               f"({seconds:.3f} s)", file=self.stream, flush=True)
 
+    def rows(self, done):
+        pass
+
     def close(self):
         pass
 
 
 class _TqdmProgress:
-    """A tqdm bar, opened when the first epoch is done: the first epoch is
-    where bad data or hyperparameters are found, and their error line then
-    stands alone instead of following an empty bar."""
+    """A tqdm bar counting the rows trained on (``rows`` per epoch or L-BFGS
+    iteration, one pass over the data), with the epoch and objective beside
+    it.  It opens when the first epoch is done, or at the first chunk of a
+    memory-mapped file's epoch: the first epoch is where bad data or
+    hyperparameters are found, and their error line then stands alone
+    instead of following an empty bar."""
 
-    def __init__(self, tqdm, total, stream):
-        self.tqdm, self.total, self.stream = tqdm, total, stream
+    def __init__(self, tqdm, total, rows, stream):
+        self.tqdm, self.total, self.per_epoch, self.stream = tqdm, total, rows, stream
         self.bar = None
+        self.epochs = 0
+
+    def _move_to(self, position):
+        if self.bar is None:
+            self.bar = self.tqdm(total=self.total * self.per_epoch, unit="row",
+                                 unit_scale=True, desc="training", file=self.stream,
+                                 dynamic_ncols=True)
+        self.bar.update(position - self.bar.n)
+
+    def rows(self, done):
+        self._move_to(self.epochs * self.per_epoch + done)
 
     def update(self, epoch, objective, seconds, validation=None):
-        if self.bar is None:
-            self.bar = self.tqdm(total=self.total, unit="epoch", desc="training",
-                                 file=self.stream, dynamic_ncols=True)
+        self.epochs += 1
         extra = "" if validation is None else f", validation={validation:.6g}"
-        self.bar.set_postfix_str(f"objective={objective:.6g}{extra}", refresh=False)
-        self.bar.update(1)
+        self._move_to(self.epochs * self.per_epoch)
+        self.bar.set_postfix_str(f"epoch={epoch}/{self.total}, objective={objective:.6g}"
+                                 f"{extra}", refresh=True)
 
     def close(self):
         if self.bar is not None:
@@ -457,19 +473,24 @@ class _QuietProgress:
     def update(self, epoch, objective, seconds, validation=None):
         pass
 
+    def rows(self, done):
+        pass
+
     def close(self):
         pass
 
 
-def _progress(total, quiet=False, stream=None):
+def _progress(total, rows, quiet=False, stream=None):
+    """The progress display for ``total`` epochs (L-BFGS iterations) over
+    ``rows`` rows each."""
     stream = sys.stderr if stream is None else stream
     if quiet:
         return _QuietProgress()
     try:
         from tqdm import tqdm
     except ImportError:
-        return _LineProgress(total, stream)
-    return _TqdmProgress(tqdm, total, stream)
+        return _LineProgress(total, rows, stream)
+    return _TqdmProgress(tqdm, total, rows, stream)
 
 
 def _training_call(call, prog, notes=None):
@@ -531,7 +552,8 @@ def train_fit(model, X, progress, prog):
 
     def call():
         outcome.append(model._fit(X, hook=lambda k, objective, validation, seconds:
-                                  progress.update(k, objective, seconds, validation))[-1])
+                                  progress.update(k, objective, seconds, validation),
+                                  on_rows=progress.rows)[-1])
 
     try:
         status, message = _training_call(call, prog, notes)
@@ -679,7 +701,8 @@ def cmd_train(args):
     epochs = model.max_epochs
 
     start = time.perf_counter()
-    status, message, ending = train_fit(model, X, _progress(epochs, quiet=args.quiet), prog)
+    progress = _progress(epochs, X.shape[0], quiet=args.quiet)
+    status, message, ending = train_fit(model, X, progress, prog)
     seconds = time.perf_counter() - start
     if not _is_fitted(model):
         # No epoch completed: a fit that fails is a transaction, so there is

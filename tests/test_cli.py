@@ -752,7 +752,7 @@ def test_integer_options_stop_at_the_engine_limit():
 
 
 def test_overflow_from_the_library_is_one_line(tmp_path, data, capsys, monkeypatch):
-    def overflow(self, X, hook=None):
+    def overflow(self, X, hook=None, on_rows=None):
         raise OverflowError("Python int too large to convert to C unsigned long")
 
     # csae train trains through the estimator's fit (_fit, with its

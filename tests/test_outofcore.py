@@ -163,6 +163,42 @@ def test_bad_mapped_data_is_refused_before_training(small_chunks, files):
         np.testing.assert_array_equal(p, q)
 
 
+def test_cli_train_progress_counts_rows_chunk_by_chunk(small_chunks, files, monkeypatch,
+                                                       capsys):
+    # The progress display hears of every chunk of a mapped file's epoch,
+    # with the rows of the epoch done so far.
+    from csae import cli
+    X, folder = files
+    seen = []
+
+    class Recorder:
+        def update(self, epoch, objective, seconds, validation=None):
+            seen.append(("epoch", epoch))
+
+        def rows(self, done):
+            seen.append(("rows", done))
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(cli, "_progress", lambda *args, **kwargs: Recorder())
+    assert main(["train", str(folder / "x.npy"), "--hidden", "5", "--epochs", "2",
+                 "--out", str(folder / "m.npz")]) == 0
+    first = seen[:seen.index(("epoch", 1))]
+    done = [n for _, n in first]
+    assert len(done) > 1 and done == sorted(done) and done[-1] == X.shape[0]
+    assert seen[-1] == ("epoch", 2) and seen.count(("rows", X.shape[0])) == 2
+
+
+def test_cli_train_progress_bar_counts_rows(small_chunks, files, capsys):
+    pytest.importorskip("tqdm")
+    X, folder = files
+    assert main(["train", str(folder / "x.npy"), "--hidden", "5", "--epochs", "2",
+                 "--out", str(folder / "m.npz")]) == 0
+    err = capsys.readouterr().err
+    assert "1.40k/1.40k" in err and "row" in err and "epoch=2/2" in err
+
+
 def test_cli_encode_writes_a_mapped_file_chunk_by_chunk(small_chunks, files, capsys):
     X, folder = files
     model_path, out = folder / "model.npz", folder / "h.npy"
