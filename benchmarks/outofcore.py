@@ -62,6 +62,16 @@ print(json.dumps(out))
 """
 
 
+def peak_memory(path, env=None, timeout=None):
+    """Run CHILD on the .npy file ``path`` in a fresh interpreter; returns
+    its figures (bytes and seconds, see the module docstring)."""
+    result = subprocess.run([sys.executable, "-c", CHILD, str(path)], env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"the measuring process failed:\n{result.stderr}")
+    return json.loads(result.stdout)
+
+
 def write(path, rows, n=512):
     X = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(rows, n))
     rng = np.random.default_rng(0)
@@ -85,9 +95,7 @@ def main():
         for rows in (int(r) for r in args.rows.split(",")):
             path = os.path.join(folder, f"x{rows}.npy")
             write(path, rows)
-            result = subprocess.run([sys.executable, "-c", CHILD, path], env=env,
-                                    capture_output=True, text=True, check=True)
-            r = json.loads(result.stdout)
+            r = peak_memory(path, env=env)
             print(f"{r['file'] / mib:9.0f} {r['sgd'] / mib:7.1f} {r['sgd_scaled_f32'] / mib:14.1f} "
                   f"{r['lbfgs'] / mib:7.1f} {r['transform'] / mib:10.1f}   "
                   f"{r['sgd_s']:.1f} / {r['sgd_scaled_f32_s']:.1f} / {r['lbfgs_s']:.1f}",

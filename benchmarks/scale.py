@@ -23,24 +23,14 @@ Usage: python benchmarks/scale.py [--configs S,M] [--rows 100000,1000000]
 import argparse
 import json
 import os
-import platform
 import time
 
 import numpy as np
 
+from _machine import cpu_name
+
 CONFIGS = {"S": (64, 25), "M": (784, 196)}   # (n_features, n_hidden), as benchmarks/run.py
 HYPER = dict(rho=0.05, beta=3.0, lam=1e-4, decoder="sigmoid")
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def block_rows(n, dtype=np.float64):
@@ -124,7 +114,7 @@ def main():
     parser.add_argument("--evals", type=int, default=5)
     parser.add_argument("--json")
     args = parser.parse_args()
-    results = {"cpu": cpu_model(), "cpus": os.cpu_count(), "runs": []}
+    results = {"cpu": cpu_name(), "cpus": os.cpu_count(), "runs": []}
     print(f"CPU: {results['cpu']} ({results['cpus']} CPUs); float64; "
           f"one thread per process; best of {args.evals}")
     print(f"{'cfg':>3} {'rows':>9} {'where':>14} {'eval s':>9} {'evals/s':>8} {'speed-up':>8}")

@@ -18,7 +18,6 @@ medians on a shared machine: compare ratios, and name the CPU (printed).
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -33,20 +32,10 @@ import numpy as np  # noqa: E402
 
 import csae  # noqa: E402
 from csae._config import get_include, get_library  # noqa: E402
+from _machine import cpu_name  # noqa: E402
 
 CONFIGS = {"S": (64, 25), "M": (784, 196)}
 TARGET_US = {"S": 0.3, "M": 5.0}
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def build_c(tmp):
@@ -68,8 +57,8 @@ def c_latency(exe, n, h, dtype, trials):
 
 
 def python_latency(n, h, dtype, trials, calls=1000):
-    model = csae.SparseAutoencoder(n_hidden=h, max_epochs=1, dtype=dtype, n_threads=1,
-                                   random_state=0)
+    model = csae.SparseAutoencoder(solver="sgd", n_hidden=h, max_epochs=1, dtype=dtype,
+                                   n_threads=1, random_state=0)
     model.fit(np.random.default_rng(0).random((4, n)))
     x = np.random.default_rng(1).random((1, n)).astype(dtype)
     for _ in range(100):

@@ -11,7 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from conftest import RTOL, assert_close, engine
+from conftest import RTOL, assert_close, copies, engine, zeros_like
+from conftest import random_problem as problem
 
 from csae import reference as ref
 from csae._errors import NonFiniteError
@@ -19,24 +20,6 @@ from csae._errors import NonFiniteError
 eng = engine()
 HYPER = dict(rho=0.1, beta=3.0, lam=1e-3)
 BACKENDS = {"c": eng, "python": ref}
-
-
-def problem(m, n, h, dtype, seed=0, decoder="sigmoid"):
-    rng = np.random.default_rng(seed)
-    (W, b, Wd, bd), _ = ref.init_params(n, h, seed, np.float64)
-    b = rng.normal(0, 0.3, h)
-    bd = rng.normal(0, 0.3, n)
-    X = rng.uniform(0, 1, (m, n)) if decoder == "sigmoid" else rng.normal(0, 1, (m, n))
-    params = tuple(np.ascontiguousarray(p, dtype=dtype) for p in (W, b, Wd, bd))
-    return params, np.ascontiguousarray(X, dtype=dtype)
-
-
-def zeros_like(params):
-    return tuple(np.zeros_like(p) for p in params)
-
-
-def copies(arrays):
-    return tuple(a.copy() for a in arrays)
 
 
 def run_epochs(module, params, X, epochs, **kw):

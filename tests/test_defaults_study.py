@@ -12,7 +12,8 @@ pytest.importorskip("scipy")
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def test_a_tiny_study_prints_a_table(capsys):
+def test_a_tiny_study_prints_a_table(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when run as a script
     path = ROOT / "benchmarks" / "defaults_study.py"
     spec = importlib.util.spec_from_file_location("defaults_study", path)
     study = importlib.util.module_from_spec(spec)

@@ -6,32 +6,20 @@ gradient from objective_and_gradients plus the change of s)."""
 import numpy as np
 import pytest
 
-from conftest import assert_close, engine
+from conftest import assert_close, copies, engine, random_problem, zeros_like
 
 from csae import reference as ref
 from csae._errors import NonFiniteError
 
+
+def problem(*args, **kwargs):
+    """conftest's random problem with hidden biases spread wider (0.5)."""
+    return random_problem(*args, bias_scale=0.5, **kwargs)
+
+
 eng = engine()
 HYPER = dict(rho=0.1, beta=3.0, lam=1e-3)
 BACKENDS = {"c": eng, "python": ref}
-
-
-def problem(m, n, h, dtype, seed=0, decoder="sigmoid"):
-    rng = np.random.default_rng(seed)
-    (W, b, Wd, bd), _ = ref.init_params(n, h, seed, np.float64)
-    b = rng.normal(0, 0.5, h)
-    bd = rng.normal(0, 0.3, n)
-    X = rng.uniform(0, 1, (m, n)) if decoder == "sigmoid" else rng.normal(0, 1, (m, n))
-    params = tuple(np.ascontiguousarray(p, dtype=dtype) for p in (W, b, Wd, bd))
-    return params, np.ascontiguousarray(X, dtype=dtype)
-
-
-def copies(arrays):
-    return tuple(a.copy() for a in arrays)
-
-
-def zeros_like(arrays):
-    return tuple(np.zeros_like(a) for a in arrays)
 
 
 # --------------------------------------------------------------------------
