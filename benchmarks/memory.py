@@ -21,8 +21,8 @@ import numpy as np
 from csae import SparseAutoencoder
 n, h, batch, m, epochs, dtype = 784, 1024, 256, 20_000, int(sys.argv[1]), np.float32
 X = np.random.default_rng(0).random((m, n), dtype=dtype)
-model = SparseAutoencoder(n_hidden=h, batch_size=batch, max_epochs=epochs, dtype="float32",
-                          n_threads=2, random_state=0)
+model = SparseAutoencoder(solver="sgd", n_hidden=h, batch_size=batch, max_epochs=epochs,
+                          dtype="float32", n_threads=2, random_state=0)
 import csae._engine                    # loaded before the baseline is taken
 def peak():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

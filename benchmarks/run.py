@@ -154,7 +154,7 @@ class _CsaeModel:
     def __init__(self, X, n, h, batch, dtype, threads, backend):
         from csae import SparseAutoencoder
         self.model = SparseAutoencoder(
-            n_hidden=h, sparsity_target=RHO, sparsity_weight=BETA,
+            solver="sgd", n_hidden=h, sparsity_target=RHO, sparsity_weight=BETA,
             weight_decay=LAM, decoder="sigmoid", learning_rate=LR,
             momentum=0.0, batch_size=batch, max_epochs=1, shuffle=False,
             dtype=dtype, backend=backend, random_state=SEED,

@@ -168,12 +168,13 @@ class SparseAutoencoder:
     ----------
     n_hidden : int, default=25
         Number of hidden units ``h``.
-    sparsity_target : float, default=0.05
+    sparsity_target : float, default=0.01
         Target mean activation ``rho`` of each hidden unit, in (0, 1)
-        (MATLAB's SparsityProportion).
-    sparsity_weight : float, default=3.0
+        (MATLAB's SparsityProportion).  The default is the UFLDL exercise's.
+    sparsity_weight : float, default=6.0
         Weight ``beta >= 0`` of the KL sparsity penalty (MATLAB's
-        SparsityRegularization).
+        SparsityRegularization).  The default is the UFLDL exercise's beta
+        3 in this objective's scale (see the README's table).
     weight_decay : float, default=1e-4
         Weight ``lambda >= 0`` of the L2 penalty on ``W`` and ``W'`` (biases
         excluded).  UFLDL's lambda is this value, and its beta half of
@@ -188,9 +189,12 @@ class SparseAutoencoder:
     batch_size : int, default=100
         Rows per minibatch (the last minibatch of an epoch may be shorter;
         a value above the number of rows gives full-batch gradient descent).
-    max_epochs : int, default=100
+    max_epochs : int, default=1000
         The most epochs ``fit`` runs (iterations for "lbfgs"); it may stop
-        earlier by the rule of ``tol`` and ``n_iter_no_change``.
+        earlier by the rule of ``tol`` and ``n_iter_no_change``.  The
+        default is MATLAB ``trainAutoencoder``'s; "lbfgs" with the other
+        defaults stopped by the rule after 355-561 iterations on image
+        patches, digits and the bars data.
     shuffle : bool, default=True
         Visit the rows in a fresh random order each epoch (otherwise in row
         order).
@@ -226,7 +230,7 @@ class SparseAutoencoder:
         may run on, and at most the limit set by threadpoolctl's
         ``threadpool_limits``; read at each call.  Ignored by the "python"
         backend.  Results do not depend on it.
-    solver : {"sgd", "adam", "lbfgs"}, default="sgd"
+    solver : {"lbfgs", "sgd", "adam"}, default="lbfgs"
         "sgd": minibatch stochastic gradient descent with momentum
         (``learning_rate``, ``momentum``, ``batch_size``, ``shuffle``).
         "adam": minibatch Adam (Kingma and Ba; scikit-learn's convention,
@@ -239,19 +243,24 @@ class SparseAutoencoder:
         all the data; ``max_epochs`` then counts iterations.  The
         optimizer keeps its vectors in float64; a float32 model computes
         every objective and gradient in float32.  ``partial_fit`` needs
-        "sgd" or "adam".
+        "sgd" or "adam" (with "lbfgs" the model has no ``partial_fit``
+        attribute, as scikit-learn's MLP).  The default, as in every
+        reference system: with the other defaults it learns useful features
+        without tuning (see the README's "Defaults").
     max_fun : int, default=15000
         "lbfgs" only: the most objective evaluations one ``fit`` may make.
     tol : float, default=1e-4
-        Stopping tolerance, >= 0.  "sgd" and "adam" (``fit`` only): stop when
+        Stopping tolerance, >= 0, for every solver (``fit`` only): stop when
         the training objective (the validation objective with
         ``early_stopping``) has not improved on its best by more than
-        ``tol`` for ``n_iter_no_change`` epochs in a row; without early
-        stopping ``tol=0`` switches this rule (and the
+        ``tol`` for ``n_iter_no_change`` epochs ("lbfgs": iterations) in a
+        row; without early stopping ``tol=0`` switches this rule (and the
         ``ConvergenceWarning`` of a run that ends at ``max_epochs``) off.
-        "lbfgs": stop when no gradient component exceeds ``tol`` in absolute
-        value (SciPy's ``gtol``, as scikit-learn's MLP uses it); with early
-        stopping also the rule above, per iteration.
+        "lbfgs" also ends when SciPy's L-BFGS-B finds no more progress
+        (its relative reduction test).  Unlike scikit-learn's MLP, "lbfgs"
+        does not compare gradient components with ``tol`` (SciPy's
+        ``gtol``): that test depends on the scale of the data, and on
+        whitened image patches ended training after 22 of 400 iterations.
     beta_1 : float, default=0.9
         "adam": decay of the first-moment estimate, in [0, 1).
     beta_2 : float, default=0.999
@@ -397,11 +406,11 @@ class SparseAutoencoder:
     (200, 8)
     """
 
-    def __init__(self, n_hidden=25, sparsity_target=0.05, sparsity_weight=3.0,
+    def __init__(self, n_hidden=25, sparsity_target=0.01, sparsity_weight=6.0,
                  weight_decay=1e-4, decoder="sigmoid", learning_rate=0.1, momentum=0.0,
-                 batch_size=100, max_epochs=100, shuffle=True, scale_inputs=False,
+                 batch_size=100, max_epochs=1000, shuffle=True, scale_inputs=False,
                  dtype="float64", backend="c", random_state=None, verbose=False,
-                 n_threads=None, solver="sgd", max_fun=15000, tol=1e-4, beta_1=0.9,
+                 n_threads=None, solver="lbfgs", max_fun=15000, tol=1e-4, beta_1=0.9,
                  beta_2=0.999, epsilon=1e-8, warm_start=False, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, sparsity_estimate="batch",
                  sparsity_smoothing=0.1):
@@ -633,6 +642,8 @@ class SparseAutoencoder:
                       ("_params", "_velocity", "_rng_state", "_data_min", "_data_scale",
                        "_loss_curve", "_pending", "_validated")}
             state["_state"] = state_from_legacy(legacy, WEIGHT_NAMES)
+        # Hyperparameters added since the pickle was made.
+        state = {**defaults_for_older_models(_HYPERPARAMETER_NAMES - set(state)), **state}
         object.__setattr__(self, "_locks", ModelLocks())
         object.__setattr__(self, "_fast", None)
         object.__setattr__(self, "_hp_generation", 0)
@@ -1313,6 +1324,20 @@ class SparseAutoencoder:
 
 # What __setattr__ watches: the constructor's parameters.
 _HYPERPARAMETER_NAMES = frozenset(SparseAutoencoder._get_param_names())
+
+# What a model saved or pickled before a hyperparameter existed means by it,
+# where that is not today's default: without "solver" it was trained by
+# minibatch SGD, the only solver then (the default became "lbfgs" later).
+# Every other missing hyperparameter takes the constructor's default.
+HYPERPARAMETERS_BEFORE_ADDED = {"solver": "sgd"}
+
+
+def defaults_for_older_models(names):
+    """The values of the hyperparameters ``names`` for a model saved before
+    they existed."""
+    signature = inspect.signature(SparseAutoencoder.__init__).parameters
+    return {name: HYPERPARAMETERS_BEFORE_ADDED.get(name, signature[name].default)
+            for name in names}
 
 
 def _same_value(value, default):

@@ -43,7 +43,6 @@ at most a short prefix of what the file holds.
 """
 
 import errno
-import inspect
 import json
 import os
 import stat
@@ -51,7 +50,7 @@ import zipfile
 
 import numpy as np
 
-from csae._estimator import WEIGHT_NAMES, SparseAutoencoder
+from csae._estimator import WEIGHT_NAMES, SparseAutoencoder, defaults_for_older_models
 from csae._files import display_name, file_type_name, write_atomically
 from csae._validation import validate_hyperparameters
 from csae._version import __version__
@@ -61,7 +60,8 @@ __all__ = ["save", "load", "FORMAT_NAME", "FORMAT_VERSION"]
 FORMAT_NAME = "csae.SparseAutoencoder"
 FORMAT_VERSION = 3
 # Hyperparameters each format version added to the record; a file of an
-# older version takes the constructor's defaults for them.
+# older version takes the constructor's defaults for them, except that it
+# was trained by solver="sgd" (csae._estimator.HYPERPARAMETERS_BEFORE_ADDED).
 _ADDED_IN = {2: ("solver", "max_fun", "tol"),
              3: ("beta_1", "beta_2", "epsilon", "warm_start", "early_stopping",
                  "validation_fraction", "n_iter_no_change", "sparsity_estimate",
@@ -448,9 +448,7 @@ def _hyperparameters(reader, cls, version):
         raise _FileError("hyperparameters must name exactly the constructor's "
                          f"parameters; missing: {_short(missing, 300)}; unexpected: "
                          f"{listed}{more}")
-    defaults = {name: p.default for name, p in
-                inspect.signature(cls.__init__).parameters.items() if name in later}
-    hyper = {**hyper, **defaults}
+    hyper = {**hyper, **defaults_for_older_models(later)}
     try:
         hp = validate_hyperparameters(hyper)
     except ValueError as err:

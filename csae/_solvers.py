@@ -38,7 +38,8 @@ def _import_minimize():
     try:
         from scipy.optimize import minimize
     except ImportError:
-        raise ImportError('solver="lbfgs" needs SciPy: pip install "csae[lbfgs]"') from None
+        raise ImportError('solver="lbfgs" needs SciPy, a dependency of csae: '
+                          'pip install "scipy>=1.11"') from None
     return minimize
 
 

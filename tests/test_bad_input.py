@@ -21,7 +21,7 @@ def unit_data(m=20, n=4, seed=0):
 
 
 def fitted(backend, **kwargs):
-    kwargs = {"n_hidden": 3, "max_epochs": 2, "random_state": 0, **kwargs}
+    kwargs = {"n_hidden": 3, "max_epochs": 2, "random_state": 0, "solver": "sgd", **kwargs}
     return SparseAutoencoder(backend=backend, **kwargs).fit(unit_data())
 
 
@@ -106,10 +106,12 @@ def test_data_outside_the_unit_interval_with_the_sigmoid_decoder(backend):
     assert_same_state(before, state(model))
     # The three ways out the message names all work.
     model.transform(X)  # encoding any data is fine
-    SparseAutoencoder(n_hidden=2, max_epochs=1, scale_inputs=True, backend=backend).fit(X)
-    SparseAutoencoder(n_hidden=2, max_epochs=1, decoder="linear", backend=backend).fit(X)
+    SparseAutoencoder(solver="sgd", n_hidden=2, max_epochs=1, scale_inputs=True,
+                      backend=backend).fit(X)
+    SparseAutoencoder(solver="sgd", n_hidden=2, max_epochs=1, decoder="linear",
+                      backend=backend).fit(X)
     # rounding in the user's own rescaling is tolerated
-    SparseAutoencoder(n_hidden=2, max_epochs=1, backend=backend).fit(
+    SparseAutoencoder(solver="sgd", n_hidden=2, max_epochs=1, backend=backend).fit(
         np.clip(unit_data(), 0, 1) + 1e-12)
 
 
@@ -157,15 +159,15 @@ def test_huge_hidden_layer_is_a_value_error(backend):
     X = unit_data(5, 3)
     for n_hidden in (10 ** 15, 2 ** 62):
         with pytest.raises(ValueError, match="n_hidden"):
-            SparseAutoencoder(n_hidden=n_hidden, backend=backend).fit(X)
+            SparseAutoencoder(solver="sgd", n_hidden=n_hidden, backend=backend).fit(X)
 
 
 def test_batch_larger_than_the_data_is_full_batch(backend):
     X = unit_data(7, 3)
-    a = SparseAutoencoder(n_hidden=2, max_epochs=2, batch_size=10 ** 18, backend=backend,
-                          random_state=0).fit(X)
-    b = SparseAutoencoder(n_hidden=2, max_epochs=2, batch_size=7, backend=backend,
-                          random_state=0).fit(X)
+    a = SparseAutoencoder(solver="sgd", n_hidden=2, max_epochs=2, batch_size=10 ** 18,
+                          backend=backend, random_state=0).fit(X)
+    b = SparseAutoencoder(solver="sgd", n_hidden=2, max_epochs=2, batch_size=7,
+                          backend=backend, random_state=0).fit(X)
     np.testing.assert_array_equal(a.encoder_weights_, b.encoder_weights_)
 
 
@@ -204,7 +206,7 @@ def test_unfitted_model_raises_not_fitted_error(tmp_path):
 
 def test_scaled_model_from_assigned_weights_needs_a_range():
     rng = np.random.default_rng(0)
-    model = SparseAutoencoder(n_hidden=2, scale_inputs=True)
+    model = SparseAutoencoder(solver="sgd", n_hidden=2, scale_inputs=True)
     for name, shape in zip(NAMES, [(2, 3), (2,), (3, 2), (3,)]):
         setattr(model, name + "_", rng.random(shape))
     with pytest.raises(NotFittedError, match="input range"):
@@ -252,7 +254,7 @@ def test_odd_layouts_give_the_same_results_and_stay_untouched(backend, dtype):
 def test_integer_and_boolean_data_are_converted(backend):
     X = (unit_data() > 0.5)
     for data in (X, X.astype(np.int32), X.astype(np.uint8), X.astype(np.int64)):
-        model = SparseAutoencoder(n_hidden=2, max_epochs=1, backend=backend,
+        model = SparseAutoencoder(solver="sgd", n_hidden=2, max_epochs=1, backend=backend,
                                   random_state=0).fit(data)
         np.testing.assert_array_equal(
             model.transform(data), model.transform(X.astype(np.float64)))
@@ -262,8 +264,8 @@ def test_fit_never_writes_to_its_input(backend):
     X = unit_data() * 10 - 3
     X.flags.writeable = False
     copy = X.copy()
-    model = SparseAutoencoder(n_hidden=2, max_epochs=2, scale_inputs=True, backend=backend,
-                              random_state=0)
+    model = SparseAutoencoder(solver="sgd", n_hidden=2, max_epochs=2, scale_inputs=True,
+                              backend=backend, random_state=0)
     model.fit(X)
     model.partial_fit(X)
     model.transform(X)
@@ -293,8 +295,8 @@ _junk = st.one_of(
                                            "inverse_transform", "loss", "score",
                                            "loss_and_gradients", "fit_transform"]))
 def test_fuzzed_input_works_or_raises_a_clear_error(backend, data, method):
-    model = SparseAutoencoder(n_hidden=3, max_epochs=1, decoder="linear", backend=backend,
-                              random_state=0)
+    model = SparseAutoencoder(solver="sgd", n_hidden=3, max_epochs=1, decoder="linear",
+                              backend=backend, random_state=0)
     model.fit(unit_data(10, 5))
     try:
         with warnings.catch_warnings():
@@ -322,8 +324,8 @@ _param_junk = st.one_of(
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(sorted(SparseAutoencoder().get_params())), value=_param_junk)
 def test_fuzzed_hyperparameters_work_or_raise_a_clear_error(backend, name, value):
-    model = SparseAutoencoder(n_hidden=2, max_epochs=2, decoder="linear", backend=backend,
-                              random_state=0)
+    model = SparseAutoencoder(solver="sgd", n_hidden=2, max_epochs=2, decoder="linear",
+                              backend=backend, random_state=0)
     model.fit(unit_data(10, 3))
     before = state(model)
     model.set_params(**{name: value})

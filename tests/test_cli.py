@@ -174,12 +174,12 @@ def test_train_progress_without_tqdm(tmp_path, data, capsys, monkeypatch):
     assert status == 0
     lines = err.strip().splitlines()
     assert len(lines) == 3
-    assert lines[0].startswith("epoch 1/3: objective ")
+    assert lines[0].startswith("iteration 1/3: objective ")  # L-BFGS, the default
 
 
 def test_train_quiet(tmp_path, data, capsys):
     status, out, err = run(capsys, "train", data["npy"], "--hidden", 3, "--epochs", 2,
-                           "--quiet", "--out", tmp_path / "m.npz")
+                           "--solver", "sgd", "--quiet", "--out", tmp_path / "m.npz")
     assert status == 0 and err == "" and "trained 2 epochs" in out
 
 
@@ -217,7 +217,7 @@ def test_train_ctrl_c_saves_the_model(tmp_path, data, capsys, monkeypatch, how):
     _interrupt_on_call(monkeypatch, 3, how)
     out_path = tmp_path / "m.npz"
     status, out, err = run(capsys, "train", data["npy"], "--hidden", 3, "--epochs", 10,
-                           "--out", out_path, "--quiet")
+                           "--solver", "sgd", "--out", out_path, "--quiet")
     assert status == 130
     assert "interrupted" in err and str(out_path) in err
     assert "Traceback" not in err
@@ -226,7 +226,7 @@ def test_train_ctrl_c_saves_the_model(tmp_path, data, capsys, monkeypatch, how):
 
 def test_train_ctrl_c_before_any_weights(tmp_path, data, capsys, monkeypatch):
     _interrupt_on_call(monkeypatch, 1, "raise")
-    status, _, err = run(capsys, "train", data["npy"], "--hidden", 3,
+    status, _, err = run(capsys, "train", data["npy"], "--hidden", 3, "--solver", "sgd",
                          "--out", tmp_path / "m.npz", "--quiet")
     assert status == 130
     assert "nothing saved" in err
@@ -238,7 +238,7 @@ def test_train_diverging_at_once_saves_nothing_and_exits_1(tmp_path, data, capsy
     # transaction), so nothing is written.
     out_path = tmp_path / "m.npz"
     status, out, err = run(capsys, "train", data["npy"], "--hidden", 3, "--lr", 1e6,
-                           "--decoder", "linear", "--epochs", 50, "--seed", 0,
+                           "--solver", "sgd", "--decoder", "linear", "--epochs", 50, "--seed", 0,
                            "--out", out_path, "--quiet")
     assert status == 1
     assert "diverged" in err and "--lr" in err and "nothing saved" in err
@@ -283,7 +283,18 @@ def test_info(model_file, capsys):
     assert "encoder (5, 16), decoder (16, 5)" in out
     assert "sparsity_target" in out and re.search(r"\n  random_state +0\n", out)
     curve = csae.load(model_file).loss_curve_
-    assert f"4 epochs; objective {curve[0]:.6g} (epoch 1) -> {curve[-1]:.6g}" in out
+    # Trained by L-BFGS, the default: its steps are iterations.
+    assert (f"4 iterations; objective {curve[0]:.6g} (iteration 1) -> {curve[-1]:.6g}"
+            in out)
+
+
+def test_info_counts_epochs_for_minibatch_solvers(tmp_path, data, capsys):
+    path = tmp_path / "sgd.npz"
+    assert run(capsys, "train", data["npy"], "--hidden", 3, "--epochs", 2, "--solver", "sgd",
+               "--quiet", "--out", path)[0] == 0
+    status, out, err = run(capsys, "info", path)
+    curve = csae.load(path).loss_curve_
+    assert status == 0 and f"2 epochs; objective {curve[0]:.6g} (epoch 1)" in out
 
 
 @pytest.mark.parametrize("backend", ["c", "python"])
@@ -819,7 +830,7 @@ def test_train_adam_and_running_estimate_options(tmp_path, capsys):
 def test_train_early_stopping_prints_the_outcome(tmp_path, capsys):
     path, X = _bars_file(tmp_path)
     out_path = tmp_path / "m.npz"
-    status, out, err = run(capsys, "train", path, "--hidden", 8, "--lr", 0.5,
+    status, out, err = run(capsys, "train", path, "--hidden", 8, "--lr", 0.5, "--solver", "sgd",
                            "--batch-size", 20, "--early-stopping", "--validation-fraction",
                            0.2, "--n-iter-no-change", 3, "--epochs", 500, "--seed", 0,
                            "--out", out_path, "--quiet")
@@ -838,11 +849,11 @@ def test_train_early_stopping_prints_the_outcome(tmp_path, capsys):
 
 def test_train_says_when_epochs_end_before_the_stopping_rule(tmp_path, data, capsys):
     status, out, err = run(capsys, "train", data["npy"], "--hidden", 3, "--epochs", 2,
-                           "--quiet", "--out", tmp_path / "a.npz")
+                           "--solver", "sgd", "--quiet", "--out", tmp_path / "a.npz")
     assert status == 0 and err == ""
     assert "note: fit stopped at --epochs 2 while the training objective" in out
     status, out, err = run(capsys, "train", data["npy"], "--hidden", 3, "--epochs", 2,
-                           "--tol", 0, "--quiet", "--out", tmp_path / "b.npz")
+                           "--solver", "sgd", "--tol", 0, "--quiet", "--out", tmp_path / "b.npz")
     assert status == 0 and "note:" not in out
 
 

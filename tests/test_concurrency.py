@@ -23,7 +23,7 @@ def test_python_runs_while_the_engine_encodes():
     """While one thread is inside a long engine call, another thread keeps
     executing Python bytecode; with the GIL held it could not run at all."""
     X = unit_data(60_000, 256)
-    model = SparseAutoencoder(n_hidden=512, max_epochs=1, n_threads=1,
+    model = SparseAutoencoder(solver="sgd", n_hidden=512, max_epochs=1, n_threads=1,
                               random_state=0).fit(X[:200])
     done = threading.Event()
     spins_during_call = []
@@ -55,7 +55,8 @@ def test_eight_threads_overlap_and_agree():
     after another), not by a wall-clock ratio, which on a shared 2-vCPU
     machine measures the neighbours as much as csae."""
     X = unit_data(20_000, 128, seed=1)
-    model = SparseAutoencoder(n_hidden=256, max_epochs=1, n_threads=1,
+    model = SparseAutoencoder(solver="sgd", n_hidden=256, max_epochs=1, n_threads=1,
+                              sparsity_target=0.05, sparsity_weight=3.0,
                               random_state=0).fit(X[:500])
     serial_result = model.transform(X)
     intervals = []
@@ -95,7 +96,7 @@ def test_long_partial_fit_loop_keeps_memory_flat():
     chunks (allocator warm-up) and at the end agree within a few MB."""
     rng = np.random.default_rng(2)
     chunk = rng.random((10_000, 64))
-    model = SparseAutoencoder(n_hidden=25, batch_size=100, momentum=0.5,
+    model = SparseAutoencoder(solver="sgd", n_hidden=25, batch_size=100, momentum=0.5,
                               random_state=0)
     for _ in range(10):
         model.partial_fit(chunk)
@@ -109,8 +110,8 @@ def test_long_partial_fit_loop_keeps_memory_flat():
 
 def _train_in_child(queue):
     X = unit_data(600, 300, seed=3)
-    model = SparseAutoencoder(n_hidden=300, batch_size=300, max_epochs=1, n_threads=2,
-                              random_state=0).fit(X)
+    model = SparseAutoencoder(solver="sgd", n_hidden=300, batch_size=300, max_epochs=1,
+                              n_threads=2, random_state=0).fit(X)
     queue.put(model.encoder_weights_.sum())
 
 
@@ -125,8 +126,8 @@ def test_fork_after_the_thread_pool_ran():
     import multiprocessing
 
     X = unit_data(600, 300, seed=3)
-    expected = SparseAutoencoder(n_hidden=300, batch_size=300, max_epochs=1, n_threads=2,
-                                 random_state=0).fit(X).encoder_weights_.sum()
+    expected = SparseAutoencoder(solver="sgd", n_hidden=300, batch_size=300, max_epochs=1,
+                                 n_threads=2, random_state=0).fit(X).encoder_weights_.sum()
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_train_in_child, args=(queue,))

@@ -115,9 +115,11 @@ def test_unknown_chunk_sizes_are_computed(data):
     np.testing.assert_allclose(b.transform(keep).compute(), a.transform(data), atol=1e-7)
     # partial_fit on unknown chunks (no validation pass: the blocks are
     # checked as they are computed) streams them as fit does.
-    c = SparseAutoencoder(n_hidden=4, random_state=0, batch_size=10, shuffle=False)
+    c = SparseAutoencoder(solver="sgd", n_hidden=4, random_state=0, batch_size=10,
+                          shuffle=False)
     c.partial_fit(keep)
-    d = SparseAutoencoder(n_hidden=4, random_state=0, batch_size=10, shuffle=False)
+    d = SparseAutoencoder(solver="sgd", n_hidden=4, random_state=0, batch_size=10,
+                          shuffle=False)
     d.partial_fit(data)
     assert_same_weights(d, c)
     unknown_columns = Xd.map_blocks(lambda b: b, chunks=(Xd.chunks[0], (np.nan,)))
@@ -147,7 +149,8 @@ def test_a_block_with_nan_fails_the_fit_naming_the_block(data, fitted):
 def test_sgd_streams_blocks_in_order_without_shuffle(data):
     # Blocks of whole minibatches, in order: the same minibatches as the
     # in-memory epoch, hence the same weights.
-    kw = dict(n_hidden=5, max_epochs=3, random_state=0, batch_size=50, shuffle=False)
+    kw = dict(solver="sgd", n_hidden=5, max_epochs=3, random_state=0, batch_size=50,
+              shuffle=False)
     a = SparseAutoencoder(**kw).fit(data)
     b = SparseAutoencoder(**kw).fit(da.from_array(data, chunks=(200, 12)))
     assert_same_weights(a, b)
@@ -155,7 +158,7 @@ def test_sgd_streams_blocks_in_order_without_shuffle(data):
 
 def test_sgd_block_order_is_seeded(data):
     Xd = da.from_array(data, chunks=(130, 12))
-    kw = dict(n_hidden=5, max_epochs=2, random_state=7, batch_size=20)
+    kw = dict(solver="sgd", n_hidden=5, max_epochs=2, random_state=7, batch_size=20)
     a = SparseAutoencoder(**kw).fit(Xd)
     b = SparseAutoencoder(**kw).fit(Xd)
     c = SparseAutoencoder(**dict(kw, random_state=8)).fit(Xd)
@@ -183,9 +186,10 @@ def test_dask_ml_wrappers_and_pipeline(data):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
     Xd = da.from_array(data, chunks=(250, 12))
-    inc = dask_ml.Incremental(SparseAutoencoder(n_hidden=4, random_state=0), shuffle_blocks=False)
+    inc = dask_ml.Incremental(SparseAutoencoder(solver="sgd", n_hidden=4, random_state=0),
+                              shuffle_blocks=False)
     inc.fit(Xd)
-    direct = SparseAutoencoder(n_hidden=4, random_state=0)
+    direct = SparseAutoencoder(solver="sgd", n_hidden=4, random_state=0)
     for start in range(0, 1000, 250):
         direct.partial_fit(data[start:start + 250])
     assert_same_weights(direct, inc.estimator_)
@@ -281,7 +285,8 @@ def test_cluster_nan_block_fails_the_fit(client, data):
 
 
 def test_cluster_sgd_streams_blocks(client, data):
-    kw = dict(n_hidden=5, max_epochs=2, random_state=0, batch_size=50, shuffle=False)
+    kw = dict(solver="sgd", n_hidden=5, max_epochs=2, random_state=0, batch_size=50,
+              shuffle=False)
     a = SparseAutoencoder(**kw).fit(data)
     b = SparseAutoencoder(**kw).fit(da.from_array(data, chunks=(200, 12)))
     assert_same_weights(a, b)

@@ -19,8 +19,8 @@ SETTINGS = dict(rho=0.1, beta=1.0, lam=1e-3, decoder="sigmoid")
 
 
 def model(**kw):
-    settings = dict(n_hidden=10, sparsity_target=0.1, sparsity_weight=1.0, weight_decay=1e-3,
-                    learning_rate=0.5, batch_size=20, random_state=0)
+    settings = dict(solver="sgd", n_hidden=10, sparsity_target=0.1, sparsity_weight=1.0,
+                    weight_decay=1e-3, learning_rate=0.5, batch_size=20, random_state=0)
     settings.update(kw)
     return SparseAutoencoder(**settings)
 

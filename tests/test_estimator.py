@@ -47,7 +47,9 @@ def random_params(n, h, seed=0, scale=0.5):
 
 
 def model_with(params, **kwargs):
-    """A model built from known weights, without fitting."""
+    """A model built from known weights, without fitting (minibatch SGD
+    unless told otherwise)."""
+    kwargs = {"solver": "sgd", **kwargs}
     model = SparseAutoencoder(n_hidden=params[0].shape[0], **kwargs)
     for name, value in zip(NAMES, params):
         setattr(model, name + "_", value)
@@ -86,8 +88,8 @@ def hand_loss(params, X, rho, beta, lam, decoder):
 
 def test_fit_returns_self_with_fitted_attributes(backend, dtype):
     X = unit_data(50, 6)
-    model = SparseAutoencoder(n_hidden=4, max_epochs=3, batch_size=16, backend=backend,
-                              dtype=dtype, random_state=0)
+    model = SparseAutoencoder(solver="sgd", n_hidden=4, max_epochs=3, batch_size=16,
+                              backend=backend, dtype=dtype, random_state=0)
     assert model.fit(X) is model
     shapes = [(4, 6), (4,), (6, 4), (6,)]
     for name, shape in zip(NAMES, shapes):
@@ -104,7 +106,7 @@ def test_initial_weights_follow_the_default_rule(backend):
     # so what fit leaves is the initialisation: W and W' uniform in [-r, r]
     # with r = sqrt(6 / (n + h + 1)), biases zero.
     n, h = 30, 20
-    model = SparseAutoencoder(n_hidden=h, max_epochs=1, learning_rate=1e-300,
+    model = SparseAutoencoder(solver="sgd", n_hidden=h, max_epochs=1, learning_rate=1e-300,
                               backend=backend, random_state=5).fit(unit_data(10, n))
     r = np.sqrt(6.0 / (n + h + 1))
     for W in (model.encoder_weights_, model.decoder_weights_):
@@ -155,8 +157,9 @@ def test_k_partial_fits_equal_fit_with_k_epochs(backend):
     # The random-number state and the momentum velocities carry over from
     # one partial_fit to the next exactly as between the epochs of fit.
     X = unit_data(37, 6, seed=3)
-    kwargs = dict(n_hidden=4, batch_size=8, momentum=0.9, shuffle=True,
-                  backend=backend, random_state=11)
+    kwargs = dict(solver="sgd", n_hidden=4, batch_size=8, momentum=0.9, shuffle=True,
+                  sparsity_target=0.05, sparsity_weight=3.0, backend=backend,
+                  random_state=11)
     fitted = SparseAutoencoder(max_epochs=3, **kwargs).fit(X)
     stepped = SparseAutoencoder(**kwargs)
     for _ in range(3):
@@ -188,8 +191,8 @@ def test_each_epoch_continues_the_random_stream(backend, monkeypatch, tmp_path):
     monkeypatch.setattr(module, "init_params", init_params)
     monkeypatch.setattr(module, "sgd_epoch", sgd_epoch)
     X = unit_data(25, 4)
-    model = SparseAutoencoder(n_hidden=3, max_epochs=2, batch_size=5, backend=backend,
-                              random_state=0).fit(X)
+    model = SparseAutoencoder(solver="sgd", n_hidden=3, max_epochs=2, batch_size=5,
+                              backend=backend, random_state=0).fit(X)
     model.partial_fit(X)
     model.save(tmp_path / "model.npz")
     SparseAutoencoder.load(tmp_path / "model.npz").partial_fit(X)
@@ -199,7 +202,8 @@ def test_each_epoch_continues_the_random_stream(backend, monkeypatch, tmp_path):
 
 def test_fit_starts_again_from_the_same_initialisation(backend):
     X = unit_data(40, 5)
-    model = SparseAutoencoder(n_hidden=3, max_epochs=2, backend=backend, random_state=4)
+    model = SparseAutoencoder(solver="sgd", n_hidden=3, max_epochs=2, backend=backend,
+                              random_state=4)
     first = weights(model.fit(X))
     model.partial_fit(X)
     assert model.n_iter_ == 3
@@ -213,7 +217,7 @@ def test_random_state_controls_everything_random(backend):
     X = unit_data(40, 5)
 
     def fitted(random_state):
-        return weights(SparseAutoencoder(n_hidden=3, max_epochs=2, batch_size=8,
+        return weights(SparseAutoencoder(solver="sgd", n_hidden=3, max_epochs=2, batch_size=8,
                                          backend=backend,
                                          random_state=random_state).fit(X))[0]
 
@@ -228,7 +232,8 @@ def test_random_state_controls_everything_random(backend):
 
 def test_shuffling_changes_the_visiting_order(backend):
     X = unit_data(40, 5)
-    kwargs = dict(n_hidden=3, max_epochs=1, batch_size=4, backend=backend, random_state=1)
+    kwargs = dict(solver="sgd", n_hidden=3, max_epochs=1, batch_size=4, backend=backend,
+                  random_state=1)
     a = SparseAutoencoder(shuffle=True, **kwargs).fit(X).encoder_weights_
     b = SparseAutoencoder(shuffle=False, **kwargs).fit(X).encoder_weights_
     assert not np.allclose(a, b)
@@ -237,8 +242,8 @@ def test_shuffling_changes_the_visiting_order(backend):
 @pytest.mark.parametrize("decoder", ["sigmoid", "linear"])
 def test_c_and_python_backends_agree(dtype, decoder):
     X = unit_data(45, 7, seed=5)
-    kwargs = dict(n_hidden=5, max_epochs=2, batch_size=10, momentum=0.5, shuffle=True,
-                  decoder=decoder, dtype=dtype, random_state=123)
+    kwargs = dict(solver="sgd", n_hidden=5, max_epochs=2, batch_size=10, momentum=0.5,
+                  shuffle=True, decoder=decoder, dtype=dtype, random_state=123)
     c = SparseAutoencoder(backend="c", **kwargs).fit(X)
     py = SparseAutoencoder(backend="python", **kwargs).fit(X)
     for a, b in zip(weights(c), weights(py)):
@@ -252,8 +257,8 @@ def test_c_and_python_backends_agree(dtype, decoder):
 
 def test_c_backend_gives_identical_bits_for_any_n_threads():
     X = unit_data(300, 24, seed=6)
-    results = [SparseAutoencoder(n_hidden=20, max_epochs=2, batch_size=50, momentum=0.5,
-                                 random_state=0, n_threads=t).fit(X).encoder_weights_
+    results = [SparseAutoencoder(solver="sgd", n_hidden=20, max_epochs=2, batch_size=50,
+                                 momentum=0.5, random_state=0, n_threads=t).fit(X).encoder_weights_
                for t in (1, 2, 3)]
     for other in results[1:]:
         np.testing.assert_array_equal(results[0], other)
@@ -263,7 +268,7 @@ def test_mean_activation_moves_towards_the_sparsity_target(backend):
     # The point of the KL term: with a heavy sparsity weight the mean
     # hidden activation ends near rho.
     X = unit_data(200, 16, seed=7)
-    model = SparseAutoencoder(n_hidden=10, sparsity_target=0.1, sparsity_weight=5.0,
+    model = SparseAutoencoder(solver="sgd", n_hidden=10, sparsity_target=0.1, sparsity_weight=5.0,
                               max_epochs=60, batch_size=200, learning_rate=0.5,
                               backend=backend, random_state=0).fit(X)
     assert abs(model.transform(X).mean() - 0.1) < 0.03
@@ -330,8 +335,8 @@ def test_check_gradients_is_small_for_the_true_gradient(backend, dtype):
     # Computed on a float64 copy: even a float32 model checks to ~1e-9
     # (in float32 the differences alone would err by ~1e-3).
     X = unit_data(15, 5, seed=14)
-    model = SparseAutoencoder(n_hidden=4, max_epochs=2, batch_size=5, backend=backend,
-                              dtype=dtype, random_state=0).fit(X)
+    model = SparseAutoencoder(solver="sgd", n_hidden=4, max_epochs=2, batch_size=5,
+                              backend=backend, dtype=dtype, random_state=0).fit(X)
     before = weights(model)
     error, details = csae.check_gradients(model, X, return_details=True)
     assert error < 1e-6 and set(details) == set(NAMES)
@@ -380,7 +385,7 @@ def test_scale_inputs_maps_features_to_the_unit_interval(backend):
     scaled = (X - lo) / span
     assert scaled.min() >= 0 and scaled.max() <= 1
 
-    model = SparseAutoencoder(n_hidden=3, max_epochs=3, scale_inputs=True,
+    model = SparseAutoencoder(solver="sgd", n_hidden=3, max_epochs=3, scale_inputs=True,
                               backend=backend, random_state=0).fit(X)
     params = weights(model)
     A, Y = hand_forward(params, scaled, "sigmoid")
@@ -399,7 +404,7 @@ def test_scale_inputs_maps_features_to_the_unit_interval(backend):
 
 def test_scale_inputs_range_is_learned_by_the_first_partial_fit_only(backend):
     X = unit_data(20, 3) * 10
-    model = SparseAutoencoder(n_hidden=2, scale_inputs=True, backend=backend,
+    model = SparseAutoencoder(solver="sgd", n_hidden=2, scale_inputs=True, backend=backend,
                               random_state=0)
     model.partial_fit(X)
     before = model.transform(X)
@@ -417,7 +422,7 @@ def test_scale_inputs_range_is_learned_by_the_first_partial_fit_only(backend):
 
 def test_assigning_all_four_weights_makes_a_usable_model(backend, dtype):
     params = random_params(5, 3, seed=17)
-    model = SparseAutoencoder(n_hidden=3, backend=backend, dtype=dtype)
+    model = SparseAutoencoder(solver="sgd", n_hidden=3, backend=backend, dtype=dtype)
     assert not hasattr(model, "encoder_weights_")
     model.decoder_bias_ = params[3]
     model.encoder_weights_ = params[0]
@@ -456,12 +461,12 @@ def test_assigned_weights_are_copied_checked_and_used(backend):
 
 def test_assigned_hidden_size_must_match_n_hidden():
     with pytest.raises(ValueError, match=r"must have shape \(4, 3\)"):
-        SparseAutoencoder(n_hidden=4).encoder_weights_ = np.zeros((2, 3))
+        SparseAutoencoder(solver="sgd", n_hidden=4).encoder_weights_ = np.zeros((2, 3))
 
 
 def test_weight_attributes_are_read_only_snapshots(backend):
     X = unit_data(20, 4)
-    model = SparseAutoencoder(n_hidden=3, max_epochs=1, backend=backend,
+    model = SparseAutoencoder(solver="sgd", n_hidden=3, max_epochs=1, backend=backend,
                               random_state=0).fit(X)
     W = model.encoder_weights_
     saved = W.copy()
@@ -480,7 +485,7 @@ def test_divergence_warns_and_keeps_the_model_usable(backend, tmp_path):
     # A diverging fit leaves the model as it was (test_transaction.py checks
     # bit for bit); here: a fitted model stays usable and savable.
     X = np.random.default_rng(19).normal(0, 100, size=(40, 6))
-    model = SparseAutoencoder(n_hidden=4, decoder="linear", learning_rate=1e-6,
+    model = SparseAutoencoder(solver="sgd", n_hidden=4, decoder="linear", learning_rate=1e-6,
                               max_epochs=2, batch_size=10, backend=backend,
                               random_state=0).fit(X)
     with pytest.warns(TrainingDivergedWarning,
@@ -509,7 +514,8 @@ def test_keyboard_interrupt_keeps_the_model_and_warns(backend, monkeypatch):
 
     monkeypatch.setattr(module, "sgd_epoch", epoch)
     X = unit_data(30, 5)
-    model = SparseAutoencoder(n_hidden=3, max_epochs=10, backend=backend, random_state=0)
+    model = SparseAutoencoder(solver="sgd", n_hidden=3, max_epochs=10, backend=backend,
+                              random_state=0)
     with pytest.warns(TrainingInterruptedWarning, match="interrupted during epoch 3"):
         assert model.fit(X) is model
     assert model.n_iter_ == 2
@@ -523,14 +529,20 @@ _SIGINT_SCRIPT = textwrap.dedent("""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     import numpy as np
     from csae import SparseAutoencoder, load
-    backend, path = sys.argv[1], sys.argv[2]
-    shape = (20000, 256) if backend == "c" else (4000, 64)
+    backend, solver, path = sys.argv[1], sys.argv[2], sys.argv[3]
+    # One L-BFGS evaluation is one uninterruptible engine call over all the
+    # data: on the large set it alone can take longer than the bound.
+    shape = (20000, 256) if backend == "c" and solver != "lbfgs" else (4000, 64)
     X = np.random.default_rng(0).random(shape)
-    model = SparseAutoencoder(n_hidden=64, batch_size=50, max_epochs=10**6,
-                              backend=backend, random_state=0)
+    kw = dict(solver=solver, n_hidden=64, tol=0, backend=backend, random_state=0)
+    if solver != "lbfgs":
+        kw.update(batch_size=50)
+    if solver == "adam":
+        kw.update(learning_rate=0.001, sparsity_estimate="running")
     # Ctrl-C before the first epoch of the long fit completes keeps this
     # one-epoch model; later, the long fit's completed epochs.
-    model.set_params(max_epochs=1).fit(X[:500]).set_params(max_epochs=10**6)
+    model = SparseAutoencoder(max_epochs=1, **kw).fit(X[:500])
+    model.set_params(max_epochs=10**6, max_fun=10**9)
     print("STARTED", flush=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -544,13 +556,14 @@ _SIGINT_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_sigint_during_fit_stops_within_half_a_second(backend, tmp_path):
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_sigint_during_fit_stops_within_half_a_second(backend, solver, tmp_path):
     path = tmp_path / "interrupted.npz"
     # The child must import the very csae under test (in place or installed).
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [os.path.dirname(os.path.dirname(csae.__file__))]
         + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    proc = subprocess.Popen([sys.executable, "-c", _SIGINT_SCRIPT, backend, str(path)],
+    proc = subprocess.Popen([sys.executable, "-c", _SIGINT_SCRIPT, backend, solver, str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=tmp_path, env=env)
     try:
@@ -574,8 +587,8 @@ def test_verbose_prints_one_line_per_epoch(backend, capsys):
     # Four epochs: verbose=1 shows the first, the last and ~10 in between,
     # so all four, then the line saying why fit stopped.
     X = unit_data(30, 5)
-    model = SparseAutoencoder(n_hidden=3, max_epochs=4, backend=backend, random_state=0,
-                              verbose=True).fit(X)
+    model = SparseAutoencoder(solver="sgd", n_hidden=3, max_epochs=4, backend=backend,
+                              random_state=0, verbose=True).fit(X)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 5
     for k, (line, loss) in enumerate(zip(lines, model.loss_curve_), start=1):
@@ -587,7 +600,7 @@ def test_verbose_prints_one_line_per_epoch(backend, capsys):
 
 def test_transform_from_many_threads_equals_serial(backend):
     X = unit_data(400, 32, seed=20)
-    model = SparseAutoencoder(n_hidden=16, max_epochs=1, backend=backend,
+    model = SparseAutoencoder(solver="sgd", n_hidden=16, max_epochs=1, backend=backend,
                               random_state=0).fit(X)
     serial = model.transform(X)
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -598,23 +611,24 @@ def test_transform_from_many_threads_equals_serial(backend):
 
 def test_training_one_model_while_another_transforms(backend):
     X = unit_data(300, 16, seed=21)
-    a = SparseAutoencoder(n_hidden=8, max_epochs=1, backend=backend, random_state=0).fit(X)
+    a = SparseAutoencoder(solver="sgd", n_hidden=8, max_epochs=1, backend=backend,
+                          random_state=0).fit(X)
     expected = a.transform(X)
-    b = SparseAutoencoder(n_hidden=8, max_epochs=5, backend=backend, random_state=1)
+    b = SparseAutoencoder(solver="sgd", n_hidden=8, max_epochs=5, backend=backend, random_state=1)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         fitting = pool.submit(b.fit, X)
         outputs = [pool.submit(a.transform, X) for _ in range(10)]
         fitting.result()
         for out in outputs:
             np.testing.assert_array_equal(out.result(), expected)
-    reference = SparseAutoencoder(n_hidden=8, max_epochs=5, backend=backend,
+    reference = SparseAutoencoder(solver="sgd", n_hidden=8, max_epochs=5, backend=backend,
                                   random_state=1).fit(X)
     np.testing.assert_array_equal(b.encoder_weights_, reference.encoder_weights_)
 
 
 def test_changing_dtype_after_fit_takes_effect(backend):
     X = unit_data(20, 4)
-    model = SparseAutoencoder(n_hidden=3, max_epochs=1, backend=backend,
+    model = SparseAutoencoder(solver="sgd", n_hidden=3, max_epochs=1, backend=backend,
                               random_state=0).fit(X)
     model.set_params(dtype=np.float32)
     assert model.transform(X).dtype == np.float32
@@ -624,9 +638,9 @@ def test_changing_dtype_after_fit_takes_effect(backend):
 
 def test_python_backend_ignores_n_threads():
     X = unit_data(20, 4)
-    a = SparseAutoencoder(n_hidden=3, max_epochs=1, backend="python", random_state=0,
+    a = SparseAutoencoder(solver="sgd", n_hidden=3, max_epochs=1, backend="python", random_state=0,
                           n_threads=1).fit(X)
-    b = SparseAutoencoder(n_hidden=3, max_epochs=1, backend="python", random_state=0,
+    b = SparseAutoencoder(solver="sgd", n_hidden=3, max_epochs=1, backend="python", random_state=0,
                           n_threads=7).fit(X)
     np.testing.assert_array_equal(a.encoder_weights_, b.encoder_weights_)
 
@@ -637,7 +651,7 @@ def test_no_stray_warnings_from_a_normal_fit(backend):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warnings.filterwarnings("ignore", category=csae.ConvergenceWarning)
-        SparseAutoencoder(n_hidden=3, max_epochs=2, backend=backend,
+        SparseAutoencoder(solver="sgd", n_hidden=3, max_epochs=2, backend=backend,
                           random_state=0).fit(unit_data(20, 4))
 
 
@@ -645,8 +659,8 @@ def test_a_model_pickled_by_an_earlier_csae_still_unpickles():
     """Before ModelState the trained state was one attribute per field;
     such a pickle must load into the same model."""
     X = unit_data(30, 5)
-    model = SparseAutoencoder(n_hidden=3, momentum=0.5, max_epochs=2, scale_inputs=True,
-                              random_state=0).fit(X)
+    model = SparseAutoencoder(solver="sgd", n_hidden=3, momentum=0.5, max_epochs=2,
+                              scale_inputs=True, random_state=0).fit(X)
     state = model._state
     legacy = {name: getattr(model, name) for name in model._get_param_names()}
     legacy.update(_params=tuple(np.array(p) for p in state.params),

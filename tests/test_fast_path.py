@@ -52,7 +52,7 @@ def test_unusual_input_is_handed_back(dtype, case):
 
 def test_transform_takes_the_fast_path_only_when_safe(monkeypatch):
     X = np.random.default_rng(1).random((40, 6))
-    model = SparseAutoencoder(n_hidden=3, max_epochs=2, random_state=0).fit(X)
+    model = SparseAutoencoder(solver="sgd", n_hidden=3, max_epochs=2, random_state=0).fit(X)
     calls = []
     real = eng.encode_fast
 

@@ -36,7 +36,7 @@ def reader():
 
 
 def fitted(dtype=np.float64, n=7, **kwargs):
-    kwargs = {"n_hidden": 4, "max_epochs": 2, "batch_size": 10, "random_state": 3,
+    kwargs = {"solver": "sgd", "n_hidden": 4, "max_epochs": 2, "batch_size": 10, "random_state": 3,
               "dtype": dtype, **kwargs}
     X = np.random.default_rng(1).random((40, n)) * 5 - 1
     if not kwargs.get("scale_inputs") and kwargs.get("decoder", "sigmoid") == "sigmoid":

@@ -11,10 +11,8 @@ peak resident memory of a fresh process training on a file of a few hundred
 MB with the real chunk size.
 """
 
-import json
-import subprocess
-import sys
-import textwrap
+import importlib.util
+import pathlib
 
 import numpy as np
 import pytest
@@ -24,6 +22,7 @@ from csae import SparseAutoencoder
 from csae.cli import main
 
 BACKENDS = ("c", "python")
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -60,7 +59,8 @@ def mapped(path, mode="r"):
 ])
 def test_sgd_on_a_mapped_file_equals_sgd_in_memory(small_chunks, files, backend, settings):
     X, folder = files
-    kw = dict(n_hidden=5, max_epochs=3, random_state=1, backend=backend, **settings)
+    kw = dict(solver="sgd", n_hidden=5, max_epochs=3, random_state=1, backend=backend,
+              **settings)
     a = SparseAutoencoder(**kw).fit(X)
     b = SparseAutoencoder(**kw).fit(mapped(folder / "x.npy"))
     for p, q in zip(weights(a), weights(b)):
@@ -71,7 +71,7 @@ def test_sgd_on_a_mapped_file_equals_sgd_in_memory(small_chunks, files, backend,
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_partial_fit_on_a_mapped_file(small_chunks, files, backend):
     X, folder = files
-    kw = dict(n_hidden=4, random_state=3, backend=backend, scale_inputs=True)
+    kw = dict(solver="sgd", n_hidden=4, random_state=3, backend=backend, scale_inputs=True)
     a, b = SparseAutoencoder(**kw), SparseAutoencoder(**kw)
     Xm = mapped(folder / "x.npy")
     for _ in range(2):
@@ -113,8 +113,8 @@ def test_objective_from_blocks_equals_the_whole(small_chunks, files, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_transforms_of_a_mapped_file(small_chunks, files, backend):
     X, folder = files
-    model = SparseAutoencoder(n_hidden=6, max_epochs=2, random_state=0, backend=backend,
-                              scale_inputs=True).fit(X)
+    model = SparseAutoencoder(solver="sgd", n_hidden=6, max_epochs=2, random_state=0,
+                              backend=backend, scale_inputs=True).fit(X)
     Xm = mapped(folder / "x.npy")
     np.testing.assert_array_equal(model.transform(Xm), model.transform(X))
     np.testing.assert_array_equal(model.reconstruct(Xm), model.reconstruct(X))
@@ -126,7 +126,7 @@ def test_float32_file_and_copy_on_write_mapping(small_chunks, files):
     # copy-on-write mapping ("c") is read through the mapping, not the file.
     X, folder = files
     X32 = X.astype(np.float32)
-    kw = dict(n_hidden=4, max_epochs=2, random_state=0, batch_size=9)
+    kw = dict(solver="sgd", n_hidden=4, max_epochs=2, random_state=0, batch_size=9)
     a = SparseAutoencoder(**kw).fit(X32)
     b = SparseAutoencoder(**kw).fit(mapped(folder / "x32.npy"))
     Xc = mapped(folder / "x32.npy", mode="c")
@@ -183,7 +183,7 @@ def test_cli_train_progress_counts_rows_chunk_by_chunk(small_chunks, files, monk
 
     monkeypatch.setattr(cli, "_progress", lambda *args, **kwargs: Recorder())
     assert main(["train", str(folder / "x.npy"), "--hidden", "5", "--epochs", "2",
-                 "--out", str(folder / "m.npz")]) == 0
+                 "--solver", "sgd", "--out", str(folder / "m.npz")]) == 0
     first = seen[:seen.index(("epoch", 1))]
     done = [n for _, n in first]
     assert len(done) > 1 and done == sorted(done) and done[-1] == X.shape[0]
@@ -194,7 +194,7 @@ def test_cli_train_progress_bar_counts_rows(small_chunks, files, capsys):
     pytest.importorskip("tqdm")
     X, folder = files
     assert main(["train", str(folder / "x.npy"), "--hidden", "5", "--epochs", "2",
-                 "--out", str(folder / "m.npz")]) == 0
+                 "--solver", "sgd", "--out", str(folder / "m.npz")]) == 0
     err = capsys.readouterr().err
     assert "1.40k/1.40k" in err and "row" in err and "epoch=2/2" in err
 
@@ -203,7 +203,7 @@ def test_cli_encode_writes_a_mapped_file_chunk_by_chunk(small_chunks, files, cap
     X, folder = files
     model_path, out = folder / "model.npz", folder / "h.npy"
     assert main(["train", str(folder / "x.npy"), "--hidden", "5", "--epochs", "2",
-                 "--seed", "0", "--out", str(model_path), "--quiet"]) == 0
+                 "--solver", "sgd", "--seed", "0", "--out", str(model_path), "--quiet"]) == 0
     assert main(["encode", str(model_path), str(folder / "x.npy"), "--out", str(out)]) == 0
     captured = capsys.readouterr()
     assert "wrote" in captured.out and "(700, 5)" in captured.out
@@ -211,65 +211,23 @@ def test_cli_encode_writes_a_mapped_file_chunk_by_chunk(small_chunks, files, cap
     model = SparseAutoencoder.load(model_path)
     np.testing.assert_array_equal(np.load(out), model.transform(X))
     # The model trained on the mapped file equals one trained in memory.
-    ref = SparseAutoencoder(n_hidden=5, max_epochs=2, random_state=0).fit(X)
+    ref = SparseAutoencoder(solver="sgd", n_hidden=5, max_epochs=2, random_state=0).fit(X)
     for p, q in zip(weights(ref), weights(model)):
         np.testing.assert_array_equal(p, q)
 
 
-CHILD = textwrap.dedent("""
-    import json, sys
-    import numpy as np
-    import csae._engine
-    from csae import SparseAutoencoder
-    # What fit imports on its way (SciPy for L-BFGS, scikit-learn for the
-    # ConvergenceWarning class) is loaded before the baseline: modules are
-    # not data.
-    for name in ("scipy.optimize", "sklearn.exceptions"):
-        try:
-            __import__(name)
-        except ImportError:
-            pass
-
-    def hwm():
-        # VmHWM: the peak resident set of this process image.  ru_maxrss is
-        # not used: Linux carries it over from the parent across fork+exec.
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-
-    X = np.load(sys.argv[1], mmap_mode="r")
-    base = hwm()
-    out = {"file": X.nbytes}
-    for name, kw in [("sgd", dict(solver="sgd")),
-                     ("sgd_scaled_f32", dict(solver="sgd", scale_inputs=True,
-                                             dtype="float32")),
-                     ("lbfgs", dict(solver="lbfgs", max_epochs=1))]:
-        model = SparseAutoencoder(n_hidden=4, batch_size=256, random_state=0, n_threads=1,
-                                  max_epochs=kw.pop("max_epochs", 1), **kw)
-        model.fit(X)
-        out[name] = hwm() - base
-    model.transform(X)  # (m, 4) activations: 1/128 of the file
-    out["transform"] = hwm() - base
-    print(json.dumps(out))
-""")
-
-
 def test_peak_memory_stays_flat_on_a_large_mapped_file(tmp_path):
-    # 320 MB of float64 (78125 x 512); the workspace of one 16 MiB chunk and
-    # the weights (4 hidden units) are a small fraction of it.
+    # benchmarks/outofcore.py's measurement on a 320 MB file of float64
+    # (78125 x 512): SGD, SGD with scale_inputs into float32, L-BFGS and
+    # transform in a fresh process; the workspace of one 16 MiB chunk and the
+    # weights (4 hidden units) are a small fraction of the file.
+    spec = importlib.util.spec_from_file_location(
+        "outofcore_benchmark", ROOT / "benchmarks" / "outofcore.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
     path = tmp_path / "large.npy"
-    m, n = 78_125, 512
-    X = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(m, n))
-    rng = np.random.default_rng(0)
-    for start in range(0, m, 10_000):
-        X[start:start + 10_000] = rng.random((min(10_000, m - start), n))
-    X.flush()
-    del X
-    result = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    figures = json.loads(result.stdout)
+    bench.write(path, 78_125)
+    figures = bench.peak_memory(path, timeout=300)
     print(figures)
     for key in ("sgd", "sgd_scaled_f32", "lbfgs", "transform"):
         # Far below the file size: a few 16 MiB chunks' worth (the growths

@@ -31,7 +31,7 @@ def unit_data(m=30, n=5, seed=0):
 def trained(backend, dtype=np.float64, **kwargs):
     """A model with every piece of state set: momentum velocities, a
     learned input range, a shuffled RNG state and a loss curve."""
-    kwargs = {"n_hidden": 3, "max_epochs": 3, "batch_size": 8, "momentum": 0.7,
+    kwargs = {"solver": "sgd", "n_hidden": 3, "max_epochs": 3, "batch_size": 8, "momentum": 0.7,
               "scale_inputs": True, "random_state": 4, "backend": backend,
               "dtype": dtype, **kwargs}
     return SparseAutoencoder(**kwargs).fit(unit_data() * 10 - 2)
@@ -823,9 +823,26 @@ _ADDED_IN_3 = ("beta_1", "beta_2", "epsilon", "warm_start", "early_stopping",
                "sparsity_smoothing")
 
 
+def test_a_pickle_from_before_solvers_keeps_training_by_sgd():
+    # A model pickled before the solver hyperparameter existed was trained
+    # by minibatch SGD: it comes back with solver="sgd" (not today's default,
+    # "lbfgs"), so partial_fit still continues it; other hyperparameters it
+    # lacks take their defaults.
+    model = trained("python")
+    state = model.__getstate__()
+    for name in ("solver", "max_fun", "tol") + _ADDED_IN_3:
+        del state[name]
+    old = SparseAutoencoder.__new__(SparseAutoencoder)
+    old.__setstate__(state)
+    assert (old.solver, old.max_fun, old.tol, old.beta_1) == ("sgd", 15000, 1e-4, 0.9)
+    old.partial_fit(unit_data() * 10 - 2)
+    assert old.n_iter_ == model.n_iter_ + 1
+
+
 def test_a_format_version_1_file_loads_with_the_new_defaults(tmp_path):
     # Files written before solver, max_fun and tol existed (format version
-    # 1) name only the older hyperparameters; they load with the defaults.
+    # 1) name only the older hyperparameters; they load with the defaults,
+    # except solver: "sgd", the only solver then (today's default is lbfgs).
     fields = _fields()
     hyper = json.loads(str(fields["hyperparameters"][0]))
     for name in ("solver", "max_fun", "tol") + _ADDED_IN_3:

@@ -22,7 +22,7 @@ def frame(m=30, columns=("a", "b", "c", "d"), seed=0):
 
 
 def model(backend="c", **params):
-    settings = dict(n_hidden=3, max_epochs=2, backend=backend, random_state=0)
+    settings = dict(solver="sgd", n_hidden=3, max_epochs=2, backend=backend, random_state=0)
     settings.update(params)
     return SparseAutoencoder(**settings)
 

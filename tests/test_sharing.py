@@ -72,10 +72,10 @@ def test_two_partial_fits_at_once_train_two_epochs(backend, tmp_path):
     """Two threads call partial_fit on one fresh model: the result is two
     epochs of training, bit-identical to two calls in a row."""
     _run("""
-        serial = SparseAutoencoder(n_hidden=5, backend=BACKEND, random_state=0)
+        serial = SparseAutoencoder(solver="sgd", n_hidden=5, backend=BACKEND, random_state=0)
         serial.partial_fit(X).partial_fit(X)
         for round in range(ROUNDS):
-            model = SparseAutoencoder(n_hidden=5, backend=BACKEND, random_state=0)
+            model = SparseAutoencoder(solver="sgd", n_hidden=5, backend=BACKEND, random_state=0)
             errors = run_together(lambda: model.partial_fit(X), lambda: model.partial_fit(X))
             if errors:
                 fail(round, errors)
@@ -90,7 +90,7 @@ def test_transform_and_loss_while_fit_runs_in_a_loop(backend, tmp_path):
     thread refits it again and again: never NotFittedError, never a
     half-built state."""
     _run("""
-        model = SparseAutoencoder(n_hidden=5, max_epochs=2, backend=BACKEND,
+        model = SparseAutoencoder(solver="sgd", n_hidden=5, max_epochs=2, backend=BACKEND,
                                   random_state=0).fit(X)
         expected_H = model.transform(X)
         expected_loss = model.loss(X)
@@ -120,9 +120,9 @@ def test_save_while_fit_runs_writes_one_consistent_model(backend, tmp_path):
     """save during fit writes either the model before the fit or the one
     after it, never epochs of one with the weights of the other."""
     _run("""
-        reference = SparseAutoencoder(n_hidden=5, max_epochs=6, backend=BACKEND,
+        reference = SparseAutoencoder(solver="sgd", n_hidden=5, max_epochs=6, backend=BACKEND,
                                       random_state=0).fit(X)
-        model = SparseAutoencoder(n_hidden=5, max_epochs=6, backend=BACKEND,
+        model = SparseAutoencoder(solver="sgd", n_hidden=5, max_epochs=6, backend=BACKEND,
                                   random_state=0).fit(X)
         done = threading.Event()
         def refit():
@@ -155,7 +155,7 @@ def test_fit_partial_fit_set_params_and_save_together_leave_a_usable_model(
     changed after fitting, with a ValueError saying so)."""
     _run("""
         for round in range(ROUNDS):
-            model = SparseAutoencoder(n_hidden=4, momentum=0.5, max_epochs=2,
+            model = SparseAutoencoder(solver="sgd", n_hidden=4, momentum=0.5, max_epochs=2,
                                       backend=BACKEND, random_state=round)
             model.fit(X)
             path = f"r{round % 4}.npz"
@@ -183,7 +183,7 @@ def test_get_params_and_pickle_see_one_set_params_call_whole(tmp_path):
     and by pickling (both read one snapshot)."""
     _run("""
         import pickle
-        model = SparseAutoencoder(n_hidden=4, max_epochs=1, random_state=0).fit(X)
+        model = SparseAutoencoder(solver="sgd", n_hidden=4, max_epochs=1, random_state=0).fit(X)
         done = threading.Event()
         def flip():
             i = 0

@@ -18,13 +18,14 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 from csae import SparseAutoencoder  # noqa: E402
 
 # Representative configurations: the checks feed data on any scale, so the
-# sigmoid decoder runs with scale_inputs=True; both backends and dtypes.
+# sigmoid decoder runs with scale_inputs=True; both backends and dtypes,
+# every solver (the second is the default solver, L-BFGS).
 CONFIGS = [
-    SparseAutoencoder(n_hidden=3, decoder="linear", scale_inputs=True, max_epochs=5,
-                      batch_size=10, learning_rate=0.05),
+    SparseAutoencoder(solver="sgd", n_hidden=3, decoder="linear", scale_inputs=True,
+                      max_epochs=5, batch_size=10, learning_rate=0.05),
     SparseAutoencoder(n_hidden=3, decoder="sigmoid", scale_inputs=True, max_epochs=5),
-    SparseAutoencoder(n_hidden=3, decoder="linear", scale_inputs=True, max_epochs=3,
-                      backend="python", dtype="float32", momentum=0.5),
+    SparseAutoencoder(solver="sgd", n_hidden=3, decoder="linear", scale_inputs=True,
+                      max_epochs=3, backend="python", dtype="float32", momentum=0.5),
     SparseAutoencoder(n_hidden=3, decoder="sigmoid", scale_inputs=True, max_epochs=20,
                       solver="lbfgs"),
     # Adam with the running sparsity estimate (the reference backend, so that
@@ -35,8 +36,8 @@ CONFIGS = [
     SparseAutoencoder(n_hidden=3, decoder="sigmoid", scale_inputs=True, max_epochs=5,
                       solver="adam", learning_rate=0.01, sparsity_estimate="running",
                       backend="python"),
-    SparseAutoencoder(n_hidden=3, decoder="linear", scale_inputs=True, max_epochs=5,
-                      batch_size=10, learning_rate=0.05, early_stopping=True,
+    SparseAutoencoder(solver="sgd", n_hidden=3, decoder="linear", scale_inputs=True,
+                      max_epochs=5, batch_size=10, learning_rate=0.05, early_stopping=True,
                       validation_fraction=0.2),
 ]
 
@@ -48,7 +49,7 @@ def expected_failed_checks(estimator):
 
 
 # SparseAutoencoder deliberately does not inherit sklearn's BaseEstimator
-# (numpy is its only runtime dependency); the checks warn about that once
+# (scikit-learn is not a runtime dependency); the checks warn about that once
 # while being collected, which is not a test failure.
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*does not inherit from",
@@ -68,12 +69,12 @@ def test_sklearn_estimator_checks(estimator, check):
 def test_get_params_lists_the_constructor_arguments():
     params = SparseAutoencoder().get_params()
     assert params == {
-        "n_hidden": 25, "sparsity_target": 0.05, "sparsity_weight": 3.0,
+        "n_hidden": 25, "sparsity_target": 0.01, "sparsity_weight": 6.0,
         "weight_decay": 1e-4, "decoder": "sigmoid", "learning_rate": 0.1,
-        "momentum": 0.0, "batch_size": 100, "max_epochs": 100, "shuffle": True,
+        "momentum": 0.0, "batch_size": 100, "max_epochs": 1000, "shuffle": True,
         "scale_inputs": False, "dtype": "float64", "backend": "c",
         "random_state": None, "verbose": False, "n_threads": None,
-        "solver": "sgd", "max_fun": 15000, "tol": 1e-4, "beta_1": 0.9, "beta_2": 0.999,
+        "solver": "lbfgs", "max_fun": 15000, "tol": 1e-4, "beta_1": 0.9, "beta_2": 0.999,
         "epsilon": 1e-8, "warm_start": False, "early_stopping": False,
         "validation_fraction": 0.1, "n_iter_no_change": 10, "sparsity_estimate": "batch",
         "sparsity_smoothing": 0.1,
@@ -90,7 +91,7 @@ def test_set_params_sets_and_rejects_unknown_names():
 
 def test_clone_copies_parameters_not_weights(backend):
     X = np.random.default_rng(0).random((30, 4))
-    model = SparseAutoencoder(n_hidden=3, max_epochs=2, backend=backend,
+    model = SparseAutoencoder(solver="sgd", n_hidden=3, max_epochs=2, backend=backend,
                               random_state=0).fit(X)
     copy = clone(model)
     assert copy.get_params() == model.get_params()
@@ -105,7 +106,7 @@ def test_repr_shows_only_non_default_parameters():
 
 def test_score_is_minus_the_loss_and_names_follow_sklearn(backend):
     X = np.random.default_rng(1).random((40, 5))
-    model = SparseAutoencoder(n_hidden=4, max_epochs=2, backend=backend,
+    model = SparseAutoencoder(solver="sgd", n_hidden=4, max_epochs=2, backend=backend,
                               random_state=0).fit(X)
     assert model.score(X) == -model.loss(X)
     names = model.get_feature_names_out()
@@ -132,8 +133,8 @@ def test_pipeline_with_scaler_and_classifier(backend):
     X, y = _two_classes()
     pipe = Pipeline([
         ("scale", MinMaxScaler()),
-        ("sae", SparseAutoencoder(n_hidden=6, max_epochs=30, batch_size=20,
-                                  learning_rate=0.5, backend=backend, random_state=0)),
+        # Every training parameter at its default.
+        ("sae", SparseAutoencoder(n_hidden=6, backend=backend, random_state=0)),
         ("clf", LogisticRegression()),
     ])
     pipe.fit(X[:80], y[:80])
@@ -146,8 +147,8 @@ def test_pipeline_with_scaler_and_classifier(backend):
 def test_grid_search_over_hidden_units_and_sparsity_weight(backend):
     X, _ = _two_classes(seed=2, m=90)
     grid = {"n_hidden": [2, 6], "sparsity_weight": [0.1, 3.0]}
-    search = GridSearchCV(SparseAutoencoder(decoder="linear", scale_inputs=True,
-                                            max_epochs=10, batch_size=15,
+    search = GridSearchCV(SparseAutoencoder(solver="sgd", decoder="linear",
+                                            scale_inputs=True, max_epochs=10, batch_size=15,
                                             learning_rate=0.05, backend=backend,
                                             random_state=0), grid, cv=3)
     search.fit(X)
@@ -160,8 +161,8 @@ def test_grid_search_over_hidden_units_and_sparsity_weight(backend):
 def test_grid_search_inside_a_pipeline(backend):
     X, y = _two_classes(seed=3, m=90)
     pipe = make_pipeline(MinMaxScaler(),
-                         SparseAutoencoder(max_epochs=10, batch_size=15, learning_rate=0.5,
-                                           backend=backend, random_state=0),
+                         SparseAutoencoder(solver="sgd", max_epochs=10, batch_size=15,
+                                           learning_rate=0.5, backend=backend, random_state=0),
                          LogisticRegression())
     search = GridSearchCV(pipe, {"sparseautoencoder__n_hidden": [3, 5],
                                  "sparseautoencoder__sparsity_weight": [0.5, 3.0]}, cv=3)

@@ -133,7 +133,7 @@ def test_explicit_n_threads_is_capped_at_the_cpus():
     assert Backend("c", 1).n_threads == 1
     assert _threads.effective_n_threads(10**6) == CPUS
     # The hyperparameter itself is kept as given (get_params, save).
-    model = SparseAutoencoder(n_threads=1000)
+    model = SparseAutoencoder(solver="sgd", n_threads=1000)
     assert model.get_params()["n_threads"] == 1000
 
 
@@ -234,7 +234,7 @@ def test_csae_works_without_threadpoolctl():
     import numpy as np
     from csae import SparseAutoencoder, _threads
     X = np.random.default_rng(0).random((100, 16))
-    model = SparseAutoencoder(n_hidden=8, max_epochs=2, random_state=0).fit(X)
+    model = SparseAutoencoder(solver="sgd", n_hidden=8, max_epochs=2, random_state=0).fit(X)
     print(json.dumps([_threads._CONTROLLER is None, model.transform(X[:1]).shape[1],
                       _threads.default_n_threads()]))
     """
@@ -260,7 +260,7 @@ GRID_SEARCH = """
     found = {}
     for n_threads in (None, 2):
         search = GridSearchCV(
-            SparseAutoencoder(n_hidden=128, batch_size=128, max_epochs=1,
+            SparseAutoencoder(solver="sgd", n_hidden=128, batch_size=128, max_epochs=1,
                               n_threads=n_threads, random_state=0),
             {"learning_rate": [0.05, 0.1]}, cv=2, n_jobs=2, scoring=pool_workers)
         search.fit(X)
@@ -371,7 +371,8 @@ def test_pool_in_c_under_thread_sanitizer(tmp_path):
 def test_results_do_not_depend_on_the_default():
     """What n_threads=None resolves to changes the speed, never the bits."""
     X = np.random.default_rng(1).random((300, 196))
-    kw = dict(n_hidden=128, batch_size=128, max_epochs=2, random_state=0)
+    kw = dict(solver="sgd", n_hidden=128, batch_size=128, max_epochs=2, sparsity_target=0.05,
+              sparsity_weight=3.0, random_state=0)
     one = SparseAutoencoder(n_threads=1, **kw).fit(X)
     default = SparseAutoencoder(**kw).fit(X)
     np.testing.assert_array_equal(one.encoder_weights_, default.encoder_weights_)

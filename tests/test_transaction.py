@@ -42,7 +42,7 @@ def assert_identical(a, b):
 
 
 def fitted(backend, **params):
-    settings = dict(n_hidden=4, momentum=0.5, max_epochs=3, scale_inputs=True,
+    settings = dict(solver="sgd", n_hidden=4, momentum=0.5, max_epochs=3, scale_inputs=True,
                     backend=backend, random_state=0)
     settings.update(params)
     return SparseAutoencoder(**settings).fit(unit_data())
@@ -100,7 +100,7 @@ def test_an_error_found_late_by_the_backend_keeps_the_old_model(backend, monkeyp
 
 
 def test_memory_error_on_an_unfitted_model_leaves_it_unfitted(backend, monkeypatch):
-    model = SparseAutoencoder(n_hidden=3, backend=backend, random_state=0)
+    model = SparseAutoencoder(solver="sgd", n_hidden=3, backend=backend, random_state=0)
     failing_epoch(monkeypatch, backend, MemoryError("simulated"), 1)
     with pytest.raises(MemoryError):
         model.fit(unit_data())
@@ -158,9 +158,9 @@ def test_huge_counts_are_refused_by_name_before_anything_changes(backend, tmp_pa
 
 def test_the_largest_accepted_batch_size_trains_full_batch(backend):
     X = unit_data()
-    big = SparseAutoencoder(n_hidden=3, batch_size=2**63 - 1, max_epochs=2,
+    big = SparseAutoencoder(solver="sgd", n_hidden=3, batch_size=2**63 - 1, max_epochs=2,
                             backend=backend, random_state=0).fit(X)
-    full = SparseAutoencoder(n_hidden=3, batch_size=len(X), max_epochs=2,
+    full = SparseAutoencoder(solver="sgd", n_hidden=3, batch_size=len(X), max_epochs=2,
                              backend=backend, random_state=0).fit(X)
     np.testing.assert_array_equal(big.encoder_weights_, full.encoder_weights_)
 
@@ -193,8 +193,8 @@ def test_a_weight_decay_blow_up_warns_and_keeps_the_best_epoch(backend, tmp_path
     assert_identical(before, saved_state(model.set_params(weight_decay=1e-4,
                                                           batch_size=100), tmp_path))
     # Four updates in the epoch: the blow-up shows within partial_fit's one.
-    fresh = SparseAutoencoder(n_hidden=4, weight_decay=1e6, batch_size=10, backend=backend,
-                              random_state=0)
+    fresh = SparseAutoencoder(solver="sgd", n_hidden=4, weight_decay=1e6, batch_size=10,
+                              backend=backend, random_state=0)
     with pytest.warns(TrainingDivergedWarning):
         fresh.partial_fit(unit_data())
     assert not fresh.__sklearn_is_fitted__()
@@ -207,7 +207,8 @@ def test_a_weight_decay_blow_up_warns_and_keeps_the_best_epoch(backend, tmp_path
 ])
 def test_normal_runs_never_warn(backend, params):
     X = unit_data(200, 16, seed=4)
-    settings = dict(n_hidden=8, max_epochs=20, backend=backend, random_state=0)
+    settings = dict(solver="sgd", sparsity_target=0.05, sparsity_weight=3.0, n_hidden=8,
+                    max_epochs=20, backend=backend, random_state=0)
     settings.update(params)
     # 20 epochs end at max_epochs before the stopping rule is met: the
     # ConvergenceWarning saying so is expected, nothing else.
@@ -221,8 +222,8 @@ def test_normal_runs_never_warn(backend, params):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warnings.filterwarnings("ignore", category=csae.ConvergenceWarning)
-        SparseAutoencoder(n_hidden=8, decoder="linear", learning_rate=1e-4, max_epochs=20,
-                          backend=backend, random_state=0).fit(X * 50 - 20)
+        SparseAutoencoder(solver="sgd", n_hidden=8, decoder="linear", learning_rate=1e-4,
+                          max_epochs=20, backend=backend, random_state=0).fit(X * 50 - 20)
 
 
 @pytest.mark.parametrize("dtype, value", [
@@ -252,12 +253,12 @@ def test_other_values_that_round_away_in_the_dtype_are_refused(name, value, dtyp
 def test_smallest_normal_sparsity_target_is_accepted():
     tiny = float(np.finfo(np.float32).tiny)
     assert math.isfinite(np.float32(tiny))
-    SparseAutoencoder(n_hidden=3, sparsity_target=tiny, dtype="float32", max_epochs=1,
-                      random_state=0).fit(unit_data())
+    SparseAutoencoder(solver="sgd", n_hidden=3, sparsity_target=tiny, dtype="float32",
+                      max_epochs=1, random_state=0).fit(unit_data())
 
 
 def test_scale_inputs_switched_on_after_fitting_says_why(backend):
-    model = SparseAutoencoder(n_hidden=3, max_epochs=1, backend=backend,
+    model = SparseAutoencoder(solver="sgd", n_hidden=3, max_epochs=1, backend=backend,
                               random_state=0).fit(unit_data())
     model.set_params(scale_inputs=True)
     with pytest.raises(csae.NotFittedError) as info:

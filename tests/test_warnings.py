@@ -46,13 +46,13 @@ def test_convergence_warning_is_scikit_learns():
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         warnings.simplefilter("ignore", sklearn_exceptions.ConvergenceWarning)
-        SparseAutoencoder(n_hidden=4, max_epochs=2, random_state=0).fit(X)
+        SparseAutoencoder(solver="sgd", n_hidden=4, max_epochs=2, random_state=0).fit(X)
     assert not [w for w in record if issubclass(w.category, csae.ConvergenceWarning)]
 
 
 def test_convergence_warning_when_max_epochs_ends_first(backend):
-    record = caught(lambda: SparseAutoencoder(n_hidden=4, max_epochs=2, backend=backend,
-                                              random_state=0).fit(X))
+    record = caught(lambda: SparseAutoencoder(solver="sgd", n_hidden=4, max_epochs=2,
+                                              backend=backend, random_state=0).fit(X))
     w, = only(record, csae.ConvergenceWarning)
     assert w.filename == __file__
     message = str(w.message)
@@ -64,8 +64,8 @@ WIDE = np.random.default_rng(19).normal(0, 100, size=(40, 6))
 
 
 def test_divergence_names_the_fix_and_points_at_the_caller(backend):
-    m = SparseAutoencoder(n_hidden=4, decoder="linear", learning_rate=1e3, batch_size=10,
-                          max_epochs=5, backend=backend, random_state=0)
+    m = SparseAutoencoder(solver="sgd", n_hidden=4, decoder="linear", learning_rate=1e3,
+                          batch_size=10, max_epochs=5, backend=backend, random_state=0)
     X = WIDE
     record = caught(lambda: m.fit(X))
     w, = only(record, csae.TrainingDivergedWarning)
@@ -89,8 +89,8 @@ def test_divergence_keeps_the_best_finite_epoch(backend):
             kw["learning_rate"] = 1e6
         return true_epoch(params, velocity, X, **kw)
 
-    settings = dict(n_hidden=4, decoder="linear", learning_rate=1e-5, batch_size=10, tol=0,
-                    backend=backend, random_state=0)
+    settings = dict(solver="sgd", n_hidden=4, decoder="linear", learning_rate=1e-5,
+                    batch_size=10, tol=0, backend=backend, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # three tiny steps learn nothing yet
         reference = SparseAutoencoder(max_epochs=3, **settings).fit(WIDE)
@@ -110,7 +110,7 @@ def test_divergence_keeps_the_best_finite_epoch(backend):
 def test_dead_units(backend):
     """A sparsity target of 0.01 with sparsity_weight 30 and a large
     learning rate drives every encoder bias far negative: units die."""
-    m = SparseAutoencoder(n_hidden=10, sparsity_target=0.01, sparsity_weight=30.0,
+    m = SparseAutoencoder(solver="sgd", n_hidden=10, sparsity_target=0.01, sparsity_weight=30.0,
                           learning_rate=5.0, batch_size=300, max_epochs=20, tol=0,
                           backend=backend, random_state=0)
     record = caught(lambda: m.fit(X))
@@ -125,7 +125,7 @@ def test_dead_units(backend):
 def test_learned_nothing(backend):
     """A learning rate so small that the weights barely move: the
     reconstruction is the initial one, worse than the mean sample."""
-    m = SparseAutoencoder(n_hidden=10, learning_rate=1e-6, max_epochs=3, tol=0,
+    m = SparseAutoencoder(solver="sgd", n_hidden=10, learning_rate=1e-6, max_epochs=3, tol=0,
                           backend=backend, random_state=0)
     record = caught(lambda: m.fit(X))
     w, = only(record, csae.LearnedNothingWarning)
@@ -150,7 +150,7 @@ def test_healthy_runs_warn_nothing(backend, solver):
 def test_healthy_sparse_run_with_rho_001_is_not_dead():
     """rho = 0.01 with a strong penalty is sparse, not dead: the units sit
     near 0.01, far above the dead threshold rho / 20."""
-    m = SparseAutoencoder(n_hidden=16, sparsity_target=0.01, sparsity_weight=3.0,
+    m = SparseAutoencoder(solver="sgd", n_hidden=16, sparsity_target=0.01, sparsity_weight=3.0,
                           learning_rate=0.5, batch_size=20, max_epochs=60, tol=0,
                           backend="c", random_state=0)
     record = caught(lambda: m.fit(X))
@@ -158,7 +158,7 @@ def test_healthy_sparse_run_with_rho_001_is_not_dead():
 
 
 def test_verbose_1_prints_about_a_dozen_lines(capsys):
-    m = SparseAutoencoder(n_hidden=4, max_epochs=100, tol=0, verbose=1,
+    m = SparseAutoencoder(solver="sgd", n_hidden=4, max_epochs=100, tol=0, verbose=1,
                           random_state=0).fit(X)
     lines = capsys.readouterr().out.strip().splitlines()
     epochs = [int(line.split(":")[0].split()[1]) for line in lines if line.startswith("epoch")]
@@ -172,7 +172,7 @@ def test_verbose_1_prints_about_a_dozen_lines(capsys):
 def test_verbose_2_prints_every_epoch(capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # 15 epochs at these settings learn little
-        SparseAutoencoder(n_hidden=4, max_epochs=15, tol=0, verbose=2,
+        SparseAutoencoder(solver="sgd", n_hidden=4, max_epochs=15, tol=0, verbose=2,
                           random_state=0).fit(X)
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split(":")[0] for line in lines[:-1]] == [f"epoch {k}" for k in range(1, 16)]
@@ -180,7 +180,7 @@ def test_verbose_2_prints_every_epoch(capsys):
 
 def test_verbose_shows_a_tqdm_bar_on_stderr(capsys):
     pytest.importorskip("tqdm")
-    SparseAutoencoder(n_hidden=4, max_epochs=5, verbose=1, random_state=0).fit(X)
+    SparseAutoencoder(solver="sgd", n_hidden=4, max_epochs=5, verbose=1, random_state=0).fit(X)
     err = capsys.readouterr().err
     assert "training" in err and "epoch" in err
 
@@ -188,6 +188,6 @@ def test_verbose_shows_a_tqdm_bar_on_stderr(capsys):
 def test_verbose_without_tqdm(capsys, monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, "tqdm", None)
-    SparseAutoencoder(n_hidden=4, max_epochs=5, verbose=1, random_state=0).fit(X)
+    SparseAutoencoder(solver="sgd", n_hidden=4, max_epochs=5, verbose=1, random_state=0).fit(X)
     captured = capsys.readouterr()
     assert captured.err == "" and len(captured.out.strip().splitlines()) == 6
