@@ -60,8 +60,8 @@ __all__ = ["save", "load", "FORMAT_NAME", "FORMAT_VERSION"]
 FORMAT_NAME = "csae.SparseAutoencoder"
 FORMAT_VERSION = 3
 # Hyperparameters each format version added to the record; a file of an
-# older version takes the constructor's defaults for them, except that it
-# was trained by solver="sgd" (csae._estimator.HYPERPARAMETERS_BEFORE_ADDED).
+# older version takes the constructor's defaults for them, but solver="sgd",
+# the solver that trained it (csae._estimator.defaults_for_older_models).
 _ADDED_IN = {2: ("solver", "max_fun", "tol"),
              3: ("beta_1", "beta_2", "epsilon", "warm_start", "early_stopping",
                  "validation_fraction", "n_iter_no_change", "sparsity_estimate",

@@ -418,7 +418,7 @@ def save_figure(fig, path, dpi=100):
 class _LineProgress:
     """One line per epoch on stderr (tqdm's fallback)."""
 
-    def __init__(self, total, rows, unit, stream):
+    def __init__(self, total, unit, stream):
         self.total, self.unit, self.stream = total, unit, stream
         self.width = len(str(total))
 
@@ -490,7 +490,7 @@ def _progress(total, rows, unit="epoch", quiet=False, stream=None):
     try:
         from tqdm import tqdm
     except ImportError:
-        return _LineProgress(total, rows, unit, stream)
+        return _LineProgress(total, unit, stream)
     return _TqdmProgress(tqdm, total, rows, unit, stream)
 
 
