@@ -397,13 +397,12 @@ class SparseAutoencoder:
 
     Examples
     --------
-    >>> import numpy as np
     >>> from csae import SparseAutoencoder
-    >>> X = np.random.default_rng(0).random((200, 16))
-    >>> model = SparseAutoencoder(n_hidden=8, max_epochs=5, backend="python",
-    ...                           random_state=0).fit(X)
+    >>> from csae.datasets import make_bars
+    >>> X = make_bars(500, size=6, random_state=0)      # 500 images of 6x6 bars
+    >>> model = SparseAutoencoder(n_hidden=12, random_state=0).fit(X)
     >>> model.transform(X).shape
-    (200, 8)
+    (500, 12)
     """
 
     def __init__(self, n_hidden=25, sparsity_target=0.01, sparsity_weight=6.0,
