@@ -27,6 +27,7 @@ Progress goes to stderr (a tqdm bar when tqdm is installed, ``pip install
 import argparse
 import codecs
 import csv
+import math
 import os
 import stat
 import sys
@@ -747,7 +748,7 @@ def cmd_encode(args):
     if _out_of_core(X) and os.path.splitext(args.out)[1].lower() != ".csv":
         shape, dtype = _save_rows(args.out, X, model.transform, model.encoder_weights_.shape[0],
                                   np.dtype(model.dtype), replace=args.force,
-                                  quiet=args.quiet)
+                                  quiet=args.quiet, desc="encoding")
         print(f"wrote {args.out}: hidden features, shape {shape}, {dtype}")
         return EXIT_OK
     H = model.transform(X)
@@ -756,7 +757,7 @@ def cmd_encode(args):
     return EXIT_OK
 
 
-def _save_rows(path, X, function, width, dtype, *, replace, quiet):
+def _save_rows(path, X, function, width, dtype, *, replace, quiet, desc):
     """Write ``function(X[rows])`` for chunks of the memory-mapped X to the
     .npy file ``path``, one chunk at a time (header first, then the rows
     appended), with a progress bar counting rows.  Returns (shape, dtype)."""
@@ -768,7 +769,7 @@ def _save_rows(path, X, function, width, dtype, *, replace, quiet):
     if not quiet:
         try:
             from tqdm import tqdm
-            bar = tqdm(total=m, unit="row", unit_scale=True, desc="encoding",
+            bar = tqdm(total=m, unit="row", unit_scale=True, desc=desc,
                        file=sys.stderr, dynamic_ncols=True)
         except ImportError:
             bar = None
@@ -806,10 +807,23 @@ def cmd_reconstruct(args):
                        force=args.force)
     model = load_model(args.model)
     X = load_data(args.data, args.key)
-    Y = model.reconstruct(X)
-    save_array(args.out, Y, replace=args.force)
-    mse = float(np.mean((Y.astype(np.float64) - X) ** 2))
-    print(f"wrote {args.out}: reconstructions, shape {Y.shape}, {Y.dtype}; "
+    if _out_of_core(X) and os.path.splitext(args.out)[1].lower() != ".csv":
+        squares = []  # each chunk's sum of squared errors, in float64
+
+        def reconstruct(rows):
+            Y = model.reconstruct(rows)
+            squares.append(float(np.sum((Y.astype(np.float64) - rows) ** 2)))
+            return Y
+        shape, dtype = _save_rows(args.out, X, reconstruct, X.shape[1],
+                                  np.dtype(model.dtype), replace=args.force,
+                                  quiet=args.quiet, desc="reconstructing")
+        mse = math.fsum(squares) / X.size
+    else:
+        Y = model.reconstruct(X)
+        save_array(args.out, Y, replace=args.force)
+        shape, dtype = Y.shape, Y.dtype
+        mse = float(np.mean((Y.astype(np.float64) - X) ** 2))
+    print(f"wrote {args.out}: reconstructions, shape {shape}, {dtype}; "
           f"mean squared error {mse:.6g}")
     return EXIT_OK
 
@@ -1018,12 +1032,17 @@ def build_parser():
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("reconstruct", help="reconstructions of a data file",
-                       description="Write the model's reconstruction of DATA.")
+                       description="Write the model's reconstruction of DATA. "
+                                   "A .npy DATA file larger than memory is read "
+                                   "memory-mapped and the .npy output written chunk "
+                                   "by chunk.")
     p.add_argument("model", metavar="MODEL", help="model file written by 'csae train'")
     add_data(p)
     p.add_argument("--out", required=True, metavar="OUT",
                    help="output file, .npy or .csv; never an input file")
     add_force(p)
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress display (shown for chunked files)")
     p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser("info", help="describe a model file",

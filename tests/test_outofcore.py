@@ -216,6 +216,29 @@ def test_cli_encode_writes_a_mapped_file_chunk_by_chunk(small_chunks, files, cap
         np.testing.assert_array_equal(p, q)
 
 
+def test_cli_reconstruct_writes_a_mapped_file_chunk_by_chunk(small_chunks, files, capsys,
+                                                             monkeypatch):
+    from csae import cli
+    X, folder = files
+    model_path, out = folder / "model.npz", folder / "r.npy"
+    assert main(["train", str(folder / "x.npy"), "--hidden", "5", "--epochs", "2",
+                 "--solver", "sgd", "--seed", "0", "--out", str(model_path), "--quiet"]) == 0
+    capsys.readouterr()
+
+    def whole_array(*args, **kwargs):
+        raise AssertionError("the reconstruction was built in memory")
+
+    monkeypatch.setattr(cli, "save_array", whole_array)
+    assert main(["reconstruct", str(model_path), str(folder / "x.npy"), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    model = SparseAutoencoder.load(model_path)
+    Y = model.reconstruct(X)
+    np.testing.assert_array_equal(np.load(out), Y)
+    mse = float(np.mean((Y - X) ** 2))
+    assert f"shape (700, 12), float64; mean squared error {mse:.6g}" in captured.out
+    assert "700" in captured.err  # the progress display counts rows
+
+
 def test_peak_memory_stays_flat_on_a_large_mapped_file(tmp_path):
     # benchmarks/outofcore.py's measurement on a 320 MB file of float64
     # (78125 x 512): SGD, SGD with scale_inputs into float32, L-BFGS and
