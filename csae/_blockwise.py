@@ -35,6 +35,7 @@ import os
 import numpy as np
 
 from csae._errors import NonFiniteError
+from csae._validation import check_values_in_unit_interval, input_scale
 from csae.reference import rho_hat_clip
 
 __all__ = ["CHUNK_BYTES", "is_out_of_core", "ChunkedData", "full_batch",
@@ -91,7 +92,6 @@ def _scan(X, *, name, need_range, unit_interval):
     """One streamed pass over the memory-mapped X: finiteness, the [0, 1]
     check of the sigmoid decoder and (``need_range``) the per-feature
     minimum and maximum in float64.  Raises ValueError naming the rows."""
-    from csae._validation import UNIT_INTERVAL_SLACK
     lo = hi = None
     step = chunk_rows(X)
     floating = X.dtype.kind == "f"
@@ -111,13 +111,7 @@ def _scan(X, *, name, need_range, unit_interval):
         finally:
             _release(X)
     if unit_interval:
-        low, high = float(lo.min()), float(hi.max())
-        if low < -UNIT_INTERVAL_SLACK or high > 1.0 + UNIT_INTERVAL_SLACK:
-            raise ValueError(
-                f"X has values in [{low:.6g}, {high:.6g}], outside [0, 1], which the "
-                "sigmoid decoder (decoder='sigmoid') cannot reconstruct. Rescale X to "
-                "[0, 1] (for example with sklearn's MinMaxScaler), pass "
-                "scale_inputs=True, or use decoder='linear'")
+        check_values_in_unit_interval(float(lo.min()), float(hi.max()))
     return lo, hi
 
 
@@ -313,12 +307,7 @@ def prepare(X, hp, *, objective, learn=False, data_min=None, data_scale=None):
     unit = objective and hp.decoder == "sigmoid" and not hp.scale_inputs
     lo, hi = _scan(X, name="X", need_range=learn and hp.scale_inputs, unit_interval=unit)
     if learn and hp.scale_inputs:
-        scale = hi - lo
-        if not np.isfinite(scale).all():
-            raise ValueError("X has a feature whose range (max - min) overflows float64; "
-                             "rescale it before fitting")
-        scale[scale == 0] = 1.0
-        data_min, data_scale = lo, scale
+        data_min, data_scale = lo, input_scale(lo, hi)
     data = ChunkedData(X, hp.dtype, data_min if hp.scale_inputs else None,
                        data_scale if hp.scale_inputs else None)
     if learn:

@@ -398,23 +398,12 @@ def prepare(model, X, hp, state, *, objective, learn, dtype, n):
                          "remove or impute them first")
     lo = stats[:, 2:2 + nf].min(axis=0)
     hi = stats[:, 2 + nf:].max(axis=0)
+    from csae._validation import check_values_in_unit_interval, input_scale
     if unit:
-        from csae._validation import UNIT_INTERVAL_SLACK
-        low, high = float(lo.min()), float(hi.max())
-        if low < -UNIT_INTERVAL_SLACK or high > 1.0 + UNIT_INTERVAL_SLACK:
-            raise ValueError(
-                f"X has values in [{low:.6g}, {high:.6g}], outside [0, 1], which the "
-                "sigmoid decoder (decoder='sigmoid') cannot reconstruct. Rescale X to "
-                "[0, 1] (for example with sklearn's MinMaxScaler), pass "
-                "scale_inputs=True, or use decoder='linear'")
+        check_values_in_unit_interval(float(lo.min()), float(hi.max()))
     data_min = data_scale = None
     if hp.scale_inputs:
-        scale = hi - lo
-        if not np.isfinite(scale).all():
-            raise ValueError("X has a feature whose range (max - min) overflows float64; "
-                             "rescale it before fitting")
-        scale[scale == 0] = 1.0
-        data_min, data_scale = lo, scale
+        data_min, data_scale = lo, input_scale(lo, hi)
     # The row counts are known now: give the array its chunk sizes.
     X = da.Array(X.dask, X.name, (tuple(int(r) for r in rows), X.chunks[1]), meta=X._meta)
     prepared = X.map_blocks(_Prepare(dtype, nf, data_min, data_scale, False), dtype=dtype,

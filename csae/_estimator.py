@@ -38,6 +38,7 @@ from csae._validation import (
     int_param,
     check_data,
     check_unit_interval,
+    input_scale,
     check_weight_array,
     _is_dataframe,
     check_frame_columns,
@@ -89,15 +90,9 @@ class _available_if:
 
 
 def _learn_range(X):
-    """Per-feature minimum and scale (max - min) of X (float64).  Constant
-    features get scale 1, so they map to 0 instead of dividing by zero."""
+    """Per-feature minimum and scale (max - min) of X (float64)."""
     data_min = X.min(axis=0)
-    scale = X.max(axis=0) - data_min
-    if not np.isfinite(scale).all():
-        raise ValueError("X has a feature whose range (max - min) overflows float64; "
-                         "rescale it before fitting")
-    scale[scale == 0] = 1.0
-    return data_min, scale
+    return data_min, input_scale(data_min, X.max(axis=0))
 
 
 def _apply_range(X, data_min, scale, dtype):

@@ -24,6 +24,8 @@ __all__ = [
     "check_frame_columns",
     "feature_names_of",
     "check_unit_interval",
+    "check_values_in_unit_interval",
+    "input_scale",
     "check_weight_array",
     "derive_seed",
 ]
@@ -408,13 +410,30 @@ def check_unit_interval(X):
     """Raise ValueError unless every entry of X lies in [0, 1] (needed by the
     sigmoid decoder, whose outputs cannot leave that range), give or take
     ``UNIT_INTERVAL_SLACK`` for rounding."""
-    lo, hi = float(X.min()), float(X.max())
-    if lo < -UNIT_INTERVAL_SLACK or hi > 1.0 + UNIT_INTERVAL_SLACK:
+    check_values_in_unit_interval(float(X.min()), float(X.max()))
+
+
+def check_values_in_unit_interval(low, high):
+    """``check_unit_interval`` for data whose smallest and largest values are
+    ``low`` and ``high`` (found chunk by chunk or block by block)."""
+    if low < -UNIT_INTERVAL_SLACK or high > 1.0 + UNIT_INTERVAL_SLACK:
         raise ValueError(
-            f"X has values in [{lo:.6g}, {hi:.6g}], outside [0, 1], which the sigmoid "
+            f"X has values in [{low:.6g}, {high:.6g}], outside [0, 1], which the sigmoid "
             "decoder (decoder='sigmoid') cannot reconstruct. Rescale X to [0, 1] "
             "(for example with sklearn's MinMaxScaler), pass scale_inputs=True, or use "
             "decoder='linear'")
+
+
+def input_scale(data_min, data_max):
+    """``scale_inputs``' per-feature scale, ``data_max - data_min`` (float64
+    arrays).  Constant features get scale 1, so they map to 0 instead of
+    dividing by zero."""
+    scale = data_max - data_min
+    if not np.isfinite(scale).all():
+        raise ValueError("X has a feature whose range (max - min) overflows float64; "
+                         "rescale it before fitting")
+    scale[scale == 0] = 1.0
+    return scale
 
 
 def check_weight_array(name, value, shape, dtype):
