@@ -3,25 +3,19 @@ activation_sums and objective_part of the C engine, summed over row blocks
 plus the decay and KL terms, against objective_and_gradients on all rows
 (the reference's and the engine's) and against finite differences."""
 
+import functools
+
 import numpy as np
 import pytest
 
-from conftest import GRADCHECK_TOL, RTOL, assert_close, engine
+from conftest import GRADCHECK_TOL, RTOL, assert_close, engine, random_problem
 
 from csae import reference as ref
 
 eng = engine()
 RHO, BETA, LAM = 0.1, 3.0, 1e-3
-
-
-def problem(m, n, h, dtype, seed=0, decoder="sigmoid"):
-    rng = np.random.default_rng(seed)
-    (W, b, Wd, bd), _ = ref.init_params(n, h, seed, np.float64)
-    b = rng.normal(0, 0.5, h)
-    bd = rng.normal(0, 0.3, n)
-    X = rng.uniform(0, 1, (m, n)) if decoder == "sigmoid" else rng.normal(0, 1, (m, n))
-    params = tuple(np.ascontiguousarray(p, dtype=dtype) for p in (W, b, Wd, bd))
-    return params, np.ascontiguousarray(X, dtype=dtype)
+# Hidden biases spread wider (0.5) than conftest's default.
+problem = functools.partial(random_problem, bias_scale=0.5)
 
 
 def blocks_of(X, cuts):

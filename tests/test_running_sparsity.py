@@ -3,6 +3,8 @@ reference: engine against reference on every kernel path, and the definition
 checked step by step with quantities computed here (rho_hat from encode, the
 gradient from objective_and_gradients plus the change of s)."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -11,14 +13,10 @@ from conftest import assert_close, copies, engine, random_problem, zeros_like
 from csae import reference as ref
 from csae._errors import NonFiniteError
 
-
-def problem(*args, **kwargs):
-    """conftest's random problem with hidden biases spread wider (0.5)."""
-    return random_problem(*args, bias_scale=0.5, **kwargs)
-
-
 eng = engine()
 HYPER = dict(rho=0.1, beta=3.0, lam=1e-3)
+# Hidden biases spread wider (0.5) than conftest's default.
+problem = functools.partial(random_problem, bias_scale=0.5)
 BACKENDS = {"c": eng, "python": ref}
 
 
