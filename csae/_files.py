@@ -17,6 +17,11 @@ output of the ``csae`` command. The rules (README, "Guarantees"):
 - A read-only existing file is refused with ``PermissionError``: writing in
   place would fail, and replacing it by a rename (which needs only the
   folder's permission) would bypass the protection its mode expresses.
+- A name as long as the file system allows works: the temporary name is
+  cut to fit the same limit (255 bytes on most systems).
+- A full disk (or quota, or file-size limit) raises ``OSError`` with its
+  errno and a message that says so and names the file; the temporary file
+  is removed.
 - ``path`` may be ``str``, ``bytes`` or any ``os.PathLike``.
 
 As with any atomic replacement, a file with several hard links gets a new
@@ -24,6 +29,7 @@ inode under this name; its other names keep the old content.
 """
 
 import errno
+import io
 import os
 import secrets
 import stat
@@ -62,13 +68,41 @@ def _is_read_only(st, path):
     return not (st.st_mode & 0o222) or not os.access(path, os.W_OK)
 
 
+_NAME_MAX = 255      # bytes in one file name, where pathconf cannot tell
+_BUFFER = 1 << 16    # bytes gathered before each write()
+
+
+def _name_limit(folder):
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):
+        return _NAME_MAX
+    return limit if limit and limit > 32 else _NAME_MAX
+
+
+def _temporary_name(folder, base):
+    """``.<base>.<8 hex digits>.tmp``, with ``base`` cut so that the whole
+    name fits the folder's file-name limit: a target whose own name is just
+    under the limit must still be writable."""
+    suffix = f".{secrets.token_hex(4)}.tmp"
+    raw = os.fsencode(base)
+    room = _name_limit(folder) - 1 - len(suffix)
+    if len(raw) > room:
+        cut = room
+        # Never split a UTF-8 character: back up to its first byte.
+        while cut > 0 and (raw[cut] & 0xC0) == 0x80:
+            cut -= 1
+        raw = raw[:cut]
+    return os.fsdecode(b"." + raw) + suffix
+
+
 def _create_temporary(folder, base, name):
     """Open a new, empty file next to the target. O_CREAT with 0o666 lets
     the kernel apply the umask (and any default ACL), exactly as ``open``
     does, unlike mkstemp's fixed 0o600."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
-        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(4)}.tmp")
+        tmp = os.path.join(folder, _temporary_name(folder, base))
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:
@@ -77,6 +111,53 @@ def _create_temporary(folder, base, name):
             raise type(err)(err.errno, f"{err.strerror} (creating a temporary file in "
                             f"folder {folder})", name) from None
     raise FileExistsError(errno.EEXIST, f"cannot create a temporary file in {folder}", name)
+
+
+class _Output(io.RawIOBase):
+    """The temporary file as a raw stream over its descriptor.
+
+    Deliberately not an ``io.FileIO``: NumPy writes arrays to a real file
+    object through C stdio (``ndarray.tofile``), and a short write there (a
+    full disk) becomes "80000 requested and 36336 written", without errno.
+    Through ``os.write`` every failure keeps its errno. ``fileno`` is not
+    offered, so no writer goes around this object."""
+
+    def __init__(self, fd):
+        super().__init__()
+        self._fd = fd
+
+    def writable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def write(self, data):
+        return os.write(self._fd, data)
+
+    def seek(self, offset, whence=os.SEEK_SET):
+        return os.lseek(self._fd, offset, whence)
+
+    def tell(self):
+        return os.lseek(self._fd, 0, os.SEEK_CUR)
+
+
+# Write errors that mean "no room" (said in the system's words, with a hint
+# where the words alone do not tell what to do).
+_NO_ROOM = {errno.ENOSPC: "", errno.EFBIG: " (for the file system, or for the "
+            "process's file-size limit: ulimit -f)"}
+if hasattr(errno, "EDQUOT"):
+    _NO_ROOM[errno.EDQUOT] = ""
+
+
+def _no_room(err, name):
+    """``err`` (a failed write) as an OSError that says what happened and
+    that nothing was left behind, or None if it is another failure."""
+    code = getattr(err, "errno", None)
+    if code not in _NO_ROOM:
+        return None
+    return OSError(code, f"{os.strerror(code)}{_NO_ROOM[code]} while writing it; the "
+                   "partial file was removed (an existing file is left as it was)", name)
 
 
 def _fsync_folder(folder):
@@ -102,7 +183,8 @@ def write_atomically(path, write, *, replace=True):
         The file to write; a symbolic link is followed (its target is
         replaced and the link kept).
     write : callable
-        Called once with a binary file object open on a temporary file.
+        Called once with a binary, buffered, seekable file object open on a
+        temporary file (it has no ``fileno``: every write goes through it).
         If it raises (KeyboardInterrupt included), the temporary file is
         removed and ``path`` is left as it was.
     replace : bool, default=True
@@ -126,6 +208,9 @@ def write_atomically(path, write, *, replace=True):
         The file exists and ``replace`` is False.
     FileNotFoundError
         The folder does not exist.
+    OSError
+        No room: ``errno.ENOSPC`` (disk full), ``EDQUOT`` (quota) or
+        ``EFBIG`` (file-size limit), with a message that says so.
     """
     name = display_name(path)
     if not name:
@@ -155,12 +240,7 @@ def write_atomically(path, write, *, replace=True):
 
     fd, tmp = _create_temporary(folder, base, name)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            if old is not None:
-                _copy_ownership_and_mode(fh.fileno(), old)
-            os.fsync(fh.fileno())
+        _fill(fd, write, old, name)
         if replace:
             os.replace(tmp, target)
         else:
@@ -174,6 +254,30 @@ def write_atomically(path, write, *, replace=True):
         raise
     _fsync_folder(folder)
     return target
+
+
+def _fill(fd, write, old, name):
+    """Run ``write`` on the new file ``fd``, give it the old file's mode,
+    make it durable and close it; a write that found no room raises the
+    OSError of ``_no_room``."""
+    try:
+        try:
+            with io.BufferedWriter(_Output(fd), _BUFFER) as fh:
+                write(fh)
+                fh.flush()
+                if old is not None:
+                    _copy_ownership_and_mode(fd, old)
+                os.fsync(fd)
+        finally:
+            # Closing the BufferedWriter leaves the descriptor open (its raw
+            # stream does not own it); a network file system may report a
+            # full disk only here.
+            os.close(fd)
+    except OSError as err:
+        clear = _no_room(err, name)
+        if clear is None:
+            raise
+        raise clear from None
 
 
 def _copy_ownership_and_mode(fd, old):
