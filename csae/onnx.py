@@ -16,9 +16,6 @@ The onnx package is imported when a function here is called, never when
 csae is imported.
 """
 
-import os
-import tempfile
-
 import numpy as np
 
 __all__ = ["to_onnx", "register_skl2onnx_converter"]
@@ -26,6 +23,11 @@ __all__ = ["to_onnx", "register_skl2onnx_converter"]
 _WHAT = ("encoder", "decoder", "reconstruct")
 # Every operator used has had its current form since opset 13.
 OPSET = 17
+# An ONNX file is one protobuf message, and protobuf refuses to serialize or
+# parse a message of 2 GiB or more.  The graph's names, shapes and nodes take
+# a few KB beyond the weights; the margin keeps the check on the safe side.
+MAX_MESSAGE_BYTES = 2 ** 31 - 1
+_GRAPH_MARGIN = 1 << 20
 
 
 def _import_onnx():
@@ -37,14 +39,18 @@ def _import_onnx():
     return onnx
 
 
-def _snapshot(model):
-    """The fitted state the graph needs, read once: weights in the model
-    dtype, decoder, and the learned input range (or None)."""
+def _check_model(model):
     from csae._estimator import SparseAutoencoder
 
     if not isinstance(model, SparseAutoencoder):
         raise TypeError(f"model must be a csae.SparseAutoencoder, got {type(model).__name__}")
-    state = model._state  # one immutable snapshot: weights and range that belong together
+
+
+def _snapshot(model, state=None):
+    """The fitted state the graph needs, read once: weights in the model
+    dtype, decoder, and the learned input range (or None)."""
+    _check_model(model)
+    state = model._state if state is None else state
     if state.params is None:
         raise ValueError("this SparseAutoencoder is not fitted yet: call fit before "
                          "exporting it to ONNX")
@@ -57,6 +63,39 @@ def _snapshot(model):
                              "range: fit it with scale_inputs=True first")
         scaling = (np.array(state.data_min, np.float64), np.array(state.data_scale, np.float64))
     return dict(dtype=dtype, weights=weights, decoder=model.decoder, scaling=scaling)
+
+
+def _graph_bytes(state, dtype, scale_inputs, what):
+    """Bytes of the initializers ``_steps`` puts in the graph, from the
+    shapes alone (nothing is copied): what one protobuf message must hold."""
+    h, n = state.params[0].shape
+    item = np.dtype(dtype).itemsize
+    total = 0
+    if what in ("encoder", "reconstruct"):
+        total += (h * n + h) * item + (2 * n * 8 if scale_inputs else 0)
+    if what in ("decoder", "reconstruct"):
+        total += (n * h + n) * item + (2 * n * item if scale_inputs else 0)
+    return total
+
+
+def _check_size(state, model, what):
+    """Refuse, before anything is built, a graph protobuf cannot hold:
+    building it would take minutes and several times its size in memory
+    before failing."""
+    if state.params is None:
+        return
+    size = _graph_bytes(state, model.dtype, model.scale_inputs, what)
+    if size + _GRAPH_MARGIN <= MAX_MESSAGE_BYTES:
+        return
+    h, n = state.params[0].shape
+    dtype = np.dtype(model.dtype)
+    hint = ("; a float32 model takes half as much" if dtype == np.float64 else "")
+    if what == "reconstruct":
+        hint += '; what="encoder" and what="decoder" each take half of "reconstruct"'
+    raise ValueError(
+        f"the ONNX {what} graph of this model needs {size / 2 ** 30:.2f} GiB of weights "
+        f"({h} hidden units x {n} features, {dtype.name}), but an ONNX file is one "
+        f"protobuf message of less than 2 GiB; export a smaller model{hint}")
 
 
 def _steps(snap, what, inp, out):
@@ -121,10 +160,15 @@ def to_onnx(model, path=None, what="encoder"):
     ----------
     model : SparseAutoencoder
         A fitted model.
-    path : str, os.PathLike or None, default=None
-        Where to write the graph (``.onnx``).  The file is written to a
-        temporary name in the same folder and renamed, so an existing file
-        is replaced only by a complete one.  None: write nothing.
+    path : str, bytes, os.PathLike or None, default=None
+        Where to write the graph (``.onnx``), by the rules of
+        ``SparseAutoencoder.save``: written to a temporary name in the same
+        folder and renamed when complete, so an existing file is replaced
+        only by a complete one; a new file gets the mode ``open`` would give
+        it (0o666 minus the umask), an existing one keeps its mode; a
+        symbolic link is followed and kept; a read-only file
+        (``PermissionError``) and a directory, FIFO, socket or device
+        (``ValueError``) are refused.  None: write nothing.
     what : {"encoder", "decoder", "reconstruct"}, default="encoder"
         "encoder" maps X (n_samples, n_features_in_) to the hidden
         activations H, as ``transform``; "decoder" maps H to outputs, as
@@ -137,9 +181,19 @@ def to_onnx(model, path=None, what="encoder"):
         Input "X" (or "H" for the decoder) and output "H" (or "Y"), in the
         model dtype, with a free batch dimension.  The input scaling of
         ``scale_inputs=True`` is part of the graph.
+
+    Raises
+    ------
+    ValueError
+        The model is not fitted, ``what`` is unknown, or the graph's weights
+        do not fit one protobuf message (2 GiB): checked from the shapes,
+        before anything is built.
     """
     _check_what(what)
-    snap = _snapshot(model)
+    _check_model(model)
+    state = model._state  # one immutable snapshot: weights and range that belong together
+    _check_size(state, model, what)
+    snap = _snapshot(model, state)
     onnx = _import_onnx()
     from onnx import helper, numpy_helper
 
@@ -159,25 +213,9 @@ def to_onnx(model, path=None, what="encoder"):
                               opset_imports=[helper.make_opsetid("", OPSET)])
     onnx.checker.check_model(proto)
     if path is not None:
-        _write_atomically(onnx, proto, os.fspath(path))
+        from csae._files import write_atomically
+        write_atomically(path, lambda fh: fh.write(proto.SerializeToString()))
     return proto
-
-
-def _write_atomically(onnx, proto, path):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".csae-onnx-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(proto.SerializeToString())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 # --------------------------------------------------------------------------
@@ -198,7 +236,10 @@ def _skl2onnx_convert(scope, operator, container):
     from onnx import numpy_helper
 
     model = operator.raw_operator
-    snap = _snapshot(model)
+    _check_model(model)
+    state = model._state
+    _check_size(state, model, "encoder")
+    snap = _snapshot(model, state)
     pipeline_type = operator.inputs[0].type.to_onnx_type().tensor_type.elem_type
     model_type = numpy_helper.from_array(np.zeros(1, snap["dtype"])).data_type
     inp, out = operator.inputs[0].full_name, operator.outputs[0].full_name

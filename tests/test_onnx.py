@@ -109,3 +109,53 @@ def test_pipeline_converts_with_skl2onnx(dtype):
     expected = pipe.predict_proba(X)
     np.testing.assert_allclose(proba, expected, atol=1e-4)
     assert np.mean(labels == pipe.predict(X)) > 0.99
+
+
+def _huge(model, n_hidden, n_features):
+    """``model`` with weights of the given shape that take no memory
+    (read-only zero-stride views): what to_onnx must refuse from the shapes
+    alone, without building anything."""
+    dtype = np.dtype(model.dtype)
+    params = (np.broadcast_to(dtype.type(0), (n_hidden, n_features)),
+              np.broadcast_to(dtype.type(0), (n_hidden,)),
+              np.broadcast_to(dtype.type(0), (n_features, n_hidden)),
+              np.broadcast_to(dtype.type(0), (n_features,)))
+    object.__setattr__(model, "_state", model._state._replace(params=params))
+    return model
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("what", ["encoder", "decoder", "reconstruct"])
+def test_a_graph_over_2_gib_is_refused_before_anything_is_built(dtype, what, tmp_path,
+                                                                monkeypatch):
+    # Before: a 2.2 GB model was copied, turned into a protobuf for 38 s at
+    # 10.6 GB of memory, and then failed.  2**31 bytes of encoder weights:
+    item = np.dtype(dtype).itemsize
+    n_features = 2 ** 16
+    n_hidden = 2 ** 31 // (item * n_features)
+    model = _huge(fitted(dtype, "sigmoid", False)[0], n_hidden, n_features)
+
+    def built(*args, **kwargs):
+        raise AssertionError("a tensor was built for a graph protobuf cannot hold")
+    monkeypatch.setattr(onnx.numpy_helper, "from_array", built)
+    expected_gib = {"encoder": 2.0, "decoder": 2.0, "reconstruct": 4.0}[what]
+    with pytest.raises(ValueError, match=rf"needs {expected_gib:.2f} GiB of weights "
+                       rf"\({n_hidden} hidden units x {n_features} features, "
+                       rf"{np.dtype(dtype).name}\).*protobuf message of less than 2 GiB"):
+        to_onnx(model, tmp_path / "big.onnx", what=what)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_size_check_lets_a_graph_just_under_the_limit_through(monkeypatch):
+    # The same check with the limit lowered to a small model's size: the
+    # largest graph that fits is built, one byte more is refused.
+    import csae.onnx as csae_onnx
+    model, _ = fitted(np.float64, "sigmoid", True)
+    h, n = model.encoder_weights_.shape
+    size = (h * n + h) * 8 + 2 * n * 8  # weights, biases and the input range
+    monkeypatch.setattr(csae_onnx, "_GRAPH_MARGIN", 0)
+    monkeypatch.setattr(csae_onnx, "MAX_MESSAGE_BYTES", size)
+    to_onnx(model)
+    monkeypatch.setattr(csae_onnx, "MAX_MESSAGE_BYTES", size - 1)
+    with pytest.raises(ValueError, match="protobuf message"):
+        to_onnx(model)
