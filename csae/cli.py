@@ -11,8 +11,10 @@ Subcommands::
 
 Exit status: 0 success; 1 the command ran but did not succeed (training
 diverged, a gradient check failed); 2 a usage or input error (one line on
-stderr, never a traceback); 130 interrupted by Ctrl-C (``train`` and ``demo``
-still save the model reached so far).
+stderr, never a traceback); 130 interrupted by Ctrl-C, 143 by SIGTERM
+(``timeout``, a job scheduler, ``docker stop``), both handled alike: no
+temporary file is left, and ``train`` and ``demo`` still save the model
+reached so far.
 
 Outputs never destroy data: every file (model, ``.npy``, ``.csv``, picture)
 is written to a temporary file in the target folder and renamed over the
@@ -26,11 +28,14 @@ Progress goes to stderr (a tqdm bar when tqdm is installed, ``pip install
 
 import argparse
 import codecs
+import contextlib
 import csv
 import math
 import os
+import signal
 import stat
 import sys
+import threading
 import time
 import warnings
 import zipfile
@@ -43,6 +48,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+EXIT_TERMINATED = 143   # 128 + SIGTERM
 
 # The demo: 8x8 bars, 16 true bars, 25 hidden units.  Tuned with the NumPy
 # reference, then checked through this command: seeds 0..199 all recover
@@ -205,33 +211,72 @@ def _check_output_path(path, suffixes=None, inputs=(), force=False):
         raise UserError(f"cannot write {path}: folder {parent} is not writable")
 
 
-def _csv_fields(line):
-    return next(csv.reader([line]), [])
+def _csv_fields(line, path, number):
+    """The fields of one CSV line; csv's own errors become a UserError
+    naming the line and, where it can be found, the column."""
+    try:
+        return next(csv.reader([line]), [])
+    except csv.Error as err:
+        limit = csv.field_size_limit()
+        for column, field in enumerate(line.split(","), start=1):
+            if len(field) > limit or "\0" in field:
+                what = (f"the field is too long ({len(field)} characters, at most "
+                        f"{limit})" if len(field) > limit else "the field holds a NUL "
+                        "character")
+                raise UserError(f"cannot read {path}: line {number}, column {column}: "
+                                f"{what}") from None
+        raise UserError(f"cannot read {path}: line {number}: {_one_line(err)}") from None
 
 
 def _is_number(field):
+    """Whether np.loadtxt reads ``field`` as a number: float() also takes
+    underscores ("1_000") and non-ASCII digits, which loadtxt refuses."""
+    text = field.strip()
+    if not text.isascii() or "_" in text:
+        return False
     try:
-        float(field)
+        float(text)
     except ValueError:
         return False
     return True
+
+
+def _lines(f, block=1 << 16):
+    """The lines of the binary file ``f`` without their endings, streamed:
+    a line ends at "\n", "\r\n" or a lone "\r" (as spreadsheets of the
+    classic Mac OS write), so every file gets the same line numbers as an
+    editor shows."""
+    pending = b""
+    while chunk := f.read(block):
+        lines = (pending + chunk).splitlines(keepends=True)
+        # The last piece may continue in the next block (a "\r" too: its
+        # "\n" may follow there).
+        pending = lines.pop()
+        if pending.endswith(b"\n"):
+            lines.append(pending)
+            pending = b""
+        for line in lines:
+            yield line.rstrip(b"\r\n")
+    if pending:
+        yield pending.rstrip(b"\r\n")
 
 
 def _csv_lines(path):
     """``(line number, line)`` for each line of a CSV file, cleaned for
     np.loadtxt and streamed (a large file is never held twice):
 
+    - lines end at "\n", "\r\n" or a lone "\r";
     - a UTF-8 byte-order mark is dropped, and a line that is not UTF-8
       raises UserError naming it;
     - one trailing comma (as some spreadsheets write) and trailing
-      whitespace (\\r included) are dropped;
+      whitespace are dropped;
     - blank lines, lines starting with '#' and the header (the first
       non-blank line when none of its fields is a number) become empty
       lines, which np.loadtxt skips; line numbers stay those of the file.
     """
     header_seen = False
     with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
+        for number, raw in enumerate(_lines(f), start=1):
             if number == 1 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8):]
             try:
@@ -245,7 +290,7 @@ def _csv_lines(path):
                 line = ""
             if line and not header_seen:
                 header_seen = True
-                if not any(_is_number(field) for field in _csv_fields(line)):
+                if not any(_is_number(field) for field in _csv_fields(line, path, number)):
                     line = ""
             yield number, line
 
@@ -257,7 +302,7 @@ def _csv_problem(path):
     for number, line in _csv_lines(path):
         if not line:
             continue
-        fields = _csv_fields(line)
+        fields = _csv_fields(line, path, number)
         if width is None:
             width, first = len(fields), number
         elif len(fields) != width:
@@ -907,7 +952,8 @@ def build_parser():
                "Outputs are written to a temporary file and renamed when complete; "
                "an existing --out is replaced only with --force. "
                "Exit status: 0 ok, 1 failed (diverged / gradient check), "
-               "2 usage or input error, 130 interrupted.")
+               "2 usage or input error, 130 interrupted (Ctrl-C), 143 terminated "
+               "(SIGTERM; handled as Ctrl-C).")
     parser.add_argument("--version", action="version", version=f"csae {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -1066,12 +1112,53 @@ def build_parser():
     return parser
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt: every path that
+    handles Ctrl-C (no temporary file left, ``train`` saving what it
+    reached) then handles ``timeout``, a job scheduler or ``docker stop``."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c():
+    """While the command runs, SIGTERM raises ``_Terminated``; yields a list
+    that holds the signal once one arrived.  Only where SIGTERM has its
+    default action (which kills the process on the spot) and only in the
+    main thread (where Python runs signal handlers): an ignored SIGTERM, or
+    the handler of a program calling ``main``, is left alone."""
+    received = []
+    if (not hasattr(signal, "SIGTERM")
+            or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        yield received
+        return
+
+    def terminate(signum, frame):
+        received.append(signum)
+        raise _Terminated()
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv=None):
     """Run the ``csae`` command with ``argv`` (default: ``sys.argv[1:]``).
 
     Returns the exit status instead of exiting, so that it can be called
-    from Python; the console script passes it to ``sys.exit``.
+    from Python; the console script passes it to ``sys.exit``.  SIGTERM is
+    handled as Ctrl-C is, with exit status 143.
     """
+    with _sigterm_as_ctrl_c() as terminated:
+        try:
+            status = _run(argv)
+        except KeyboardInterrupt:  # a signal after the command's own handling
+            status = EXIT_INTERRUPTED
+    return EXIT_TERMINATED if terminated and status == EXIT_INTERRUPTED else status
+
+
+def _run(argv):
     prog = "csae"
     try:
         parser = build_parser()
@@ -1095,8 +1182,9 @@ def main(argv=None):
     except OSError as err:  # e.g. disk full or permission denied while writing
         target = f"{err.filename}: " if err.filename else ""
         message = f"{target}{err.strerror or _one_line(err)}"
-    except KeyboardInterrupt:
-        print(f"\n{prog}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        what = "terminated (SIGTERM)" if isinstance(err, _Terminated) else "interrupted"
+        print(f"\n{prog}: {what}", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"{prog}: error: {message}", file=sys.stderr)
     return EXIT_USAGE

@@ -24,11 +24,13 @@ from csae.cli import main
 
 
 def _sigint_as_in_a_terminal():
-    """Popen's preexec_fn for the Ctrl-C tests: the child starts with SIGINT's
-    default action, as under a terminal, even when this test runs as a
-    background job of a non-interactive shell (which starts with SIGINT
-    ignored, and Python then installs no KeyboardInterrupt handler)."""
+    """Popen's preexec_fn for the Ctrl-C and SIGTERM tests: the child starts
+    with SIGINT's and SIGTERM's default actions, as under a terminal, even
+    when this test runs as a background job of a non-interactive shell
+    (which starts with SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -452,9 +454,17 @@ def test_python_m_csae(tmp_path, data):
                                   "no such data file"
 
 
+# The signals that stop a command: Ctrl-C in a terminal; SIGTERM from
+# `timeout`, a job scheduler or `docker stop`.  Both are handled alike.
+STOP_SIGNALS = [pytest.param(signal.SIGINT, 130, id="SIGINT"),
+                pytest.param(signal.SIGTERM, 143, id="SIGTERM")]
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT semantics differ")
-def test_real_ctrl_c_saves_the_model(tmp_path):
-    """SIGINT to a running ``csae train`` (as Ctrl-C in a terminal sends it)."""
+@pytest.mark.parametrize("signum, status", STOP_SIGNALS)
+def test_real_ctrl_c_saves_the_model(tmp_path, signum, status):
+    """SIGINT to a running ``csae train`` (as Ctrl-C in a terminal sends it),
+    or SIGTERM (before: the process died at once and saved nothing)."""
     X = np.random.default_rng(0).random((3000, 64))
     np.save(tmp_path / "big.npy", X)
     out_path = tmp_path / "m.npz"
@@ -482,15 +492,15 @@ def test_real_ctrl_c_saves_the_model(tmp_path):
             # Wait until training runs (the progress display reports an epoch).
             assert seen.wait(30), f"training never started: {bytes(stderr)!r}"
             time.sleep(0.2)
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signum)
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGABRT)
                 proc.wait(timeout=10)
                 thread.join(5)
-                pytest.fail("csae train did not exit within 60 s of SIGINT; its stacks:\n"
-                            + bytes(stderr).decode(errors="replace")[-6000:])
+                pytest.fail(f"csae train did not exit within 60 s of {signum!r}; its "
+                            "stacks:\n" + bytes(stderr).decode(errors="replace")[-6000:])
             stdout = proc.stdout.read()
         finally:
             if proc.poll() is None:
@@ -498,11 +508,12 @@ def test_real_ctrl_c_saves_the_model(tmp_path):
                 proc.wait()
         thread.join(5)
     text = stderr.decode()
-    assert proc.returncode == 130, text
+    assert proc.returncode == status, text
     assert "Traceback" not in text
     assert "interrupted" in text
     assert b"model saved to" in stdout
     assert csae.load(out_path).n_iter_ >= 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
 # --------------------------------------------------------------------------
@@ -608,9 +619,12 @@ def test_an_interrupted_write_leaves_the_previous_output(tmp_path, data, model_f
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT semantics differ")
-def test_real_ctrl_c_during_encode_keeps_the_previous_csv(tmp_path, model_file, data):
+@pytest.mark.parametrize("signum, status", STOP_SIGNALS)
+def test_real_ctrl_c_during_encode_keeps_the_previous_csv(tmp_path, model_file, data,
+                                                          signum, status):
     """SIGINT while ``csae encode --out x.csv`` writes: before the fix the
-    old CSV was destroyed and a truncated one (that still loads) left."""
+    old CSV was destroyed and a truncated one (that still loads) left.
+    SIGTERM alike (before: the temporary file was left)."""
     X = np.random.default_rng(0).random((200_000, 16))
     np.save(tmp_path / "big.npy", X)
     out = tmp_path / "x.csv"
@@ -630,15 +644,89 @@ def test_real_ctrl_c_during_encode_keeps_the_previous_csv(tmp_path, model_file, 
                 time.sleep(0.005)
             assert writing and proc.poll() is None, "never caught the command writing"
             time.sleep(0.05)
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signum)
             _, stderr = proc.communicate(timeout=60)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == status, stderr
     assert out.read_bytes() == before
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+# ``python -m csae`` with every chunk of a memory-mapped file 1 KB and 50 ms
+# slow: the command is sure to be writing its output when the signal comes.
+_SLOW_CHUNKS = """
+import sys, time
+import csae, csae._blockwise
+csae._blockwise.CHUNK_BYTES = 1024
+transform = csae.SparseAutoencoder.transform
+def slow(self, X):
+    time.sleep(0.05)
+    return transform(self, X)
+csae.SparseAutoencoder.transform = slow
+from csae.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM semantics differ")
+@pytest.mark.parametrize("signum, status", STOP_SIGNALS)
+def test_a_signal_during_a_chunked_encode_leaves_no_temporary_file(tmp_path, data,
+                                                                   model_file, signum,
+                                                                   status):
+    """SIGTERM while ``csae encode`` writes a memory-mapped file's features
+    chunk by chunk (before: the process died at once and left its temporary
+    file, 24 MB in the report); Ctrl-C alike."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "h.npy"
+    np.save(out, np.zeros((2, 2)))
+    before = out.read_bytes()
+    with subprocess.Popen([sys.executable, "-c", _SLOW_CHUNKS, "encode", str(model_file),
+                           str(data["npy"]), "--out", str(out), "--force", "-q"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          preexec_fn=_sigint_as_in_a_terminal) as proc:
+        try:
+            deadline, writing = time.monotonic() + 60, False
+            while time.monotonic() < deadline and proc.poll() is None and not writing:
+                writing = any(n.endswith(".tmp") for n in os.listdir(out_dir))
+                time.sleep(0.005)
+            assert writing and proc.poll() is None, "never caught the command writing"
+            time.sleep(0.1)
+            proc.send_signal(signum)
+            _, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    stderr = stderr.decode()
+    assert proc.returncode == status, stderr
+    assert stderr.strip() == ("csae encode: terminated (SIGTERM)" if signum == signal.SIGTERM
+                              else "csae encode: interrupted")
+    assert out.read_bytes() == before
+    assert os.listdir(out_dir) == [out.name]
+
+
+def test_sigterm_is_left_alone_where_the_caller_handles_it(tmp_path, data, capsys):
+    # main() called from a program with its own SIGTERM handler keeps it,
+    # during the command and after.
+    def theirs(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, theirs)
+    try:
+        status, _, err = run(capsys, "train", data["npy"], "--hidden", 2, "--epochs", 1,
+                             "--out", tmp_path / "m.npz", "--quiet")
+        assert status == 0, err
+        assert signal.getsignal(signal.SIGTERM) is theirs
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    status, _, err = run(capsys, "train", data["npy"], "--hidden", 2, "--epochs", 1,
+                         "--out", tmp_path / "m2.npz", "--quiet")
+    assert status == 0, err
+    assert signal.getsignal(signal.SIGTERM) is previous
 
 
 def test_demo_twice_into_the_same_folder(tmp_path, capsys):
@@ -662,7 +750,7 @@ def test_help_documents_force(capsys):
 # --------------------------------------------------------------------------
 
 def _csv_text(X, *, bom=False, trailing=False, header=None, crlf=False, quoted=False,
-              blank=False):
+              blank=False, cr=False):
     rows = []
     if header is not None:
         rows.append(header + ("," if trailing else ""))
@@ -673,7 +761,8 @@ def _csv_text(X, *, bom=False, trailing=False, header=None, crlf=False, quoted=F
         rows.append(",".join(fields) + ("," if trailing else ""))
         if blank:
             rows.append("")
-    text = ("\r\n" if crlf else "\n").join(rows) + ("\r\n" if crlf else "\n")
+    end = "\r\n" if crlf else "\r" if cr else "\n"
+    text = end.join(rows) + end
     return ("\ufeff" if bom else "") + text
 
 
@@ -687,6 +776,9 @@ CSV_STYLES = {
     "quoted header and numbers, crlf": dict(header='"a","b","c","d","e"', quoted=True,
                                             crlf=True),
     "blank lines": dict(blank=True),
+    # Before: a _csv.Error traceback, exit 1.
+    "cr only": dict(cr=True),
+    "cr only, header and blank lines": dict(cr=True, header="a,b,c,d,e", blank=True),
 }
 
 
@@ -716,13 +808,26 @@ CSV_REFUSALS = {
     "1,2\n3,4,,\n": "line 2 has 3 values, but line 1 has 2",
     "a,b\n": "the data is empty",
     "1,2\n\xff\xfe,3\n": "line 2 is not UTF-8 text",
+    # Line endings of the classic Mac OS: lines still counted (before: a
+    # _csv.Error traceback, exit 1).
+    "a,b\r1,2\r3,x\r": "line 3, column 2: 'x' is not a number",
+    "1,2\r\n3,4\r5,6,7\n": "line 3 has 3 values, but line 1 has 2",
+    # Numbers to float() but not to np.loadtxt (before: loadtxt's own message,
+    # which counts rows of numbers, not lines of the file).
+    "a,b\n\n1,2\n3,1_000\n": "line 4, column 2: '1_000' is not a number",
+    "1,2\n3,\u0663\n": "line 2, column 2: '\u0663' is not a number",
+    # A field longer than the csv module's limit (before: a _csv.Error traceback).
+    "1," + "4" * 200_000 + "\n1,2\n": "line 1, column 2: the field is too long (200000 "
+                                     "characters, at most 131072)",
 }
 
 
-@pytest.mark.parametrize("content", sorted(CSV_REFUSALS), ids=repr)
+@pytest.mark.parametrize("content", sorted(CSV_REFUSALS), ids=lambda c: repr(c)[:40])
 def test_csv_problems_name_the_line(tmp_path, capsys, content):
     path = tmp_path / "bad.csv"
-    path.write_bytes(content.encode("latin-1"))
+    # Latin-1 where it can: "\xff\xfe" then stands for those two bytes (not UTF-8).
+    latin = all(ord(c) < 256 for c in content)
+    path.write_bytes(content.encode("latin-1" if latin else "utf-8"))
     status, out, err = run(capsys, "train", path, "--hidden", 2, "--out",
                            tmp_path / "m.npz")
     assert status == 2
