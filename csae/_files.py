@@ -34,7 +34,7 @@ import os
 import secrets
 import stat
 
-__all__ = ["write_atomically", "file_type_name", "display_name"]
+__all__ = ["write_atomically", "check_target", "file_type_name", "display_name"]
 
 _TYPE_NAMES = (
     (stat.S_ISDIR, "a directory"),
@@ -174,6 +174,43 @@ def _fsync_folder(folder):
         os.close(fd)
 
 
+def check_target(path, *, replace=True):
+    """What ``write_atomically(path, ..., replace=replace)`` checks before it
+    writes anything, on its own: a caller about to do long work (the ``csae``
+    command before training) asks first, by the same rules.
+
+    Returns ``(name, target, old)``: ``path`` as text, the file that would
+    be written (a symbolic link resolved) and its ``os.stat`` (None when it
+    does not exist yet).  Raises as ``write_atomically`` does.
+    """
+    name = display_name(path)
+    if not name:
+        raise ValueError("cannot write to an empty path")
+    if name.endswith(os.sep) or (os.altsep and name.endswith(os.altsep)):
+        raise ValueError(f"cannot write {name}: the path ends in a separator, so it "
+                         "names a folder, not a file")
+    target = os.path.realpath(name)
+    try:
+        old = os.stat(target)
+    except FileNotFoundError:
+        old = None
+    if old is not None:
+        if not stat.S_ISREG(old.st_mode):
+            raise ValueError(f"cannot write {name}: it is {file_type_name(old.st_mode)}, "
+                             "not a regular file; csae only replaces regular files")
+        if not replace:
+            raise FileExistsError(errno.EEXIST, "File exists", name)
+        if _is_read_only(old, target):
+            raise PermissionError(
+                errno.EACCES, f"Permission denied: the file is read-only (mode "
+                f"{stat.S_IMODE(old.st_mode):04o}); csae does not replace read-only "
+                "files: make it writable (chmod u+w) or choose another name", name)
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(errno.ENOENT, f"No such folder: {folder}", name)
+    return name, target, old
+
+
 def write_atomically(path, write, *, replace=True):
     """Create or replace the file ``path`` with what ``write(fh)`` writes.
 
@@ -212,32 +249,8 @@ def write_atomically(path, write, *, replace=True):
         No room: ``errno.ENOSPC`` (disk full), ``EDQUOT`` (quota) or
         ``EFBIG`` (file-size limit), with a message that says so.
     """
-    name = display_name(path)
-    if not name:
-        raise ValueError("cannot write to an empty path")
-    if name.endswith(os.sep) or (os.altsep and name.endswith(os.altsep)):
-        raise ValueError(f"cannot write {name}: the path ends in a separator, so it "
-                         "names a folder, not a file")
-    target = os.path.realpath(name)
-    try:
-        old = os.stat(target)
-    except FileNotFoundError:
-        old = None
-    if old is not None:
-        if not stat.S_ISREG(old.st_mode):
-            raise ValueError(f"cannot write {name}: it is {file_type_name(old.st_mode)}, "
-                             "not a regular file; csae only replaces regular files")
-        if not replace:
-            raise FileExistsError(errno.EEXIST, "File exists", name)
-        if _is_read_only(old, target):
-            raise PermissionError(
-                errno.EACCES, f"Permission denied: the file is read-only (mode "
-                f"{stat.S_IMODE(old.st_mode):04o}); csae does not replace read-only "
-                "files: make it writable (chmod u+w) or choose another name", name)
+    name, target, old = check_target(path, replace=replace)
     folder, base = os.path.split(target)
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(errno.ENOENT, f"No such folder: {folder}", name)
-
     fd, tmp = _create_temporary(folder, base, name)
     try:
         _fill(fd, write, old, name)

@@ -33,7 +33,6 @@ import csv
 import math
 import os
 import signal
-import stat
 import sys
 import threading
 import time
@@ -179,8 +178,10 @@ def _check_input_file(path, what="file"):
 def _check_output_path(path, suffixes=None, inputs=(), force=False):
     """Fail before any work if ``path`` cannot or must not be written (a long
     training run must not end in an error about the output): an input file,
-    something that is not a regular file, an existing file without
-    ``force``, a read-only file, a missing or read-only folder."""
+    then what the writer itself refuses (csae._files.check_target: not a
+    regular file, an existing file without ``force``, a read-only file, a
+    missing folder), then a read-only folder."""
+    from csae._files import check_target
     if os.path.exists(path):
         # samefile: after resolving links and spellings ("./x", "../d/x").
         for source in inputs:
@@ -190,23 +191,19 @@ def _check_output_path(path, suffixes=None, inputs=(), force=False):
     if suffixes is not None and os.path.splitext(path)[1].lower() not in suffixes:
         raise UserError(f"cannot write {path}: the output file must end in "
                         f"{' or '.join(suffixes)}")
-    if os.path.isdir(path):
-        raise UserError(f"cannot write {path}: it is a directory")
-    if os.path.exists(path):
-        mode = os.stat(path).st_mode
-        if not stat.S_ISREG(mode):
-            from csae._files import file_type_name
-            raise UserError(f"cannot write {path}: it is {file_type_name(mode)}, not a "
-                            "regular file")
-        if not force:
-            raise UserError(f"{path} exists; pass --force to replace it, or choose "
-                            "another output file")
-        if not (mode & 0o222) or not os.access(path, os.W_OK):
-            raise UserError(f"cannot write {path}: the file is read-only (make it "
-                            "writable or choose another output file)")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise UserError(f"cannot write {path}: folder {parent} does not exist")
+    try:
+        _, target, _ = check_target(path, replace=force)
+    except FileExistsError:
+        raise UserError(f"{path} exists; pass --force to replace it, or choose "
+                        "another output file") from None
+    except FileNotFoundError:
+        raise UserError(f"cannot write {path}: folder "
+                        f"{os.path.dirname(os.path.realpath(path))} does not exist") from None
+    except ValueError as err:
+        raise UserError(_one_line(err)) from None
+    except OSError as err:
+        raise UserError(f"cannot write {path}: {err.strerror or _one_line(err)}") from None
+    parent = os.path.dirname(target)
     if not os.access(parent, os.W_OK):
         raise UserError(f"cannot write {path}: folder {parent} is not writable")
 
