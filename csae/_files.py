@@ -1,7 +1,9 @@
 """Writing a file so that a crash, Ctrl-C or a bad path never loses what was there.
 
-``write_atomically(path, write)`` is shared by ``SparseAutoencoder.save`` and every
-output of the ``csae`` command. The rules (README, "Guarantees"):
+``write_atomically(path, write)`` is shared by ``SparseAutoencoder.save``,
+``csae.to_onnx`` and every output of the ``csae`` command (whose early check
+before training is ``check_target``, the same rules). The rules (README,
+"Guarantees"; tests/test_writer.py checks each on every caller):
 
 - The new content goes to a temporary file in the target's folder, is fsynced
   and renamed over the target only when complete: the target holds either its
