@@ -6,12 +6,11 @@ the best point reached."""
 import numpy as np
 import pytest
 
-pytest.importorskip("scipy")
 
-from conftest import engine  # noqa: E402
-from csae import reference as ref  # noqa: E402
-from csae._errors import NonFiniteError  # noqa: E402
-from csae._solvers import lbfgs  # noqa: E402
+from conftest import engine
+from csae import reference as ref
+from csae._errors import NonFiniteError
+from csae._solvers import lbfgs
 
 HYPER = dict(rho=0.1, beta=2.0, lam=1e-3, decoder="sigmoid")
 
