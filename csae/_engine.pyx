@@ -872,11 +872,16 @@ cdef class Lbfgs:
 
     def __init__(self, n, *, max_iter, max_eval, ftol, gtol=0.0, history=10):
         cdef csae_lbfgs_options options = csae_lbfgs_default_options()
-        options.history = _count("history", history)
-        options.max_iter = _count("max_iter", max_iter)
-        options.max_eval = _count("max_eval", max_eval)
+        counts = {"n": n, "history": history, "max_iter": max_iter, "max_eval": max_eval}
+        for name, value in counts.items():
+            if _count(name, value) < 1:
+                raise ValueError(f"{name} must be >= 1, got {value!r}")
+        for name, value in (("ftol", ftol), ("gtol", gtol)):
+            if not float(value) >= 0.0:
+                raise ValueError(f"{name} must be >= 0, got {value!r}")
+        options.history, options.max_iter, options.max_eval = history, max_iter, max_eval
         options.ftol, options.gtol = ftol, gtol
-        self.n = _count("n", n)
+        self.n = n
         cdef size_t size = csae_lbfgs_workspace_size(self.n, options.history)
         if size == 0:
             raise ValueError(f"L-BFGS over {n} parameters with history {history} does not fit "

@@ -178,3 +178,36 @@ def test_command_line_trains_with_lbfgs(tmp_path):
     np.testing.assert_array_equal(same.encoder_weights_, m.encoder_weights_)
     record = json.loads(str(np.load(out)["hyperparameters"][0]))
     assert record["solver"] == "lbfgs" and record["max_fun"] == 500
+
+
+def test_fit_is_the_same_on_every_vector_path_and_thread_count():
+    """The optimizer's arithmetic is fixed-order and the engine's objective
+    bit-identical across the vector paths and thread counts, so the whole
+    default fit is: the same n_iter_, loss curve and weights, bit for bit
+    (so the README's console blocks hold on any x86-64 CPU with AVX2)."""
+    from conftest import engine, kernel_paths
+    eng = engine()
+    paths = [p for p in ("avx2", "avx512") if p in kernel_paths()]
+    if not paths:
+        pytest.skip("no vector kernel path on this CPU")
+    data = make_bars(600, random_state=3)
+    before = eng.get_kernel_path()
+    fits = {}
+    try:
+        for path in paths:
+            eng.set_kernel_path(path)
+            for n_threads in (1, 2, 3):
+                for dtype in ("float64", "float32"):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        m = SparseAutoencoder(n_hidden=20, max_epochs=60, random_state=0,
+                                              n_threads=n_threads, dtype=dtype).fit(data)
+                    fits.setdefault(dtype, []).append(
+                        (m.n_iter_, m.loss_curve_,
+                         tuple(a.tobytes() for a in (m.encoder_weights_, m.encoder_bias_,
+                                                     m.decoder_weights_, m.decoder_bias_))))
+    finally:
+        eng.set_kernel_path(before)
+    for runs in fits.values():
+        assert len(runs) == 3 * len(paths)
+        assert all(run == runs[0] for run in runs[1:])
