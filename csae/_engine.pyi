@@ -154,6 +154,36 @@ class ObjectiveEvaluator:
     ) -> tuple[float, tuple[_FloatArray, _FloatArray, _FloatArray, _FloatArray]]:
         """(objective, gradients) at params."""
 
+# L-BFGS
+
+LBFGS_EVALUATE: int
+LBFGS_ITERATE: int
+LBFGS_CONVERGED: int
+LBFGS_MAX_ITER: int
+LBFGS_MAX_EVAL: int
+LBFGS_LINE_SEARCH_FAILED: int
+LBFGS_NONFINITE: int
+
+@disjoint_base
+class Lbfgs:
+    """One L-BFGS run over n float64 parameters (reverse communication)."""
+
+    n: int
+    def __init__(
+        self, n: int, *, max_iter: int, max_eval: int, ftol: float, gtol: float = 0.0,
+        history: int = 10,
+    ) -> None: ...
+    def step(
+        self, x: NDArray[np.float64], f: float, g: NDArray[np.float64]
+    ) -> tuple[int, float]:
+        """The next task and the objective (restored after a failed search)."""
+    @property
+    def iterations(self) -> int: ...
+    @property
+    def evaluations(self) -> int: ...
+    @property
+    def restarts(self) -> int: ...
+
 # Block-wise full-batch objective
 
 def activation_sums(W: _FloatArray, b: _FloatArray, X: _FloatArray, *, n_threads: int = 1) -> NDArray[np.float64]:

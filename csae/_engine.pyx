@@ -845,6 +845,74 @@ cdef class ObjectiveEvaluator:
 
 
 # ---------------------------------------------------------------------------
+# L-BFGS
+# ---------------------------------------------------------------------------
+
+# csae_lbfgs_task, by name (csae._solvers.lbfgs drives the loop).
+LBFGS_EVALUATE = CSAE_LBFGS_EVALUATE
+LBFGS_ITERATE = CSAE_LBFGS_ITERATE
+LBFGS_CONVERGED = CSAE_LBFGS_CONVERGED
+LBFGS_MAX_ITER = CSAE_LBFGS_MAX_ITER
+LBFGS_MAX_EVAL = CSAE_LBFGS_MAX_EVAL
+LBFGS_LINE_SEARCH_FAILED = CSAE_LBFGS_LINE_SEARCH_FAILED
+LBFGS_NONFINITE = CSAE_LBFGS_NONFINITE
+
+
+cdef class Lbfgs:
+    """One L-BFGS run over ``n`` float64 parameters (the engine's
+    ``csae_lbfgs``): ``step(x, f, g)`` returns ``(task, f)``, asking for an
+    evaluation at ``x`` (LBFGS_EVALUATE), reporting a new iterate in ``x,
+    f, g`` (LBFGS_ITERATE) or ending with one of the final tasks.  ``x`` and
+    ``g`` are float64 vectors of length n, the same two arrays on every call
+    of a run; the optimizer keeps its history in a workspace of about
+    ``2 * history * n`` doubles, allocated once here."""
+    cdef csae_lbfgs state
+    cdef object work
+    cdef readonly size_t n
+
+    def __init__(self, n, *, max_iter, max_eval, ftol, gtol=0.0, history=10):
+        cdef csae_lbfgs_options options = csae_lbfgs_default_options()
+        counts = {"n": n, "history": history, "max_iter": max_iter, "max_eval": max_eval}
+        for name, value in counts.items():
+            if _count(name, value) < 1:
+                raise ValueError(f"{name} must be >= 1, got {value!r}")
+        for name, value in (("ftol", ftol), ("gtol", gtol)):
+            if not float(value) >= 0.0:
+                raise ValueError(f"{name} must be >= 0, got {value!r}")
+        options.history, options.max_iter, options.max_eval = history, max_iter, max_eval
+        options.ftol, options.gtol = ftol, gtol
+        self.n = n
+        cdef size_t size = csae_lbfgs_workspace_size(self.n, options.history)
+        if size == 0:
+            raise ValueError(f"L-BFGS over {n} parameters with history {history} does not fit "
+                             "in memory")
+        self.work = np.empty(size, dtype=np.float64)
+        cdef double[::1] w = self.work
+        _raise_for(csae_lbfgs_init(&self.state, self.n, &options, &w[0], size))
+
+    def step(self, double[::1] x, double f, double[::1] g):
+        if <size_t>x.shape[0] != self.n or <size_t>g.shape[0] != self.n:
+            raise ValueError(f"x and g must have {self.n} entries, got {x.shape[0]} and "
+                             f"{g.shape[0]}")
+        cdef csae_lbfgs_task task
+        with nogil:
+            task = csae_lbfgs_step(&self.state, &x[0], &f, &g[0])
+        return int(task), f
+
+    @property
+    def iterations(self):
+        return self.state.iterations
+
+    @property
+    def evaluations(self):
+        return self.state.evaluations
+
+    @property
+    def restarts(self):
+        return self.state.restarts
+
+
+# ---------------------------------------------------------------------------
 # Block-wise full-batch objective
 # ---------------------------------------------------------------------------
 

@@ -1,46 +1,52 @@
 """Full-batch L-BFGS over a backend's objective and gradients.
 
-The way scikit-learn's MLP does it: SciPy's ``minimize(method="L-BFGS-B",
-jac=True)`` drives one backend call per evaluation, which returns the
-objective and all four gradients over the whole data (for the C engine:
-threaded, with the GIL released).  The optimizer sees one float64 vector;
-the model's four arrays are views into it (float64 models) or float32
-copies of it (float32 models: the optimizer's own arithmetic, the search
-directions and the line search, stays in float64, while every objective and
-gradient is computed in float32, so the reported objective carries float32
-rounding).
+The optimizer is the engine's (``csae_lbfgs`` in src_c/lbfgs.c: SciPy's
+L-BFGS-B algorithm without bounds, every reduction in a fixed order), driven
+from here by reverse communication: it asks for an evaluation at a point,
+this module makes one backend call (for the C engine: threaded, with the GIL
+released), and it reports each new iterate.  So the optimizer's arithmetic
+is the same on every CPU, and with the engine's objective (bit-identical
+across kernel paths and thread counts) so is the whole fit.
 
-SciPy is imported here, when the solver is used, not when csae is.
+The optimizer sees one float64 vector; the model's four arrays are views
+into it (float64 models) or float32 copies of it (float32 models: the
+optimizer's own arithmetic, the search directions and the line search,
+stays in float64, while every objective and gradient is computed in
+float32, so the reported objective carries float32 rounding).
 """
 
-import contextlib
 from typing import NamedTuple, Tuple
 
 import numpy as np
 
+from csae import _engine
 from csae._errors import NonFiniteError
 
 __all__ = ["LbfgsResult", "lbfgs"]
 
+# SciPy's L-BFGS-B default relative-reduction tolerance (factr = 1e7).
+FTOL = 1e7 * np.finfo(np.float64).eps
+
 
 class LbfgsResult(NamedTuple):
-    params: Tuple[np.ndarray, ...]   # the best point reached, in the model dtype
+    params: Tuple[np.ndarray, ...]   # the last iterate (the best point), in the model dtype
     loss_curve: Tuple[float, ...]    # objective after each iteration
     n_iter: int                      # iterations completed
     n_fun: int                       # objective evaluations
-    converged: bool                  # stopped by tol, not by a budget
+    converged: bool                  # stopped by the optimizer's own tests
     interrupted: bool                # stopped by Ctrl-C
     stopped: bool                    # stopped by on_iteration (early stopping)
-    message: str                     # SciPy's reason for stopping
+    message: str                     # why the optimizer stopped
 
 
-def _import_minimize():
-    try:
-        from scipy.optimize import minimize
-    except ImportError:
-        raise ImportError('solver="lbfgs" needs SciPy, a dependency of csae: '
-                          'pip install "scipy>=1.11"') from None
-    return minimize
+# Why a run ended, by csae_lbfgs_task.
+_MESSAGES = {
+    _engine.LBFGS_CONVERGED: "converged: relative reduction of the objective <= ftol",
+    _engine.LBFGS_MAX_ITER: "iteration limit reached",
+    _engine.LBFGS_MAX_EVAL: "evaluation limit reached",
+    _engine.LBFGS_LINE_SEARCH_FAILED: "no step lowers the objective (line search failed)",
+    _engine.LBFGS_NONFINITE: "the objective or its gradient at the start is not finite",
+}
 
 
 class _Packing:
@@ -66,88 +72,71 @@ class _Packing:
                      for s, shape in zip(self.slices, self.shapes))
 
 
-def _one_blas_thread():
-    """A context in which BLAS runs on one thread (threadpoolctl, if it is
-    installed).  SciPy's L-BFGS-B update works on vectors as long as the
-    parameters (a few thousand entries for a 64-25 model), where BLAS
-    threads only add waiting: on a loaded 2-core machine setulb took 2.8 s
-    wall for 100 iterations with OpenBLAS's 2 threads, 0.09 s with one.
-    The engine's own threads are not BLAS and are not affected."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
-def lbfgs(objective_and_gradients, params, *, max_iter, max_fun, tol, on_iteration=None):
+def lbfgs(objective_and_gradients, params, *, max_iter, max_fun, tol, on_iteration=None,
+          ftol=FTOL):
     """Minimise ``objective_and_gradients(params) -> (L, grads)`` from
     ``params`` with L-BFGS.  If it has a method ``evaluate_flat(theta,
     grad) -> L`` (``Backend.objective_evaluator``), that is called instead,
     on the optimizer's float64 vector (W, b, Wd, bd raveled in that order).
 
-    ``max_iter`` bounds the iterations, ``max_fun`` the evaluations; ``tol``
-    is SciPy's ``gtol`` (stop when every gradient component is at most tol
-    in absolute value), as scikit-learn's MLP uses it.  An evaluation whose
-    objective or gradient is not finite counts as +inf, so the line search
-    backs off from it; the result is always the best finite point seen.
-    Ctrl-C (KeyboardInterrupt) stops the search and returns that point with
+    ``max_iter`` bounds the iterations, ``max_fun`` the evaluations
+    (checked after each iteration, as SciPy does); ``tol`` is the gradient
+    test (stop when every gradient component is at most tol in absolute
+    value) and ``ftol`` the relative-reduction test, both as in SciPy's
+    L-BFGS-B.  An evaluation whose objective or gradient is not finite
+    makes the line search step back; iterates only ever lower the
+    objective, so the result is the last iterate.  Ctrl-C
+    (KeyboardInterrupt) stops the search and returns that iterate with
     ``interrupted=True``.
 
     ``on_iteration(k, loss, params)``, if given, is called after iteration
     ``k`` (1-based) with the point it reached (arrays valid during the call
-    only); returning True ends the search there (``stopped=True``), through
-    SciPy's documented way out of ``minimize``: a callback raising
-    ``StopIteration`` (SciPy >= 1.11).
+    only); returning True ends the search there (``stopped=True``).
     """
-    minimize = _import_minimize()
     packing = _Packing(params)
-    theta0 = packing.pack(params)
-    best = {"loss": np.inf, "theta": theta0.copy()}
+    x = packing.pack(params)
+    g = np.zeros(packing.size)
+    last = x.copy()   # the latest iterate (x also holds trial points)
     curve = []
-    n_fun = 0
-
-    # An evaluator with evaluate_flat (Backend.objective_evaluator on the C
-    # engine) reads theta and writes the gradient in place, with a
-    # workspace it keeps for the whole fit.
     flat = getattr(objective_and_gradients, "evaluate_flat", None)
 
-    def fun(theta):
-        nonlocal n_fun
-        n_fun += 1
+    def evaluate():
         try:
             if flat is not None:
-                grad = np.empty(packing.size)
-                loss = flat(theta, grad)
-            else:
-                loss, grads = objective_and_gradients(packing.unpack(theta))
-                grad = packing.pack(grads)
+                return flat(x, g)
+            loss, grads = objective_and_gradients(packing.unpack(x))
         except NonFiniteError:
-            return np.inf, np.zeros(packing.size)
-        if not (np.isfinite(loss) and np.all(np.isfinite(grad))):
-            return np.inf, np.zeros(packing.size)
-        if loss < best["loss"]:
-            best["loss"], best["theta"] = loss, theta.copy()
-        return loss, grad
+            return np.inf
+        packing.pack(grads, out=g)
+        return loss
 
-    stopped = False
-
-    def callback(intermediate_result):
-        nonlocal stopped
-        curve.append(float(intermediate_result.fun))
-        if on_iteration is not None and on_iteration(
-                len(curve), curve[-1], packing.unpack(intermediate_result.x)):
-            stopped = True
-            raise StopIteration
-
-    interrupted = False
+    optimizer = _engine.Lbfgs(packing.size, max_iter=max_iter, max_eval=max_fun, ftol=ftol,
+                              gtol=tol)
+    f, task = 0.0, _engine.LBFGS_EVALUATE
+    stopped = interrupted = False
     try:
-        with _one_blas_thread():
-            result = minimize(fun, theta0, jac=True, method="L-BFGS-B", callback=callback,
-                              options={"maxiter": max_iter, "maxfun": max_fun, "gtol": tol})
-        message, converged = str(result.message), bool(result.success)
+        while True:
+            task, f = optimizer.step(x, f, g)
+            if task == _engine.LBFGS_EVALUATE:
+                f = float(evaluate())
+            elif task == _engine.LBFGS_ITERATE:
+                np.copyto(last, x)
+                curve.append(f)
+                if on_iteration is not None and on_iteration(len(curve), f,
+                                                             packing.unpack(x)):
+                    stopped = True
+                    break
+            else:
+                break
     except KeyboardInterrupt:
-        interrupted, message, converged = True, "interrupted", False
-    params = tuple(np.array(p, dtype=packing.dtype) for p in packing.unpack(best["theta"]))
-    return LbfgsResult(params, tuple(curve), len(curve), n_fun, converged and not stopped,
+        interrupted = True
+    if interrupted:
+        message = "interrupted"
+    elif stopped:
+        message = "stopped by the caller"
+    else:
+        message = _MESSAGES[task]
+    params = tuple(np.array(p, dtype=packing.dtype) for p in packing.unpack(last))
+    converged = task == _engine.LBFGS_CONVERGED and not (stopped or interrupted)
+    return LbfgsResult(params, tuple(curve), len(curve), optimizer.evaluations, converged,
                        interrupted, stopped, message)

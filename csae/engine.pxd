@@ -197,6 +197,36 @@ cdef extern from "csae.h" nogil:
                                         size_t n_total, double *part, csae_params_f32 grads,
                                         const csae_workspace *ws)
 
+    # L-BFGS by reverse communication (lbfgs.c)
+    ctypedef enum csae_lbfgs_task:
+        CSAE_LBFGS_EVALUATE
+        CSAE_LBFGS_ITERATE
+        CSAE_LBFGS_CONVERGED
+        CSAE_LBFGS_MAX_ITER
+        CSAE_LBFGS_MAX_EVAL
+        CSAE_LBFGS_LINE_SEARCH_FAILED
+        CSAE_LBFGS_NONFINITE
+        CSAE_LBFGS_ERROR
+
+    ctypedef struct csae_lbfgs_options:
+        size_t history
+        size_t max_iter
+        size_t max_eval
+        double ftol
+        double gtol
+
+    ctypedef struct csae_lbfgs:
+        size_t iterations
+        size_t evaluations
+        size_t restarts
+        size_t skipped
+
+    csae_lbfgs_options csae_lbfgs_default_options()
+    size_t csae_lbfgs_workspace_size(size_t n, size_t history)
+    csae_status csae_lbfgs_init(csae_lbfgs *state, size_t n, const csae_lbfgs_options *options,
+                                double *work, size_t work_len)
+    csae_lbfgs_task csae_lbfgs_step(csae_lbfgs *state, double *x, double *f, double *g)
+
     ctypedef enum csae_kernel_path:
         CSAE_PATH_AUTO
         CSAE_PATH_PORTABLE

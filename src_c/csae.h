@@ -376,6 +376,90 @@ csae_status csae_objective_part_f32(const csae_model *model, csae_params_f32 par
                                     size_t n_total, double *part, csae_params_f32 grads,
                                     const csae_workspace *ws);
 
+/* ---- L-BFGS (lbfgs.c) ---------------------------------------------------
+ *
+ * Full-batch minimisation by limited-memory BFGS with a Moré-Thuente line
+ * search (strong Wolfe conditions), the algorithm of SciPy's L-BFGS-B
+ * without bounds; docs/training.md gives its constants.  Driven by reverse
+ * communication, so any objective works (csae_objective_*, a block-wise sum,
+ * the caller's own function) and the caller may stop between any two
+ * evaluations:
+ *
+ *     csae_lbfgs s;  csae_lbfgs_options o = csae_lbfgs_default_options();
+ *     csae_lbfgs_init(&s, n, &o, work, csae_lbfgs_workspace_size(n, o.history));
+ *     (x holds the starting point)
+ *     for (;;) {
+ *         task = csae_lbfgs_step(&s, x, &f, g);
+ *         if (task == CSAE_LBFGS_EVALUATE)      f = objective and g = gradient at x;
+ *         else if (task == CSAE_LBFGS_ITERATE)  x, f, g are the new iterate (stop here if
+ *                                                you like: it is the best point so far);
+ *         else break;                           x, f, g are the last iterate
+ *     }
+ *
+ * Iterates only ever lower the objective.  Every reduction runs in one
+ * fixed order on the calling thread, so the sequence of points asked for
+ * is the same on every CPU for the same objective values (bit for bit).
+ * x, f and g belong to the caller and must be passed unchanged between
+ * calls except where the task asks for an evaluation. */
+
+typedef enum {
+    CSAE_LBFGS_EVALUATE = 0,    /* put the objective at x in *f, its gradient in g */
+    CSAE_LBFGS_ITERATE = 1,     /* (x, *f, g) is a new iterate */
+    /* Final (the same task again on every later call; x, *f, g hold the
+     * last iterate, or the starting point): */
+    CSAE_LBFGS_CONVERGED = 2,   /* relative reduction (f_prev - f) / max(|f_prev|, |f|, 1)
+                                   at most ftol, or every |g_i| at most gtol */
+    CSAE_LBFGS_MAX_ITER = 3,    /* max_iter iterations done */
+    CSAE_LBFGS_MAX_EVAL = 4,    /* max_eval evaluations reached (checked after an iteration) */
+    CSAE_LBFGS_LINE_SEARCH_FAILED = 5, /* no step lowers the objective, even along
+                                   steepest descent with the memory cleared */
+    CSAE_LBFGS_NONFINITE = 6,   /* the objective or gradient at the start is not finite */
+    CSAE_LBFGS_ERROR = 7        /* a NULL argument */
+} csae_lbfgs_task;
+
+typedef struct {
+    size_t history;    /* pairs (s, y) kept, >= 1 (default 10, SciPy's maxcor) */
+    size_t max_iter;   /* >= 1 (default 15000) */
+    size_t max_eval;   /* >= 1 (default 15000) */
+    double ftol;       /* >= 0: relative-reduction test (default 1e7 * DBL_EPSILON,
+                          SciPy's factr 1e7); 0 turns it off */
+    double gtol;       /* >= 0: largest gradient component (default 0: off) */
+} csae_lbfgs_options;
+
+csae_lbfgs_options csae_lbfgs_default_options(void);
+
+/* The state of one run: caller-owned, filled by csae_lbfgs_init; the fields
+ * after the counters are private. */
+typedef struct {
+    size_t iterations;  /* accepted iterates so far */
+    size_t evaluations; /* objective evaluations so far */
+    size_t restarts;    /* times the memory was cleared after a failed search */
+    size_t skipped;     /* pairs not stored (s'y too small) */
+    /* private */
+    size_t n, pairs, newest, ls_evals;
+    csae_lbfgs_options options;
+    double *S, *Y, *d, *x0, *g0, *rho, *alpha;
+    double f, f0, gd0, f_previous, gamma, step;
+    int stage, ls_brackt, ls_stage;
+    csae_lbfgs_task result;
+    double ls_finit, ls_ginit, ls_gtest, ls_width, ls_width1, ls_stx, ls_fx, ls_gx, ls_sty,
+        ls_fy, ls_gy, ls_stmin, ls_stmax, ls_bad;
+} csae_lbfgs;
+
+/* Doubles of workspace for n parameters and `history` pairs (about
+ * 2 * history * n); 0 if n or history is 0 or the size overflows. */
+size_t csae_lbfgs_workspace_size(size_t n, size_t history);
+
+/* Start a run over n parameters.  CSAE_ERR_ARGUMENT for a NULL pointer,
+ * n = 0 or an option out of range; CSAE_ERR_WORKSPACE if work_len (in
+ * doubles) is below csae_lbfgs_workspace_size.  The workspace must stay
+ * untouched until the run ends. */
+csae_status csae_lbfgs_init(csae_lbfgs *state, size_t n, const csae_lbfgs_options *options,
+                            double *work, size_t work_len);
+
+/* The next step of the run; see the task codes above. */
+csae_lbfgs_task csae_lbfgs_step(csae_lbfgs *state, double *x, double *f, double *g);
+
 /* ---- Kernel paths ------------------------------------------------------- */
 
 typedef enum {

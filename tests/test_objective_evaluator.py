@@ -10,7 +10,6 @@ from csae import reference as ref
 from csae._backends import Backend
 from csae._solvers import lbfgs
 
-pytest.importorskip("scipy")
 eng = engine()
 HYPER = dict(rho=0.1, beta=3.0, lam=1e-3, decoder="sigmoid")
 
@@ -82,22 +81,6 @@ def test_python_backend_evaluator():
     assert L == want_L
     result = lbfgs(ev, params, max_iter=5, max_fun=50, tol=0)
     assert result.loss_curve[-1] < want_L
-
-
-def test_lbfgs_runs_blas_on_one_thread():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    if not threadpoolctl.threadpool_info():
-        pytest.skip("no BLAS found by threadpoolctl")
-    params, X = problem(40, 5, 4, np.float64, seed=5)
-    seen = []
-
-    def objective(p):
-        seen.append({i["num_threads"] for i in threadpoolctl.threadpool_info()
-                     if i["user_api"] == "blas"})
-        return ref.objective_and_gradients(p, X, **HYPER)
-
-    lbfgs(objective, params, max_iter=3, max_fun=20, tol=0)
-    assert seen and all(s <= {1} for s in seen)
 
 
 def test_nonfinite_evaluation_is_a_refused_step():

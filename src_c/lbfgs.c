@@ -1,0 +1,516 @@
+/*
+ * lbfgs.c: limited-memory BFGS with a Moré-Thuente line search, driven by
+ * reverse communication (csae.h, "L-BFGS").
+ *
+ * The caller owns the loop and the evaluations: csae_lbfgs_step says what it
+ * wants next (an evaluation at x, or "x is a new iterate"), so the same code
+ * serves the engine's threaded objective, an objective read block by block
+ * from disk or from Dask, and any C program's own function, and the caller
+ * can stop between any two evaluations (Ctrl-C, early stopping).
+ *
+ * The algorithm is L-BFGS-B's (Byrd, Lu, Nocedal and Zhu 1995; Zhu et al.
+ * 1997) without bounds, which is SciPy's minimize(method="L-BFGS-B") on an
+ * unconstrained problem:
+ *   - the search direction is -H g by the two-loop recursion over the last
+ *     `history` pairs (s, y), with H0 = (s'y / y'y) I from the newest pair;
+ *     a pair with s'y <= eps * (-g'd * step) is not stored;
+ *   - the first step of the first iteration (and after a restart) is
+ *     1/||g||, every later one starts at 1;
+ *   - the line search is Moré and Thuente's (MINPACK-2 dcsrch/dcstep) with
+ *     L-BFGS-B's constants: sufficient decrease 1e-3, curvature 0.9 (strong
+ *     Wolfe), interval tolerance 0.1, steps up to 1e10;
+ *   - a search that has not ended after 20 evaluations, or a direction that
+ *     is not downhill, restarts from steepest descent with the memory
+ *     cleared; when the memory is already empty the run ends
+ *     (CSAE_LBFGS_LINE_SEARCH_FAILED) at the last iterate.
+ * Two departures, both about points SciPy cannot use either: a trial point
+ * whose objective or gradient is not finite halves the step towards the
+ * best step so far (dcstep cannot interpolate through infinity), and a
+ * search that ends on a warning at a point above its start is a failed
+ * search (the iterate never gets worse).
+ *
+ * The same bits everywhere: every reduction (dot products, norms) runs in
+ * one fixed order, in plain C with each product and sum a separate
+ * statement (so no compiler may fuse them into FMAs), on one thread.  The
+ * optimizer's arithmetic therefore does not depend on the CPU, the kernel
+ * path or the thread count; with an objective that does not either (the
+ * engine's), neither does the whole run.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "csae.h"
+
+/* Line-search constants (L-BFGS-B's lnsrlb). */
+#define LS_FTOL 1e-3       /* sufficient decrease */
+#define LS_GTOL 0.9        /* curvature */
+#define LS_XTOL 0.1        /* relative width of the bracket */
+#define LS_STPMAX 1e10     /* largest step */
+#define LS_MAX_EVAL 20     /* evaluations before a search restarts */
+#define EPSMCH 2.220446049250313e-16
+
+enum { STAGE_START, STAGE_FIRST_EVAL, STAGE_SEARCH, STAGE_ITERATE, STAGE_DONE };
+
+/* ---- Vectors, in a fixed order ----------------------------------------- */
+
+/* Four interleaved partial sums, combined as (0 + 1) + (2 + 3), then the
+ * remainder in order. */
+static double dot(const double *a, const double *b, size_t n)
+{
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const double p0 = a[i] * b[i];
+        const double p1 = a[i + 1] * b[i + 1];
+        const double p2 = a[i + 2] * b[i + 2];
+        const double p3 = a[i + 3] * b[i + 3];
+        s0 += p0;
+        s1 += p1;
+        s2 += p2;
+        s3 += p3;
+    }
+    double s = (s0 + s1) + (s2 + s3);
+    for (; i < n; i++) {
+        const double p = a[i] * b[i];
+        s += p;
+    }
+    return s;
+}
+
+/* y += a x */
+static void axpy(double a, const double *x, double *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const double p = a * x[i];
+        y[i] += p;
+    }
+}
+
+static int all_finite(const double *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return 0;
+    return 1;
+}
+
+static double max_abs(const double *x, size_t n)
+{
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        const double a = fabs(x[i]);
+        if (a > m)
+            m = a;
+    }
+    return m;
+}
+
+/* ---- Moré-Thuente line search (dcsrch/dcstep) --------------------------- */
+
+/* A safeguarded trial step from the best step (stx, fx, dx), the other end
+ * of the interval (sty, fy, dy) and the last trial (stp, fp, dp); updates
+ * the interval.  MINPACK-2's dcstep. */
+static void ls_step(double *stx, double *fx, double *dx, double *sty, double *fy, double *dy,
+                    double *stp, double fp, double dp, int *brackt, double stpmin,
+                    double stpmax)
+{
+    const double sgnd = (dp < 0 ? -1.0 : dp > 0 ? 1.0 : 0.0)
+                        * (*dx < 0 ? -1.0 : *dx > 0 ? 1.0 : 0.0);
+    double stpf;
+    if (fp > *fx) {
+        /* Higher objective: the minimum is bracketed.  The cubic step if
+         * it is nearer stx than the quadratic one, else their mean. */
+        const double theta = 3.0 * (*fx - fp) / (*stp - *stx) + *dx + dp;
+        const double s = fmax(fabs(theta), fmax(fabs(*dx), fabs(dp)));
+        double gamma = s * sqrt((theta / s) * (theta / s) - (*dx / s) * (dp / s));
+        if (*stp < *stx)
+            gamma = -gamma;
+        const double p = (gamma - *dx) + theta;
+        const double q = ((gamma - *dx) + gamma) + dp;
+        const double stpc = *stx + (p / q) * (*stp - *stx);
+        const double stpq = *stx + ((*dx / ((*fx - fp) / (*stp - *stx) + *dx)) / 2.0)
+                                       * (*stp - *stx);
+        stpf = fabs(stpc - *stx) <= fabs(stpq - *stx) ? stpc : stpc + (stpq - stpc) / 2.0;
+        *brackt = 1;
+    } else if (sgnd < 0.0) {
+        /* Lower objective, derivatives of opposite signs: bracketed.  The
+         * cubic step if it is farther from stp than the secant step. */
+        const double theta = 3.0 * (*fx - fp) / (*stp - *stx) + *dx + dp;
+        const double s = fmax(fabs(theta), fmax(fabs(*dx), fabs(dp)));
+        double gamma = s * sqrt((theta / s) * (theta / s) - (*dx / s) * (dp / s));
+        if (*stp > *stx)
+            gamma = -gamma;
+        const double p = (gamma - dp) + theta;
+        const double q = ((gamma - dp) + gamma) + *dx;
+        const double stpc = *stp + (p / q) * (*stx - *stp);
+        const double stpq = *stp + (dp / (dp - *dx)) * (*stx - *stp);
+        stpf = fabs(stpc - *stp) > fabs(stpq - *stp) ? stpc : stpq;
+        *brackt = 1;
+    } else if (fabs(dp) < fabs(*dx)) {
+        /* Lower objective, same signs, the derivative shrinking: the cubic
+         * step only if the cubic tends to infinity in the step's direction
+         * or its minimum lies beyond stp; else the secant step. */
+        const double theta = 3.0 * (*fx - fp) / (*stp - *stx) + *dx + dp;
+        const double s = fmax(fabs(theta), fmax(fabs(*dx), fabs(dp)));
+        double gamma = s * sqrt(fmax(0.0, (theta / s) * (theta / s) - (*dx / s) * (dp / s)));
+        if (*stp > *stx)
+            gamma = -gamma;
+        const double p = (gamma - dp) + theta;
+        const double q = (gamma + (*dx - dp)) + gamma;
+        const double r = p / q;
+        double stpc;
+        if (r < 0.0 && gamma != 0.0)
+            stpc = *stp + r * (*stx - *stp);
+        else
+            stpc = *stp > *stx ? stpmax : stpmin;
+        const double stpq = *stp + (dp / (dp - *dx)) * (*stx - *stp);
+        if (*brackt) {
+            stpf = fabs(stpc - *stp) < fabs(stpq - *stp) ? stpc : stpq;
+            const double limit = *stp + 0.66 * (*sty - *stp);
+            stpf = *stp > *stx ? fmin(limit, stpf) : fmax(limit, stpf);
+        } else {
+            stpf = fabs(stpc - *stp) > fabs(stpq - *stp) ? stpc : stpq;
+            stpf = fmin(stpmax, fmax(stpmin, stpf));
+        }
+    } else {
+        /* Lower objective, same signs, the derivative not shrinking: the
+         * cubic step between stp and sty if bracketed, else a bound. */
+        if (*brackt) {
+            const double theta = 3.0 * (fp - *fy) / (*sty - *stp) + *dy + dp;
+            const double s = fmax(fabs(theta), fmax(fabs(*dy), fabs(dp)));
+            double gamma = s * sqrt((theta / s) * (theta / s) - (*dy / s) * (dp / s));
+            if (*stp > *sty)
+                gamma = -gamma;
+            const double p = (gamma - dp) + theta;
+            const double q = ((gamma - dp) + gamma) + *dy;
+            stpf = *stp + (p / q) * (*sty - *stp);
+        } else {
+            stpf = *stp > *stx ? stpmax : stpmin;
+        }
+    }
+    if (fp > *fx) {
+        *sty = *stp;
+        *fy = fp;
+        *dy = dp;
+    } else {
+        if (sgnd < 0.0) {
+            *sty = *stx;
+            *fy = *fx;
+            *dy = *dx;
+        }
+        *stx = *stp;
+        *fx = fp;
+        *dx = dp;
+    }
+    *stp = stpf;
+}
+
+enum { LS_EVALUATE, LS_CONVERGED, LS_WARNING };
+
+/* Start a search along a direction with derivative g0 < 0 at step 0. */
+static void ls_start(csae_lbfgs *s, double f0, double g0)
+{
+    s->ls_brackt = 0;
+    s->ls_stage = 1;
+    s->ls_finit = f0;
+    s->ls_ginit = g0;
+    s->ls_gtest = LS_FTOL * g0;
+    s->ls_width = LS_STPMAX;
+    s->ls_width1 = LS_STPMAX / 0.5;
+    s->ls_stx = 0.0;
+    s->ls_fx = f0;
+    s->ls_gx = g0;
+    s->ls_sty = 0.0;
+    s->ls_fy = f0;
+    s->ls_gy = g0;
+    s->ls_stmin = 0.0;
+    s->ls_stmax = s->step + 4.0 * s->step;
+    s->ls_bad = HUGE_VAL;
+}
+
+/* The objective f and derivative g at s->step: converged, a warning (no
+ * further progress possible), or a new s->step to evaluate.  dcsrch. */
+static int ls_next(csae_lbfgs *s, double f, double g)
+{
+    double stp = s->step;
+    const double ftest = s->ls_finit + stp * s->ls_gtest;
+    if (s->ls_stage == 1 && f <= ftest && g >= 0.0)
+        s->ls_stage = 2;
+    int warn = 0;
+    if (s->ls_brackt && (stp <= s->ls_stmin || stp >= s->ls_stmax))
+        warn = 1; /* rounding errors prevent progress */
+    if (s->ls_brackt && s->ls_stmax - s->ls_stmin <= LS_XTOL * s->ls_stmax)
+        warn = 1; /* the bracket is narrow enough */
+    if (stp == LS_STPMAX && f <= ftest && g <= s->ls_gtest)
+        warn = 1;
+    if (stp == 0.0 && (f > ftest || g >= s->ls_gtest))
+        warn = 1;
+    if (f <= ftest && fabs(g) <= LS_GTOL * -s->ls_ginit)
+        return LS_CONVERGED;
+    if (warn)
+        return LS_WARNING;
+
+    if (s->ls_stage == 1 && f <= s->ls_fx && f > ftest) {
+        /* Lower objective but not yet a sufficient decrease: step on the
+         * modified function psi(a) = f(a) - f(0) - ftol a f'(0). */
+        double fm = f - stp * s->ls_gtest, gm = g - s->ls_gtest;
+        double fxm = s->ls_fx - s->ls_stx * s->ls_gtest, gxm = s->ls_gx - s->ls_gtest;
+        double fym = s->ls_fy - s->ls_sty * s->ls_gtest, gym = s->ls_gy - s->ls_gtest;
+        ls_step(&s->ls_stx, &fxm, &gxm, &s->ls_sty, &fym, &gym, &stp, fm, gm, &s->ls_brackt,
+                s->ls_stmin, s->ls_stmax);
+        s->ls_fx = fxm + s->ls_stx * s->ls_gtest;
+        s->ls_fy = fym + s->ls_sty * s->ls_gtest;
+        s->ls_gx = gxm + s->ls_gtest;
+        s->ls_gy = gym + s->ls_gtest;
+    } else {
+        ls_step(&s->ls_stx, &s->ls_fx, &s->ls_gx, &s->ls_sty, &s->ls_fy, &s->ls_gy, &stp, f, g,
+                &s->ls_brackt, s->ls_stmin, s->ls_stmax);
+    }
+    if (s->ls_brackt) {
+        /* Bisect when the interval has not shrunk enough in two steps. */
+        if (fabs(s->ls_sty - s->ls_stx) >= 0.66 * s->ls_width1)
+            stp = s->ls_stx + 0.5 * (s->ls_sty - s->ls_stx);
+        s->ls_width1 = s->ls_width;
+        s->ls_width = fabs(s->ls_sty - s->ls_stx);
+        s->ls_stmin = fmin(s->ls_stx, s->ls_sty);
+        s->ls_stmax = fmax(s->ls_stx, s->ls_sty);
+    } else {
+        s->ls_stmin = stp + 1.1 * (stp - s->ls_stx);
+        s->ls_stmax = stp + 4.0 * (stp - s->ls_stx);
+    }
+    stp = fmin(LS_STPMAX, fmax(0.0, stp));
+    if ((s->ls_brackt && (stp <= s->ls_stmin || stp >= s->ls_stmax))
+        || (s->ls_brackt && s->ls_stmax - s->ls_stmin <= LS_XTOL * s->ls_stmax))
+        stp = s->ls_stx; /* no further progress: the best step so far */
+    s->step = stp;
+    return LS_EVALUATE;
+}
+
+/* ---- The L-BFGS iteration ---------------------------------------------- */
+
+size_t csae_lbfgs_workspace_size(size_t n, size_t history)
+{
+    /* S and Y (history x n each), then d, x0, g0 (n each), then rho and
+     * alpha (history each); 0 on overflow. */
+    const size_t most = SIZE_MAX / sizeof(double);
+    if (n == 0 || history == 0 || history > (most - 3) / 4 || n > (most - 2 * history) / (2 * history + 3))
+        return 0;
+    return (2 * history + 3) * n + 2 * history;
+}
+
+csae_lbfgs_options csae_lbfgs_default_options(void)
+{
+    const csae_lbfgs_options o = {10, 15000, 15000, 1e7 * EPSMCH, 0.0};
+    return o;
+}
+
+csae_status csae_lbfgs_init(csae_lbfgs *s, size_t n, const csae_lbfgs_options *options,
+                            double *work, size_t work_len)
+{
+    if (!s || !options || !work || n == 0 || options->history == 0 || options->max_iter == 0
+        || options->max_eval == 0 || !(options->ftol >= 0.0) || !(options->gtol >= 0.0))
+        return CSAE_ERR_ARGUMENT;
+    const size_t need = csae_lbfgs_workspace_size(n, options->history);
+    if (need == 0)
+        return CSAE_ERR_ARGUMENT;
+    if (work_len < need)
+        return CSAE_ERR_WORKSPACE;
+    memset(s, 0, sizeof *s);
+    s->n = n;
+    s->options = *options;
+    s->S = work;
+    s->Y = work + options->history * n;
+    s->d = work + 2 * options->history * n;
+    s->x0 = s->d + n;
+    s->g0 = s->x0 + n;
+    s->rho = s->g0 + n;
+    s->alpha = s->rho + options->history;
+    s->stage = STAGE_START;
+    s->result = CSAE_LBFGS_EVALUATE;
+    return CSAE_OK;
+}
+
+/* d = -H g by the two-loop recursion over the stored pairs. */
+static void direction(csae_lbfgs *s, const double *g)
+{
+    const size_t n = s->n, m = s->options.history;
+    double *d = s->d;
+    for (size_t i = 0; i < n; i++)
+        d[i] = -g[i];
+    for (size_t k = 0; k < s->pairs; k++) { /* newest first */
+        const size_t j = (s->newest + m - k) % m;
+        const double a = s->rho[j] * dot(s->S + j * n, d, n);
+        s->alpha[j] = a;
+        axpy(-a, s->Y + j * n, d, n);
+    }
+    if (s->pairs > 0)
+        for (size_t i = 0; i < n; i++)
+            d[i] *= s->gamma;
+    for (size_t k = s->pairs; k-- > 0;) { /* oldest first */
+        const size_t j = (s->newest + m - k) % m;
+        const double b = s->rho[j] * dot(s->Y + j * n, d, n);
+        axpy(s->alpha[j] - b, s->S + j * n, d, n);
+    }
+}
+
+/* x = x0 + step d */
+static void place(const csae_lbfgs *s, double *x)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        const double p = s->step * s->d[i];
+        x[i] = s->x0[i] + p;
+    }
+}
+
+static csae_lbfgs_task finish(csae_lbfgs *s, csae_lbfgs_task result)
+{
+    s->stage = STAGE_DONE;
+    s->result = result;
+    return result;
+}
+
+/* Begin a line search from the iterate (x, f, g): the direction, then the
+ * first trial point into x.  Restarts from steepest descent once if the
+ * direction is not downhill. */
+static csae_lbfgs_task begin_search(csae_lbfgs *s, double *x, double f, const double *g)
+{
+    const size_t n = s->n;
+    direction(s, g);
+    double gd = dot(g, s->d, n);
+    if (!(gd < 0.0) && s->pairs > 0) {
+        s->pairs = 0;
+        s->restarts++;
+        direction(s, g);
+        gd = dot(g, s->d, n);
+    }
+    if (!(gd < 0.0))
+        return finish(s, CSAE_LBFGS_LINE_SEARCH_FAILED);
+    memcpy(s->x0, x, n * sizeof(double));
+    memcpy(s->g0, g, n * sizeof(double));
+    s->f0 = f;
+    s->gd0 = gd;
+    /* The first step of a run (or after a restart) is 1/||d||, as far as the
+     * steepest-descent direction's length says nothing of the scale. */
+    if (s->pairs == 0) {
+        const double norm = sqrt(dot(s->d, s->d, n));
+        s->step = fmin(1.0 / norm, LS_STPMAX);
+    } else {
+        s->step = 1.0;
+    }
+    s->ls_evals = 0;
+    ls_start(s, f, gd);
+    place(s, x);
+    s->stage = STAGE_SEARCH;
+    return CSAE_LBFGS_EVALUATE;
+}
+
+/* The search failed: back to the iterate it started from; restart from
+ * steepest descent, or end if the memory is already empty. */
+static csae_lbfgs_task search_failed(csae_lbfgs *s, double *x, double *f, double *g)
+{
+    const size_t n = s->n;
+    memcpy(x, s->x0, n * sizeof(double));
+    memcpy(g, s->g0, n * sizeof(double));
+    *f = s->f0;
+    if (s->pairs == 0)
+        return finish(s, CSAE_LBFGS_LINE_SEARCH_FAILED);
+    s->pairs = 0;
+    s->restarts++;
+    return begin_search(s, x, *f, g);
+}
+
+/* The search accepted x: store the pair (s, y) and report the iterate. */
+static csae_lbfgs_task accept(csae_lbfgs *s, double f, const double *g, double gd)
+{
+    const size_t n = s->n, m = s->options.history;
+    s->iterations++;
+    s->f_previous = s->f0;
+    /* s = step d (x - x0 exactly as the optimizer moved), y = g - g0;
+     * s'y from the directional derivatives, as L-BFGS-B computes it. */
+    const double sy = (gd - s->gd0) * s->step;
+    double *y = s->g0; /* g0 is free until the next search: y goes there */
+    for (size_t i = 0; i < n; i++)
+        y[i] = g[i] - y[i];
+    const double yy = dot(y, y, n);
+    if (sy > EPSMCH * (-s->gd0 * s->step) && yy > 0.0) {
+        const size_t j = s->pairs == 0 ? 0 : (s->newest + 1) % m;
+        double *sj = s->S + j * n;
+        for (size_t i = 0; i < n; i++)
+            sj[i] = s->step * s->d[i];
+        memcpy(s->Y + j * n, y, n * sizeof(double));
+        s->rho[j] = 1.0 / sy;
+        s->gamma = sy / yy;
+        s->newest = j;
+        if (s->pairs < m)
+            s->pairs++;
+    } else {
+        s->skipped++;
+    }
+    s->f = f;
+    s->stage = STAGE_ITERATE;
+    return CSAE_LBFGS_ITERATE;
+}
+
+csae_lbfgs_task csae_lbfgs_step(csae_lbfgs *s, double *x, double *f, double *g)
+{
+    if (!s || !x || !f || !g)
+        return CSAE_LBFGS_ERROR;
+    const size_t n = s->n;
+    switch (s->stage) {
+    case STAGE_START:
+        s->stage = STAGE_FIRST_EVAL;
+        return CSAE_LBFGS_EVALUATE;
+
+    case STAGE_FIRST_EVAL:
+        s->evaluations++;
+        if (!isfinite(*f) || !all_finite(g, n))
+            return finish(s, CSAE_LBFGS_NONFINITE);
+        s->f = *f;
+        if (max_abs(g, n) <= s->options.gtol)
+            return finish(s, CSAE_LBFGS_CONVERGED);
+        return begin_search(s, x, *f, g);
+
+    case STAGE_SEARCH: {
+        s->evaluations++;
+        s->ls_evals++;
+        if (!isfinite(*f) || !all_finite(g, n)) {
+            /* dcstep cannot interpolate through infinity: halve the step
+             * towards the best one and never try beyond this one again. */
+            s->ls_bad = fmin(s->ls_bad, s->step);
+            if (s->ls_evals >= LS_MAX_EVAL)
+                return search_failed(s, x, f, g);
+            s->step = s->ls_stx + 0.5 * (s->step - s->ls_stx);
+            place(s, x);
+            return CSAE_LBFGS_EVALUATE;
+        }
+        const double gd = dot(g, s->d, n);
+        const int ls = ls_next(s, *f, gd);
+        if (ls == LS_CONVERGED || (ls == LS_WARNING && *f <= s->f0))
+            return accept(s, *f, g, gd);
+        if (ls == LS_WARNING || s->ls_evals >= LS_MAX_EVAL)
+            return search_failed(s, x, f, g);
+        if (s->step >= s->ls_bad) /* stay below a step known to overflow */
+            s->step = s->ls_stx + 0.5 * (s->ls_bad - s->ls_stx);
+        place(s, x);
+        return CSAE_LBFGS_EVALUATE;
+    }
+
+    case STAGE_ITERATE: {
+        /* The caller has seen the iterate (x, f, g); the tests of
+         * L-BFGS-B, in its order, then the next search. */
+        if (s->iterations >= s->options.max_iter)
+            return finish(s, CSAE_LBFGS_MAX_ITER);
+        if (s->evaluations >= s->options.max_eval)
+            return finish(s, CSAE_LBFGS_MAX_EVAL);
+        if (max_abs(g, n) <= s->options.gtol)
+            return finish(s, CSAE_LBFGS_CONVERGED);
+        const double scale = fmax(fmax(fabs(s->f_previous), fabs(*f)), 1.0);
+        if (s->f_previous - *f <= s->options.ftol * scale)
+            return finish(s, CSAE_LBFGS_CONVERGED);
+        return begin_search(s, x, *f, g);
+    }
+
+    default:
+        return s->result;
+    }
+}
