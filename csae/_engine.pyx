@@ -865,12 +865,13 @@ cdef class Lbfgs:
     f, g`` (LBFGS_ITERATE) or ending with one of the final tasks.  ``x`` and
     ``g`` are float64 vectors of length n, the same two arrays on every call
     of a run; the optimizer keeps its history in a workspace of about
-    ``2 * history * n`` doubles, allocated once here."""
+    ``(2 * history + 3) * n`` doubles, allocated once here.  ``n_threads``
+    share its vector work; the results do not depend on it."""
     cdef csae_lbfgs state
     cdef object work
     cdef readonly size_t n
 
-    def __init__(self, n, *, max_iter, max_eval, ftol, gtol=0.0, history=10):
+    def __init__(self, n, *, max_iter, max_eval, ftol, gtol=0.0, history=10, n_threads=1):
         cdef csae_lbfgs_options options = csae_lbfgs_default_options()
         counts = {"n": n, "history": history, "max_iter": max_iter, "max_eval": max_eval}
         for name, value in counts.items():
@@ -881,6 +882,7 @@ cdef class Lbfgs:
                 raise ValueError(f"{name} must be >= 0, got {value!r}")
         options.history, options.max_iter, options.max_eval = history, max_iter, max_eval
         options.ftol, options.gtol = ftol, gtol
+        options.n_threads = _threads(n_threads)
         self.n = n
         cdef size_t size = csae_lbfgs_workspace_size(self.n, options.history)
         if size == 0:

@@ -73,7 +73,7 @@ class _Packing:
 
 
 def lbfgs(objective_and_gradients, params, *, max_iter, max_fun, tol, on_iteration=None,
-          ftol=FTOL):
+          ftol=FTOL, n_threads=1):
     """Minimise ``objective_and_gradients(params) -> (L, grads)`` from
     ``params`` with L-BFGS.  If it has a method ``evaluate_flat(theta,
     grad) -> L`` (``Backend.objective_evaluator``), that is called instead,
@@ -92,6 +92,8 @@ def lbfgs(objective_and_gradients, params, *, max_iter, max_fun, tol, on_iterati
     ``on_iteration(k, loss, params)``, if given, is called after iteration
     ``k`` (1-based) with the point it reached (arrays valid during the call
     only); returning True ends the search there (``stopped=True``).
+    ``n_threads`` share the optimizer's own vector work (the results do not
+    depend on it).
     """
     packing = _Packing(params)
     x = packing.pack(params)
@@ -111,7 +113,7 @@ def lbfgs(objective_and_gradients, params, *, max_iter, max_fun, tol, on_iterati
         return loss
 
     optimizer = _engine.Lbfgs(packing.size, max_iter=max_iter, max_eval=max_fun, ftol=ftol,
-                              gtol=tol)
+                              gtol=tol, n_threads=n_threads)
     f, task = 0.0, _engine.LBFGS_EVALUATE
     stopped = interrupted = False
     try:

@@ -518,7 +518,7 @@ def run_lbfgs(backend, X, hp, start, *, stacklevel, X_val=None, hook=None):
         # The engine's evaluator keeps one workspace for the whole fit.
         evaluator = backend.objective_evaluator(X, hp.n_hidden, **settings)
         result = lbfgs(evaluator, start.params, max_iter=hp.max_epochs, max_fun=hp.max_fun,
-                       tol=0.0, on_iteration=on_iteration)
+                       tol=0.0, on_iteration=on_iteration, n_threads=backend.n_threads)
     finally:
         # The summary line below reports the end; the arrays of the last
         # iteration are SciPy's and may have moved on.

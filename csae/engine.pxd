@@ -214,6 +214,7 @@ cdef extern from "csae.h" nogil:
         size_t max_eval
         double ftol
         double gtol
+        size_t n_threads
 
     ctypedef struct csae_lbfgs:
         size_t iterations

@@ -424,6 +424,8 @@ typedef struct {
     double ftol;       /* >= 0: relative-reduction test (default 1e7 * DBL_EPSILON,
                           SciPy's factr 1e7); 0 turns it off */
     double gtol;       /* >= 0: largest gradient component (default 0: off) */
+    size_t n_threads;  /* >= 1: threads for the optimizer's vector work (default 1);
+                          the results do not depend on it */
 } csae_lbfgs_options;
 
 csae_lbfgs_options csae_lbfgs_default_options(void);
@@ -438,7 +440,7 @@ typedef struct {
     /* private */
     size_t n, pairs, newest, ls_evals;
     csae_lbfgs_options options;
-    double *S, *Y, *d, *x0, *g0, *rho, *alpha;
+    double *S, *Y, *d, *x0, *g0, *rho, *alpha, *part;
     double f, f0, gd0, f_previous, gamma, step;
     int stage, ls_brackt, ls_stage;
     csae_lbfgs_task result;
@@ -446,8 +448,8 @@ typedef struct {
         ls_fy, ls_gy, ls_stmin, ls_stmax, ls_bad;
 } csae_lbfgs;
 
-/* Doubles of workspace for n parameters and `history` pairs (about
- * 2 * history * n); 0 if n or history is 0 or the size overflows. */
+/* Doubles of workspace for n parameters and `history` pairs (a little over
+ * (2 * history + 3) * n); 0 if n or history is 0 or the size overflows. */
 size_t csae_lbfgs_workspace_size(size_t n, size_t history);
 
 /* Start a run over n parameters.  CSAE_ERR_ARGUMENT for a NULL pointer,

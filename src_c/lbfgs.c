@@ -29,17 +29,24 @@
  * search that ends on a warning at a point above its start is a failed
  * search (the iterate never gets worse).
  *
- * The same bits everywhere: every reduction (dot products, norms) runs in
- * one fixed order, in plain C with each product and sum a separate
- * statement (so no compiler may fuse them into FMAs), on one thread.  The
- * optimizer's arithmetic therefore does not depend on the CPU, the kernel
- * path or the thread count; with an objective that does not either (the
- * engine's), neither does the whole run.
+ * The same bits everywhere: every dot product is a sum of partial sums
+ * over fixed blocks of BLOCK elements, each block summed in one fixed order
+ * and the blocks added in index order, in plain C with each product and sum
+ * a separate statement (so no compiler may fuse them into FMAs).  Threads
+ * (options.n_threads) take whole blocks, so the result does not depend on
+ * how many there are; nor on the CPU or the kernel path.  With an objective
+ * that does not either (the engine's), neither does the whole run.
+ *
+ * Speed: the optimizer streams its history (2 x history vectors of n) once
+ * per iteration, so each pass fuses an update with the dot product the next
+ * step needs (d += a u, then v'd, block by block while the block is in
+ * cache): the direction costs 2 x history + 1 passes over memory.
  */
 #include <math.h>
 #include <string.h>
 
 #include "csae.h"
+#include "kernels.h"
 
 /* Line-search constants (L-BFGS-B's lnsrlb). */
 #define LS_FTOL 1e-3       /* sufficient decrease */
@@ -48,13 +55,17 @@
 #define LS_STPMAX 1e10     /* largest step */
 #define LS_MAX_EVAL 20     /* evaluations before a search restarts */
 #define EPSMCH 2.220446049250313e-16
+/* Elements per partial sum (the reduction order), and the least work in
+ * elements worth waking a thread for. */
+#define BLOCK 4096
+#define PARALLEL_MIN 65536
 
 enum { STAGE_START, STAGE_FIRST_EVAL, STAGE_SEARCH, STAGE_ITERATE, STAGE_DONE };
 
 /* ---- Vectors, in a fixed order ----------------------------------------- */
 
 /* Four interleaved partial sums, combined as (0 + 1) + (2 + 3), then the
- * remainder in order. */
+ * remainder in order: the sum over one block. */
 static double dot(const double *a, const double *b, size_t n)
 {
     double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
@@ -77,13 +88,95 @@ static double dot(const double *a, const double *b, size_t n)
     return s;
 }
 
-/* y += a x */
-static void axpy(double a, const double *x, double *y, size_t n)
+/* One fused pass over blocks: first an update of out, then (if v) the dot
+ * product v'out of the updated values (or u'w for PASS_DOT):
+ *   PASS_NEGATE  out = -u
+ *   PASS_AXPY    out = (out + a u) * b     (b = 1 multiplies exactly)
+ *   PASS_PLACE   out = w + a u, or a u without w (x = x0 + step d)
+ *   PASS_DIFF    out = u - out             (y = g - g0), then out'out
+ *   PASS_DOT     nothing written; u'w */
+enum { PASS_NEGATE, PASS_AXPY, PASS_PLACE, PASS_DIFF, PASS_DOT };
+
+typedef struct {
+    int op;
+    size_t n, blocks, tasks;
+    double a, b;
+    double *out;
+    const double *u, *v, *w;
+    double *part; /* one partial sum per block */
+} pass;
+
+static void pass_block(const pass *p, size_t k)
 {
-    for (size_t i = 0; i < n; i++) {
-        const double p = a * x[i];
-        y[i] += p;
+    const size_t lo = k * BLOCK, len = p->n - lo < BLOCK ? p->n - lo : BLOCK;
+    double *out = p->out ? p->out + lo : NULL;
+    const double *u = p->u ? p->u + lo : NULL, *w = p->w ? p->w + lo : NULL;
+    switch (p->op) {
+    case PASS_NEGATE:
+        for (size_t i = 0; i < len; i++)
+            out[i] = -u[i];
+        break;
+    case PASS_AXPY:
+        for (size_t i = 0; i < len; i++) {
+            const double t = p->a * u[i];
+            const double sum = out[i] + t;
+            out[i] = sum * p->b;
+        }
+        break;
+    case PASS_PLACE:
+        if (!w) {
+            for (size_t i = 0; i < len; i++)
+                out[i] = p->a * u[i];
+            break;
+        }
+        for (size_t i = 0; i < len; i++) {
+            const double t = p->a * u[i];
+            out[i] = w[i] + t;
+        }
+        break;
+    case PASS_DIFF:
+        for (size_t i = 0; i < len; i++)
+            out[i] = u[i] - out[i];
+        break;
+    default:
+        break;
     }
+    if (p->op == PASS_DOT)
+        p->part[k] = dot(u, w, len);
+    else if (p->op == PASS_DIFF)
+        p->part[k] = dot(out, out, len);
+    else if (p->v)
+        p->part[k] = dot(p->v + lo, out, len);
+}
+
+static void pass_task(void *context, size_t t)
+{
+    const pass *p = context;
+    const size_t first = t * p->blocks / p->tasks, last = (t + 1) * p->blocks / p->tasks;
+    for (size_t k = first; k < last; k++)
+        pass_block(p, k);
+}
+
+/* Run the pass on up to n_threads threads; the dot product it computes
+ * (blocks added in order), or 0 if it computes none. */
+static double run_pass(const csae_lbfgs *s, int op, double a, double b, double *out,
+                       const double *u, const double *v, const double *w)
+{
+    pass p = {op, s->n, (s->n + BLOCK - 1) / BLOCK, 1, a, b, out, u, v, w, s->part};
+    if (s->options.n_threads > 1 && s->n >= PARALLEL_MIN)
+        p.tasks = s->options.n_threads < p.blocks ? s->options.n_threads : p.blocks;
+    csae_parallel_run(p.tasks, pass_task, &p);
+    if (op != PASS_DOT && op != PASS_DIFF && !v)
+        return 0.0;
+    double sum = 0.0;
+    for (size_t k = 0; k < p.blocks; k++)
+        sum += s->part[k];
+    return sum;
+}
+
+static double vdot(const csae_lbfgs *s, const double *a, const double *b)
+{
+    return run_pass(s, PASS_DOT, 0.0, 0.0, NULL, a, NULL, b);
 }
 
 static int all_finite(const double *x, size_t n)
@@ -291,16 +384,17 @@ static int ls_next(csae_lbfgs *s, double f, double g)
 size_t csae_lbfgs_workspace_size(size_t n, size_t history)
 {
     /* S and Y (history x n each), then d, x0, g0 (n each), then rho and
-     * alpha (history each); 0 on overflow. */
+     * alpha (history each) and one partial sum per block; 0 on overflow. */
     const size_t most = SIZE_MAX / sizeof(double);
-    if (n == 0 || history == 0 || history > (most - 3) / 4 || n > (most - 2 * history) / (2 * history + 3))
+    if (n == 0 || history == 0 || history > (most - 3) / 4
+        || n > (most - 2 * history) / (2 * history + 4))
         return 0;
-    return (2 * history + 3) * n + 2 * history;
+    return (2 * history + 3) * n + 2 * history + (n + BLOCK - 1) / BLOCK;
 }
 
 csae_lbfgs_options csae_lbfgs_default_options(void)
 {
-    const csae_lbfgs_options o = {10, 15000, 15000, 1e7 * EPSMCH, 0.0};
+    const csae_lbfgs_options o = {10, 15000, 15000, 1e7 * EPSMCH, 0.0, 1};
     return o;
 }
 
@@ -308,7 +402,8 @@ csae_status csae_lbfgs_init(csae_lbfgs *s, size_t n, const csae_lbfgs_options *o
                             double *work, size_t work_len)
 {
     if (!s || !options || !work || n == 0 || options->history == 0 || options->max_iter == 0
-        || options->max_eval == 0 || !(options->ftol >= 0.0) || !(options->gtol >= 0.0))
+        || options->max_eval == 0 || !(options->ftol >= 0.0) || !(options->gtol >= 0.0)
+        || options->n_threads == 0)
         return CSAE_ERR_ARGUMENT;
     const size_t need = csae_lbfgs_workspace_size(n, options->history);
     if (need == 0)
@@ -325,41 +420,49 @@ csae_status csae_lbfgs_init(csae_lbfgs *s, size_t n, const csae_lbfgs_options *o
     s->g0 = s->x0 + n;
     s->rho = s->g0 + n;
     s->alpha = s->rho + options->history;
+    s->part = s->alpha + options->history;
     s->stage = STAGE_START;
     s->result = CSAE_LBFGS_EVALUATE;
     return CSAE_OK;
 }
 
-/* d = -H g by the two-loop recursion over the stored pairs. */
-static void direction(csae_lbfgs *s, const double *g)
+/* d = -H g by the two-loop recursion over the stored pairs; returns g'd.
+ * Each pass updates d and computes the dot product the next step needs. */
+static double direction(csae_lbfgs *s, const double *g)
 {
-    const size_t n = s->n, m = s->options.history;
+    const size_t n = s->n, m = s->options.history, pairs = s->pairs;
     double *d = s->d;
-    for (size_t i = 0; i < n; i++)
-        d[i] = -g[i];
-    for (size_t k = 0; k < s->pairs; k++) { /* newest first */
-        const size_t j = (s->newest + m - k) % m;
-        const double a = s->rho[j] * dot(s->S + j * n, d, n);
+#define PAIR(k) ((s->newest + m - (k)) % m) /* k = 0: newest */
+    if (pairs == 0)
+        return run_pass(s, PASS_NEGATE, 0.0, 0.0, d, g, g, NULL);
+    /* Newest first: alpha_j = rho_j s_j'd, d -= alpha_j y_j; the last
+     * update also scales d by gamma (H0 = gamma I). */
+    double sd = run_pass(s, PASS_NEGATE, 0.0, 0.0, d, g, s->S + PAIR(0) * n, NULL);
+    for (size_t k = 0; k < pairs; k++) {
+        const size_t j = PAIR(k);
+        const double a = s->rho[j] * sd;
         s->alpha[j] = a;
-        axpy(-a, s->Y + j * n, d, n);
+        if (k + 1 < pairs)
+            sd = run_pass(s, PASS_AXPY, -a, 1.0, d, s->Y + j * n, s->S + PAIR(k + 1) * n, NULL);
+        else
+            sd = run_pass(s, PASS_AXPY, -a, s->gamma, d, s->Y + j * n, s->Y + j * n, NULL);
     }
-    if (s->pairs > 0)
-        for (size_t i = 0; i < n; i++)
-            d[i] *= s->gamma;
-    for (size_t k = s->pairs; k-- > 0;) { /* oldest first */
-        const size_t j = (s->newest + m - k) % m;
-        const double b = s->rho[j] * dot(s->Y + j * n, d, n);
-        axpy(s->alpha[j] - b, s->S + j * n, d, n);
+    /* Oldest first: b_j = rho_j y_j'd, d += (alpha_j - b_j) s_j; the last
+     * pass computes g'd for the line search. */
+    for (size_t k = pairs; k-- > 0;) {
+        const size_t j = PAIR(k);
+        const double c = s->alpha[j] - s->rho[j] * sd;
+        const double *next = k > 0 ? s->Y + PAIR(k - 1) * n : g;
+        sd = run_pass(s, PASS_AXPY, c, 1.0, d, s->S + j * n, next, NULL);
     }
+#undef PAIR
+    return sd;
 }
 
 /* x = x0 + step d */
 static void place(const csae_lbfgs *s, double *x)
 {
-    for (size_t i = 0; i < s->n; i++) {
-        const double p = s->step * s->d[i];
-        x[i] = s->x0[i] + p;
-    }
+    run_pass(s, PASS_PLACE, s->step, 0.0, x, s->d, NULL, s->x0);
 }
 
 static csae_lbfgs_task finish(csae_lbfgs *s, csae_lbfgs_task result)
@@ -375,13 +478,11 @@ static csae_lbfgs_task finish(csae_lbfgs *s, csae_lbfgs_task result)
 static csae_lbfgs_task begin_search(csae_lbfgs *s, double *x, double f, const double *g)
 {
     const size_t n = s->n;
-    direction(s, g);
-    double gd = dot(g, s->d, n);
+    double gd = direction(s, g);
     if (!(gd < 0.0) && s->pairs > 0) {
         s->pairs = 0;
         s->restarts++;
-        direction(s, g);
-        gd = dot(g, s->d, n);
+        gd = direction(s, g);
     }
     if (!(gd < 0.0))
         return finish(s, CSAE_LBFGS_LINE_SEARCH_FAILED);
@@ -392,7 +493,7 @@ static csae_lbfgs_task begin_search(csae_lbfgs *s, double *x, double f, const do
     /* The first step of a run (or after a restart) is 1/||d||, as far as the
      * steepest-descent direction's length says nothing of the scale. */
     if (s->pairs == 0) {
-        const double norm = sqrt(dot(s->d, s->d, n));
+        const double norm = sqrt(vdot(s, s->d, s->d));
         s->step = fmin(1.0 / norm, LS_STPMAX);
     } else {
         s->step = 1.0;
@@ -429,14 +530,10 @@ static csae_lbfgs_task accept(csae_lbfgs *s, double f, const double *g, double g
      * s'y from the directional derivatives, as L-BFGS-B computes it. */
     const double sy = (gd - s->gd0) * s->step;
     double *y = s->g0; /* g0 is free until the next search: y goes there */
-    for (size_t i = 0; i < n; i++)
-        y[i] = g[i] - y[i];
-    const double yy = dot(y, y, n);
+    const double yy = run_pass(s, PASS_DIFF, 0.0, 0.0, y, g, NULL, NULL);
     if (sy > EPSMCH * (-s->gd0 * s->step) && yy > 0.0) {
         const size_t j = s->pairs == 0 ? 0 : (s->newest + 1) % m;
-        double *sj = s->S + j * n;
-        for (size_t i = 0; i < n; i++)
-            sj[i] = s->step * s->d[i];
+        run_pass(s, PASS_PLACE, s->step, 0.0, s->S + j * n, s->d, NULL, NULL);
         memcpy(s->Y + j * n, y, n * sizeof(double));
         s->rho[j] = 1.0 / sy;
         s->gamma = sy / yy;
@@ -483,7 +580,7 @@ csae_lbfgs_task csae_lbfgs_step(csae_lbfgs *s, double *x, double *f, double *g)
             place(s, x);
             return CSAE_LBFGS_EVALUATE;
         }
-        const double gd = dot(g, s->d, n);
+        const double gd = vdot(s, g, s->d);
         const int ls = ls_next(s, *f, gd);
         if (ls == LS_CONVERGED || (ls == LS_WARNING && *f <= s->f0))
             return accept(s, *f, g, gd);

@@ -257,3 +257,24 @@ def test_as_good_as_scipy_on_autoencoders():
 
 def objective_of_settings(module, X, hyper):
     return lambda p: module.objective_and_gradients(p, X, **hyper)
+
+
+def test_engine_optimizer_same_bits_for_any_thread_count():
+    """Large enough (several blocks, above the threading threshold) for the
+    vector work to be shared: every thread count gives the same iterates."""
+    n = 300_001
+    scale = 1.0 + np.arange(n) % 7
+
+    def quartic(x, g):
+        e = x - 1.0
+        g[:] = scale * e * (1.0 + e * e)
+        return float(np.sum(scale * e * e * (0.5 + 0.25 * e * e)))
+
+    runs = []
+    for n_threads in (1, 2, 3):
+        x = np.sin(np.arange(n) * 0.1)
+        opt = eng.Lbfgs(n, max_iter=15, max_eval=100, ftol=0.0, n_threads=n_threads)
+        task, f, iterates = drive(opt, x, quartic)
+        runs.append((task, iterates, x.tobytes()))
+    assert runs[0][0] == eng.LBFGS_MAX_ITER and len(runs[0][1]) == 15
+    assert runs[1] == runs[0] and runs[2] == runs[0]
