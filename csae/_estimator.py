@@ -233,9 +233,10 @@ class SparseAutoencoder:
         its moments ``m``, ``v`` and step count ``t`` are model state, kept
         by ``partial_fit``, ``warm_start``, pickling and ``save``.
         "lbfgs": full-batch L-BFGS on the whole objective, as the UFLDL
-        exercise (minFunc), mlpack and scikit-learn's MLP do it: SciPy's
-        L-BFGS-B (needs SciPy) drives one engine call per evaluation over
-        all the data; ``max_epochs`` then counts iterations.  The
+        exercise (minFunc), mlpack and scikit-learn's MLP do it: the
+        engine's L-BFGS (SciPy's L-BFGS-B algorithm, docs/training.md)
+        asks for one engine call per evaluation over all the data;
+        ``max_epochs`` then counts iterations.  The
         optimizer keeps its vectors in float64; a float32 model computes
         every objective and gradient in float32.  ``partial_fit`` needs
         "sgd" or "adam" (with "lbfgs" the model has no ``partial_fit``
@@ -251,11 +252,10 @@ class SparseAutoencoder:
         ``tol`` for ``n_iter_no_change`` epochs ("lbfgs": iterations) in a
         row; without early stopping ``tol=0`` switches this rule (and the
         ``ConvergenceWarning`` of a run that ends at ``max_epochs``) off.
-        "lbfgs" also ends when SciPy's L-BFGS-B finds no more progress
-        (its relative reduction test).  Unlike scikit-learn's MLP, "lbfgs"
-        does not compare gradient components with ``tol`` (SciPy's
-        ``gtol``): that test depends on the scale of the data, and on
-        whitened image patches ended training after 22 of 400 iterations.
+        "lbfgs" also ends when the optimizer finds no more progress (its
+        relative-reduction test, as SciPy's L-BFGS-B).  Unlike
+        scikit-learn's MLP, "lbfgs" does not compare gradient components
+        with ``tol``: that test depends on the scale of the data.
     beta_1 : float, default=0.9
         "adam": decay of the first-moment estimate, in [0, 1).
     beta_2 : float, default=0.999

@@ -487,7 +487,7 @@ def run_lbfgs(backend, X, hp, start, *, stacklevel, X_val=None, hook=None):
     unit = "iteration"
     # One stopping rule for every solver: the objective (the validation
     # objective with early stopping) stalls for n_iter_no_change
-    # iterations.  SciPy's gtol is not used: it compares raw gradient
+    # iterations.  A gradient tolerance is not used: it compares raw gradient
     # components with tol, which depends on the data's scale (on whitened
     # image patches gtol=1e-4 ended L-BFGS after 22 of 400 iterations).
     rule = StoppingRule(hp, X_val is not None)
@@ -521,7 +521,7 @@ def run_lbfgs(backend, X, hp, start, *, stacklevel, X_val=None, hook=None):
                        tol=0.0, on_iteration=on_iteration, n_threads=backend.n_threads)
     finally:
         # The summary line below reports the end; the arrays of the last
-        # iteration are SciPy's and may have moved on.
+        # iteration are the optimizer's and may have moved on.
         progress.close(completed=False)
     if result.interrupted:
         kept = (f"the model keeps the best point of the {result.n_iter} iterations "
