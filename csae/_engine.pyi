@@ -34,8 +34,11 @@ def set_kernel_path(name: Literal["portable", "avx2", "avx512", "auto"]) -> None
 def encode(W: _FloatArray, b: _FloatArray, X: _FloatArray, *, n_threads: int = 1) -> _FloatArray:
     """Hidden activations A = sigmoid(X W^T + b), shape (m, h)."""
 
-def encode_fast(W: object, b: object, X: object, n_threads: int | None = 1) -> _FloatArray | None:
-    """``encode`` for plain arrays of one dtype with finite X; None for anything else."""
+def encode_fast(
+    W: object, b: object, X: object, n_threads: int | None = 1, cast: bool = False
+) -> _FloatArray | None:
+    """``encode`` for plain arrays of one dtype (with cast, X of the other
+    float width too) with finite X; None for anything else."""
 
 def decode(
     Wd: _FloatArray, bd: _FloatArray, A: _FloatArray, decoder: _Decoder = "sigmoid", *, n_threads: int = 1

@@ -15,7 +15,8 @@ import threading
 import numpy as np
 
 cimport numpy as cnp
-from libc.math cimport isfinite
+from libc.math cimport fabs, isfinite
+from libc.float cimport FLT_MAX
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
@@ -289,7 +290,34 @@ cdef bint _all_finite_f32(const float *x, size_t count) noexcept nogil:
     return bad == 0
 
 
-def encode_fast(W, b, X, n_threads=1):
+cdef object _cast_finite(object X, int typenum):
+    """X (a plain matrix of the other float width) cast to typenum, or None
+    if a value is not finite or (float64 to float32) beyond float32's range:
+    the validating path then reports it."""
+    cdef cnp.ndarray src = <cnp.ndarray>X
+    cdef cnp.ndarray out = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(src), typenum, 0)
+    cdef size_t i, count = <size_t>cnp.PyArray_SIZE(src)
+    cdef const double *d64
+    cdef const float *d32
+    cdef bint ok = True
+    with nogil:
+        if typenum == cnp.NPY_FLOAT:
+            d64 = <const double *>cnp.PyArray_DATA(src)
+            for i in range(count):
+                if not fabs(d64[i]) <= FLT_MAX:
+                    ok = False
+                    break
+                (<float *>cnp.PyArray_DATA(out))[i] = <float>d64[i]
+        else:
+            d32 = <const float *>cnp.PyArray_DATA(src)
+            ok = _all_finite_f32(d32, count)
+            if ok:
+                for i in range(count):
+                    (<double *>cnp.PyArray_DATA(out))[i] = d32[i]
+    return out if ok else None
+
+
+def encode_fast(W, b, X, n_threads=1, cast=False):
     """``encode`` for the latency-bound case, or None.
 
     When W (h, n) and b (h,) are C-contiguous arrays of one float dtype and X
@@ -305,6 +333,10 @@ def encode_fast(W, b, X, n_threads=1):
     from ``OMP_NUM_THREADS``, the affinity and threadpoolctl's limit), and
     only when the call is big enough for the engine to split it; smaller
     calls run on one thread whatever it says, so they pay nothing for it.
+
+    ``cast=True`` also takes X of the other float width (float64 for a
+    float32 model, the usual case, or float32 for a float64 one), cast once
+    here as the validating path would cast it.
     """
     if type(W) is not cnp.ndarray or type(b) is not cnp.ndarray:
         return None
@@ -318,9 +350,15 @@ def encode_fast(W, b, X, n_threads=1):
     if (not _plain_matrix(W, typenum, n) or cnp.PyArray_TYPE(ba) != typenum
             or not cnp.PyArray_IS_C_CONTIGUOUS(ba) or not cnp.PyArray_ISALIGNED(ba)
             or not cnp.PyArray_ISNOTSWAPPED(ba)
-            or cnp.PyArray_DIMS(ba)[0] != h
-            or not _plain_matrix(X, typenum, n)):
+            or cnp.PyArray_DIMS(ba)[0] != h):
         return None
+    if not _plain_matrix(X, typenum, n):
+        other = cnp.NPY_FLOAT if typenum == cnp.NPY_DOUBLE else cnp.NPY_DOUBLE
+        if not (cast and _plain_matrix(X, other, n)):
+            return None
+        X = _cast_finite(X, typenum)
+        if X is None:
+            return None
     cdef cnp.ndarray Xa = <cnp.ndarray>X
     cdef size_t m = cnp.PyArray_DIMS(Xa)[0]
     cdef csae_model model = _forward_model(n, h)

@@ -1125,7 +1125,10 @@ class SparseAutoencoder:
             params = state.params
             if (params is not None and fast[0] is params[0].dtype.type
                     and state.feature_names is None):
-                H = _engine.encode_fast(params[0], params[1], X, fast[1])
+                # cast: float data of the other width (NumPy's float64 into
+                # a float32 model, the usual case) is cast once in C, as the
+                # validating path would cast it.
+                H = _engine.encode_fast(params[0], params[1], X, fast[1], True)
                 if H is not None:
                     if _SET_OUTPUT_MODULE in _MODULES:  # scikit-learn's global setting
                         return self._wrap_output(H, X, state)

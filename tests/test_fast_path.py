@@ -82,3 +82,48 @@ def test_transform_takes_the_fast_path_only_when_safe(monkeypatch):
     bad[0, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         model.transform(bad)
+
+
+@pytest.mark.parametrize("model_dtype, input_dtype", [("float32", np.float64),
+                                                      ("float64", np.float32)])
+def test_other_float_width_takes_the_fast_path_after_one_cast(monkeypatch, model_dtype,
+                                                              input_dtype):
+    """A float64 row into a float32 model (NumPy's default dtype: the usual
+    case) is cast once, as the validating path would, and encoded on the
+    fast path: the same bits as the validating path, without its cost."""
+    X = np.random.default_rng(2).random((40, 6))
+    model = SparseAutoencoder(solver="sgd", n_hidden=3, max_epochs=2, random_state=0,
+                              dtype=model_dtype).fit(X)
+    rows = X[:3].astype(input_dtype)
+    slow = model.transform(np.asfortranarray(rows.astype(model_dtype)).tolist())
+
+    def no_validation(*args, **kwargs):
+        raise AssertionError("the validating path ran")
+
+    monkeypatch.setattr(SparseAutoencoder, "_ready", no_validation)
+    fast = model.transform(rows)
+    assert fast.dtype == np.dtype(model_dtype)
+    np.testing.assert_array_equal(fast, slow)
+
+
+def test_cast_hands_back_what_the_cast_cannot_keep():
+    W, b, X = problem(np.float32)
+    assert eng.encode_fast(W, b, X.astype(np.float64), 1) is None     # cast not asked
+    np.testing.assert_array_equal(eng.encode_fast(W, b, X.astype(np.float64), 1, True),
+                                  eng.encode_fast(W, b, X, 1))
+    for bad in (np.inf, np.nan, 1e39):
+        Xb = X.astype(np.float64)
+        Xb[0, 1] = bad
+        assert eng.encode_fast(W, b, Xb, 1, True) is None
+    W64, b64, X64 = problem(np.float64)
+    Xb = X64.astype(np.float32)
+    Xb[-1, -1] = np.nan
+    assert eng.encode_fast(W64, b64, Xb, 1, True) is None
+
+
+def test_other_float_width_that_overflows_gets_the_validating_message():
+    X = np.random.default_rng(2).random((40, 6))
+    model = SparseAutoencoder(solver="sgd", n_hidden=3, max_epochs=2, random_state=0,
+                              dtype="float32").fit(X)
+    with pytest.raises(ValueError, match="overflow"):
+        model.transform(np.full((1, 6), 1e300))
