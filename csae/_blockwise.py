@@ -169,12 +169,32 @@ class ChunkedData:
         """``inner.<method>(*args, block)`` (or with the block second, for
         reconstruct) of every chunk, gathered into one (m, width) array."""
         out = np.empty((self.shape[0], width), dtype=dtype)
-        for start, stop, block in self.blocks():
+        for start, stop, block in self._checked_blocks():
             if method == "reconstruct":
                 out[start:stop] = inner.reconstruct(args[0], block, args[1])
             else:
                 out[start:stop] = getattr(inner, method)(*args, block)
         return out
+
+    def _checked_blocks(self):
+        """``blocks()`` for map_rows, each read into memory once and checked
+        finite there.  The validation pass read the file before; a file
+        changed since (NaN or inf written into the mapping) is refused, and
+        the engine computes on the checked copy, so no later change can slip
+        between the check and the encoding."""
+        step = chunk_rows(self.raw)
+        for start in range(0, self.shape[0], step):
+            stop = min(start + step, self.shape[0])
+            try:
+                rows = np.array(self.raw[start:stop], copy=True)
+            finally:
+                _release(self.raw)
+            if rows.dtype.kind == "f" and not np.isfinite(rows).all():
+                bad = start + int(np.argmax(~np.isfinite(rows).all(axis=1)))
+                raise ValueError(f"Input X contains NaN or inf (first in row {bad}) that "
+                                 "were not there when it was validated: the memory-mapped "
+                                 "file changed while csae read it")
+            yield start, stop, self._convert(rows)
 
     def evaluate(self, inner, params, *, rho, beta, lam, decoder="sigmoid",
                  need_gradients=True):
