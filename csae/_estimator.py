@@ -19,7 +19,13 @@ import numpy as np
 
 from csae import _blockwise, _dask
 from csae._backends import Backend
-from csae._training import objective_settings, run_epochs, run_lbfgs, validation_split
+from csae._training import (
+    Transaction,
+    objective_settings,
+    run_epochs,
+    run_lbfgs,
+    validation_split,
+)
 from csae._warnings import TrainingDivergedWarning, TrainingInterruptedWarning
 from csae._state import (
     EMPTY_STATE,
@@ -360,14 +366,20 @@ class SparseAutoencoder:
     one.  Any exception raised while training (``MemoryError``, a value the
     backend refuses) leaves the model bit-identical to what it was before
     the call.  If training diverges (a non-finite objective or gradient, or
-    an epoch objective grown to more than 1e4 times its value at the start
-    of training), training stops with a ``TrainingDivergedWarning`` naming
-    the epoch, and the model keeps the best finite weights: the whole state
-    after the completed epoch of this call with the lowest objective (the
-    lowest validation objective under early stopping), ``n_iter_`` and
-    ``loss_curve_`` ending at that epoch; if no epoch of the call completed
-    (always the case for ``partial_fit``, which runs one) it stays as it
-    was before the call.  Ctrl-C stops training with a
+    an epoch objective grown to more than 1e4 times the objective the call
+    started from, on its own data), training stops with a
+    ``TrainingDivergedWarning`` naming the epoch; a call whose starting
+    objective is not finite diverges before its first step.  The model then
+    stays bit-identical to what it was before the call (a fresh model stays
+    unfitted), unless the call completed an epoch whose state (the whole
+    state after the completed epoch of this call with the lowest objective,
+    the lowest validation objective under early stopping) has a lower
+    objective on the call's data than both the call's start and the model
+    before the call: then it keeps that state, ``n_iter_`` and
+    ``loss_curve_`` ending at that epoch.  This holds for every solver and
+    for ``partial_fit`` (which runs one epoch, so it never keeps one).  A
+    fitted model is always finite, so it saves to a file that loads.
+    Ctrl-C stops training with a
     ``TrainingInterruptedWarning``: the model keeps the state after the last
     epoch completed (interrupted epochs are not counted in ``n_iter_``), or,
     if no epoch of this call completed (always the case for
@@ -970,12 +982,17 @@ class SparseAutoencoder:
                                    data_min=None if data_min is None else frozen(data_min),
                                    data_scale=None if scale is None else frozen(scale),
                                    origin=ORIGIN_TRAINED, feature_names=feature_names_of(X))
-            if hp.solver == "lbfgs":
-                outcome = run_lbfgs(backend, X_train, hp, start, stacklevel=4, X_val=X_val,
-                                    hook=hook)
-            else:
-                outcome = run_epochs(backend, X_train, hp, start, hp.max_epochs,
-                                     stacklevel=4, X_val=X_val, stopping=True, hook=hook)
+            transaction = Transaction(backend, X_train, hp, old, start)
+            outcome = transaction.begin(stacklevel=4)
+            if outcome is None:
+                if hp.solver == "lbfgs":
+                    outcome = run_lbfgs(backend, X_train, hp, start, stacklevel=4,
+                                        X_val=X_val, hook=hook)
+                else:
+                    outcome = run_epochs(backend, X_train, hp, start, hp.max_epochs,
+                                         stacklevel=4, reference=transaction.reference,
+                                         X_val=X_val, stopping=True, hook=hook)
+                outcome = transaction.settle(outcome, stacklevel=4)
             if outcome.state is not None:
                 self._publish(outcome.state)
             return Xc, hp, backend, outcome.state, outcome
@@ -1049,7 +1066,12 @@ class SparseAutoencoder:
                 start = old
             if learn:
                 start = start._replace(data_min=frozen(data_min), data_scale=frozen(scale))
-            outcome = run_epochs(backend, Xc, hp, start, 1, stacklevel=3)
+            transaction = Transaction(backend, Xc, hp, old, start)
+            outcome = transaction.begin(stacklevel=3)
+            if outcome is None:
+                outcome = run_epochs(backend, Xc, hp, start, 1, stacklevel=3,
+                                     reference=transaction.reference)
+                outcome = transaction.settle(outcome, stacklevel=3)
             if outcome.state is not None:
                 self._publish(outcome.state)
         return self

@@ -41,7 +41,9 @@ class ModelState(NamedTuple):
     pending: Tuple[Optional[np.ndarray], ...] = (None, None, None, None)
     # ^ weights assigned to an unfitted model so far, in (W, b, Wd, bd) order
     reference_objective: Optional[float] = None
-    # ^ objective at the start of training: the yardstick of the blow-up check
+    # ^ unused: kept so that states pickled when the blow-up check was judged
+    #   against the first call's objective still unpickle (now every call
+    #   measures its own start)
     origin: Optional[str] = ORIGIN_UNKNOWN
     feature_names: Optional[np.ndarray] = None
     # ^ string column names of the DataFrame fitted on (feature_names_in_)
