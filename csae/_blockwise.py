@@ -35,7 +35,11 @@ import os
 import numpy as np
 
 from csae._errors import NonFiniteError
-from csae._validation import check_values_in_unit_interval, input_scale
+from csae._validation import (
+    check_values_in_unit_interval,
+    check_within_learned_range,
+    input_scale,
+)
 from csae.reference import rho_hat_clip
 
 __all__ = ["CHUNK_BYTES", "is_out_of_core", "ChunkedData", "full_batch",
@@ -318,14 +322,20 @@ def _file_rows(X):
     return os.fspath(path), start + (X.ctypes.data - base), X.strides[0]
 
 
-def prepare(X, hp, *, objective, learn=False, data_min=None, data_scale=None):
+def prepare(X, hp, *, objective, learn=False, data_min=None, data_scale=None,
+            within_range=False):
     """``ChunkedData`` for the memory-mapped X after one streamed validation
-    pass (which also learns the input range when ``learn``).  Returns
-    ``(data, (data_min, data_scale))`` when ``learn``, else ``data``."""
+    pass (which also learns the input range when ``learn``, and with
+    ``within_range`` checks X against the range ``data_min``, ``data_scale``
+    learned before).  Returns ``(data, (data_min, data_scale))`` when
+    ``learn``, else ``data``."""
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"X has shape {X.shape}: it needs at least one row and one column")
     unit = objective and hp.decoder == "sigmoid" and not hp.scale_inputs
-    lo, hi = _scan(X, name="X", need_range=learn and hp.scale_inputs, unit_interval=unit)
+    lo, hi = _scan(X, name="X", need_range=(learn and hp.scale_inputs) or within_range,
+                   unit_interval=unit)
+    if within_range:
+        check_within_learned_range(lo, hi, data_min, data_scale)
     if learn and hp.scale_inputs:
         data_min, data_scale = lo, input_scale(lo, hi)
     data = ChunkedData(X, hp.dtype, data_min if hp.scale_inputs else None,

@@ -107,15 +107,19 @@ def _location(block_info):
 
 class _Prepare:
     """Validate a block and convert it for the model (scaling with the
-    learned range): what ``_prepare`` does to an in-memory array."""
+    learned range): what ``_prepare`` does to an in-memory array.
+    ``within_range``: the block is training data that must lie in the
+    learned range (``check_within_learned_range``)."""
 
-    def __init__(self, dtype, n_features, data_min, data_scale, unit_interval):
+    def __init__(self, dtype, n_features, data_min, data_scale, unit_interval,
+                 within_range=False):
         self.dtype, self.n = np.dtype(dtype), n_features
         self.data_min, self.data_scale = data_min, data_scale
-        self.unit_interval = unit_interval
+        self.unit_interval, self.within_range = unit_interval, within_range
 
     def __call__(self, block, block_info=None):
-        from csae._validation import check_data, check_unit_interval
+        from csae._validation import (check_data, check_unit_interval,
+                                      check_within_learned_range)
         try:
             if self.data_min is None:
                 out = check_data(block, self.dtype, n_features=self.n)
@@ -124,6 +128,9 @@ class _Prepare:
                 return out
             from csae._estimator import _apply_range
             X64 = check_data(block, np.dtype(np.float64), n_features=self.n)
+            if self.within_range:
+                check_within_learned_range(X64.min(axis=0), X64.max(axis=0),
+                                           self.data_min, self.data_scale)
             return _apply_range(X64, self.data_min, self.data_scale, self.dtype)
         except ValueError as err:
             where = _location(block_info)
@@ -361,10 +368,11 @@ class DaskData:
 # Entry points from the estimator
 # --------------------------------------------------------------------------
 
-def prepare(model, X, hp, state, *, objective, learn, dtype, n):
+def prepare(model, X, hp, state, *, objective, learn, dtype, n, within_range=False):
     """``_prepare`` for a dask array.  ``learn`` (fit, first partial_fit):
     one validation pass now, returning ``(DaskData, (data_min, data_scale))``;
-    otherwise a lazy ``DaskData`` whose blocks are checked when computed."""
+    otherwise a lazy ``DaskData`` whose blocks are checked when computed
+    (with ``within_range``, against the input range learned before too)."""
     X = _by_rows(X)
     if n is not None and X.shape[1] != n:
         raise ValueError(f"X has {X.shape[1]} features, but {type(model).__name__} is "
@@ -377,7 +385,7 @@ def prepare(model, X, hp, state, *, objective, learn, dtype, n):
             lo, scale = state.data_min, state.data_scale
         else:
             lo = scale = None
-        step = _Prepare(dtype, X.shape[1], lo, scale, unit)
+        step = _Prepare(dtype, X.shape[1], lo, scale, unit, within_range)
         rows = X.shape[0] if not np.isnan(X.shape[0]) else None
         return DaskData(X.map_blocks(step, dtype=dtype, meta=np.empty((0, 0), dtype)),
                         rows, n_threads)

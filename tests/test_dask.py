@@ -290,3 +290,19 @@ def test_cluster_sgd_streams_blocks(client, data):
     a = SparseAutoencoder(**kw).fit(data)
     b = SparseAutoencoder(**kw).fit(da.from_array(data, chunks=(200, 12)))
     assert_same_weights(a, b)
+
+
+def test_partial_fit_refuses_blocks_outside_the_learned_range(data):
+    # The range learned by the first partial_fit (scale_inputs=True) holds
+    # for the blocks of later calls, checked as they are computed.
+    Xd = da.from_array(data, chunks=(250, 12))
+    model = SparseAutoencoder(solver="sgd", n_hidden=4, random_state=0, scale_inputs=True)
+    model.partial_fit(Xd)
+    before = [w.copy() for w in weights(model)]
+    with pytest.raises(ValueError, match=r"block \d+ of X: X has values outside the input "
+                                         r"range learned.*learned on \["):
+        model.partial_fit(Xd * 3)
+    for p, q in zip(before, weights(model)):
+        np.testing.assert_array_equal(p, q)
+    model.partial_fit(Xd)  # the learned range itself trains
+    assert model.n_iter_ == 2

@@ -86,7 +86,7 @@ def test_memory_error_in_partial_fit_keeps_the_old_model(backend, monkeypatch, t
     before = saved_state(model, tmp_path)
     failing_epoch(monkeypatch, backend, MemoryError("simulated"), 1)
     with pytest.raises(MemoryError):
-        model.partial_fit(unit_data(seed=3))
+        model.partial_fit(unit_data())
     assert_identical(before, saved_state(model, tmp_path))
 
 
@@ -116,7 +116,7 @@ def test_ctrl_c_before_the_first_epoch_completes_keeps_the_old_model(
     before = saved_state(model, tmp_path)
     failing_epoch(monkeypatch, backend, KeyboardInterrupt(), 1)
     with pytest.warns(TrainingInterruptedWarning, match="as it was before"):
-        assert getattr(model, method)(unit_data(seed=3)) is model
+        assert getattr(model, method)(unit_data()) is model
     assert_identical(before, saved_state(model, tmp_path))
 
 
@@ -440,6 +440,52 @@ def test_partial_fit_judges_blow_up_against_the_same_chunk(backend):
         for _ in range(3):
             model.partial_fit(unit_data(200, 8, seed=1) * 1000)
     assert model.n_iter_ == 4
+
+
+
+def test_partial_fit_refuses_a_changed_n_hidden(backend, tmp_path):
+    model = SparseAutoencoder(solver="sgd", n_hidden=4, backend=backend, random_state=0)
+    model.partial_fit(unit_data())
+    before = saved_state(model, tmp_path)
+    with pytest.raises(ValueError, match=r"4 hidden units, but n_hidden=8.*Call fit"):
+        model.set_params(n_hidden=8).partial_fit(unit_data())
+    model.set_params(n_hidden=4)
+    assert_identical(before, saved_state(model, tmp_path))
+    # fit honours it (a new model of 8 units), which saves and loads.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # two epochs learn little
+        model.set_params(n_hidden=8, max_epochs=2).fit(unit_data())
+    model.save(tmp_path / "m.npz")
+    assert csae.load(tmp_path / "m.npz").encoder_weights_.shape == (8, 6)
+
+
+def test_partial_fit_refuses_data_outside_the_learned_range(backend, tmp_path):
+    """With scale_inputs=True the first partial_fit learns the range; a later
+    chunk reaching 3 times further used to train the sigmoid decoder on
+    targets up to 3.02, silently."""
+    X = unit_data(200, 8)
+    model = SparseAutoencoder(solver="sgd", n_hidden=4, scale_inputs=True, backend=backend,
+                              random_state=0)
+    model.partial_fit(X)
+    before = saved_state(model, tmp_path)
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    for bad in (X * 3, X - 1):
+        with pytest.raises(ValueError, match=rf"learned.*feature 0 was learned on "
+                                             rf"\[{lo[0]:.6g}, {hi[0]:.6g}\]"):
+            model.partial_fit(bad)
+        with pytest.raises(ValueError, match="learned"):  # a warm start too
+            model.set_params(warm_start=True, max_epochs=2).fit(bad)
+        model.set_params(warm_start=False)
+    assert_identical(before, saved_state(model, tmp_path))
+    # The range's own ends are in it; the linear decoder takes anything.
+    model.partial_fit(np.vstack([lo, hi]))
+    linear = SparseAutoencoder(solver="sgd", n_hidden=4, scale_inputs=True, backend=backend,
+                               decoder="linear", random_state=0)
+    linear.partial_fit(X)
+    linear.partial_fit(X * 3)
+    assert linear.n_iter_ == 2
+    # loss and score still take held-out data a little outside the range.
+    assert np.isfinite(model.score(unit_data(200, 8, seed=5)))
 
 
 def test_cli_train_that_learns_nothing_exits_1_and_saves_nothing(tmp_path, capsys):
