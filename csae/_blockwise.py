@@ -31,6 +31,7 @@ the same arithmetic as a map-reduce over the blocks of a dask array.
 import math
 import mmap
 import os
+import weakref
 
 import numpy as np
 
@@ -136,6 +137,9 @@ class ChunkedData:
         # ``on_rows(done)``, called after each chunk of an SGD/Adam epoch with
         # the rows of the epoch done so far (the command line's progress bar).
         self.on_rows = None
+        # The mapped file itself, for reading scattered rows with pread (see
+        # _gather), or None: read them through the mapping.
+        self._file = _MappedFile.of(X)
 
     def _convert(self, rows):
         if self.data_min is None:
@@ -207,7 +211,7 @@ class ChunkedData:
         m = self.shape[0]
 
         def blocks():
-            return self.blocks(fraction=_EVALUATION_FRACTION)
+            return self.blocks(fraction=_EVALUATION_FRACTION, recheck=True)
 
         def sums_pass(p):
             total = np.zeros(p[0].shape[0])
@@ -239,7 +243,8 @@ class ChunkedData:
             order, rng_state = inner.module.permutation(self.shape[0], rng_state)
         batch_size = int(hyper["batch_size"])
         loss, _ = epoch_over_blocks(inner, params, velocity,
-                                    self._counted(self.blocks(batch_size, order)),
+                                    self._counted(self.blocks(batch_size, order,
+                                                              recheck=True)),
                                     self.shape[0], dict(hyper, shuffle=False))
         return loss, rng_state
 
@@ -251,11 +256,12 @@ class ChunkedData:
             if self.on_rows is not None:
                 self.on_rows(stop)
 
-    def blocks(self, batch_size=1, order=None, fraction=1):
+    def blocks(self, batch_size=1, order=None, fraction=1, recheck=False):
         """Yield ``(start, stop, block)``: the prepared rows start:stop of
         the data (or of the row order ``order``), about CHUNK_BYTES /
         fraction at a time, a whole number of ``batch_size`` minibatches.  A
-        block is only valid until the next one is read."""
+        block is only valid until the next one is read.  ``recheck``: check
+        each chunk read for NaN/inf again (training and the objective)."""
         m = self.shape[0]
         step = chunk_rows(self.raw, batch_size, fraction)
         for start in range(0, m, step):
@@ -265,6 +271,8 @@ class ChunkedData:
                     rows = self.raw[start:stop]
                 else:
                     rows = self._gather(order[start:stop])
+                if recheck:
+                    _check_unchanged(rows, start, order)
                 yield start, stop, self._convert(rows)
             finally:
                 _release(self.raw)
@@ -272,27 +280,15 @@ class ChunkedData:
     def _gather(self, index):
         """The rows ``index`` (scattered over the file) in that order.
 
-        Read with one ``pread`` per row when the rows lie in the file as
-        they are: a page fault per row through the mapping costs several
-        times more, and each may map 64 KiB of the file ("fault-around").
-        Otherwise through the mapping, releasing its pages every
-        CHUNK_BYTES / 64 KiB rows."""
+        Read with one ``pread`` per row from the mapped file itself when
+        ``_MappedFile`` found it: a page fault per row through the mapping
+        costs several times more, and each may map 64 KiB of the file
+        ("fault-around").  Otherwise through the mapping, releasing its
+        pages every CHUNK_BYTES / 64 KiB rows."""
         X = self.raw
         out = np.empty((len(index), X.shape[1]), dtype=X.dtype)
-        located = _file_rows(X)
-        if located is not None:
-            path, first, stride = located
-            row_bytes = X.shape[1] * X.dtype.itemsize
-            view = memoryview(out.reshape(-1).view(np.uint8))
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                for k, r in enumerate(index.tolist()):
-                    got = os.preadv(fd, [view[k * row_bytes:(k + 1) * row_bytes]],
-                                    first + r * stride)
-                    if got != row_bytes:
-                        raise OSError(f"short read from {path} (row {r})")
-            finally:
-                os.close(fd)
+        if self._file is not None:
+            self._file.read_rows(index, out)
             return out
         row_bytes = X.shape[1] * X.dtype.itemsize
         piece = max(1, CHUNK_BYTES // max(row_bytes, _FAULT_AROUND))
@@ -300,6 +296,97 @@ class ChunkedData:
             np.take(X, index[i:i + piece], axis=0, out=out[i:i + piece])
             _release(X)
         return out
+
+
+def _check_unchanged(rows, start, order):
+    """Raise ValueError if the rows read (rows ``start:`` of the data, or of
+    the row order ``order``) hold NaN or inf: the data was validated at the
+    start of the call, so it changed since, and no step size is to blame."""
+    if rows.dtype.kind != "f" or np.isfinite(rows).all():
+        return
+    k = int(np.argmax(~np.isfinite(rows).all(axis=1)))
+    row = int(order[start + k]) if order is not None else start + k
+    raise ValueError(
+        f"X changed while csae was using it: row {row} of the memory-mapped file now "
+        "holds NaN or inf, but held none when X was validated at the start of this "
+        "call (another process or thread wrote to the file meanwhile). The model "
+        "was left as it was before this call; keep the file unchanged while a model "
+        "trains on it or evaluates it")
+
+
+class _MappedFile:
+    """The file a memory-mapped array maps, open for ``pread``.
+
+    The file is opened by its name once, when the data is prepared, and kept
+    only if it is the very file the mapping holds (same device, inode and
+    file position of row 0 in ``/proc/self/maps``); the descriptor then
+    reads that file whatever happens to the name later (``os.replace``
+    putting another file there, an unlink).  Without ``/proc`` (not Linux),
+    or when the name already points at another file, rows are read through
+    the mapping.  Not for copy-on-write mappings (mode "c"), whose pages may
+    differ from the file.
+    """
+
+    def __init__(self, fd, first, stride, row_bytes):
+        self.fd, self.first, self.stride, self.row_bytes = fd, first, stride, row_bytes
+        self._closer = weakref.finalize(self, os.close, fd)
+
+    @classmethod
+    def of(cls, X):
+        """A ``_MappedFile`` for X's rows, or None (read through the mapping)."""
+        located = _file_rows(X)
+        if located is None:
+            return None
+        path, first, stride = located
+        mapped = _mapping_of(X.ctypes.data)
+        if mapped is None or mapped[3] != first:
+            return None
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:  # gone or unreadable by now: the mapping still reads
+            return None
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            return None
+        if (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) != mapped[:3]:
+            os.close(fd)  # the name points at another file than the mapping
+            return None
+        return cls(fd, first, stride, X.shape[1] * X.dtype.itemsize)
+
+    def read_rows(self, index, out):
+        """Rows ``index`` into ``out`` (C-contiguous, the file's dtype)."""
+        row_bytes = self.row_bytes
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        for k, r in enumerate(index.tolist()):
+            got = os.preadv(self.fd, [view[k * row_bytes:(k + 1) * row_bytes]],
+                            self.first + r * self.stride)
+            if got != row_bytes:
+                raise ValueError(
+                    f"X changed while csae was using it: its memory-mapped file is "
+                    f"shorter now than when it was mapped (row {r} is past its end). "
+                    "The model was left as it was before this call; keep the file "
+                    "unchanged while a model trains on it")
+
+
+def _mapping_of(address):
+    """``(device major, device minor, inode, file position)`` of the byte at
+    ``address`` of this process's memory, from ``/proc/self/maps``; None
+    where that file does not exist or the address is not in a file mapping."""
+    try:
+        with open("/proc/self/maps", "rb") as maps:
+            for line in maps:
+                fields = line.split(None, 5)
+                low, high = (int(x, 16) for x in fields[0].split(b"-"))
+                if low <= address < high:
+                    major, minor = (int(x, 16) for x in fields[3].split(b":"))
+                    inode = int(fields[4])
+                    return (major, minor, inode, int(fields[2], 16) + address - low) \
+                        if inode else None
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _file_rows(X):
