@@ -306,3 +306,36 @@ def test_partial_fit_refuses_blocks_outside_the_learned_range(data):
         np.testing.assert_array_equal(p, q)
     model.partial_fit(Xd)  # the learned range itself trains
     assert model.n_iter_ == 2
+
+
+def blocks_with_a_bad_one(data, bad):
+    """A dask array of two blocks declared (500, 12) float64, the second of
+    which is ``bad`` (what a broken parser behind from_delayed returns)."""
+    first = da.from_array(data[:500], chunks=(500, 12))
+    second = da.from_delayed(dask.delayed(lambda: bad)(), shape=(500, 12),
+                             dtype=np.float64)
+    return da.concatenate([first, second])
+
+
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+def test_a_block_of_text_declared_float_is_named(data, solver):
+    Xd = blocks_with_a_bad_one(data, np.full((500, 12), "1.5", dtype="<U3"))
+    model = SparseAutoencoder(solver=solver, n_hidden=3, max_epochs=2, random_state=0)
+    with pytest.raises(TypeError, match=r"block 1 of X holds dtype <U3, but the dask array "
+                                        r"declares dtype float64"):
+        model.fit(Xd)
+    assert not model.__sklearn_is_fitted__()
+    fitted = SparseAutoencoder(solver="sgd", n_hidden=3, max_epochs=1, tol=0,
+                               random_state=0).fit(data)
+    with pytest.raises(TypeError, match=r"block 1 of X: X must be an array of real numbers"):
+        fitted.transform(Xd).compute()
+
+
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+def test_a_block_wider_than_declared_is_named(data, solver):
+    wide = np.random.default_rng(1).random((500, 14))
+    Xd = blocks_with_a_bad_one(data, wide)
+    model = SparseAutoencoder(solver=solver, n_hidden=3, max_epochs=2, random_state=0)
+    with pytest.raises(ValueError, match=r"block 1 of X has shape \(500, 14\), but the dask "
+                                         r"array declares 12 columns"):
+        model.fit(Xd)
