@@ -52,17 +52,22 @@ __all__ = ["run_epochs", "run_lbfgs", "validation_split", "objective_settings",
 
 # Training stops as diverged when an epoch's objective exceeds this many
 # times the objective at the start of the call, on the call's own data (a
-# later partial_fit chunk on a larger scale is judged against itself).  With the sigmoid decoder
+# later partial_fit chunk on a larger scale is judged against itself).  With
+# the sigmoid decoder
 # the reconstruction term is at most n_features per row and the others
 # start small, so growth by orders of magnitude can only come from weights
 # growing without bound (the weight-decay term, or a saturated KL term),
 # i.e. steps too large for the curvature; a workable step never comes near
 # it (epoch objectives stay around or below the start).
 BLOWUP_FACTOR = 1e4
-# Rows of X on which that starting objective is measured (as one batch), and
-# on which the end-of-fit checks look at the units and the reconstruction: a
-# bounded cost, a fraction of one epoch.
-REFERENCE_ROWS = 4096
+# Rows of X on which that starting objective is measured (as one batch) at
+# every call.  Few, since partial_fit pays for it at each chunk (on 4096 x 64
+# rows, 25 units, the objective of 4096 rows cost 40% of the epoch); a mean
+# over 256 rows is within a few percent of the whole, far inside the factor.
+REFERENCE_ROWS = 256
+# Rows on which the end-of-fit checks look at the units and the
+# reconstruction, and on which a diverged call's best state is compared with
+# the model before it: a bounded cost, paid once per fit.
 CHECK_ROWS = 4096
 # verbose=1 prints the first and last epoch and about this many in between.
 VERBOSE_LINES = 10
@@ -81,14 +86,13 @@ def objective_settings(hp):
                 decoder=hp.decoder)
 
 
-def _objective_at(backend, params, X, hp):
+def _objective_at(backend, params, X, hp, rows):
     """The objective at ``params`` (converted to the model dtype) on the
-    first REFERENCE_ROWS rows of X as one batch; inf when it overflows."""
+    first ``rows`` rows of X as one batch; inf when it overflows."""
     params = tuple(p if p.dtype == hp.dtype else p.astype(hp.dtype) for p in params)
     try:
         with np.errstate(all="ignore"):
-            value = float(backend.objective(params, X[:REFERENCE_ROWS],
-                                            **objective_settings(hp)))
+            value = float(backend.objective(params, X[:rows], **objective_settings(hp)))
     except NonFiniteError:
         return math.inf
     return value if not math.isnan(value) else math.inf
@@ -450,8 +454,9 @@ class Transaction:
        as it was (a fresh model unfitted).  Otherwise it is the blow-up
        yardstick of ``run_epochs``.
     2. ``settle``: a call that diverged keeps its best state only if that
-       state's objective on the same rows is below both the objective the
-       call started from and the objective of the model before the call
+       state's objective on (the first CHECK_ROWS rows of) the call's data
+       is below both the objective the call started from and the objective
+       of the model before the call
        (when that model has weights for this data's features); otherwise
        the model stays bit-identical to before the call.  A state that is
        not finite everywhere is never published (it would save to a file
@@ -467,7 +472,8 @@ class Transaction:
     def begin(self, stacklevel):
         """The starting objective (kept in ``reference``); returns None to
         go on, or the Outcome of a call refused because it is not finite."""
-        self.reference = _objective_at(self.backend, self.start.params, self.X, self.hp)
+        self.reference = _objective_at(self.backend, self.start.params, self.X, self.hp,
+                                       REFERENCE_ROWS)
         if math.isfinite(self.reference):
             return None
         hp = self.hp
@@ -519,12 +525,15 @@ class Transaction:
             return None, ""
         if not _finite_state(best):
             return None, ""
-        value = _objective_at(self.backend, best.params, self.X, self.hp)
-        bar, against = self.reference, "the objective this call started from"
+        def at(params):
+            return _objective_at(self.backend, params, self.X, self.hp, CHECK_ROWS)
+
+        value = at(best.params)
+        bar, against = at(self.start.params), "the objective this call started from"
         old = self.before.params
         if old is not None and old[0].shape[1] == self.X.shape[1] and old is not \
                 self.start.params:
-            before = _objective_at(self.backend, old, self.X, self.hp)
+            before = at(old)
             if before <= bar:
                 bar, against = before, "the objective of the model before this call"
         if value < bar:
