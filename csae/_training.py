@@ -456,9 +456,9 @@ class Transaction:
     2. ``settle``: a call that diverged keeps its best state only if that
        state's objective on (the first CHECK_ROWS rows of) the call's data
        is below both the objective the call started from and the objective
-       of the model before the call
-       (when that model has weights for this data's features); otherwise
-       the model stays bit-identical to before the call.  A state that is
+       of the model before the call (when that model has weights for this
+       data's features); otherwise the model stays bit-identical to before
+       the call.  A state that is
        not finite everywhere is never published (it would save to a file
        that ``load`` refuses).  The ``TrainingDivergedWarning`` is raised
        here, once the outcome is known, and says what the model kept.
@@ -525,6 +525,7 @@ class Transaction:
             return None, ""
         if not _finite_state(best):
             return None, ""
+
         def at(params):
             return _objective_at(self.backend, params, self.X, self.hp, CHECK_ROWS)
 
@@ -538,8 +539,8 @@ class Transaction:
                 bar, against = before, "the objective of the model before this call"
         if value < bar:
             return best, ""
-        return None, (f" (the best epoch of this call, objective {value:.4g} on this "
-                      f"data, does not beat {against}, {bar:.4g})")
+        return None, (f", since the best epoch of this call (objective {value:.4g} on "
+                      f"this data) does not beat {against} ({bar:.4g})")
 
     def _left(self):
         if self.before.params is None:

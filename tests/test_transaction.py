@@ -299,8 +299,8 @@ def test_a_diverging_warm_start_keeps_the_better_model(backend, tmp_path):
     before = saved_state(model, tmp_path)
     loss_before = model.loss(NORMAL)
     with pytest.warns(TrainingDivergedWarning,
-                      match=r"epoch 3\d.*as it was before this call \(the best epoch of "
-                            r"this call, objective .* does not beat"):
+                      match=r"epoch 3\d.*as it was before this call, since the best epoch "
+                            r"of this call \(objective .*\) does not beat"):
         model.set_params(warm_start=True, learning_rate=1.1, max_epochs=20).fit(NORMAL)
     assert_identical(before, saved_state(model.set_params(warm_start=False,
                                                           learning_rate=0.01,
