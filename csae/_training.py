@@ -489,6 +489,11 @@ class Transaction:
     def settle(self, outcome, stacklevel):
         """The Outcome to publish after the driver returned ``outcome``."""
         state = outcome.state
+        if outcome.status == "diverged" or self.hp.solver == "lbfgs":
+            # NaN met in training may be data that changed since validation
+            # (an array another thread writes to, a small memory-mapped file
+            # another process writes to); L-BFGS backs off from it silently.
+            self._check_unchanged()
         if outcome.status == "diverged":
             why, advice = outcome.message
             kept, note = self._judge(state)
@@ -541,6 +546,19 @@ class Transaction:
             return best, ""
         return None, (f", since the best epoch of this call (objective {value:.4g} on "
                       f"this data) does not beat {against} ({bar:.4g})")
+
+    def _check_unchanged(self):
+        """Raise ValueError if the prepared X (when it is an array: block
+        data checks each block as it reads it) holds NaN or inf now."""
+        X = self.X
+        if not isinstance(X, np.ndarray) or X.dtype.kind != "f" or np.isfinite(X).all():
+            return
+        row = int(np.argmax(~np.isfinite(X).all(axis=1)))
+        raise ValueError(
+            f"X changed while csae was using it: row {row} now holds NaN or inf, but held "
+            "none when X was validated at the start of this call (another thread or "
+            "process wrote to it meanwhile). The model was left as it was before this "
+            "call; keep X unchanged while a model trains on it")
 
     def _left(self):
         if self.before.params is None:

@@ -156,3 +156,20 @@ def test_a_file_truncated_in_place_during_fit_says_the_data_changed(small_chunks
     with pytest.raises(ValueError, match="X changed while csae was using it.*shorter"):
         fit_quietly(model, Xm, hook=after_epoch(1, lambda: os.truncate(path, 4096)))
     assert not model.__sklearn_is_fitted__()
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_nan_written_into_a_small_mapped_file_during_fit_says_the_data_changed(files,
+                                                                               solver):
+    # A file below one chunk is trained on as one array, the mapping itself.
+    X, folder = files
+    path = folder / "x.npy"
+    model = SparseAutoencoder(**settings(solver=solver, max_epochs=20, learning_rate=0.01))
+    Xm = np.load(path, mmap_mode="r")
+    assert not blockwise.is_out_of_core(Xm)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainingDivergedWarning)
+        with pytest.raises(ValueError, match=r"X changed while csae was using it: row 5 "
+                                             r"now holds NaN"):
+            fit_quietly(model, Xm, hook=after_epoch(1, lambda: write_nan(path)))
+    assert not model.__sklearn_is_fitted__()
