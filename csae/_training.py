@@ -98,6 +98,29 @@ def _objective_at(backend, params, X, hp, rows):
     return value if not math.isnan(value) else math.inf
 
 
+def _start_at(backend, params, X, hp, rows):
+    """``(objective, steppable)`` at ``params`` on the first ``rows`` rows
+    of X: the objective as ``_objective_at`` gives it, and for "lbfgs"
+    whether its gradient can be stepped along (its squared norm fits in
+    float64: beyond that the optimizer's arithmetic overflows;
+    weight_decay=1e300 gives a finite objective and such a gradient).  SGD
+    and Adam find that out in their first step, which overflows, so they
+    skip the gradient: partial_fit pays for this at every chunk, and the
+    gradient costs as much as an epoch of a small chunk."""
+    if hp.solver != "lbfgs":
+        return _objective_at(backend, params, X, hp, rows), True
+    params = tuple(p if p.dtype == hp.dtype else p.astype(hp.dtype) for p in params)
+    try:
+        with np.errstate(all="ignore"):
+            value, grads = backend.objective_and_gradients(params, X[:rows],
+                                                           **objective_settings(hp))
+            value = float(value)
+            norm2 = sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads)
+    except NonFiniteError:
+        return math.inf, False
+    return (value if not math.isnan(value) else math.inf), math.isfinite(norm2)
+
+
 def validation_split(n_samples, fraction, seed):
     """``(train_rows, validation_rows)``: sorted row indices, the validation
     set ``ceil(fraction * n_samples)`` rows drawn with NumPy's generator
@@ -448,11 +471,12 @@ class Transaction:
     """The rule every training call (``fit``, a warm start, ``partial_fit``;
     every solver) follows, around the driver that runs it:
 
-    1. ``begin``: the objective at the starting weights on (the first
-       REFERENCE_ROWS rows of) the call's data.  If it is not finite, the
-       call is a divergence before any step: nothing runs, the model stays
-       as it was (a fresh model unfitted).  Otherwise it is the blow-up
-       yardstick of ``run_epochs``.
+    1. ``begin``: the objective (and for L-BFGS the gradient) at the
+       starting weights on (the first REFERENCE_ROWS rows of) the call's
+       data.  If the objective is not finite, or the gradient too large to
+       step along, the call is a divergence before any step: nothing runs, the model
+       stays as it was (a fresh model unfitted).  Otherwise the objective
+       is the blow-up yardstick of ``run_epochs``.
     2. ``settle``: a call that diverged keeps its best state only if that
        state's objective on (the first CHECK_ROWS rows of) the call's data
        is below both the objective the call started from and the objective
@@ -472,13 +496,26 @@ class Transaction:
     def begin(self, stacklevel):
         """The starting objective (kept in ``reference``); returns None to
         go on, or the Outcome of a call refused because it is not finite."""
-        self.reference = _objective_at(self.backend, self.start.params, self.X, self.hp,
-                                       REFERENCE_ROWS)
-        if math.isfinite(self.reference):
+        try:
+            self.reference, steppable = _start_at(self.backend, self.start.params, self.X,
+                                                  self.hp, REFERENCE_ROWS)
+        except KeyboardInterrupt:  # as in the first epoch (iteration): nothing kept
+            if self.hp.solver == "lbfgs":
+                message = f"L-BFGS interrupted after 0 iterations; {_kept(None)}."
+            else:
+                message = (f"training interrupted during epoch "
+                           f"{len(self.start.loss_curve) + 1}; {_kept(None)} (the "
+                           "interrupted epoch is not counted in n_iter_).")
+            warnings.warn(TrainingInterruptedWarning(message), stacklevel=stacklevel)
+            return Outcome(None, "interrupted", None)
+        if math.isfinite(self.reference) and steppable:
             return None
         hp = self.hp
+        gradient = ("" if steppable else " and its gradient too large to take a step along "
+                    "(its squared norm overflows float64)")
         self._warn(f"training diverged before its first step: the objective at the "
-                   f"starting weights is {self.reference:g} on this data (weight_decay="
+                   f"starting weights is {self.reference:g}{gradient} on this data "
+                   f"(weight_decay="
                    f"{hp.weight_decay:g}, sparsity_weight={hp.sparsity_weight:g}, "
                    f"decoder={hp.decoder!r}). Nothing was trained and "
                    f"{self._left()}; lower weight_decay or sparsity_weight, or rescale X "

@@ -354,9 +354,12 @@ def test_a_non_finite_start_is_a_divergence_for_every_solver(backend, tmp_path, 
                                                              how):
     """weight_decay=1e308, or linear-decoder data near 1e154 (whose squared
     error overflows): the objective at the starting weights is not finite.
-    weight_decay=1e300: finite there, but the first step overflows.  Nothing
-    trains; a fresh model stays unfitted and a fitted one stays bit for bit,
-    with a TrainingDivergedWarning and no other warning."""
+    weight_decay=1e300: finite there (about 1e301), but its gradient's
+    squared norm overflows, so no optimizer can step along it (SciPy's
+    L-BFGS-B reported loss_curve_ == [inf], the engine's L-BFGS stays where
+    it started; SGD and Adam overflow in their first step).  Nothing trains; a fresh
+    model stays unfitted and a fitted one stays bit for bit, with a
+    TrainingDivergedWarning and no other warning."""
     if how == "weight_decay":
         params, X = dict(weight_decay=1e308), unit_data(200, 8)
     elif how == "first_step":
@@ -370,7 +373,7 @@ def test_a_non_finite_start_is_a_divergence_for_every_solver(backend, tmp_path, 
         warnings.simplefilter("always")
         assert fresh.fit(X) is fresh
     assert [w.category for w in record] == [TrainingDivergedWarning], record
-    if how != "first_step":
+    if how != "first_step" or solver == "lbfgs":  # SGD and Adam overflow in step 1
         assert "starting weights" in str(record[0].message)
     assert not fresh.__sklearn_is_fitted__()
 
@@ -392,7 +395,9 @@ def test_a_non_finite_start_is_a_divergence_for_every_solver(backend, tmp_path, 
 
 def test_lbfgs_from_an_overflowing_objective_learns_nothing_and_saves_nothing(tmp_path):
     """The finding's case: L-BFGS at weight_decay=1e300 used to end with
-    loss_curve_ == [inf], a model that saved to a file csae.load refused."""
+    loss_curve_ == [inf], a model that saved to a file csae.load refused
+    (with SciPy's L-BFGS-B), or with its random initial weights as a fitted
+    model (the engine's L-BFGS, which cannot step along that gradient)."""
     model = SparseAutoencoder(n_hidden=4, weight_decay=1e300, random_state=0)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
@@ -501,3 +506,22 @@ def test_cli_train_that_learns_nothing_exits_1_and_saves_nothing(tmp_path, capsy
     assert "diverged" in err and "nothing saved" in err and ".;" not in err
     assert len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+def test_ctrl_c_while_the_starting_objective_is_measured_keeps_the_model(
+        backend, monkeypatch, tmp_path, solver):
+    from csae import _backends
+    model = fitted(backend, solver=solver)
+    before = saved_state(model, tmp_path)
+
+    def interrupted(self, params, X, **hyper):
+        raise KeyboardInterrupt
+
+    # (SGD measures the objective, L-BFGS the objective and its gradient.)
+    monkeypatch.setattr(_backends.Backend, "objective", interrupted)
+    monkeypatch.setattr(_backends.Backend, "objective_and_gradients", interrupted)
+    with pytest.warns(TrainingInterruptedWarning, match="as it was before") as record:
+        assert model.fit(unit_data()) is model
+    assert record[0].filename == __file__
+    assert_identical(before, saved_state(model, tmp_path))
