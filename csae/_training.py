@@ -664,8 +664,10 @@ def run_lbfgs(backend, X, hp, start, *, stacklevel, X_val=None, hook=None):
     ``Outcome`` whose state holds the best point reached (the best
     validation point with early stopping), or None when no iteration
     completed before Ctrl-C.  L-BFGS only accepts steps that lower the
-    objective, so it cannot diverge; an evaluation that overflows is a step
-    refused."""
+    objective, so from a finite start (``Transaction.begin`` checks it) it
+    cannot diverge; an evaluation that overflows is a step refused.  A run
+    whose loss curve is not finite all the same is returned as "diverged",
+    for ``Transaction.settle`` to refuse."""
     settings = objective_settings(hp)
     began = time.perf_counter()
     unit = "iteration"
