@@ -197,11 +197,7 @@ class ChunkedData:
                 rows = np.array(self.raw[start:stop], copy=True)
             finally:
                 _release(self.raw)
-            if rows.dtype.kind == "f" and not np.isfinite(rows).all():
-                bad = start + int(np.argmax(~np.isfinite(rows).all(axis=1)))
-                raise ValueError(f"Input X contains NaN or inf (first in row {bad}) that "
-                                 "were not there when it was validated: the memory-mapped "
-                                 "file changed while csae read it")
+            _check_unchanged(rows, start)
             yield start, stop, self._convert(rows)
 
     def evaluate(self, inner, params, *, rho, beta, lam, decoder="sigmoid",
@@ -261,7 +257,9 @@ class ChunkedData:
         the data (or of the row order ``order``), about CHUNK_BYTES /
         fraction at a time, a whole number of ``batch_size`` minibatches.  A
         block is only valid until the next one is read.  ``recheck``: check
-        each chunk read for NaN/inf again (training and the objective)."""
+        each chunk read for NaN/inf again (training and the objective), on
+        a copy (as ``_checked_blocks``), so that the engine computes on what
+        was checked."""
         m = self.shape[0]
         step = chunk_rows(self.raw, batch_size, fraction)
         for start in range(0, m, step):
@@ -269,8 +267,10 @@ class ChunkedData:
             try:
                 if order is None:
                     rows = self.raw[start:stop]
+                    if recheck:
+                        rows = np.array(rows, copy=True)
                 else:
-                    rows = self._gather(order[start:stop])
+                    rows = self._gather(order[start:stop])  # a copy already
                 if recheck:
                     _check_unchanged(rows, start, order)
                 yield start, stop, self._convert(rows)
@@ -298,20 +298,22 @@ class ChunkedData:
         return out
 
 
-def _check_unchanged(rows, start, order):
+def changed_message(row, what="the memory-mapped file changed while csae read it"):
+    """The one message for data that turned NaN/inf after validation."""
+    return (f"Input X contains NaN or inf (first in row {row}) that were not there "
+            f"when it was validated: {what}")
+
+
+def _check_unchanged(rows, start, order=None):
     """Raise ValueError if the rows read (rows ``start:`` of the data, or of
     the row order ``order``) hold NaN or inf: the data was validated at the
-    start of the call, so it changed since, and no step size is to blame."""
+    start of the call, so it changed since (and no step size is to blame).
+    A training call raising it leaves the model as it was."""
     if rows.dtype.kind != "f" or np.isfinite(rows).all():
         return
     k = int(np.argmax(~np.isfinite(rows).all(axis=1)))
     row = int(order[start + k]) if order is not None else start + k
-    raise ValueError(
-        f"X changed while csae was using it: row {row} of the memory-mapped file now "
-        "holds NaN or inf, but held none when X was validated at the start of this "
-        "call (another process or thread wrote to the file meanwhile). The model "
-        "was left as it was before this call; keep the file unchanged while a model "
-        "trains on it or evaluates it")
+    raise ValueError(changed_message(row))
 
 
 class _MappedFile:
@@ -364,10 +366,8 @@ class _MappedFile:
                             self.first + r * self.stride)
             if got != row_bytes:
                 raise ValueError(
-                    f"X changed while csae was using it: its memory-mapped file is "
-                    f"shorter now than when it was mapped (row {r} is past its end). "
-                    "The model was left as it was before this call; keep the file "
-                    "unchanged while a model trains on it")
+                    f"Input X has no row {r} any more: the memory-mapped file changed "
+                    "while csae read it (it is shorter than when it was mapped)")
 
 
 def _mapping_of(address):

@@ -34,6 +34,7 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
+from csae._blockwise import changed_message
 from csae._errors import NonFiniteError
 from csae._solvers import lbfgs
 from csae._state import EMPTY_STATE, ORIGIN_TRAINED, frozen, frozen_tuple
@@ -591,11 +592,8 @@ class Transaction:
         if not isinstance(X, np.ndarray) or X.dtype.kind != "f" or np.isfinite(X).all():
             return
         row = int(np.argmax(~np.isfinite(X).all(axis=1)))
-        raise ValueError(
-            f"X changed while csae was using it: row {row} now holds NaN or inf, but held "
-            "none when X was validated at the start of this call (another thread or "
-            "process wrote to it meanwhile). The model was left as it was before this "
-            "call; keep X unchanged while a model trains on it")
+        raise ValueError(changed_message(row, "X changed while csae trained on it (another "
+                                              "thread or process wrote to it)"))
 
     def _left(self):
         if self.before.params is None:
