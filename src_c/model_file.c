@@ -11,8 +11,11 @@
  *            dtypes of the weights, finiteness of every stored float
  *
  * A read validates the whole file in a first pass and copies the weights
- * in a second pass over the same open file (which checks everything again,
- * so a file modified in between is still caught).
+ * in a second pass over the same open file.  The file may have been
+ * rewritten in between (another process saving a model of another shape
+ * in place), so the second pass checks everything again and, before it
+ * copies anything, checks the file against the caller's model: the sizes
+ * of the caller's buffers come from that model, never from the file.
  */
 #include <locale.h>
 #include <math.h>
@@ -72,12 +75,13 @@ static void load_bytes(unsigned char *out, const unsigned char *p, size_t n, int
 enum { ANY_FINITE = 0, POSITIVE = 1, NON_NEGATIVE = 2, UNIT_INTERVAL = 3 };
 
 /* Floats: every one finite (and in the range asked for); copied to dest if
- * given (dest has the file's element type). */
+ * given (dest has the file's element type and room for cap elements). */
 typedef struct {
     size_t itemsize;
     int swap;
     int positive;
     void *dest;
+    size_t cap;
     size_t index;
 } float_ctx;
 
@@ -85,8 +89,13 @@ static csae_status consume_floats(void *vctx, const unsigned char *p, size_t n)
 {
     float_ctx *c = vctx;
     for (size_t at = 0; at < n; at += c->itemsize, c->index++) {
-        unsigned char raw[8];
+        unsigned char raw[8] = {0};
         double v;
+        /* The last guard of the caller's memory: read_floats already
+         * checked the count against cap, and nothing the file does can
+         * make this stream hand over more elements than that. */
+        if (c->dest && c->index >= c->cap)
+            return CSAE_ERR_FORMAT;
         load_bytes(raw, p + at, c->itemsize, c->swap);
         if (c->itemsize == 8) {
             memcpy(&v, raw, 8);
@@ -527,9 +536,9 @@ static csae_status read_int(const npz_file *r, npz_member *m, const char *kinds,
 /* A float field of element size itemsize and the given shape (d1 unused
  * for ndim 1; d0 == ANY_LENGTH accepts any length), every value finite (and
  * in the range ``positive`` names: ANY_FINITE, POSITIVE, ...); copied to
- * dest when not NULL. */
+ * dest, which holds cap elements, when not NULL. */
 static csae_status read_floats(const npz_file *r, npz_member *m, size_t itemsize, int ndim,
-                               uint64_t d0, uint64_t d1, int positive, void *dest)
+                               uint64_t d0, uint64_t d1, int positive, void *dest, size_t cap)
 {
     csae_status st = csae_npy_read_header(r, m);
     if (st != CSAE_OK)
@@ -541,7 +550,9 @@ static csae_status read_floats(const npz_file *r, npz_member *m, size_t itemsize
         return CSAE_ERR_FORMAT;
     if ((d0 != ANY_LENGTH && a->shape[0] != d0) || (ndim == 2 && a->shape[1] != d1))
         return CSAE_ERR_FORMAT;
-    float_ctx fc = {itemsize, a->swap, positive, dest, 0};
+    if (dest && a->count != cap)
+        return CSAE_ERR_MISMATCH;
+    float_ctx fc = {itemsize, a->swap, positive, dest, cap, 0};
     return csae_npz_stream(r, m, itemsize, consume_floats, &fc);
 }
 
@@ -552,11 +563,24 @@ typedef struct {
     int has_range;
 } parsed;
 
-/* Where a pass copies values to (NULL: check only). */
+/* Where a pass copies values to (NULL: check only), and the caller's model
+ * those buffers were sized for: a copying pass checks the file against it
+ * again before it writes anything, since the file may have changed since
+ * the pass that validated it (the buffers hold exactly the caller's model's
+ * sizes, whatever the file says now). */
 typedef struct {
     void *W, *b, *Wd, *bd;
     double *data_min, *data_scale;
+    const csae_model *model;
+    size_t elem_size; /* of W, b, Wd, bd (0 when they are not copied) */
 } destinations;
+
+static int same_model(const csae_model *a, const csae_model *b)
+{
+    return a->n_features == b->n_features && a->n_hidden == b->n_hidden
+           && a->decoder == b->decoder && a->sparsity_target == b->sparsity_target
+           && a->sparsity_weight == b->sparsity_weight && a->weight_decay == b->weight_decay;
+}
 
 static const int required_fields[] = {F_CSAE_VERSION, F_HYPER, F_LOSS, F_NITER,
                                       F_W, F_B, F_WD, F_BD};
@@ -621,13 +645,26 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
     const uint64_t n = m[F_W].array.shape[1], h = hp.n_hidden;
     if (n > SIZE_MAX || h > SIZE_MAX)
         return CSAE_ERR_FORMAT;
+    if (dest) {
+        const csae_model now = {(size_t)n, (size_t)h, hp.decoder, hp.sparsity_target,
+                                hp.sparsity_weight, hp.weight_decay};
+        if (!same_model(&now, dest->model))
+            return CSAE_ERR_MISMATCH;
+        if (dest->elem_size && hp.elem_size != dest->elem_size)
+            return CSAE_ERR_DTYPE;
+    }
     const uint64_t dims[4][2] = {{h, n}, {h, 0}, {n, h}, {n, 0}};
     const int ndims[4] = {2, 1, 2, 1};
     void *targets[4] = {dest ? dest->W : NULL, dest ? dest->b : NULL,
                         dest ? dest->Wd : NULL, dest ? dest->bd : NULL};
+    /* Element counts of the caller's buffers, from the caller's model (n*h
+     * fits: the file's n and h equal the model's and the header check made
+     * their product with the element size). */
+    const size_t mn = dest ? dest->model->n_features : 0, mh = dest ? dest->model->n_hidden : 0;
+    const size_t caps[4] = {mh * mn, mh, mn * mh, mn};
     for (int k = 0; k < 4; k++) {
         st = read_floats(r, &m[F_W + k], hp.elem_size, ndims[k], dims[k][0], dims[k][1], 0,
-                         targets[k]);
+                         targets[k], caps[k]);
         if (st != CSAE_OK)
             return st;
     }
@@ -637,12 +674,12 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
         return CSAE_ERR_FORMAT;
     for (int k = 0; k < velocities; k++) {
         st = read_floats(r, &m[F_VW + k], hp.elem_size, ndims[k], dims[k][0], dims[k][1], 0,
-                         NULL);
+                         NULL, 0);
         if (st != CSAE_OK)
             return st;
     }
 
-    st = read_floats(r, &m[F_LOSS], 8, 1, ANY_LENGTH, 0, 0, NULL);
+    st = read_floats(r, &m[F_LOSS], 8, 1, ANY_LENGTH, 0, 0, NULL, 0);
     if (st != CSAE_OK)
         return st;
     st = read_int(r, &m[F_NITER], "iu", 0, &ic);
@@ -670,7 +707,7 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
     for (int k = 0; adam && k < 8; k++) {
         /* Second moments (F_AVW...) are averages of squares. */
         st = read_floats(r, &m[F_AMW + k], hp.elem_size, ndims[k % 4], dims[k % 4][0],
-                         dims[k % 4][1], k < 4 ? ANY_FINITE : NON_NEGATIVE, NULL);
+                         dims[k % 4][1], k < 4 ? ANY_FINITE : NON_NEGATIVE, NULL, 0);
         if (st != CSAE_OK)
             return st;
     }
@@ -682,7 +719,7 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
             return CSAE_ERR_FORMAT;
     }
     if (m[F_RHO_RUN].present) {
-        st = read_floats(r, &m[F_RHO_RUN], hp.elem_size, 1, h, 0, UNIT_INTERVAL, NULL);
+        st = read_floats(r, &m[F_RHO_RUN], hp.elem_size, 1, h, 0, UNIT_INTERVAL, NULL, 0);
         if (st != CSAE_OK)
             return st;
         st = read_int(r, &m[F_RUN_BATCHES], "iu", 0, &ic);
@@ -692,10 +729,10 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
             return CSAE_ERR_FORMAT;
     }
     if (m[F_DMIN].present) {
-        st = read_floats(r, &m[F_DMIN], 8, 1, n, 0, 0, dest ? dest->data_min : NULL);
+        st = read_floats(r, &m[F_DMIN], 8, 1, n, 0, 0, dest ? dest->data_min : NULL, mn);
         if (st != CSAE_OK)
             return st;
-        st = read_floats(r, &m[F_DSCALE], 8, 1, n, 0, 1, dest ? dest->data_scale : NULL);
+        st = read_floats(r, &m[F_DSCALE], 8, 1, n, 0, 1, dest ? dest->data_scale : NULL, mn);
         if (st != CSAE_OK)
             return st;
     }
@@ -713,13 +750,6 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
 }
 
 /* ---- Public functions --------------------------------------------------- */
-
-static int same_model(const csae_model *a, const csae_model *b)
-{
-    return a->n_features == b->n_features && a->n_hidden == b->n_hidden
-           && a->decoder == b->decoder && a->sparsity_target == b->sparsity_target
-           && a->sparsity_weight == b->sparsity_weight && a->weight_decay == b->weight_decay;
-}
 
 csae_status csae_model_file_info(const char *path, csae_model *model, size_t *elem_size)
 {
@@ -756,7 +786,7 @@ static csae_status read_weights(const char *path, const csae_model *model, size_
     if (st == CSAE_OK && !same_model(&p.model, model))
         st = CSAE_ERR_MISMATCH;
     if (st == CSAE_OK) {
-        const destinations dest = {W, b, Wd, bd, NULL, NULL};
+        const destinations dest = {W, b, Wd, bd, NULL, NULL, model, elem_size};
         st = scan(&r, &p, &dest);
     }
     csae_npz_close(&r);
@@ -796,7 +826,7 @@ csae_status csae_model_file_input_range(const char *path, const csae_model *mode
             st = CSAE_ERR_UNSUPPORTED;
     }
     if (st == CSAE_OK && scales && data_min) {
-        const destinations dest = {NULL, NULL, NULL, NULL, data_min, data_scale};
+        const destinations dest = {NULL, NULL, NULL, NULL, data_min, data_scale, model, 0};
         st = scan(&r, &p, &dest);
     }
     csae_npz_close(&r);
