@@ -293,6 +293,7 @@ class _Reader:
             raise _FileError(f"unknown fields: {listed}{more}")
         for field, info in self.infos.items():
             _check_declared_sizes(field, info, file_size)
+        _check_unambiguous(fh, file_size, self.zip.infolist())
 
     def __contains__(self, field):
         return field in self.infos
@@ -352,6 +353,104 @@ class _Reader:
         if fortran and len(got_shape) > 1:
             return array.reshape(got_shape[::-1]).transpose()
         return array.reshape(got_shape)
+
+
+_EOCD = b"PK\x05\x06"
+_EOCD64 = b"PK\x06\x06"
+_LOCATOR64 = b"PK\x06\x07"
+_LOCAL = b"PK\x03\x04"
+
+
+def _check_unambiguous(fh, file_size, infos):
+    """Refuse the zip layouts on which zip readers disagree, so that this
+    loader and the C one (src_c/npz.c, which applies the same rules) always
+    read one model from one file: the end record must be the file's last 22
+    bytes (no archive comment: zipfile takes the last signature in a comment,
+    others the record whose comment ends the file); a zip64 end record must
+    sit right before its locator, where the locator points (zipfile reads it
+    there whatever the locator says); the directory must end where the end
+    records begin; each local header must say what its directory entry says
+    (name, flags, method, CRC-32 and sizes), and no two members may share
+    bytes."""
+    fh.seek(file_size - 22)
+    end = fh.read(22)
+    if len(end) != 22 or end[:4] != _EOCD or int.from_bytes(end[20:22], "little"):
+        raise _FileError("its zip end record is not the file's last 22 bytes (an archive "
+                         "comment or data after the archive; csae writes neither)")
+    entries = int.from_bytes(end[10:12], "little")
+    cd_size = int.from_bytes(end[12:16], "little")
+    cd_offset = int.from_bytes(end[16:20], "little")
+    records = file_size - 22
+    if records >= 20:
+        fh.seek(records - 20)
+        locator = fh.read(20)
+        if locator[:4] == _LOCATOR64:
+            at = records - 20 - 56
+            if at < 0 or int.from_bytes(locator[8:16], "little") != at:
+                raise _FileError("its zip64 end record is not where its locator points")
+            fh.seek(at)
+            rec = fh.read(56)
+            if rec[:4] != _EOCD64 or int.from_bytes(rec[4:12], "little") != 44:
+                raise _FileError("its zip64 end record is not where its locator points")
+            entries = int.from_bytes(rec[32:40], "little")
+            cd_size = int.from_bytes(rec[40:48], "little")
+            cd_offset = int.from_bytes(rec[48:56], "little")
+            records = at
+    if cd_offset + cd_size != records or entries != len(infos):
+        raise _FileError("its zip directory does not end where the end records begin")
+    spans = []
+    for info in infos:
+        fh.seek(info.header_offset)
+        local = fh.read(30)
+        name = info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
+        if len(local) != 30 or local[:4] != _LOCAL:
+            raise _FileError(f"member {_quote(info.filename)} has no local header")
+        nlen = int.from_bytes(local[26:28], "little")
+        xlen = int.from_bytes(local[28:30], "little")
+        extra = fh.read(nlen + xlen)
+        flags = int.from_bytes(local[6:8], "little")
+        method = int.from_bytes(local[8:10], "little")
+        same = extra[:nlen] == name and flags == info.flag_bits and method == info.compress_type
+        if same and not flags & 0x08:
+            crc = int.from_bytes(local[14:18], "little")
+            csize = int.from_bytes(local[18:22], "little")
+            usize = int.from_bytes(local[22:26], "little")
+            sizes = _local_zip64_sizes(extra[nlen:], usize, csize)
+            same = crc == info.CRC and sizes == (info.file_size, info.compress_size)
+        if not same:
+            raise _FileError(f"the local header of member {_quote(info.filename)} differs "
+                             "from its directory entry")
+        spans.append((info.header_offset, info.header_offset + 30 + nlen + xlen
+                      + info.compress_size))
+    spans.sort()
+    for (_, stop), (start, _) in zip(spans, spans[1:]):
+        if start < stop:
+            raise _FileError("two members of the zip archive overlap")
+    if spans and spans[-1][1] > cd_offset:
+        raise _FileError("a member of the zip archive overlaps its directory")
+
+
+def _local_zip64_sizes(extra, usize, csize):
+    """(usize, csize) of a local header, those stored as 0xFFFFFFFF taken
+    from its zip64 extra field (None if it has none)."""
+    i = 0
+    while i + 4 <= len(extra):
+        kind = int.from_bytes(extra[i:i + 2], "little")
+        n = int.from_bytes(extra[i + 2:i + 4], "little")
+        if kind == 1:
+            field = extra[i + 4:i + 4 + n]
+            values = []
+            for value in (usize, csize):
+                if value == 0xFFFFFFFF:
+                    if len(field) < 8:
+                        return None
+                    value, field = int.from_bytes(field[:8], "little"), field[8:]
+                values.append(value)
+            return tuple(values)
+        i += 4 + n
+    if 0xFFFFFFFF in (usize, csize):
+        return None
+    return usize, csize
 
 
 def _check_declared_sizes(field, info, file_size):
