@@ -530,8 +530,17 @@ def _hyperparameters(reader, cls, version):
     if len(text) > _MAX_RECORD:
         raise _FileError(f"the hyperparameter record holds {len(text)} characters; "
                          f"a csae file uses at most {_MAX_RECORD}")
+    # csae writes plain ASCII JSON: no escape sequences, each key once. The
+    # C reader (src_c/model_file.c) reads no more than that, and the two
+    # must agree on every record: "\u0061dam" and a key given twice (which
+    # json.loads would settle silently, the last one winning) are refused.
+    if "\\" in text:
+        raise _FileError("hyperparameters hold an escape sequence (\\), which csae never "
+                         "writes")
     try:
-        hyper = json.loads(text)
+        hyper = json.loads(text, object_pairs_hook=_unique_keys)
+    except _FileError:
+        raise
     except ValueError as err:
         raise _FileError(f"hyperparameters are not valid JSON ({_short(err, 80)})") from None
     later = {name for v, names in _ADDED_IN.items() if v > version for name in names}
@@ -547,12 +556,28 @@ def _hyperparameters(reader, cls, version):
         raise _FileError("hyperparameters must name exactly the constructor's "
                          f"parameters; missing: {_short(missing, 300)}; unexpected: "
                          f"{listed}{more}")
+    # save writes the dtype's name; the constructor also takes "f8",
+    # "double", ... but a file naming it so is not one csae wrote (and the C
+    # reader knows the two names only).
+    if hyper["dtype"] not in ("float32", "float64"):
+        raise _FileError("invalid hyperparameter: dtype must be 'float32' or 'float64', "
+                         f"got {_short(repr(hyper['dtype']), 60)}")
     hyper = {**hyper, **defaults_for_older_models(later)}
     try:
         hp = validate_hyperparameters(hyper)
     except ValueError as err:
         raise _FileError(f"invalid hyperparameter: {_short(err, 200)}") from None
     return hyper, hp
+
+
+def _unique_keys(pairs):
+    """A JSON object as a dict, refusing a key given twice."""
+    result = {}
+    for key, value in pairs:
+        if key in result:
+            raise _FileError(f"hyperparameters name {_quote(key)} twice")
+        result[key] = value
+    return result
 
 
 def _build_model(reader, cls):

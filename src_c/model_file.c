@@ -17,6 +17,7 @@
  * copies anything, checks the file against the caller's model: the sizes
  * of the caller's buffers come from that model, never from the file.
  */
+#include <float.h>
 #include <locale.h>
 #include <math.h>
 #include <stdint.h>
@@ -26,10 +27,23 @@
 #include "csae.h"
 #include "npz.h"
 
-/* Longest hyperparameter record read (Python writes about 400 characters). */
-#define MAX_HYPER 4096
-/* Longest real number in that record (Python's repr writes at most 24). */
-#define MAX_NUMBER 63
+/* Longest hyperparameter record accepted, in characters: csae/_persist.py's
+ * _MAX_RECORD (Python writes about 400). */
+#define MAX_HYPER 2048
+/* Longest number or string in that record: the record itself, so that no
+ * token is cut (Python reads a number of any length). */
+#define MAX_NUMBER MAX_HYPER
+/* Largest member that holds a string or a scalar, as csae/_persist.py
+ * bounds them (_MAX_HEADER plus the data it allows: 4 * _MAX_LABEL for
+ * format and csae_version, 4 * _MAX_RECORD for the record, _MAX_SCALAR for
+ * the integers): a larger one is refused before it is read. */
+#define MAX_NPY_HEADER 10000u
+#define MAX_LABEL_MEMBER (MAX_NPY_HEADER + 4u * 64u)
+#define MAX_RECORD_MEMBER (MAX_NPY_HEADER + 4u * MAX_HYPER)
+#define MAX_SCALAR_MEMBER (MAX_NPY_HEADER + 16u)
+/* Python's bounds on counts (csae._validation.MAX_COUNT, MAX_THREADS). */
+#define MAX_COUNT UINT64_C(0x7FFFFFFFFFFFFFFF)
+#define MAX_THREADS UINT64_C(0x7FFFFFFF)
 
 static const char FORMAT_NAME[] = "csae.SparseAutoencoder";
 #define FORMAT_VERSION 3
@@ -302,15 +316,17 @@ static int json_double(const json_value *v, double *out)
         return 0;
     const char *point = localeconv()->decimal_point;
     const size_t plen = (point && point[0]) ? strlen(point) : 1;
-    char buf[(MAX_NUMBER + 1) * 8];
+    char buf[MAX_NUMBER + 8]; /* one '.' may become a point of up to 7 bytes */
     size_t len = 0;
     for (const char *p = v->text; *p; p++) {
         if (*p == '.' && point && point[0]) {
-            if (plen > 7)
+            if (plen > 7 || len + plen > MAX_NUMBER + 7)
                 return 0;
             memcpy(buf + len, point, plen);
             len += plen;
         } else {
+            if (len + 1 >= sizeof buf)
+                return 0;
             buf[len++] = *p;
         }
     }
@@ -328,6 +344,12 @@ static int json_int_at_least(const json_value *v, uint64_t minimum)
 {
     return v->type == J_NUMBER && v->is_int && !v->negative
            && (v->overflow || v->magnitude >= minimum);
+}
+
+/* An integer in [minimum, maximum], as csae._validation.int_param checks it. */
+static int json_int_between(const json_value *v, uint64_t minimum, uint64_t maximum)
+{
+    return json_int_at_least(v, minimum) && !v->overflow && v->magnitude <= maximum;
 }
 
 /* A finite real number (integer or not) between low and high, each bound
@@ -370,6 +392,8 @@ static const char *const hyper_names[K_COUNT] = {
 typedef struct {
     uint64_t n_hidden;
     double sparsity_target, sparsity_weight, weight_decay;
+    double learning_rate, momentum, beta_1, beta_2, epsilon, sparsity_smoothing;
+    int adam, running; /* solver "adam"; sparsity_estimate "running" */
     csae_decoder decoder;
     size_t elem_size;
     int scale_inputs;
@@ -386,7 +410,7 @@ static int check_hyper(int key, const json_value *v, hyper *hp)
         return v->type == J_STRING && (strcmp(v->text, "c") == 0 || strcmp(v->text, "python") == 0);
     case K_BATCH_SIZE:
     case K_MAX_EPOCHS:
-        return json_int_at_least(v, 1);
+        return json_int_between(v, 1, MAX_COUNT);
     case K_DECODER:
         if (v->type != J_STRING)
             return 0;
@@ -408,16 +432,16 @@ static int check_hyper(int key, const json_value *v, hyper *hp)
             return 0;
         return 1;
     case K_LEARNING_RATE:
-        return json_real(v, 0.0, inf, 1, 1, &unused);
+        return json_real(v, 0.0, inf, 1, 1, &hp->learning_rate);
     case K_MOMENTUM:
-        return json_real(v, 0.0, 1.0, 0, 1, &unused);
+        return json_real(v, 0.0, 1.0, 0, 1, &hp->momentum);
     case K_N_HIDDEN:
         if (!json_int_at_least(v, 1) || v->overflow)
             return 0;
         hp->n_hidden = v->magnitude;
         return 1;
     case K_N_THREADS:
-        return v->type == J_NULL || json_int_at_least(v, 1);
+        return v->type == J_NULL || json_int_between(v, 1, MAX_THREADS);
     case K_RANDOM_STATE:
         return v->type == J_NULL || (json_int_at_least(v, 0) && !v->overflow);
     case K_SCALE_INPUTS:
@@ -434,31 +458,74 @@ static int check_hyper(int key, const json_value *v, hyper *hp)
     case K_WEIGHT_DECAY:
         return json_real(v, 0.0, inf, 0, 1, &hp->weight_decay);
     case K_MAX_FUN:
-        return json_int_at_least(v, 1);
+        return json_int_between(v, 1, MAX_COUNT);
     case K_SOLVER:
+        hp->adam = v->type == J_STRING && strcmp(v->text, "adam") == 0;
         return v->type == J_STRING && (strcmp(v->text, "sgd") == 0 || strcmp(v->text, "adam") == 0
                                        || strcmp(v->text, "lbfgs") == 0);
     case K_TOL:
         return json_real(v, 0.0, inf, 0, 1, &unused);
     case K_BETA_1:
+        return json_real(v, 0.0, 1.0, 0, 1, &hp->beta_1);
     case K_BETA_2:
-        return json_real(v, 0.0, 1.0, 0, 1, &unused);
+        return json_real(v, 0.0, 1.0, 0, 1, &hp->beta_2);
     case K_EPSILON:
-        return json_real(v, 0.0, inf, 1, 1, &unused);
+        return json_real(v, 0.0, inf, 1, 1, &hp->epsilon);
     case K_EARLY_STOPPING:
     case K_WARM_START:
         return v->type == J_TRUE || v->type == J_FALSE;
     case K_N_ITER_NO_CHANGE:
-        return json_int_at_least(v, 1);
+        return json_int_between(v, 1, MAX_COUNT);
     case K_SPARSITY_ESTIMATE:
+        hp->running = v->type == J_STRING && strcmp(v->text, "running") == 0;
         return v->type == J_STRING
                && (strcmp(v->text, "batch") == 0 || strcmp(v->text, "running") == 0);
     case K_SPARSITY_SMOOTHING:
-        return json_real(v, 0.0, 1.0, 1, 0, &unused);
+        return json_real(v, 0.0, 1.0, 1, 0, &hp->sparsity_smoothing);
     case K_VALIDATION_FRACTION:
         return json_real(v, 0.0, 1.0, 1, 1, &unused);
     }
     return 0;
+}
+
+/* Whether the model's element type holds x as csae._validation's
+ * _representable requires: finite once rounded to it, and, if asked, a
+ * normal number above 0 (positive) or below 1 (below_one).  Python rounds
+ * with NumPy's cast, round to nearest even, as C's cast does. */
+static int representable(double x, size_t elem_size, int positive, int below_one)
+{
+    double rounded = x;
+    if (elem_size == 4) {
+        /* At or past halfway between FLT_MAX and 2^128 rounds to infinity
+         * (and converting it would be undefined behaviour in C). */
+        if (fabs(x) >= 0x1.ffffffp127)
+            return 0;
+        rounded = (double)(float)x;
+    }
+    if (!isfinite(rounded))
+        return 0;
+    if (positive && rounded < (elem_size == 4 ? (double)FLT_MIN : DBL_MIN))
+        return 0;
+    if (below_one && rounded >= 1.0)
+        return 0;
+    return 1;
+}
+
+/* The checks validate_hyperparameters makes after each value's own: the
+ * values the engine computes with, in the model's element type. */
+static int hyper_representable(const hyper *hp)
+{
+    const size_t e = hp->elem_size;
+    if (!representable(hp->sparsity_target, e, 1, 1) || !representable(hp->sparsity_weight, e, 0, 0)
+        || !representable(hp->weight_decay, e, 0, 0) || !representable(hp->learning_rate, e, 1, 0)
+        || !representable(hp->momentum, e, 0, 1))
+        return 0;
+    if (hp->adam && (!representable(hp->beta_1, e, 0, 1) || !representable(hp->beta_2, e, 0, 1)
+                     || !representable(hp->epsilon, e, 1, 0)))
+        return 0;
+    if (hp->running && !representable(hp->sparsity_smoothing, e, 1, 0))
+        return 0;
+    return 1;
 }
 
 /* The record: a JSON object naming every constructor parameter of its
@@ -469,6 +536,12 @@ static csae_status parse_hyper(const char *text, size_t len, uint64_t version, h
     text_cursor c = {text, len, 0};
     int seen[K_COUNT] = {0};
     memset(hp, 0, sizeof *hp);
+    /* What an older record lacks takes the constructor's default (as
+     * csae._estimator.defaults_for_older_models gives it). */
+    hp->beta_1 = 0.9;
+    hp->beta_2 = 0.999;
+    hp->epsilon = 1e-8;
+    hp->sparsity_smoothing = 0.1;
     if (!csae_text_char(&c, '{'))
         return CSAE_ERR_FORMAT;
     for (int count = 0; count < keys; count++) {
@@ -487,15 +560,19 @@ static csae_status parse_hyper(const char *text, size_t len, uint64_t version, h
             return CSAE_ERR_FORMAT;
     }
     csae_text_space(&c);
-    return c.i == c.n ? CSAE_OK : CSAE_ERR_FORMAT;
+    if (c.i != c.n || !hyper_representable(hp))
+        return CSAE_ERR_FORMAT;
+    return CSAE_OK;
 }
 
 /* ---- Fields ------------------------------------------------------------- */
 
 /* A string field of ndim 0 (or shape (1,)) into out. */
 static csae_status read_string(const npz_file *r, npz_member *m, int ndim, char *out, size_t cap,
-                               string_ctx *sc)
+                               uint64_t max_size, string_ctx *sc)
 {
+    if (m->size > max_size)
+        return CSAE_ERR_FORMAT;
     csae_status st = csae_npy_read_header(r, m);
     if (st != CSAE_OK)
         return st;
@@ -518,6 +595,8 @@ static csae_status read_string(const npz_file *r, npz_member *m, int ndim, char 
 static csae_status read_int(const npz_file *r, npz_member *m, const char *kinds, uint64_t itemsize,
                             int_ctx *ic)
 {
+    if (m->size > MAX_SCALAR_MEMBER)
+        return CSAE_ERR_FORMAT;
     csae_status st = csae_npy_read_header(r, m);
     if (st != CSAE_OK)
         return st;
@@ -600,7 +679,8 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
         return CSAE_ERR_FORMAT;
     char text[MAX_HYPER + 1];
     string_ctx sc;
-    st = read_string(r, &m[F_FORMAT], 0, text, sizeof FORMAT_NAME + 1, &sc);
+    st = read_string(r, &m[F_FORMAT], 0, text, sizeof FORMAT_NAME + 1, MAX_LABEL_MEMBER,
+                     &sc);
     if (st != CSAE_OK)
         return st;
     if (sc.not_ascii || sc.too_long || strcmp(text, FORMAT_NAME) != 0)
@@ -621,16 +701,15 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
         if (!m[required_fields[i]].present)
             return CSAE_ERR_FORMAT;
 
-    st = read_string(r, &m[F_CSAE_VERSION], 0, text, sizeof text, &sc);
+    st = read_string(r, &m[F_CSAE_VERSION], 0, text, sizeof text, MAX_LABEL_MEMBER, &sc);
     if (st != CSAE_OK)
         return st;
-    st = read_string(r, &m[F_HYPER], 1, text, sizeof text, &sc);
+    st = read_string(r, &m[F_HYPER], 1, text, sizeof text, MAX_RECORD_MEMBER, &sc);
     if (st != CSAE_OK)
         return st;
-    if (sc.not_ascii)
+    /* Longer than MAX_HYPER characters: Python refuses it as invalid. */
+    if (sc.not_ascii || sc.too_long)
         return CSAE_ERR_FORMAT;
-    if (sc.too_long)
-        return CSAE_ERR_UNSUPPORTED;
     hyper hp;
     st = parse_hyper(text, sc.len, version, &hp);
     if (st != CSAE_OK)
