@@ -55,6 +55,11 @@ from csae._files import display_name, file_type_name, write_atomically
 from csae._validation import validate_hyperparameters
 from csae._version import __version__
 
+try:
+    from csae import _engine
+except ImportError:  # a build without the engine reads with the Python reader alone
+    _engine = None  # type: ignore[assignment]
+
 __all__ = ["save", "load", "FORMAT_NAME", "FORMAT_VERSION"]
 
 FORMAT_NAME = "csae.SparseAutoencoder"
@@ -526,7 +531,12 @@ def _finite(value, name):
 
 def _hyperparameters(reader, cls, version):
     value = reader.small("hyperparameters", 4 * _MAX_RECORD)
-    text = _string(value, "hyperparameters", shape=(1,))
+    return _parse_record(_string(value, "hyperparameters", shape=(1,)), cls, version)
+
+
+def _parse_record(text, cls, version):
+    """``(hyper, hp)``: the constructor's arguments the record ``text`` of a
+    format ``version`` file gives, and them validated."""
     if len(text) > _MAX_RECORD:
         raise _FileError(f"the hyperparameter record holds {len(text)} characters; "
                          f"a csae file uses at most {_MAX_RECORD}")
@@ -683,6 +693,56 @@ def _build_model(reader, cls):
     return model
 
 
+def _model_from_fields(fields, cls):
+    """A model from what the C reader read (csae._engine.read_model_file):
+    every rule is already checked there but the constructor's own, which
+    the record goes through again here."""
+    hyper, _ = _parse_record(fields["record"], cls, fields["version"])
+    model = cls(**hyper)
+    model._params = fields["params"]
+    model._velocity = fields["velocity"]
+    model._rng_state = fields["rng_state"]
+    model._adam_m, model._adam_v = fields["adam_m"], fields["adam_v"]
+    model._adam_t = fields["adam_t"]
+    model._rho_running = fields["rho_running"]
+    model._running_batches = fields["running_batches"]
+    model._data_min, model._data_scale = fields["data_min"], fields["data_scale"]
+    model._loss_curve = fields["loss_curve"].tolist()
+    return model
+
+
+# More members than this in the zip directory is no csae file (whatever the
+# format version); the explaining reader below is not run on it, since
+# zipfile builds an object per entry before anything can be refused.
+_MAX_MEMBERS = 64
+_MAX_DIRECTORY = 1 << 20
+
+
+def _check_directory_size(fh, size):
+    """Refuse, from the zip end records alone, a directory too large to be a
+    model's: the end record zipfile would take (the last signature in the
+    final 64 KiB), and the zip64 record it would read."""
+    start = max(0, size - 22 - (1 << 16))
+    fh.seek(start)
+    tail = fh.read()
+    at = tail.rfind(_EOCD)
+    if at < 0 or len(tail) - at < 22:
+        return  # not a zip archive: zipfile explains what it is
+    entries = int.from_bytes(tail[at + 10:at + 12], "little")
+    cd_size = int.from_bytes(tail[at + 12:at + 16], "little")
+    eocd = start + at
+    if eocd >= 76:
+        fh.seek(eocd - 76)
+        records = fh.read(76)
+        if records[56:60] == _LOCATOR64 and records[:4] == _EOCD64:
+            entries = int.from_bytes(records[32:40], "little")
+            cd_size = int.from_bytes(records[40:48], "little")
+    if entries > _MAX_MEMBERS or cd_size > _MAX_DIRECTORY:
+        raise _FileError(f"its zip directory lists {entries} members in {cd_size} bytes; "
+                         f"a csae model file has at most {len(_REQUIRED | _ALL_OPTIONAL)} "
+                         "members")
+
+
 def _open_regular(path, name):
     """Open ``path`` for reading, refusing what is not a regular file
     (O_NONBLOCK: opening a FIFO must not wait for a writer)."""
@@ -732,8 +792,21 @@ def load(path, cls=None):
     # the file's content.
     fh, size = _open_regular(path, name)
     with fh:
+        # One reader: the C one decides which files load and reads their
+        # values (so C and Python accept the same files, and memory is the
+        # model's size). When it refuses, the Python reader below, which
+        # checks the same rules field by field, says why.
+        status, fields = (_engine.read_model_file(fh.fileno()) if _engine is not None
+                          else (None, None))
+        if status == 0:
+            try:
+                return _model_from_fields(fields, cls)
+            except _FileError as err:
+                raise ValueError(f"{name} is not a valid csae model file: {err}") from None
         try:
-            return _build_model(_Reader(fh, size), cls)
+            _check_directory_size(fh, size)
+            fh.seek(0)
+            model = _build_model(_Reader(fh, size), cls)
         except _FileError as err:
             raise ValueError(f"{name} is not a valid csae model file: {err}") from None
         except Exception as err:
@@ -743,3 +816,11 @@ def load(path, cls=None):
             raise ValueError(f"{name} is not a valid csae model file (corrupted or "
                              f"truncated: {type(err).__name__}: {_short(err, 200)})"
                              ) from err
+    if status is None or status == _engine.MODEL_FILE_UNSUPPORTED:
+        # Deflated or Fortran-ordered members (a file repacked by a zip
+        # tool): valid, never written by save, and beyond the C reader,
+        # which reads members in place. Python's reader, under the same zip
+        # and field rules, reads them.
+        return model
+    raise ValueError(f"{name} is not a valid csae model file: "
+                     f"{_engine.status_message(status)}")

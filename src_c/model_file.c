@@ -23,8 +23,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "csae.h"
+#include "model_file.h"
 #include "npz.h"
 
 /* Longest hyperparameter record accepted, in characters: csae/_persist.py's
@@ -635,12 +637,7 @@ static csae_status read_floats(const npz_file *r, npz_member *m, size_t itemsize
     return csae_npz_stream(r, m, itemsize, consume_floats, &fc);
 }
 
-typedef struct {
-    csae_model model;
-    size_t elem_size;
-    int scale_inputs;
-    int has_range;
-} parsed;
+typedef csae_model_layout parsed;
 
 /* Where a pass copies values to (NULL: check only), and the caller's model
  * those buffers were sized for: a copying pass checks the file against it
@@ -652,6 +649,10 @@ typedef struct {
     double *data_min, *data_scale;
     const csae_model *model;
     size_t elem_size; /* of W, b, Wd, bd (0 when they are not copied) */
+    /* csae_model_file_read_all only (NULL otherwise) */
+    void *velocity[4], *adam_m[4], *adam_v[4], *rho_running;
+    double *loss_curve;
+    size_t loss_count;
 } destinations;
 
 static int same_model(const csae_model *a, const csae_model *b)
@@ -714,6 +715,8 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
     st = parse_hyper(text, sc.len, version, &hp);
     if (st != CSAE_OK)
         return st;
+    memcpy(out->record, text, sc.len + 1);
+    out->record_len = sc.len;
 
     /* n comes from the encoder's columns, h from the record (as in Python). */
     st = csae_npy_read_header(r, &m[F_W]);
@@ -753,12 +756,13 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
         return CSAE_ERR_FORMAT;
     for (int k = 0; k < velocities; k++) {
         st = read_floats(r, &m[F_VW + k], hp.elem_size, ndims[k], dims[k][0], dims[k][1], 0,
-                         NULL, 0);
+                         dest ? dest->velocity[k] : NULL, caps[k]);
         if (st != CSAE_OK)
             return st;
     }
 
-    st = read_floats(r, &m[F_LOSS], 8, 1, ANY_LENGTH, 0, 0, NULL, 0);
+    st = read_floats(r, &m[F_LOSS], 8, 1, ANY_LENGTH, 0, 0, dest ? dest->loss_curve : NULL,
+                     dest ? dest->loss_count : 0);
     if (st != CSAE_OK)
         return st;
     st = read_int(r, &m[F_NITER], "iu", 0, &ic);
@@ -766,10 +770,13 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
         return st;
     if (ic.negative || ic.magnitude != m[F_LOSS].array.shape[0])
         return CSAE_ERR_FORMAT;
+    out->n_iter = ic.magnitude;
+    out->rng_state = 0;
     if (m[F_RNG].present) {
         st = read_int(r, &m[F_RNG], "u", 8, &ic);
         if (st != CSAE_OK)
             return st;
+        out->rng_state = ic.magnitude;
     }
     if (m[F_DMIN].present != m[F_DSCALE].present)
         return CSAE_ERR_FORMAT;
@@ -785,20 +792,25 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
         return CSAE_ERR_FORMAT;
     for (int k = 0; adam && k < 8; k++) {
         /* Second moments (F_AVW...) are averages of squares. */
+        void *target = !dest ? NULL : k < 4 ? dest->adam_m[k] : dest->adam_v[k - 4];
         st = read_floats(r, &m[F_AMW + k], hp.elem_size, ndims[k % 4], dims[k % 4][0],
-                         dims[k % 4][1], k < 4 ? ANY_FINITE : NON_NEGATIVE, NULL, 0);
+                         dims[k % 4][1], k < 4 ? ANY_FINITE : NON_NEGATIVE, target, caps[k % 4]);
         if (st != CSAE_OK)
             return st;
     }
+    out->adam_t = 0;
     if (adam) {
         st = read_int(r, &m[F_ADAM_T], "iu", 0, &ic);
         if (st != CSAE_OK)
             return st;
         if (ic.negative)
             return CSAE_ERR_FORMAT;
+        out->adam_t = ic.magnitude;
     }
+    out->running_batches = 0;
     if (m[F_RHO_RUN].present) {
-        st = read_floats(r, &m[F_RHO_RUN], hp.elem_size, 1, h, 0, UNIT_INTERVAL, NULL, 0);
+        st = read_floats(r, &m[F_RHO_RUN], hp.elem_size, 1, h, 0, UNIT_INTERVAL,
+                         dest ? dest->rho_running : NULL, mh);
         if (st != CSAE_OK)
             return st;
         st = read_int(r, &m[F_RUN_BATCHES], "iu", 0, &ic);
@@ -806,6 +818,7 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
             return st;
         if (ic.negative)
             return CSAE_ERR_FORMAT;
+        out->running_batches = ic.magnitude;
     }
     if (m[F_DMIN].present) {
         st = read_floats(r, &m[F_DMIN], 8, 1, n, 0, 0, dest ? dest->data_min : NULL, mn);
@@ -825,6 +838,11 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
     out->elem_size = hp.elem_size;
     out->scale_inputs = hp.scale_inputs;
     out->has_range = m[F_DMIN].present;
+    out->version = version;
+    out->has_velocity = velocities == 4;
+    out->has_adam = adam != 0;
+    out->has_running = m[F_RHO_RUN].present;
+    out->has_rng = m[F_RNG].present;
     return CSAE_OK;
 }
 
@@ -865,7 +883,8 @@ static csae_status read_weights(const char *path, const csae_model *model, size_
     if (st == CSAE_OK && !same_model(&p.model, model))
         st = CSAE_ERR_MISMATCH;
     if (st == CSAE_OK) {
-        const destinations dest = {W, b, Wd, bd, NULL, NULL, model, elem_size};
+        const destinations dest = {W, b, Wd, bd, NULL, NULL, model, elem_size,
+                                   {NULL}, {NULL}, {NULL}, NULL, NULL, 0};
         st = scan(&r, &p, &dest);
     }
     csae_npz_close(&r);
@@ -905,11 +924,101 @@ csae_status csae_model_file_input_range(const char *path, const csae_model *mode
             st = CSAE_ERR_UNSUPPORTED;
     }
     if (st == CSAE_OK && scales && data_min) {
-        const destinations dest = {NULL, NULL, NULL, NULL, data_min, data_scale, model, 0};
+        const destinations dest = {NULL, NULL, NULL, NULL, data_min, data_scale, model, 0,
+                                   {NULL}, {NULL}, {NULL}, NULL, NULL, 0};
         st = scan(&r, &p, &dest);
     }
     csae_npz_close(&r);
     if (scales >= 0)
         *scale_inputs = scales;
+    return st;
+}
+
+/* ---- The whole file, for the Python binding (model_file.h) --------------- */
+
+/* The descriptor as an npz_file (its size from fstat; not closed here). */
+static csae_status npz_from_fd(int fd, npz_file *r)
+{
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0)
+        return CSAE_ERR_FILE;
+    if (!S_ISREG(st.st_mode))
+        return CSAE_ERR_NOT_A_FILE;
+    r->fd = fd;
+    r->size = st.st_size < 0 ? 0 : (uint64_t)st.st_size;
+    return CSAE_OK;
+}
+
+csae_status csae_model_file_layout(int fd, csae_model_layout *layout)
+{
+    if (!layout)
+        return CSAE_ERR_ARGUMENT;
+    npz_file r;
+    csae_status st = npz_from_fd(fd, &r);
+    if (st != CSAE_OK)
+        return st;
+    parsed p;
+    memset(&p, 0, sizeof p);
+    st = scan(&r, &p, NULL);
+    if (st == CSAE_OK)
+        *layout = p;
+    return st;
+}
+
+static int same_layout(const csae_model_layout *a, const csae_model_layout *b)
+{
+    return same_model(&a->model, &b->model) && a->elem_size == b->elem_size
+           && a->scale_inputs == b->scale_inputs && a->version == b->version
+           && a->n_iter == b->n_iter && a->has_velocity == b->has_velocity
+           && a->has_adam == b->has_adam && a->has_running == b->has_running
+           && a->has_range == b->has_range && a->has_rng == b->has_rng
+           && a->rng_state == b->rng_state && a->adam_t == b->adam_t
+           && a->running_batches == b->running_batches && a->record_len == b->record_len
+           && memcmp(a->record, b->record, a->record_len) == 0;
+}
+
+csae_status csae_model_file_read_all(int fd, const csae_model_layout *layout,
+                                     const csae_model_arrays *dest)
+{
+    if (!layout || !dest)
+        return CSAE_ERR_ARGUMENT;
+    for (int k = 0; k < 4; k++)
+        if (!dest->params[k] || (layout->has_velocity && !dest->velocity[k])
+            || (layout->has_adam && (!dest->adam_m[k] || !dest->adam_v[k])))
+            return CSAE_ERR_ARGUMENT;
+    if ((layout->has_running && !dest->rho_running) || (layout->n_iter && !dest->loss_curve)
+        || (layout->has_range && (!dest->data_min || !dest->data_scale)))
+        return CSAE_ERR_ARGUMENT;
+    if (layout->n_iter > SIZE_MAX)
+        return CSAE_ERR_ARGUMENT;
+    npz_file r;
+    csae_status st = npz_from_fd(fd, &r);
+    if (st != CSAE_OK)
+        return st;
+    /* Arrays the layout says the file lacks are not copied even if the file
+     * now holds them: the caller has no room for them. */
+    destinations d;
+    memset(&d, 0, sizeof d);
+    d.W = dest->params[0];
+    d.b = dest->params[1];
+    d.Wd = dest->params[2];
+    d.bd = dest->params[3];
+    d.model = &layout->model;
+    d.elem_size = layout->elem_size;
+    for (int k = 0; k < 4; k++) {
+        d.velocity[k] = layout->has_velocity ? dest->velocity[k] : NULL;
+        d.adam_m[k] = layout->has_adam ? dest->adam_m[k] : NULL;
+        d.adam_v[k] = layout->has_adam ? dest->adam_v[k] : NULL;
+    }
+    d.rho_running = layout->has_running ? dest->rho_running : NULL;
+    d.loss_curve = layout->n_iter ? dest->loss_curve : NULL;
+    d.loss_count = (size_t)layout->n_iter;
+    d.data_min = layout->has_range ? dest->data_min : NULL;
+    d.data_scale = layout->has_range ? dest->data_scale : NULL;
+    parsed now;
+    memset(&now, 0, sizeof now);
+    st = scan(&r, &now, &d);
+    if (st == CSAE_OK && !same_layout(&now, layout))
+        st = CSAE_ERR_MISMATCH;
     return st;
 }
