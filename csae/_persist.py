@@ -712,8 +712,9 @@ def _model_from_fields(fields, cls):
 
 
 # More members than this in the zip directory is no csae file (whatever the
-# format version); the explaining reader below is not run on it, since
-# zipfile builds an object per entry before anything can be refused.
+# format version; src_c/npz.h's CSAE_NPZ_MAX_ENTRIES is the same bound); the
+# explaining reader below is not run on it, since zipfile builds an object
+# per entry before anything can be refused.
 _MAX_MEMBERS = 64
 _MAX_DIRECTORY = 1 << 20
 

@@ -284,6 +284,8 @@ csae_status csae_npz_directory(const npz_file *r, const char *const *names, size
     if (st != CSAE_OK)
         return st;
     const uint64_t cd_offset = pos;
+    if (entries > CSAE_NPZ_MAX_ENTRIES)
+        return CSAE_ERR_FORMAT;
     memset(members, 0, sizeof(npz_member) * count);
     *unknown = 0;
     unsigned char buf[CSAE_NPZ_BUF];
