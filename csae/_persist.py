@@ -32,7 +32,13 @@ Files are written with ``np.savez`` (uncompressed members) through
 fsynced and renamed over the target, following symbolic links, keeping the
 old file's permission bits, refusing anything but a regular file.
 
-Loading treats the file as untrusted input. No pickle is ever read, and no
+Loading treats the file as untrusted input, and reads it with the engine's
+reader (src_c/model_file.c, through csae._engine.read_model_file): the C API
+and ``load`` accept exactly the same files, with the same values, in memory
+the model's size. When that reader refuses a file, the Python reader below,
+which applies the same rules field by field, says why (and reads the
+deflated or Fortran-ordered members the engine's reader does not). No
+pickle is ever read, and no
 member is inflated before its size is known to be what the fields before it
 imply: the format strings and hyperparameter record are a few KB at most,
 the weights, velocities and input range exactly as large as ``n_hidden`` and
