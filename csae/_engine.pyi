@@ -224,6 +224,7 @@ def read_model_file(fd: int) -> tuple[int, dict[str, Any] | None]:
     when it refuses the file, else ``(0, fields)``."""
 
 MODEL_FILE_UNSUPPORTED: int
+MODEL_FILE_CHANGED: int
 
 def status_message(status: int) -> str:
     """A short English description of a csae_status code."""

@@ -1184,6 +1184,8 @@ def read_model_file(int fd):
 # The status csae.load lets its Python reader handle (compressed or
 # Fortran-ordered members).
 MODEL_FILE_UNSUPPORTED = CSAE_ERR_UNSUPPORTED
+# read_model_file's status when the file changed between its two passes.
+MODEL_FILE_CHANGED = CSAE_ERR_MISMATCH
 
 
 def status_message(int status):

@@ -823,6 +823,9 @@ def load(path, cls=None):
             raise ValueError(f"{name} is not a valid csae model file (corrupted or "
                              f"truncated: {type(err).__name__}: {_short(err, 200)})"
                              ) from err
+    if status == _engine.MODEL_FILE_CHANGED:
+        raise ValueError(f"{name} changed while it was being read (another process wrote "
+                         "to it); load it again once it is complete")
     if status is None or status == _engine.MODEL_FILE_UNSUPPORTED:
         # Deflated or Fortran-ordered members (a file repacked by a zip
         # tool): valid, never written by save, and beyond the C reader,
