@@ -12,8 +12,10 @@
  * process had saved a bigger model over the same path (in place) at that
  * moment.  For every k from 0 to the number of reads a whole call makes,
  * csae_model_file_read_f64 and csae_model_file_input_range are called with
- * SMALL's model and buffers that end exactly at a PROT_NONE page: a write
- * past them kills the program.  A call must fail or return SMALL's values.
+ * SMALL's model, and csae_model_file_read_all (what csae.load uses) with
+ * SMALL's layout, all with buffers that end exactly at a PROT_NONE page: a
+ * write past them kills the program.  A call must fail or return SMALL's
+ * values.
  * Prints one summary line ending in "0 failed".
  */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
@@ -28,6 +30,7 @@
 #include <unistd.h>
 
 #include "csae.h"
+#include "model_file.h"
 
 ssize_t __real_pread(int fd, void *buf, size_t n, off_t offset);
 ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t offset);
@@ -194,6 +197,50 @@ int main(int argc, char **argv)
                   "input_range failed with an unexpected status", k);
         guarded_free(&gl);
         guarded_free(&gs);
+
+        /* The whole-file pair: the layout read from SMALL, then the file
+         * replaced during read_all. */
+        const int fd = open(path, O_RDONLY);
+        csae_model_layout layout;
+        if (fd < 0 || csae_model_file_layout(fd, &layout) != CSAE_OK) {
+            fprintf(stderr, "cannot read the layout of SMALL\n");
+            return 2;
+        }
+        guarded ga[19];
+        int used = 0;
+        csae_model_arrays dest;
+        memset(&dest, 0, sizeof dest);
+        for (int i = 0; i < 4; i++) {
+            dest.params[i] = guarded_alloc(&ga[used++], sizes[i]);
+            if (layout.has_velocity)
+                dest.velocity[i] = guarded_alloc(&ga[used++], sizes[i]);
+            if (layout.has_adam) {
+                dest.adam_m[i] = guarded_alloc(&ga[used++], sizes[i]);
+                dest.adam_v[i] = guarded_alloc(&ga[used++], sizes[i]);
+            }
+        }
+        if (layout.has_running)
+            dest.rho_running = guarded_alloc(&ga[used++], h);
+        if (layout.has_range) {
+            dest.data_min = guarded_alloc(&ga[used++], n);
+            dest.data_scale = guarded_alloc(&ga[used++], n);
+        }
+        dest.loss_curve = guarded_alloc(&ga[used++], (size_t)layout.n_iter);
+        calls = 0;
+        swap_after = k;
+        st = csae_model_file_read_all(fd, &layout, &dest);
+        swap_after = -1;
+        if (st == CSAE_OK)
+            for (int i = 0; i < 4; i++)
+                check(memcmp(dest.params[i], expected[i], sizes[i] * sizeof(double)) == 0,
+                      "read_all returned OK with other values than the file's", k);
+        else
+            check(st == CSAE_ERR_FORMAT || st == CSAE_ERR_MISMATCH
+                      || st == CSAE_ERR_UNSUPPORTED,
+                  "read_all failed with an unexpected status", k);
+        for (int i = 0; i < used; i++)
+            guarded_free(&ga[i]);
+        close(fd);
     }
     for (int k = 0; k < 4; k++)
         free(expected[k]);
