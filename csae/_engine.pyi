@@ -216,3 +216,15 @@ def init_params(
     n_features: int, n_hidden: int, rng_state: int, dtype: DTypeLike = ...
 ) -> tuple[tuple[_FloatArray, _FloatArray, _FloatArray, _FloatArray], int]:
     """Default initialisation drawn by the engine; returns ``((W, b, Wd, bd), new_state)``."""
+
+# Model files
+
+def read_model_file(fd: int) -> tuple[int, dict[str, Any] | None]:
+    """Read the model file open on ``fd`` with the C reader: ``(status, None)``
+    when it refuses the file, else ``(0, fields)``."""
+
+MODEL_FILE_UNSUPPORTED: int
+MODEL_FILE_CHANGED: int
+
+def status_message(status: int) -> str:
+    """A short English description of a csae_status code."""

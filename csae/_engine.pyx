@@ -32,6 +32,36 @@ cdef extern from "kernels.h" nogil:
     enum: CSAE_GEMM_PARALLEL_MIN
     void csae_pool_stats(size_t *workers, size_t *last_job, unsigned long *worker_runs)
 
+# The whole of a model file, for csae.load (model_file.h mirrors this; it is
+# internal, not in csae.h, so not in engine.pxd, which Cython users cimport).
+cdef extern from "model_file.h" nogil:
+    enum: CSAE_MODEL_RECORD_MAX
+
+    ctypedef struct csae_model_layout:
+        csae_model model
+        size_t elem_size
+        int scale_inputs
+        uint64_t version
+        uint64_t n_iter
+        int has_velocity, has_adam, has_running, has_range, has_rng
+        uint64_t rng_state, adam_t, running_batches
+        size_t record_len
+        char record[CSAE_MODEL_RECORD_MAX + 1]
+
+    ctypedef struct csae_model_arrays:
+        void *params[4]
+        void *velocity[4]
+        void *adam_m[4]
+        void *adam_v[4]
+        void *rho_running
+        double *loss_curve
+        double *data_min
+        double *data_scale
+
+    csae_status csae_model_file_layout(int fd, csae_model_layout *layout)
+    csae_status csae_model_file_read_all(int fd, const csae_model_layout *layout,
+                                         const csae_model_arrays *dest)
+
 cnp.import_array()
 
 ctypedef fused real:
@@ -1085,3 +1115,79 @@ def init_params(n_features, n_hidden, rng_state, dtype=np.float64):
     else:
         raise TypeError(f"dtype must be float32 or float64, got {dtype}")
     return params, int(state)
+
+
+# --------------------------------------------------------------------------
+# Model files
+# --------------------------------------------------------------------------
+
+cdef void *_data(cnp.ndarray a):
+    return cnp.PyArray_DATA(a)
+
+
+def read_model_file(int fd):
+    """Read the model file open on ``fd`` with the C reader (model_file.c),
+    the one csae_model_file_* use: ``(status, None)`` when it refuses the
+    file (status a csae_status code, for the caller to explain), else
+    ``(0, fields)`` with every field as NumPy arrays and ints.  Memory is the
+    model's size: the arrays are allocated from the sizes the validated file
+    gives, which its bytes hold."""
+    cdef csae_model_layout layout
+    cdef csae_model_arrays dest
+    cdef csae_status st
+    with nogil:
+        st = csae_model_file_layout(fd, &layout)
+    if st != CSAE_OK:
+        return int(st), None
+    dtype = np.float64 if layout.elem_size == 8 else np.float32
+    n, h = layout.model.n_features, layout.model.n_hidden
+    shapes = ((h, n), (h,), (n, h), (n,))
+    memset(&dest, 0, sizeof(dest))
+    params = tuple(np.empty(s, dtype=dtype) for s in shapes)
+    velocity = (tuple(np.empty(s, dtype=dtype) for s in shapes)
+                if layout.has_velocity else None)
+    adam_m = tuple(np.empty(s, dtype=dtype) for s in shapes) if layout.has_adam else None
+    adam_v = tuple(np.empty(s, dtype=dtype) for s in shapes) if layout.has_adam else None
+    rho_running = np.empty(h, dtype=dtype) if layout.has_running else None
+    loss_curve = np.empty(layout.n_iter, dtype=np.float64)
+    data_min = np.empty(n, dtype=np.float64) if layout.has_range else None
+    data_scale = np.empty(n, dtype=np.float64) if layout.has_range else None
+    cdef int k
+    for k in range(4):
+        dest.params[k] = _data(params[k])
+        if velocity is not None:
+            dest.velocity[k] = _data(velocity[k])
+        if adam_m is not None:
+            dest.adam_m[k] = _data(adam_m[k])
+            dest.adam_v[k] = _data(adam_v[k])
+    if rho_running is not None:
+        dest.rho_running = _data(rho_running)
+    dest.loss_curve = <double *>_data(loss_curve)
+    if data_min is not None:
+        dest.data_min = <double *>_data(data_min)
+        dest.data_scale = <double *>_data(data_scale)
+    with nogil:
+        st = csae_model_file_read_all(fd, &layout, &dest)
+    if st != CSAE_OK:
+        return int(st), None
+    return 0, {
+        "version": int(layout.version),
+        "record": layout.record[:layout.record_len].decode("ascii"),
+        "params": params, "velocity": velocity, "adam_m": adam_m, "adam_v": adam_v,
+        "adam_t": int(layout.adam_t), "rho_running": rho_running,
+        "running_batches": int(layout.running_batches),
+        "rng_state": int(layout.rng_state) if layout.has_rng else None,
+        "data_min": data_min, "data_scale": data_scale, "loss_curve": loss_curve,
+    }
+
+
+# The status csae.load lets its Python reader handle (compressed or
+# Fortran-ordered members).
+MODEL_FILE_UNSUPPORTED = CSAE_ERR_UNSUPPORTED
+# read_model_file's status when the file changed between its two passes.
+MODEL_FILE_CHANGED = CSAE_ERR_MISMATCH
+
+
+def status_message(int status):
+    """csae_status_message: a short English description of a status code."""
+    return csae_status_message(<csae_status>status).decode()

@@ -32,7 +32,13 @@ Files are written with ``np.savez`` (uncompressed members) through
 fsynced and renamed over the target, following symbolic links, keeping the
 old file's permission bits, refusing anything but a regular file.
 
-Loading treats the file as untrusted input. No pickle is ever read, and no
+Loading treats the file as untrusted input, and reads it with the engine's
+reader (src_c/model_file.c, through csae._engine.read_model_file): the C API
+and ``load`` accept exactly the same files, with the same values, in memory
+the model's size. When that reader refuses a file, the Python reader below,
+which applies the same rules field by field, says why (and reads the
+deflated or Fortran-ordered members the engine's reader does not). No
+pickle is ever read, and no
 member is inflated before its size is known to be what the fields before it
 imply: the format strings and hyperparameter record are a few KB at most,
 the weights, velocities and input range exactly as large as ``n_hidden`` and
@@ -54,6 +60,11 @@ from csae._estimator import WEIGHT_NAMES, SparseAutoencoder, defaults_for_older_
 from csae._files import display_name, file_type_name, write_atomically
 from csae._validation import validate_hyperparameters
 from csae._version import __version__
+
+try:
+    from csae import _engine
+except ImportError:  # a build without the engine reads with the Python reader alone
+    _engine = None  # type: ignore[assignment]
 
 __all__ = ["save", "load", "FORMAT_NAME", "FORMAT_VERSION"]
 
@@ -293,6 +304,7 @@ class _Reader:
             raise _FileError(f"unknown fields: {listed}{more}")
         for field, info in self.infos.items():
             _check_declared_sizes(field, info, file_size)
+        _check_unambiguous(fh, file_size, self.zip.infolist())
 
     def __contains__(self, field):
         return field in self.infos
@@ -352,6 +364,104 @@ class _Reader:
         if fortran and len(got_shape) > 1:
             return array.reshape(got_shape[::-1]).transpose()
         return array.reshape(got_shape)
+
+
+_EOCD = b"PK\x05\x06"
+_EOCD64 = b"PK\x06\x06"
+_LOCATOR64 = b"PK\x06\x07"
+_LOCAL = b"PK\x03\x04"
+
+
+def _check_unambiguous(fh, file_size, infos):
+    """Refuse the zip layouts on which zip readers disagree, so that this
+    loader and the C one (src_c/npz.c, which applies the same rules) always
+    read one model from one file: the end record must be the file's last 22
+    bytes (no archive comment: zipfile takes the last signature in a comment,
+    others the record whose comment ends the file); a zip64 end record must
+    sit right before its locator, where the locator points (zipfile reads it
+    there whatever the locator says); the directory must end where the end
+    records begin; each local header must say what its directory entry says
+    (name, flags, method, CRC-32 and sizes), and no two members may share
+    bytes."""
+    fh.seek(file_size - 22)
+    end = fh.read(22)
+    if len(end) != 22 or end[:4] != _EOCD or int.from_bytes(end[20:22], "little"):
+        raise _FileError("its zip end record is not the file's last 22 bytes (an archive "
+                         "comment or data after the archive; csae writes neither)")
+    entries = int.from_bytes(end[10:12], "little")
+    cd_size = int.from_bytes(end[12:16], "little")
+    cd_offset = int.from_bytes(end[16:20], "little")
+    records = file_size - 22
+    if records >= 20:
+        fh.seek(records - 20)
+        locator = fh.read(20)
+        if locator[:4] == _LOCATOR64:
+            at = records - 20 - 56
+            if at < 0 or int.from_bytes(locator[8:16], "little") != at:
+                raise _FileError("its zip64 end record is not where its locator points")
+            fh.seek(at)
+            rec = fh.read(56)
+            if rec[:4] != _EOCD64 or int.from_bytes(rec[4:12], "little") != 44:
+                raise _FileError("its zip64 end record is not where its locator points")
+            entries = int.from_bytes(rec[32:40], "little")
+            cd_size = int.from_bytes(rec[40:48], "little")
+            cd_offset = int.from_bytes(rec[48:56], "little")
+            records = at
+    if cd_offset + cd_size != records or entries != len(infos):
+        raise _FileError("its zip directory does not end where the end records begin")
+    spans = []
+    for info in infos:
+        fh.seek(info.header_offset)
+        local = fh.read(30)
+        name = info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
+        if len(local) != 30 or local[:4] != _LOCAL:
+            raise _FileError(f"member {_quote(info.filename)} has no local header")
+        nlen = int.from_bytes(local[26:28], "little")
+        xlen = int.from_bytes(local[28:30], "little")
+        extra = fh.read(nlen + xlen)
+        flags = int.from_bytes(local[6:8], "little")
+        method = int.from_bytes(local[8:10], "little")
+        same = extra[:nlen] == name and flags == info.flag_bits and method == info.compress_type
+        if same and not flags & 0x08:
+            crc = int.from_bytes(local[14:18], "little")
+            csize = int.from_bytes(local[18:22], "little")
+            usize = int.from_bytes(local[22:26], "little")
+            sizes = _local_zip64_sizes(extra[nlen:], usize, csize)
+            same = crc == info.CRC and sizes == (info.file_size, info.compress_size)
+        if not same:
+            raise _FileError(f"the local header of member {_quote(info.filename)} differs "
+                             "from its directory entry")
+        spans.append((info.header_offset, info.header_offset + 30 + nlen + xlen
+                      + info.compress_size))
+    spans.sort()
+    for (_, stop), (start, _) in zip(spans, spans[1:]):
+        if start < stop:
+            raise _FileError("two members of the zip archive overlap")
+    if spans and spans[-1][1] > cd_offset:
+        raise _FileError("a member of the zip archive overlaps its directory")
+
+
+def _local_zip64_sizes(extra, usize, csize):
+    """(usize, csize) of a local header, those stored as 0xFFFFFFFF taken
+    from its zip64 extra field (None if it has none)."""
+    i = 0
+    while i + 4 <= len(extra):
+        kind = int.from_bytes(extra[i:i + 2], "little")
+        n = int.from_bytes(extra[i + 2:i + 4], "little")
+        if kind == 1:
+            field = extra[i + 4:i + 4 + n]
+            values = []
+            for value in (usize, csize):
+                if value == 0xFFFFFFFF:
+                    if len(field) < 8:
+                        return None
+                    value, field = int.from_bytes(field[:8], "little"), field[8:]
+                values.append(value)
+            return tuple(values)
+        i += 4 + n
+    if 0xFFFFFFFF in (usize, csize):
+        return None
+    return usize, csize
 
 
 def _check_declared_sizes(field, info, file_size):
@@ -427,12 +537,26 @@ def _finite(value, name):
 
 def _hyperparameters(reader, cls, version):
     value = reader.small("hyperparameters", 4 * _MAX_RECORD)
-    text = _string(value, "hyperparameters", shape=(1,))
+    return _parse_record(_string(value, "hyperparameters", shape=(1,)), cls, version)
+
+
+def _parse_record(text, cls, version):
+    """``(hyper, hp)``: the constructor's arguments the record ``text`` of a
+    format ``version`` file gives, and them validated."""
     if len(text) > _MAX_RECORD:
         raise _FileError(f"the hyperparameter record holds {len(text)} characters; "
                          f"a csae file uses at most {_MAX_RECORD}")
+    # csae writes plain ASCII JSON: no escape sequences, each key once. The
+    # C reader (src_c/model_file.c) reads no more than that, and the two
+    # must agree on every record: "\u0061dam" and a key given twice (which
+    # json.loads would settle silently, the last one winning) are refused.
+    if "\\" in text:
+        raise _FileError("hyperparameters hold an escape sequence (\\), which csae never "
+                         "writes")
     try:
-        hyper = json.loads(text)
+        hyper = json.loads(text, object_pairs_hook=_unique_keys)
+    except _FileError:
+        raise
     except ValueError as err:
         raise _FileError(f"hyperparameters are not valid JSON ({_short(err, 80)})") from None
     later = {name for v, names in _ADDED_IN.items() if v > version for name in names}
@@ -448,12 +572,28 @@ def _hyperparameters(reader, cls, version):
         raise _FileError("hyperparameters must name exactly the constructor's "
                          f"parameters; missing: {_short(missing, 300)}; unexpected: "
                          f"{listed}{more}")
+    # save writes the dtype's name; the constructor also takes "f8",
+    # "double", ... but a file naming it so is not one csae wrote (and the C
+    # reader knows the two names only).
+    if hyper["dtype"] not in ("float32", "float64"):
+        raise _FileError("invalid hyperparameter: dtype must be 'float32' or 'float64', "
+                         f"got {_short(repr(hyper['dtype']), 60)}")
     hyper = {**hyper, **defaults_for_older_models(later)}
     try:
         hp = validate_hyperparameters(hyper)
     except ValueError as err:
         raise _FileError(f"invalid hyperparameter: {_short(err, 200)}") from None
     return hyper, hp
+
+
+def _unique_keys(pairs):
+    """A JSON object as a dict, refusing a key given twice."""
+    result = {}
+    for key, value in pairs:
+        if key in result:
+            raise _FileError(f"hyperparameters name {_quote(key)} twice")
+        result[key] = value
+    return result
 
 
 def _build_model(reader, cls):
@@ -559,6 +699,57 @@ def _build_model(reader, cls):
     return model
 
 
+def _model_from_fields(fields, cls):
+    """A model from what the C reader read (csae._engine.read_model_file):
+    every rule is already checked there but the constructor's own, which
+    the record goes through again here."""
+    hyper, _ = _parse_record(fields["record"], cls, fields["version"])
+    model = cls(**hyper)
+    model._params = fields["params"]
+    model._velocity = fields["velocity"]
+    model._rng_state = fields["rng_state"]
+    model._adam_m, model._adam_v = fields["adam_m"], fields["adam_v"]
+    model._adam_t = fields["adam_t"]
+    model._rho_running = fields["rho_running"]
+    model._running_batches = fields["running_batches"]
+    model._data_min, model._data_scale = fields["data_min"], fields["data_scale"]
+    model._loss_curve = fields["loss_curve"].tolist()
+    return model
+
+
+# More members than this in the zip directory is no csae file (whatever the
+# format version; src_c/npz.h's CSAE_NPZ_MAX_ENTRIES is the same bound); the
+# explaining reader below is not run on it, since zipfile builds an object
+# per entry before anything can be refused.
+_MAX_MEMBERS = 64
+_MAX_DIRECTORY = 1 << 20
+
+
+def _check_directory_size(fh, size):
+    """Refuse, from the zip end records alone, a directory too large to be a
+    model's: the end record zipfile would take (the last signature in the
+    final 64 KiB), and the zip64 record it would read."""
+    start = max(0, size - 22 - (1 << 16))
+    fh.seek(start)
+    tail = fh.read()
+    at = tail.rfind(_EOCD)
+    if at < 0 or len(tail) - at < 22:
+        return  # not a zip archive: zipfile explains what it is
+    entries = int.from_bytes(tail[at + 10:at + 12], "little")
+    cd_size = int.from_bytes(tail[at + 12:at + 16], "little")
+    eocd = start + at
+    if eocd >= 76:
+        fh.seek(eocd - 76)
+        records = fh.read(76)
+        if records[56:60] == _LOCATOR64 and records[:4] == _EOCD64:
+            entries = int.from_bytes(records[32:40], "little")
+            cd_size = int.from_bytes(records[40:48], "little")
+    if entries > _MAX_MEMBERS or cd_size > _MAX_DIRECTORY:
+        raise _FileError(f"its zip directory lists {entries} members in {cd_size} bytes; "
+                         f"a csae model file has at most {len(_REQUIRED | _ALL_OPTIONAL)} "
+                         "members")
+
+
 def _open_regular(path, name):
     """Open ``path`` for reading, refusing what is not a regular file
     (O_NONBLOCK: opening a FIFO must not wait for a writer)."""
@@ -608,8 +799,21 @@ def load(path, cls=None):
     # the file's content.
     fh, size = _open_regular(path, name)
     with fh:
+        # One reader: the C one decides which files load and reads their
+        # values (so C and Python accept the same files, and memory is the
+        # model's size). When it refuses, the Python reader below, which
+        # checks the same rules field by field, says why.
+        status, fields = (_engine.read_model_file(fh.fileno()) if _engine is not None
+                          else (None, None))
+        if status == 0:
+            try:
+                return _model_from_fields(fields, cls)
+            except _FileError as err:
+                raise ValueError(f"{name} is not a valid csae model file: {err}") from None
         try:
-            return _build_model(_Reader(fh, size), cls)
+            _check_directory_size(fh, size)
+            fh.seek(0)
+            model = _build_model(_Reader(fh, size), cls)
         except _FileError as err:
             raise ValueError(f"{name} is not a valid csae model file: {err}") from None
         except Exception as err:
@@ -619,3 +823,14 @@ def load(path, cls=None):
             raise ValueError(f"{name} is not a valid csae model file (corrupted or "
                              f"truncated: {type(err).__name__}: {_short(err, 200)})"
                              ) from err
+    if status == _engine.MODEL_FILE_CHANGED:
+        raise ValueError(f"{name} changed while it was being read (another process wrote "
+                         "to it); load it again once it is complete")
+    if status is None or status == _engine.MODEL_FILE_UNSUPPORTED:
+        # Deflated or Fortran-ordered members (a file repacked by a zip
+        # tool): valid, never written by save, and beyond the C reader,
+        # which reads members in place. Python's reader, under the same zip
+        # and field rules, reads them.
+        return model
+    raise ValueError(f"{name} is not a valid csae model file: "
+                     f"{_engine.status_message(status)}")

@@ -504,9 +504,12 @@ int csae_kernel_path_supported(csae_kernel_path path);
  *
  * Read a model saved by SparseAutoencoder.save (an .npz archive, format
  * "csae.SparseAutoencoder" version 1: see csae/_persist.py) into caller-owned
- * memory.  The file is checked at least as strictly as Python's csae.load
- * checks it, whatever it holds: the zip structure (stored members only,
- * CRC-32 of every member), the format name and version, the set of fields,
+ * memory.  Python's csae.load reads through the same code, so both accept
+ * the same files, whatever they hold: the zip structure (stored members
+ * only, CRC-32 of every member, no archive comment, a zip64 end record
+ * only right before its locator, local headers agreeing with the
+ * directory, members apart, at most 64 entries), the format name and
+ * version, the set of fields,
  * every .npy header (version, dtype, shape, size), the hyperparameter record,
  * the shapes and dtype of the weights and finiteness of every stored float.
  * Any fault gives a status code; no size computation can overflow and no
@@ -517,7 +520,9 @@ int csae_kernel_path_supported(csae_kernel_path path);
  * Each call opens, validates and closes the file again: a file that changes
  * between two calls is checked afresh.  A read validates the whole file
  * before writing anything into params; only a file that changes during
- * the call can leave params partly written (with a status code).
+ * the call can leave params partly written (with a status code), and never
+ * more than the sizes *model gives: every copy is checked against *model,
+ * not against what the file says.
  *
  * Every function returns CSAE_ERR_ARGUMENT for a NULL pointer argument,
  * CSAE_ERR_NOT_FOUND, CSAE_ERR_NOT_A_FILE or CSAE_ERR_FILE when the path

@@ -11,22 +11,41 @@
  *            dtypes of the weights, finiteness of every stored float
  *
  * A read validates the whole file in a first pass and copies the weights
- * in a second pass over the same open file (which checks everything again,
- * so a file modified in between is still caught).
+ * in a second pass over the same open file.  The file may have been
+ * rewritten in between (another process saving a model of another shape
+ * in place), so the second pass checks everything again and, before it
+ * copies anything, checks the file against the caller's model: the sizes
+ * of the caller's buffers come from that model, never from the file.
  */
+#include <float.h>
 #include <locale.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "csae.h"
+#include "model_file.h"
 #include "npz.h"
 
-/* Longest hyperparameter record read (Python writes about 400 characters). */
-#define MAX_HYPER 4096
-/* Longest real number in that record (Python's repr writes at most 24). */
-#define MAX_NUMBER 63
+/* Longest hyperparameter record accepted, in characters: csae/_persist.py's
+ * _MAX_RECORD (Python writes about 400). */
+#define MAX_HYPER 2048
+/* Longest number or string in that record: the record itself, so that no
+ * token is cut (Python reads a number of any length). */
+#define MAX_NUMBER MAX_HYPER
+/* Largest member that holds a string or a scalar, as csae/_persist.py
+ * bounds them (_MAX_HEADER plus the data it allows: 4 * _MAX_LABEL for
+ * format and csae_version, 4 * _MAX_RECORD for the record, _MAX_SCALAR for
+ * the integers): a larger one is refused before it is read. */
+#define MAX_NPY_HEADER 10000u
+#define MAX_LABEL_MEMBER (MAX_NPY_HEADER + 4u * 64u)
+#define MAX_RECORD_MEMBER (MAX_NPY_HEADER + 4u * MAX_HYPER)
+#define MAX_SCALAR_MEMBER (MAX_NPY_HEADER + 16u)
+/* Python's bounds on counts (csae._validation.MAX_COUNT, MAX_THREADS). */
+#define MAX_COUNT UINT64_C(0x7FFFFFFFFFFFFFFF)
+#define MAX_THREADS UINT64_C(0x7FFFFFFF)
 
 static const char FORMAT_NAME[] = "csae.SparseAutoencoder";
 #define FORMAT_VERSION 3
@@ -72,12 +91,13 @@ static void load_bytes(unsigned char *out, const unsigned char *p, size_t n, int
 enum { ANY_FINITE = 0, POSITIVE = 1, NON_NEGATIVE = 2, UNIT_INTERVAL = 3 };
 
 /* Floats: every one finite (and in the range asked for); copied to dest if
- * given (dest has the file's element type). */
+ * given (dest has the file's element type and room for cap elements). */
 typedef struct {
     size_t itemsize;
     int swap;
     int positive;
     void *dest;
+    size_t cap;
     size_t index;
 } float_ctx;
 
@@ -85,8 +105,13 @@ static csae_status consume_floats(void *vctx, const unsigned char *p, size_t n)
 {
     float_ctx *c = vctx;
     for (size_t at = 0; at < n; at += c->itemsize, c->index++) {
-        unsigned char raw[8];
+        unsigned char raw[8] = {0};
         double v;
+        /* The last guard of the caller's memory: read_floats already
+         * checked the count against cap, and nothing the file does can
+         * make this stream hand over more elements than that. */
+        if (c->dest && c->index >= c->cap)
+            return CSAE_ERR_FORMAT;
         load_bytes(raw, p + at, c->itemsize, c->swap);
         if (c->itemsize == 8) {
             memcpy(&v, raw, 8);
@@ -293,15 +318,17 @@ static int json_double(const json_value *v, double *out)
         return 0;
     const char *point = localeconv()->decimal_point;
     const size_t plen = (point && point[0]) ? strlen(point) : 1;
-    char buf[(MAX_NUMBER + 1) * 8];
+    char buf[MAX_NUMBER + 8]; /* one '.' may become a point of up to 7 bytes */
     size_t len = 0;
     for (const char *p = v->text; *p; p++) {
         if (*p == '.' && point && point[0]) {
-            if (plen > 7)
+            if (plen > 7 || len + plen > MAX_NUMBER + 7)
                 return 0;
             memcpy(buf + len, point, plen);
             len += plen;
         } else {
+            if (len + 1 >= sizeof buf)
+                return 0;
             buf[len++] = *p;
         }
     }
@@ -319,6 +346,12 @@ static int json_int_at_least(const json_value *v, uint64_t minimum)
 {
     return v->type == J_NUMBER && v->is_int && !v->negative
            && (v->overflow || v->magnitude >= minimum);
+}
+
+/* An integer in [minimum, maximum], as csae._validation.int_param checks it. */
+static int json_int_between(const json_value *v, uint64_t minimum, uint64_t maximum)
+{
+    return json_int_at_least(v, minimum) && !v->overflow && v->magnitude <= maximum;
 }
 
 /* A finite real number (integer or not) between low and high, each bound
@@ -361,6 +394,8 @@ static const char *const hyper_names[K_COUNT] = {
 typedef struct {
     uint64_t n_hidden;
     double sparsity_target, sparsity_weight, weight_decay;
+    double learning_rate, momentum, beta_1, beta_2, epsilon, sparsity_smoothing;
+    int adam, running; /* solver "adam"; sparsity_estimate "running" */
     csae_decoder decoder;
     size_t elem_size;
     int scale_inputs;
@@ -377,7 +412,7 @@ static int check_hyper(int key, const json_value *v, hyper *hp)
         return v->type == J_STRING && (strcmp(v->text, "c") == 0 || strcmp(v->text, "python") == 0);
     case K_BATCH_SIZE:
     case K_MAX_EPOCHS:
-        return json_int_at_least(v, 1);
+        return json_int_between(v, 1, MAX_COUNT);
     case K_DECODER:
         if (v->type != J_STRING)
             return 0;
@@ -399,16 +434,16 @@ static int check_hyper(int key, const json_value *v, hyper *hp)
             return 0;
         return 1;
     case K_LEARNING_RATE:
-        return json_real(v, 0.0, inf, 1, 1, &unused);
+        return json_real(v, 0.0, inf, 1, 1, &hp->learning_rate);
     case K_MOMENTUM:
-        return json_real(v, 0.0, 1.0, 0, 1, &unused);
+        return json_real(v, 0.0, 1.0, 0, 1, &hp->momentum);
     case K_N_HIDDEN:
         if (!json_int_at_least(v, 1) || v->overflow)
             return 0;
         hp->n_hidden = v->magnitude;
         return 1;
     case K_N_THREADS:
-        return v->type == J_NULL || json_int_at_least(v, 1);
+        return v->type == J_NULL || json_int_between(v, 1, MAX_THREADS);
     case K_RANDOM_STATE:
         return v->type == J_NULL || (json_int_at_least(v, 0) && !v->overflow);
     case K_SCALE_INPUTS:
@@ -425,31 +460,74 @@ static int check_hyper(int key, const json_value *v, hyper *hp)
     case K_WEIGHT_DECAY:
         return json_real(v, 0.0, inf, 0, 1, &hp->weight_decay);
     case K_MAX_FUN:
-        return json_int_at_least(v, 1);
+        return json_int_between(v, 1, MAX_COUNT);
     case K_SOLVER:
+        hp->adam = v->type == J_STRING && strcmp(v->text, "adam") == 0;
         return v->type == J_STRING && (strcmp(v->text, "sgd") == 0 || strcmp(v->text, "adam") == 0
                                        || strcmp(v->text, "lbfgs") == 0);
     case K_TOL:
         return json_real(v, 0.0, inf, 0, 1, &unused);
     case K_BETA_1:
+        return json_real(v, 0.0, 1.0, 0, 1, &hp->beta_1);
     case K_BETA_2:
-        return json_real(v, 0.0, 1.0, 0, 1, &unused);
+        return json_real(v, 0.0, 1.0, 0, 1, &hp->beta_2);
     case K_EPSILON:
-        return json_real(v, 0.0, inf, 1, 1, &unused);
+        return json_real(v, 0.0, inf, 1, 1, &hp->epsilon);
     case K_EARLY_STOPPING:
     case K_WARM_START:
         return v->type == J_TRUE || v->type == J_FALSE;
     case K_N_ITER_NO_CHANGE:
-        return json_int_at_least(v, 1);
+        return json_int_between(v, 1, MAX_COUNT);
     case K_SPARSITY_ESTIMATE:
+        hp->running = v->type == J_STRING && strcmp(v->text, "running") == 0;
         return v->type == J_STRING
                && (strcmp(v->text, "batch") == 0 || strcmp(v->text, "running") == 0);
     case K_SPARSITY_SMOOTHING:
-        return json_real(v, 0.0, 1.0, 1, 0, &unused);
+        return json_real(v, 0.0, 1.0, 1, 0, &hp->sparsity_smoothing);
     case K_VALIDATION_FRACTION:
         return json_real(v, 0.0, 1.0, 1, 1, &unused);
     }
     return 0;
+}
+
+/* Whether the model's element type holds x as csae._validation's
+ * _representable requires: finite once rounded to it, and, if asked, a
+ * normal number above 0 (positive) or below 1 (below_one).  Python rounds
+ * with NumPy's cast, round to nearest even, as C's cast does. */
+static int representable(double x, size_t elem_size, int positive, int below_one)
+{
+    double rounded = x;
+    if (elem_size == 4) {
+        /* At or past halfway between FLT_MAX and 2^128 rounds to infinity
+         * (and converting it would be undefined behaviour in C). */
+        if (fabs(x) >= 0x1.ffffffp127)
+            return 0;
+        rounded = (double)(float)x;
+    }
+    if (!isfinite(rounded))
+        return 0;
+    if (positive && rounded < (elem_size == 4 ? (double)FLT_MIN : DBL_MIN))
+        return 0;
+    if (below_one && rounded >= 1.0)
+        return 0;
+    return 1;
+}
+
+/* The checks validate_hyperparameters makes after each value's own: the
+ * values the engine computes with, in the model's element type. */
+static int hyper_representable(const hyper *hp)
+{
+    const size_t e = hp->elem_size;
+    if (!representable(hp->sparsity_target, e, 1, 1) || !representable(hp->sparsity_weight, e, 0, 0)
+        || !representable(hp->weight_decay, e, 0, 0) || !representable(hp->learning_rate, e, 1, 0)
+        || !representable(hp->momentum, e, 0, 1))
+        return 0;
+    if (hp->adam && (!representable(hp->beta_1, e, 0, 1) || !representable(hp->beta_2, e, 0, 1)
+                     || !representable(hp->epsilon, e, 1, 0)))
+        return 0;
+    if (hp->running && !representable(hp->sparsity_smoothing, e, 1, 0))
+        return 0;
+    return 1;
 }
 
 /* The record: a JSON object naming every constructor parameter of its
@@ -460,6 +538,12 @@ static csae_status parse_hyper(const char *text, size_t len, uint64_t version, h
     text_cursor c = {text, len, 0};
     int seen[K_COUNT] = {0};
     memset(hp, 0, sizeof *hp);
+    /* What an older record lacks takes the constructor's default (as
+     * csae._estimator.defaults_for_older_models gives it). */
+    hp->beta_1 = 0.9;
+    hp->beta_2 = 0.999;
+    hp->epsilon = 1e-8;
+    hp->sparsity_smoothing = 0.1;
     if (!csae_text_char(&c, '{'))
         return CSAE_ERR_FORMAT;
     for (int count = 0; count < keys; count++) {
@@ -478,15 +562,19 @@ static csae_status parse_hyper(const char *text, size_t len, uint64_t version, h
             return CSAE_ERR_FORMAT;
     }
     csae_text_space(&c);
-    return c.i == c.n ? CSAE_OK : CSAE_ERR_FORMAT;
+    if (c.i != c.n || !hyper_representable(hp))
+        return CSAE_ERR_FORMAT;
+    return CSAE_OK;
 }
 
 /* ---- Fields ------------------------------------------------------------- */
 
 /* A string field of ndim 0 (or shape (1,)) into out. */
 static csae_status read_string(const npz_file *r, npz_member *m, int ndim, char *out, size_t cap,
-                               string_ctx *sc)
+                               uint64_t max_size, string_ctx *sc)
 {
+    if (m->size > max_size)
+        return CSAE_ERR_FORMAT;
     csae_status st = csae_npy_read_header(r, m);
     if (st != CSAE_OK)
         return st;
@@ -509,6 +597,8 @@ static csae_status read_string(const npz_file *r, npz_member *m, int ndim, char 
 static csae_status read_int(const npz_file *r, npz_member *m, const char *kinds, uint64_t itemsize,
                             int_ctx *ic)
 {
+    if (m->size > MAX_SCALAR_MEMBER)
+        return CSAE_ERR_FORMAT;
     csae_status st = csae_npy_read_header(r, m);
     if (st != CSAE_OK)
         return st;
@@ -527,9 +617,9 @@ static csae_status read_int(const npz_file *r, npz_member *m, const char *kinds,
 /* A float field of element size itemsize and the given shape (d1 unused
  * for ndim 1; d0 == ANY_LENGTH accepts any length), every value finite (and
  * in the range ``positive`` names: ANY_FINITE, POSITIVE, ...); copied to
- * dest when not NULL. */
+ * dest, which holds cap elements, when not NULL. */
 static csae_status read_floats(const npz_file *r, npz_member *m, size_t itemsize, int ndim,
-                               uint64_t d0, uint64_t d1, int positive, void *dest)
+                               uint64_t d0, uint64_t d1, int positive, void *dest, size_t cap)
 {
     csae_status st = csae_npy_read_header(r, m);
     if (st != CSAE_OK)
@@ -541,22 +631,36 @@ static csae_status read_floats(const npz_file *r, npz_member *m, size_t itemsize
         return CSAE_ERR_FORMAT;
     if ((d0 != ANY_LENGTH && a->shape[0] != d0) || (ndim == 2 && a->shape[1] != d1))
         return CSAE_ERR_FORMAT;
-    float_ctx fc = {itemsize, a->swap, positive, dest, 0};
+    if (dest && a->count != cap)
+        return CSAE_ERR_MISMATCH;
+    float_ctx fc = {itemsize, a->swap, positive, dest, cap, 0};
     return csae_npz_stream(r, m, itemsize, consume_floats, &fc);
 }
 
-typedef struct {
-    csae_model model;
-    size_t elem_size;
-    int scale_inputs;
-    int has_range;
-} parsed;
+typedef csae_model_layout parsed;
 
-/* Where a pass copies values to (NULL: check only). */
+/* Where a pass copies values to (NULL: check only), and the caller's model
+ * those buffers were sized for: a copying pass checks the file against it
+ * again before it writes anything, since the file may have changed since
+ * the pass that validated it (the buffers hold exactly the caller's model's
+ * sizes, whatever the file says now). */
 typedef struct {
     void *W, *b, *Wd, *bd;
     double *data_min, *data_scale;
+    const csae_model *model;
+    size_t elem_size; /* of W, b, Wd, bd (0 when they are not copied) */
+    /* csae_model_file_read_all only (NULL otherwise) */
+    void *velocity[4], *adam_m[4], *adam_v[4], *rho_running;
+    double *loss_curve;
+    size_t loss_count;
 } destinations;
+
+static int same_model(const csae_model *a, const csae_model *b)
+{
+    return a->n_features == b->n_features && a->n_hidden == b->n_hidden
+           && a->decoder == b->decoder && a->sparsity_target == b->sparsity_target
+           && a->sparsity_weight == b->sparsity_weight && a->weight_decay == b->weight_decay;
+}
 
 static const int required_fields[] = {F_CSAE_VERSION, F_HYPER, F_LOSS, F_NITER,
                                       F_W, F_B, F_WD, F_BD};
@@ -576,7 +680,8 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
         return CSAE_ERR_FORMAT;
     char text[MAX_HYPER + 1];
     string_ctx sc;
-    st = read_string(r, &m[F_FORMAT], 0, text, sizeof FORMAT_NAME + 1, &sc);
+    st = read_string(r, &m[F_FORMAT], 0, text, sizeof FORMAT_NAME + 1, MAX_LABEL_MEMBER,
+                     &sc);
     if (st != CSAE_OK)
         return st;
     if (sc.not_ascii || sc.too_long || strcmp(text, FORMAT_NAME) != 0)
@@ -597,20 +702,21 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
         if (!m[required_fields[i]].present)
             return CSAE_ERR_FORMAT;
 
-    st = read_string(r, &m[F_CSAE_VERSION], 0, text, sizeof text, &sc);
+    st = read_string(r, &m[F_CSAE_VERSION], 0, text, sizeof text, MAX_LABEL_MEMBER, &sc);
     if (st != CSAE_OK)
         return st;
-    st = read_string(r, &m[F_HYPER], 1, text, sizeof text, &sc);
+    st = read_string(r, &m[F_HYPER], 1, text, sizeof text, MAX_RECORD_MEMBER, &sc);
     if (st != CSAE_OK)
         return st;
-    if (sc.not_ascii)
+    /* Longer than MAX_HYPER characters: Python refuses it as invalid. */
+    if (sc.not_ascii || sc.too_long)
         return CSAE_ERR_FORMAT;
-    if (sc.too_long)
-        return CSAE_ERR_UNSUPPORTED;
     hyper hp;
     st = parse_hyper(text, sc.len, version, &hp);
     if (st != CSAE_OK)
         return st;
+    memcpy(out->record, text, sc.len + 1);
+    out->record_len = sc.len;
 
     /* n comes from the encoder's columns, h from the record (as in Python). */
     st = csae_npy_read_header(r, &m[F_W]);
@@ -621,13 +727,26 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
     const uint64_t n = m[F_W].array.shape[1], h = hp.n_hidden;
     if (n > SIZE_MAX || h > SIZE_MAX)
         return CSAE_ERR_FORMAT;
+    if (dest) {
+        const csae_model now = {(size_t)n, (size_t)h, hp.decoder, hp.sparsity_target,
+                                hp.sparsity_weight, hp.weight_decay};
+        if (!same_model(&now, dest->model))
+            return CSAE_ERR_MISMATCH;
+        if (dest->elem_size && hp.elem_size != dest->elem_size)
+            return CSAE_ERR_DTYPE;
+    }
     const uint64_t dims[4][2] = {{h, n}, {h, 0}, {n, h}, {n, 0}};
     const int ndims[4] = {2, 1, 2, 1};
     void *targets[4] = {dest ? dest->W : NULL, dest ? dest->b : NULL,
                         dest ? dest->Wd : NULL, dest ? dest->bd : NULL};
+    /* Element counts of the caller's buffers, from the caller's model (n*h
+     * fits: the file's n and h equal the model's and the header check made
+     * their product with the element size). */
+    const size_t mn = dest ? dest->model->n_features : 0, mh = dest ? dest->model->n_hidden : 0;
+    const size_t caps[4] = {mh * mn, mh, mn * mh, mn};
     for (int k = 0; k < 4; k++) {
         st = read_floats(r, &m[F_W + k], hp.elem_size, ndims[k], dims[k][0], dims[k][1], 0,
-                         targets[k]);
+                         targets[k], caps[k]);
         if (st != CSAE_OK)
             return st;
     }
@@ -637,12 +756,13 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
         return CSAE_ERR_FORMAT;
     for (int k = 0; k < velocities; k++) {
         st = read_floats(r, &m[F_VW + k], hp.elem_size, ndims[k], dims[k][0], dims[k][1], 0,
-                         NULL);
+                         dest ? dest->velocity[k] : NULL, caps[k]);
         if (st != CSAE_OK)
             return st;
     }
 
-    st = read_floats(r, &m[F_LOSS], 8, 1, ANY_LENGTH, 0, 0, NULL);
+    st = read_floats(r, &m[F_LOSS], 8, 1, ANY_LENGTH, 0, 0, dest ? dest->loss_curve : NULL,
+                     dest ? dest->loss_count : 0);
     if (st != CSAE_OK)
         return st;
     st = read_int(r, &m[F_NITER], "iu", 0, &ic);
@@ -650,10 +770,13 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
         return st;
     if (ic.negative || ic.magnitude != m[F_LOSS].array.shape[0])
         return CSAE_ERR_FORMAT;
+    out->n_iter = ic.magnitude;
+    out->rng_state = 0;
     if (m[F_RNG].present) {
         st = read_int(r, &m[F_RNG], "u", 8, &ic);
         if (st != CSAE_OK)
             return st;
+        out->rng_state = ic.magnitude;
     }
     if (m[F_DMIN].present != m[F_DSCALE].present)
         return CSAE_ERR_FORMAT;
@@ -669,20 +792,25 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
         return CSAE_ERR_FORMAT;
     for (int k = 0; adam && k < 8; k++) {
         /* Second moments (F_AVW...) are averages of squares. */
+        void *target = !dest ? NULL : k < 4 ? dest->adam_m[k] : dest->adam_v[k - 4];
         st = read_floats(r, &m[F_AMW + k], hp.elem_size, ndims[k % 4], dims[k % 4][0],
-                         dims[k % 4][1], k < 4 ? ANY_FINITE : NON_NEGATIVE, NULL);
+                         dims[k % 4][1], k < 4 ? ANY_FINITE : NON_NEGATIVE, target, caps[k % 4]);
         if (st != CSAE_OK)
             return st;
     }
+    out->adam_t = 0;
     if (adam) {
         st = read_int(r, &m[F_ADAM_T], "iu", 0, &ic);
         if (st != CSAE_OK)
             return st;
         if (ic.negative)
             return CSAE_ERR_FORMAT;
+        out->adam_t = ic.magnitude;
     }
+    out->running_batches = 0;
     if (m[F_RHO_RUN].present) {
-        st = read_floats(r, &m[F_RHO_RUN], hp.elem_size, 1, h, 0, UNIT_INTERVAL, NULL);
+        st = read_floats(r, &m[F_RHO_RUN], hp.elem_size, 1, h, 0, UNIT_INTERVAL,
+                         dest ? dest->rho_running : NULL, mh);
         if (st != CSAE_OK)
             return st;
         st = read_int(r, &m[F_RUN_BATCHES], "iu", 0, &ic);
@@ -690,12 +818,13 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
             return st;
         if (ic.negative)
             return CSAE_ERR_FORMAT;
+        out->running_batches = ic.magnitude;
     }
     if (m[F_DMIN].present) {
-        st = read_floats(r, &m[F_DMIN], 8, 1, n, 0, 0, dest ? dest->data_min : NULL);
+        st = read_floats(r, &m[F_DMIN], 8, 1, n, 0, 0, dest ? dest->data_min : NULL, mn);
         if (st != CSAE_OK)
             return st;
-        st = read_floats(r, &m[F_DSCALE], 8, 1, n, 0, 1, dest ? dest->data_scale : NULL);
+        st = read_floats(r, &m[F_DSCALE], 8, 1, n, 0, 1, dest ? dest->data_scale : NULL, mn);
         if (st != CSAE_OK)
             return st;
     }
@@ -709,17 +838,15 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
     out->elem_size = hp.elem_size;
     out->scale_inputs = hp.scale_inputs;
     out->has_range = m[F_DMIN].present;
+    out->version = version;
+    out->has_velocity = velocities == 4;
+    out->has_adam = adam != 0;
+    out->has_running = m[F_RHO_RUN].present;
+    out->has_rng = m[F_RNG].present;
     return CSAE_OK;
 }
 
 /* ---- Public functions --------------------------------------------------- */
-
-static int same_model(const csae_model *a, const csae_model *b)
-{
-    return a->n_features == b->n_features && a->n_hidden == b->n_hidden
-           && a->decoder == b->decoder && a->sparsity_target == b->sparsity_target
-           && a->sparsity_weight == b->sparsity_weight && a->weight_decay == b->weight_decay;
-}
 
 csae_status csae_model_file_info(const char *path, csae_model *model, size_t *elem_size)
 {
@@ -756,7 +883,8 @@ static csae_status read_weights(const char *path, const csae_model *model, size_
     if (st == CSAE_OK && !same_model(&p.model, model))
         st = CSAE_ERR_MISMATCH;
     if (st == CSAE_OK) {
-        const destinations dest = {W, b, Wd, bd, NULL, NULL};
+        const destinations dest = {W, b, Wd, bd, NULL, NULL, model, elem_size,
+                                   {NULL}, {NULL}, {NULL}, NULL, NULL, 0};
         st = scan(&r, &p, &dest);
     }
     csae_npz_close(&r);
@@ -796,11 +924,101 @@ csae_status csae_model_file_input_range(const char *path, const csae_model *mode
             st = CSAE_ERR_UNSUPPORTED;
     }
     if (st == CSAE_OK && scales && data_min) {
-        const destinations dest = {NULL, NULL, NULL, NULL, data_min, data_scale};
+        const destinations dest = {NULL, NULL, NULL, NULL, data_min, data_scale, model, 0,
+                                   {NULL}, {NULL}, {NULL}, NULL, NULL, 0};
         st = scan(&r, &p, &dest);
     }
     csae_npz_close(&r);
     if (scales >= 0)
         *scale_inputs = scales;
+    return st;
+}
+
+/* ---- The whole file, for the Python binding (model_file.h) --------------- */
+
+/* The descriptor as an npz_file (its size from fstat; not closed here). */
+static csae_status npz_from_fd(int fd, npz_file *r)
+{
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0)
+        return CSAE_ERR_FILE;
+    if (!S_ISREG(st.st_mode))
+        return CSAE_ERR_NOT_A_FILE;
+    r->fd = fd;
+    r->size = st.st_size < 0 ? 0 : (uint64_t)st.st_size;
+    return CSAE_OK;
+}
+
+csae_status csae_model_file_layout(int fd, csae_model_layout *layout)
+{
+    if (!layout)
+        return CSAE_ERR_ARGUMENT;
+    npz_file r;
+    csae_status st = npz_from_fd(fd, &r);
+    if (st != CSAE_OK)
+        return st;
+    parsed p;
+    memset(&p, 0, sizeof p);
+    st = scan(&r, &p, NULL);
+    if (st == CSAE_OK)
+        *layout = p;
+    return st;
+}
+
+static int same_layout(const csae_model_layout *a, const csae_model_layout *b)
+{
+    return same_model(&a->model, &b->model) && a->elem_size == b->elem_size
+           && a->scale_inputs == b->scale_inputs && a->version == b->version
+           && a->n_iter == b->n_iter && a->has_velocity == b->has_velocity
+           && a->has_adam == b->has_adam && a->has_running == b->has_running
+           && a->has_range == b->has_range && a->has_rng == b->has_rng
+           && a->rng_state == b->rng_state && a->adam_t == b->adam_t
+           && a->running_batches == b->running_batches && a->record_len == b->record_len
+           && memcmp(a->record, b->record, a->record_len) == 0;
+}
+
+csae_status csae_model_file_read_all(int fd, const csae_model_layout *layout,
+                                     const csae_model_arrays *dest)
+{
+    if (!layout || !dest)
+        return CSAE_ERR_ARGUMENT;
+    for (int k = 0; k < 4; k++)
+        if (!dest->params[k] || (layout->has_velocity && !dest->velocity[k])
+            || (layout->has_adam && (!dest->adam_m[k] || !dest->adam_v[k])))
+            return CSAE_ERR_ARGUMENT;
+    if ((layout->has_running && !dest->rho_running) || (layout->n_iter && !dest->loss_curve)
+        || (layout->has_range && (!dest->data_min || !dest->data_scale)))
+        return CSAE_ERR_ARGUMENT;
+    if (layout->n_iter > SIZE_MAX)
+        return CSAE_ERR_ARGUMENT;
+    npz_file r;
+    csae_status st = npz_from_fd(fd, &r);
+    if (st != CSAE_OK)
+        return st;
+    /* Arrays the layout says the file lacks are not copied even if the file
+     * now holds them: the caller has no room for them. */
+    destinations d;
+    memset(&d, 0, sizeof d);
+    d.W = dest->params[0];
+    d.b = dest->params[1];
+    d.Wd = dest->params[2];
+    d.bd = dest->params[3];
+    d.model = &layout->model;
+    d.elem_size = layout->elem_size;
+    for (int k = 0; k < 4; k++) {
+        d.velocity[k] = layout->has_velocity ? dest->velocity[k] : NULL;
+        d.adam_m[k] = layout->has_adam ? dest->adam_m[k] : NULL;
+        d.adam_v[k] = layout->has_adam ? dest->adam_v[k] : NULL;
+    }
+    d.rho_running = layout->has_running ? dest->rho_running : NULL;
+    d.loss_curve = layout->n_iter ? dest->loss_curve : NULL;
+    d.loss_count = (size_t)layout->n_iter;
+    d.data_min = layout->has_range ? dest->data_min : NULL;
+    d.data_scale = layout->has_range ? dest->data_scale : NULL;
+    parsed now;
+    memset(&now, 0, sizeof now);
+    st = scan(&r, &now, &d);
+    if (st == CSAE_OK && !same_layout(&now, layout))
+        st = CSAE_ERR_MISMATCH;
     return st;
 }

@@ -167,39 +167,24 @@ csae_status csae_npz_open(const char *path, npz_file *r)
 
 /* ---- Zip structure ------------------------------------------------------ */
 
-/* Position of the end-of-central-directory record: the last signature in
- * the final 64 KiB + 22 bytes whose comment ends exactly at the end of the
- * file.  Scanned backwards a buffer at a time. */
+/* Position of the end-of-central-directory record: the file's last 22
+ * bytes, with no archive comment.  csae writes no comment, and zip readers
+ * disagree on which record counts when a comment holds another signature
+ * (Python's zipfile takes the last signature it finds, others the one whose
+ * comment ends the file): a file with a comment could show each reader
+ * another directory, so it is refused. */
 static csae_status find_eocd(const npz_file *r, uint64_t *eocd)
 {
     if (r->size < 22)
         return CSAE_ERR_FORMAT;
-    unsigned char buf[CSAE_NPZ_BUF];
-    const uint64_t top = r->size - 22;
-    const uint64_t lowest = top > 65535 ? top - 65535 : 0;
-    uint64_t hi = top;
-    for (;;) {
-        /* positions lo..hi; bytes lo..hi+3 */
-        const uint64_t lo = hi - lowest > CSAE_NPZ_BUF - 4 ? hi - (CSAE_NPZ_BUF - 4) : lowest;
-        csae_status st = read_at(r, lo, buf, (size_t)(hi - lo + 4));
-        if (st != CSAE_OK)
-            return st;
-        for (uint64_t p = hi + 1; p-- > lo;) {
-            if (le32(buf + (p - lo)) != SIG_EOCD)
-                continue;
-            unsigned char rec[22];
-            st = read_at(r, p, rec, sizeof rec);
-            if (st != CSAE_OK)
-                return st;
-            if (p + 22 + le16(rec + 20) == r->size) {
-                *eocd = p;
-                return CSAE_OK;
-            }
-        }
-        if (lo == lowest)
-            return CSAE_ERR_FORMAT;
-        hi = lo - 1;
-    }
+    unsigned char rec[22];
+    const csae_status st = read_at(r, r->size - 22, rec, sizeof rec);
+    if (st != CSAE_OK)
+        return st;
+    if (le32(rec) != SIG_EOCD || le16(rec + 20) != 0)
+        return CSAE_ERR_FORMAT;
+    *eocd = r->size - 22;
+    return CSAE_OK;
 }
 
 /* The central directory's extent and entry count, from the EOCD record (or
@@ -228,14 +213,19 @@ static csae_status central_directory(const npz_file *r, uint64_t *cd_offset, uin
         if (le32(loc) == SIG_LOCATOR64) {
             if (le32(loc + 4) != 0 || le32(loc + 16) != 1)
                 return CSAE_ERR_FORMAT;
+            /* The zip64 record right before its locator, where the locator
+             * points and without extensible data: zipfile reads it there
+             * whatever the locator says, other readers where the locator
+             * points, so any other layout could show them two
+             * directories. */
             const uint64_t at = le64(loc + 8);
-            if (at > eocd - 20 || eocd - 20 - at < 56)
+            if (eocd < 20 + 56 || at != eocd - 20 - 56)
                 return CSAE_ERR_FORMAT;
             st = read_at(r, at, rec, 56);
             if (st != CSAE_OK)
                 return st;
-            if (le32(rec) != SIG_EOCD64 || le32(rec + 16) != 0 || le32(rec + 20) != 0
-                || le64(rec + 24) != le64(rec + 32))
+            if (le32(rec) != SIG_EOCD64 || le64(rec + 4) != 44 || le32(rec + 16) != 0
+                || le32(rec + 20) != 0 || le64(rec + 24) != le64(rec + 32))
                 return CSAE_ERR_FORMAT;
             n = le64(rec + 32);
             size = le64(rec + 40);
@@ -294,6 +284,8 @@ csae_status csae_npz_directory(const npz_file *r, const char *const *names, size
     if (st != CSAE_OK)
         return st;
     const uint64_t cd_offset = pos;
+    if (entries > CSAE_NPZ_MAX_ENTRIES)
+        return CSAE_ERR_FORMAT;
     memset(members, 0, sizeof(npz_member) * count);
     *unknown = 0;
     unsigned char buf[CSAE_NPZ_BUF];
@@ -342,24 +334,38 @@ csae_status csae_npz_directory(const npz_file *r, const char *const *names, size
         if (csize != usize)
             return CSAE_ERR_FORMAT;
 
+        /* The local header says what the central entry says (name, flags,
+         * method, and CRC and sizes unless a data descriptor follows the
+         * data): readers that trust one or the other must see one member. */
         unsigned char lh[30];
         if (offset > cd_offset || cd_offset - offset < sizeof lh)
             return CSAE_ERR_FORMAT;
         st = read_at(r, offset, lh, sizeof lh);
         if (st != CSAE_OK)
             return st;
+        const uint32_t lxlen = le16(lh + 28);
         if (le32(lh) != SIG_LOCAL || le16(lh + 26) != nlen || le16(lh + 8) != method)
             return CSAE_ERR_FORMAT;
         if ((le16(lh + 6) & 0x61u) != 0)
             return CSAE_ERR_UNSUPPORTED;
-        const uint64_t data = offset + 30 + nlen + le16(lh + 28);
+        if (le16(lh + 6) != flags || lxlen > CSAE_NPZ_BUF - MAX_NAME)
+            return CSAE_ERR_FORMAT;
+        const uint64_t data = offset + 30 + nlen + lxlen;
         if (data > cd_offset || usize > cd_offset - data)
             return CSAE_ERR_FORMAT;
-        st = read_at(r, offset + 30, buf, nlen);
+        st = read_at(r, offset + 30, buf, (size_t)nlen + lxlen);
         if (st != CSAE_OK)
             return st;
         if (memcmp(buf, name, nlen) != 0)
             return CSAE_ERR_FORMAT;
+        if ((flags & 0x08u) == 0) {
+            uint64_t lusize = le32(lh + 22), lcsize = le32(lh + 18), unused = 0;
+            st = zip64_extra(buf + nlen, lxlen, &lusize, &lcsize, &unused);
+            if (st != CSAE_OK)
+                return st;
+            if (le32(lh + 14) != le32(h + 16) || lusize != usize || lcsize != csize)
+                return CSAE_ERR_FORMAT;
+        }
         m->present = 1;
         m->offset = offset;
         m->data = data;

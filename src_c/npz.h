@@ -14,6 +14,11 @@
 /* The stack buffer every read goes through; also bounds a .npy header. */
 #define CSAE_NPZ_BUF 4096
 
+/* Most entries a directory may list: far more than any csae file has
+ * (csae/_persist.py's _MAX_MEMBERS), few enough that a crafted directory of
+ * millions is refused before any entry is read. */
+#define CSAE_NPZ_MAX_ENTRIES 64
+
 /* An open archive. */
 typedef struct {
     int fd;
@@ -48,7 +53,8 @@ void csae_npz_close(npz_file *f);
 
 /* The archive's directory: members[i] describes the member named names[i]
  * (present = 0 if there is none); *unknown is set if the archive holds other
- * names.  Refuses (CSAE_ERR_FORMAT) a damaged directory, a name twice,
+ * names.  Refuses (CSAE_ERR_FORMAT) a damaged directory, one of more than
+ * CSAE_NPZ_MAX_ENTRIES entries, a name twice,
  * members outside the data area or overlapping; CSAE_ERR_UNSUPPORTED for
  * compressed or encrypted members. */
 csae_status csae_npz_directory(const npz_file *f, const char *const *names, size_t count,

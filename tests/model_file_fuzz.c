@@ -14,7 +14,9 @@
  *           CRC-32 recomputed in both headers, so the parsers behind the
  *           CRC check see the damage;
  *   both.
- * Each mutant is written to WORKDIR and read with every function.  The
+ * Each mutant is written to WORKDIR and read with every function, the public
+ * ones and the whole-file pair csae.load uses (model_file.h), which must
+ * agree with them on whether the file is valid and on the weights.  The
  * sanitizers abort on any memory error or undefined behaviour; the program
  * itself fails if a status is unknown, if a file is accepted whose info
  * makes no sense, or if accepted weights are not finite.  Accepted mutants
@@ -22,13 +24,18 @@
  * load in Python: what C accepts, Python must accept with the same values.
  * Prints one summary line ending in "0 failed".
  */
+#define _POSIX_C_SOURCE 200809L /* open, close */
+
+#include <fcntl.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "csae.h"
+#include "model_file.h"
 
 static uint64_t rng;
 static uint64_t next(void) { return csae_rng_next(&rng); }
@@ -184,6 +191,61 @@ static int all_finite_f64(const double *p, size_t n)
     return 1;
 }
 
+/* The whole-file pair (model_file.h) on a file the public functions
+ * accepted, a float64 model whose weights they read into w64. */
+static void read_whole(const char *path, const csae_model *model, const double *w64,
+                       size_t total)
+{
+    const int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        printf("FAIL: cannot open %s\n", path);
+        failed++;
+        return;
+    }
+    csae_model_layout layout;
+    csae_status st = csae_model_file_layout(fd, &layout);
+    check_status(st, "layout");
+    if (st != CSAE_OK || layout.model.n_features != model->n_features
+        || layout.model.n_hidden != model->n_hidden || layout.elem_size != 8) {
+        printf("FAIL: layout disagrees with info (status %d)\n", (int)st);
+        failed++;
+        close(fd);
+        return;
+    }
+    const size_t n = model->n_features, h = model->n_hidden;
+    /* One block: weights, velocities, both moments, rho, the range, the
+     * loss curve; all doubles. */
+    const size_t size = 4 * total + h + 2 * n + (size_t)layout.n_iter + 1;
+    double *block = malloc(size * sizeof(double));
+    if (!block) {
+        printf("FAIL: out of memory\n");
+        failed++;
+        close(fd);
+        return;
+    }
+    csae_model_arrays dest;
+    memset(&dest, 0, sizeof dest);
+    const size_t offsets[4] = {0, n * h, n * h + h, 2 * n * h + h};
+    for (int k = 0; k < 4; k++) {
+        dest.params[k] = block + offsets[k];
+        dest.velocity[k] = block + total + offsets[k];
+        dest.adam_m[k] = block + 2 * total + offsets[k];
+        dest.adam_v[k] = block + 3 * total + offsets[k];
+    }
+    dest.rho_running = block + 4 * total;
+    dest.data_min = block + 4 * total + h;
+    dest.data_scale = block + 4 * total + h + n;
+    dest.loss_curve = block + 4 * total + h + 2 * n;
+    st = csae_model_file_read_all(fd, &layout, &dest);
+    check_status(st, "read_all");
+    if (st != CSAE_OK || memcmp(block, w64, total * sizeof(double)) != 0) {
+        printf("FAIL: read_all gave status %d or other weights than read_f64\n", (int)st);
+        failed++;
+    }
+    free(block);
+    close(fd);
+}
+
 /* Read the file at path with every function. */
 static void read_all(const char *path, size_t file_size)
 {
@@ -241,6 +303,8 @@ static void read_all(const char *path, size_t file_size)
         printf("FAIL: accepted a non-finite input range\n");
         failed++;
     }
+    if (elem == 8 && s64 == CSAE_OK)
+        read_whole(path, &model, w64, total);
     free(w64), free(w32), free(range);
 }
 

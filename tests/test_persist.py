@@ -540,6 +540,12 @@ def test_a_member_inflating_beyond_its_declared_size_is_cut_off(tmp_path):
         entry = data.index(b"PK\x01\x02", entry + 4)
     declared = len(_npy_header(np.float32, (5,))) + 20
     data[entry + 24:entry + 28] = declared.to_bytes(4, "little")  # uncompressed size
+    # the same lie in the local header (a local header differing from its
+    # directory entry is refused before anything is read)
+    local = int.from_bytes(data[entry + 42:entry + 46], "little")
+    assert data[local + 22:local + 26] == b"\xff" * 4  # the size is in the zip64 extra
+    usize = local + 30 + 16 + 4
+    data[usize:usize + 8] = declared.to_bytes(8, "little")
     path.write_bytes(bytes(data))
     assert zipfile.ZipFile(path).getinfo("decoder_bias.npy").file_size == declared
     with pytest.raises(ValueError, match="corrupted or truncated.*CRC"):

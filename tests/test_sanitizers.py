@@ -94,9 +94,13 @@ def test_engine_suite_under_asan_and_ubsan(tmp_path):
                # CPython itself keeps memory alive until exit: leaks are
                # checked on the C program above, not here.
                ASAN_OPTIONS="detect_leaks=0", UBSAN_OPTIONS="print_stacktrace=1")
+    # ... and the model-file reader, through csae.load (the binding) and the
+    # public C API (ctypes on the instrumented libcsae).
     tests = ["tests/test_engine.py", "tests/test_fast_path.py", "tests/test_properties.py",
              "tests/test_adam.py", "tests/test_running_sparsity.py",
-             "tests/test_objective_parts.py", "tests/test_objective_evaluator.py"]
+             "tests/test_objective_parts.py", "tests/test_objective_evaluator.py",
+             "tests/test_persist.py", "tests/test_model_file_rules.py",
+             "tests/test_model_file_zip.py", "tests/test_model_file_differential.py"]
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                           *tests], cwd=copy, capture_output=True, text=True, env=env,
                          timeout=1200)
@@ -106,3 +110,11 @@ def test_engine_suite_under_asan_and_ubsan(tmp_path):
     check = subprocess.run([sys.executable, "-c", "import csae._engine as e; print(e.__file__)"],
                            cwd=copy, capture_output=True, text=True, env=env)
     assert str(copy) in check.stdout, "the instrumented build was not the one tested"
+
+
+def test_model_file_reader_under_a_changing_file_is_clean_under_asan_and_ubsan(tmp_path):
+    """The reader while the file is replaced between its reads
+    (tests/model_file_race_test.c, pread interposed), instrumented."""
+    from test_model_file_race import SANITIZE as RACE_FLAGS
+    from test_model_file_race import test_a_file_replaced_between_reads_never_overflows
+    test_a_file_replaced_between_reads_never_overflows(tmp_path, RACE_FLAGS)
