@@ -122,7 +122,7 @@ extern const csae_ops csae_ops_avx512;
 /* The table chosen at start-up or by csae_set_kernel_path. */
 const csae_ops *csae_ops_active(void);
 
-/* ---- Arrays a call is given (engine.c) -----------------------------------
+/* ---- Arrays a call is given (spans.c) ------------------------------------
  * One array of a public call: `bytes` from p (SIZE_MAX when the size
  * product overflowed), and whether the call writes it.  csae_spans_ok is 1
  * when every size is that of an object that can exist (at most

@@ -560,7 +560,7 @@ def test_fuzzed_files_never_crash_the_reader(reader, tmp_path):
     exe = tmp_path / "model_file_fuzz"
     # The reader, the archive layer, the status messages and the RNG: nothing
     # else is needed.
-    sources = [ROOT / "src_c" / name for name in ("model_file.c", "npz.c", "library.c", "rng.c")]
+    sources = [ROOT / "src_c" / name for name in ("model_file.c", "npz.c", "library.c", "rng.c", "spans.c")]
     cmd = [cc, "-std=c11", "-Wall", "-Wextra", "-Werror", *SANITIZE, f"-I{ROOT / 'src_c'}",
            str(ROOT / "tests" / "model_file_fuzz.c"), *map(str, sources), "-lm",
            "-o", str(exe)]

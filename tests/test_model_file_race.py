@@ -43,7 +43,7 @@ def build(tmp_path, flags):
     if cc is None:
         pytest.fail("no C compiler found (cc or gcc)")
     exe = tmp_path / "model_file_race_test"
-    sources = [ROOT / "src_c" / name for name in ("model_file.c", "npz.c", "library.c", "rng.c")]
+    sources = [ROOT / "src_c" / name for name in ("model_file.c", "npz.c", "library.c", "rng.c", "spans.c")]
     cmd = [cc, "-std=c11", "-Wall", "-Wextra", "-Werror", *flags, f"-I{ROOT / 'src_c'}",
            str(ROOT / "tests" / "model_file_race_test.c"), *map(str, sources), "-lm",
            "-Wl,--wrap=pread", "-o", str(exe)]
