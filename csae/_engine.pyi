@@ -216,3 +216,25 @@ def init_params(
     n_features: int, n_hidden: int, rng_state: int, dtype: DTypeLike = ...
 ) -> tuple[tuple[_FloatArray, _FloatArray, _FloatArray, _FloatArray], int]:
     """Default initialisation drawn by the engine; returns ``((W, b, Wd, bd), new_state)``."""
+
+# Deep networks: sigmoid layers under a softmax output.  params is a list of
+# (W, b) pairs, W of shape (h_l, h_{l-1}), the softmax layer last.
+
+def deep_forward(
+    params: list[tuple[_FloatArray, _FloatArray]] | tuple[tuple[_FloatArray, _FloatArray], ...],
+    X: _FloatArray,
+    n_threads: int = 1,
+) -> _FloatArray:
+    """Class probabilities, shape (m, k)."""
+
+def deep_objective_and_gradients(
+    params: list[tuple[_FloatArray, _FloatArray]] | tuple[tuple[_FloatArray, _FloatArray], ...],
+    X: _FloatArray,
+    y: NDArray[np.integer[Any]],
+    *,
+    lam: float,
+    n_threads: int = 1,
+    need_gradients: bool = True,
+) -> tuple[float, list[tuple[_FloatArray, _FloatArray]] | None]:
+    """Mean cross-entropy plus (lam/2) sum of squared weights, and its
+    gradient in the layout of params (None when need_gradients is false)."""

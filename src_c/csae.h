@@ -476,8 +476,9 @@ csae_lbfgs_task csae_lbfgs_step(csae_lbfgs *state, double *x, double *f, double 
  *
  * Every weight matrix, the softmax layer's included, is decayed with the
  * one lambda; no bias is.  The softmax subtracts each row's maximum before
- * exp, so no logit overflows; a NaN anywhere in a row's inputs gives NaN in
- * that row's probabilities (and the objective).
+ * exp, so no logit overflows.  A NaN or infinity in a row of X gives NaN
+ * for that row's probabilities, one in theta NaN for all of them; either
+ * makes the objective and every gradient entry NaN.
  *
  * The parameters are one flat vector theta (the layout an optimizer such as
  * csae_lbfgs works on), the gradient another of the same layout: for each

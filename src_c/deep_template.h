@@ -24,6 +24,24 @@ static double FN(deep_sum_squares_)(const REAL *x, size_t len)
     return total;
 }
 
+/* Whether x[0..len) holds a NaN or an infinity: x * 0 is 0 for a finite
+ * value and NaN otherwise, summed in sixteen independent lanes (which the
+ * compiler vectorises; order does not matter for a NaN). */
+static int FN(deep_nonfinite_)(const REAL *x, size_t len)
+{
+    REAL acc[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= len; i += 16)
+        for (size_t j = 0; j < 16; j++)
+            acc[j] += x[i + j] * 0;
+    REAL total = 0;
+    for (; i < len; i++)
+        total += x[i] * 0;
+    for (size_t j = 0; j < 16; j++)
+        total += acc[j];
+    return total != 0 || total != total;
+}
+
 /* Softmax of each row of Z (m x k) in place.  The row maximum is
  * subtracted first, so every exp is at most 1 and the sum at least 1: no
  * logit overflows, and log(sum) is the shifted log-sum-exp.  With `y`,
@@ -154,6 +172,14 @@ csae_status FN(csae_deep_forward_)(const csae_deep_net *net, const REAL *theta, 
     FN(deep_forward_pass_)(csae_ops_active(), net, theta, X, m, P, FN(deep_acts_pingpong_),
                            &ctx, base + D.pack, threads);
     FN(deep_softmax_)(P, m, k, NULL);
+    /* Non-finite inputs give NaN outputs (csae.h): the vector paths'
+     * sigmoid would turn a NaN into 1, so the rule is applied here, the
+     * same on every path. */
+    const int bad_theta = FN(deep_nonfinite_)(theta, n_params);
+    for (size_t i = 0; i < m; i++)
+        if (bad_theta || FN(deep_nonfinite_)(X + i * n, n))
+            for (size_t j = 0; j < k; j++)
+                P[i * k + j] = (REAL)NAN;
     return CSAE_OK;
 }
 
@@ -196,6 +222,14 @@ csae_status FN(csae_deep_objective_)(const csae_deep_net *net, const REAL *theta
     if (!base)
         return CSAE_ERR_WORKSPACE;
 
+    /* Non-finite inputs: NaN objective and gradient (see the forward pass). */
+    if (FN(deep_nonfinite_)(theta, n_params) || FN(deep_nonfinite_)(X, m * n)) {
+        *loss = NAN;
+        if (grad)
+            for (size_t x = 0; x < n_params; x++)
+                grad[x] = (REAL)NAN;
+        return CSAE_OK;
+    }
     const csae_ops *ops = csae_ops_active();
     void *pack = base + D.pack;
     FN(deep_acts_ctx_) ctx = {base, &D, net, m};
