@@ -96,7 +96,8 @@ def test_engine_suite_under_asan_and_ubsan(tmp_path):
                ASAN_OPTIONS="detect_leaks=0", UBSAN_OPTIONS="print_stacktrace=1")
     tests = ["tests/test_engine.py", "tests/test_fast_path.py", "tests/test_properties.py",
              "tests/test_adam.py", "tests/test_running_sparsity.py",
-             "tests/test_objective_parts.py", "tests/test_objective_evaluator.py"]
+             "tests/test_objective_parts.py", "tests/test_objective_evaluator.py",
+             "tests/test_deep.py"]
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                           *tests], cwd=copy, capture_output=True, text=True, env=env,
                          timeout=1200)
