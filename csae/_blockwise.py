@@ -31,11 +31,16 @@ the same arithmetic as a map-reduce over the blocks of a dask array.
 import math
 import mmap
 import os
+import weakref
 
 import numpy as np
 
 from csae._errors import NonFiniteError
-from csae._validation import check_values_in_unit_interval, input_scale
+from csae._validation import (
+    check_values_in_unit_interval,
+    check_within_learned_range,
+    input_scale,
+)
 from csae.reference import rho_hat_clip
 
 __all__ = ["CHUNK_BYTES", "is_out_of_core", "ChunkedData", "full_batch",
@@ -132,6 +137,9 @@ class ChunkedData:
         # ``on_rows(done)``, called after each chunk of an SGD/Adam epoch with
         # the rows of the epoch done so far (the command line's progress bar).
         self.on_rows = None
+        # The mapped file itself, for reading scattered rows with pread (see
+        # _gather), or None: read them through the mapping.
+        self._file = _MappedFile.of(X)
 
     def _convert(self, rows):
         if self.data_min is None:
@@ -169,12 +177,28 @@ class ChunkedData:
         """``inner.<method>(*args, block)`` (or with the block second, for
         reconstruct) of every chunk, gathered into one (m, width) array."""
         out = np.empty((self.shape[0], width), dtype=dtype)
-        for start, stop, block in self.blocks():
+        for start, stop, block in self._checked_blocks():
             if method == "reconstruct":
                 out[start:stop] = inner.reconstruct(args[0], block, args[1])
             else:
                 out[start:stop] = getattr(inner, method)(*args, block)
         return out
+
+    def _checked_blocks(self):
+        """``blocks()`` for map_rows, each read into memory once and checked
+        finite there.  The validation pass read the file before; a file
+        changed since (NaN or inf written into the mapping) is refused, and
+        the engine computes on the checked copy, so no later change can slip
+        between the check and the encoding."""
+        step = chunk_rows(self.raw)
+        for start in range(0, self.shape[0], step):
+            stop = min(start + step, self.shape[0])
+            try:
+                rows = np.array(self.raw[start:stop], copy=True)
+            finally:
+                _release(self.raw)
+            _check_unchanged(rows, start)
+            yield start, stop, self._convert(rows)
 
     def evaluate(self, inner, params, *, rho, beta, lam, decoder="sigmoid",
                  need_gradients=True):
@@ -183,7 +207,7 @@ class ChunkedData:
         m = self.shape[0]
 
         def blocks():
-            return self.blocks(fraction=_EVALUATION_FRACTION)
+            return self.blocks(fraction=_EVALUATION_FRACTION, recheck=True)
 
         def sums_pass(p):
             total = np.zeros(p[0].shape[0])
@@ -215,7 +239,8 @@ class ChunkedData:
             order, rng_state = inner.module.permutation(self.shape[0], rng_state)
         batch_size = int(hyper["batch_size"])
         loss, _ = epoch_over_blocks(inner, params, velocity,
-                                    self._counted(self.blocks(batch_size, order)),
+                                    self._counted(self.blocks(batch_size, order,
+                                                              recheck=True)),
                                     self.shape[0], dict(hyper, shuffle=False))
         return loss, rng_state
 
@@ -227,11 +252,14 @@ class ChunkedData:
             if self.on_rows is not None:
                 self.on_rows(stop)
 
-    def blocks(self, batch_size=1, order=None, fraction=1):
+    def blocks(self, batch_size=1, order=None, fraction=1, recheck=False):
         """Yield ``(start, stop, block)``: the prepared rows start:stop of
         the data (or of the row order ``order``), about CHUNK_BYTES /
         fraction at a time, a whole number of ``batch_size`` minibatches.  A
-        block is only valid until the next one is read."""
+        block is only valid until the next one is read.  ``recheck``: check
+        each chunk read for NaN/inf again (training and the objective), on
+        a copy (as ``_checked_blocks``), so that the engine computes on what
+        was checked."""
         m = self.shape[0]
         step = chunk_rows(self.raw, batch_size, fraction)
         for start in range(0, m, step):
@@ -239,8 +267,12 @@ class ChunkedData:
             try:
                 if order is None:
                     rows = self.raw[start:stop]
+                    if recheck:
+                        rows = np.array(rows, copy=True)
                 else:
-                    rows = self._gather(order[start:stop])
+                    rows = self._gather(order[start:stop])  # a copy already
+                if recheck:
+                    _check_unchanged(rows, start, order)
                 yield start, stop, self._convert(rows)
             finally:
                 _release(self.raw)
@@ -248,27 +280,15 @@ class ChunkedData:
     def _gather(self, index):
         """The rows ``index`` (scattered over the file) in that order.
 
-        Read with one ``pread`` per row when the rows lie in the file as
-        they are: a page fault per row through the mapping costs several
-        times more, and each may map 64 KiB of the file ("fault-around").
-        Otherwise through the mapping, releasing its pages every
-        CHUNK_BYTES / 64 KiB rows."""
+        Read with one ``pread`` per row from the mapped file itself when
+        ``_MappedFile`` found it: a page fault per row through the mapping
+        costs several times more, and each may map 64 KiB of the file
+        ("fault-around").  Otherwise through the mapping, releasing its
+        pages every CHUNK_BYTES / 64 KiB rows."""
         X = self.raw
         out = np.empty((len(index), X.shape[1]), dtype=X.dtype)
-        located = _file_rows(X)
-        if located is not None:
-            path, first, stride = located
-            row_bytes = X.shape[1] * X.dtype.itemsize
-            view = memoryview(out.reshape(-1).view(np.uint8))
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                for k, r in enumerate(index.tolist()):
-                    got = os.preadv(fd, [view[k * row_bytes:(k + 1) * row_bytes]],
-                                    first + r * stride)
-                    if got != row_bytes:
-                        raise OSError(f"short read from {path} (row {r})")
-            finally:
-                os.close(fd)
+        if self._file is not None:
+            self._file.read_rows(index, out)
             return out
         row_bytes = X.shape[1] * X.dtype.itemsize
         piece = max(1, CHUNK_BYTES // max(row_bytes, _FAULT_AROUND))
@@ -276,6 +296,97 @@ class ChunkedData:
             np.take(X, index[i:i + piece], axis=0, out=out[i:i + piece])
             _release(X)
         return out
+
+
+def changed_message(row, what="the memory-mapped file changed while csae read it"):
+    """The one message for data that turned NaN/inf after validation."""
+    return (f"Input X contains NaN or inf (first in row {row}) that were not there "
+            f"when it was validated: {what}")
+
+
+def _check_unchanged(rows, start, order=None):
+    """Raise ValueError if the rows read (rows ``start:`` of the data, or of
+    the row order ``order``) hold NaN or inf: the data was validated at the
+    start of the call, so it changed since (and no step size is to blame).
+    A training call raising it leaves the model as it was."""
+    if rows.dtype.kind != "f" or np.isfinite(rows).all():
+        return
+    k = int(np.argmax(~np.isfinite(rows).all(axis=1)))
+    row = int(order[start + k]) if order is not None else start + k
+    raise ValueError(changed_message(row))
+
+
+class _MappedFile:
+    """The file a memory-mapped array maps, open for ``pread``.
+
+    The file is opened by its name once, when the data is prepared, and kept
+    only if it is the very file the mapping holds (same device, inode and
+    file position of row 0 in ``/proc/self/maps``); the descriptor then
+    reads that file whatever happens to the name later (``os.replace``
+    putting another file there, an unlink).  Without ``/proc`` (not Linux),
+    or when the name already points at another file, rows are read through
+    the mapping.  Not for copy-on-write mappings (mode "c"), whose pages may
+    differ from the file.
+    """
+
+    def __init__(self, fd, first, stride, row_bytes):
+        self.fd, self.first, self.stride, self.row_bytes = fd, first, stride, row_bytes
+        self._closer = weakref.finalize(self, os.close, fd)
+
+    @classmethod
+    def of(cls, X):
+        """A ``_MappedFile`` for X's rows, or None (read through the mapping)."""
+        located = _file_rows(X)
+        if located is None:
+            return None
+        path, first, stride = located
+        mapped = _mapping_of(X.ctypes.data)
+        if mapped is None or mapped[3] != first:
+            return None
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:  # gone or unreadable by now: the mapping still reads
+            return None
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            return None
+        if (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) != mapped[:3]:
+            os.close(fd)  # the name points at another file than the mapping
+            return None
+        return cls(fd, first, stride, X.shape[1] * X.dtype.itemsize)
+
+    def read_rows(self, index, out):
+        """Rows ``index`` into ``out`` (C-contiguous, the file's dtype)."""
+        row_bytes = self.row_bytes
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        for k, r in enumerate(index.tolist()):
+            got = os.preadv(self.fd, [view[k * row_bytes:(k + 1) * row_bytes]],
+                            self.first + r * self.stride)
+            if got != row_bytes:
+                raise ValueError(
+                    f"Input X has no row {r} any more: the memory-mapped file changed "
+                    "while csae read it (it is shorter than when it was mapped)")
+
+
+def _mapping_of(address):
+    """``(device major, device minor, inode, file position)`` of the byte at
+    ``address`` of this process's memory, from ``/proc/self/maps``; None
+    where that file does not exist or the address is not in a file mapping."""
+    try:
+        with open("/proc/self/maps", "rb") as maps:
+            for line in maps:
+                fields = line.split(None, 5)
+                low, high = (int(x, 16) for x in fields[0].split(b"-"))
+                if low <= address < high:
+                    major, minor = (int(x, 16) for x in fields[3].split(b":"))
+                    inode = int(fields[4])
+                    return (major, minor, inode, int(fields[2], 16) + address - low) \
+                        if inode else None
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _file_rows(X):
@@ -298,14 +409,20 @@ def _file_rows(X):
     return os.fspath(path), start + (X.ctypes.data - base), X.strides[0]
 
 
-def prepare(X, hp, *, objective, learn=False, data_min=None, data_scale=None):
+def prepare(X, hp, *, objective, learn=False, data_min=None, data_scale=None,
+            within_range=False):
     """``ChunkedData`` for the memory-mapped X after one streamed validation
-    pass (which also learns the input range when ``learn``).  Returns
-    ``(data, (data_min, data_scale))`` when ``learn``, else ``data``."""
+    pass (which also learns the input range when ``learn``, and with
+    ``within_range`` checks X against the range ``data_min``, ``data_scale``
+    learned before).  Returns ``(data, (data_min, data_scale))`` when
+    ``learn``, else ``data``."""
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"X has shape {X.shape}: it needs at least one row and one column")
     unit = objective and hp.decoder == "sigmoid" and not hp.scale_inputs
-    lo, hi = _scan(X, name="X", need_range=learn and hp.scale_inputs, unit_interval=unit)
+    lo, hi = _scan(X, name="X", need_range=(learn and hp.scale_inputs) or within_range,
+                   unit_interval=unit)
+    if within_range:
+        check_within_learned_range(lo, hi, data_min, data_scale)
     if learn and hp.scale_inputs:
         data_min, data_scale = lo, input_scale(lo, hi)
     data = ChunkedData(X, hp.dtype, data_min if hp.scale_inputs else None,

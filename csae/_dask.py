@@ -107,32 +107,73 @@ def _location(block_info):
 
 class _Prepare:
     """Validate a block and convert it for the model (scaling with the
-    learned range): what ``_prepare`` does to an in-memory array."""
+    learned range): what ``_prepare`` does to an in-memory array.
+    ``within_range``: the block is training data that must lie in the
+    learned range (``check_within_learned_range``)."""
 
-    def __init__(self, dtype, n_features, data_min, data_scale, unit_interval):
+    def __init__(self, dtype, n_features, data_min, data_scale, unit_interval,
+                 within_range=False, name="X"):
         self.dtype, self.n = np.dtype(dtype), n_features
         self.data_min, self.data_scale = data_min, data_scale
-        self.unit_interval = unit_interval
+        self.unit_interval, self.within_range = unit_interval, within_range
+        self.name = name
 
     def __call__(self, block, block_info=None):
-        from csae._validation import check_data, check_unit_interval
+        from csae._validation import (check_data, check_unit_interval,
+                                      check_within_learned_range)
         try:
             if self.data_min is None:
-                out = check_data(block, self.dtype, n_features=self.n)
+                out = check_data(block, self.dtype, name=self.name, n_features=self.n)
                 if self.unit_interval:
                     check_unit_interval(out)
                 return out
             from csae._estimator import _apply_range
-            X64 = check_data(block, np.dtype(np.float64), n_features=self.n)
+            X64 = check_data(block, np.dtype(np.float64), name=self.name,
+                             n_features=self.n)
+            if self.within_range:
+                check_within_learned_range(X64.min(axis=0), X64.max(axis=0),
+                                           self.data_min, self.data_scale)
             return _apply_range(X64, self.data_min, self.data_scale, self.dtype)
-        except ValueError as err:
+        except (ValueError, TypeError) as err:
             where = _location(block_info)
             if where is None:
                 raise
-            raise ValueError(f"block {where} of X: {err}") from None
+            raise type(err)(f"block {where} of {self.name}: {err}") from None
 
 
-def _stats(block, block_info=None):
+def _check_block(block, n_features, declared, where, name="X"):
+    """A block as its dask array declares it: real numbers, 2-D, all the
+    columns.  A block is made by the user's code (a parser behind
+    ``from_delayed``, a ``map_blocks`` function), which dask does not
+    check against the declared dtype and shape."""
+    at = f"block {where} of {name}" if where is not None else f"a block of {name}"
+    dtype = getattr(block, "dtype", None)
+    if dtype is None or dtype.kind not in "biuf":
+        got = f"dtype {dtype}" if dtype is not None else type(block).__name__
+        raise TypeError(f"{at} holds {got}, but the dask array declares dtype {declared}: "
+                        "its blocks must hold real numbers (check the function that "
+                        "makes the blocks, e.g. the parser behind dask.array.from_delayed)")
+    if block.ndim != 2 or block.shape[1] != n_features:
+        raise ValueError(f"{at} has shape {block.shape}, but the dask array declares "
+                         f"{n_features} columns: every block must have all of them (check "
+                         "the shape given to dask.array.from_delayed, or the function "
+                         "that makes the blocks)")
+
+
+class _Stats:
+    """The validation pass on a block: [rows, first non-finite row or -1,
+    per-feature min..., max...], after checking the block against the
+    dtype and width its dask array declares."""
+
+    def __init__(self, n_features, declared):
+        self.n, self.declared = n_features, declared
+
+    def __call__(self, block, block_info=None):
+        _check_block(block, self.n, self.declared, _location(block_info))
+        return _stats(block)
+
+
+def _stats(block):
     """[rows, first non-finite row or -1, per-feature min..., max...]."""
     m, n = block.shape
     out = np.empty((1, 2 + 2 * n))
@@ -361,10 +402,11 @@ class DaskData:
 # Entry points from the estimator
 # --------------------------------------------------------------------------
 
-def prepare(model, X, hp, state, *, objective, learn, dtype, n):
+def prepare(model, X, hp, state, *, objective, learn, dtype, n, within_range=False):
     """``_prepare`` for a dask array.  ``learn`` (fit, first partial_fit):
     one validation pass now, returning ``(DaskData, (data_min, data_scale))``;
-    otherwise a lazy ``DaskData`` whose blocks are checked when computed."""
+    otherwise a lazy ``DaskData`` whose blocks are checked when computed
+    (with ``within_range``, against the input range learned before too)."""
     X = _by_rows(X)
     if n is not None and X.shape[1] != n:
         raise ValueError(f"X has {X.shape[1]} features, but {type(model).__name__} is "
@@ -377,14 +419,15 @@ def prepare(model, X, hp, state, *, objective, learn, dtype, n):
             lo, scale = state.data_min, state.data_scale
         else:
             lo = scale = None
-        step = _Prepare(dtype, X.shape[1], lo, scale, unit)
+        step = _Prepare(dtype, X.shape[1], lo, scale, unit, within_range)
         rows = X.shape[0] if not np.isnan(X.shape[0]) else None
         return DaskData(X.map_blocks(step, dtype=dtype, meta=np.empty((0, 0), dtype)),
                         rows, n_threads)
 
     _, da = _import()
     nf = X.shape[1]
-    stats = np.asarray(X.map_blocks(_stats, dtype=np.float64, meta=np.empty((0, 0)),
+    stats = np.asarray(X.map_blocks(_Stats(nf, X.dtype), dtype=np.float64,
+                                    meta=np.empty((0, 0)),
                                     chunks=_one_row_per_block(X, 2 + 2 * nf)).compute())
     rows = stats[:, 0].astype(np.int64)
     if rows.sum() == 0:
@@ -425,7 +468,8 @@ def inverse_transform(model, H):
                          f"expecting {h} hidden units as input")
     if hp.scale_inputs:
         model._check_range(state)
-    data = DaskData(H.map_blocks(_Prepare(hp.dtype, h, None, None, False), dtype=hp.dtype,
+    data = DaskData(H.map_blocks(_Prepare(hp.dtype, h, None, None, False, name="H"),
+                                 dtype=hp.dtype,
                                    meta=np.empty((0, 0), hp.dtype)),
                     None, model.n_threads)
     Y = data.map_rows(backend, "decode", (params[2], params[3], hp.decoder),

@@ -19,7 +19,13 @@ import numpy as np
 
 from csae import _blockwise, _dask
 from csae._backends import Backend
-from csae._training import objective_settings, run_epochs, run_lbfgs, validation_split
+from csae._training import (
+    Transaction,
+    objective_settings,
+    run_epochs,
+    run_lbfgs,
+    validation_split,
+)
 from csae._warnings import TrainingDivergedWarning, TrainingInterruptedWarning
 from csae._state import (
     EMPTY_STATE,
@@ -38,6 +44,7 @@ from csae._validation import (
     int_param,
     check_data,
     check_unit_interval,
+    check_within_learned_range,
     input_scale,
     check_weight_array,
     _is_dataframe,
@@ -360,14 +367,20 @@ class SparseAutoencoder:
     one.  Any exception raised while training (``MemoryError``, a value the
     backend refuses) leaves the model bit-identical to what it was before
     the call.  If training diverges (a non-finite objective or gradient, or
-    an epoch objective grown to more than 1e4 times its value at the start
-    of training), training stops with a ``TrainingDivergedWarning`` naming
-    the epoch, and the model keeps the best finite weights: the whole state
-    after the completed epoch of this call with the lowest objective (the
-    lowest validation objective under early stopping), ``n_iter_`` and
-    ``loss_curve_`` ending at that epoch; if no epoch of the call completed
-    (always the case for ``partial_fit``, which runs one) it stays as it
-    was before the call.  Ctrl-C stops training with a
+    an epoch objective grown to more than 1e4 times the objective the call
+    started from, on its own data), training stops with a
+    ``TrainingDivergedWarning`` naming the epoch; a call whose starting
+    objective is not finite diverges before its first step.  The model then
+    stays bit-identical to what it was before the call (a fresh model stays
+    unfitted), unless the call completed an epoch whose state (the whole
+    state after the completed epoch of this call with the lowest objective,
+    the lowest validation objective under early stopping) has a lower
+    objective on the call's data than both the call's start and the model
+    before the call: then it keeps that state, ``n_iter_`` and
+    ``loss_curve_`` ending at that epoch.  This holds for every solver and
+    for ``partial_fit`` (which runs one epoch, so it never keeps one).  A
+    fitted model is always finite, so it saves to a file that loads.
+    Ctrl-C stops training with a
     ``TrainingInterruptedWarning``: the model keeps the state after the last
     epoch completed (interrupted epochs are not counted in ``n_iter_``), or,
     if no epoch of this call completed (always the case for
@@ -800,7 +813,8 @@ class SparseAutoencoder:
                                    else False)
         return hp, raw, state
 
-    def _prepare(self, X, hp, state, *, objective, learn=False, dtype=None, check_n=True):
+    def _prepare(self, X, hp, state, *, objective, learn=False, dtype=None, check_n=True,
+                 train=False):
         """X validated (and, with scale_inputs, scaled) for the backend, in
         ``dtype`` (default: the model dtype); X itself is never modified.
 
@@ -808,14 +822,18 @@ class SparseAutoencoder:
         sigmoid decoder needs it in [0, 1].  ``learn``: learn the input range
         from X; returns ``(X, (data_min, data_scale))``.  ``check_n``: X
         must have the model's number of features (off for ``fit``).
+        ``train``: X is training data; with scale_inputs, the sigmoid decoder
+        and a range learned before, X must lie in that range (``loss`` and
+        ``score`` accept held-out data a little outside it).
         """
         dtype = hp.dtype if dtype is None else dtype
         n = state.params[0].shape[1] if check_n and state.params is not None else None
+        within = (train and not learn and hp.scale_inputs and hp.decoder == "sigmoid")
         if _blockwise.is_out_of_core(X):  # a memory-mapped file: read in chunks
-            return self._prepare_chunked(X, hp, state, objective, learn, dtype, n)
+            return self._prepare_chunked(X, hp, state, objective, learn, dtype, n, within)
         if _dask.is_dask_array(X):  # blocks on a cluster (csae._dask)
             return _dask.prepare(self, X, hp, state, objective=objective, learn=learn,
-                                 dtype=dtype, n=n)
+                                 dtype=dtype, n=n, within_range=within)
         if n is not None:
             if _is_dataframe(X):  # a non-numeric column is named before names are compared
                 check_frame_columns(X, "X")
@@ -831,9 +849,12 @@ class SparseAutoencoder:
             data_min, scale = _learn_range(X64)
             return _apply_range(X64, data_min, scale, dtype), (data_min, scale)
         self._check_range(state)
+        if within:
+            check_within_learned_range(X64.min(axis=0), X64.max(axis=0), state.data_min,
+                                       state.data_scale)
         return _apply_range(X64, state.data_min, state.data_scale, dtype)
 
-    def _prepare_chunked(self, X, hp, state, objective, learn, dtype, n):
+    def _prepare_chunked(self, X, hp, state, objective, learn, dtype, n, within=False):
         """_prepare for a memory-mapped X larger than one chunk: one streamed
         validation pass, and a ``ChunkedData`` that reads it chunk by chunk
         (see csae._blockwise)."""
@@ -848,7 +869,7 @@ class SparseAutoencoder:
         if hp.scale_inputs:
             self._check_range(state)
         return _blockwise.prepare(X, hp, objective=objective, data_min=state.data_min,
-                                  data_scale=state.data_scale)
+                                  data_scale=state.data_scale, within_range=within)
 
     def _check_feature_names(self, X, state):
         """X's column names against those seen in fit, as scikit-learn does:
@@ -970,12 +991,17 @@ class SparseAutoencoder:
                                    data_min=None if data_min is None else frozen(data_min),
                                    data_scale=None if scale is None else frozen(scale),
                                    origin=ORIGIN_TRAINED, feature_names=feature_names_of(X))
-            if hp.solver == "lbfgs":
-                outcome = run_lbfgs(backend, X_train, hp, start, stacklevel=4, X_val=X_val,
-                                    hook=hook)
-            else:
-                outcome = run_epochs(backend, X_train, hp, start, hp.max_epochs,
-                                     stacklevel=4, X_val=X_val, stopping=True, hook=hook)
+            transaction = Transaction(backend, X_train, hp, old, start)
+            outcome = transaction.begin(stacklevel=4)
+            if outcome is None:
+                if hp.solver == "lbfgs":
+                    outcome = run_lbfgs(backend, X_train, hp, start, stacklevel=4,
+                                        X_val=X_val, hook=hook)
+                else:
+                    outcome = run_epochs(backend, X_train, hp, start, hp.max_epochs,
+                                         stacklevel=4, reference=transaction.reference,
+                                         X_val=X_val, stopping=True, hook=hook)
+                outcome = transaction.settle(outcome, stacklevel=4)
             if outcome.state is not None:
                 self._publish(outcome.state)
             return Xc, hp, backend, outcome.state, outcome
@@ -990,7 +1016,7 @@ class SparseAutoencoder:
                              f"units, but n_hidden={hp.n_hidden}; set n_hidden={h} or "
                              "warm_start=False")
         learn = hp.scale_inputs and old.data_min is None
-        prepared = self._prepare(X, hp, old, objective=True, learn=learn)
+        prepared = self._prepare(X, hp, old, objective=True, learn=learn, train=True)
         Xc, (data_min, scale) = prepared if learn else (prepared, (None, None))
         start = old._replace(origin=ORIGIN_TRAINED)
         if old.rng_state is None:  # weights assigned by hand, or loaded without one
@@ -1013,7 +1039,11 @@ class SparseAutoencoder:
         estimate and random-number state, so ``k`` calls equal ``fit`` with
         ``max_epochs=k`` (and ``tol=0``, so that fit does not stop earlier)
         on the same data.  No stopping rule, early stopping or end-of-fit
-        check applies.
+        check applies.  Later calls cannot change what the weights fix:
+        ``n_hidden`` must equal the weights' number of units, and with
+        ``scale_inputs=True`` and the sigmoid decoder X must lie in the input
+        range the first call learned (``ValueError`` otherwise, naming the
+        range; ``fit`` learns both anew).
 
         If the epoch does not complete (an exception, Ctrl-C, divergence),
         the model stays exactly as it was before the call.
@@ -1034,9 +1064,16 @@ class SparseAutoencoder:
             if hp.solver == "lbfgs":
                 raise ValueError(f"partial_fit needs solver='sgd' or 'adam' (solver="
                                  f"{hp.solver!r} trains on all the data at once); use fit")
+            if old.params is not None and old.params[0].shape[0] != hp.n_hidden:
+                h = old.params[0].shape[0]
+                raise ValueError(
+                    f"partial_fit continues the model's weights, which have {h} hidden "
+                    f"units, but n_hidden={hp.n_hidden}: it cannot change the number of "
+                    f"units. Call fit to train a new model with n_hidden={hp.n_hidden}, "
+                    f"or set n_hidden={h} back")
             backend = Backend(hp.backend, hp.n_threads)
             learn = hp.scale_inputs and old.data_min is None
-            prepared = self._prepare(X, hp, old, objective=True, learn=learn)
+            prepared = self._prepare(X, hp, old, objective=True, learn=learn, train=True)
             Xc, (data_min, scale) = prepared if learn else (prepared, (None, None))
             if old.params is None:
                 params, rng_state = self._initial_params(
@@ -1049,7 +1086,12 @@ class SparseAutoencoder:
                 start = old
             if learn:
                 start = start._replace(data_min=frozen(data_min), data_scale=frozen(scale))
-            outcome = run_epochs(backend, Xc, hp, start, 1, stacklevel=3)
+            transaction = Transaction(backend, Xc, hp, old, start)
+            outcome = transaction.begin(stacklevel=3)
+            if outcome is None:
+                outcome = run_epochs(backend, Xc, hp, start, 1, stacklevel=3,
+                                     reference=transaction.reference)
+                outcome = transaction.settle(outcome, stacklevel=3)
             if outcome.state is not None:
                 self._publish(outcome.state)
         return self

@@ -14,7 +14,9 @@ a new ``ModelState`` aside and publish it with one attribute assignment under
 the same weights.
 """
 
+import os
 import threading
+import weakref
 from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -39,7 +41,9 @@ class ModelState(NamedTuple):
     pending: Tuple[Optional[np.ndarray], ...] = (None, None, None, None)
     # ^ weights assigned to an unfitted model so far, in (W, b, Wd, bd) order
     reference_objective: Optional[float] = None
-    # ^ objective at the start of training: the yardstick of the blow-up check
+    # ^ unused: kept so that states pickled when the blow-up check was judged
+    #   against the first call's objective still unpickle (now every call
+    #   measures its own start)
     origin: Optional[str] = ORIGIN_UNKNOWN
     feature_names: Optional[np.ndarray] = None
     # ^ string column names of the DataFrame fitted on (feature_names_in_)
@@ -113,10 +117,41 @@ class ModelLocks:
     the state reference) and a reader copies them together (``get_params``,
     ``save``, pickling); it never waits for training.  Both are re-entrant:
     ``set_params`` sets attributes whose own setter takes ``snapshot``.
+
+    A child of ``os.fork()`` gets new locks (see ``_renew_after_fork``): the
+    thread that held one in the parent (a ``fit`` running while another
+    thread forked) does not exist in the child, so the copy would stay held
+    and every ``fit``, ``partial_fit`` or ``set_params`` there would wait
+    forever.
     """
 
-    __slots__ = ("write", "snapshot")
+    __slots__ = ("write", "snapshot", "__weakref__")
 
     def __init__(self):
         self.write = threading.RLock()
         self.snapshot = threading.RLock()
+        _ALL_LOCKS.add(self)
+
+    def _renew(self):
+        # A lock the forking thread holds itself is kept: that thread goes on
+        # in the child and will release it (a fork from a fit's hook).
+        for name in ("write", "snapshot"):
+            lock = getattr(self, name)
+            if not lock._is_owned():
+                setattr(self, name, threading.RLock())
+
+
+# Every model's locks, for the fork handler (weakly: a model's locks go with it).
+_ALL_LOCKS: "weakref.WeakSet[ModelLocks]" = weakref.WeakSet()
+
+
+def _renew_after_fork():
+    """In a fork child: the locks held by other threads of the parent are
+    replaced by free ones.  The state they guarded is consistent: a writer
+    publishes a new state with one reference assignment."""
+    for locks in list(_ALL_LOCKS):
+        locks._renew()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_renew_after_fork)

@@ -3,16 +3,20 @@
 ``run_epochs`` runs minibatch epochs (solver "sgd" or "adam", through
 ``backend.sgd_epoch``) and ``run_lbfgs`` full-batch L-BFGS (through
 ``csae._solvers.lbfgs``).  Both work on copies of a starting ``ModelState``
-and return a new one (or None: the caller keeps the old model), so fit stays
-a transaction.  Around the optimizer they own:
+and return a new one (or None: the caller keeps the old model).  A
+``Transaction`` wraps each call of either, the same way for every solver,
+so that fit stays a transaction: it refuses to start from a non-finite
+objective and decides, after the call, what a diverged call leaves (its best
+state only if that beats the model before the call) and that no state which
+is not finite everywhere is ever published.  Around the optimizer the
+drivers own:
 
 - the stopping rules: ``tol`` and ``n_iter_no_change`` on the training
   objective, or with early stopping on the objective of a held-out
   validation set, whose best weights are restored at the end
   (scikit-learn's MLP conventions);
-- divergence (a non-finite objective, or one grown to more than
-  ``BLOWUP_FACTOR`` times its starting value): the state of the best
-  completed epoch of the call is kept;
+- detecting divergence (a non-finite objective, or one grown to more than
+  ``BLOWUP_FACTOR`` times the objective this call started from);
 - Ctrl-C: the state after the last completed epoch is kept;
 - the end-of-fit checks: ``ConvergenceWarning``, ``DeadUnitsWarning``,
   ``LearnedNothingWarning`` (see ``csae._warnings``);
@@ -30,6 +34,7 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
+from csae._blockwise import changed_message
 from csae._errors import NonFiniteError
 from csae._solvers import lbfgs
 from csae._state import EMPTY_STATE, ORIGIN_TRAINED, frozen, frozen_tuple
@@ -44,20 +49,26 @@ from csae._warnings import (
 )
 
 __all__ = ["run_epochs", "run_lbfgs", "validation_split", "objective_settings",
-           "BLOWUP_FACTOR", "CHECK_ROWS"]
+           "Transaction", "BLOWUP_FACTOR", "CHECK_ROWS"]
 
 # Training stops as diverged when an epoch's objective exceeds this many
-# times the objective at the start of training.  With the sigmoid decoder
+# times the objective at the start of the call, on the call's own data (a
+# later partial_fit chunk on a larger scale is judged against itself).  With
+# the sigmoid decoder
 # the reconstruction term is at most n_features per row and the others
 # start small, so growth by orders of magnitude can only come from weights
 # growing without bound (the weight-decay term, or a saturated KL term),
 # i.e. steps too large for the curvature; a workable step never comes near
 # it (epoch objectives stay around or below the start).
 BLOWUP_FACTOR = 1e4
-# Rows of X on which that starting objective is measured (as one batch), and
-# on which the end-of-fit checks look at the units and the reconstruction: a
-# bounded cost, a fraction of one epoch.
-REFERENCE_ROWS = 4096
+# Rows of X on which that starting objective is measured (as one batch) at
+# every call.  Few, since partial_fit pays for it at each chunk (on 4096 x 64
+# rows, 25 units, the objective of 4096 rows cost 40% of the epoch); a mean
+# over 256 rows is within a few percent of the whole, far inside the factor.
+REFERENCE_ROWS = 256
+# Rows on which the end-of-fit checks look at the units and the
+# reconstruction, and on which a diverged call's best state is compared with
+# the model before it: a bounded cost, paid once per fit.
 CHECK_ROWS = 4096
 # verbose=1 prints the first and last epoch and about this many in between.
 VERBOSE_LINES = 10
@@ -66,7 +77,8 @@ VERBOSE_LINES = 10
 class Outcome(NamedTuple):
     state: Any               # the ModelState to publish, or None: keep the old one
     status: str              # "done", "stopped", "diverged" or "interrupted"
-    message: Optional[str]   # for "stopped": what stopped it
+    message: Optional[str]   # "stopped": what stopped it; "diverged": why
+    epoch: Optional[int] = None  # "diverged": the epoch (1-based, as n_iter_) that did
 
 
 def objective_settings(hp):
@@ -75,15 +87,39 @@ def objective_settings(hp):
                 decoder=hp.decoder)
 
 
-def _starting_objective(backend, params, X, settings):
-    """The objective at ``params`` on (the first rows of) X as one batch:
-    the yardstick of the blow-up check.  inf when it cannot be computed
-    (then only a non-finite objective stops training)."""
+def _objective_at(backend, params, X, hp, rows):
+    """The objective at ``params`` (converted to the model dtype) on the
+    first ``rows`` rows of X as one batch; inf when it overflows."""
+    params = tuple(p if p.dtype == hp.dtype else p.astype(hp.dtype) for p in params)
     try:
-        value = float(backend.objective(params, X[:REFERENCE_ROWS], **settings))
+        with np.errstate(all="ignore"):
+            value = float(backend.objective(params, X[:rows], **objective_settings(hp)))
     except NonFiniteError:
         return math.inf
-    return value if math.isfinite(value) and value > 0 else math.inf
+    return value if not math.isnan(value) else math.inf
+
+
+def _start_at(backend, params, X, hp, rows):
+    """``(objective, steppable)`` at ``params`` on the first ``rows`` rows
+    of X: the objective as ``_objective_at`` gives it, and for "lbfgs"
+    whether its gradient can be stepped along (its squared norm fits in
+    float64: beyond that the optimizer's arithmetic overflows;
+    weight_decay=1e300 gives a finite objective and such a gradient).  SGD
+    and Adam find that out in their first step, which overflows, so they
+    skip the gradient: partial_fit pays for this at every chunk, and the
+    gradient costs as much as an epoch of a small chunk."""
+    if hp.solver != "lbfgs":
+        return _objective_at(backend, params, X, hp, rows), True
+    params = tuple(p if p.dtype == hp.dtype else p.astype(hp.dtype) for p in params)
+    try:
+        with np.errstate(all="ignore"):
+            value, grads = backend.objective_and_gradients(params, X[:rows],
+                                                           **objective_settings(hp))
+            value = float(value)
+            norm2 = sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads)
+    except NonFiniteError:
+        return math.inf, False
+    return (value if not math.isnan(value) else math.inf), math.isfinite(norm2)
 
 
 def validation_split(n_samples, fraction, seed):
@@ -243,16 +279,20 @@ def _snapshot(arrays):
     return None if arrays is None else tuple(frozen(np.array(a)) for a in arrays)
 
 
-def run_epochs(backend, X, hp, start, n_epochs, *, stacklevel, X_val=None, stopping=False,
-               hook=None):
+def run_epochs(backend, X, hp, start, n_epochs, *, stacklevel, reference, X_val=None,
+               stopping=False, hook=None):
     """Run up to ``n_epochs`` epochs of ``hp.solver`` ("sgd" or "adam") on
     the prepared X from the state ``start``, on copies (``start`` and the
     published state are never written).
 
+    ``reference``: the objective this call started from (``Transaction``
+    measures it), the yardstick of the blow-up check.
     ``X_val``: the held-out rows for early stopping (None: off).
     ``stopping``: apply the stopping rules and the end-of-fit checks (fit,
-    not partial_fit).  Returns an ``Outcome``; an exception other than
-    divergence and Ctrl-C propagates (the caller then publishes nothing).
+    not partial_fit).  Returns an ``Outcome``; on divergence its state is
+    the best completed epoch of the call (or None), for ``Transaction`` to
+    judge.  An exception other than divergence and Ctrl-C propagates (the
+    caller then publishes nothing).
     """
     dtype = hp.dtype
     params = _copies(start.params, dtype)
@@ -293,7 +333,9 @@ def run_epochs(backend, X, hp, start, n_epochs, *, stacklevel, X_val=None, stopp
     first_epoch = len(curve) + 1
     val_curve = [] if X_val is not None else None
     rng_state = start.rng_state
-    reference = start.reference_objective
+    # A zero start (nothing to reconstruct, no penalty) cannot be multiplied
+    # into a limit: then only a non-finite objective stops training.
+    limit = BLOWUP_FACTOR * reference if reference > 0 else math.inf
     unit = "epoch"
     rule = StoppingRule(hp, X_val is not None, active=stopping)
     progress = Progress(hp.verbose, n_epochs, unit, hp, first=first_epoch, hook=hook)
@@ -303,8 +345,6 @@ def run_epochs(backend, X, hp, start, n_epochs, *, stacklevel, X_val=None, stopp
     status, message = "done", None
     try:
         try:
-            if reference is None:
-                reference = _starting_objective(backend, params, X, settings)
             for k in range(1, n_epochs + 1):
                 began = time.perf_counter()
                 if hp.solver == "adam":
@@ -315,7 +355,7 @@ def run_epochs(backend, X, hp, start, n_epochs, *, stacklevel, X_val=None, stopp
                                                     rng_state=rng_state, **epoch_args)
                 seconds = time.perf_counter() - began
                 loss = float(loss)
-                if loss > BLOWUP_FACTOR * reference:
+                if loss > limit:
                     raise _BlowUp(loss, reference)
                 if not all(np.isfinite(p).all() for p in params):
                     raise NonFiniteError("an update overflowed the weights")
@@ -340,7 +380,7 @@ def run_epochs(backend, X, hp, start, n_epochs, *, stacklevel, X_val=None, stopp
                     rho_running=(frozen(np.array(rho_running)) if rho_running is not None
                                  else start.rho_running),
                     running_batches=running_batches, rng_state=int(rng_state),
-                    loss_curve=tuple(curve), reference_objective=reference,
+                    loss_curve=tuple(curve), reference_objective=None,
                     pending=EMPTY_STATE.pending, origin=ORIGIN_TRAINED,
                     validation_loss_curve=None, best_validation_loss=None, best_epoch=None)
                 value = validation if validation is not None else loss
@@ -354,8 +394,7 @@ def run_epochs(backend, X, hp, start, n_epochs, *, stacklevel, X_val=None, stopp
                     break
         except (NonFiniteError, _BlowUp) as err:
             progress.close(completed=False)
-            _warn_diverged(err, len(curve) + 1, best, hp, stacklevel + 1)
-            return Outcome(best, "diverged", None)
+            return Outcome(best, "diverged", _why_diverged(err), len(curve) + 1)
         except KeyboardInterrupt:
             progress.close(completed=False)
             warnings.warn(TrainingInterruptedWarning(
@@ -405,22 +444,165 @@ def _print_outcome(status, message, state, unit):
     print(line, file=sys.stdout, flush=True)
 
 
-def _warn_diverged(err, epoch, best, hp, stacklevel):
+def _why_diverged(err):
+    """What a divergence was, for its warning: ``(why, advice)``."""
     if isinstance(err, _BlowUp):
-        why = (f": the objective grew from {err.args[1]:.4g} at the start of "
-               f"training to {err.args[0]:.4g} (more than {BLOWUP_FACTOR:g} times)")
-        advice = "learning_rate or weight_decay"
-    else:
-        batch = "" if getattr(err, "batch", None) is None else f", minibatch {err.batch}"
-        why = f"{batch}: the objective or its gradient became NaN or inf"
-        advice = "learning_rate"
-    kept = _kept(best)
-    if best is not None:
-        kept += ", the completed epoch of this call with the lowest objective"
-    warnings.warn(TrainingDivergedWarning(
-        f"training diverged at epoch {epoch}{why}. Training stopped and {kept}; try a "
-        f"smaller {advice} (now learning_rate={hp.learning_rate:g}, "
-        f"weight_decay={hp.weight_decay:g})."), stacklevel=stacklevel)
+        return (f": the objective grew from {err.args[1]:.4g} at the start of "
+                f"this call to {err.args[0]:.4g} (more than {BLOWUP_FACTOR:g} times)",
+                "learning_rate or weight_decay")
+    batch = "" if getattr(err, "batch", None) is None else f", minibatch {err.batch}"
+    return f"{batch}: the objective or its gradient became NaN or inf", "learning_rate"
+
+
+# --------------------------------------------------------------------------
+# One training call as a transaction
+# --------------------------------------------------------------------------
+
+def _finite_state(state):
+    """True when every number of ``state`` is finite: the condition for a
+    model file that ``load`` accepts (it refuses NaN and inf anywhere)."""
+    groups = (state.params, state.velocity, state.adam_m, state.adam_v,
+              (state.rho_running, state.data_min, state.data_scale))
+    arrays = [a for group in groups if group is not None for a in group if a is not None]
+    return (all(np.isfinite(a).all() for a in arrays)
+            and all(math.isfinite(v) for v in state.loss_curve))
+
+
+class Transaction:
+    """The rule every training call (``fit``, a warm start, ``partial_fit``;
+    every solver) follows, around the driver that runs it:
+
+    1. ``begin``: the objective (and for L-BFGS the gradient) at the
+       starting weights on (the first REFERENCE_ROWS rows of) the call's
+       data.  If the objective is not finite, or the gradient too large to
+       step along, the call is a divergence before any step: nothing runs, the model
+       stays as it was (a fresh model unfitted).  Otherwise the objective
+       is the blow-up yardstick of ``run_epochs``.
+    2. ``settle``: a call that diverged keeps its best state only if that
+       state's objective on (the first CHECK_ROWS rows of) the call's data
+       is below both the objective the call started from and the objective
+       of the model before the call (when that model has weights for this
+       data's features); otherwise the model stays bit-identical to before
+       the call.  A state that is
+       not finite everywhere is never published (it would save to a file
+       that ``load`` refuses).  The ``TrainingDivergedWarning`` is raised
+       here, once the outcome is known, and says what the model kept.
+    """
+
+    def __init__(self, backend, X, hp, before, start):
+        self.backend, self.X, self.hp = backend, X, hp
+        self.before, self.start = before, start
+        self.reference = None
+
+    def begin(self, stacklevel):
+        """The starting objective (kept in ``reference``); returns None to
+        go on, or the Outcome of a call refused because it is not finite."""
+        try:
+            self.reference, steppable = _start_at(self.backend, self.start.params, self.X,
+                                                  self.hp, REFERENCE_ROWS)
+        except KeyboardInterrupt:  # as in the first epoch (iteration): nothing kept
+            if self.hp.solver == "lbfgs":
+                message = f"L-BFGS interrupted after 0 iterations; {_kept(None)}."
+            else:
+                message = (f"training interrupted during epoch "
+                           f"{len(self.start.loss_curve) + 1}; {_kept(None)} (the "
+                           "interrupted epoch is not counted in n_iter_).")
+            warnings.warn(TrainingInterruptedWarning(message), stacklevel=stacklevel)
+            return Outcome(None, "interrupted", None)
+        if math.isfinite(self.reference) and steppable:
+            return None
+        hp = self.hp
+        gradient = ("" if steppable else " and its gradient too large to take a step along "
+                    "(its squared norm overflows float64)")
+        self._warn(f"training diverged before its first step: the objective at the "
+                   f"starting weights is {self.reference:g}{gradient} on this data "
+                   f"(weight_decay="
+                   f"{hp.weight_decay:g}, sparsity_weight={hp.sparsity_weight:g}, "
+                   f"decoder={hp.decoder!r}). Nothing was trained and "
+                   f"{self._left()}; lower weight_decay or sparsity_weight, or rescale X "
+                   "(with decoder='linear', values beyond about 1e150 overflow the squared "
+                   "error).", stacklevel + 1)
+        return Outcome(None, "diverged", "the starting objective is not finite")
+
+    def settle(self, outcome, stacklevel):
+        """The Outcome to publish after the driver returned ``outcome``."""
+        state = outcome.state
+        if outcome.status == "diverged" or self.hp.solver == "lbfgs":
+            # NaN met in training may be data that changed since validation
+            # (an array another thread writes to, a small memory-mapped file
+            # another process writes to); L-BFGS backs off from it silently.
+            self._check_unchanged()
+        if outcome.status == "diverged":
+            why, advice = outcome.message
+            kept, note = self._judge(state)
+            if kept is not None:
+                what = (f"the model keeps the state after epoch {len(kept.loss_curve)} "
+                        f"(n_iter_ = {len(kept.loss_curve)}), the completed epoch of this "
+                        "call with the lowest objective, which beats the model before it")
+            else:
+                what = self._left() + note
+            hp = self.hp
+            if hp.solver == "lbfgs":  # no step size to blame
+                fix = (f"lower weight_decay={hp.weight_decay:g} or sparsity_weight="
+                       f"{hp.sparsity_weight:g}, or rescale X")
+            else:
+                fix = (f"try a smaller {advice} (now learning_rate={hp.learning_rate:g}, "
+                       f"weight_decay={hp.weight_decay:g})")
+            unit = "iteration" if hp.solver == "lbfgs" else "epoch"
+            what = what.replace("epoch", unit)
+            self._warn(f"training diverged at {unit} {outcome.epoch}{why}. Training "
+                       f"stopped and {what}; {fix}.", stacklevel + 1)
+            return outcome._replace(state=kept, message=f"training diverged{why}")
+        if state is not None and not _finite_state(state):
+            self._warn(f"training reached a state that is not finite (objective "
+                       f"{state.loss_curve[-1] if state.loss_curve else math.nan:g}); "
+                       f"{self._left()}. Lower weight_decay or sparsity_weight, or "
+                       "rescale X.", stacklevel + 1)
+            return Outcome(None, "diverged", "training reached a state that is not finite")
+        return outcome
+
+    def _judge(self, best):
+        """``(state to keep or None, a note on why)`` for a diverged call
+        whose best completed epoch is ``best``."""
+        if best is None:
+            return None, ""
+        if not _finite_state(best):
+            return None, ""
+
+        def at(params):
+            return _objective_at(self.backend, params, self.X, self.hp, CHECK_ROWS)
+
+        value = at(best.params)
+        bar, against = at(self.start.params), "the objective this call started from"
+        old = self.before.params
+        if old is not None and old[0].shape[1] == self.X.shape[1] and old is not \
+                self.start.params:
+            before = at(old)
+            if before <= bar:
+                bar, against = before, "the objective of the model before this call"
+        if value < bar:
+            return best, ""
+        return None, (f", since the best epoch of this call (objective {value:.4g} on "
+                      f"this data) does not beat {against} ({bar:.4g})")
+
+    def _check_unchanged(self):
+        """Raise ValueError if the prepared X (when it is an array: block
+        data checks each block as it reads it) holds NaN or inf now."""
+        X = self.X
+        if not isinstance(X, np.ndarray) or X.dtype.kind != "f" or np.isfinite(X).all():
+            return
+        row = int(np.argmax(~np.isfinite(X).all(axis=1)))
+        raise ValueError(changed_message(row, "X changed while csae trained on it (another "
+                                              "thread or process wrote to it)"))
+
+    def _left(self):
+        if self.before.params is None:
+            return "the model was left as it was before this call (not fitted)"
+        return "the model was left as it was before this call"
+
+    @staticmethod
+    def _warn(message, stacklevel):
+        warnings.warn(TrainingDivergedWarning(message), stacklevel=stacklevel)
 
 
 # --------------------------------------------------------------------------
@@ -480,8 +662,10 @@ def run_lbfgs(backend, X, hp, start, *, stacklevel, X_val=None, hook=None):
     ``Outcome`` whose state holds the best point reached (the best
     validation point with early stopping), or None when no iteration
     completed before Ctrl-C.  L-BFGS only accepts steps that lower the
-    objective, so it cannot diverge; an evaluation that overflows is a step
-    refused."""
+    objective, so from a finite start (``Transaction.begin`` checks it) it
+    cannot diverge; an evaluation that overflows is a step refused.  A run
+    whose loss curve is not finite all the same is returned as "diverged",
+    for ``Transaction.settle`` to refuse."""
     settings = objective_settings(hp)
     began = time.perf_counter()
     unit = "iteration"
@@ -545,6 +729,11 @@ def run_lbfgs(backend, X, hp, start, *, stacklevel, X_val=None, hook=None):
         pending=EMPTY_STATE.pending, origin=ORIGIN_TRAINED, **extra)
     if result.interrupted:
         return Outcome(state, "interrupted", None)
+    if not all(math.isfinite(v) for v in result.loss_curve):
+        # An iteration reached no finite point: Transaction.settle refuses
+        # this state, so the end-of-fit advice below would be about nothing.
+        return Outcome(state, "diverged", _why_diverged(NonFiniteError("")),
+                       len(state.loss_curve))
     status = "stopped" if result.stopped else "done"
     message = rule.message(unit) if result.stopped else result.message
     if hp.verbose:

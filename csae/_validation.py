@@ -25,6 +25,7 @@ __all__ = [
     "feature_names_of",
     "check_unit_interval",
     "check_values_in_unit_interval",
+    "check_within_learned_range",
     "input_scale",
     "check_weight_array",
     "derive_seed",
@@ -422,6 +423,33 @@ def check_values_in_unit_interval(low, high):
             "decoder (decoder='sigmoid') cannot reconstruct. Rescale X to [0, 1] "
             "(for example with sklearn's MinMaxScaler), pass scale_inputs=True, or use "
             "decoder='linear'")
+
+
+def check_within_learned_range(low, high, data_min, data_scale):
+    """Training data for the sigmoid decoder with ``scale_inputs=True`` and a
+    range learned before (``partial_fit`` after the first call, a warm
+    start): its per-feature minimum ``low`` and maximum ``high`` (float64,
+    raw values) must map into [0, 1] by that range, give or take
+    ``UNIT_INTERVAL_SLACK``, since the decoder cannot reconstruct targets
+    outside it.  Raises ValueError naming the first feature outside and the
+    range learned for it."""
+    with np.errstate(all="ignore"):
+        scaled_low = (np.asarray(low, dtype=np.float64) - data_min) / data_scale
+        scaled_high = (np.asarray(high, dtype=np.float64) - data_min) / data_scale
+    outside = np.flatnonzero(~(scaled_low >= -UNIT_INTERVAL_SLACK)
+                             | ~(scaled_high <= 1.0 + UNIT_INTERVAL_SLACK))
+    if outside.size == 0:
+        return
+    j = int(outside[0])
+    raise ValueError(
+        f"X has values outside the input range learned when this model was first "
+        f"trained (scale_inputs=True): feature {j} was learned on [{data_min[j]:.6g}, "
+        f"{data_min[j] + data_scale[j]:.6g}] and X has [{low[j]:.6g}, {high[j]:.6g}] "
+        f"there ({outside.size} feature(s) outside in all), which scale to "
+        f"[{scaled_low[j]:.6g}, {scaled_high[j]:.6g}], beyond the [0, 1] the sigmoid "
+        "decoder can reconstruct. Call fit on data that covers the whole range (it "
+        "learns the range again), use decoder='linear', or scale X yourself with "
+        "scale_inputs=False")
 
 
 def input_scale(data_min, data_max):

@@ -38,15 +38,19 @@ class TrainingInterruptedWarning(UserWarning):
 
 class TrainingDivergedWarning(UserWarning):
     """Training stopped because the objective or a gradient became NaN/inf,
-    or an epoch's objective grew to more than 1e4 times the objective at the
-    start of training.
+    or an epoch's objective grew to more than 1e4 times the objective the
+    call started from (on the call's own data), or the objective at the
+    starting weights is not finite (then no step was taken).
 
-    The model keeps the state after the completed epoch of this call with
-    the lowest objective (the lowest validation objective with
+    The model stays exactly as it was before the call (a fresh model stays
+    unfitted), unless the call completed an epoch whose state beats both the
+    call's start and the model before the call (a lower objective on the
+    call's data): then it keeps the state after the completed epoch of this
+    call with the lowest objective (the lowest validation objective with
     ``early_stopping=True``), with ``n_iter_`` and ``loss_curve_`` ending at
-    that epoch; if no epoch of the call completed it stays exactly as it was
-    before the call.  Either way it stays usable and savable.  A smaller
-    ``learning_rate`` (or ``weight_decay``) usually helps.
+    that epoch.  The message says which.  Either way the model stays usable
+    and savable.  A smaller ``learning_rate`` (or ``weight_decay``) usually
+    helps.
     """
 
 

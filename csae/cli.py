@@ -758,7 +758,7 @@ def cmd_train(args):
         # No epoch completed: a fit that fails is a transaction, so there is
         # no model to save.
         if status == "diverged":
-            print(f"{prog}: {message}; nothing saved", file=sys.stderr)
+            print(f"{prog}: {message.rstrip('.')}; nothing saved", file=sys.stderr)
             return EXIT_FAILED
         print(f"{prog}: interrupted before training started; nothing saved", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -67,7 +67,11 @@ def rho_hat_clip(dtype):
 # --------------------------------------------------------------------------
 
 def sigmoid(z):
-    """Logistic function 1 / (1 + exp(-z)), computed without overflow."""
+    """Logistic function 1 / (1 + exp(-z)), computed without overflow.
+
+    The engine's rule for values that are not finite numbers: NaN gives NaN,
+    +inf gives 1 and -inf gives 0.
+    """
     z = np.asarray(z)
     # exp of a non-positive number never overflows; pick the form per sign.
     e = np.exp(-np.abs(z))
@@ -75,13 +79,20 @@ def sigmoid(z):
 
 
 def encode(W, b, X):
-    """Hidden activations A = sigmoid(X W^T + b), shape (m, h)."""
-    return sigmoid(X @ W.T + b)
+    """Hidden activations A = sigmoid(X W^T + b), shape (m, h).
+
+    A pre-activation that overflows is +-inf (or NaN for inf - inf) and its
+    sigmoid the limit, as in the engine, which does not warn either.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        Z = X @ W.T + b
+    return sigmoid(Z)
 
 
 def decode(Wd, bd, A, decoder="sigmoid"):
-    """Decoder output Y = g(A Wd^T + bd), shape (m, n)."""
-    Z2 = A @ Wd.T + bd
+    """Decoder output Y = g(A Wd^T + bd), shape (m, n); overflow as in encode."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        Z2 = A @ Wd.T + bd
     if decoder == "sigmoid":
         return sigmoid(Z2)
     if decoder == "linear":

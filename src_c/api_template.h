@@ -13,10 +13,40 @@ static int FN(params_ok_)(PARAMS p)
     return p.W && p.b && p.Wd && p.bd;
 }
 
+/* Bytes of `count` elements, `rows` rows of `cols` elements (SIZE_MAX on
+ * overflow, which csae_spans_ok refuses). */
+static size_t FN(bytes_)(size_t count)
+{
+    return mul_size(count, sizeof(REAL));
+}
+
+static size_t FN(rows_bytes_)(size_t rows, size_t cols)
+{
+    return mul_size(mul_size(rows, cols), sizeof(REAL));
+}
+
+/* The four parameter-shaped arrays of p as spans s[0..4). */
+static csae_span *FN(param_spans_)(csae_span *s, const csae_model *model, PARAMS p,
+                                   int written)
+{
+    const size_t n = model->n_features, h = model->n_hidden;
+    s[0] = (csae_span){p.W, FN(rows_bytes_)(h, n), written};
+    s[1] = (csae_span){p.b, FN(bytes_)(h), written};
+    s[2] = (csae_span){p.Wd, FN(rows_bytes_)(n, h), written};
+    s[3] = (csae_span){p.bd, FN(bytes_)(n), written};
+    return s + 4;
+}
+
 csae_status FN(csae_encode_)(const csae_model *model, const REAL *W, const REAL *b,
                              const REAL *X, size_t m, REAL *A, const csae_workspace *ws)
 {
     if (!model_ok(model) || !W || !b || (m && (!X || !A)))
+        return CSAE_ERR_ARGUMENT;
+    const size_t n = model->n_features, h = model->n_hidden;
+    const csae_span spans[] = {{W, FN(rows_bytes_)(h, n), 0}, {b, FN(bytes_)(h), 0},
+                               {X, FN(rows_bytes_)(m, n), 0}, {A, FN(rows_bytes_)(m, h), 1},
+                               ws_span(ws)};
+    if (!csae_spans_ok(spans, sizeof spans / sizeof spans[0]))
         return CSAE_ERR_ARGUMENT;
     const csae_ws_layout L = layout_for(model, m, sizeof(REAL), threads_of(ws), WS_FORWARD, 0, 0);
     char *base = ws_base(ws, &L);
@@ -31,6 +61,12 @@ csae_status FN(csae_decode_)(const csae_model *model, const REAL *Wd, const REAL
 {
     if (!model_ok(model) || !Wd || !bd || (m && (!A || !Y)))
         return CSAE_ERR_ARGUMENT;
+    const size_t n = model->n_features, h = model->n_hidden;
+    const csae_span spans[] = {{Wd, FN(rows_bytes_)(n, h), 0}, {bd, FN(bytes_)(n), 0},
+                               {A, FN(rows_bytes_)(m, h), 0}, {Y, FN(rows_bytes_)(m, n), 1},
+                               ws_span(ws)};
+    if (!csae_spans_ok(spans, sizeof spans / sizeof spans[0]))
+        return CSAE_ERR_ARGUMENT;
     const csae_ws_layout L = layout_for(model, m, sizeof(REAL), threads_of(ws), WS_FORWARD, 0, 0);
     char *base = ws_base(ws, &L);
     if (!base)
@@ -43,6 +79,13 @@ csae_status FN(csae_reconstruct_)(const csae_model *model, PARAMS params,
                                   const REAL *X, size_t m, REAL *Y, const csae_workspace *ws)
 {
     if (!model_ok(model) || !FN(params_ok_)(params) || (m && (!X || !Y)))
+        return CSAE_ERR_ARGUMENT;
+    csae_span spans[7];
+    csae_span *end = FN(param_spans_)(spans, model, params, 0);
+    *end++ = (csae_span){X, FN(rows_bytes_)(m, model->n_features), 0};
+    *end++ = (csae_span){Y, FN(rows_bytes_)(m, model->n_features), 1};
+    *end++ = ws_span(ws);
+    if (!csae_spans_ok(spans, (size_t)(end - spans)))
         return CSAE_ERR_ARGUMENT;
     const csae_ws_layout L = layout_for(model, m, sizeof(REAL), threads_of(ws), WS_FORWARD, 0, 0);
     char *base = ws_base(ws, &L);
@@ -62,6 +105,16 @@ csae_status FN(csae_objective_)(const csae_model *model, PARAMS params, const RE
         return CSAE_ERR_ARGUMENT;
     const int want = grads.W || grads.b || grads.Wd || grads.bd;
     if (want && !FN(params_ok_)(grads))
+        return CSAE_ERR_ARGUMENT;
+    csae_span spans[12];
+    csae_span *end = FN(param_spans_)(spans, model, params, 0);
+    if (want)
+        end = FN(param_spans_)(end, model, grads, 1);
+    *end++ = (csae_span){X, FN(rows_bytes_)(m, model->n_features), 0};
+    *end++ = (csae_span){loss, sizeof *loss, 1};
+    *end++ = (csae_span){rho_hat, FN(bytes_)(model->n_hidden), 1};
+    *end++ = ws_span(ws);
+    if (!csae_spans_ok(spans, (size_t)(end - spans)))
         return CSAE_ERR_ARGUMENT;
     const csae_ws_layout L = layout_for(model, m, sizeof(REAL), threads_of(ws), WS_TRAIN, 0, 0);
     char *base = ws_base(ws, &L);
@@ -85,6 +138,21 @@ static int FN(state_ok_)(const csae_sgd *sgd, const csae_solver *solver, const S
     return solver->sparsity_smoothing == 0 || state->rho_running;
 }
 
+/* The state arrays that sgd and solver use, all written, as spans. */
+static csae_span *FN(state_spans_)(csae_span *s, const csae_model *model, const csae_sgd *sgd,
+                                   const csae_solver *solver, const STATE *state)
+{
+    if (solver->adam) {
+        s = FN(param_spans_)(s, model, state->adam_m, 1);
+        s = FN(param_spans_)(s, model, state->adam_v, 1);
+    } else if (sgd->momentum != 0) {
+        s = FN(param_spans_)(s, model, state->velocity, 1);
+    }
+    if (solver->sparsity_smoothing != 0)
+        *s++ = (csae_span){state->rho_running, FN(bytes_)(model->n_hidden), 1};
+    return s;
+}
+
 csae_status FN(csae_train_step_)(const csae_model *model, const csae_sgd *sgd,
                                  const csae_solver *solver, PARAMS params, STATE *state,
                                  const REAL *X, size_t m, double *loss,
@@ -96,6 +164,14 @@ csae_status FN(csae_train_step_)(const csae_model *model, const csae_sgd *sgd,
     if (!solver)
         solver = &no_solver;
     if (!FN(state_ok_)(sgd, solver, state))
+        return CSAE_ERR_ARGUMENT;
+    csae_span spans[16];
+    csae_span *end = FN(param_spans_)(spans, model, params, 1);
+    end = FN(state_spans_)(end, model, sgd, solver, state);
+    *end++ = (csae_span){X, FN(rows_bytes_)(m, model->n_features), 0};
+    *end++ = (csae_span){loss, sizeof *loss, 1};
+    *end++ = ws_span(ws);
+    if (!csae_spans_ok(spans, (size_t)(end - spans)))
         return CSAE_ERR_ARGUMENT;
     const csae_ws_layout L = layout_for(model, m, sizeof(REAL), threads_of(ws), WS_TRAIN, 0, 0);
     char *base = ws_base(ws, &L);
@@ -128,6 +204,12 @@ csae_status FN(csae_activation_sums_)(const csae_model *model, const REAL *W, co
 {
     if (!model_ok(model) || !W || !b || (m && !X) || !sums)
         return CSAE_ERR_ARGUMENT;
+    const size_t n = model->n_features, h = model->n_hidden;
+    const csae_span spans[] = {{W, FN(rows_bytes_)(h, n), 0}, {b, FN(bytes_)(h), 0},
+                               {X, FN(rows_bytes_)(m, n), 0},
+                               {sums, mul_size(h, sizeof *sums), 1}, ws_span(ws)};
+    if (!csae_spans_ok(spans, sizeof spans / sizeof spans[0]))
+        return CSAE_ERR_ARGUMENT;
     const csae_ws_layout L = layout_for(model, m, sizeof(REAL), threads_of(ws), WS_FORWARD, 0, 0);
     char *base = ws_base(ws, &L);
     if (!base)
@@ -146,6 +228,21 @@ csae_status FN(csae_objective_part_)(const csae_model *model, PARAMS params, con
     const int want = grads.W || grads.b || grads.Wd || grads.bd;
     if (want && !FN(params_ok_)(grads))
         return CSAE_ERR_ARGUMENT;
+    csae_span spans[12];
+    csae_span *end = FN(param_spans_)(spans, model, params, 0);
+    if (want)
+        end = FN(param_spans_)(end, model, grads, 1);
+    *end++ = (csae_span){X, FN(rows_bytes_)(m, model->n_features), 0};
+    *end++ = (csae_span){rho_hat, mul_size(model->n_hidden, sizeof *rho_hat), 0};
+    *end++ = (csae_span){part, sizeof *part, 1};
+    *end++ = ws_span(ws);
+    if (!csae_spans_ok(spans, (size_t)(end - spans)))
+        return CSAE_ERR_ARGUMENT;
+    /* A NaN rho_hat would pass the clip to [eps, 1 - eps] and poison the
+     * part and every gradient with a success status. */
+    for (size_t j = 0; j < model->n_hidden; j++)
+        if (isnan(rho_hat[j]))
+            return CSAE_ERR_ARGUMENT;
     const csae_ws_layout L = layout_for(model, m, sizeof(REAL), threads_of(ws), WS_TRAIN, 0, 0);
     char *base = ws_base(ws, &L);
     if (!base)
@@ -182,6 +279,15 @@ csae_status FN(csae_train_epoch_)(const csae_model *model, const csae_sgd *sgd,
     if (!solver)
         solver = &no_solver;
     if (!FN(state_ok_)(sgd, solver, state))
+        return CSAE_ERR_ARGUMENT;
+    csae_span spans[18];
+    csae_span *end = FN(param_spans_)(spans, model, params, 1);
+    end = FN(state_spans_)(end, model, sgd, solver, state);
+    *end++ = (csae_span){X, FN(rows_bytes_)(n_samples, model->n_features), 0};
+    *end++ = (csae_span){sgd->shuffle ? rng_state : NULL, sizeof *rng_state, 1};
+    *end++ = (csae_span){result, sizeof *result, 1};
+    *end++ = ws_span(ws);
+    if (!csae_spans_ok(spans, (size_t)(end - spans)))
         return CSAE_ERR_ARGUMENT;
     const size_t n = model->n_features;
     const size_t batch = sgd->batch_size < n_samples ? sgd->batch_size : n_samples;

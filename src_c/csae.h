@@ -28,6 +28,21 @@
  * (suffix _f32); the float32 version computes in float32 (accumulating the
  * scalar objective in double).
  *
+ * What every function refuses with CSAE_ERR_ARGUMENT, before it writes
+ * anything: an array it writes (an output, parameters or training state
+ * updated in place, *loss, the workspace) that overlaps any other array of
+ * the same call, input or output (A == X, gradients over the parameters,
+ * a workspace inside an input, ...); arrays only read may overlap each
+ * other.  And a size whose byte count does not fit an object (m * n,
+ * n * h, ... times the element size above PTRDIFF_MAX).
+ *
+ * Values that are not finite numbers in the inputs are computed with, not
+ * refused, by one rule on every kernel path (csae/reference.py follows
+ * it): a NaN pre-activation gives a NaN activation, sigmoid(+inf) = 1,
+ * sigmoid(-inf) = 0, and a finite pre-activation whose exp underflows
+ * (below -746 in float64, -104 in float32) gives exactly 0.  Training
+ * functions report a non-finite objective as CSAE_ERR_NONFINITE.
+ *
  * Thread safety: functions touch only their arguments and the workspace, so
  * calls on different workspaces may run concurrently (one of them at a time
  * uses the worker pool; the others run on their own thread, with the same
@@ -157,7 +172,9 @@ void csae_rng_permutation(uint64_t *state, size_t *order, size_t m);
 
 /* Default initialisation: W, Wd uniform in [-r, r], r = sqrt(6 / (n + h + 1)),
  * drawn in that order (row-major) as r * (2u - 1) with u = (x >> 11) * 2^-53
- * computed in double; b and bd set to zero. */
+ * computed in double; b and bd set to zero.  Only the model's n_features
+ * and n_hidden are used; CSAE_ERR_ARGUMENT when n * h overflows or the four
+ * arrays and *state overlap. */
 csae_status csae_init_params_f64(const csae_model *model, csae_params_f64 params, uint64_t *state);
 csae_status csae_init_params_f32(const csae_model *model, csae_params_f32 params, uint64_t *state);
 
@@ -367,8 +384,8 @@ csae_status csae_activation_sums_f32(const csae_model *model, const float *W,
  *   D2 = (D3 Wd + s / n_total) A (1 - A)
  *   dWd = D3^T A,  dbd = colsum D3,  dW = D2^T X,  db = colsum D2
  * grads: all four pointers, or all NULL for the part only.  m may be 0
- * (part and gradients are then 0).  Workspace: csae_train_workspace_size
- * for m rows. */
+ * (part and gradients are then 0).  A NaN in rho_hat gives
+ * CSAE_ERR_ARGUMENT.  Workspace: csae_train_workspace_size for m rows. */
 csae_status csae_objective_part_f64(const csae_model *model, csae_params_f64 params,
                                     const double *X, size_t m, const double *rho_hat,
                                     size_t n_total, double *part, csae_params_f64 grads,

@@ -25,6 +25,47 @@ static size_t mul_size(size_t a, size_t b)
     return (b != 0 && a > SIZE_MAX / b) ? SIZE_MAX : a * b;
 }
 
+size_t csae_mul_size(size_t a, size_t b)
+{
+    return mul_size(a, b);
+}
+
+/* ---- Overlapping arrays ----------------------------------------------------
+ * The kernels write an output while they still read the inputs (A panel by
+ * panel while X and W are read, a gradient before the parameters it
+ * depends on, the workspace throughout), so an output sharing memory with
+ * anything else the call touches would give wrong numbers with CSAE_OK:
+ * every public function refuses it with CSAE_ERR_ARGUMENT (csae.h).  The
+ * addresses are compared as integers: the arrays are distinct objects, and
+ * C gives no meaning to ordering pointers into different ones. */
+int csae_spans_ok(const csae_span *s, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (!s[i].p || s[i].bytes == 0)
+            continue;
+        if (s[i].bytes > (size_t)PTRDIFF_MAX)
+            return 0;
+        const uintptr_t a0 = (uintptr_t)s[i].p;
+        if (a0 > UINTPTR_MAX - s[i].bytes)
+            return 0;
+        for (size_t j = 0; j < i; j++) {
+            if (!s[j].p || s[j].bytes == 0 || !(s[i].written || s[j].written))
+                continue;
+            const uintptr_t b0 = (uintptr_t)s[j].p;
+            if (a0 < b0 + s[j].bytes && b0 < a0 + s[i].bytes)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* The workspace as one more array a call writes (its caller-stated size). */
+static csae_span ws_span(const csae_workspace *ws)
+{
+    csae_span s = {ws ? ws->data : NULL, ws ? ws->size : 0, 1};
+    return s;
+}
+
 static size_t add_size(size_t a, size_t b)
 {
     return a > SIZE_MAX - b ? SIZE_MAX : a + b;

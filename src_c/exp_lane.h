@@ -24,14 +24,22 @@ static inline double madd_f64(double a, double b, double c) { return a * b + c; 
 static inline float madd_f32(float a, float b, float c) { return a * b + c; }
 #endif
 
+/* Below these, exp(x) rounds to 0 in the type (ln of half the smallest
+ * subnormal is -745.13 in double, -103.97 in float), so the exp kernels
+ * return exactly 0 there: the limit, -inf included, on every path. */
+#define CSAE_EXP_ZERO_F64 (-746.0)
+#define CSAE_EXP_ZERO_F32 (-104.0f)
+
 /* exp(x) for x <= 0, sigmoid_x86.h's exp256_nonpos_pd/ps one element at a time:
  * Cody-Waite reduction x = n ln2 + r, Taylor polynomial of exp(r) (degree
  * 12 in double, 7 in float), 2^n built in the exponent bits of t.  x is
- * clamped as max(x, lo) is on x86 (a NaN gives lo). */
+ * clamped as max(lo, x) is on x86 (a NaN stays NaN), and the result is 0
+ * below the underflow limit (-inf included), as there. */
 static inline double exp_nonpos_lane_f64(double x)
 {
     const double magic = 6755399441055744.0; /* 1.5 * 2^52 */
-    x = x > -708.0 ? x : -708.0;
+    const uint64_t live = (uint64_t)0 - (uint64_t)!(x < CSAE_EXP_ZERO_F64);
+    x = x < -708.0 ? -708.0 : x;
     const double t = madd_f64(x, 1.4426950408889634, magic);
     const double n = t - magic;
     double r = madd_f64(-n, 6.93147180369123816490e-01, x);
@@ -54,13 +62,21 @@ static inline double exp_nonpos_lane_f64(double x)
     bits = (bits + 1023) << 52;
     double scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    /* zeroed by an integer mask, as the vector AND does: a floating-point
+     * select would not vectorise under -ftrapping-math */
+    const double out = p * scale;
+    memcpy(&bits, &out, sizeof bits);
+    bits &= live;
+    double result;
+    memcpy(&result, &bits, sizeof result);
+    return result;
 }
 
 static inline float exp_nonpos_lane_f32(float x)
 {
     const float magic = 12582912.0f; /* 1.5 * 2^23 */
-    x = x > -87.0f ? x : -87.0f;
+    const uint32_t live = (uint32_t)0 - (uint32_t)!(x < CSAE_EXP_ZERO_F32);
+    x = x < -87.0f ? -87.0f : x;
     const float t = madd_f32(x, 1.44269504f, magic);
     const float n = t - magic;
     float r = madd_f32(-n, 0.693359375f, x);
@@ -78,7 +94,12 @@ static inline float exp_nonpos_lane_f32(float x)
     bits = (bits + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    const float out = p * scale;
+    memcpy(&bits, &out, sizeof bits);
+    bits &= live;
+    float result;
+    memcpy(&result, &bits, sizeof result);
+    return result;
 }
 
 #endif

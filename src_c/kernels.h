@@ -128,6 +128,21 @@ extern const csae_ops csae_ops_avx512;
 /* The table chosen at start-up or by csae_set_kernel_path. */
 const csae_ops *csae_ops_active(void);
 
+/* ---- Arrays a call is given (engine.c) -----------------------------------
+ * One array of a public call: `bytes` from p (SIZE_MAX when the size
+ * product overflowed), and whether the call writes it.  csae_spans_ok is 1
+ * when every size is that of an object that can exist (at most
+ * PTRDIFF_MAX bytes) and no written array overlaps any other array of the
+ * call (arrays only read may overlap each other); NULL or empty arrays are
+ * skipped.  csae_mul_size is a * b, or SIZE_MAX when that overflows. */
+typedef struct {
+    const void *p;
+    size_t bytes;
+    int written;
+} csae_span;
+int csae_spans_ok(const csae_span *spans, size_t count);
+size_t csae_mul_size(size_t a, size_t b);
+
 /* ---- Thread pool (threads.c) --------------------------------------------
  * Runs task(context, i) for i in [0, n_tasks) on up to n_tasks threads (the
  * caller's thread takes task 0, workers 1..n_tasks-1 the others; no other

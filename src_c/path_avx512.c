@@ -138,12 +138,14 @@ DEFINE_UKR(f32, ROWS12)
  * (see there for the method): Cody-Waite reduction, Taylor polynomial,
  * 2^n built in the exponent bits.  Every step is an IEEE operation
  * (max, FMA, add, mul, integer add and shift), so each lane rounds as the
- * same lane of the AVX2 vector does. */
+ * same lane of the AVX2 vector does; NaN, the clamp and the zero below the
+ * underflow limit as there too (a zeroing mask instead of an AND). */
 
 static inline __m512d exp512_nonpos_pd(__m512d x)
 {
     const __m512d magic = _mm512_set1_pd(6755399441055744.0); /* 1.5 * 2^52 */
-    x = _mm512_max_pd(x, _mm512_set1_pd(-708.0));
+    const __mmask8 live = _mm512_cmp_pd_mask(x, _mm512_set1_pd(CSAE_EXP_ZERO_F64), _CMP_NLT_UQ);
+    x = _mm512_max_pd(_mm512_set1_pd(-708.0), x);
     const __m512d t = _mm512_fmadd_pd(x, _mm512_set1_pd(1.4426950408889634), magic);
     const __m512d n = _mm512_sub_pd(t, magic);
     __m512d r = _mm512_fnmadd_pd(n, _mm512_set1_pd(6.93147180369123816490e-01), x);
@@ -163,13 +165,14 @@ static inline __m512d exp512_nonpos_pd(__m512d x)
     p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0));
     const __m512i scale = _mm512_slli_epi64(
         _mm512_add_epi64(_mm512_castpd_si512(t), _mm512_set1_epi64(1023)), 52);
-    return _mm512_mul_pd(p, _mm512_castsi512_pd(scale));
+    return _mm512_maskz_mul_pd(live, p, _mm512_castsi512_pd(scale));
 }
 
 static inline __m512 exp512_nonpos_ps(__m512 x)
 {
     const __m512 magic = _mm512_set1_ps(12582912.0f); /* 1.5 * 2^23 */
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(CSAE_EXP_ZERO_F32), _CMP_NLT_UQ);
+    x = _mm512_max_ps(_mm512_set1_ps(-87.0f), x);
     const __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504f), magic);
     const __m512 n = _mm512_sub_ps(t, magic);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
@@ -184,7 +187,7 @@ static inline __m512 exp512_nonpos_ps(__m512 x)
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     const __m512i scale = _mm512_slli_epi32(
         _mm512_add_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(p, _mm512_castsi512_ps(scale));
+    return _mm512_maskz_mul_ps(live, p, _mm512_castsi512_ps(scale));
 }
 
 /* sigmoid(v) = s or e * s with e = exp(-|v|), s = 1 / (1 + e); the sign bit

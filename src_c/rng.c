@@ -6,6 +6,7 @@
 #include <math.h>
 
 #include "csae.h"
+#include "kernels.h"
 
 #define GOLDEN_GAMMA 0x9E3779B97F4A7C15ULL
 
@@ -55,6 +56,16 @@ static double next_uniform(uint64_t *state)
             !params.bd || model->n_features == 0 || model->n_hidden == 0)      \
             return CSAE_ERR_ARGUMENT;                                          \
         const size_t n = model->n_features, h = model->n_hidden;               \
+        /* n * h must not wrap (the loops would leave W unwritten), and the    \
+         * five outputs must not overlap (later ones would overwrite). */      \
+        const size_t nh = csae_mul_size(csae_mul_size(n, h), sizeof(REAL));    \
+        const csae_span spans[] = {{params.W, nh, 1},                          \
+                                   {params.b, csae_mul_size(h, sizeof(REAL)), 1}, \
+                                   {params.Wd, nh, 1},                         \
+                                   {params.bd, csae_mul_size(n, sizeof(REAL)), 1}, \
+                                   {state, sizeof *state, 1}};                 \
+        if (!csae_spans_ok(spans, sizeof spans / sizeof spans[0]))             \
+            return CSAE_ERR_ARGUMENT;                                          \
         const double r = sqrt(6.0 / ((double)n + (double)h + 1.0));            \
         for (size_t i = 0; i < n * h; i++)                                     \
             params.W[i] = (REAL)(r * (2.0 * next_uniform(state) - 1.0));       \

@@ -25,13 +25,18 @@
  * (Cody-Waite, ln2 split in a high part exact in n * hi and a low part),
  * exp(r) by its Taylor polynomial (degree 12 in double, 7 in float: the
  * truncation error stays below one ulp), times 2^n built in the exponent
- * bits.  x is clamped where 2^n would leave the normal range; below that
- * the sigmoid is 0 to working precision anyway. */
+ * bits.  x is clamped where 2^n would leave the normal range, so inputs
+ * from the clamp down to the underflow limit all give exp(clamp) (kept: it
+ * fixes the bits of every finite result so far); below the underflow
+ * limit, -inf included, the result is exactly 0, the value exp rounds to.
+ * A NaN stays NaN: max returns its second operand when one is NaN, so the
+ * clamp is max(clamp, x), and the compare that zeroes is false for NaN. */
 
 static inline __m256d exp256_nonpos_pd(__m256d x)
 {
     const __m256d magic = _mm256_set1_pd(6755399441055744.0); /* 1.5 * 2^52 */
-    x = _mm256_max_pd(x, _mm256_set1_pd(-708.0));
+    const __m256d live = _mm256_cmp_pd(x, _mm256_set1_pd(CSAE_EXP_ZERO_F64), _CMP_NLT_UQ);
+    x = _mm256_max_pd(_mm256_set1_pd(-708.0), x);
     const __m256d t = _mm256_fmadd_pd(x, _mm256_set1_pd(1.4426950408889634), magic);
     const __m256d n = _mm256_sub_pd(t, magic);
     __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(6.93147180369123816490e-01), x);
@@ -52,13 +57,14 @@ static inline __m256d exp256_nonpos_pd(__m256d x)
     /* t holds 2^51 + n in its low mantissa bits; (n + 1023) << 52 is 2^n. */
     const __m256i scale = _mm256_slli_epi64(
         _mm256_add_epi64(_mm256_castpd_si256(t), _mm256_set1_epi64x(1023)), 52);
-    return _mm256_mul_pd(p, _mm256_castsi256_pd(scale));
+    return _mm256_and_pd(live, _mm256_mul_pd(p, _mm256_castsi256_pd(scale)));
 }
 
 static inline __m256 exp256_nonpos_ps(__m256 x)
 {
     const __m256 magic = _mm256_set1_ps(12582912.0f); /* 1.5 * 2^23 */
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    const __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(CSAE_EXP_ZERO_F32), _CMP_NLT_UQ);
+    x = _mm256_max_ps(_mm256_set1_ps(-87.0f), x);
     const __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504f), magic);
     const __m256 n = _mm256_sub_ps(t, magic);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
@@ -73,7 +79,7 @@ static inline __m256 exp256_nonpos_ps(__m256 x)
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     const __m256i scale = _mm256_slli_epi32(
         _mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(scale));
+    return _mm256_and_ps(live, _mm256_mul_ps(p, _mm256_castsi256_ps(scale)));
 }
 
 /* sigmoid(v) = s or e * s with e = exp(-|v|), s = 1 / (1 + e), as in the

@@ -615,6 +615,114 @@ DEFINE_SOLVER_CHECK(f32, float, 1e-4)
 DEFINE_DEEP_CHECK(f64, double, 1e-6)
 DEFINE_DEEP_CHECK(f32, float, 5e-2)
 
+/* What the API refuses (csae.h): a written array overlapping another array
+ * of the call, a NaN rho_hat, sizes whose byte count overflows.  Each
+ * refusal is CSAE_ERR_ARGUMENT with nothing written.  Before, A == X
+ * encoded in place (wrong codes, CSAE_OK), gradients over the parameters
+ * were returned as OK, and init_params with a wrapping n * h left W
+ * unwritten and returned OK. */
+#define DEFINE_MISUSE_CHECK(SFX, REAL)                                         \
+    static void misuse_##SFX(const char *path)                                 \
+    {                                                                          \
+        const char *type = #REAL;                                              \
+        enum { M = 6, N = 5, H = 5 }; /* n == h: X, A and Y have one shape */  \
+        csae_model model = {N, H, CSAE_DECODER_SIGMOID, 0.1, 3.0, 1e-3};       \
+        REAL W[H * N], b[H], Wd[N * H], bd[N], X[M * N], A[M * H], keep[M * N]; \
+        REAL gW[H * N], gb[H], gWd[N * H], gbd[N], vel[2 * N * H + N + H];     \
+        uint64_t state = 11;                                                   \
+        for (size_t i = 0; i < M * N; i++)                                     \
+            X[i] = (REAL)((csae_rng_next(&state) >> 11) * 0x1.0p-53);          \
+        memcpy(keep, X, sizeof X);                                             \
+        csae_params_##SFX p = {W, b, Wd, bd}, g = {gW, gb, gWd, gbd};          \
+        csae_params_##SFX none = {NULL, NULL, NULL, NULL};                     \
+        check(csae_init_params_##SFX(&model, p, &state) == CSAE_OK, "init", path, type); \
+        csae_workspace ws;                                                     \
+        alloc_ws(&ws, csae_train_workspace_size(&model, M, sizeof(REAL), 1), 1); \
+        /* the reference call, and the same arguments aliased */               \
+        check(csae_encode_##SFX(&model, W, b, X, M, A, &ws) == CSAE_OK,        \
+              "encode with distinct arrays", path, type);                      \
+        check(csae_encode_##SFX(&model, W, b, X, M, X, &ws) == CSAE_ERR_ARGUMENT && \
+              memcmp(X, keep, sizeof X) == 0, "encode refuses A == X, X unchanged", path, type); \
+        check(csae_encode_##SFX(&model, W, b, X, M, X + 1, &ws) == CSAE_ERR_ARGUMENT && \
+              memcmp(X, keep, sizeof X) == 0, "encode refuses A overlapping X", path, type); \
+        check(csae_encode_##SFX(&model, W, b, X, 1, W + H * N - 1, &ws) == CSAE_ERR_ARGUMENT, \
+              "encode refuses A overlapping W", path, type);                   \
+        csae_workspace inside = {X, sizeof X, 1};                              \
+        check(csae_encode_##SFX(&model, W, b, X + N, 1, A, &inside) == CSAE_ERR_ARGUMENT && \
+              memcmp(X, keep, sizeof X) == 0, "encode refuses a workspace over X", path, type); \
+        check(csae_encode_##SFX(&model, W, b, X, (size_t)-1 / 2, A, &ws) == CSAE_ERR_ARGUMENT, \
+              "encode refuses m * n overflowing", path, type);                 \
+        check(csae_decode_##SFX(&model, Wd, bd, A, M, A, &ws) == CSAE_ERR_ARGUMENT, \
+              "decode refuses Y == A", path, type);                            \
+        check(csae_reconstruct_##SFX(&model, p, X, M, Wd, &ws) == CSAE_ERR_ARGUMENT, \
+              "reconstruct refuses Y over the parameters", path, type);        \
+        double loss;                                                           \
+        REAL Wkeep[H * N];                                                     \
+        memcpy(Wkeep, W, sizeof W);                                            \
+        csae_params_##SFX over = {W, gb, gWd, gbd};                            \
+        check(csae_objective_##SFX(&model, p, X, M, &loss, g, NULL, &ws) == CSAE_OK, \
+              "objective with distinct arrays", path, type);                   \
+        check(csae_objective_##SFX(&model, p, X, M, &loss, over, NULL, &ws) == CSAE_ERR_ARGUMENT && \
+              memcmp(W, Wkeep, sizeof W) == 0,                                 \
+              "objective refuses gradients over the parameters, W unchanged", path, type); \
+        check(csae_objective_##SFX(&model, p, X, M, &loss, g, b, &ws) == CSAE_ERR_ARGUMENT, \
+              "objective refuses rho_hat over b", path, type);                 \
+        csae_sgd sgd = {0.1, 0.5, M, 0};                                       \
+        csae_params_##SFX v = {vel, vel + H * N, vel + H * N + H, vel + 2 * H * N + H}; \
+        memset(vel, 0, sizeof vel);                                            \
+        check(csae_sgd_step_##SFX(&model, &sgd, p, p, X, M, &loss, &ws) == CSAE_ERR_ARGUMENT && \
+              memcmp(W, Wkeep, sizeof W) == 0,                                 \
+              "sgd_step refuses velocity == parameters", path, type);          \
+        csae_params_##SFX in_x = {X, b, Wd, bd};                               \
+        check(csae_sgd_step_##SFX(&model, &sgd, in_x, v, X, M, &loss, &ws) == CSAE_ERR_ARGUMENT && \
+              memcmp(X, keep, sizeof X) == 0, "sgd_step refuses W over X", path, type); \
+        csae_epoch_result r;                                                   \
+        free(ws.data);                                                         \
+        alloc_ws(&ws, csae_epoch_workspace_size(&model, &sgd, M, sizeof(REAL), 1), 1); \
+        check(csae_sgd_epoch_##SFX(&model, &sgd, p, p, X, M, NULL, NULL, NULL, 0, &r, &ws) \
+                  == CSAE_ERR_ARGUMENT && memcmp(W, Wkeep, sizeof W) == 0,     \
+              "sgd_epoch refuses velocity == parameters", path, type);         \
+        check(csae_sgd_epoch_##SFX(&model, &sgd, p, v, X, M, NULL, NULL, NULL, 0, &r, &ws) \
+                  == CSAE_OK, "sgd_epoch with distinct arrays", path, type);   \
+        free(ws.data);                                                         \
+        /* block-wise: sums over X, NaN rho_hat */                             \
+        alloc_ws(&ws, csae_train_workspace_size(&model, M, sizeof(REAL), 1), 1); \
+        double sums[H], rho_hat[H], part;                                      \
+        check(csae_activation_sums_##SFX(&model, W, b, X, M, sums, &ws) == CSAE_OK, \
+              "activation_sums with distinct arrays", path, type);             \
+        check(csae_activation_sums_##SFX(&model, W, b, X, M, (double *)(void *)X, &ws) \
+                  == CSAE_ERR_ARGUMENT && memcmp(X, keep, sizeof X) == 0,     \
+              "activation_sums refuses sums over X", path, type);              \
+        for (size_t j = 0; j < H; j++) rho_hat[j] = sums[j] / M;               \
+        check(csae_objective_part_##SFX(&model, p, X, M, rho_hat, M, &part, g, &ws) == CSAE_OK, \
+              "objective_part with a finite rho_hat", path, type);             \
+        rho_hat[2] = NAN;                                                      \
+        part = 7.0;                                                            \
+        check(csae_objective_part_##SFX(&model, p, X, M, rho_hat, M, &part, g, &ws) \
+                  == CSAE_ERR_ARGUMENT && part == 7.0,                         \
+              "objective_part refuses a NaN rho_hat", path, type);             \
+        rho_hat[2] = 0.5;                                                      \
+        check(csae_objective_part_##SFX(&model, p, X, M, rho_hat, M, &part, p, &ws) \
+                  == CSAE_ERR_ARGUMENT, "objective_part refuses gradients over the parameters", \
+              path, type);                                                     \
+        free(ws.data);                                                         \
+        /* init: n * h wrapping around (to 2^33 + 1, then to 0), overlapping outputs */ \
+        const size_t big = ((size_t)1 << 32) + 1;                              \
+        csae_model wraps = {big, big, CSAE_DECODER_SIGMOID, 0.1, 3.0, 1e-3};   \
+        csae_model zero = {(size_t)1 << 33, (size_t)1 << 31, CSAE_DECODER_SIGMOID, 0.1, 3.0, 1e-3}; \
+        memcpy(Wkeep, W, sizeof W);                                            \
+        check(csae_init_params_##SFX(&wraps, p, &state) == CSAE_ERR_ARGUMENT && \
+              csae_init_params_##SFX(&zero, p, &state) == CSAE_ERR_ARGUMENT && \
+              memcmp(W, Wkeep, sizeof W) == 0, "init refuses n * h overflowing", path, type); \
+        csae_params_##SFX same = {W, b, W, bd};                                \
+        check(csae_init_params_##SFX(&model, same, &state) == CSAE_ERR_ARGUMENT && \
+              memcmp(W, Wkeep, sizeof W) == 0, "init refuses Wd == W", path, type); \
+        (void)none;                                                            \
+    }
+
+DEFINE_MISUSE_CHECK(f64, double)
+DEFINE_MISUSE_CHECK(f32, float)
+
 int main(void)
 {
     const csae_kernel_path paths[3] = {CSAE_PATH_PORTABLE, CSAE_PATH_AVX2, CSAE_PATH_AVX512};
@@ -635,6 +743,8 @@ int main(void)
         solvers_f32(names[i]);
         deep_f64(names[i]);
         deep_f32(names[i]);
+        misuse_f64(names[i]);
+        misuse_f32(names[i]);
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -290,3 +290,52 @@ def test_cluster_sgd_streams_blocks(client, data):
     a = SparseAutoencoder(**kw).fit(data)
     b = SparseAutoencoder(**kw).fit(da.from_array(data, chunks=(200, 12)))
     assert_same_weights(a, b)
+
+
+def test_partial_fit_refuses_blocks_outside_the_learned_range(data):
+    # The range learned by the first partial_fit (scale_inputs=True) holds
+    # for the blocks of later calls, checked as they are computed.
+    Xd = da.from_array(data, chunks=(250, 12))
+    model = SparseAutoencoder(solver="sgd", n_hidden=4, random_state=0, scale_inputs=True)
+    model.partial_fit(Xd)
+    before = [w.copy() for w in weights(model)]
+    with pytest.raises(ValueError, match=r"block \d+ of X: X has values outside the input "
+                                         r"range learned.*learned on \["):
+        model.partial_fit(Xd * 3)
+    for p, q in zip(before, weights(model)):
+        np.testing.assert_array_equal(p, q)
+    model.partial_fit(Xd)  # the learned range itself trains
+    assert model.n_iter_ == 2
+
+
+def blocks_with_a_bad_one(data, bad):
+    """A dask array of two blocks declared (500, 12) float64, the second of
+    which is ``bad`` (what a broken parser behind from_delayed returns)."""
+    first = da.from_array(data[:500], chunks=(500, 12))
+    second = da.from_delayed(dask.delayed(lambda: bad)(), shape=(500, 12),
+                             dtype=np.float64)
+    return da.concatenate([first, second])
+
+
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+def test_a_block_of_text_declared_float_is_named(data, solver):
+    Xd = blocks_with_a_bad_one(data, np.full((500, 12), "1.5", dtype="<U3"))
+    model = SparseAutoencoder(solver=solver, n_hidden=3, max_epochs=2, random_state=0)
+    with pytest.raises(TypeError, match=r"block 1 of X holds dtype <U3, but the dask array "
+                                        r"declares dtype float64"):
+        model.fit(Xd)
+    assert not model.__sklearn_is_fitted__()
+    fitted = SparseAutoencoder(solver="sgd", n_hidden=3, max_epochs=1, tol=0,
+                               random_state=0).fit(data)
+    with pytest.raises(TypeError, match=r"block 1 of X: X must be an array of real numbers"):
+        fitted.transform(Xd).compute()
+
+
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+def test_a_block_wider_than_declared_is_named(data, solver):
+    wide = np.random.default_rng(1).random((500, 14))
+    Xd = blocks_with_a_bad_one(data, wide)
+    model = SparseAutoencoder(solver=solver, n_hidden=3, max_epochs=2, random_state=0)
+    with pytest.raises(ValueError, match=r"block 1 of X has shape \(500, 14\), but the dask "
+                                         r"array declares 12 columns"):
+        model.fit(Xd)

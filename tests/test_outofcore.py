@@ -297,3 +297,20 @@ def test_chunked_epoch_continues_adam_and_running_sparsity(small_chunks, files, 
     assert l2 == pytest.approx(l1, rel=1e-12)
     if q1 is not None:
         np.testing.assert_array_equal(q1, q2)
+
+
+def test_partial_fit_refuses_a_mapped_file_outside_the_learned_range(small_chunks, files):
+    # The first partial_fit learned the range with scale_inputs=True; a file
+    # reaching 3 times further is refused in the validation pass, before
+    # anything changes (the sigmoid decoder cannot reconstruct it).
+    X, folder = files
+    np.save(folder / "x3.npy", X * 3)
+    model = SparseAutoencoder(solver="sgd", n_hidden=4, random_state=3, scale_inputs=True)
+    model.partial_fit(mapped(folder / "x.npy"))
+    before = [w.copy() for w in weights(model)]
+    with pytest.raises(ValueError, match=r"outside the input range learned.*feature 0 was "
+                                         rf"learned on \[{X[:, 0].min():.6g}, "):
+        model.partial_fit(mapped(folder / "x3.npy"))
+    for p, q in zip(before, weights(model)):
+        np.testing.assert_array_equal(p, q)
+    assert model.n_iter_ == 1

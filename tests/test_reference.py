@@ -672,3 +672,19 @@ def test_init_params_statistics():
     assert not np.array_equal(W, W2)
     (W3, _, _, _), _ = ref.init_params(n, h, 7)
     assert np.array_equal(W, W3)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_forward_rule_for_values_that_are_not_finite(dtype):
+    """The engine's rule (tests/test_nan_rule.py checks every kernel path):
+    NaN gives NaN, +-inf and overflowing pre-activations give the limits 1
+    and 0, without a warning (warnings are errors in this suite)."""
+    big = np.finfo(dtype).max
+    z = np.array([np.nan, np.inf, -np.inf, big, -big], dtype)
+    np.testing.assert_array_equal(ref.sigmoid(z), np.array([np.nan, 1, 0, 1, 0], dtype))
+    # products that overflow to +-inf; one unit per sign
+    W = np.array([[big], [-big]], dtype)
+    X = np.array([[2], [np.nan]], dtype)
+    A = ref.encode(W, np.zeros(2, dtype), X)
+    np.testing.assert_array_equal(A, np.array([[1, 0], [np.nan, np.nan]], dtype))
+    np.testing.assert_array_equal(ref.decode(W, np.zeros(2, dtype), X, "sigmoid"), A)
