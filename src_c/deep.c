@@ -17,12 +17,9 @@
 #include "csae.h"
 #include "kernels.h"
 
-/* a * b and a + b, or SIZE_MAX when they overflow; SIZE_MAX then makes
- * every size below SIZE_MAX, which the callers refuse. */
-static size_t mul_size(size_t a, size_t b)
-{
-    return (b != 0 && a > SIZE_MAX / b) ? SIZE_MAX : a * b;
-}
+/* a * b (csae_mul_size) and a + b, or SIZE_MAX when they overflow; SIZE_MAX
+ * then makes every size below SIZE_MAX, which the callers refuse. */
+#define mul_size csae_mul_size
 
 static size_t add_size(size_t a, size_t b)
 {
@@ -139,17 +136,6 @@ size_t csae_deep_objective_workspace_size(const csae_deep_net *net, size_t rows,
                                           size_t elem_size, size_t n_threads)
 {
     return workspace_size(net, rows, elem_size, n_threads, 1);
-}
-
-/* Whether [a, a + a_len) and [b, b + b_len) share a byte (empty ranges
- * share none).  Compared as integers: the pointers may belong to different
- * objects. */
-static int overlaps(const void *a, size_t a_len, const void *b, size_t b_len)
-{
-    if (!a || !b || a_len == 0 || b_len == 0)
-        return 0;
-    const uintptr_t pa = (uintptr_t)a, pb = (uintptr_t)b;
-    return pa < pb + b_len && pb < pa + a_len;
 }
 
 /* The workspace's data aligned up, or NULL when it is smaller than the

@@ -155,13 +155,12 @@ csae_status FN(csae_deep_forward_)(const csae_deep_net *net, const REAL *theta, 
     if (D.total == SIZE_MAX)
         return CSAE_ERR_ARGUMENT;
     const size_t n = net->sizes[0], k = net->sizes[net->n_hidden_layers + 1];
-    const size_t p_bytes = m * k * sizeof(REAL), x_bytes = m * n * sizeof(REAL);
-    const size_t t_bytes = n_params * sizeof(REAL);
-    if (overlaps(P, p_bytes, theta, t_bytes) || overlaps(P, p_bytes, X, x_bytes))
-        return CSAE_ERR_ARGUMENT;
-    if (ws && (overlaps(ws->data, ws->size, P, p_bytes) ||
-               overlaps(ws->data, ws->size, theta, t_bytes) ||
-               overlaps(ws->data, ws->size, X, x_bytes)))
+    /* P must not overlap theta, X or the workspace (csae.h). */
+    const csae_span spans[4] = {{theta, n_params * sizeof(REAL), 0},
+                                {X, m * n * sizeof(REAL), 0},
+                                {P, m * k * sizeof(REAL), 1},
+                                {ws ? ws->data : NULL, ws ? ws->size : 0, 1}};
+    if (!csae_spans_ok(spans, 4))
         return CSAE_ERR_ARGUMENT;
     char *base = ws_base(ws, &D);
     if (!base)
@@ -200,20 +199,13 @@ csae_status FN(csae_deep_objective_)(const csae_deep_net *net, const REAL *theta
     const size_t n = sz[0], k = sz[L + 1];
     /* Outputs must not overlap inputs, each other or the workspace: they are
      * written while the inputs are still being read. */
-    const size_t x_bytes = m * n * sizeof(REAL), y_bytes = m * sizeof(int64_t);
-    const size_t t_bytes = n_params * sizeof(REAL), l_bytes = sizeof(double);
-    const size_t g_bytes = grad ? t_bytes : 0;
-    const void *in[3] = {theta, X, y};
-    const size_t in_len[3] = {t_bytes, x_bytes, y_bytes};
-    const void *ws_data = ws ? ws->data : NULL;
-    const size_t ws_len = ws ? ws->size : 0;
-    for (int i = 0; i < 3; i++)
-        if (overlaps(loss, l_bytes, in[i], in_len[i]) ||
-            overlaps(grad, g_bytes, in[i], in_len[i]) ||
-            overlaps(ws_data, ws_len, in[i], in_len[i]))
-            return CSAE_ERR_ARGUMENT;
-    if (overlaps(loss, l_bytes, grad, g_bytes) || overlaps(ws_data, ws_len, loss, l_bytes) ||
-        overlaps(ws_data, ws_len, grad, g_bytes))
+    const csae_span spans[6] = {{theta, n_params * sizeof(REAL), 0},
+                                {X, m * n * sizeof(REAL), 0},
+                                {y, m * sizeof(int64_t), 0},
+                                {loss, sizeof(double), 1},
+                                {grad, grad ? n_params * sizeof(REAL) : 0, 1},
+                                {ws ? ws->data : NULL, ws ? ws->size : 0, 1}};
+    if (!csae_spans_ok(spans, 6))
         return CSAE_ERR_ARGUMENT;
     for (size_t i = 0; i < m; i++)
         if (y[i] < 0 || (uint64_t)y[i] >= (uint64_t)k)
