@@ -171,9 +171,10 @@ csae_status FN(csae_deep_forward_)(const csae_deep_net *net, const REAL *theta, 
     FN(deep_forward_pass_)(csae_ops_active(), net, theta, X, m, P, FN(deep_acts_pingpong_),
                            &ctx, base + D.pack, threads);
     FN(deep_softmax_)(P, m, k, NULL);
-    /* Non-finite inputs give NaN outputs (csae.h): the vector paths'
-     * sigmoid would turn a NaN into 1, so the rule is applied here, the
-     * same on every path. */
+    /* Non-finite inputs give NaN outputs (csae.h), stated and applied
+     * here rather than left to the arithmetic: an infinity can come out of
+     * the products as +-inf (a saturated sigmoid, a finite probability) or
+     * as NaN (inf - inf), depending on the weights. */
     const int bad_theta = FN(deep_nonfinite_)(theta, n_params);
     for (size_t i = 0; i < m; i++)
         if (bad_theta || FN(deep_nonfinite_)(X + i * n, n))
