@@ -228,3 +228,25 @@ MODEL_FILE_CHANGED: int
 
 def status_message(status: int) -> str:
     """A short English description of a csae_status code."""
+
+# Deep networks: sigmoid layers under a softmax output.  params is a list of
+# (W, b) pairs, W of shape (h_l, h_{l-1}), the softmax layer last.
+
+def deep_forward(
+    params: list[tuple[_FloatArray, _FloatArray]] | tuple[tuple[_FloatArray, _FloatArray], ...],
+    X: _FloatArray,
+    n_threads: int = 1,
+) -> _FloatArray:
+    """Class probabilities, shape (m, k)."""
+
+def deep_objective_and_gradients(
+    params: list[tuple[_FloatArray, _FloatArray]] | tuple[tuple[_FloatArray, _FloatArray], ...],
+    X: _FloatArray,
+    y: NDArray[np.integer[Any]],
+    *,
+    lam: float,
+    n_threads: int = 1,
+    need_gradients: bool = True,
+) -> tuple[float, list[tuple[_FloatArray, _FloatArray]] | None]:
+    """Mean cross-entropy plus (lam/2) sum of squared weights, and its
+    gradient in the layout of params (None when need_gradients is false)."""

@@ -1191,3 +1191,141 @@ MODEL_FILE_CHANGED = CSAE_ERR_MISMATCH
 def status_message(int status):
     """csae_status_message: a short English description of a status code."""
     return csae_status_message(<csae_status>status).decode()
+
+# ---------------------------------------------------------------------------
+# Deep networks: sigmoid layers under a softmax output (csae_deep_*)
+# ---------------------------------------------------------------------------
+
+def _deep_check(params, X):
+    """Checks params (a list of (W, b) pairs, the softmax layer last) against
+    X; returns (dtype, sizes) with sizes = [n, h_1, ..., h_L, k]."""
+    if not isinstance(params, (list, tuple)) or len(params) == 0:
+        raise TypeError("params must be a non-empty list of (W, b) pairs, the softmax "
+                        "layer last")
+    for l, layer in enumerate(params):
+        if not isinstance(layer, (list, tuple)) or len(layer) != 2:
+            raise TypeError(f"params[{l}] must be a pair (W, b)")
+        for a in layer:
+            if not isinstance(a, np.ndarray):
+                raise TypeError(f"params[{l}] must hold NumPy arrays, got {type(a).__name__}")
+    if not isinstance(X, np.ndarray):
+        raise TypeError(f"X must be a NumPy array, got {type(X).__name__}")
+    dtype = _dtype_of(X, *[a for layer in params for a in layer])
+    m, n = _check_X(X)
+    # (No negative indices in this module: it is compiled without wraparound.)
+    sizes, width = [n], n
+    for l, (W, b) in enumerate(params):
+        width = _check_layer(W, b, width, f"params[{l}]")
+        sizes.append(width)
+    if min(sizes) < 1:
+        raise ValueError(f"every layer size must be >= 1, got {sizes}")
+    return dtype, sizes
+
+
+def _deep_flat(params, dtype):
+    """theta: each layer's W (row-major) then b, one layer after another."""
+    return np.concatenate([a.ravel() for layer in params for a in layer]).astype(dtype, copy=False)
+
+
+def _deep_labels(y, m, k):
+    """y as contiguous int64 class indices in 0..k-1, checked."""
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != m:
+        raise ValueError(f"y must be 1-D with one label per row of X ({m}), got shape {y.shape}")
+    if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.integer):
+        raise TypeError(f"y must hold integer class indices, got dtype {y.dtype}")
+    if m and (y.min() < 0 or y.max() >= k):
+        raise ValueError(f"labels must lie in 0..{k - 1} (the softmax layer has {k} outputs), "
+                         f"got values in [{y.min()}, {y.max()}]")
+    return np.ascontiguousarray(y, dtype=np.int64)
+
+
+cdef _deep_run(sizes, theta, X, y, P, grad, double lam, size_t n_threads, bint objective):
+    """One csae_deep_forward_* (objective false: P) or csae_deep_objective_*
+    call (grad may be None); returns the objective."""
+    cdef cnp.ndarray sz = np.asarray(sizes, dtype=np.uintp)
+    cdef csae_deep_net net
+    net.n_hidden_layers = len(sizes) - 2
+    net.sizes = <const size_t *>cnp.PyArray_DATA(sz)
+    if csae_deep_n_params(&net) == 0:
+        raise ValueError(f"network too large: layer sizes {sizes}")
+    cdef size_t m = X.shape[0]
+    cdef bint f64 = X.dtype == np.float64
+    cdef size_t elem = 8 if f64 else 4
+    cdef size_t size = (csae_deep_objective_workspace_size(&net, m, elem, n_threads)
+                        if objective else
+                        csae_deep_forward_workspace_size(&net, m, elem, n_threads))
+    cdef _Workspace work = _Workspace(size, n_threads)
+    cdef void *t = cnp.PyArray_DATA(theta)
+    cdef void *x = cnp.PyArray_DATA(X) if m else NULL
+    cdef void *out = NULL
+    cdef const int64_t *labels = NULL
+    if objective:
+        labels = <const int64_t *>cnp.PyArray_DATA(y)
+        if grad is not None:
+            out = cnp.PyArray_DATA(grad)
+    elif m:
+        out = cnp.PyArray_DATA(P)
+    cdef double loss = 0.0
+    cdef csae_status status
+    with nogil:
+        if objective and f64:
+            status = csae_deep_objective_f64(&net, <const double *>t, <const double *>x, labels,
+                                             m, lam, &loss, <double *>out, &work.ws)
+        elif objective:
+            status = csae_deep_objective_f32(&net, <const float *>t, <const float *>x, labels,
+                                             m, lam, &loss, <float *>out, &work.ws)
+        elif f64:
+            status = csae_deep_forward_f64(&net, <const double *>t, <const double *>x, m,
+                                           <double *>out, &work.ws)
+        else:
+            status = csae_deep_forward_f32(&net, <const float *>t, <const float *>x, m,
+                                           <float *>out, &work.ws)
+    _raise_for(status)
+    return loss
+
+
+def deep_forward(params, X, n_threads=1):
+    """Class probabilities, shape (m, k), of the network ``params`` (a list
+    of (W, b) pairs: sigmoid layers, then the softmax layer) on the rows of
+    X; see ``csae.reference.deep_forward``."""
+    dtype, sizes = _deep_check(params, X)
+    cdef size_t threads = _threads(n_threads)
+    theta = _deep_flat(params, dtype)
+    X = np.ascontiguousarray(X)
+    P = np.empty((X.shape[0], sizes[len(sizes) - 1]), dtype)
+    _deep_run(sizes, theta, X, None, P, None, 0.0, threads, False)
+    return P
+
+
+def deep_objective_and_gradients(params, X, y, *, lam, n_threads=1, need_gradients=True):
+    """Mean cross-entropy of the labels y (class indices) plus
+    (lam / 2) times every weight matrix's squared norm, and its gradient as
+    a list of (dW, db) pairs in the layout of params (None when
+    need_gradients is false); see
+    ``csae.reference.deep_objective_and_gradients``."""
+    dtype, sizes = _deep_check(params, X)
+    m = X.shape[0]
+    if m == 0:
+        raise ValueError("X has no rows")
+    y = _deep_labels(y, m, sizes[len(sizes) - 1])
+    try:
+        lam = float(lam)
+    except (TypeError, ValueError):
+        raise TypeError(f"lam must be a real number, got {lam!r}") from None
+    if not (lam >= 0 and isfinite(lam)):
+        raise ValueError(f"lam must be finite and >= 0, got {lam!r}")
+    cdef size_t threads = _threads(n_threads)
+    theta = _deep_flat(params, dtype)
+    X = np.ascontiguousarray(X)
+    grad = np.empty_like(theta) if need_gradients else None
+    loss = _deep_run(sizes, theta, X, y, None, grad, lam, threads, True)
+    if not need_gradients:
+        return float(loss), None
+    grads, at = [], 0
+    for l in range(1, len(sizes)):
+        h_prev, h = sizes[l - 1], sizes[l]
+        grads.append((grad[at:at + h * h_prev].reshape(h, h_prev),
+                      grad[at + h * h_prev:at + h * h_prev + h]))
+        at += h * h_prev + h
+    return float(loss), grads

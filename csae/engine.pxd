@@ -34,6 +34,7 @@ cdef extern from "csae.h" nogil:
         CSAE_ERR_UNSUPPORTED
         CSAE_ERR_DTYPE
         CSAE_ERR_MISMATCH
+        CSAE_ERR_LABEL
 
     const char *csae_status_message(csae_status status)
 
@@ -247,3 +248,33 @@ cdef extern from "csae.h" nogil:
     csae_status csae_model_file_input_range(const char *path, const csae_model *model,
                                             int *scale_inputs, double *data_min,
                                             double *data_scale)
+
+
+# Deep networks: sigmoid layers under a softmax output (csae.h, "Deep
+# networks"; theta is the flat parameter vector described there).
+from libc.stdint cimport int64_t
+
+cdef extern from "csae.h" nogil:
+    ctypedef struct csae_deep_net:
+        size_t n_hidden_layers
+        const size_t *sizes
+
+    size_t csae_deep_n_params(const csae_deep_net *net)
+    size_t csae_deep_forward_workspace_size(const csae_deep_net *net, size_t rows,
+                                            size_t elem_size, size_t n_threads)
+    size_t csae_deep_objective_workspace_size(const csae_deep_net *net, size_t rows,
+                                              size_t elem_size, size_t n_threads)
+    csae_status csae_deep_forward_f64(const csae_deep_net *net, const double *theta,
+                                      const double *X, size_t m, double *P,
+                                      const csae_workspace *ws)
+    csae_status csae_deep_forward_f32(const csae_deep_net *net, const float *theta,
+                                      const float *X, size_t m, float *P,
+                                      const csae_workspace *ws)
+    csae_status csae_deep_objective_f64(const csae_deep_net *net, const double *theta,
+                                        const double *X, const int64_t *y, size_t m,
+                                        double weight_decay, double *loss, double *grad,
+                                        const csae_workspace *ws)
+    csae_status csae_deep_objective_f32(const csae_deep_net *net, const float *theta,
+                                        const float *X, const int64_t *y, size_t m,
+                                        double weight_decay, double *loss, float *grad,
+                                        const csae_workspace *ws)

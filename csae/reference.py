@@ -497,3 +497,14 @@ def init_params(n_features, n_hidden, rng_state, dtype=np.float64):
     W = w[: n * h].reshape(h, n).astype(dtype)
     Wd = w[n * h:].reshape(n, h).astype(dtype)
     return (W, np.zeros(h, dtype), Wd, np.zeros(n, dtype)), state
+
+
+# A deep network (sigmoid layers and a softmax output): its own module, the
+# same functions as the engine's deep_* entry points.
+from csae._deep_reference import (  # noqa: E402
+    deep_forward,
+    deep_objective,
+    deep_objective_and_gradients,
+)
+
+__all__ += ["deep_forward", "deep_objective", "deep_objective_and_gradients"]

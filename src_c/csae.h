@@ -101,8 +101,10 @@ typedef enum {
                                 scale_inputs model without an input range */
     CSAE_ERR_DTYPE = 10,     /* the model's element type is not the
                                 function's (_f32 on a float64 model, ...) */
-    CSAE_ERR_MISMATCH = 11   /* the file's model (shape, decoder or objective)
+    CSAE_ERR_MISMATCH = 11,  /* the file's model (shape, decoder or objective)
                                 differs from the csae_model passed */
+    CSAE_ERR_LABEL = 12      /* a class label is negative or not below the
+                                number of classes (csae_deep_objective_*) */
 } csae_status;
 
 /* A short English description of a status code (static storage). */
@@ -478,6 +480,73 @@ csae_status csae_lbfgs_init(csae_lbfgs *state, size_t n, const csae_lbfgs_option
 
 /* The next step of the run; see the task codes above. */
 csae_lbfgs_task csae_lbfgs_step(csae_lbfgs *state, double *x, double *f, double *g);
+
+/* ---- Deep networks (deep.c) ---------------------------------------------
+ *
+ * A classifier made of L >= 0 sigmoid layers and a softmax output layer
+ * (UFLDL's stackedAECost; docs/deep.md has the derivation, and
+ * csae/reference.py's deep_* functions the same steps in NumPy):
+ *
+ *   A_0 = X,  A_l = sigmoid(A_{l-1} W_l^T + b_l)   (l = 1..L)
+ *   P = softmax(A_L W_o^T + b_o), row by row
+ *   J = -(1/m) sum_i log P[i, y_i] + (lambda/2) (sum_l ||W_l||^2 + ||W_o||^2)
+ *
+ * Every weight matrix, the softmax layer's included, is decayed with the
+ * one lambda; no bias is.  The softmax subtracts each row's maximum before
+ * exp, so no logit overflows.  A NaN or infinity in a row of X gives NaN
+ * for that row's probabilities, one in theta NaN for all of them; either
+ * makes the objective and every gradient entry NaN.
+ *
+ * The parameters are one flat vector theta (the layout an optimizer such as
+ * csae_lbfgs works on), the gradient another of the same layout: for each
+ * layer l = 1..L and then the softmax layer, its weights W_l (h_l x h_{l-1},
+ * row-major) followed by its bias b_l (h_l).
+ *
+ * Products run on the active kernel path's GEMM, so results are
+ * bit-identical for every n_threads and between the avx2 and avx512 paths;
+ * the other steps are the same code on every path.  Labels are class
+ * indices 0..k-1 (int64_t).  The functions refuse (CSAE_ERR_ARGUMENT) a
+ * NULL pointer, an invalid net, sizes whose byte counts overflow, an output
+ * (P, grad, loss) that overlaps an input or the workspace, and a workspace
+ * that overlaps an input. */
+
+typedef struct {
+    size_t n_hidden_layers;  /* L >= 0 */
+    const size_t *sizes;     /* L + 2 entries, each >= 1: n_features (h_0),
+                                h_1..h_L, n_classes (k) */
+} csae_deep_net;
+
+/* Elements of theta (and of the gradient); 0 for an invalid net or a count
+ * whose bytes (as float64) would overflow. */
+size_t csae_deep_n_params(const csae_deep_net *net);
+
+/* Bytes of workspace for csae_deep_forward_* / csae_deep_objective_* on up
+ * to `rows` rows (SIZE_MAX for an invalid net or a size that overflows). */
+size_t csae_deep_forward_workspace_size(const csae_deep_net *net, size_t rows,
+                                        size_t elem_size, size_t n_threads);
+size_t csae_deep_objective_workspace_size(const csae_deep_net *net, size_t rows,
+                                          size_t elem_size, size_t n_threads);
+
+/* P (m x k) = the class probabilities of the m rows of X (m x n). */
+csae_status csae_deep_forward_f64(const csae_deep_net *net, const double *theta,
+                                  const double *X, size_t m, double *P,
+                                  const csae_workspace *ws);
+csae_status csae_deep_forward_f32(const csae_deep_net *net, const float *theta,
+                                  const float *X, size_t m, float *P,
+                                  const csae_workspace *ws);
+
+/* *loss = J over the m >= 1 rows of X with labels y (m entries), and, when
+ * grad is not NULL, dJ/dtheta into grad.  weight_decay (lambda) >= 0 and
+ * finite.  CSAE_ERR_LABEL, before anything is written, if a label is
+ * negative or not below k. */
+csae_status csae_deep_objective_f64(const csae_deep_net *net, const double *theta,
+                                    const double *X, const int64_t *y, size_t m,
+                                    double weight_decay, double *loss, double *grad,
+                                    const csae_workspace *ws);
+csae_status csae_deep_objective_f32(const csae_deep_net *net, const float *theta,
+                                    const float *X, const int64_t *y, size_t m,
+                                    double weight_decay, double *loss, float *grad,
+                                    const csae_workspace *ws);
 
 /* ---- Kernel paths ------------------------------------------------------- */
 

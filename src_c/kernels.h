@@ -100,7 +100,13 @@ size_t csae_gemm_pack_size(size_t n, size_t k, size_t elem_size, size_t n_thread
                                  const REAL *X, size_t m, const double *rho_hat, \
                                  size_t n_total, double *part,                  \
                                  csae_params_##SFX grads, char *base,           \
-                                 const csae_ws_layout *L, size_t threads);
+                                 const csae_ws_layout *L, size_t threads);      \
+    /* The path's GEMM itself (gemm_template.h's contract): deep.c builds    \
+     * its layers on it, so they share the products' guarantees. */          \
+    void (*gemm_##SFX)(size_t m, size_t n, size_t k, REAL alpha, const REAL *A, \
+                       size_t rsa, size_t csa, const REAL *B, size_t rsb,       \
+                       size_t csb, REAL beta, REAL *C, size_t ldc, void *pack,  \
+                       size_t n_threads, const REAL *bias, int sigmoid);
 
 typedef struct {
     const char *name;

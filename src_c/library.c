@@ -36,6 +36,8 @@ const char *csae_status_message(csae_status status)
     case CSAE_ERR_MISMATCH:
         return "model in the file differs from the csae_model passed (shape, decoder "
                "or objective)";
+    case CSAE_ERR_LABEL:
+        return "class label negative or not below the number of classes";
     }
     return "unknown status";
 }

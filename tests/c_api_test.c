@@ -553,6 +553,68 @@ DEFINE_ONE_ROW_CHECK(f32, float)
 DEFINE_SOLVER_CHECK(f64, double, 1e-12)
 DEFINE_SOLVER_CHECK(f32, float, 1e-4)
 
+/* A deep network (two sigmoid layers under a softmax) big enough that its
+ * products split over threads: objective and gradient on three threads
+ * bit-identical to one, a few gradient entries of every layer against
+ * central differences, and a label out of range refused. */
+#define DEFINE_DEEP_CHECK(SFX, REAL, TOL_FD)                                   \
+    static void deep_##SFX(const char *path)                                   \
+    {                                                                          \
+        enum { M = 300, K = 5 };                                               \
+        const size_t sizes[4] = {70, 90, 40, K};                               \
+        const csae_deep_net net = {2, sizes};                                  \
+        const size_t np = csae_deep_n_params(&net);                            \
+        REAL *theta = malloc(np * sizeof(REAL)), *X = malloc(M * 70 * sizeof(REAL)); \
+        REAL *g1 = malloc(np * sizeof(REAL)), *g3 = malloc(np * sizeof(REAL));  \
+        int64_t y[M];                                                          \
+        uint64_t state = 7;                                                    \
+        for (size_t i = 0; i < np; i++)                                        \
+            theta[i] = (REAL)(((csae_rng_next(&state) >> 11) * 0x1.0p-53 - 0.5) * 0.4); \
+        for (size_t i = 0; i < M * 70; i++)                                    \
+            X[i] = (REAL)((csae_rng_next(&state) >> 11) * 0x1.0p-53);          \
+        for (size_t i = 0; i < M; i++)                                         \
+            y[i] = (int64_t)(csae_rng_next(&state) % K);                       \
+        csae_workspace ws1, ws3;                                               \
+        alloc_ws(&ws1, csae_deep_objective_workspace_size(&net, M, sizeof(REAL), 1), 1); \
+        alloc_ws(&ws3, csae_deep_objective_workspace_size(&net, M, sizeof(REAL), 3), 3); \
+        double f1 = 0, f3 = 0;                                                 \
+        int ok = np == 90 * 70 + 90 + 40 * 90 + 40 + K * 40 + K;               \
+        ok &= csae_deep_objective_##SFX(&net, theta, X, y, M, 1e-3, &f1, g1, &ws1) == CSAE_OK; \
+        ok &= csae_deep_objective_##SFX(&net, theta, X, y, M, 1e-3, &f3, g3, &ws3) == CSAE_OK; \
+        ok &= f1 == f3 && memcmp(g1, g3, np * sizeof(REAL)) == 0;              \
+        check(ok, "deep objective and gradient bit-identical on 1 and 3 threads", path, #REAL); \
+        /* One weight and one bias entry of each layer. */                     \
+        const size_t probe[6] = {5, 6300 + 7, 6390 + 100, 6390 + 3600 + 3,     \
+                                 6390 + 3640 + 17, 6390 + 3640 + 200 + 2};     \
+        double worst = 0;                                                      \
+        for (int q = 0; q < 6; q++) {                                          \
+            const size_t i = probe[q];                                         \
+            const REAL keep = theta[i], eps = (REAL)(sizeof(REAL) == 8 ? 1e-5 : 1e-2); \
+            double up, down;                                                   \
+            theta[i] = keep + eps;                                             \
+            csae_deep_objective_##SFX(&net, theta, X, y, M, 1e-3, &up, NULL, &ws1); \
+            theta[i] = keep - eps;                                             \
+            csae_deep_objective_##SFX(&net, theta, X, y, M, 1e-3, &down, NULL, &ws1); \
+            theta[i] = keep;                                                   \
+            const double fd = (up - down) / (2 * (double)eps);                 \
+            const double err = fabs(fd - g1[i]) / (fabs(fd) + 1e-3);           \
+            worst = err > worst ? err : worst;                                 \
+        }                                                                      \
+        check(worst < TOL_FD, "deep gradient matches central differences", path, #REAL); \
+        y[M - 1] = K;                                                          \
+        check(csae_deep_objective_##SFX(&net, theta, X, y, M, 0, &f1, g1, &ws1) == CSAE_ERR_LABEL, \
+              "deep objective refuses a label >= k", path, #REAL);             \
+        free(ws1.data);                                                        \
+        free(ws3.data);                                                        \
+        free(theta);                                                           \
+        free(X);                                                               \
+        free(g1);                                                              \
+        free(g3);                                                              \
+    }
+
+DEFINE_DEEP_CHECK(f64, double, 1e-6)
+DEFINE_DEEP_CHECK(f32, float, 5e-2)
+
 /* What the API refuses (csae.h): a written array overlapping another array
  * of the call, a NaN rho_hat, sizes whose byte count overflows.  Each
  * refusal is CSAE_ERR_ARGUMENT with nothing written.  Before, A == X
@@ -679,6 +741,8 @@ int main(void)
         one_row_f32(names[i]);
         solvers_f64(names[i]);
         solvers_f32(names[i]);
+        deep_f64(names[i]);
+        deep_f32(names[i]);
         misuse_f64(names[i]);
         misuse_f32(names[i]);
     }
