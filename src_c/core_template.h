@@ -31,23 +31,7 @@ static void FN(decode_)(const csae_model *model, const REAL *Wd, const REAL *bd,
          model->decoder == CSAE_DECODER_SIGMOID);
 }
 
-/* Sum of squares in double, whatever REAL is.  Sixteen running sums, which
- * the compiler keeps in vector registers: several independent chains of
- * adds instead of one that waits on itself. */
-static double FN(sum_squares_)(const REAL *x, size_t len)
-{
-    double acc[16] = {0};
-    size_t i = 0;
-    for (; i + 16 <= len; i += 16)
-        for (size_t j = 0; j < 16; j++)
-            acc[j] += (double)x[i + j] * x[i + j];
-    double total = 0;
-    for (; i < len; i++)
-        total += (double)x[i] * x[i];
-    for (size_t j = 0; j < 16; j++)
-        total += acc[j];
-    return total;
-}
+#include "sum_squares.h"
 
 /* Column sums of an m x w row-major matrix, rows added in order. */
 static void FN(column_sums_)(const REAL *M, size_t m, size_t w, REAL *out)

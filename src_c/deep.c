@@ -142,10 +142,7 @@ size_t csae_deep_objective_workspace_size(const csae_deep_net *net, size_t rows,
  * layout. */
 static char *ws_base(const csae_workspace *ws, const deep_layout *D)
 {
-    if (!ws || !ws->data || ws->size < D->total)
-        return NULL;
-    const uintptr_t p = (uintptr_t)ws->data;
-    return (char *)((p + CSAE_ALIGN - 1) / CSAE_ALIGN * CSAE_ALIGN);
+    return csae_ws_aligned(ws, D->total);
 }
 
 #define CAT_(a, b) a##b

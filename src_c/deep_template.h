@@ -7,22 +7,7 @@
 
 #define GEMM_OF(ops) ((ops)->CAT(gemm_, SFX))
 
-/* Sum of squares in double, in a fixed order (sixteen running sums, as in
- * core_template.h: independent chains instead of one that waits on itself). */
-static double FN(deep_sum_squares_)(const REAL *x, size_t len)
-{
-    double acc[16] = {0};
-    size_t i = 0;
-    for (; i + 16 <= len; i += 16)
-        for (size_t j = 0; j < 16; j++)
-            acc[j] += (double)x[i + j] * x[i + j];
-    double total = 0;
-    for (; i < len; i++)
-        total += (double)x[i] * x[i];
-    for (size_t j = 0; j < 16; j++)
-        total += acc[j];
-    return total;
-}
+#include "sum_squares.h"
 
 /* Whether x[0..len) holds a NaN or an infinity: x * 0 is 0 for a finite
  * value and NaN otherwise, summed in sixteen independent lanes (which the
@@ -233,7 +218,7 @@ csae_status FN(csae_deep_objective_)(const csae_deep_net *net, const REAL *theta
     for (size_t l = 1; l <= L + 1; l++) {
         REAL *W, *b;
         FN(deep_layer_)(sz, l, (REAL *)theta, &W, &b);
-        decay += FN(deep_sum_squares_)(W, sz[l] * sz[l - 1]);
+        decay += FN(sum_squares_)(W, sz[l] * sz[l - 1]);
     }
     *loss = ce / (double)m + 0.5 * weight_decay * decay;
     if (!grad)

@@ -168,14 +168,11 @@ size_t csae_epoch_workspace_size(const csae_model *model, const csae_sgd *sgd,
                       n_samples, sgd->shuffle).total;
 }
 
-/* The workspace's data pointer aligned up, or NULL if it is too small for
- * the layout that its own n_threads asks for. */
+/* The workspace's data aligned up, or NULL when it is smaller than the
+ * layout. */
 static char *ws_base(const csae_workspace *ws, const ws_layout *L)
 {
-    if (!ws || !ws->data || ws->size < L->total)
-        return NULL;
-    const uintptr_t p = (uintptr_t)ws->data;
-    return (char *)((p + CSAE_ALIGN - 1) / CSAE_ALIGN * CSAE_ALIGN);
+    return csae_ws_aligned(ws, L->total);
 }
 
 #define CAT_(a, b) a##b

@@ -142,6 +142,10 @@ typedef struct {
 } csae_span;
 int csae_spans_ok(const csae_span *spans, size_t count);
 size_t csae_mul_size(size_t a, size_t b);
+/* The workspace's data aligned up to CSAE_ALIGN, or NULL when the
+ * workspace is missing or smaller than `total` bytes (a layout's size,
+ * which includes the alignment slack). */
+char *csae_ws_aligned(const csae_workspace *ws, size_t total);
 
 /* ---- Thread pool (threads.c) --------------------------------------------
  * Runs task(context, i) for i in [0, n_tasks) on up to n_tasks threads (the

@@ -1,6 +1,7 @@
 /*
  * spans.c: the argument checks every public function shares (kernels.h):
- * size products that report overflow, and arrays that must not overlap.
+ * size products that report overflow, arrays that must not overlap, and
+ * the workspace's aligned start.
  * On their own so that a program linking part of the engine (rng.c's
  * csae_init_params, the model-file reader) needs nothing else.
  */
@@ -8,6 +9,14 @@
 #include <stdint.h>
 
 #include "kernels.h"
+
+char *csae_ws_aligned(const csae_workspace *ws, size_t total)
+{
+    if (!ws || !ws->data || ws->size < total)
+        return NULL;
+    const uintptr_t p = (uintptr_t)ws->data;
+    return (char *)((p + CSAE_ALIGN - 1) / CSAE_ALIGN * CSAE_ALIGN);
+}
 
 size_t csae_mul_size(size_t a, size_t b)
 {
