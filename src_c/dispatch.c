@@ -84,7 +84,7 @@ static void cpuid_caches(cache_sizes *c)
         return;
     const int amd = b == 0x68747541; /* "Auth"enticAMD */
     const unsigned leaf = amd ? 0x8000001Du : 4u;
-    if (amd ? __get_cpuid_max(0x80000000u, NULL) < leaf : a < leaf)
+    if (amd ? (unsigned)__get_cpuid_max(0x80000000u, NULL) < leaf : a < leaf)
         return;
     for (unsigned sub = 0; sub < 16; sub++) {
         __cpuid_count(leaf, sub, a, b, cx, d);

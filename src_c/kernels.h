@@ -15,6 +15,14 @@
 
 #include "csae.h"
 
+/* Every rounding is the one the source writes: no compiler may fuse a * b + c
+ * into an FMA on its own (Clang does by default where FMA is available, as
+ * in the vector paths' files; GCC does not in ISO C mode).  The kernels ask
+ * for FMA explicitly where they want it. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 /* Depth of a packed GEMM panel.  It is the same on every kernel path and for
  * every thread count, and K is never split across threads: each element of C
  * is one chain of multiply-adds over the panels in a fixed k order, so the

@@ -10,10 +10,19 @@
 
 #ifdef CSAE_HAVE_AVX2_PATH
 
-#pragma GCC target("avx2,fma")
-
+/* GCC compiles the rest of the file for the instruction set by its target
+ * pragma; Clang ignores that pragma, so there the same target attribute is
+ * pushed onto every function defined below (after the intrinsics headers,
+ * which carry their own). */
+#if defined(__clang__)
 #include <immintrin.h>
 #include <math.h>
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC target("avx2,fma")
+#include <immintrin.h>
+#include <math.h>
+#endif
 
 #include "sigmoid_x86.h"
 
@@ -119,5 +128,9 @@ DEFINE_BIAS_ACT(f32, float, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256
 #include "path_tail.h"
 
 const csae_ops csae_ops_avx2 = OPS_TABLE("avx2", CSAE_PATH_AVX2);
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
 
 #endif /* CSAE_HAVE_AVX2_PATH */

@@ -17,9 +17,17 @@
 
 #ifdef CSAE_HAVE_AVX512_PATH
 
-#pragma GCC target("avx512f,avx2,fma")
-
+/* GCC compiles the rest of the file for the instruction set by its target
+ * pragma; Clang ignores that pragma, so there the same target attribute is
+ * pushed onto every function defined below (after the intrinsics headers,
+ * which carry their own). */
+#if defined(__clang__)
 #include <immintrin.h>
+#pragma clang attribute push(__attribute__((target("avx512f,avx2,fma"))), apply_to = function)
+#else
+#pragma GCC target("avx512f,avx2,fma")
+#include <immintrin.h>
+#endif
 
 #include "sigmoid_x86.h"
 
@@ -256,5 +264,9 @@ DEFINE_BIAS_ACT(f32, float, __m512, 16, _mm512_loadu_ps, _mm512_storeu_ps, _mm51
 #include "path_tail.h"
 
 const csae_ops csae_ops_avx512 = OPS_TABLE("avx512", CSAE_PATH_AVX512);
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
 
 #endif /* CSAE_HAVE_AVX512_PATH */
