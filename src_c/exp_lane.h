@@ -12,14 +12,22 @@
 #include <stdint.h>
 #include <string.h>
 
-/* a * b + c, fused (one rounding) where the target has FMA. */
+/* a * b + c, fused (one rounding) where the target has FMA.  A vector
+ * path's file says so itself (CSAE_LANE_FMA 1 before including this):
+ * GCC's target pragma defines __FMA__ for the rest of the file, but Clang's
+ * target attribute does not, and the lanes must round as the vectors do. */
+#ifndef CSAE_LANE_FMA
 #if defined(__FMA__) || defined(__AVX512F__) || defined(__FP_FAST_FMA) || \
     defined(__aarch64__)
 #define CSAE_LANE_FMA 1
+#else
+#define CSAE_LANE_FMA 0
+#endif
+#endif
+#if CSAE_LANE_FMA
 static inline double madd_f64(double a, double b, double c) { return fma(a, b, c); }
 static inline float madd_f32(float a, float b, float c) { return fmaf(a, b, c); }
 #else
-#define CSAE_LANE_FMA 0
 static inline double madd_f64(double a, double b, double c) { return a * b + c; }
 static inline float madd_f32(float a, float b, float c) { return a * b + c; }
 #endif

@@ -23,6 +23,8 @@
 #include <immintrin.h>
 #include <math.h>
 #endif
+/* FMA is part of the target: scalar lanes fuse as the vectors do. */
+#define CSAE_LANE_FMA 1
 
 #include "sigmoid_x86.h"
 

@@ -28,6 +28,8 @@
 #pragma GCC target("avx512f,avx2,fma")
 #include <immintrin.h>
 #endif
+/* FMA is part of the target: scalar lanes fuse as the vectors do. */
+#define CSAE_LANE_FMA 1
 
 #include "sigmoid_x86.h"
 
