@@ -23,7 +23,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "csae.h"
 #include "model_file.h"
@@ -936,25 +935,13 @@ csae_status csae_model_file_input_range(const char *path, const csae_model *mode
 
 /* ---- The whole file, for the Python binding (model_file.h) --------------- */
 
-/* The descriptor as an npz_file (its size from fstat; not closed here). */
-static csae_status npz_from_fd(int fd, npz_file *r)
-{
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0)
-        return CSAE_ERR_FILE;
-    if (!S_ISREG(st.st_mode))
-        return CSAE_ERR_NOT_A_FILE;
-    r->fd = fd;
-    r->size = st.st_size < 0 ? 0 : (uint64_t)st.st_size;
-    return CSAE_OK;
-}
 
 csae_status csae_model_file_layout(int fd, csae_model_layout *layout)
 {
     if (!layout)
         return CSAE_ERR_ARGUMENT;
     npz_file r;
-    csae_status st = npz_from_fd(fd, &r);
+    csae_status st = csae_npz_from_fd(fd, &r);
     if (st != CSAE_OK)
         return st;
     parsed p;
@@ -992,7 +979,7 @@ csae_status csae_model_file_read_all(int fd, const csae_model_layout *layout,
     if (layout->n_iter > SIZE_MAX)
         return CSAE_ERR_ARGUMENT;
     npz_file r;
-    csae_status st = npz_from_fd(fd, &r);
+    csae_status st = csae_npz_from_fd(fd, &r);
     if (st != CSAE_OK)
         return st;
     /* Arrays the layout says the file lacks are not copied even if the file

@@ -17,9 +17,58 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#ifdef _WIN32
+#include <io.h>
+#include <windows.h>
+#else
 #include <unistd.h>
+#endif
 
 #include "npz.h"
+
+/* ---- The platform: opening, sizing and positioned reads ----------------
+ * The only place the engine touches files.  POSIX: open, fstat, pread.
+ * Windows (MinGW, MSVC): the CRT's descriptors in binary mode, _fstati64
+ * for sizes beyond 2 GiB, and ReadFile at an explicit offset (OVERLAPPED
+ * on the descriptor's handle), which like pread leaves no shared file
+ * position to race on. */
+
+#ifdef _WIN32
+#define OPEN_FLAGS (O_RDONLY | O_BINARY)
+typedef struct _stati64 file_stat;
+#define file_fstat _fstati64
+#define file_close _close
+
+/* Up to len bytes at offset: the count, 0 at the end of the file, -1 on
+ * error. */
+static long long read_some(int fd, void *buf, size_t len, uint64_t offset)
+{
+    const HANDLE h = (HANDLE)_get_osfhandle(fd);
+    if (h == INVALID_HANDLE_VALUE)
+        return -1;
+    OVERLAPPED at;
+    memset(&at, 0, sizeof at);
+    at.Offset = (DWORD)offset;
+    at.OffsetHigh = (DWORD)(offset >> 32);
+    DWORD got = 0;
+    const DWORD want = len > 0x40000000u ? 0x40000000u : (DWORD)len;
+    if (!ReadFile(h, buf, want, &got, &at))
+        return GetLastError() == ERROR_HANDLE_EOF ? 0 : -1;
+    return (long long)got;
+}
+#else
+/* O_NONBLOCK: opening a FIFO must not wait for a writer (fstat then
+ * refuses it); it changes nothing for regular files. */
+#define OPEN_FLAGS (O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+typedef struct stat file_stat;
+#define file_fstat fstat
+#define file_close close
+
+static long long read_some(int fd, void *buf, size_t len, uint64_t offset)
+{
+    return (long long)pread(fd, buf, len, (off_t)offset);
+}
+#endif
 
 /* Longest member name read (the longest csae writes,
  * "velocity_decoder_weights.npy", is 28 characters). */
@@ -126,7 +175,7 @@ static csae_status read_at(const npz_file *r, uint64_t offset, void *buf, size_t
         return CSAE_ERR_FORMAT;
     unsigned char *p = buf;
     while (len > 0) {
-        const ssize_t got = pread(r->fd, p, len, (off_t)offset);
+        const long long got = read_some(r->fd, p, len, offset);
         if (got < 0) {
             if (errno == EINTR)
                 continue;
@@ -141,28 +190,30 @@ static csae_status read_at(const npz_file *r, uint64_t offset, void *buf, size_t
     return CSAE_OK;
 }
 
-csae_status csae_npz_open(const char *path, npz_file *r)
+csae_status csae_npz_from_fd(int fd, npz_file *r)
 {
-    /* O_NONBLOCK: opening a FIFO must not wait for a writer (fstat then
-     * refuses it); it changes nothing for regular files. */
-    int fd;
-    do {
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    } while (fd < 0 && errno == EINTR);
-    if (fd < 0)
-        return (errno == ENOENT || errno == ENOTDIR) ? CSAE_ERR_NOT_FOUND : CSAE_ERR_FILE;
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
+    file_stat st;
+    if (fd < 0 || file_fstat(fd, &st) != 0)
         return CSAE_ERR_FILE;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
+    if (!S_ISREG(st.st_mode))
         return CSAE_ERR_NOT_A_FILE;
-    }
     r->fd = fd;
     r->size = st.st_size < 0 ? 0 : (uint64_t)st.st_size;
     return CSAE_OK;
+}
+
+csae_status csae_npz_open(const char *path, npz_file *r)
+{
+    int fd;
+    do {
+        fd = open(path, OPEN_FLAGS);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return (errno == ENOENT || errno == ENOTDIR) ? CSAE_ERR_NOT_FOUND : CSAE_ERR_FILE;
+    const csae_status st = csae_npz_from_fd(fd, r);
+    if (st != CSAE_OK)
+        file_close(fd);
+    return st;
 }
 
 /* ---- Zip structure ------------------------------------------------------ */
@@ -637,6 +688,6 @@ csae_status csae_npz_stream(const npz_file *r, const npz_member *m, size_t unit,
 
 void csae_npz_close(npz_file *f)
 {
-    close(f->fd);
+    file_close(f->fd);
     f->fd = -1;
 }

@@ -50,6 +50,9 @@ typedef struct {
  * a FIFO: never blocks) or CSAE_ERR_FILE otherwise. */
 csae_status csae_npz_open(const char *path, npz_file *f);
 void csae_npz_close(npz_file *f);
+/* An already open descriptor as an archive (its caller decides whether to
+ * close it): CSAE_ERR_NOT_A_FILE unless it is a regular file. */
+csae_status csae_npz_from_fd(int fd, npz_file *f);
 
 /* The archive's directory: members[i] describes the member named names[i]
  * (present = 0 if there is none); *unknown is set if the archive holds other

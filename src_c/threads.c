@@ -112,6 +112,8 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+#ifndef _WIN32
 /* A child of fork() has none of the parent's threads: forget them, and
  * reset the locks, which the fork may have copied in a held state. */
 static void reset_after_fork(void)
@@ -125,8 +127,11 @@ static void reset_after_fork(void)
     atomic_store(&job_pending, 0);
 }
 
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static void register_atfork(void) { pthread_atfork(NULL, NULL, reset_after_fork); }
+#else
+/* Windows has no fork(): nothing to reset. */
+static void register_atfork(void) {}
+#endif
 
 /* Start workers until there are `want`, or thread creation fails.  Under
  * lock. */
