@@ -1,11 +1,14 @@
-"""CI's smoke run of the benchmark (issue 3): `benchmarks/run.py --quick`
-must run end to end and print its comparison table.  Speed itself is judged
-from full runs recorded in BENCHMARKS.md, never by a timed assertion here."""
+"""CI's smoke runs of the benchmarks: `benchmarks/run.py --quick` (issue 3)
+and a short `benchmarks/lbfgs_fit.py` must run end to end and print their
+tables.  Speed itself is judged from full runs recorded in BENCHMARKS.md,
+never by a timed assertion here."""
 
 import json
 import pathlib
 import subprocess
 import sys
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -24,3 +27,31 @@ def test_quick_benchmark_runs(tmp_path):
     for row in trained:
         # Both libraries really ran (a missing build shows no number).
         assert row["values"].get("csae", 0) > 0 and row["values"].get("numpy", 0) > 0, row
+
+
+def test_lbfgs_fit_benchmark_runs(tmp_path):
+    """benchmarks/lbfgs_fit.py's smoke run: every contender runs its whole
+    iteration budget from the same start, in both dtypes, and csae's time is
+    split into evaluations and the rest."""
+    for module in ("scipy", "threadpoolctl", "torch"):
+        pytest.importorskip(module)
+    out = tmp_path / "fits.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "lbfgs_fit.py"), "--configs", "S",
+         "--iterations", "4", "--repeats", "1", "--threads", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "ratio = faster peer / csae" in result.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert sorted(row["dtype"] for row in rows) == ["float32", "float64"]
+    for row in rows:
+        assert set(row["contenders"]) == {"csae", "scipy", "torch"}, row
+        for name, summary in row["contenders"].items():
+            assert summary["n_iter"] == 4, (name, summary)
+            assert summary["n_eval"] >= 5, (name, summary)
+        # One objective, one starting point: the first evaluations agree.
+        assert row["first_objective_agree"], row
+        csae = row["contenders"]["csae"]
+        assert csae["same_start"]
+        assert 0 < csae["breakdown"]["evaluations"] < csae["breakdown"]["fit"]
+        assert row["ratio"] > 0
