@@ -1,6 +1,7 @@
 /*
  * csae.h: the public C API of the csae engine (sparse autoencoder with a
- * KL-divergence sparsity penalty, trained by minibatch SGD).
+ * KL-divergence sparsity penalty, trained by minibatch SGD or Adam, or by
+ * full-batch L-BFGS).
  *
  * Plain C11 with libc, libm and POSIX threads.  No function prints, aborts
  * or allocates memory: every buffer belongs to the caller, scratch memory
