@@ -461,11 +461,11 @@ typedef struct {
     size_t n, pairs, newest, ls_evals;
     csae_lbfgs_options options;
     double *S, *Y, *d, *x0, *g0, *rho, *alpha, *part;
-    double f, f0, gd0, f_previous, gamma, step;
+    double f0, gd0, gamma, step; /* f0, gd0: where the current search began */
     int stage, ls_brackt, ls_stage;
     csae_lbfgs_task result;
-    double ls_finit, ls_ginit, ls_gtest, ls_width, ls_width1, ls_stx, ls_fx, ls_gx, ls_sty,
-        ls_fy, ls_gy, ls_stmin, ls_stmax, ls_bad;
+    double ls_gtest, ls_width, ls_width1, ls_stx, ls_fx, ls_gx, ls_sty, ls_fy, ls_gy,
+        ls_stmin, ls_stmax, ls_bad;
 } csae_lbfgs;
 
 /* Doubles of workspace for n parameters and `history` pairs (a little over

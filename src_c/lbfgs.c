@@ -300,13 +300,13 @@ static void ls_step(double *stx, double *fx, double *dx, double *sty, double *fy
 
 enum { LS_EVALUATE, LS_CONVERGED, LS_WARNING };
 
-/* Start a search along a direction with derivative g0 < 0 at step 0. */
-static void ls_start(csae_lbfgs *s, double f0, double g0)
+/* Start a search from the objective s->f0 and directional derivative
+ * s->gd0 < 0 at step 0 (dcsrch's finit and ginit). */
+static void ls_start(csae_lbfgs *s)
 {
+    const double f0 = s->f0, g0 = s->gd0;
     s->ls_brackt = 0;
     s->ls_stage = 1;
-    s->ls_finit = f0;
-    s->ls_ginit = g0;
     s->ls_gtest = LS_FTOL * g0;
     s->ls_width = LS_STPMAX;
     s->ls_width1 = LS_STPMAX / 0.5;
@@ -326,7 +326,7 @@ static void ls_start(csae_lbfgs *s, double f0, double g0)
 static int ls_next(csae_lbfgs *s, double f, double g)
 {
     double stp = s->step;
-    const double ftest = s->ls_finit + stp * s->ls_gtest;
+    const double ftest = s->f0 + stp * s->ls_gtest;
     if (s->ls_stage == 1 && f <= ftest && g >= 0.0)
         s->ls_stage = 2;
     int warn = 0;
@@ -338,7 +338,7 @@ static int ls_next(csae_lbfgs *s, double f, double g)
         warn = 1;
     if (stp == 0.0 && (f > ftest || g >= s->ls_gtest))
         warn = 1;
-    if (f <= ftest && fabs(g) <= LS_GTOL * -s->ls_ginit)
+    if (f <= ftest && fabs(g) <= LS_GTOL * -s->gd0)
         return LS_CONVERGED;
     if (warn)
         return LS_WARNING;
@@ -499,7 +499,7 @@ static csae_lbfgs_task begin_search(csae_lbfgs *s, double *x, double f, const do
         s->step = 1.0;
     }
     s->ls_evals = 0;
-    ls_start(s, f, gd);
+    ls_start(s);
     place(s, x);
     s->stage = STAGE_SEARCH;
     return CSAE_LBFGS_EVALUATE;
@@ -521,11 +521,10 @@ static csae_lbfgs_task search_failed(csae_lbfgs *s, double *x, double *f, double
 }
 
 /* The search accepted x: store the pair (s, y) and report the iterate. */
-static csae_lbfgs_task accept(csae_lbfgs *s, double f, const double *g, double gd)
+static csae_lbfgs_task accept(csae_lbfgs *s, const double *g, double gd)
 {
     const size_t n = s->n, m = s->options.history;
     s->iterations++;
-    s->f_previous = s->f0;
     /* s = step d (x - x0 exactly as the optimizer moved), y = g - g0;
      * s'y from the directional derivatives, as L-BFGS-B computes it. */
     const double sy = (gd - s->gd0) * s->step;
@@ -543,7 +542,6 @@ static csae_lbfgs_task accept(csae_lbfgs *s, double f, const double *g, double g
     } else {
         s->skipped++;
     }
-    s->f = f;
     s->stage = STAGE_ITERATE;
     return CSAE_LBFGS_ITERATE;
 }
@@ -562,7 +560,6 @@ csae_lbfgs_task csae_lbfgs_step(csae_lbfgs *s, double *x, double *f, double *g)
         s->evaluations++;
         if (!isfinite(*f) || !all_finite(g, n))
             return finish(s, CSAE_LBFGS_NONFINITE);
-        s->f = *f;
         if (max_abs(g, n) <= s->options.gtol)
             return finish(s, CSAE_LBFGS_CONVERGED);
         return begin_search(s, x, *f, g);
@@ -583,7 +580,7 @@ csae_lbfgs_task csae_lbfgs_step(csae_lbfgs *s, double *x, double *f, double *g)
         const double gd = vdot(s, g, s->d);
         const int ls = ls_next(s, *f, gd);
         if (ls == LS_CONVERGED || (ls == LS_WARNING && *f <= s->f0))
-            return accept(s, *f, g, gd);
+            return accept(s, g, gd);
         if (ls == LS_WARNING || s->ls_evals >= LS_MAX_EVAL)
             return search_failed(s, x, f, g);
         if (s->step >= s->ls_bad) /* stay below a step known to overflow */
@@ -594,15 +591,16 @@ csae_lbfgs_task csae_lbfgs_step(csae_lbfgs *s, double *x, double *f, double *g)
 
     case STAGE_ITERATE: {
         /* The caller has seen the iterate (x, f, g); the tests of
-         * L-BFGS-B, in its order, then the next search. */
+         * L-BFGS-B, in its order, then the next search.  f0 is still the
+         * objective at the previous iterate, where this search began. */
         if (s->iterations >= s->options.max_iter)
             return finish(s, CSAE_LBFGS_MAX_ITER);
         if (s->evaluations >= s->options.max_eval)
             return finish(s, CSAE_LBFGS_MAX_EVAL);
         if (max_abs(g, n) <= s->options.gtol)
             return finish(s, CSAE_LBFGS_CONVERGED);
-        const double scale = fmax(fmax(fabs(s->f_previous), fabs(*f)), 1.0);
-        if (s->f_previous - *f <= s->options.ftol * scale)
+        const double scale = fmax(fmax(fabs(s->f0), fabs(*f)), 1.0);
+        if (s->f0 - *f <= s->options.ftol * scale)
             return finish(s, CSAE_LBFGS_CONVERGED);
         return begin_search(s, x, *f, g);
     }
