@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """csae under scikit-learn's process parallelism: GridSearchCV(n_jobs=2).
 
-Issue 14's workload: ``GridSearchCV(SparseAutoencoder(n_hidden=128,
+The workload: ``GridSearchCV(SparseAutoencoder(n_hidden=128,
 batch_size=128, max_epochs=3, momentum=0.9, solver="sgd"), 4 candidates, cv=3,
 n_jobs=2)``
 on 6000 x 196 data in [0, 1), timed with each ``n_threads`` setting:
@@ -9,7 +9,7 @@ on 6000 x 196 data in [0, 1), timed with each ``n_threads`` setting:
     default     n_threads=None: in joblib's loky workers it follows the
                 OMP_NUM_THREADS that joblib sets there (cores // n_jobs)
     1           n_threads=1
-    all-cores   n_threads=<every core>: what None meant before issue 14,
+    all-cores   n_threads=<every core>: what None used to mean,
                 n_jobs x cores threads on cores cores
 
 Every setting runs in its own fresh interpreter (``--worker SETTING``), which

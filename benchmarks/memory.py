@@ -1,5 +1,5 @@
-"""Peak memory of SparseAutoencoder.fit on the L configuration (issue 3:
-training allocates nothing per step).
+"""Peak memory of SparseAutoencoder.fit on the L configuration: training
+allocates nothing per step.
 
 Runs fit in a fresh process and compares the growth of the peak resident
 set during fit with what training must hold: a copy of the weights (fit

@@ -4,7 +4,7 @@
     python benchmarks/serving.py --quick    # fewer trials (what the test suite runs)
     python benchmarks/serving.py --json serving.json
 
-Issue 10's targets for the C column, one thread: S <= 0.3 us, M <= 5 us per
+The targets for the C column, one thread: S <= 0.3 us, M <= 5 us per
 call.  The C side is benchmarks/serving_latency.c, built with the flags that
 `csae-config --cflags --libs` prints (so it links the libcsae that csae
 ships: in-place build or installed package) and run in a subprocess: a

@@ -1,5 +1,4 @@
-/* One-row encode latency through the installed C library (issue 10: "latency
- * without Python").  Built and run by benchmarks/serving.py:
+/* One-row encode latency through the installed C library.  Built and run by benchmarks/serving.py:
  *
  *   cc -O2 serving_latency.c $(csae-config --cflags --libs) -o serving_latency
  *   ./serving_latency N_FEATURES N_HIDDEN ELEM_SIZE TRIALS

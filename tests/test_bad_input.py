@@ -1,5 +1,4 @@
-"""Bad input gets a clear error before anything changes (issue 2 section 5,
-issue 5 section 2), and odd-but-valid arrays are accepted unchanged."""
+"""Bad input gets a clear error before anything changes, and odd-but-valid arrays are accepted unchanged."""
 
 import sys
 import warnings

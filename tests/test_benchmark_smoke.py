@@ -1,4 +1,4 @@
-"""CI's smoke runs of the benchmarks: `benchmarks/run.py --quick` (issue 3)
+"""CI's smoke runs of the benchmarks: `benchmarks/run.py --quick`
 and a short `benchmarks/lbfgs_fit.py` must run end to end and print their
 tables.  Speed itself is judged from full runs recorded in BENCHMARKS.md,
 never by a timed assertion here."""

@@ -1,4 +1,4 @@
-"""The engine as an installed C library (issue 10 parts 1 and 3): libcsae
+"""The engine as an installed C library: libcsae
 exports only the csae_* API; csae.get_include/get_library, csae-config and
 the pkg-config file give working flags; a C program (examples/c/
 encode_model.c), a C++ program and a Cython extension (examples/cython)

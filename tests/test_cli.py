@@ -517,7 +517,7 @@ def test_real_ctrl_c_saves_the_model(tmp_path, signum, status):
 
 
 # --------------------------------------------------------------------------
-# Outputs never destroy data (issue 13 part 6)
+# Outputs never destroy data
 # --------------------------------------------------------------------------
 
 def _only_line(err):

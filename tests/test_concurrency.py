@@ -1,5 +1,5 @@
 """The GIL is really released by the heavy calls, threads really overlap,
-and long training keeps memory flat (issue 5, section 5)."""
+and long training keeps memory flat."""
 
 import concurrent.futures
 import threading

@@ -202,7 +202,7 @@ def test_best_match_correlation_shapes():
         best_match_correlation(np.zeros(4), np.zeros((2, 4)))
 
 
-# Images of different sizes, and colour images (issue 12)
+# Images of different sizes, and colour images
 # --------------------------------------------------------------------------
 
 def test_extract_patches_from_images_of_different_sizes():
@@ -285,7 +285,7 @@ def test_extract_patches_rejects_bad_images(images, kwargs, match):
         extract_patches(images, 2, 5, random_state=0, **kwargs)
 
 
-# Whitening and UFLDL's patch normalisation (issue 9's preprocessing)
+# Whitening and UFLDL's patch normalisation
 # --------------------------------------------------------------------------
 
 from csae.datasets import normalize_patches, whiten_images  # noqa: E402

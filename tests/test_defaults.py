@@ -1,5 +1,5 @@
 """The defaults learn useful features on real data, with only ``n_hidden``
-chosen (issue 9, section 5).
+chosen.
 
 - scikit-learn's digits: ``MinMaxScaler -> SparseAutoencoder(n_hidden=100)
   -> LogisticRegression`` is at least as accurate as the raw pixels through

@@ -1,4 +1,4 @@
-"""The estimator contract (issue 2 section 4): training, the forward pass,
+"""The estimator contract: training, the forward pass,
 the objective, reproducibility, both backends, scaling, assigned weights,
 divergence, interrupts and threads.
 

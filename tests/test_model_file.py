@@ -1,4 +1,4 @@
-"""The C reader of model files (src_c/model_file.c, issue 10 part 2): it
+"""The C reader of model files (src_c/model_file.c): it
 reads what Python saved, exactly, and refuses everything Python refuses
 (and a few things Python accepts but C cannot read) with distinct status
 codes; thousands of damaged files under ASan + UBSan cause no crash, and

@@ -1,4 +1,4 @@
-"""Model files (issue 5 section 4): exact round trips, atomic saves, and
+"""Model files: exact round trips, atomic saves, and
 loading that refuses truncated, corrupted, hand-crafted and pickled files."""
 
 import copy
@@ -364,7 +364,7 @@ def test_huge_declared_shapes_are_refused_without_allocating(tmp_path):
 
 
 # --------------------------------------------------------------------------
-# Bounded loads (issue 13 part 4): nothing is inflated before its size is
+# Bounded loads: nothing is inflated before its size is
 # known to be what the fields before it imply
 # --------------------------------------------------------------------------
 
@@ -590,7 +590,7 @@ def test_a_deflated_model_file_still_loads(tmp_path):
 
 
 # --------------------------------------------------------------------------
-# Messages that say what the file is (issue 12 section 3)
+# Messages that say what the file is
 # --------------------------------------------------------------------------
 
 def test_a_pickle_or_joblib_file_is_named_as_such(tmp_path):
@@ -642,7 +642,7 @@ def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
 
 
 # --------------------------------------------------------------------------
-# Safe saves (issue 13 part 5)
+# Safe saves
 # --------------------------------------------------------------------------
 
 def _mode(path):

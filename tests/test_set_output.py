@@ -1,4 +1,4 @@
-"""scikit-learn's newer conventions (issue 12, section 2): set_output,
+"""scikit-learn's newer conventions: set_output,
 feature_names_in_, column-name checks, DataFrames with non-numeric columns."""
 
 import os

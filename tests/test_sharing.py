@@ -1,4 +1,4 @@
-"""One model object shared by threads (issue 13, part 1).
+"""One model object shared by threads.
 
 Each race runs hundreds of times in a child process, so that a hang or a
 crash fails one test instead of taking pytest down.  The child prints

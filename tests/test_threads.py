@@ -1,5 +1,4 @@
-"""How many threads csae uses (issue 14) and a worker pool sized to each call
-(issue 13, part 3).
+"""How many threads csae uses and a worker pool sized to each call.
 
 - ``n_threads=None`` follows ``OMP_NUM_THREADS`` (read as GNU libgomp reads
   it: checked against libgomp itself), the CPU affinity and threadpoolctl's

@@ -1,4 +1,4 @@
-"""Fit is a transaction (issue 13, parts 2 and 7).
+"""Fit is a transaction.
 
 A fit or partial_fit that fails (MemoryError, a value the backend refuses,
 Ctrl-C or divergence before an epoch completes) leaves the model the user had
