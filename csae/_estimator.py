@@ -19,6 +19,7 @@ import numpy as np
 
 from csae import _blockwise, _dask
 from csae._backends import Backend
+from csae._params import defaults_for_older_models, document
 from csae._training import (
     Transaction,
     objective_settings,
@@ -168,150 +169,7 @@ class SparseAutoencoder:
 
     Parameters
     ----------
-    n_hidden : int, default=25
-        Number of hidden units ``h``.
-    sparsity_target : float, default=0.01
-        Target mean activation ``rho`` of each hidden unit, in (0, 1)
-        (MATLAB's SparsityProportion).  The default is the UFLDL exercise's.
-    sparsity_weight : float, default=6.0
-        Weight ``beta >= 0`` of the KL sparsity penalty (MATLAB's
-        SparsityRegularization).  The default is the UFLDL exercise's beta
-        3 in this objective's scale (see the README's table).
-    weight_decay : float, default=1e-4
-        Weight ``lambda >= 0`` of the L2 penalty on ``W`` and ``W'`` (biases
-        excluded).  UFLDL's lambda is this value, and its beta half of
-        ``sparsity_weight`` (see the README's table).
-    decoder : {"sigmoid", "linear"}, default="sigmoid"
-        Output function ``g``.  "sigmoid" needs inputs in [0, 1] (or
-        ``scale_inputs=True``); "linear" takes inputs on any scale.
-    learning_rate : float, default=0.1
-        Step size of "sgd" and "adam", > 0.
-    momentum : float, default=0.0
-        Momentum ``mu`` in [0, 1): ``v <- mu v - lr g; theta <- theta + v``.
-    batch_size : int, default=100
-        Rows per minibatch (the last minibatch of an epoch may be shorter;
-        a value above the number of rows gives full-batch gradient descent).
-    max_epochs : int, default=1000
-        The most epochs ``fit`` runs (iterations for "lbfgs"); it may stop
-        earlier by the rule of ``tol`` and ``n_iter_no_change``.  The
-        default is MATLAB ``trainAutoencoder``'s; "lbfgs" with the other
-        defaults stopped by the rule after 355-561 iterations on image
-        patches, digits and the bars data.
-    shuffle : bool, default=True
-        Visit the rows in a fresh random order each epoch (otherwise in row
-        order).
-    scale_inputs : bool, default=False
-        Learn each feature's minimum and maximum on the data given to
-        ``fit`` (or the first ``partial_fit``), map inputs to [0, 1] with
-        them before the network, and map outputs of ``inverse_transform``
-        and ``reconstruct`` back.  Constant features map to 0.  ``loss``,
-        ``score`` and the gradients are those of the scaled problem.
-    dtype : {"float64", "float32"}, default="float64"
-        Floating-point type of the weights and of every computation (NumPy
-        dtypes such as ``np.float32`` are accepted too).
-    backend : {"c", "python"}, default="c"
-        "c" runs the compiled engine; "python" the NumPy reference
-        ``csae.reference``.  Both give the same results (float64: within
-        1e-10 relative after an epoch; float32: within 1e-4).
-    random_state : None, int, numpy.random.Generator or RandomState, default=None
-        Source of the initial weights and of the shuffling order.  An int
-        gives identical results on every run and on both backends; None
-        draws fresh entropy at each ``fit``.
-    verbose : bool or int, default=False
-        Print progress on stdout: with 1 (or True) a line for the first and
-        the last epoch and about 10 evenly spaced in between, with 2 a line
-        for every epoch; each gives the objective (and the validation
-        objective under early stopping), the mean hidden activation and the
-        time elapsed since the call began.  ``fit`` ends with a line saying
-        why it stopped.  When tqdm is installed a progress bar runs on
-        stderr as well.
-    n_threads : int or None, default=None
-        Threads used by the C engine, capped at the CPUs this process may
-        run on.  None uses ``OMP_NUM_THREADS`` when it is set to a valid
-        value (as joblib and Dask workers do), else every CPU this process
-        may run on, and at most the limit set by threadpoolctl's
-        ``threadpool_limits``; read at each call.  Ignored by the "python"
-        backend.  Results do not depend on it.
-    solver : {"lbfgs", "sgd", "adam"}, default="lbfgs"
-        "sgd": minibatch stochastic gradient descent with momentum
-        (``learning_rate``, ``momentum``, ``batch_size``, ``shuffle``).
-        "adam": minibatch Adam (Kingma and Ba; scikit-learn's convention,
-        with ``beta_1``, ``beta_2``, ``epsilon``; ``momentum`` is not used);
-        its moments ``m``, ``v`` and step count ``t`` are model state, kept
-        by ``partial_fit``, ``warm_start``, pickling and ``save``.
-        "lbfgs": full-batch L-BFGS on the whole objective, as the UFLDL
-        exercise (minFunc), mlpack and scikit-learn's MLP do it: the
-        engine's L-BFGS (SciPy's L-BFGS-B algorithm, docs/training.md)
-        asks for one engine call per evaluation over all the data;
-        ``max_epochs`` then counts iterations.  The
-        optimizer keeps its vectors in float64; a float32 model computes
-        every objective and gradient in float32.  ``partial_fit`` needs
-        "sgd" or "adam" (with "lbfgs" the model has no ``partial_fit``
-        attribute, as scikit-learn's MLP).  The default, as in every
-        reference system: with the other defaults it learns useful features
-        without tuning (see the README's "Defaults").
-    max_fun : int, default=15000
-        "lbfgs" only: the most objective evaluations one ``fit`` may make.
-    tol : float, default=1e-4
-        Stopping tolerance, >= 0, for every solver (``fit`` only): stop when
-        the training objective (the validation objective with
-        ``early_stopping``) has not improved on its best by more than
-        ``tol`` for ``n_iter_no_change`` epochs ("lbfgs": iterations) in a
-        row; without early stopping ``tol=0`` switches this rule (and the
-        ``ConvergenceWarning`` of a run that ends at ``max_epochs``) off.
-        "lbfgs" also ends when the optimizer finds no more progress (its
-        relative-reduction test, as SciPy's L-BFGS-B).  Unlike
-        scikit-learn's MLP, "lbfgs" does not compare gradient components
-        with ``tol``: that test depends on the scale of the data.
-    beta_1 : float, default=0.9
-        "adam": decay of the first-moment estimate, in [0, 1).
-    beta_2 : float, default=0.999
-        "adam": decay of the second-moment estimate, in [0, 1).
-    epsilon : float, default=1e-8
-        "adam": added to ``sqrt(v)`` in the step's denominator, > 0.
-    warm_start : bool, default=False
-        When True and the model has weights (from training or assigned by
-        hand), ``fit`` continues from them (with their momentum velocities,
-        Adam moments, running sparsity estimate, random-number state, input
-        range and loss curve) instead of initialising new ones
-        (scikit-learn's meaning).  ``n_hidden`` must then match the weights.
-    early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the rows given to ``fit`` (drawn
-        once, seeded by ``random_state``), compute the objective on them
-        after every epoch (iteration for "lbfgs") into
-        ``validation_loss_curve_``, stop when it has not improved by more
-        than ``tol`` for ``n_iter_no_change`` epochs, and keep the weights of
-        the epoch with the lowest one (``best_epoch_``,
-        ``best_validation_loss_``); ``loss_curve_`` and ``n_iter_`` still
-        count every epoch run (scikit-learn's MLP convention).  The input
-        range of ``scale_inputs`` is learned on all the rows.  Not used by
-        ``partial_fit``.  Needs X in memory (a memory-mapped file larger
-        than one chunk or a dask array gives ``ValueError``).
-    validation_fraction : float, default=0.1
-        Fraction of the rows held out for early stopping, in (0, 1); the
-        validation set has ``ceil(validation_fraction * n_samples)`` rows and
-        at least one row must remain for training (``ValueError``
-        otherwise).
-    n_iter_no_change : int, default=10
-        Epochs (iterations) without an improvement by more than ``tol``
-        after which training stops, >= 1.
-    sparsity_estimate : {"batch", "running"}, default="batch"
-        The mean activation ``rho_hat`` in the KL term's gradient of "sgd"
-        and "adam".  "batch": each minibatch's own mean activation (exact
-        for full batches, but with small minibatches a noisy estimate that
-        biases the sparsity the model reaches).  "running": an exponential
-        moving average ``q`` across minibatches, ``q <- (1 - tau) q + tau
-        rho_hat(batch)`` with ``tau = sparsity_smoothing`` (``q`` starts at
-        the first minibatch's value); ``q`` is model state, kept by
-        ``partial_fit``, ``warm_start``, pickling and ``save``.  The
-        reported objective always uses the minibatch's own ``rho_hat``;
-        "lbfgs" always uses the exact full-batch ``rho_hat``.  See
-        ``docs/math.md``.
-    sparsity_smoothing : float, default=0.1
-        ``tau`` of the running estimate, in (0, 1]: the weight of the newest
-        minibatch, so ``q`` averages over about ``1 / tau`` minibatches
-        (0.1: ten; 1 is the batch estimate).  Smaller values average more
-        samples but lag further behind the changing weights.
+    (built from csae._params.HYPERPARAMETERS at import)
 
     Attributes
     ----------
@@ -421,40 +279,18 @@ class SparseAutoencoder:
                  beta_2=0.999, epsilon=1e-8, warm_start=False, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, sparsity_estimate="batch",
                  sparsity_smoothing=0.1):
+        arguments = locals()
         # The locks and the state exist before the first hyperparameter is
         # set (their setter takes the snapshot lock).
         object.__setattr__(self, "_locks", ModelLocks())
         object.__setattr__(self, "_state", EMPTY_STATE)
         object.__setattr__(self, "_fast", None)
         object.__setattr__(self, "_hp_generation", 0)
-        self.n_hidden = n_hidden
-        self.sparsity_target = sparsity_target
-        self.sparsity_weight = sparsity_weight
-        self.weight_decay = weight_decay
-        self.decoder = decoder
-        self.learning_rate = learning_rate
-        self.momentum = momentum
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.shuffle = shuffle
-        self.scale_inputs = scale_inputs
-        self.dtype = dtype
-        self.backend = backend
-        self.random_state = random_state
-        self.verbose = verbose
-        self.n_threads = n_threads
-        self.solver = solver
-        self.max_fun = max_fun
-        self.tol = tol
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.warm_start = warm_start
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.sparsity_estimate = sparsity_estimate
-        self.sparsity_smoothing = sparsity_smoothing
+        # Every parameter is stored as given (scikit-learn's convention),
+        # under its own name: the signature and csae._params.HYPERPARAMETERS
+        # name the same parameters (tests/test_params.py).
+        for name in _HYPERPARAMETER_ORDER:
+            setattr(self, name, arguments[name])
 
     def __setattr__(self, name, value):
         if name in _HYPERPARAMETER_NAMES:
@@ -1363,21 +1199,10 @@ class SparseAutoencoder:
 
 # What __setattr__ watches: the constructor's parameters.
 _HYPERPARAMETER_NAMES = frozenset(SparseAutoencoder._get_param_names())
-
-# What a model saved or pickled before a hyperparameter existed means by it,
-# where that is not today's default: without "solver" it was trained by
-# minibatch SGD, the only solver then (the default became "lbfgs" later).
-# Every other missing hyperparameter takes the constructor's default.
-HYPERPARAMETERS_BEFORE_ADDED = {"solver": "sgd"}
-
-
-def defaults_for_older_models(names):
-    """The values of the hyperparameters ``names`` for a model saved before
-    they existed."""
-    signature = inspect.signature(SparseAutoencoder.__init__).parameters
-    return {name: HYPERPARAMETERS_BEFORE_ADDED.get(name, signature[name].default)
-            for name in names}
-
+# The order __init__ sets them in: the signature's.
+_HYPERPARAMETER_ORDER = tuple(p for p in inspect.signature(SparseAutoencoder.__init__).parameters
+                              if p != "self")
+document(SparseAutoencoder)
 
 def _same_value(value, default):
     """True if ``value`` should be hidden in the repr as the default.

@@ -56,8 +56,9 @@ import zipfile
 
 import numpy as np
 
-from csae._estimator import WEIGHT_NAMES, SparseAutoencoder, defaults_for_older_models
+from csae._estimator import WEIGHT_NAMES, SparseAutoencoder
 from csae._files import display_name, file_type_name, write_atomically
+from csae._params import ADDED_IN, BY_NAME, RECORD_NAMES, defaults_for_older_models
 from csae._validation import validate_hyperparameters
 from csae._version import __version__
 
@@ -70,13 +71,11 @@ __all__ = ["save", "load", "FORMAT_NAME", "FORMAT_VERSION"]
 
 FORMAT_NAME = "csae.SparseAutoencoder"
 FORMAT_VERSION = 3
-# Hyperparameters each format version added to the record; a file of an
-# older version takes the constructor's defaults for them, but solver="sgd",
-# the solver that trained it (csae._estimator.defaults_for_older_models).
-_ADDED_IN = {2: ("solver", "max_fun", "tol"),
-             3: ("beta_1", "beta_2", "epsilon", "warm_start", "early_stopping",
-                 "validation_fraction", "n_iter_no_change", "sparsity_estimate",
-                 "sparsity_smoothing")}
+# Hyperparameters each format version added to the record (from the table,
+# csae._params); a file of an older version takes the constructor's defaults
+# for them, but solver="sgd", the solver that trained it
+# (csae._params.defaults_for_older_models).
+_ADDED_IN = {version: names for version, names in ADDED_IN.items() if version > 1}
 
 _VELOCITY_NAMES = tuple("velocity_" + name for name in WEIGHT_NAMES)
 _ADAM_M_NAMES = tuple("adam_m_" + name for name in WEIGHT_NAMES)
@@ -98,35 +97,29 @@ class _FileError(ValueError):
 # Saving
 # --------------------------------------------------------------------------
 
+def _record_value(p, raw, hp):
+    """What the record holds for the parameter ``p`` given ``raw`` (the
+    constructor's value) checked to ``hp``'s: the normalised value, but
+    as close to what was passed as JSON can say it."""
+    if p.kind == "dtype":
+        return getattr(hp, p.name).name
+    if p.kind == "seed":
+        # A Generator/RandomState cannot be stored; the saved rng_state keeps
+        # continued training reproducible anyway.
+        return int(raw) if isinstance(raw, (int, np.integer)) else None
+    if p.kind == "verbose" and isinstance(raw, (bool, np.bool_)):
+        return bool(raw)
+    if p.kind == "threads" and raw is None:
+        return None
+    return getattr(hp, p.name)
+
+
 def _json_hyperparameters(model):
     """The constructor parameters as JSON-safe values (checked, since a file
     that ``load`` would refuse must not be written)."""
-    hp = validate_hyperparameters(model.get_params())
-    random_state = model.random_state
-    # A Generator/RandomState cannot be stored; the saved rng_state keeps
-    # continued training reproducible anyway.
-    if not (random_state is None or isinstance(random_state, (int, np.integer))):
-        random_state = None
-    return {
-        "n_hidden": hp.n_hidden, "sparsity_target": hp.sparsity_target,
-        "sparsity_weight": hp.sparsity_weight, "weight_decay": hp.weight_decay,
-        "decoder": hp.decoder, "learning_rate": hp.learning_rate,
-        "momentum": hp.momentum, "batch_size": hp.batch_size,
-        "max_epochs": hp.max_epochs, "shuffle": hp.shuffle,
-        "scale_inputs": hp.scale_inputs, "dtype": hp.dtype.name,
-        "backend": hp.backend,
-        "random_state": None if random_state is None else int(random_state),
-        "verbose": (bool(model.verbose) if isinstance(model.verbose, (bool, np.bool_))
-                    else hp.verbose),
-        "n_threads": None if model.n_threads is None else hp.n_threads,
-        "solver": hp.solver, "max_fun": hp.max_fun, "tol": hp.tol,
-        "beta_1": hp.beta_1, "beta_2": hp.beta_2, "epsilon": hp.epsilon,
-        "warm_start": hp.warm_start, "early_stopping": hp.early_stopping,
-        "validation_fraction": hp.validation_fraction,
-        "n_iter_no_change": hp.n_iter_no_change,
-        "sparsity_estimate": hp.sparsity_estimate,
-        "sparsity_smoothing": hp.sparsity_smoothing,
-    }, hp.dtype
+    raw = model.get_params()
+    hp = validate_hyperparameters(raw)
+    return {name: _record_value(BY_NAME[name], raw[name], hp) for name in RECORD_NAMES}, hp.dtype
 
 
 def _model_arrays(model):

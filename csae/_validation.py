@@ -6,10 +6,9 @@ never damages a model.  Errors name the parameter or the offending value.
 
 import math
 import numbers
-from dataclasses import dataclass
-
 import numpy as np
 
+from csae._params import BY_NAME, HYPERPARAMETERS, MAX_COUNT, MAX_THREADS, Hyperparameters
 from csae._threads import default_n_threads
 
 __all__ = [
@@ -31,10 +30,10 @@ __all__ = [
     "derive_seed",
 ]
 
-DECODERS = ("sigmoid", "linear")
-BACKENDS = ("c", "python")
-SOLVERS = ("sgd", "adam", "lbfgs")
-SPARSITY_ESTIMATES = ("batch", "running")
+DECODERS = BY_NAME["decoder"].choices
+BACKENDS = BY_NAME["backend"].choices
+SOLVERS = BY_NAME["solver"].choices
+SPARSITY_ESTIMATES = BY_NAME["sparsity_estimate"].choices
 _MASK64 = (1 << 64) - 1
 
 
@@ -50,39 +49,6 @@ class NotFittedError(ValueError, AttributeError):
 # --------------------------------------------------------------------------
 # Hyperparameters
 # --------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Hyperparameters:
-    """Validated, normalised hyperparameters of one call (see the estimator)."""
-
-    n_hidden: int
-    sparsity_target: float
-    sparsity_weight: float
-    weight_decay: float
-    decoder: str
-    learning_rate: float
-    momentum: float
-    batch_size: int
-    max_epochs: int
-    shuffle: bool
-    scale_inputs: bool
-    dtype: np.dtype
-    backend: str
-    verbose: int
-    n_threads: int
-    solver: str
-    max_fun: int
-    tol: float
-    beta_1: float
-    beta_2: float
-    epsilon: float
-    warm_start: bool
-    early_stopping: bool
-    validation_fraction: float
-    n_iter_no_change: int
-    sparsity_estimate: str
-    sparsity_smoothing: float
-
 
 def _is_int(value):
     # bool is an int in Python, but n_hidden=True is surely a mistake.
@@ -102,14 +68,6 @@ def int_param(name, value, minimum, maximum=None):
     if value < minimum or (maximum is not None and value > maximum):
         raise ValueError(f"{name} must be an integer {what}, got {value!r}")
     return int(value)
-
-
-# Upper bounds of the counts, so that a huge value is refused by name here
-# instead of overflowing a C integer in the binding.  batch_size and
-# max_epochs fit an int64 (any batch_size above the number of rows already
-# means full batch); n_threads fits a C int.
-MAX_COUNT = 2**63 - 1
-MAX_THREADS = 2**31 - 1
 
 
 def _representable(name, value, dtype, *, positive=False, below_one=False):
@@ -184,70 +142,51 @@ def resolve_n_threads(value):
     return int_param("n_threads", value, 1, MAX_THREADS)
 
 
+def _verbose_param(name, value):
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    return int_param(name, value, 0)
+
+
+def _seed_param(name, value):
+    check_random_state(value)
+    return value
+
+
+# How each kind of table entry (csae._params.Param.kind) is checked; each
+# returns the normalised value or raises ValueError naming the parameter.
+_CHECKS = {
+    "int": lambda p, v: int_param(p.name, v, p.low, p.high),
+    "real": lambda p, v: _real_param(p.name, v, p.low, p.high, p.low_open, p.high_open,
+                                     p.range_text()),
+    "bool": lambda p, v: _bool_param(p.name, v),
+    "choice": lambda p, v: _choice_param(p.name, v, p.choices),
+    "dtype": lambda p, v: resolve_dtype(v),
+    "threads": lambda p, v: resolve_n_threads(v),
+    "verbose": lambda p, v: _verbose_param(p.name, v),
+    "seed": lambda p, v: _seed_param(p.name, v),
+}
+
+
 def validate_hyperparameters(params):
     """Check every hyperparameter in the dict ``params`` (as returned by
-    ``get_params``) and return them normalised as ``Hyperparameters``.
+    ``get_params``) by its entry in ``csae._params.HYPERPARAMETERS`` and
+    return them normalised as ``Hyperparameters``.
 
     Raises ValueError naming the first invalid parameter.
     """
-    verbose = params["verbose"]
-    if isinstance(verbose, (bool, np.bool_)):
-        verbose = int(verbose)
-    else:
-        verbose = int_param("verbose", verbose, 0)
-    check_random_state(params["random_state"])
-    hp = Hyperparameters(
-        n_hidden=int_param("n_hidden", params["n_hidden"], 1),
-        sparsity_target=_real_param("sparsity_target", params["sparsity_target"],
-                                    0.0, 1.0, True, True, "in the open interval (0, 1)"),
-        sparsity_weight=_real_param("sparsity_weight", params["sparsity_weight"],
-                                    0.0, math.inf, False, True, ">= 0"),
-        weight_decay=_real_param("weight_decay", params["weight_decay"],
-                                 0.0, math.inf, False, True, ">= 0"),
-        decoder=_choice_param("decoder", params["decoder"], DECODERS),
-        learning_rate=_real_param("learning_rate", params["learning_rate"],
-                                  0.0, math.inf, True, True, "> 0"),
-        momentum=_real_param("momentum", params["momentum"],
-                             0.0, 1.0, False, True, "in [0, 1)"),
-        batch_size=int_param("batch_size", params["batch_size"], 1, MAX_COUNT),
-        max_epochs=int_param("max_epochs", params["max_epochs"], 1, MAX_COUNT),
-        shuffle=_bool_param("shuffle", params["shuffle"]),
-        scale_inputs=_bool_param("scale_inputs", params["scale_inputs"]),
-        dtype=resolve_dtype(params["dtype"]),
-        backend=_choice_param("backend", params["backend"], BACKENDS),
-        verbose=verbose,
-        n_threads=resolve_n_threads(params["n_threads"]),
-        solver=_choice_param("solver", params["solver"], SOLVERS),
-        max_fun=int_param("max_fun", params["max_fun"], 1, MAX_COUNT),
-        tol=_real_param("tol", params["tol"], 0.0, math.inf, False, True, ">= 0"),
-        beta_1=_real_param("beta_1", params["beta_1"], 0.0, 1.0, False, True, "in [0, 1)"),
-        beta_2=_real_param("beta_2", params["beta_2"], 0.0, 1.0, False, True, "in [0, 1)"),
-        epsilon=_real_param("epsilon", params["epsilon"], 0.0, math.inf, True, True, "> 0"),
-        warm_start=_bool_param("warm_start", params["warm_start"]),
-        early_stopping=_bool_param("early_stopping", params["early_stopping"]),
-        validation_fraction=_real_param("validation_fraction", params["validation_fraction"],
-                                        0.0, 1.0, True, True, "in the open interval (0, 1)"),
-        n_iter_no_change=int_param("n_iter_no_change", params["n_iter_no_change"], 1,
-                                   MAX_COUNT),
-        sparsity_estimate=_choice_param("sparsity_estimate", params["sparsity_estimate"],
-                                        SPARSITY_ESTIMATES),
-        sparsity_smoothing=_real_param("sparsity_smoothing", params["sparsity_smoothing"],
-                                       0.0, 1.0, True, False, "in (0, 1]"),
-    )
+    values = {p.name: _CHECKS[p.kind](p, params[p.name]) for p in HYPERPARAMETERS}
     # The engine computes in the model dtype: check the values it will see.
-    _representable("sparsity_target", hp.sparsity_target, hp.dtype, positive=True,
-                   below_one=True)
-    _representable("sparsity_weight", hp.sparsity_weight, hp.dtype)
-    _representable("weight_decay", hp.weight_decay, hp.dtype)
-    _representable("learning_rate", hp.learning_rate, hp.dtype, positive=True)
-    _representable("momentum", hp.momentum, hp.dtype, below_one=True)
-    if hp.solver == "adam":
-        _representable("beta_1", hp.beta_1, hp.dtype, below_one=True)
-        _representable("beta_2", hp.beta_2, hp.dtype, below_one=True)
-        _representable("epsilon", hp.epsilon, hp.dtype, positive=True)
-    if hp.sparsity_estimate == "running":
-        _representable("sparsity_smoothing", hp.sparsity_smoothing, hp.dtype, positive=True)
-    return hp
+    dtype = values["dtype"]
+    for p in HYPERPARAMETERS:
+        if p.in_dtype is None:
+            continue
+        if p.in_dtype_when is not None and values[p.in_dtype_when[0]] != p.in_dtype_when[1]:
+            continue
+        _representable(p.name, values[p.name], dtype, positive="positive" in p.in_dtype,
+                       below_one="below_one" in p.in_dtype)
+    del values["random_state"]
+    return Hyperparameters(**values)
 
 
 # --------------------------------------------------------------------------

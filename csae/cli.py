@@ -41,6 +41,8 @@ import zipfile
 
 import numpy as np
 
+from csae._params import HYPERPARAMETERS, add_options
+
 __all__ = ["main"]
 
 EXIT_OK = 0
@@ -61,19 +63,10 @@ DEMO_MODEL = dict(n_hidden=25, sparsity_target=0.1, sparsity_weight=1.0,
                   momentum=0.9, batch_size=20, max_epochs=40)
 RECOVERY_THRESHOLD = 0.9
 
-# Command-line spelling of each hyperparameter, used to translate the
-# library's error messages (which name the Python parameter).
-OPTION_OF = {
-    "n_hidden": "--hidden", "sparsity_target": "--rho", "sparsity_weight": "--beta",
-    "weight_decay": "--lambda", "learning_rate": "--lr", "batch_size": "--batch-size",
-    "max_epochs": "--epochs", "decoder": "--decoder", "dtype": "--dtype",
-    "momentum": "--momentum", "random_state": "--seed", "n_threads": "--threads",
-    "backend": "--backend", "solver": "--solver", "max_fun": "--max-fun", "tol": "--tol",
-    "beta_1": "--beta-1", "beta_2": "--beta-2", "epsilon": "--epsilon",
-    "early_stopping": "--early-stopping", "validation_fraction": "--validation-fraction",
-    "n_iter_no_change": "--n-iter-no-change", "sparsity_estimate": "--sparsity-estimate",
-    "sparsity_smoothing": "--sparsity-smoothing",
-}
+# Command-line spelling of each hyperparameter (csae._params' table: the
+# primary option first, then its aliases), used to translate the library's
+# error messages (which name the Python parameter).
+OPTION_OF = {p.name: "/".join(p.cli) for p in HYPERPARAMETERS if p.cli}
 
 
 class UserError(Exception):
@@ -118,9 +111,9 @@ def _option_names(message):
     """A training message (stopping rule, ConvergenceWarning) with the
     hyperparameters it names spelled as options."""
     message = _one_line(message)
-    for name, option in (("max_epochs=", "--epochs "), ("max_fun=", "--max-fun "),
+    for name, option in (("max_epochs=", "--max-epochs "), ("max_fun=", "--max-fun "),
                          ("n_iter_no_change=", "--n-iter-no-change "), ("tol=", "--tol "),
-                         ("max_epochs", "--epochs"), ("max_fun", "--max-fun"),
+                         ("max_epochs", "--max-epochs"), ("max_fun", "--max-fun"),
                          ("early_stopping", "--early-stopping")):
         message = message.replace(name, option)
     return message
@@ -724,25 +717,12 @@ def cmd_train(args):
     _check_input_file(args.data, "data file")
     _check_output_path(args.out, inputs=(args.data,), force=args.force)
     X = load_data(args.data, args.key)
-    params = {
-        "n_hidden": args.hidden, "sparsity_target": args.rho,
-        "sparsity_weight": args.beta, "weight_decay": args.lam,
-        "learning_rate": args.lr, "batch_size": args.batch_size,
-        "max_epochs": args.epochs, "decoder": args.decoder, "dtype": args.dtype,
-        "momentum": args.momentum, "random_state": args.seed,
-        "n_threads": args.threads, "solver": args.solver, "max_fun": args.max_fun,
-        "tol": args.tol, "beta_1": args.beta_1, "beta_2": args.beta_2,
-        "epsilon": args.epsilon, "n_iter_no_change": args.n_iter_no_change,
-        "validation_fraction": args.validation_fraction,
-        "sparsity_estimate": args.sparsity_estimate,
-        "sparsity_smoothing": args.sparsity_smoothing,
-        "early_stopping": args.early_stopping or None,
-    }
-    params = {k: v for k, v in params.items() if v is not None}
-    model = SparseAutoencoder(**params, scale_inputs=args.scale_inputs,
-                              shuffle=not args.no_shuffle,
-                              backend=args.backend or _default_backend())
-    if (not args.scale_inputs and X.dtype != np.dtype(model.dtype)
+    # Options left out stay None: the estimator's default applies.
+    params = {p.name: getattr(args, p.name) for p in HYPERPARAMETERS
+              if p.cli and getattr(args, p.name) is not None}
+    params.setdefault("backend", _default_backend())
+    model = SparseAutoencoder(**params)
+    if (not model.scale_inputs and X.dtype != np.dtype(model.dtype)
             and not _out_of_core(X)):  # a memory-mapped file is converted chunk by chunk
         # Converted once here (with --scale-inputs the estimator scales in
         # float64 first).
@@ -933,15 +913,9 @@ def cmd_gradcheck(args):
 # Parser and entry point
 # --------------------------------------------------------------------------
 
-def _estimator_defaults():
-    from csae import SparseAutoencoder
-    return SparseAutoencoder().get_params()
-
-
 def build_parser():
     """The argparse parser of the ``csae`` command."""
     from csae import __version__
-    defaults = _estimator_defaults()
     parser = _Parser(
         prog="csae",
         description="Sparse autoencoders with a KL-divergence sparsity penalty.",
@@ -991,72 +965,12 @@ def build_parser():
                                    "MODEL. Ctrl-C stops training and still saves the "
                                    "model reached so far.")
     add_data(p)
-    p.add_argument("--hidden", type=int, required=True, metavar="N",
-                   help="number of hidden units")
+    # One option per hyperparameter of csae._params' table, named as in
+    # Python (--max-epochs), with the older spellings (--epochs) kept.
+    add_options(p, _count)
     p.add_argument("--out", required=True, metavar="MODEL",
                    help="model file to write (.npz); never an input file")
     add_force(p)
-    p.add_argument("--rho", type=float, help="sparsity target: mean activation of each "
-                   f"hidden unit, in (0, 1) (default: {defaults['sparsity_target']})")
-    p.add_argument("--beta", type=float, help="weight of the KL sparsity penalty "
-                   f"(default: {defaults['sparsity_weight']})")
-    p.add_argument("--lambda", dest="lam", type=float, metavar="LAMBDA",
-                   help="L2 weight decay "
-                   f"(default: {defaults['weight_decay']})")
-    p.add_argument("--lr", type=float,
-                   help=f"learning rate (default: {defaults['learning_rate']})")
-    p.add_argument("--momentum", type=float,
-                   help=f"momentum in [0, 1) (default: {defaults['momentum']})")
-    p.add_argument("--batch-size", type=_count,
-                   help=f"rows per minibatch (default: {defaults['batch_size']})")
-    p.add_argument("--epochs", type=_count,
-                   help=f"epochs to train, or iterations for --solver lbfgs "
-                        f"(default: {defaults['max_epochs']})")
-    p.add_argument("--solver", choices=("sgd", "adam", "lbfgs"),
-                   help="minibatch SGD, minibatch Adam, or full-batch L-BFGS as the UFLDL "
-                        f"exercise (default: {defaults['solver']})")
-    p.add_argument("--beta-1", type=float,
-                   help=f"adam: first-moment decay in [0, 1) (default: {defaults['beta_1']})")
-    p.add_argument("--beta-2", type=float,
-                   help=f"adam: second-moment decay in [0, 1) (default: {defaults['beta_2']})")
-    p.add_argument("--epsilon", type=float,
-                   help=f"adam: denominator offset > 0 (default: {defaults['epsilon']})")
-    p.add_argument("--max-fun", type=_count,
-                   help=f"lbfgs: most objective evaluations (default: {defaults['max_fun']})")
-    p.add_argument("--tol", type=float,
-                   help="stop when the objective (the validation objective with "
-                        "--early-stopping) has not improved by more than this for "
-                        "--n-iter-no-change epochs (lbfgs: iterations); 0 trains exactly "
-                        f"--epochs (default: {defaults['tol']})")
-    p.add_argument("--n-iter-no-change", type=_count,
-                   help="epochs without improvement before stopping "
-                        f"(default: {defaults['n_iter_no_change']})")
-    p.add_argument("--early-stopping", action="store_true",
-                   help="hold out --validation-fraction of the rows, stop when their "
-                        "objective stops improving, and keep the best epoch's weights")
-    p.add_argument("--validation-fraction", type=float,
-                   help="fraction of the rows held out by --early-stopping, in (0, 1) "
-                        f"(default: {defaults['validation_fraction']})")
-    p.add_argument("--sparsity-estimate", choices=("batch", "running"),
-                   help="mean activation in the sparsity gradient: each minibatch's, or "
-                        "a running average across minibatches (better for small "
-                        f"--batch-size) (default: {defaults['sparsity_estimate']})")
-    p.add_argument("--sparsity-smoothing", type=float,
-                   help="running estimate: weight of the newest minibatch, in (0, 1] "
-                        f"(default: {defaults['sparsity_smoothing']})")
-    p.add_argument("--decoder", choices=("sigmoid", "linear"),
-                   help="output function; sigmoid needs data in [0, 1] "
-                        f"(default: {defaults['decoder']})")
-    p.add_argument("--dtype", choices=("float64", "float32"),
-                   help=f"floating-point type (default: {defaults['dtype']})")
-    p.add_argument("--scale-inputs", action="store_true",
-                   help="learn each feature's min/max and map the data to [0, 1]")
-    p.add_argument("--no-shuffle", action="store_true",
-                   help="visit the rows in file order every epoch")
-    p.add_argument("--seed", type=int, help="random seed (default: fresh entropy)")
-    p.add_argument("--threads", type=_count,
-                   help="threads for the C engine (default: all cores)")
-    add_backend(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_train)
 
