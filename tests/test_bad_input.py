@@ -339,3 +339,103 @@ def test_fuzzed_hyperparameters_work_or_raise_a_clear_error(backend, name, value
     except (ValueError, TypeError) as err:
         assert name in str(err)
         assert_same_state(before, state(model))
+
+
+# --------------------------------------------------------------------------
+# Data checks pinned at their edges: the value at the documented limit is
+# accepted, the nearest float beyond it refused, in every way data arrives
+# --------------------------------------------------------------------------
+
+# The sigmoid decoder takes data in [0, 1] give or take this much rounding
+# (the docstring of csae._validation.check_unit_interval).
+SLACK = 1e-6
+HIGH_OK, HIGH_BAD = 1 + SLACK, float(np.nextafter(1 + SLACK, 2))
+LOW_OK, LOW_BAD = -SLACK, float(np.nextafter(-SLACK, -1))
+
+
+def _with_value(value, m=20, n=4):
+    X = unit_data(m, n)
+    X[3, 1] = value
+    return X
+
+
+@pytest.mark.parametrize("ok, bad", [(HIGH_OK, HIGH_BAD), (LOW_OK, LOW_BAD)],
+                         ids=["high", "low"])
+def test_unit_interval_is_pinned_at_its_edge(ok, bad):
+    model = SparseAutoencoder(n_hidden=2, max_epochs=1, solver="sgd", random_state=0)
+    model.fit(_with_value(ok))
+    model.partial_fit(_with_value(ok))
+    model.loss(_with_value(ok))
+    before = state(model)
+    for method in ("fit", "partial_fit", "loss"):
+        with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
+            getattr(model, method)(_with_value(bad))
+    assert_same_state(before, state(model))
+
+
+@pytest.mark.parametrize("ok, bad", [(HIGH_OK, HIGH_BAD), (LOW_OK, LOW_BAD)],
+                         ids=["high", "low"])
+def test_unit_interval_edge_on_a_memory_mapped_file(ok, bad, tmp_path, monkeypatch):
+    from csae import _blockwise
+    monkeypatch.setattr(_blockwise, "CHUNK_BYTES", 1024)
+    for value, fine in ((ok, True), (bad, False)):
+        X = _with_value(value, m=300, n=4)
+        X[250, 2] = value  # in a later chunk too
+        path = tmp_path / f"x{fine}.npy"
+        np.save(path, X)
+        mapped = np.load(path, mmap_mode="r")
+        assert _blockwise.is_out_of_core(mapped)
+        model = SparseAutoencoder(n_hidden=2, max_epochs=1, solver="sgd", random_state=0)
+        if fine:
+            model.fit(mapped)
+        else:
+            with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
+                model.fit(mapped)
+
+
+@pytest.mark.parametrize("ok, bad", [(HIGH_OK, HIGH_BAD), (LOW_OK, LOW_BAD)],
+                         ids=["high", "low"])
+def test_unit_interval_edge_on_a_dask_array(ok, bad):
+    da = pytest.importorskip("dask.array")
+    for value, fine in ((ok, True), (bad, False)):
+        X = da.from_array(_with_value(value, m=40), chunks=(10, 4))
+        model = SparseAutoencoder(n_hidden=2, max_epochs=1, solver="sgd", random_state=0)
+        if fine:
+            model.partial_fit(X)
+            model.fit(X)
+        else:
+            for method in ("fit", "partial_fit"):
+                with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
+                    getattr(model, method)(X)
+
+
+@pytest.mark.parametrize("side", ["high", "low"])
+def test_learned_range_is_pinned_at_its_edge(side):
+    # Feature 1 learned on [0, 2]: later data may reach 2 (1 + SLACK) and
+    # -2 SLACK, which scale exactly (a power of two) to the unit interval's
+    # edge, and no further.
+    X = unit_data()
+    X[:, 1] = np.linspace(0, 2, len(X))
+    model = SparseAutoencoder(n_hidden=2, solver="sgd", scale_inputs=True, random_state=0)
+    model.partial_fit(X)
+    ok, bad = (2 * HIGH_OK, 2 * HIGH_BAD) if side == "high" else (2 * LOW_OK, 2 * LOW_BAD)
+    Y = X.copy()
+    Y[3, 1] = ok
+    model.partial_fit(Y)
+    before = state(model)
+    Y[3, 1] = bad
+    with pytest.raises(ValueError, match="outside the input range learned"):
+        model.partial_fit(Y)
+    assert_same_state(before, state(model))
+
+
+def test_validation_fraction_leaves_one_row_at_its_edge():
+    # 10 rows: 0.9 holds out ceil(9.0) = 9 and trains on one; the next float
+    # holds out 10 and leaves none.
+    X = unit_data(m=10)
+    kwargs = dict(n_hidden=2, max_epochs=1, solver="sgd", early_stopping=True,
+                  random_state=0)
+    model = SparseAutoencoder(validation_fraction=0.9, **kwargs).fit(X)
+    assert len(model.validation_loss_curve_) == 1
+    with pytest.raises(ValueError, match="leaves none to train on"):
+        SparseAutoencoder(validation_fraction=float(np.nextafter(0.9, 1)), **kwargs).fit(X)
