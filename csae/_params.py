@@ -27,8 +27,8 @@ from dataclasses import dataclass, make_dataclass
 import numpy as np
 
 __all__ = ["Param", "HYPERPARAMETERS", "BY_NAME", "RECORD_NAMES", "ADDED_IN",
-           "Hyperparameters", "defaults_for_older_models", "parameters_section", "add_options", "options_of",
-           "MAX_COUNT", "MAX_THREADS", "ALL_SOLVERS"]
+           "Hyperparameters", "defaults_for_older_models", "parameters_section", "document",
+           "add_options", "MAX_COUNT", "MAX_THREADS", "ALL_SOLVERS"]
 
 # Upper bounds of the counts, so that a huge value is refused by name
 # instead of overflowing a C integer in the binding.  batch_size and
@@ -114,231 +114,218 @@ class Param:
             return f"in the open interval ({low}, {high})"
         return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
 
-    def admits(self, value):
-        """Whether the number ``value`` lies in the range (kinds "int" and
-        "real"; the type and the dtype checks are csae._validation's)."""
-        low_ok = value > self.low if self.low_open else value >= self.low
-        if self.high is None:
-            return low_ok
-        high_ok = value < self.high if self.high_open else value <= self.high
-        return low_ok and high_ok
-
-
-def _p(name, kind, default, type_doc, doc, **kw):
-    return Param(name, kind, default, type_doc, doc, **kw)
-
 
 # The constructor's parameters, in its signature's order.  ``doc`` is the
 # text under each name in the class docstring (NumPy style, indented by the
 # builder); keep measurements and experiment logs in docs/training.md.
 HYPERPARAMETERS = (
-    _p("n_hidden", "int", 25, "int", "Number of hidden units ``h``.",
-       low=1, cli=("--n-hidden", "--hidden"), cli_type=int, cli_metavar="N",
-       cli_required=True, cli_help="number of hidden units"),
-    _p("sparsity_target", "real", 0.01, "float",
-       "Target mean activation ``rho`` of each hidden unit, in (0, 1)\n"
-       "(MATLAB's SparsityProportion).  The default is the UFLDL exercise's.",
-       low=0.0, high=1.0, closed="neither", in_dtype="positive,below_one",
-       cli=("--sparsity-target", "--rho"),
-       cli_help="sparsity target: mean activation of each hidden unit, in (0, 1)"),
-    _p("sparsity_weight", "real", 6.0, "float",
-       "Weight ``beta >= 0`` of the KL sparsity penalty (MATLAB's\n"
-       "SparsityRegularization).  The default is the UFLDL exercise's beta\n"
-       "3 in this objective's scale (see the README's table).",
-       low=0.0, high=math.inf, closed="left", in_dtype="",
-       cli=("--sparsity-weight", "--beta"), cli_help="weight of the KL sparsity penalty"),
-    _p("weight_decay", "real", 1e-4, "float",
-       "Weight ``lambda >= 0`` of the L2 penalty on ``W`` and ``W'`` (biases\n"
-       "excluded).  UFLDL's lambda is this value, and its beta half of\n"
-       "``sparsity_weight`` (see the README's table).",
-       low=0.0, high=math.inf, closed="left", in_dtype="",
-       cli=("--weight-decay", "--lambda"), cli_metavar="LAMBDA", cli_help="L2 weight decay"),
-    _p("decoder", "choice", "sigmoid", '{"sigmoid", "linear"}',
-       "Output function ``g``.  \"sigmoid\" needs inputs in [0, 1] (or\n"
-       "``scale_inputs=True``); \"linear\" takes inputs on any scale.",
-       choices=("sigmoid", "linear"), cli=("--decoder",),
-       cli_help="output function; sigmoid needs data in [0, 1]"),
-    _p("learning_rate", "real", 0.1, "float", "Step size of \"sgd\" and \"adam\", > 0.",
-       low=0.0, high=math.inf, closed="neither", in_dtype="positive", solvers=MINIBATCH,
-       cli=("--learning-rate", "--lr"), cli_help="learning rate"),
-    _p("momentum", "real", 0.0, "float",
-       "Momentum ``mu`` in [0, 1): ``v <- mu v - lr g; theta <- theta + v``.",
-       low=0.0, high=1.0, closed="left", in_dtype="below_one", solvers=("sgd",),
-       cli=("--momentum",), cli_help="momentum in [0, 1)"),
-    _p("batch_size", "int", 100, "int",
-       "Rows per minibatch (the last minibatch of an epoch may be shorter;\n"
-       "a value above the number of rows gives full-batch gradient descent).",
-       low=1, high=MAX_COUNT, solvers=MINIBATCH, cli=("--batch-size",),
-       cli_help="rows per minibatch"),
-    _p("max_epochs", "int", 1000, "int",
-       "The most epochs ``fit`` runs (iterations for \"lbfgs\"); it may stop\n"
-       "earlier by the rule of ``tol`` and ``n_iter_no_change``.  The\n"
-       "default is MATLAB ``trainAutoencoder``'s.",
-       low=1, high=MAX_COUNT, cli=("--max-epochs", "--epochs"),
-       cli_help="epochs to train, or iterations for --solver lbfgs"),
-    _p("shuffle", "bool", True, "bool",
-       "Visit the rows in a fresh random order each epoch (otherwise in row\n"
-       "order).",
-       solvers=MINIBATCH, cli=("--no-shuffle",),
-       cli_help="visit the rows in file order every epoch"),
-    _p("scale_inputs", "bool", False, "bool",
-       "Learn each feature's minimum and maximum on the data given to\n"
-       "``fit`` (or the first ``partial_fit``), map inputs to [0, 1] with\n"
-       "them before the network, and map outputs of ``inverse_transform``\n"
-       "and ``reconstruct`` back.  Constant features map to 0.  ``loss``,\n"
-       "``score`` and the gradients are those of the scaled problem.",
-       cli=("--scale-inputs",),
-       cli_help="learn each feature's min/max and map the data to [0, 1]"),
-    _p("dtype", "dtype", "float64", '{"float64", "float32"}',
-       "Floating-point type of the weights and of every computation (NumPy\n"
-       "dtypes such as ``np.float32`` are accepted too).",
-       choices=("float64", "float32"), cli=("--dtype",), cli_help="floating-point type"),
-    _p("backend", "choice", "c", '{"c", "python"}',
-       "\"c\" runs the compiled engine; \"python\" the NumPy reference\n"
-       "``csae.reference``.  Both give the same results (float64: within\n"
-       "1e-10 relative after an epoch; float32: within 1e-4).",
-       choices=("c", "python"), cli=("--backend",),
-       cli_help="'c' (compiled engine) or 'python' (NumPy reference); default: c when "
-                "built"),
-    _p("random_state", "seed", None,
-       "None, int, numpy.random.Generator or RandomState",
-       "Source of the initial weights and of the shuffling order.  An int\n"
-       "gives identical results on every run and on both backends; None\n"
-       "draws fresh entropy at each ``fit``.",
-       cli=("--random-state", "--seed"), cli_type=int,
-       cli_help="random seed (default: fresh entropy)"),
-    _p("verbose", "verbose", False, "bool or int",
-       "Print progress on stdout: with 1 (or True) a line for the first and\n"
-       "the last epoch and about 10 evenly spaced in between, with 2 a line\n"
-       "for every epoch; each gives the objective (and the validation\n"
-       "objective under early stopping), the mean hidden activation and the\n"
-       "time elapsed since the call began.  ``fit`` ends with a line saying\n"
-       "why it stopped.  When tqdm is installed a progress bar runs on\n"
-       "stderr as well."),
-    _p("n_threads", "threads", None, "int or None",
-       "Threads used by the C engine, capped at the CPUs this process may\n"
-       "run on.  None uses ``OMP_NUM_THREADS`` when it is set to a valid\n"
-       "value (as joblib and Dask workers do), else every CPU this process\n"
-       "may run on, and at most the limit set by threadpoolctl's\n"
-       "``threadpool_limits``; read at each call.  Ignored by the \"python\"\n"
-       "backend.  Results do not depend on it.",
-       low=1, high=MAX_THREADS, cli=("--n-threads", "--threads"),
-       cli_help="threads for the C engine (default: all cores)"),
-    _p("solver", "choice", "lbfgs", '{"lbfgs", "sgd", "adam"}',
-       "\"sgd\": minibatch stochastic gradient descent with momentum\n"
-       "(``learning_rate``, ``momentum``, ``batch_size``, ``shuffle``).\n"
-       "\"adam\": minibatch Adam (Kingma and Ba; scikit-learn's convention,\n"
-       "with ``beta_1``, ``beta_2``, ``epsilon``; ``momentum`` is not used);\n"
-       "its moments ``m``, ``v`` and step count ``t`` are model state, kept\n"
-       "by ``partial_fit``, ``warm_start``, pickling and ``save``.\n"
-       "\"lbfgs\": full-batch L-BFGS on the whole objective, as the UFLDL\n"
-       "exercise (minFunc), mlpack and scikit-learn's MLP do it: the\n"
-       "engine's L-BFGS (SciPy's L-BFGS-B algorithm, docs/training.md)\n"
-       "asks for one engine call per evaluation over all the data;\n"
-       "``max_epochs`` then counts iterations.  The\n"
-       "optimizer keeps its vectors in float64; a float32 model computes\n"
-       "every objective and gradient in float32.  ``partial_fit`` needs\n"
-       "\"sgd\" or \"adam\" (with \"lbfgs\" the model has no ``partial_fit``\n"
-       "attribute, as scikit-learn's MLP).  The default, as in every\n"
-       "reference system: with the other defaults it learns useful features\n"
-       "without tuning (see the README's \"Defaults\").",
-       choices=ALL_SOLVERS, cli=("--solver",), added_in=2,
-       older_default="sgd", has_older_default=True,
-       cli_help="minibatch SGD, minibatch Adam, or full-batch L-BFGS as the UFLDL exercise"),
-    _p("max_fun", "int", 15000, "int",
-       "\"lbfgs\" only: the most objective evaluations one ``fit`` may make.",
-       low=1, high=MAX_COUNT, solvers=("lbfgs",), cli=("--max-fun",), added_in=2,
-       cli_help="lbfgs: most objective evaluations"),
-    _p("tol", "real", 1e-4, "float",
-       "Stopping tolerance, >= 0, for every solver (``fit`` only): stop when\n"
-       "the training objective (the validation objective with\n"
-       "``early_stopping``) has not improved on its best by more than\n"
-       "``tol`` for ``n_iter_no_change`` epochs (\"lbfgs\": iterations) in a\n"
-       "row; without early stopping ``tol=0`` switches this rule (and the\n"
-       "``ConvergenceWarning`` of a run that ends at ``max_epochs``) off.\n"
-       "\"lbfgs\" also ends when the optimizer finds no more progress (its\n"
-       "relative-reduction test, as SciPy's L-BFGS-B).  Unlike\n"
-       "scikit-learn's MLP, \"lbfgs\" does not compare gradient components\n"
-       "with ``tol``: that test depends on the scale of the data.",
-       low=0.0, high=math.inf, closed="left", cli=("--tol",), added_in=2,
-       cli_help="stop when the objective (the validation objective with "
-                "--early-stopping) has not improved by more than this for "
-                "--n-iter-no-change epochs (lbfgs: iterations); 0 trains exactly "
-                "--max-epochs"),
-    _p("beta_1", "real", 0.9, "float",
-       "\"adam\": decay of the first-moment estimate, in [0, 1).",
-       low=0.0, high=1.0, closed="left", in_dtype="below_one",
-       in_dtype_when=("solver", "adam"), solvers=("adam",), cli=("--beta-1",), added_in=3,
-       cli_help="adam: first-moment decay in [0, 1)"),
-    _p("beta_2", "real", 0.999, "float",
-       "\"adam\": decay of the second-moment estimate, in [0, 1).",
-       low=0.0, high=1.0, closed="left", in_dtype="below_one",
-       in_dtype_when=("solver", "adam"), solvers=("adam",), cli=("--beta-2",), added_in=3,
-       cli_help="adam: second-moment decay in [0, 1)"),
-    _p("epsilon", "real", 1e-8, "float",
-       "\"adam\": added to ``sqrt(v)`` in the step's denominator, > 0.",
-       low=0.0, high=math.inf, closed="neither", in_dtype="positive",
-       in_dtype_when=("solver", "adam"), solvers=("adam",), cli=("--epsilon",), added_in=3,
-       cli_help="adam: denominator offset > 0"),
-    _p("warm_start", "bool", False, "bool",
-       "When True and the model has weights (from training or assigned by\n"
-       "hand), ``fit`` continues from them (with their momentum velocities,\n"
-       "Adam moments, running sparsity estimate, random-number state, input\n"
-       "range and loss curve) instead of initialising new ones\n"
-       "(scikit-learn's meaning).  ``n_hidden`` must then match the weights.",
-       added_in=3),
-    _p("early_stopping", "bool", False, "bool",
-       "Hold out ``validation_fraction`` of the rows given to ``fit`` (drawn\n"
-       "once, seeded by ``random_state``), compute the objective on them\n"
-       "after every epoch (iteration for \"lbfgs\") into\n"
-       "``validation_loss_curve_``, stop when it has not improved by more\n"
-       "than ``tol`` for ``n_iter_no_change`` epochs, and keep the weights of\n"
-       "the epoch with the lowest one (``best_epoch_``,\n"
-       "``best_validation_loss_``); ``loss_curve_`` and ``n_iter_`` still\n"
-       "count every epoch run (scikit-learn's MLP convention).  The input\n"
-       "range of ``scale_inputs`` is learned on all the rows.  Not used by\n"
-       "``partial_fit``.  Needs X in memory (a memory-mapped file larger\n"
-       "than one chunk or a dask array gives ``ValueError``).",
-       cli=("--early-stopping",), added_in=3,
-       cli_help="hold out --validation-fraction of the rows, stop when their objective "
-                "stops improving, and keep the best epoch's weights"),
-    _p("validation_fraction", "real", 0.1, "float",
-       "Fraction of the rows held out for early stopping, in (0, 1); the\n"
-       "validation set has ``ceil(validation_fraction * n_samples)`` rows and\n"
-       "at least one row must remain for training (``ValueError``\n"
-       "otherwise).",
-       low=0.0, high=1.0, closed="neither", cli=("--validation-fraction",), added_in=3,
-       cli_help="fraction of the rows held out by --early-stopping, in (0, 1)"),
-    _p("n_iter_no_change", "int", 10, "int",
-       "Epochs (iterations) without an improvement by more than ``tol``\n"
-       "after which training stops, >= 1.",
-       low=1, high=MAX_COUNT, cli=("--n-iter-no-change",), added_in=3,
-       cli_help="epochs without improvement before stopping"),
-    _p("sparsity_estimate", "choice", "batch", '{"batch", "running"}',
-       "The mean activation ``rho_hat`` in the KL term's gradient of \"sgd\"\n"
-       "and \"adam\".  \"batch\": each minibatch's own mean activation (exact\n"
-       "for full batches, but with small minibatches a noisy estimate that\n"
-       "biases the sparsity the model reaches).  \"running\": an exponential\n"
-       "moving average ``q`` across minibatches, ``q <- (1 - tau) q + tau\n"
-       "rho_hat(batch)`` with ``tau = sparsity_smoothing`` (``q`` starts at\n"
-       "the first minibatch's value); ``q`` is model state, kept by\n"
-       "``partial_fit``, ``warm_start``, pickling and ``save``.  The\n"
-       "reported objective always uses the minibatch's own ``rho_hat``;\n"
-       "\"lbfgs\" always uses the exact full-batch ``rho_hat``.  See\n"
-       "``docs/math.md``.",
-       choices=("batch", "running"), solvers=MINIBATCH, cli=("--sparsity-estimate",),
-       added_in=3,
-       cli_help="mean activation in the sparsity gradient: each minibatch's, or a running "
-                "average across minibatches (better for small --batch-size)"),
-    _p("sparsity_smoothing", "real", 0.1, "float",
-       "``tau`` of the running estimate, in (0, 1]: the weight of the newest\n"
-       "minibatch, so ``q`` averages over about ``1 / tau`` minibatches\n"
-       "(0.1: ten; 1 is the batch estimate).  Smaller values average more\n"
-       "samples but lag further behind the changing weights.",
-       low=0.0, high=1.0, closed="right", in_dtype="positive",
-       in_dtype_when=("sparsity_estimate", "running"), solvers=MINIBATCH,
-       cli=("--sparsity-smoothing",), added_in=3,
-       cli_help="running estimate: weight of the newest minibatch, in (0, 1]"),
+    Param("n_hidden", "int", 25, "int", "Number of hidden units ``h``.",
+          low=1, cli=("--n-hidden", "--hidden"), cli_type=int, cli_metavar="N",
+          cli_required=True, cli_help="number of hidden units"),
+    Param("sparsity_target", "real", 0.01, "float",
+          "Target mean activation ``rho`` of each hidden unit, in (0, 1)\n"
+          "(MATLAB's SparsityProportion).  The default is the UFLDL exercise's.",
+          low=0.0, high=1.0, closed="neither", in_dtype="positive,below_one",
+          cli=("--sparsity-target", "--rho"),
+          cli_help="sparsity target: mean activation of each hidden unit, in (0, 1)"),
+    Param("sparsity_weight", "real", 6.0, "float",
+          "Weight ``beta >= 0`` of the KL sparsity penalty (MATLAB's\n"
+          "SparsityRegularization).  The default is the UFLDL exercise's beta\n"
+          "3 in this objective's scale (see the README's table).",
+          low=0.0, high=math.inf, closed="left", in_dtype="",
+          cli=("--sparsity-weight", "--beta"), cli_help="weight of the KL sparsity penalty"),
+    Param("weight_decay", "real", 1e-4, "float",
+          "Weight ``lambda >= 0`` of the L2 penalty on ``W`` and ``W'`` (biases\n"
+          "excluded).  UFLDL's lambda is this value, and its beta half of\n"
+          "``sparsity_weight`` (see the README's table).",
+          low=0.0, high=math.inf, closed="left", in_dtype="",
+          cli=("--weight-decay", "--lambda"), cli_metavar="LAMBDA", cli_help="L2 weight decay"),
+    Param("decoder", "choice", "sigmoid", '{"sigmoid", "linear"}',
+          "Output function ``g``.  \"sigmoid\" needs inputs in [0, 1] (or\n"
+          "``scale_inputs=True``); \"linear\" takes inputs on any scale.",
+          choices=("sigmoid", "linear"), cli=("--decoder",),
+          cli_help="output function; sigmoid needs data in [0, 1]"),
+    Param("learning_rate", "real", 0.1, "float", "Step size of \"sgd\" and \"adam\", > 0.",
+          low=0.0, high=math.inf, closed="neither", in_dtype="positive", solvers=MINIBATCH,
+          cli=("--learning-rate", "--lr"), cli_help="learning rate"),
+    Param("momentum", "real", 0.0, "float",
+          "Momentum ``mu`` in [0, 1): ``v <- mu v - lr g; theta <- theta + v``.",
+          low=0.0, high=1.0, closed="left", in_dtype="below_one", solvers=("sgd",),
+          cli=("--momentum",), cli_help="momentum in [0, 1)"),
+    Param("batch_size", "int", 100, "int",
+          "Rows per minibatch (the last minibatch of an epoch may be shorter;\n"
+          "a value above the number of rows gives full-batch gradient descent).",
+          low=1, high=MAX_COUNT, solvers=MINIBATCH, cli=("--batch-size",),
+          cli_help="rows per minibatch"),
+    Param("max_epochs", "int", 1000, "int",
+          "The most epochs ``fit`` runs (iterations for \"lbfgs\"); it may stop\n"
+          "earlier by the rule of ``tol`` and ``n_iter_no_change``.  The\n"
+          "default is MATLAB ``trainAutoencoder``'s.",
+          low=1, high=MAX_COUNT, cli=("--max-epochs", "--epochs"),
+          cli_help="epochs to train, or iterations for --solver lbfgs"),
+    Param("shuffle", "bool", True, "bool",
+          "Visit the rows in a fresh random order each epoch (otherwise in row\n"
+          "order).",
+          solvers=MINIBATCH, cli=("--no-shuffle",),
+          cli_help="visit the rows in file order every epoch"),
+    Param("scale_inputs", "bool", False, "bool",
+          "Learn each feature's minimum and maximum on the data given to\n"
+          "``fit`` (or the first ``partial_fit``), map inputs to [0, 1] with\n"
+          "them before the network, and map outputs of ``inverse_transform``\n"
+          "and ``reconstruct`` back.  Constant features map to 0.  ``loss``,\n"
+          "``score`` and the gradients are those of the scaled problem.",
+          cli=("--scale-inputs",),
+          cli_help="learn each feature's min/max and map the data to [0, 1]"),
+    Param("dtype", "dtype", "float64", '{"float64", "float32"}',
+          "Floating-point type of the weights and of every computation (NumPy\n"
+          "dtypes such as ``np.float32`` are accepted too).",
+          choices=("float64", "float32"), cli=("--dtype",), cli_help="floating-point type"),
+    Param("backend", "choice", "c", '{"c", "python"}',
+          "\"c\" runs the compiled engine; \"python\" the NumPy reference\n"
+          "``csae.reference``.  Both give the same results (float64: within\n"
+          "1e-10 relative after an epoch; float32: within 1e-4).",
+          choices=("c", "python"), cli=("--backend",),
+          cli_help="'c' (compiled engine) or 'python' (NumPy reference); default: c when "
+                   "built"),
+    Param("random_state", "seed", None,
+          "None, int, numpy.random.Generator or RandomState",
+          "Source of the initial weights and of the shuffling order.  An int\n"
+          "gives identical results on every run and on both backends; None\n"
+          "draws fresh entropy at each ``fit``.",
+          cli=("--random-state", "--seed"), cli_type=int,
+          cli_help="random seed (default: fresh entropy)"),
+    Param("verbose", "verbose", False, "bool or int",
+          "Print progress on stdout: with 1 (or True) a line for the first and\n"
+          "the last epoch and about 10 evenly spaced in between, with 2 a line\n"
+          "for every epoch; each gives the objective (and the validation\n"
+          "objective under early stopping), the mean hidden activation and the\n"
+          "time elapsed since the call began.  ``fit`` ends with a line saying\n"
+          "why it stopped.  When tqdm is installed a progress bar runs on\n"
+          "stderr as well."),
+    Param("n_threads", "threads", None, "int or None",
+          "Threads used by the C engine, capped at the CPUs this process may\n"
+          "run on.  None uses ``OMP_NUM_THREADS`` when it is set to a valid\n"
+          "value (as joblib and Dask workers do), else every CPU this process\n"
+          "may run on, and at most the limit set by threadpoolctl's\n"
+          "``threadpool_limits``; read at each call.  Ignored by the \"python\"\n"
+          "backend.  Results do not depend on it.",
+          low=1, high=MAX_THREADS, cli=("--n-threads", "--threads"),
+          cli_help="threads for the C engine (default: all cores)"),
+    Param("solver", "choice", "lbfgs", '{"lbfgs", "sgd", "adam"}',
+          "\"sgd\": minibatch stochastic gradient descent with momentum\n"
+          "(``learning_rate``, ``momentum``, ``batch_size``, ``shuffle``).\n"
+          "\"adam\": minibatch Adam (Kingma and Ba; scikit-learn's convention,\n"
+          "with ``beta_1``, ``beta_2``, ``epsilon``; ``momentum`` is not used);\n"
+          "its moments ``m``, ``v`` and step count ``t`` are model state, kept\n"
+          "by ``partial_fit``, ``warm_start``, pickling and ``save``.\n"
+          "\"lbfgs\": full-batch L-BFGS on the whole objective, as the UFLDL\n"
+          "exercise (minFunc), mlpack and scikit-learn's MLP do it: the\n"
+          "engine's L-BFGS (SciPy's L-BFGS-B algorithm, docs/training.md)\n"
+          "asks for one engine call per evaluation over all the data;\n"
+          "``max_epochs`` then counts iterations.  The\n"
+          "optimizer keeps its vectors in float64; a float32 model computes\n"
+          "every objective and gradient in float32.  ``partial_fit`` needs\n"
+          "\"sgd\" or \"adam\" (with \"lbfgs\" the model has no ``partial_fit``\n"
+          "attribute, as scikit-learn's MLP).  The default, as in every\n"
+          "reference system: with the other defaults it learns useful features\n"
+          "without tuning (see the README's \"Defaults\").",
+          choices=ALL_SOLVERS, cli=("--solver",), added_in=2,
+          older_default="sgd", has_older_default=True,
+          cli_help="minibatch SGD, minibatch Adam, or full-batch L-BFGS as the UFLDL exercise"),
+    Param("max_fun", "int", 15000, "int",
+          "\"lbfgs\" only: the most objective evaluations one ``fit`` may make.",
+          low=1, high=MAX_COUNT, solvers=("lbfgs",), cli=("--max-fun",), added_in=2,
+          cli_help="lbfgs: most objective evaluations"),
+    Param("tol", "real", 1e-4, "float",
+          "Stopping tolerance, >= 0, for every solver (``fit`` only): stop when\n"
+          "the training objective (the validation objective with\n"
+          "``early_stopping``) has not improved on its best by more than\n"
+          "``tol`` for ``n_iter_no_change`` epochs (\"lbfgs\": iterations) in a\n"
+          "row; without early stopping ``tol=0`` switches this rule (and the\n"
+          "``ConvergenceWarning`` of a run that ends at ``max_epochs``) off.\n"
+          "\"lbfgs\" also ends when the optimizer finds no more progress (its\n"
+          "relative-reduction test, as SciPy's L-BFGS-B).  Unlike\n"
+          "scikit-learn's MLP, \"lbfgs\" does not compare gradient components\n"
+          "with ``tol``: that test depends on the scale of the data.",
+          low=0.0, high=math.inf, closed="left", cli=("--tol",), added_in=2,
+          cli_help="stop when the objective (the validation objective with "
+                   "--early-stopping) has not improved by more than this for "
+                   "--n-iter-no-change epochs (lbfgs: iterations); 0 trains exactly "
+                   "--max-epochs"),
+    Param("beta_1", "real", 0.9, "float",
+          "\"adam\": decay of the first-moment estimate, in [0, 1).",
+          low=0.0, high=1.0, closed="left", in_dtype="below_one",
+          in_dtype_when=("solver", "adam"), solvers=("adam",), cli=("--beta-1",), added_in=3,
+          cli_help="adam: first-moment decay in [0, 1)"),
+    Param("beta_2", "real", 0.999, "float",
+          "\"adam\": decay of the second-moment estimate, in [0, 1).",
+          low=0.0, high=1.0, closed="left", in_dtype="below_one",
+          in_dtype_when=("solver", "adam"), solvers=("adam",), cli=("--beta-2",), added_in=3,
+          cli_help="adam: second-moment decay in [0, 1)"),
+    Param("epsilon", "real", 1e-8, "float",
+          "\"adam\": added to ``sqrt(v)`` in the step's denominator, > 0.",
+          low=0.0, high=math.inf, closed="neither", in_dtype="positive",
+          in_dtype_when=("solver", "adam"), solvers=("adam",), cli=("--epsilon",), added_in=3,
+          cli_help="adam: denominator offset > 0"),
+    Param("warm_start", "bool", False, "bool",
+          "When True and the model has weights (from training or assigned by\n"
+          "hand), ``fit`` continues from them (with their momentum velocities,\n"
+          "Adam moments, running sparsity estimate, random-number state, input\n"
+          "range and loss curve) instead of initialising new ones\n"
+          "(scikit-learn's meaning).  ``n_hidden`` must then match the weights.",
+          added_in=3),
+    Param("early_stopping", "bool", False, "bool",
+          "Hold out ``validation_fraction`` of the rows given to ``fit`` (drawn\n"
+          "once, seeded by ``random_state``), compute the objective on them\n"
+          "after every epoch (iteration for \"lbfgs\") into\n"
+          "``validation_loss_curve_``, stop when it has not improved by more\n"
+          "than ``tol`` for ``n_iter_no_change`` epochs, and keep the weights of\n"
+          "the epoch with the lowest one (``best_epoch_``,\n"
+          "``best_validation_loss_``); ``loss_curve_`` and ``n_iter_`` still\n"
+          "count every epoch run (scikit-learn's MLP convention).  The input\n"
+          "range of ``scale_inputs`` is learned on all the rows.  Not used by\n"
+          "``partial_fit``.  Needs X in memory (a memory-mapped file larger\n"
+          "than one chunk or a dask array gives ``ValueError``).",
+          cli=("--early-stopping",), added_in=3,
+          cli_help="hold out --validation-fraction of the rows, stop when their objective "
+                   "stops improving, and keep the best epoch's weights"),
+    Param("validation_fraction", "real", 0.1, "float",
+          "Fraction of the rows held out for early stopping, in (0, 1); the\n"
+          "validation set has ``ceil(validation_fraction * n_samples)`` rows and\n"
+          "at least one row must remain for training (``ValueError``\n"
+          "otherwise).",
+          low=0.0, high=1.0, closed="neither", cli=("--validation-fraction",), added_in=3,
+          cli_help="fraction of the rows held out by --early-stopping, in (0, 1)"),
+    Param("n_iter_no_change", "int", 10, "int",
+          "Epochs (iterations) without an improvement by more than ``tol``\n"
+          "after which training stops, >= 1.",
+          low=1, high=MAX_COUNT, cli=("--n-iter-no-change",), added_in=3,
+          cli_help="epochs without improvement before stopping"),
+    Param("sparsity_estimate", "choice", "batch", '{"batch", "running"}',
+          "The mean activation ``rho_hat`` in the KL term's gradient of \"sgd\"\n"
+          "and \"adam\".  \"batch\": each minibatch's own mean activation (exact\n"
+          "for full batches, but with small minibatches a noisy estimate that\n"
+          "biases the sparsity the model reaches).  \"running\": an exponential\n"
+          "moving average ``q`` across minibatches, ``q <- (1 - tau) q + tau\n"
+          "rho_hat(batch)`` with ``tau = sparsity_smoothing`` (``q`` starts at\n"
+          "the first minibatch's value); ``q`` is model state, kept by\n"
+          "``partial_fit``, ``warm_start``, pickling and ``save``.  The\n"
+          "reported objective always uses the minibatch's own ``rho_hat``;\n"
+          "\"lbfgs\" always uses the exact full-batch ``rho_hat``.  See\n"
+          "``docs/math.md``.",
+          choices=("batch", "running"), solvers=MINIBATCH, cli=("--sparsity-estimate",),
+          added_in=3,
+          cli_help="mean activation in the sparsity gradient: each minibatch's, or a running "
+                   "average across minibatches (better for small --batch-size)"),
+    Param("sparsity_smoothing", "real", 0.1, "float",
+          "``tau`` of the running estimate, in (0, 1]: the weight of the newest\n"
+          "minibatch, so ``q`` averages over about ``1 / tau`` minibatches\n"
+          "(0.1: ten; 1 is the batch estimate).  Smaller values average more\n"
+          "samples but lag further behind the changing weights.",
+          low=0.0, high=1.0, closed="right", in_dtype="positive",
+          in_dtype_when=("sparsity_estimate", "running"), solvers=MINIBATCH,
+          cli=("--sparsity-smoothing",), added_in=3,
+          cli_help="running estimate: weight of the newest minibatch, in (0, 1]"),
 )
 
 BY_NAME = {p.name: p for p in HYPERPARAMETERS}
@@ -418,12 +405,6 @@ def document(cls):
 # --------------------------------------------------------------------------
 # The command line
 # --------------------------------------------------------------------------
-
-def options_of(name):
-    """The options of ``csae train`` that set the parameter ``name`` (the
-    primary one first), or () when none does."""
-    return BY_NAME[name].cli
-
 
 def add_options(parser, count_type):
     """Add to the argparse ``parser`` one option per table entry that has

@@ -389,3 +389,23 @@ def test_c_reader_accepts_exactly_what_python_accepts(one_unit_file, settings, t
             # And csae.load, which reads with the C reader, agrees.
             assert csae.load(path).get_params()[name] == value
     assert disagree == []
+
+
+# --------------------------------------------------------------------------
+# tol and n_iter_no_change at their edge
+# --------------------------------------------------------------------------
+
+def test_an_improvement_of_exactly_tol_is_not_an_improvement():
+    # The documented rule: stop after n_iter_no_change epochs that did not
+    # improve on the best by *more than* tol (values exact in binary).
+    from csae._training import StoppingRule
+    hp = validate_hyperparameters(defaults(tol=0.5, n_iter_no_change=2))
+    rule = StoppingRule(hp, early_stopping=False)
+    assert not rule.update(4.0)    # the first epoch sets the best
+    assert not rule.update(3.5)    # exactly tol better: one epoch without improvement
+    assert rule.update(3.0)        # and again: two, stop
+    rule = StoppingRule(hp, early_stopping=False)
+    assert not rule.update(4.0)
+    assert not rule.update(float(np.nextafter(3.5, 0)))  # more than tol: counts as better
+    assert not rule.update(3.0 + 0.25)                  # one without improvement
+    assert rule.update(3.25)                            # two: stop
