@@ -409,3 +409,20 @@ def test_an_improvement_of_exactly_tol_is_not_an_improvement():
     assert not rule.update(float(np.nextafter(3.5, 0)))  # more than tol: counts as better
     assert not rule.update(3.0 + 0.25)                  # one without improvement
     assert rule.update(3.25)                            # two: stop
+
+
+def test_early_stopping_keeps_the_first_of_equal_best_epochs():
+    # A learning rate so small that no weight moves: every epoch has the
+    # same validation objective, and the first of them is the best (as in
+    # scikit-learn, a later epoch must be strictly better to replace it).
+    import warnings
+    X = np.random.default_rng(0).random((40, 5))
+    model = SparseAutoencoder(n_hidden=2, solver="sgd", learning_rate=1e-300,
+                              early_stopping=True, n_iter_no_change=3, max_epochs=20,
+                              shuffle=False, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X)
+    curve = model.validation_loss_curve_
+    assert len(curve) == 4 and len(set(curve)) == 1
+    assert model.best_epoch_ == 1

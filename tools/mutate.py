@@ -99,9 +99,7 @@ MUTANTS = [
     Mutant("S3", "csae/_training.py", "self.active = active and (early_stopping or hp.tol > 0)",
            "self.active = active and (early_stopping or hp.tol >= 0)", STOPPING_TESTS),
     Mutant("S4", "csae/_training.py", "if value < best_value:", "if value <= best_value:",
-           STOPPING_TESTS,
-           note="equivalent unless two epochs tie exactly; then the later equal epoch "
-                "is kept, whose objective is the same"),
+           STOPPING_TESTS),
     # ---- C: the model-file reader's checks (src_c/model_file.c) --------
     Mutant("C1", "src_c/model_file.c", "if (low_open ? x <= low : x < low)",
            "if (x < low)", READER_TESTS),
