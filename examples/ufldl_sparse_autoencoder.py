@@ -35,8 +35,8 @@ Olshausen's 512x512 images of forests and rocks) and removes the JPEG
 compression's 8-pixel block grid, which whitening would otherwise
 amplify.  ``--downsample 1`` shows the difference.
 
-Run ``python examples/ufldl_sparse_autoencoder.py`` (about 20 seconds of
-CPU time on an AMD EPYC (Zen 3) core, 16 of them the 400 iterations);
+Run ``python examples/ufldl_sparse_autoencoder.py`` (6 to 7 seconds of
+CPU time on an AMD EPYC, 4 to 5 of them the 400 iterations);
 ``--iterations 20`` is a quick check.  Needs scikit-learn, SciPy and
 matplotlib: ``pip install "csae[examples]"``.
 """
