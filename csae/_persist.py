@@ -60,6 +60,7 @@ from csae._estimator import WEIGHT_NAMES, SparseAutoencoder, defaults_for_older_
 from csae._files import display_name, file_type_name, write_atomically
 from csae._validation import validate_hyperparameters
 from csae._version import __version__
+from csae.solvers import AdamState, MomentumState, solver_state_arrays
 
 try:
     from csae import _engine
@@ -78,9 +79,9 @@ _ADDED_IN = {2: ("solver", "max_fun", "tol"),
                  "validation_fraction", "n_iter_no_change", "sparsity_estimate",
                  "sparsity_smoothing")}
 
-_VELOCITY_NAMES = tuple("velocity_" + name for name in WEIGHT_NAMES)
-_ADAM_M_NAMES = tuple("adam_m_" + name for name in WEIGHT_NAMES)
-_ADAM_V_NAMES = tuple("adam_v_" + name for name in WEIGHT_NAMES)
+# The solvers name their state's members (csae.solvers).
+_VELOCITY_NAMES = MomentumState.FILE_NAMES
+_ADAM_M_NAMES, _ADAM_V_NAMES = AdamState.M_NAMES, AdamState.V_NAMES
 _REQUIRED = frozenset(("format", "format_version", "csae_version", "hyperparameters",
                        "loss_curve", "n_iter") + WEIGHT_NAMES)
 _OPTIONAL = frozenset(("rng_state", "data_min", "data_scale") + _VELOCITY_NAMES)
@@ -150,14 +151,8 @@ def _model_arrays(model):
     }
     for name, array in zip(WEIGHT_NAMES, model._params):
         arrays[name] = np.ascontiguousarray(array, dtype=dtype)
-    if model._velocity is not None:
-        for name, array in zip(_VELOCITY_NAMES, model._velocity):
-            arrays[name] = np.ascontiguousarray(array, dtype=dtype)
-    if model._adam_m is not None and model._adam_v is not None:
-        for names, moments in ((_ADAM_M_NAMES, model._adam_m), (_ADAM_V_NAMES, model._adam_v)):
-            for name, array in zip(names, moments):
-                arrays[name] = np.ascontiguousarray(array, dtype=dtype)
-        arrays["adam_t"] = np.array(model._adam_t, dtype=np.int64)
+    # Each solver writes its own state (velocities, Adam's moments).
+    arrays.update(solver_state_arrays(model._state, dtype))
     if model._rho_running is not None:
         arrays["rho_running"] = np.ascontiguousarray(model._rho_running, dtype=dtype)
         arrays["running_batches"] = np.array(model._running_batches, dtype=np.int64)
