@@ -66,13 +66,15 @@ def train(backend, X, hp, start, n_epochs, *, stacklevel, reference=None, X_val=
 
 def run_epochs(backend, X, hp, start, n_epochs, *, stacklevel, reference, X_val=None,
                stopping=False, hook=None):
-    """``train`` for the minibatch solvers ("sgd", "adam")."""
+    """``train`` for a minibatch solver, as the estimator called it
+    before ``train`` (kept for callers of that name)."""
     return train(backend, X, hp, start, n_epochs, stacklevel=stacklevel + 1,
                  reference=reference, X_val=X_val, stopping=stopping, hook=hook)
 
 
 def run_lbfgs(backend, X, hp, start, *, stacklevel, X_val=None, hook=None):
-    """``train`` for "lbfgs", up to ``max_epochs`` iterations."""
+    """``train`` for "lbfgs", up to ``max_epochs`` iterations (kept for
+    callers of that name)."""
     return train(backend, X, hp, start, hp.max_epochs, stacklevel=stacklevel + 1,
                  X_val=X_val, hook=hook)
 
@@ -136,7 +138,8 @@ def validation_split(n_samples, fraction, seed):
 def _finite_state(state):
     """True when every number of ``state`` is finite: the condition for a
     model file that ``load`` accepts (it refuses NaN and inf anywhere)."""
-    groups = (state.params, state.velocity, state.adam_m, state.adam_v,
+    values = (solver.state_in(state) for solver in SOLVERS.values())
+    groups = (state.params, *(value.arrays() for value in values if value is not None),
               (state.rho_running, state.data_min, state.data_scale))
     arrays = [a for group in groups if group is not None for a in group if a is not None]
     return (all(np.isfinite(a).all() for a in arrays)

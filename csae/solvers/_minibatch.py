@@ -1,4 +1,4 @@
-"""The epoch loop of the minibatch solvers (``SGD``, ``Adam``).
+"""The epoch loop of the minibatch solvers (``csae.solvers.sgd`` and the like).
 
 Each epoch is one engine call, ``backend.sgd_epoch``, which updates the
 weights and the solver's state in place; around it the loop keeps working

@@ -27,6 +27,22 @@ class AdamState:
     V_NAMES = tuple("adam_v_" + name for name in WEIGHT_NAMES)
     FILE_NAMES = M_NAMES + V_NAMES + ("adam_t",)
 
+    def arrays(self):
+        return self.m + self.v
+
+    @classmethod
+    def read(cls, source, shapes):
+        """The value a model file holds (None: none), through ``source``, the
+        file reader's checked access (``csae._persist.StateSource``)."""
+        if not source.all_or_none(cls.FILE_NAMES, "adam_m_*, adam_v_* and adam_t must be "
+                                                  "all present or all absent"):
+            return None
+        m = tuple(source.array(name, s) for name, s in zip(cls.M_NAMES, shapes))
+        v = tuple(source.array(name, s) for name, s in zip(cls.V_NAMES, shapes))
+        if any((a < 0).any() for a in v):
+            source.refuse("adam_v (second moments) must not be negative")
+        return cls(m, v, source.count("adam_t"))
+
 
 class Adam(MinibatchSolver):
     """Minibatch Adam; its moments start at zero on a model without them,

@@ -26,8 +26,6 @@ from csae import _engine
 from csae._errors import NonFiniteError
 from csae._state import EMPTY_STATE, ORIGIN_TRAINED, frozen_tuple
 from csae.solvers._monitor import Outcome, kept_message, objective_settings, why_diverged
-from csae.solvers.adam import Adam
-from csae.solvers.sgd import SGD
 
 __all__ = ["LBFGS", "LbfgsResult", "lbfgs"]
 
@@ -257,7 +255,8 @@ class LBFGS:
             pending=EMPTY_STATE.pending, origin=ORIGIN_TRAINED, **extra)
         # No solver's state, nor the running sparsity estimate, survives a
         # fit by L-BFGS: a later partial_fit starts them afresh.
-        for solver in (SGD, Adam):
+        from csae.solvers import SOLVERS  # the registry imports this module
+        for solver in SOLVERS.values():
             state = solver.store(state, None)
         return state._replace(rho_running=None, running_batches=0)
 

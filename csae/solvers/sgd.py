@@ -23,6 +23,18 @@ class MomentumState:
     # Model-file members, one per weight (format version 1 on).
     FILE_NAMES = tuple("velocity_" + name for name in WEIGHT_NAMES)
 
+    def arrays(self):
+        return self.velocity
+
+    @classmethod
+    def read(cls, source, shapes):
+        """The value a model file holds (None: none), through ``source``, the
+        file reader's checked access (``csae._persist.StateSource``)."""
+        if not source.all_or_none(cls.FILE_NAMES, "velocity fields must be all present or "
+                                                  "all absent"):
+            return None
+        return cls(tuple(source.array(name, s) for name, s in zip(cls.FILE_NAMES, shapes)))
+
 
 class SGD(MinibatchSolver):
     """Minibatch SGD; with ``momentum > 0`` it keeps a velocity per weight
