@@ -93,14 +93,14 @@ def _objective_at(backend, params, X, hp, rows):
 
 def _start_at(backend, params, X, hp, rows):
     """``(objective, steppable)`` at ``params`` on the first ``rows`` rows
-    of X: the objective as ``_objective_at`` gives it, and for "lbfgs"
-    whether its gradient can be stepped along (its squared norm fits in
+    of X: the objective as ``_objective_at`` gives it, and for a
+    full-batch solver (L-BFGS) whether its gradient can be stepped along (its squared norm fits in
     float64: beyond that the optimizer's arithmetic overflows;
     weight_decay=1e300 gives a finite objective and such a gradient).  SGD
     and Adam find that out in their first step, which overflows, so they
     skip the gradient: partial_fit pays for this at every chunk, and the
     gradient costs as much as an epoch of a small chunk."""
-    if hp.solver != "lbfgs":
+    if not SOLVERS[hp.solver].full_batch:
         return _objective_at(backend, params, X, hp, rows), True
     params = tuple(p if p.dtype == hp.dtype else p.astype(hp.dtype) for p in params)
     try:
@@ -179,8 +179,10 @@ class Transaction:
             self.reference, steppable = _start_at(self.backend, self.start.params, self.X,
                                                   self.hp, REFERENCE_ROWS)
         except KeyboardInterrupt:  # as in the first epoch (iteration): nothing kept
-            if self.hp.solver == "lbfgs":
-                message = f"L-BFGS interrupted after 0 iterations; {kept_message(None)}."
+            solver = SOLVERS[self.hp.solver]
+            if solver.full_batch:
+                message = (f"{solver.title} interrupted after 0 iterations; "
+                           f"{kept_message(None)}.")
             else:
                 message = (f"training interrupted during epoch "
                            f"{len(self.start.loss_curve) + 1}; {kept_message(None)} (the "
@@ -206,7 +208,8 @@ class Transaction:
     def settle(self, outcome, stacklevel):
         """The Outcome to publish after the driver returned ``outcome``."""
         state = outcome.state
-        if outcome.status == "diverged" or self.hp.solver == "lbfgs":
+        solver = SOLVERS[self.hp.solver]
+        if outcome.status == "diverged" or solver.full_batch:
             # NaN met in training may be data that changed since validation
             # (an array another thread writes to, a small memory-mapped file
             # another process writes to); L-BFGS backs off from it silently.
@@ -221,13 +224,13 @@ class Transaction:
             else:
                 what = self._left() + note
             hp = self.hp
-            if hp.solver == "lbfgs":  # no step size to blame
+            if solver.full_batch:  # no step size to blame
                 fix = (f"lower weight_decay={hp.weight_decay:g} or sparsity_weight="
                        f"{hp.sparsity_weight:g}, or rescale X")
             else:
                 fix = (f"try a smaller {advice} (now learning_rate={hp.learning_rate:g}, "
                        f"weight_decay={hp.weight_decay:g})")
-            unit = "iteration" if hp.solver == "lbfgs" else "epoch"
+            unit = solver.unit
             what = what.replace("epoch", unit)
             self._warn(f"training diverged at {unit} {outcome.epoch}{why}. Training "
                        f"stopped and {what}; {fix}.", stacklevel + 1)

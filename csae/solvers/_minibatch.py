@@ -78,7 +78,9 @@ class MinibatchSolver:
     ``state`` (the value now)."""
 
     name = None
+    title = None
     unit = "epoch"
+    full_batch = False  # minibatch steps of a learning rate (see LBFGS.full_batch)
     State = None
 
     def __init__(self, hp, start):

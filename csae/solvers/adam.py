@@ -49,6 +49,7 @@ class Adam(MinibatchSolver):
     and survive a switch to "sgd" and back (SGD leaves them alone)."""
 
     name = "adam"
+    title = "Adam"
     State = AdamState
 
     @classmethod

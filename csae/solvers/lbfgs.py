@@ -163,7 +163,12 @@ class LBFGS:
     state, nor a running sparsity estimate (it computes the exact one)."""
 
     name = "lbfgs"
+    title = "L-BFGS"
     unit = "iteration"
+    # Full batch: a line search, no step size; it steps back from non-finite
+    # points by itself (Transaction checks its start's gradient, and the
+    # data after every call).
+    full_batch = True
     State = None
 
     def __init__(self, hp, start):

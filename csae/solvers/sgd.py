@@ -41,6 +41,7 @@ class SGD(MinibatchSolver):
     (a ``MomentumState``), zeros at the start of a model."""
 
     name = "sgd"
+    title = "SGD"
     State = MomentumState
 
     @classmethod
