@@ -239,9 +239,24 @@ def test_stop_reason_converged(X):
     assert model.stop_reason_ == "converged" and model.n_iter_ < 20000
 
 
-def test_stop_reason_diverged_before_the_first_step(X):
-    model = fitted(X, solver="sgd", weight_decay=1e300, max_epochs=2)
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_stop_reason_diverged_before_the_first_step(X, solver):
+    model = fitted(X, solver=solver, weight_decay=1e300, max_epochs=2)
     assert model.stop_reason_ == "diverged" and model.__sklearn_is_fitted__() is False
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_ctrl_c_in_the_progress_hook_of_every_solver(X, solver):
+    def hook(k, objective, validation, seconds):
+        if k == 2:
+            raise KeyboardInterrupt
+
+    model = SparseAutoencoder(n_hidden=3, solver=solver, max_epochs=10, tol=0,
+                              random_state=0)
+    with pytest.warns(TrainingInterruptedWarning):
+        model._fit(X, hook=hook)
+    # The epoch (iteration) the hook reported had completed: it is kept.
+    assert model.stop_reason_ == "interrupted" and model.n_iter_ == 2
 
 
 def test_stop_reason_diverged_keeps_the_old_model(X):
