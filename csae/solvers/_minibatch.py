@@ -73,9 +73,9 @@ class MinibatchSolver:
     solver's whole state between calls, or None when it keeps none) and
     defines ``state_in``/``store`` (how a ``ModelState`` carries that
     value), ``file_arrays`` (how a model file does), and for a run
-    ``__init__`` (working copies from the value ``start`` carries), ``engine_keywords``
-    (per epoch), ``advance`` (after an epoch of ``n_batches`` steps) and
-    ``state`` (the value now)."""
+    ``__init__`` (working copies from the value ``start`` carries),
+    ``engine_keywords`` (per epoch), ``advance`` (after an epoch of
+    ``n_batches`` steps) and ``state`` (the value now)."""
 
     name = None
     title = None
