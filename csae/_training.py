@@ -93,13 +93,13 @@ def _objective_at(backend, params, X, hp, rows):
 
 def _start_at(backend, params, X, hp, rows):
     """``(objective, steppable)`` at ``params`` on the first ``rows`` rows
-    of X: the objective as ``_objective_at`` gives it, and for a
-    full-batch solver (L-BFGS) whether its gradient can be stepped along (its squared norm fits in
-    float64: beyond that the optimizer's arithmetic overflows;
-    weight_decay=1e300 gives a finite objective and such a gradient).  SGD
-    and Adam find that out in their first step, which overflows, so they
-    skip the gradient: partial_fit pays for this at every chunk, and the
-    gradient costs as much as an epoch of a small chunk."""
+    of X: the objective as ``_objective_at`` gives it, and for a full-batch
+    solver (L-BFGS) whether its gradient can be stepped along (its squared
+    norm fits in float64: beyond that the optimizer's arithmetic overflows;
+    weight_decay=1e300 gives a finite objective and such a gradient).  The
+    minibatch solvers find that out in their first step, which overflows,
+    so they skip the gradient: partial_fit pays for this at every chunk, and
+    the gradient costs as much as an epoch of a small chunk."""
     if not SOLVERS[hp.solver].full_batch:
         return _objective_at(backend, params, X, hp, rows), True
     params = tuple(p if p.dtype == hp.dtype else p.astype(hp.dtype) for p in params)
