@@ -398,7 +398,7 @@ def test_c_reader_accepts_exactly_what_python_accepts(one_unit_file, settings, t
 def test_an_improvement_of_exactly_tol_is_not_an_improvement():
     # The documented rule: stop after n_iter_no_change epochs that did not
     # improve on the best by *more than* tol (values exact in binary).
-    from csae._training import StoppingRule
+    from csae.solvers._monitor import StoppingRule
     hp = validate_hyperparameters(defaults(tol=0.5, n_iter_no_change=2))
     rule = StoppingRule(hp, early_stopping=False)
     assert not rule.update(4.0)    # the first epoch sets the best

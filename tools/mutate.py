@@ -89,16 +89,18 @@ MUTANTS = [
            "~(scaled_low >= -10 * UNIT_INTERVAL_SLACK)", DATA_TESTS),
     Mutant("D6", "csae/_training.py", "if n_samples - n_val < 1:",
            "if n_samples - n_val < 0:", DATA_TESTS + ("tests/test_early_stopping.py",)),
-    # ---- Python: the stopping rule (csae/_training.py) -----------------
-    Mutant("S1", "csae/_training.py",
+    # ---- Python: the stopping rule (csae/solvers/_monitor.py) ----------
+    Mutant("S1", "csae/solvers/_monitor.py",
            "self.count = 0 if value < self.best - self.tol else self.count + 1",
            "self.count = 0 if value <= self.best - self.tol else self.count + 1",
            STOPPING_TESTS),
-    Mutant("S2", "csae/_training.py", "return self.count >= self.patience",
+    Mutant("S2", "csae/solvers/_monitor.py", "return self.count >= self.patience",
            "return self.count > self.patience", STOPPING_TESTS),
-    Mutant("S3", "csae/_training.py", "self.active = active and (early_stopping or hp.tol > 0)",
+    Mutant("S3", "csae/solvers/_monitor.py",
+           "self.active = active and (early_stopping or hp.tol > 0)",
            "self.active = active and (early_stopping or hp.tol >= 0)", STOPPING_TESTS),
-    Mutant("S4", "csae/_training.py", "if value < best_value:", "if value <= best_value:",
+    Mutant("S4", "csae/solvers/_monitor.py", "if keep is not None and value < self.best_value:",
+           "if keep is not None and value <= self.best_value:",
            STOPPING_TESTS),
     # ---- C: the model-file reader's checks (src_c/model_file.c) --------
     Mutant("C1", "src_c/model_file.c", "if (low_open ? x <= low : x < low)",
