@@ -17,6 +17,7 @@ the sigmoid layers first, the softmax layer last (the layout of
 import copy
 import inspect
 import numbers
+import sys
 import warnings
 
 import numpy as np
@@ -30,6 +31,7 @@ from csae._validation import (
     check_random_state,
     derive_seed,
     feature_names_of,
+    input_scale,
     resolve_dtype,
     resolve_n_threads,
 )
@@ -76,6 +78,23 @@ def _prepare(X, n_features, dtype, data_min, data_scale, name):
         return check_data(X, dtype, n_features=n_features, estimator=name)
     X64 = check_data(X, np.dtype(np.float64), n_features=n_features, estimator=name)
     return _scale(X64, data_min, data_scale, dtype)
+
+
+_NOT_FITTED = {}
+
+
+def _not_fitted(message):
+    """csae's NotFittedError, under scikit-learn's class too when
+    scikit-learn is loaded (its checks look for that class; csae does not
+    import scikit-learn itself)."""
+    sk = sys.modules.get("sklearn.exceptions")
+    if sk is None:
+        return NotFittedError(message)
+    if "class" not in _NOT_FITTED:
+        _NOT_FITTED["class"] = type("NotFittedError", (NotFittedError, sk.NotFittedError),
+                                    {"__module__": NotFittedError.__module__,
+                                     "__doc__": NotFittedError.__doc__})
+    return _NOT_FITTED["class"](message)
 
 
 def _flat_layers(layers):
@@ -255,7 +274,7 @@ class StackedEncoder:
 
     def _check_fitted(self):
         if "layers_" not in self.__dict__:
-            raise NotFittedError("This StackedEncoder instance is not fitted yet. Call "
+            raise _not_fitted("This StackedEncoder instance is not fitted yet. Call "
                                  "'fit', or make it with csae.stack(fitted autoencoders).")
 
     def transform(self, X):
@@ -529,9 +548,11 @@ class SparseAutoencoderClassifier:
     Notes
     -----
     ``fit`` checks X, y and every hyperparameter before training, and sets
-    the fitted attributes only when it completes: an error (or Ctrl-C in
-    pretraining) leaves a fitted model as it was.  Ctrl-C during
-    fine-tuning keeps the last iterate, with a ``TrainingInterruptedWarning``.
+    the fitted attributes only when it completes: an error leaves a fitted
+    model as it was.  Ctrl-C stops the running stage with a
+    ``TrainingInterruptedWarning`` and training goes on from where that
+    stage was (an autoencoder keeps its last completed iteration, as
+    ``SparseAutoencoder.fit`` does; L-BFGS its last iterate).
     """
 
     def __init__(self, hidden_layer_sizes=(200, 200), autoencoder_params=None, pretrain=True,
@@ -666,19 +687,19 @@ class SparseAutoencoderClassifier:
             hidden = [(np.array(W, dtype), np.array(b, dtype)) for W, b in hidden]
             Xs = (check_data(X64, dtype) if data_min is None
                   else _scale(X64, data_min, data_scale, dtype))
+        elif self.pretrain:
+            # The first autoencoder learns the input range itself, so that
+            # csae.stack(autoencoders_) is this network's start.
+            hidden, autoencoders, data_min, data_scale = self._pretrain(X64, s, rng, say)
         else:
             data_min = data_scale = None
-            if self.scale_inputs:
+            hidden = self._random_hidden(n, s["sizes"], dtype, rng)
+            if self.scale_inputs:  # SparseAutoencoder's rule, constant features map to 0
                 data_min = X64.min(axis=0)
-                span = X64.max(axis=0) - data_min
-                data_scale = np.where(span > 0, span, 1.0)  # constant features map to 0
-                Xs = _scale(X64, data_min, data_scale, dtype)
-            else:
-                Xs = check_data(X64, dtype)
-            if self.pretrain:
-                hidden, autoencoders = self._pretrain(Xs, s, rng, say)
-            else:
-                hidden = self._random_hidden(n, s["sizes"], dtype, rng)
+                data_scale = input_scale(data_min, X64.max(axis=0))
+        if start is None:
+            Xs = (check_data(X64, dtype) if data_min is None
+                  else _scale(X64, data_min, data_scale, dtype))
         # The softmax layer: UFLDL's start (small Gaussian), then trained on
         # the top features unless the whole network starts at random.
         top = hidden[-1][0].shape[0]
@@ -703,18 +724,21 @@ class SparseAutoencoderClassifier:
             self.feature_names_in_ = names
         return self
 
-    def _pretrain(self, Xs, s, rng, say):
+    def _pretrain(self, X64, s, rng, say):
         """Greedy layer-wise pretraining: one SparseAutoencoder per layer on
-        the previous layer's features."""
+        the previous layer's features.  Returns (hidden layers, the
+        autoencoders, the input range of the first one or None)."""
         from csae._estimator import SparseAutoencoder
-        aes, features = [], Xs
+        aes, features = [], X64
         for l, (h, settings) in enumerate(zip(s["sizes"], s["layer_settings"])):
             say(f"[{type(self).__name__}] pretraining layer {l + 1}: {features.shape[1]} -> {h}")
             ae = SparseAutoencoder(n_hidden=h, dtype=s["dtype"], n_threads=self.n_threads,
-                                   random_state=int(rng.integers(2**31)), **settings)
+                                   random_state=int(rng.integers(2**31)),
+                                   scale_inputs=bool(self.scale_inputs) and l == 0, **settings)
             features = ae.fit(features).transform(features)
             aes.append(ae)
-        return [(np.array(W), np.array(b)) for W, b in _layers_from(aes)[1]], aes
+        _, layers, data_min, data_scale = _layers_from(aes)
+        return [(np.array(W), np.array(b)) for W, b in layers], aes, data_min, data_scale
 
     @staticmethod
     def _random_hidden(n, sizes, dtype, rng):
@@ -751,7 +775,7 @@ class SparseAutoencoderClassifier:
 
     def _check_fitted(self):
         if "layers_" not in self.__dict__:
-            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. "
+            raise _not_fitted(f"This {type(self).__name__} instance is not fitted yet. "
                                  "Call 'fit' with appropriate arguments before using this "
                                  "estimator.")
 
@@ -772,8 +796,8 @@ class SparseAutoencoderClassifier:
         -------
         P : ndarray of shape (n_samples, n_classes)
         """
-        return _engine.deep_forward(self.layers_, self._input(X),
-                                    resolve_n_threads(self.n_threads))
+        Xc = self._input(X)
+        return _engine.deep_forward(self.layers_, Xc, resolve_n_threads(self.n_threads))
 
     def predict_log_proba(self, X):
         """``log(predict_proba(X))``."""
@@ -791,7 +815,8 @@ class SparseAutoencoderClassifier:
         -------
         y : ndarray of shape (n_samples,), labels from ``classes_``
         """
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        P = self.predict_proba(X)
+        return self.classes_[np.argmax(P, axis=1)]
 
     def score(self, X, y, sample_weight=None):
         """Mean accuracy of ``predict(X)`` against y.
@@ -821,8 +846,8 @@ class SparseAutoencoderClassifier:
         -------
         H : ndarray of shape (n_samples, hidden_layer_sizes[-1])
         """
-        return _engine.deep_encode(self.layers_[:-1], self._input(X),
-                                   resolve_n_threads(self.n_threads))
+        Xc = self._input(X)
+        return _engine.deep_encode(self.layers_[:-1], Xc, resolve_n_threads(self.n_threads))
 
 
 def _freeze(layers, dtype):
