@@ -157,7 +157,7 @@ def test_pretraining_gives_the_autoencoders_layers():
     clf = quiet_fit(small(max_iter=0, autoencoder_params=[dict(sparsity_target=0.05),
                                                           dict(weight_decay=0.0)]), X, y)
     p0, p1 = (ae.get_params() for ae in clf.autoencoders_)
-    assert (p0["sparsity_target"], p0["weight_decay"]) == (0.05, 3e-3)
+    assert (p0["sparsity_target"], p0["weight_decay"]) == (0.05, 1e-4)
     assert (p1["sparsity_target"], p1["weight_decay"]) == (0.1, 0.0)
     assert (p0["n_hidden"], p1["n_hidden"]) == (12, 8)
 
