@@ -80,7 +80,7 @@ def _prepare(X, n_features, dtype, data_min, data_scale, name):
     return _scale(X64, data_min, data_scale, dtype)
 
 
-_NOT_FITTED = {}
+_NOT_FITTED: dict = {}
 
 
 def _not_fitted(message):
