@@ -203,3 +203,48 @@ def test_in_a_pipeline():
     y = (X[:, 0] > 0.5).astype(int)
     pipe = make_pipeline(csae.stack(*aes), LogisticRegression()).fit(X, y)
     assert pipe.predict(X).shape == (120,)
+
+
+# ---------------------------------------------------------------------------
+# The C function, through the shared library
+# ---------------------------------------------------------------------------
+
+def test_c_deep_encode_statuses():
+    """csae_deep_encode_f64: reads only the hidden layers' part of theta,
+    refuses a net without hidden layers, H over X, and a short workspace."""
+    import ctypes
+
+    from libcsae_ctypes import library, status_codes
+    from test_deep import DeepNet, Workspace, c_net
+
+    lib, codes = library(), status_codes()
+    p = ctypes.c_void_p
+    lib.csae_deep_encode_f64.restype = ctypes.c_int
+    lib.csae_deep_encode_f64.argtypes = [ctypes.POINTER(DeepNet), p, p, ctypes.c_size_t, p,
+                                         ctypes.POINTER(Workspace)]
+    lib.csae_deep_forward_workspace_size.restype = ctypes.c_size_t
+    lib.csae_deep_forward_workspace_size.argtypes = [ctypes.POINTER(DeepNet), ctypes.c_size_t,
+                                                     ctypes.c_size_t, ctypes.c_size_t]
+    rng = np.random.default_rng(5)
+    layers = [(rng.normal(0, 1, (4, 5)), rng.normal(0, 1, 4)),
+              (rng.normal(0, 1, (3, 4)), rng.normal(0, 1, 3))]
+    theta = np.concatenate([a.ravel() for layer in layers for a in layer])  # no softmax part
+    X = rng.uniform(0, 1, (6, 5))
+    net, keep = c_net([5, 4, 3, 7])
+    size = lib.csae_deep_forward_workspace_size(ctypes.byref(net), 6, 8, 1)
+    buf = np.zeros(size, np.uint8)
+    ws = Workspace(buf.ctypes.data, size, 1)
+    H = np.full((6, 3), -7.0)
+
+    def call(net_=net, H_=H, ws_=ws):
+        return lib.csae_deep_encode_f64(ctypes.byref(net_), theta.ctypes.data, X.ctypes.data,
+                                        6, H_.ctypes.data, ctypes.byref(ws_))
+
+    assert call() == codes["CSAE_OK"]
+    np.testing.assert_array_equal(H, eng.deep_encode(layers, X))
+    H[:] = -7.0
+    no_hidden, keep2 = c_net([5, 4])
+    assert call(net_=no_hidden) == codes["CSAE_ERR_ARGUMENT"]
+    assert call(H_=X) == codes["CSAE_ERR_ARGUMENT"]
+    assert call(ws_=Workspace(buf.ctypes.data, size - 1, 1)) == codes["CSAE_ERR_WORKSPACE"]
+    assert np.all(H == -7.0)
