@@ -528,6 +528,18 @@ class SparseAutoencoderClassifier:
         Engine threads; results do not depend on it.
     verbose : bool, default=False
         Print a line per stage and per fine-tuning iteration.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows (drawn once from
+        ``random_state``; every stage trains on the rest), compute the
+        validation cross-entropy after each fine-tuning iteration, stop when
+        it has not improved for ``n_iter_no_change`` iterations, and keep
+        the weights of the best iteration.
+    validation_fraction : float, default=0.1
+        In (0, 1); ``ceil(validation_fraction * n_samples)`` rows, at least
+        one row left for training.
+    n_iter_no_change : int, default=10
+        Iterations without a lower validation loss after which fine-tuning
+        stops, >= 1.
 
     Attributes
     ----------
@@ -543,7 +555,13 @@ class SparseAutoencoderClassifier:
     loss_curve_ : list of float
         Fine-tuning's objective after each L-BFGS iteration.
     n_iter_ : int
-        Fine-tuning iterations.
+        Fine-tuning iterations run.
+    validation_loss_curve_ : list of float or None
+        With ``early_stopping``: the validation cross-entropy after each
+        fine-tuning iteration.
+    best_iteration_ : int or None
+        With ``early_stopping``: the iteration (1-based) whose weights are
+        kept (0: the network before fine-tuning).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         When fitted on a DataFrame with string column names.
@@ -561,7 +579,8 @@ class SparseAutoencoderClassifier:
     def __init__(self, hidden_layer_sizes=(200, 200), autoencoder_params=None, pretrain=True,
                  autoencoders=None, alpha=1e-4, max_iter=400, softmax_max_iter=400, tol=1e-5,
                  scale_inputs=True, dtype="float64", random_state=None, n_threads=None,
-                 verbose=False):
+                 verbose=False, early_stopping=False, validation_fraction=0.1,
+                 n_iter_no_change=10):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.autoencoder_params = autoencoder_params
         self.pretrain = pretrain
@@ -575,6 +594,9 @@ class SparseAutoencoderClassifier:
         self.random_state = random_state
         self.n_threads = n_threads
         self.verbose = verbose
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
 
     # -- scikit-learn plumbing (csae does not import scikit-learn) ---------
 
@@ -639,6 +661,11 @@ class SparseAutoencoderClassifier:
             raise ValueError(f"verbose must be a bool or an int, got {self.verbose!r}")
         s["verbose"] = bool(self.verbose)
         check_random_state(self.random_state)
+        _bool_param("early_stopping", self.early_stopping)
+        s["early_stopping"] = bool(self.early_stopping)
+        s["validation_fraction"] = _real_param("validation_fraction", self.validation_fraction,
+                                               0.0, 1.0, True, True, "in (0, 1)")
+        s["n_iter_no_change"] = int_param("n_iter_no_change", self.n_iter_no_change, 1)
         if self.autoencoders is not None:
             aes = (self.autoencoders.autoencoders_ if isinstance(self.autoencoders,
                                                                  StackedEncoder)
@@ -682,6 +709,15 @@ class SparseAutoencoderClassifier:
                              f"{start[0][0][0].shape[1]}")
         rng = np.random.default_rng(derive_seed(self.random_state))
         k = classes.shape[0]
+        validation = None
+        if s["early_stopping"]:
+            n_val = int(np.ceil(s["validation_fraction"] * m))
+            if n_val >= m:
+                raise ValueError(f"validation_fraction={self.validation_fraction} of {m} rows "
+                                 "leaves no row for training")
+            order = rng.permutation(m)
+            validation = (X64[order[:n_val]], y_idx[order[:n_val]])
+            X64, y_idx = X64[order[n_val:]], y_idx[order[n_val:]]
         say = print if s["verbose"] else (lambda *a, **kw: None)
 
         autoencoders = None
@@ -712,16 +748,26 @@ class SparseAutoencoderClassifier:
             H = _engine.deep_encode(hidden, Xs, s["n_threads"])
             softmax = tuple(self._lbfgs([softmax], H, y_idx, s, s["softmax_max_iter"])[0][0])
         pretrained = hidden + [softmax]
-        layers, curve = pretrained, []
+        layers, curve, monitor = pretrained, [], None
+        if validation is not None:
+            Xv = (check_data(validation[0], dtype) if data_min is None
+                  else _scale(validation[0], data_min, data_scale, dtype))
+            monitor = _ValidationMonitor(Xv, validation[1], pretrained, s)
         if s["max_iter"] > 0:
             say(f"[{name}] fine-tuning {[n, *s['sizes'], k]}")
-            layers, curve = self._lbfgs(pretrained, Xs, y_idx, s, s["max_iter"], say=say)
+            layers, curve = self._lbfgs(pretrained, Xs, y_idx, s, s["max_iter"], say=say,
+                                        monitor=monitor)
+            if monitor is not None:
+                layers = monitor.best_layers
+                curve = curve[:monitor.best_iteration]
         # Everything trained: publish together.
         self.__dict__.pop("feature_names_in_", None)
         self.__dict__.update(
             classes_=classes, n_features_in_=n, layers_=_freeze(layers, dtype),
             pretrained_layers_=_freeze(pretrained, dtype), autoencoders_=autoencoders,
             loss_curve_=list(curve), n_iter_=len(curve), _data_min=data_min,
+            validation_loss_curve_=None if monitor is None else monitor.curve,
+            best_iteration_=None if monitor is None else monitor.best_iteration,
             _data_scale=data_scale, _dtype=dtype)
         if names is not None:
             self.feature_names_in_ = names
@@ -752,23 +798,27 @@ class SparseAutoencoderClassifier:
             prev = h
         return layers
 
-    def _lbfgs(self, layers, X, y, s, max_iter, say=None):
+    def _lbfgs(self, layers, X, y, s, max_iter, say=None, monitor=None):
         """L-BFGS on the deep objective from ``layers``; (layers, curve)."""
         from csae._warnings import TrainingInterruptedWarning, convergence_warning
         sizes = _sizes_of(layers, X.shape[1])
         evaluator = _engine.DeepEvaluator(sizes, X, y, lam=s["alpha"], n_threads=s["n_threads"])
 
         def report(it, loss, params):
-            if say is not None:
-                say(f"  iteration {it}: objective {loss:.6g}")
+            stop = monitor is not None and monitor.update(it, params)
+            if s["verbose"] and say is not None:
+                extra = "" if monitor is None else f", validation {monitor.curve[-1]:.6g}"
+                say(f"  iteration {it}: objective {loss:.6g}{extra}")
+            return stop
         result = lbfgs(evaluator, _flat_layers(layers), max_iter=max_iter,
                        max_fun=max(15000, 2 * max_iter), tol=s["tol"],
-                       on_iteration=report if s["verbose"] else None,
+                       on_iteration=report if (s["verbose"] or monitor) else None,
                        n_threads=s["n_threads"])
         if result.interrupted:
             warnings.warn("training interrupted by Ctrl-C: the model keeps the last "
                           "L-BFGS iterate", TrainingInterruptedWarning, stacklevel=3)
-        elif result.n_iter >= max_iter and not result.converged and say is not None:
+        elif (result.n_iter >= max_iter and not result.converged and not result.stopped
+              and say is not None):
             warnings.warn(f"fine-tuning reached max_iter={max_iter} before L-BFGS converged; "
                           "raise max_iter to train further", convergence_warning(),
                           stacklevel=3)
@@ -851,6 +901,34 @@ class SparseAutoencoderClassifier:
         """
         Xc = self._input(X)
         return _engine.deep_encode(self.layers_[:-1], Xc, resolve_n_threads(self.n_threads))
+
+
+class _ValidationMonitor:
+    """Early stopping of fine-tuning: the validation cross-entropy after
+    each iteration, the best weights so far, and when to stop."""
+
+    def __init__(self, X, y, start, s):
+        self.X, self.y, self.patience = X, y, s["n_iter_no_change"]
+        self.n_threads = s["n_threads"]
+        self.best_layers = start
+        self.best = self._loss(start)
+        self.best_iteration = 0
+        self.curve = []
+
+    def _loss(self, layers):
+        return _engine.deep_objective_and_gradients(list(layers), self.X, self.y, lam=0.0,
+                                                    n_threads=self.n_threads,
+                                                    need_gradients=False)[0]
+
+    def update(self, iteration, params):
+        """Record iteration ``iteration`` (flat params, valid during the
+        call only); True to stop."""
+        layers = [(np.array(W), np.array(b)) for W, b in _unflatten(list(params))]
+        loss = self._loss(layers)
+        self.curve.append(loss)
+        if loss < self.best:
+            self.best, self.best_layers, self.best_iteration = loss, layers, iteration
+        return iteration - self.best_iteration >= self.patience
 
 
 def _freeze(layers, dtype):

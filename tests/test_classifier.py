@@ -295,3 +295,34 @@ def test_grid_search():
         warnings.simplefilter("ignore")
         search = GridSearchCV(small(), {"alpha": [1e-4, 1e-2]}, cv=2).fit(X, y)
     assert search.best_score_ > 0.8
+
+
+def test_early_stopping_keeps_the_best_validation_iteration():
+    X, y = blobs(m=300, n=10, k=4, seed=3)
+    X = X + np.random.default_rng(9).normal(0, 3, X.shape)   # overlapping classes: overfits
+    clf = quiet_fit(small(hidden_layer_sizes=(40, 30), max_iter=300, alpha=0.0,
+                          early_stopping=True, validation_fraction=0.3, n_iter_no_change=5),
+                    X, y)
+    curve = clf.validation_loss_curve_
+    assert clf.best_iteration_ <= len(curve) <= clf.best_iteration_ + 5
+    assert len(clf.loss_curve_) == clf.n_iter_ == clf.best_iteration_
+    assert curve[clf.best_iteration_ - 1] == min(curve)
+    # The kept weights give the best validation loss: recompute it on the
+    # held-out rows, drawn as fit draws them.
+    rng = np.random.default_rng(csae._validation.derive_seed(0))
+    order = rng.permutation(300)
+    val = order[:90]
+    lo, hi = X[order[90:]].min(axis=0), X[order[90:]].max(axis=0)
+    Xv = (X[val] - lo) / (hi - lo)
+    loss = ref.deep_objective(list(clf.layers_), Xv, y[val], lam=0.0)
+    assert 0 < clf.best_iteration_ < 300   # it stopped early, after improving
+    assert loss == pytest.approx(curve[clf.best_iteration_ - 1], rel=1e-9)
+    assert quiet_fit(small(), X, y).validation_loss_curve_ is None
+
+
+def test_early_stopping_bad_fraction():
+    X, y = blobs()
+    with pytest.raises(ValueError, match="validation_fraction"):
+        small(early_stopping=True, validation_fraction=1.0).fit(X, y)
+    with pytest.raises(ValueError, match="n_iter_no_change"):
+        small(early_stopping=True, n_iter_no_change=0).fit(X, y)
