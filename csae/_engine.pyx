@@ -1391,7 +1391,7 @@ cdef class DeepEvaluator:
     the engine's layout (csae.h: each layer's W row-major, then its b) and
     writes the gradient into the float64 vector ``grad``: float64 networks
     are read and written in place, float32 ones through float32 buffers.
-    ``csae._solvers.lbfgs`` calls it when its objective has it.
+    ``csae.solvers.lbfgs.lbfgs`` calls it when its objective has it.
     """
     cdef _Workspace work
     cdef csae_deep_net net

@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 
 from csae import _engine
-from csae._solvers import lbfgs
+from csae.solvers.lbfgs import lbfgs
 from csae._validation import (
     NotFittedError,
     check_data,
@@ -743,7 +743,7 @@ class SparseAutoencoderClassifier:
         # the top features unless the whole network starts at random.
         top = hidden[-1][0].shape[0]
         softmax = ((0.005 * rng.standard_normal((k, top))).astype(dtype), np.zeros(k, dtype))
-        if self.pretrain or start is not None:
+        if (self.pretrain or start is not None) and s["softmax_max_iter"] > 0:
             say(f"[{name}] softmax layer on {top} features")
             H = _engine.deep_encode(hidden, Xs, s["n_threads"])
             softmax = tuple(self._lbfgs([softmax], H, y_idx, s, s["softmax_max_iter"])[0][0])

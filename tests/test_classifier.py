@@ -326,3 +326,11 @@ def test_early_stopping_bad_fraction():
         small(early_stopping=True, validation_fraction=1.0).fit(X, y)
     with pytest.raises(ValueError, match="n_iter_no_change"):
         small(early_stopping=True, n_iter_no_change=0).fit(X, y)
+
+
+def test_zero_iterations_leave_the_start():
+    X, y = blobs()
+    clf = quiet_fit(small(softmax_max_iter=0, max_iter=0), X, y)
+    W, b = clf.layers_[-1]
+    assert not b.any() and np.abs(W).max() < 0.05   # UFLDL's 0.005 * N(0, 1) start
+    assert clf.n_iter_ == 0 and clf.loss_curve_ == []
