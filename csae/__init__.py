@@ -48,7 +48,7 @@ from csae._warnings import (
 )
 from csae.onnx import to_onnx
 from csae.plotting import plot_filters, plot_loss
-from csae.stack import SparseAutoencoderClassifier, StackedEncoder, stack
+from csae.deep import SparseAutoencoderClassifier, StackedEncoder, stack
 
 __all__ = [
     "SparseAutoencoder",

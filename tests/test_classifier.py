@@ -334,3 +334,22 @@ def test_zero_iterations_leave_the_start():
     W, b = clf.layers_[-1]
     assert not b.any() and np.abs(W).max() < 0.05   # UFLDL's 0.005 * N(0, 1) start
     assert clf.n_iter_ == 0 and clf.loss_curve_ == []
+
+
+def test_ctrl_c_in_fine_tuning_keeps_the_last_iterate(monkeypatch):
+    import csae.deep as deep_module
+    X, y = blobs()
+
+    def say(*args, **kwargs):   # the verbose line of iteration 3 meets Ctrl-C
+        if args and "iteration 3:" in str(args[0]):
+            raise KeyboardInterrupt
+    monkeypatch.setattr(deep_module, "print", say, raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("always", csae.TrainingInterruptedWarning)
+        with pytest.warns(csae.TrainingInterruptedWarning, match="Ctrl-C"):
+            clf = small(verbose=True, pretrain=False).fit(X, y)
+    assert clf.n_iter_ == 3
+    Xs = scaled(X)
+    assert ref.deep_objective(list(clf.layers_), Xs, y, lam=1e-4) == \
+        pytest.approx(clf.loss_curve_[-1], rel=1e-10)

@@ -9,6 +9,11 @@ pretraining, a softmax layer on the top features, then fine-tuning of the
 whole network on the labels with the engine's L-BFGS.  docs/deep.md has the
 mathematics and the digits experiment.
 
+(The module is ``csae.deep``, not ``csae.stack``: the function
+``csae.stack`` would hide a module of that name, and ``deep`` is the name
+the engine (src_c/deep.c), the reference (csae/_deep_reference.py) and
+docs/deep.md already use.)
+
 A network is a list of ``(W, b)`` pairs, ``W`` of shape ``(h_l, h_{l-1})``:
 the sigmoid layers first, the softmax layer last (the layout of
 ``csae.reference.deep_forward`` and of the engine's flat ``theta``).
