@@ -35,7 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))  # this checkout's csae, built in place
 from _machine import cpu_name  # noqa: E402
 
 from csae import _engine, reference  # noqa: E402

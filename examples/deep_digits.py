@@ -28,8 +28,8 @@ the same.  With wider layers (``--hidden 100 50``, ``--hidden 200 200``)
 the frozen features are already nearly as good as the fine-tuned network on
 this small, easy data set (docs/deep.md has the numbers).
 
-Run ``python examples/deep_digits.py`` (about 10 seconds per split on one
-core); ``--splits 1 --iterations 50`` is a quick check.  Needs
+Run ``python examples/deep_digits.py`` (10 to 20 seconds per split on a
+shared core); ``--splits 1 --iterations 50`` is a quick check.  Needs
 scikit-learn.
 """
 
