@@ -272,12 +272,13 @@ def test_unfitted_and_wrong_width():
 # scikit-learn and pickling
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("pretrain", [True, False])
-def test_check_estimator(pretrain):
+@pytest.mark.parametrize("settings", [{}, {"pretrain": False}, {"early_stopping": True},
+                                      {"dtype": "float32"}], ids=str)
+def test_check_estimator(settings):
     from sklearn.utils.estimator_checks import check_estimator
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        check_estimator(small(hidden_layer_sizes=(6,), pretrain=pretrain))
+        check_estimator(small(hidden_layer_sizes=(6,), **settings))
 
 
 def test_pickle_round_trip():
