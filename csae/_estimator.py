@@ -189,7 +189,7 @@ class SparseAutoencoder:
         The most epochs ``fit`` runs (iterations for "lbfgs"); it may stop
         earlier by the rule of ``tol`` and ``n_iter_no_change``.  The
         default is MATLAB ``trainAutoencoder``'s; "lbfgs" with the other
-        defaults stopped by the rule after 355-561 iterations on image
+        defaults stopped by the rule after 537-974 iterations on image
         patches, digits and the bars data.
     shuffle : bool, default=True
         Visit the rows in a fresh random order each epoch (otherwise in row
@@ -246,12 +246,12 @@ class SparseAutoencoder:
         without tuning (see the README's "Defaults").
     max_fun : int, default=15000
         "lbfgs" only: the most objective evaluations one ``fit`` may make.
-    tol : float, default=1e-4
-        Stopping tolerance, >= 0, for every solver (``fit`` only): stop when
-        the training objective (the validation objective with
+    tol : float, default=1e-5
+        Relative stopping tolerance, >= 0, for every solver (``fit`` only):
+        stop when the training objective (the validation objective with
         ``early_stopping``) has not improved on its best by more than
-        ``tol`` for ``n_iter_no_change`` epochs ("lbfgs": iterations) in a
-        row; without early stopping ``tol=0`` switches this rule (and the
+        ``tol`` times that best for ``n_iter_no_change`` epochs ("lbfgs":
+        iterations) in a row, whatever the objective's scale; without early stopping ``tol=0`` switches this rule (and the
         ``ConvergenceWarning`` of a run that ends at ``max_epochs``) off.
         "lbfgs" also ends when the optimizer finds no more progress (its
         relative-reduction test, as SciPy's L-BFGS-B).  Unlike
@@ -421,7 +421,7 @@ class SparseAutoencoder:
                  weight_decay=1e-4, decoder="sigmoid", learning_rate=0.1, momentum=0.0,
                  batch_size=100, max_epochs=1000, shuffle=True, scale_inputs=False,
                  dtype="float64", backend="c", random_state=None, verbose=False,
-                 n_threads=None, solver="lbfgs", max_fun=15000, tol=1e-4, beta_1=0.9,
+                 n_threads=None, solver="lbfgs", max_fun=15000, tol=1e-5, beta_1=0.9,
                  beta_2=0.999, epsilon=1e-8, warm_start=False, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, sparsity_estimate="batch",
                  sparsity_smoothing=0.1):

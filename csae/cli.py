@@ -1025,7 +1025,7 @@ def build_parser():
                    help=f"lbfgs: most objective evaluations (default: {defaults['max_fun']})")
     p.add_argument("--tol", type=float,
                    help="stop when the objective (the validation objective with "
-                        "--early-stopping) has not improved by more than this for "
+                        "--early-stopping) has not improved by more than this fraction of its best for "
                         "--n-iter-no-change epochs (lbfgs: iterations); 0 trains exactly "
                         f"--epochs (default: {defaults['tol']})")
     p.add_argument("--n-iter-no-change", type=_count,

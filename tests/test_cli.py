@@ -945,7 +945,7 @@ def test_train_early_stopping_prints_the_outcome(tmp_path, capsys):
     direct = SparseAutoencoder(**params).fit(X)
     assert f"trained {direct.n_iter_} epochs" in out
     assert ("stopped early: the validation objective did not improve by more than "
-            "--tol 0.0001 for --n-iter-no-change 3 epochs") in out
+            "--tol 1e-05 of its best for --n-iter-no-change 3 epochs") in out
     assert (f"early stopping: best validation objective {direct.best_validation_loss_:.6g} "
             f"at epoch {direct.best_epoch_} of {direct.n_iter_}") in out
     np.testing.assert_array_equal(csae.load(out_path).encoder_weights_,
