@@ -120,7 +120,7 @@ def check_feature_names(given, fitted, estimator, stacklevel):
 
 
 # The constructor's parameter names of each class, read once.
-_PARAM_NAMES = {}
+_PARAM_NAMES: "dict[type, frozenset]" = {}
 
 
 class EstimatorBase:

@@ -644,6 +644,18 @@ def _build_model(reader, defaults):
                       for name, s in zip(_VELOCITY_NAMES, shapes))
                 if all(present) else None)
 
+    curve, rng_state, data_min, data_scale = _read_history(reader, n)
+    adam_m, adam_v, adam_t, rho_running, running_batches = _read_solver_state(
+        reader, version, shapes, hp.dtype)
+    return hyper, _state(params=params, velocity=velocity, rng_state=rng_state,
+                         adam_m=adam_m, adam_v=adam_v, adam_t=adam_t,
+                         rho_running=rho_running, running_batches=running_batches,
+                         data_min=data_min, data_scale=data_scale, loss_curve=curve)
+
+
+def _read_history(reader, n):
+    """``(loss_curve, rng_state, data_min, data_scale)`` of a file whose
+    weights have ``n`` features (rng_state and the range may be None)."""
     n_iter = _integer(reader.small("n_iter", _MAX_SCALAR), "n_iter")
     if n_iter < 0:
         raise _FileError(f"n_iter is {n_iter}")
@@ -674,7 +686,13 @@ def _build_model(reader, defaults):
                              "data_scale")
         if not (data_scale > 0).all():
             raise _FileError("data_scale must be positive")
+    return curve, rng_state, data_min, data_scale
 
+
+def _read_solver_state(reader, version, shapes, dtype):
+    """``(adam_m, adam_v, adam_t, rho_running, running_batches)`` of a file
+    of format ``version`` whose weights have ``shapes`` (each optional)."""
+    h = shapes[1][0]
     adam_m = adam_v = rho_running = None
     adam_t = running_batches = 0
     newer = sorted(f for v, fields in _OPTIONAL_SINCE.items() if v > version
@@ -686,9 +704,9 @@ def _build_model(reader, defaults):
     if any(present) and not all(present):
         raise _FileError("adam_m_*, adam_v_* and adam_t must be all present or all absent")
     if all(present):
-        adam_m = tuple(_finite(reader.array(name, s, hp.dtype), name)
+        adam_m = tuple(_finite(reader.array(name, s, dtype), name)
                        for name, s in zip(_ADAM_M_NAMES, shapes))
-        adam_v = tuple(_finite(reader.array(name, s, hp.dtype), name)
+        adam_v = tuple(_finite(reader.array(name, s, dtype), name)
                        for name, s in zip(_ADAM_V_NAMES, shapes))
         if any((v < 0).any() for v in adam_v):
             raise _FileError("adam_v (second moments) must not be negative")
@@ -699,18 +717,14 @@ def _build_model(reader, defaults):
         raise _FileError("rho_running and running_batches must be both present or both "
                          "absent")
     if "rho_running" in reader:
-        rho_running = _finite(reader.array("rho_running", (h,), hp.dtype), "rho_running")
+        rho_running = _finite(reader.array("rho_running", (h,), dtype), "rho_running")
         if ((rho_running < 0) | (rho_running > 1)).any():
             raise _FileError("rho_running (mean activations) must lie in [0, 1]")
         running_batches = _integer(reader.small("running_batches", _MAX_SCALAR),
                                    "running_batches")
         if running_batches < 0:
             raise _FileError(f"running_batches is {running_batches}")
-
-    return hyper, _state(params=params, velocity=velocity, rng_state=rng_state,
-                         adam_m=adam_m, adam_v=adam_v, adam_t=adam_t,
-                         rho_running=rho_running, running_batches=running_batches,
-                         data_min=data_min, data_scale=data_scale, loss_curve=curve)
+    return adam_m, adam_v, adam_t, rho_running, running_batches
 
 
 def _state(*, params, velocity, rng_state, adam_m, adam_v, adam_t, rho_running,
