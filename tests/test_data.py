@@ -94,3 +94,18 @@ def test_each_call_wraps_x_once(monkeypatch, method):
         monkeypatch.setattr(_data, "source", lambda X: seen.append(X) or real(X))
         getattr(model, method)(X)
     assert len(seen) == 1 and seen[0] is X
+
+
+def test_the_column_name_warning_of_a_warm_start_points_at_the_callers_line():
+    # It pointed inside csae (the warm start prepared X one call deeper than
+    # fit's other paths); every path now counts to the caller of fit.
+    pd = pytest.importorskip("pandas")
+    X = np.random.default_rng(4).random((50, 4))
+    model = SparseAutoencoder(n_hidden=3, max_epochs=3, tol=0, warm_start=True,
+                              random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # three iterations learn little
+        model.fit(X)
+        model.fit(pd.DataFrame(X, columns=list("abcd")))
+    [warning] = [w for w in caught if "X has feature names" in str(w.message)]
+    assert warning.filename == __file__
