@@ -261,6 +261,16 @@ class SparseAutoencoder(EstimatorBase):
     best_epoch_ : int or None
         With ``early_stopping=True``: the epoch (1-based, numbered as
         ``n_iter_`` counts) of ``best_validation_loss_``; None otherwise.
+    stop_reason_ : str or None
+        Why the last ``fit`` or ``partial_fit`` stopped: "converged" (L-BFGS:
+        the relative reduction of the objective fell below SciPy's ftol),
+        "max_epochs" (the epochs or iterations it was given ran out;
+        ``partial_fit`` runs one), "max_fun" (L-BFGS: evaluations ran out),
+        "line_search" (L-BFGS: no step lowered the objective),
+        "no_improvement" (``tol`` and ``n_iter_no_change``), "interrupted"
+        (Ctrl-C) or "diverged" (a ``TrainingDivergedWarning`` says what the
+        model kept).  Set even when the call left the old model; carried by
+        pickles, not by model files (None after ``csae.load``).
     feature_names_in_ : ndarray of str objects, shape (n_features_in_,)
         Column names of the DataFrame given to ``fit`` (or the first
         ``partial_fit``), when they are all strings; absent otherwise.  Later
@@ -452,8 +462,7 @@ class SparseAutoencoder(EstimatorBase):
             # stacklevel 3: partial_fit_state, this method, its caller.
             outcome = partial_fit_state(_data.source(X), hp, raw, old,
                                         estimator=type(self).__name__, stacklevel=3)
-            if outcome.state is not None:
-                self._publish(outcome.state)
+            self._publish(outcome.state, outcome.reason)
         return self
 
     def fit_transform(self, X, y=None):
@@ -693,15 +702,31 @@ class SparseAutoencoder(EstimatorBase):
         "Epoch (1-based, counted as ``n_iter_`` counts) whose weights early\n"
         "stopping restored, else None.")
 
+    @property
+    def stop_reason_(self):
+        """Why the last ``fit`` or ``partial_fit`` stopped: one of
+        ``csae.solvers.STOP_REASONS`` (see the class's Attributes); None for
+        a model that has not trained in this process or pickle (loaded from
+        a model file, or given its weights by hand)."""
+        reason = self.__dict__.get("_stop_reason")
+        if reason is None:
+            require_fitted(self._state, type(self).__name__)
+        return reason
+
     # ------------------------------------------------------------------
     # The state, its snapshot and pickling (private to this module)
     # ------------------------------------------------------------------
 
-    def _publish(self, state):
+    def _publish(self, state, stop_reason=None):
         """Make ``state`` the model's state (one reference assignment, so a
-        reader sees the old state or the new one, never a mix)."""
+        reader sees the old state or the new one, never a mix).  A training
+        call passes why it stopped (``stop_reason_``) and None for ``state``
+        when the old model stays."""
         with self._locks.snapshot:
-            object.__setattr__(self, "_state", state)
+            if state is not None:
+                object.__setattr__(self, "_state", state)
+            if stop_reason is not None:
+                object.__setattr__(self, "_stop_reason", stop_reason)
 
     def _hyper_and_state(self, check_fitted=False):
         """(validated hyperparameters, their raw values, the state), all of
@@ -826,8 +851,7 @@ def train(model, X, *, hook=None, on_rows=None):
         Xc, backend, outcome = fit_state(_data.source(X), hp, raw, old,
                                          estimator=type(model).__name__, hook=hook,
                                          on_rows=on_rows, stacklevel=4)
-        if outcome.state is not None:
-            model._publish(outcome.state)
+        model._publish(outcome.state, outcome.reason)
         return Xc, hp, backend, outcome
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from csae._backends import Backend
 from csae._state import ORIGIN_TRAINED, ModelState, frozen
-from csae._training import Transaction, run_epochs, run_lbfgs, validation_split
+from csae._training import Transaction, train, validation_split
 from csae._validation import derive_seed
 
 __all__ = ["fit_state", "partial_fit_state", "initial_params"]
@@ -66,16 +66,10 @@ def _run(backend, X, hp, start, old, *, n_epochs, fit, X_val, hook, stacklevel):
     transaction = Transaction(backend, X, hp, old, start)
     outcome = transaction.begin(stacklevel=stacklevel)
     if outcome is None:
-        if fit and hp.solver == "lbfgs":
-            outcome = run_lbfgs(backend, X, hp, start, stacklevel=stacklevel, X_val=X_val,
-                                hook=hook)
-        elif fit:
-            outcome = run_epochs(backend, X, hp, start, n_epochs, stacklevel=stacklevel,
-                                 reference=transaction.reference, X_val=X_val,
-                                 stopping=True, hook=hook)
-        else:
-            outcome = run_epochs(backend, X, hp, start, n_epochs, stacklevel=stacklevel,
-                                 reference=transaction.reference)
+        # fit: the stopping rule and the end-of-fit checks; partial_fit: neither.
+        outcome = train(backend, X, hp, start, n_epochs, stacklevel=stacklevel,
+                        reference=transaction.reference, X_val=X_val, stopping=fit,
+                        hook=hook)
         outcome = transaction.settle(outcome, stacklevel=stacklevel)
     return outcome
 

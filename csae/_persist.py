@@ -66,6 +66,7 @@ from csae._state import (
 )
 from csae._validation import validate_hyperparameters
 from csae._version import __version__
+from csae.solvers import AdamState, MomentumState, solver_state_arrays
 
 try:
     from csae import _engine
@@ -85,15 +86,12 @@ _ADDED_IN = {2: ("solver", "max_fun", "tol"),
                  "validation_fraction", "n_iter_no_change", "sparsity_estimate",
                  "sparsity_smoothing")}
 
-_VELOCITY_NAMES = tuple("velocity_" + name for name in WEIGHT_NAMES)
-_ADAM_M_NAMES = tuple("adam_m_" + name for name in WEIGHT_NAMES)
-_ADAM_V_NAMES = tuple("adam_v_" + name for name in WEIGHT_NAMES)
 _REQUIRED = frozenset(("format", "format_version", "csae_version", "hyperparameters",
                        "loss_curve", "n_iter") + WEIGHT_NAMES)
-_OPTIONAL = frozenset(("rng_state", "data_min", "data_scale") + _VELOCITY_NAMES)
+# The solvers name their state's members (csae.solvers).
+_OPTIONAL = frozenset(("rng_state", "data_min", "data_scale") + MomentumState.FILE_NAMES)
 # Members a file may hold from this version on.
-_OPTIONAL_SINCE = {3: frozenset(_ADAM_M_NAMES + _ADAM_V_NAMES
-                                + ("adam_t", "rho_running", "running_batches"))}
+_OPTIONAL_SINCE = {3: frozenset(AdamState.FILE_NAMES + ("rho_running", "running_batches"))}
 _ALL_OPTIONAL = _OPTIONAL.union(*_OPTIONAL_SINCE.values())
 
 
@@ -159,14 +157,8 @@ def _model_arrays(hyperparameters, state, estimator="SparseAutoencoder"):
     }
     for name, array in zip(WEIGHT_NAMES, state.params):
         arrays[name] = np.ascontiguousarray(array, dtype=dtype)
-    if state.velocity is not None:
-        for name, array in zip(_VELOCITY_NAMES, state.velocity):
-            arrays[name] = np.ascontiguousarray(array, dtype=dtype)
-    if state.adam_m is not None and state.adam_v is not None:
-        for names, moments in ((_ADAM_M_NAMES, state.adam_m), (_ADAM_V_NAMES, state.adam_v)):
-            for name, array in zip(names, moments):
-                arrays[name] = np.ascontiguousarray(array, dtype=dtype)
-        arrays["adam_t"] = np.array(state.adam_t, dtype=np.int64)
+    # Each solver writes its own state (velocities, Adam's moments).
+    arrays.update(solver_state_arrays(state, dtype))
     if state.rho_running is not None:
         arrays["rho_running"] = np.ascontiguousarray(state.rho_running, dtype=dtype)
         arrays["running_batches"] = np.array(state.running_batches, dtype=np.int64)
@@ -637,18 +629,18 @@ def _build_model(reader, defaults):
     params = tuple(_finite(reader.array(name, s, hp.dtype), name)
                    for name, s in zip(WEIGHT_NAMES, shapes))
 
-    present = [name in reader for name in _VELOCITY_NAMES]
-    if any(present) and not all(present):
-        raise _FileError("velocity fields must be all present or all absent")
-    velocity = (tuple(_finite(reader.array(name, s, hp.dtype), name)
-                      for name, s in zip(_VELOCITY_NAMES, shapes))
-                if all(present) else None)
+    source = StateSource(reader, hp.dtype)
+    momentum = MomentumState.read(source, shapes)
 
     curve, rng_state, data_min, data_scale = _read_history(reader, n)
-    adam_m, adam_v, adam_t, rho_running, running_batches = _read_solver_state(
-        reader, version, shapes, hp.dtype)
-    return hyper, _state(params=params, velocity=velocity, rng_state=rng_state,
-                         adam_m=adam_m, adam_v=adam_v, adam_t=adam_t,
+    adam, rho_running, running_batches = _read_solver_state(reader, source, version, shapes,
+                                                            hp.dtype)
+    return hyper, _state(params=params,
+                         velocity=None if momentum is None else momentum.velocity,
+                         rng_state=rng_state,
+                         adam_m=None if adam is None else adam.m,
+                         adam_v=None if adam is None else adam.v,
+                         adam_t=0 if adam is None else adam.t,
                          rho_running=rho_running, running_batches=running_batches,
                          data_min=data_min, data_scale=data_scale, loss_curve=curve)
 
@@ -689,30 +681,17 @@ def _read_history(reader, n):
     return curve, rng_state, data_min, data_scale
 
 
-def _read_solver_state(reader, version, shapes, dtype):
-    """``(adam_m, adam_v, adam_t, rho_running, running_batches)`` of a file
-    of format ``version`` whose weights have ``shapes`` (each optional)."""
+def _read_solver_state(reader, source, version, shapes, dtype):
+    """``(AdamState or None, rho_running, running_batches)`` of a file of
+    format ``version`` whose weights have ``shapes`` (each optional)."""
     h = shapes[1][0]
-    adam_m = adam_v = rho_running = None
-    adam_t = running_batches = 0
+    rho_running, running_batches = None, 0
     newer = sorted(f for v, fields in _OPTIONAL_SINCE.items() if v > version
                    for f in fields if f in reader)
     if newer:
         raise _FileError(f"{', '.join(newer)} appear in a format version {version} file, "
                          "which has no such fields")
-    present = [name in reader for name in _ADAM_M_NAMES + _ADAM_V_NAMES + ("adam_t",)]
-    if any(present) and not all(present):
-        raise _FileError("adam_m_*, adam_v_* and adam_t must be all present or all absent")
-    if all(present):
-        adam_m = tuple(_finite(reader.array(name, s, dtype), name)
-                       for name, s in zip(_ADAM_M_NAMES, shapes))
-        adam_v = tuple(_finite(reader.array(name, s, dtype), name)
-                       for name, s in zip(_ADAM_V_NAMES, shapes))
-        if any((v < 0).any() for v in adam_v):
-            raise _FileError("adam_v (second moments) must not be negative")
-        adam_t = _integer(reader.small("adam_t", _MAX_SCALAR), "adam_t")
-        if adam_t < 0:
-            raise _FileError(f"adam_t is {adam_t}")
+    adam = AdamState.read(source, shapes)
     if ("rho_running" in reader) != ("running_batches" in reader):
         raise _FileError("rho_running and running_batches must be both present or both "
                          "absent")
@@ -724,7 +703,37 @@ def _read_solver_state(reader, version, shapes, dtype):
                                    "running_batches")
         if running_batches < 0:
             raise _FileError(f"running_batches is {running_batches}")
-    return adam_m, adam_v, adam_t, rho_running, running_batches
+    return adam, rho_running, running_batches
+
+
+class StateSource:
+    """A solver state's access to a model file's members (``read`` of
+    ``MomentumState``, ``AdamState``): each array checked as every member
+    is (shape, the model's dtype, finite), each count a non-negative
+    integer, and every refusal a reason the file is invalid."""
+
+    def __init__(self, reader, dtype):
+        self.reader, self.dtype = reader, dtype
+
+    def all_or_none(self, names, message):
+        """True when the file holds all of ``names``, False when none;
+        refused with ``message`` when only some."""
+        present = [name in self.reader for name in names]
+        if any(present) and not all(present):
+            raise _FileError(message)
+        return all(present)
+
+    def array(self, name, shape):
+        return _finite(self.reader.array(name, shape, self.dtype), name)
+
+    def count(self, name):
+        value = _integer(self.reader.small(name, _MAX_SCALAR), name)
+        if value < 0:
+            raise _FileError(f"{name} is {value}")
+        return value
+
+    def refuse(self, message):
+        raise _FileError(message)
 
 
 def _state(*, params, velocity, rng_state, adam_m, adam_v, adam_t, rho_running,
