@@ -16,6 +16,7 @@ import pytest
 from csae import SparseAutoencoder
 from csae._backends import Backend
 from csae._errors import NonFiniteError
+from csae._estimator import train
 from csae._state import ModelState
 from csae._validation import validate_hyperparameters
 from csae._warnings import TrainingInterruptedWarning
@@ -269,7 +270,7 @@ def test_ctrl_c_in_the_progress_hook_of_every_solver(X, solver):
     model = SparseAutoencoder(n_hidden=3, solver=solver, max_epochs=10, tol=0,
                               random_state=0)
     with pytest.warns(TrainingInterruptedWarning):
-        model._fit(X, hook=hook)
+        train(model, X, hook=hook)
     # The epoch (iteration) the hook reported had completed: it is kept.
     assert model.stop_reason_ == "interrupted" and model.n_iter_ == 2
 
