@@ -27,7 +27,7 @@ from dataclasses import dataclass, make_dataclass
 import numpy as np
 
 __all__ = ["Param", "HYPERPARAMETERS", "BY_NAME", "RECORD_NAMES", "ADDED_IN",
-           "Hyperparameters", "defaults_for_older_models", "parameters_section", "document",
+           "Hyperparameters", "parameters_section", "document",
            "add_options", "MAX_COUNT", "MAX_THREADS", "ALL_SOLVERS"]
 
 # Upper bounds of the counts, so that a huge value is refused by name
@@ -236,12 +236,13 @@ HYPERPARAMETERS = (
           "\"lbfgs\" only: the most objective evaluations one ``fit`` may make.",
           low=1, high=MAX_COUNT, solvers=("lbfgs",), cli=("--max-fun",), added_in=2,
           cli_help="lbfgs: most objective evaluations"),
-    Param("tol", "real", 1e-4, "float",
-          "Stopping tolerance, >= 0, for every solver (``fit`` only): stop when\n"
-          "the training objective (the validation objective with\n"
+    Param("tol", "real", 1e-5, "float",
+          "Relative stopping tolerance, >= 0, for every solver (``fit`` only):\n"
+          "stop when the training objective (the validation objective with\n"
           "``early_stopping``) has not improved on its best by more than\n"
-          "``tol`` for ``n_iter_no_change`` epochs (\"lbfgs\": iterations) in a\n"
-          "row; without early stopping ``tol=0`` switches this rule (and the\n"
+          "``tol`` times that best for ``n_iter_no_change`` epochs (\"lbfgs\":\n"
+          "iterations) in a row, whatever the objective's scale; without early\n"
+          "stopping ``tol=0`` switches this rule (and the\n"
           "``ConvergenceWarning`` of a run that ends at ``max_epochs``) off.\n"
           "\"lbfgs\" also ends when the optimizer finds no more progress (its\n"
           "relative-reduction test, as SciPy's L-BFGS-B).  Unlike\n"
@@ -249,7 +250,8 @@ HYPERPARAMETERS = (
           "with ``tol``: that test depends on the scale of the data.",
           low=0.0, high=math.inf, closed="left", cli=("--tol",), added_in=2,
           cli_help="stop when the objective (the validation objective with "
-                   "--early-stopping) has not improved by more than this for "
+                   "--early-stopping) has not improved by more than this fraction of its "
+                   "best for "
                    "--n-iter-no-change epochs (lbfgs: iterations); 0 trains exactly "
                    "--max-epochs"),
     Param("beta_1", "real", 0.9, "float",
@@ -339,14 +341,6 @@ for _param in HYPERPARAMETERS:
 ADDED_IN = {version: tuple(names) for version, names in sorted(ADDED_IN.items())}
 del _param
 
-
-def defaults_for_older_models(names):
-    """The values of the hyperparameters ``names`` for a model saved (or
-    pickled) before they existed: the default, except where an older model
-    meant something else (without "solver" it was trained by minibatch SGD,
-    the only solver then; the default became "lbfgs" later)."""
-    return {name: BY_NAME[name].older_default if BY_NAME[name].has_older_default
-            else BY_NAME[name].default for name in names}
 
 # The validated values of one call, as csae._validation returns them (the
 # random_state is checked but stays with the estimator: it is a source of

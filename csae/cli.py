@@ -433,7 +433,7 @@ def save_model(model, path, replace=False):
     """``model.save(path)``, refusing (FileExistsError) to replace a file
     unless ``replace``: the check made before training is repeated, without
     a gap, when the file is put in place."""
-    from csae._persist import save
+    from csae._estimator import save_model as save
     save(model, path, replace=replace)
 
 
@@ -585,12 +585,13 @@ def train_fit(model, X, progress, prog):
     returns it, and the lines that say how training ended (stopping rule,
     early stopping, max_epochs reached) for stdout.
     """
+    from csae._estimator import train
     outcome, notes = [], []
 
     def call():
-        outcome.append(model._fit(X, hook=lambda k, objective, validation, seconds:
-                                  progress.update(k, objective, seconds, validation),
-                                  on_rows=progress.rows)[-1])
+        outcome.append(train(model, X, hook=lambda k, objective, validation, seconds:
+                             progress.update(k, objective, seconds, validation),
+                             on_rows=progress.rows)[-1])
 
     try:
         status, message = _training_call(call, prog, notes)

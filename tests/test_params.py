@@ -136,8 +136,9 @@ def test_the_record_holds_the_table(tmp_path):
 
 
 def test_older_files_and_pickles_take_what_they_meant():
-    assert _params.defaults_for_older_models(["solver", "tol", "beta_1"]) == {
-        "solver": "sgd", "tol": 1e-4, "beta_1": 0.9}
+    from csae._estimator import defaults_for_older_models
+    assert defaults_for_older_models(["solver", "tol", "beta_1"]) == {
+        "solver": "sgd", "tol": 1e-5, "beta_1": 0.9}
 
 
 @pytest.mark.skipif(_engine is None, reason="needs the C engine")
@@ -397,17 +398,18 @@ def test_c_reader_accepts_exactly_what_python_accepts(one_unit_file, settings, t
 
 def test_an_improvement_of_exactly_tol_is_not_an_improvement():
     # The documented rule: stop after n_iter_no_change epochs that did not
-    # improve on the best by *more than* tol (values exact in binary).
+    # improve on the best by *more than* tol times that best (values exact
+    # in binary: 0.125 * 4 = 0.5, 0.125 * 3.5 = 0.4375).
     from csae.solvers._monitor import StoppingRule
-    hp = validate_hyperparameters(defaults(tol=0.5, n_iter_no_change=2))
+    hp = validate_hyperparameters(defaults(tol=0.125, n_iter_no_change=2))
     rule = StoppingRule(hp, early_stopping=False)
-    assert not rule.update(4.0)    # the first epoch sets the best
-    assert not rule.update(3.5)    # exactly tol better: one epoch without improvement
-    assert rule.update(3.0)        # and again: two, stop
+    assert not rule.update(4.0)     # the first epoch sets the best
+    assert not rule.update(3.5)     # exactly tol better: one epoch without improvement
+    assert rule.update(3.0625)      # and again: two, stop
     rule = StoppingRule(hp, early_stopping=False)
     assert not rule.update(4.0)
     assert not rule.update(float(np.nextafter(3.5, 0)))  # more than tol: counts as better
-    assert not rule.update(3.0 + 0.25)                  # one without improvement
+    assert not rule.update(3.25)                        # one without improvement
     assert rule.update(3.25)                            # two: stop
 
 

@@ -91,8 +91,8 @@ MUTANTS = [
            "if n_samples - n_val < 0:", DATA_TESTS + ("tests/test_early_stopping.py",)),
     # ---- Python: the stopping rule (csae/solvers/_monitor.py) ----------
     Mutant("S1", "csae/solvers/_monitor.py",
-           "self.count = 0 if value < self.best - self.tol else self.count + 1",
-           "self.count = 0 if value <= self.best - self.tol else self.count + 1",
+           "self.count = 0 if value < self.best - margin else self.count + 1",
+           "self.count = 0 if value <= self.best - margin else self.count + 1",
            STOPPING_TESTS),
     Mutant("S2", "csae/solvers/_monitor.py", "return self.count >= self.patience",
            "return self.count > self.patience", STOPPING_TESTS),
