@@ -843,7 +843,8 @@ def test_a_pickle_from_before_solvers_keeps_training_by_sgd():
         del state[name]
     old = SparseAutoencoder.__new__(SparseAutoencoder)
     old.__setstate__(state)
-    assert (old.solver, old.max_fun, old.tol, old.beta_1) == ("sgd", 15000, 1e-4, 0.9)
+    assert (old.solver, old.max_fun, old.tol, old.beta_1) == ("sgd", 15000,
+                                                             SparseAutoencoder().tol, 0.9)
     old.partial_fit(unit_data() * 10 - 2)
     assert old.n_iter_ == model.n_iter_ + 1
 
@@ -860,7 +861,7 @@ def test_a_format_version_1_file_loads_with_the_new_defaults(tmp_path):
     path = tmp_path / "v1.npz"
     np.savez(path, **fields)
     model = csae.load(path)
-    assert (model.solver, model.max_fun, model.tol) == ("sgd", 15000, 1e-4)
+    assert (model.solver, model.max_fun, model.tol) == ("sgd", 15000, SparseAutoencoder().tol)
     np.testing.assert_array_equal(model.encoder_weights_, fields["encoder_weights"])
     # A version-1 record that names a later hyperparameter is not one.
     hyper["solver"] = "sgd"
