@@ -31,8 +31,7 @@ get_include, get_library
 from csae import datasets
 from csae._config import get_include, get_library
 from csae._errors import NonFiniteError
-from csae._estimator import SparseAutoencoder
-from csae._gradcheck import check_gradients
+from csae._estimator import SparseAutoencoder, check_gradients
 from csae._validation import NotFittedError
 from csae._version import __version__
 from csae._warnings import (
@@ -95,5 +94,4 @@ def load(path):
     OSError
         If the file cannot be opened.
     """
-    from csae._persist import load as _load
-    return _load(path)
+    return SparseAutoencoder.load(path)
