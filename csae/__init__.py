@@ -10,6 +10,11 @@ SparseAutoencoder
     The estimator: ``fit``, ``partial_fit``, ``transform``, ``save``, ...
 load
     Read a model file written by ``SparseAutoencoder.save``.
+stack, StackedEncoder
+    Fitted autoencoders stacked into one deep encoder (one engine call).
+SparseAutoencoderClassifier
+    Greedy pretraining, a softmax layer, fine-tuning with L-BFGS (UFLDL's
+    stacked autoencoders for classification).
 check_gradients
     UFLDL's gradient check of a model against finite differences.
 datasets
@@ -42,9 +47,13 @@ from csae._warnings import (
 )
 from csae.onnx import to_onnx
 from csae.plotting import plot_filters, plot_loss
+from csae.deep import SparseAutoencoderClassifier, StackedEncoder, stack
 
 __all__ = [
     "SparseAutoencoder",
+    "SparseAutoencoderClassifier",
+    "StackedEncoder",
+    "stack",
     "load",
     "check_gradients",
     "get_include",
