@@ -26,6 +26,10 @@ import csae
 from test_c_api import ROOT
 
 RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-6}
+# The folder holding the csae under test: the checkout for an in-place
+# build, site-packages for an installed wheel (tests/run_installed.py).
+# Subprocesses import csae from here, never from the checkout by accident.
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(csae.__file__)))
 
 
 def compiler(name="cc", fallback="gcc"):
@@ -43,7 +47,7 @@ def csae_config(*args, pythonpath=None):
         env["PYTHONPATH"] = pythonpath
     done = subprocess.run(
         [sys.executable, "-c", "import sys; from csae._config import main; sys.exit(main())",
-         *args], capture_output=True, text=True, env=env, cwd=pythonpath or ROOT)
+         *args], capture_output=True, text=True, env=env, cwd=pythonpath or PACKAGE_PARENT)
     return done
 
 
@@ -320,7 +324,7 @@ def check_cython_example(tmp_path, pythonpath):
 
 
 def test_cython_extension_cimports_the_engine(tmp_path):
-    check_cython_example(tmp_path, str(ROOT))
+    check_cython_example(tmp_path, PACKAGE_PARENT)
 
 
 # --------------------------------------------------------------------------

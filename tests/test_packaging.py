@@ -110,6 +110,8 @@ def test_sdist_contains_the_sources(sdist):
            and os.path.isfile(os.path.join(REPO, p))]
         + _repo_files("tests/*.py") + _repo_files("tests/*.c")
         + _repo_files("benchmarks/*.py") + _repo_files("benchmarks/*.c")
+        # the release tools (.ci/run, which the sdist carries, calls them)
+        + _repo_files("tools/*.py") + [".github/workflows/wheels.yml"]
         + ["setup.py", "pyproject.toml", "MANIFEST.in", "README.md", "LICENSE", "PKG-INFO"])
     assert len(_repo_files("src_c/*.c")) >= 2 and "docs/math.md" in expected
     missing = sorted(set(expected) - members)

@@ -437,7 +437,7 @@ def _load_in_subprocess(path):
     seconds, message or "loaded")."""
     done = subprocess.run([sys.executable, "-c", _MEASURE_LOAD, str(path)],
                           capture_output=True, text=True, timeout=300,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(csae.__file__))))
     assert done.returncode == 0, done.stderr
     first, message = done.stdout.split("\n", 1)
     grown_kib, seconds = first.split()
@@ -636,7 +636,7 @@ def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
         [sys.executable, "-c", "import sys, csae\ntry:\n    csae.load(sys.argv[1])\n"
          "except ValueError as err:\n    print(err)\n", str(fifo)],
         capture_output=True, text=True, timeout=60,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(csae.__file__))))
     assert "FIFO" in done.stdout and "not a regular file" in done.stdout, done.stderr
     with pytest.raises(IsADirectoryError):
         csae.load(tmp_path)

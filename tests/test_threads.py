@@ -29,19 +29,23 @@ from csae import SparseAutoencoder, _threads
 from csae._backends import Backend
 from test_c_api import ROOT
 
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(_threads.__file__)))
+
 CPUS = _threads.available_cpus()
 needs_two_cpus = pytest.mark.skipif(CPUS < 2, reason="needs 2 CPUs to start a worker")
 
 
 def run_python(*parts, env=None, timeout=300):
     """Run the code `parts` (each dedented) in a fresh interpreter from the
-    repository root (so the in-place build is imported), without the
+    folder holding the csae under test (so that one is imported), without the
     caller's OMP_NUM_THREADS unless `env` sets it, and return what its
     last line printed, read as JSON."""
     code = "\n".join(textwrap.dedent(part) for part in parts)
     full_env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     full_env.update(env or {})
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT,
+    # From the folder holding the csae under test: the checkout (in-place
+    # build) or site-packages (an installed wheel).
+    result = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE_PARENT,
                             env=full_env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
