@@ -123,15 +123,52 @@ def check_feature_names(given, fitted, estimator, stacklevel):
 _PARAM_NAMES: "dict[type, frozenset]" = {}
 
 
-class EstimatorBase:
-    """get/set_params, repr, tags, set_output and feature names for a
-    transformer whose hyperparameters are its constructor's arguments."""
+class ParamsMixin:
+    """get_params, set_params and the repr of an estimator whose
+    hyperparameters are its constructor's arguments: scikit-learn's
+    BaseEstimator contract without importing scikit-learn."""
 
     @classmethod
     def _get_param_names(cls):
         signature = inspect.signature(cls.__init__)
         return sorted(p.name for p in signature.parameters.values()
                       if p.name != "self" and p.kind != p.VAR_KEYWORD)
+
+    def get_params(self, deep=True):
+        """Hyperparameters of this estimator, as a dict."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params):
+        """Set hyperparameters (checked later, when a method uses them);
+        returns self."""
+        self._check_param_names(params)
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    def _check_param_names(self, params):
+        valid = self._get_param_names()
+        for name in params:
+            if name not in valid:
+                raise ValueError(f"Invalid parameter {name!r} for estimator "
+                                 f"{type(self).__name__}. Valid parameters are: {valid!r}.")
+
+    def __repr__(self):
+        # Non-default parameters only, in signature order (as scikit-learn).
+        shown = []
+        for p in inspect.signature(type(self).__init__).parameters.values():
+            if p.name == "self" or p.kind == p.VAR_KEYWORD:
+                continue
+            value = getattr(self, p.name, None)
+            if not same_value(value, p.default):
+                shown.append(f"{p.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+
+class EstimatorBase(ParamsMixin):
+    """get/set_params (under the model's locks), repr, tags, set_output and
+    feature names for a transformer whose hyperparameters are its
+    constructor's arguments."""
 
     @classmethod
     def _hyperparameter_names(cls):
@@ -193,26 +230,11 @@ class EstimatorBase:
         -------
         self : SparseAutoencoder
         """
-        valid = self._get_param_names()
-        for name in params:
-            if name not in valid:
-                raise ValueError(f"Invalid parameter {name!r} for estimator "
-                                 f"{type(self).__name__}. Valid parameters are: {valid!r}.")
+        self._check_param_names(params)
         with self._locks.write, self._locks.snapshot:
             for name, value in params.items():
                 setattr(self, name, value)
         return self
-
-    def __repr__(self):
-        # Non-default parameters only, in signature order (as scikit-learn).
-        shown = []
-        for p in inspect.signature(type(self).__init__).parameters.values():
-            if p.name == "self" or p.kind == p.VAR_KEYWORD:
-                continue
-            value = getattr(self, p.name, None)
-            if not same_value(value, p.default):
-                shown.append(f"{p.name}={value!r}")
-        return f"{type(self).__name__}({', '.join(shown)})"
 
     # ------------------------------------------------------------------
     # Tags

@@ -28,6 +28,7 @@ import warnings
 import numpy as np
 
 from csae import _engine
+from csae._base import ParamsMixin
 from csae.solvers.lbfgs import lbfgs
 from csae._validation import (
     NotFittedError,
@@ -170,7 +171,7 @@ def _layers_from(autoencoders):
     return dtype, layers, first_range[0], first_range[1]
 
 
-class StackedEncoder:
+class StackedEncoder(ParamsMixin):
     """Sparse autoencoders' encoders stacked into one deep encoder.
 
     ``x -> sigmoid(W_1 x + b_1) -> ... -> sigmoid(W_L a_{L-1} + b_L)``, with
@@ -210,22 +211,7 @@ class StackedEncoder:
         self.autoencoders = autoencoders
         self.n_threads = n_threads
 
-    # scikit-learn plumbing (csae does not import scikit-learn).
-    def get_params(self, deep=True):
-        """The parameters ``autoencoders`` and ``n_threads``."""
-        return {"autoencoders": self.autoencoders, "n_threads": self.n_threads}
-
-    def set_params(self, **params):
-        """Set parameters; returns self."""
-        for name, value in params.items():
-            if name not in ("autoencoders", "n_threads"):
-                raise ValueError(f"Invalid parameter {name!r} for StackedEncoder")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self):
-        return f"StackedEncoder(autoencoders={list(self.autoencoders)!r})"
-
+    # scikit-learn plumbing: get/set_params and the repr come from ParamsMixin.
     def __sklearn_is_fitted__(self):
         return "layers_" in self.__dict__
 
@@ -478,7 +464,7 @@ def _labels(y, m):
     return classes, indices.astype(np.int64)
 
 
-class SparseAutoencoderClassifier:
+class SparseAutoencoderClassifier(ParamsMixin):
     """A deep network of sparse autoencoders under a softmax layer.
 
     UFLDL's stacked-autoencoder classifier: each hidden layer is pretrained
@@ -603,36 +589,7 @@ class SparseAutoencoderClassifier:
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
 
-    # -- scikit-learn plumbing (csae does not import scikit-learn) ---------
-
-    @classmethod
-    def _get_param_names(cls):
-        return sorted(p for p in inspect.signature(cls.__init__).parameters if p != "self")
-
-    def get_params(self, deep=True):
-        """The hyperparameters, as a dict."""
-        return {name: getattr(self, name) for name in self._get_param_names()}
-
-    def set_params(self, **params):
-        """Set hyperparameters (checked by ``fit``); returns self."""
-        valid = self._get_param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"Invalid parameter {name!r} for estimator "
-                                 f"{type(self).__name__}. Valid parameters are: {valid!r}.")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self):
-        shown = []
-        for p in inspect.signature(type(self).__init__).parameters.values():
-            if p.name == "self":
-                continue
-            value = getattr(self, p.name, None)
-            if not (value is p.default or (type(value) is type(p.default)
-                                           and np.all(value == p.default))):
-                shown.append(f"{p.name}={value!r}")
-        return f"{type(self).__name__}({', '.join(shown)})"
+    # -- scikit-learn plumbing (get/set_params and the repr: ParamsMixin) --
 
     def __sklearn_is_fitted__(self):
         return "layers_" in self.__dict__
