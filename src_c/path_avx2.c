@@ -8,7 +8,7 @@
  */
 #include "kernels.h"
 
-#ifdef CSAE_HAVE_AVX2_PATH
+#ifdef CSAE_ARCH_X86_64
 
 /* GCC compiles the rest of the file for the instruction set by its target
  * pragma; Clang ignores that pragma, so there the same target attribute is
@@ -129,10 +129,10 @@ DEFINE_BIAS_ACT(f32, float, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256
 
 #include "path_tail.h"
 
-const csae_ops csae_ops_avx2 = OPS_TABLE("avx2", CSAE_PATH_AVX2);
+const csae_ops csae_ops_avx2 = OPS_TABLE;
 
 #if defined(__clang__)
 #pragma clang attribute pop
 #endif
 
-#endif /* CSAE_HAVE_AVX2_PATH */
+#endif /* CSAE_ARCH_X86_64 */

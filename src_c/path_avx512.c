@@ -15,7 +15,7 @@
  */
 #include "kernels.h"
 
-#ifdef CSAE_HAVE_AVX512_PATH
+#ifdef CSAE_ARCH_X86_64
 
 /* GCC compiles the rest of the file for the instruction set by its target
  * pragma; Clang ignores that pragma, so there the same target attribute is
@@ -265,10 +265,10 @@ DEFINE_BIAS_ACT(f32, float, __m512, 16, _mm512_loadu_ps, _mm512_storeu_ps, _mm51
 
 #include "path_tail.h"
 
-const csae_ops csae_ops_avx512 = OPS_TABLE("avx512", CSAE_PATH_AVX512);
+const csae_ops csae_ops_avx512 = OPS_TABLE;
 
 #if defined(__clang__)
 #pragma clang attribute pop
 #endif
 
-#endif /* CSAE_HAVE_AVX512_PATH */
+#endif /* CSAE_ARCH_X86_64 */
