@@ -3,9 +3,9 @@
  *
  * The computing core (core_template.h, with the GEMM of gemm_template.h) is
  * compiled once per kernel path: path_portable.c builds it as plain C,
- * path_avx2.c and path_avx512.c build the same source for their
+ * path_avx2.c, path_avx512.c and path_neon.c build the same source for their
  * instruction set (so every loop, not only the micro-kernel, is vectorised
- * for it) with a hand-written micro-kernel and exp each.  Each
+ * for it) with a hand-written micro-kernel and vec_math.h's exp each.  Each
  * path exports a csae_ops table; dispatch.c registers every table once
  * (name, CPU test, table), picks one from the CPU, and engine.c validates
  * arguments and calls through it.
@@ -17,18 +17,16 @@
 
 #include "csae.h"
 
-/* Every rounding is the one the source writes: no compiler may fuse a * b + c
- * into an FMA on its own (Clang does by default where FMA is available, as
+/* Every rounding is the one the source writes (rule 2 at the top of
+ * gemm_template.h): no compiler may fuse a * b + c into an FMA on its own (Clang does by default where FMA is available, as
  * in the vector paths' files; GCC does not in ISO C mode).  The kernels ask
  * for FMA explicitly where they want it. */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-/* Depth of a packed GEMM panel.  It is the same on every kernel path and for
- * every thread count, and K is never split across threads: each element of C
- * is one chain of multiply-adds over the panels in a fixed k order, so the
- * vector paths agree bit for bit (README, Guarantees). */
+/* Depth of a packed GEMM panel: the same on every kernel path and for every
+ * thread count (the bit-identity rules: gemm_template.h, top). */
 #define CSAE_KC 256
 
 /* The rest of a path's blocking for one element type.  MR x NR is its
