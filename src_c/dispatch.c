@@ -55,11 +55,19 @@ static int cpu_has_avx512(void)
 }
 #endif
 
+#ifdef CSAE_ARCH_AARCH64
+extern const csae_ops csae_ops_neon;
+#endif
+
 static const path_entry registry[] = {
     {CSAE_PATH_PORTABLE, "portable", runs_everywhere, &csae_ops_portable},
 #ifdef CSAE_ARCH_X86_64
     {CSAE_PATH_AVX2, "avx2", cpu_has_avx2, &csae_ops_avx2},
     {CSAE_PATH_AVX512, "avx512", cpu_has_avx512, &csae_ops_avx512},
+#endif
+#ifdef CSAE_ARCH_AARCH64
+    /* NEON and its FMA are part of the aarch64 baseline. */
+    {(csae_kernel_path)4, "neon", runs_everywhere, &csae_ops_neon},
 #endif
 };
 #define N_PATHS (sizeof registry / sizeof registry[0])
