@@ -17,9 +17,9 @@ fit
     around that call.
 fit, BLAS threads
     the same with SciPy's L-BFGS-B update left on OpenBLAS's default thread
-    count (as before ``csae._solvers`` limited BLAS to one thread).
+    count (as before ``csae.solvers.lbfgs`` limited BLAS to one thread).
 driver, per call
-    ``csae._solvers.lbfgs`` called as ``fit`` calls it, with
+    ``csae.solvers.lbfgs.lbfgs`` called as ``fit`` calls it, with
     ``lambda p: backend.objective_and_gradients(p, X, ...)``.
 driver, evaluator
     the same with ``backend.objective_evaluator(X, h, ...)``: one workspace
@@ -39,8 +39,8 @@ import scipy.optimize  # noqa: F401  (its first import is not part of a fit)
 
 from csae import SparseAutoencoder, reference
 from csae._backends import Backend
-from csae import _solvers
-from csae._solvers import lbfgs
+import csae.solvers.lbfgs as _solvers
+from csae.solvers.lbfgs import lbfgs
 
 SETTINGS = dict(rho=0.05, beta=3.0, lam=1e-4, decoder="sigmoid")
 

@@ -13,7 +13,7 @@ its equivalent so that every fit runs its iteration budget:
 csae
     ``SparseAutoencoder(n_hidden=h, max_epochs=N, tol=0, n_threads=T,
     dtype=..., random_state=0).fit(X)``: the default solver, L-BFGS in the
-    engine (src_c/lbfgs.c) driven by ``csae._solvers.lbfgs``.
+    engine (src_c/lbfgs.c) driven by ``csae.solvers.lbfgs.lbfgs``.
 scipy
     UFLDL's ``sparseAutoencoderCost`` vectorised in NumPy (one BLAS call per
     product, rows as samples) under ``scipy.optimize.minimize(method=
@@ -156,7 +156,7 @@ def _csae_fit(X, h, iterations, threads, instrument):
     first = []
     import csae._backends as backends
     import csae._engine as engine
-    import csae._training as training
+    import csae.solvers.lbfgs as training  # the module whose lbfgs the solver calls
     clock = time.perf_counter
 
     class TimedEvaluator:

@@ -132,7 +132,7 @@ class Backend:
         full-batch evaluations on X (L-BFGS).  On the C engine it keeps the
         engine's workspace for its whole life and also has
         ``evaluate_flat(theta, grad) -> L`` on flat float64 vectors, which
-        ``csae._solvers.lbfgs`` uses.  ``hyper``: rho, beta, lam, decoder."""
+        ``csae.solvers.lbfgs.lbfgs`` uses.  ``hyper``: rho, beta, lam, decoder."""
         # Data that is not one in-memory array (block data read chunk by
         # chunk, say) goes through objective_and_gradients every time.
         if self.name == "c" and type(X) is np.ndarray:

@@ -821,7 +821,7 @@ cdef class ObjectiveEvaluator:
     Wd, bd flattened in that order, C order) and writes the gradient into the
     float64 vector ``grad`` of the same layout: a float64 model is read from
     and written to those vectors in place, a float32 model goes through
-    float32 buffers the evaluator keeps.  ``csae._solvers.lbfgs`` uses
+    float32 buffers the evaluator keeps.  ``csae.solvers.lbfgs.lbfgs`` uses
     ``evaluate_flat`` when its objective has it.
     """
     cdef _Workspace work
@@ -927,7 +927,7 @@ cdef class ObjectiveEvaluator:
 # L-BFGS
 # ---------------------------------------------------------------------------
 
-# csae_lbfgs_task, by name (csae._solvers.lbfgs drives the loop).
+# csae_lbfgs_task, by name (csae.solvers.lbfgs.lbfgs drives the loop).
 LBFGS_EVALUATE = CSAE_LBFGS_EVALUATE
 LBFGS_ITERATE = CSAE_LBFGS_ITERATE
 LBFGS_CONVERGED = CSAE_LBFGS_CONVERGED

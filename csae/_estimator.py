@@ -19,13 +19,7 @@ import numpy as np
 
 from csae import _blockwise, _dask
 from csae._backends import Backend
-from csae._training import (
-    Transaction,
-    objective_settings,
-    run_epochs,
-    run_lbfgs,
-    validation_split,
-)
+from csae._training import Transaction, objective_settings, train, validation_split
 from csae._warnings import TrainingDivergedWarning, TrainingInterruptedWarning
 from csae._state import (
     EMPTY_STATE,
@@ -343,6 +337,16 @@ class SparseAutoencoder:
     best_epoch_ : int or None
         With ``early_stopping=True``: the epoch (1-based, numbered as
         ``n_iter_`` counts) of ``best_validation_loss_``; None otherwise.
+    stop_reason_ : str or None
+        Why the last ``fit`` or ``partial_fit`` stopped: "converged" (L-BFGS:
+        the relative reduction of the objective fell below SciPy's ftol),
+        "max_epochs" (the epochs or iterations it was given ran out;
+        ``partial_fit`` runs one), "max_fun" (L-BFGS: evaluations ran out),
+        "line_search" (L-BFGS: no step lowered the objective),
+        "no_improvement" (``tol`` and ``n_iter_no_change``), "interrupted"
+        (Ctrl-C) or "diverged" (a ``TrainingDivergedWarning`` says what the
+        model kept).  Set even when the call left the old model; carried by
+        pickles, not by model files (None after ``csae.load``).
     feature_names_in_ : ndarray of str objects, shape (n_features_in_,)
         Column names of the DataFrame given to ``fit`` (or the first
         ``partial_fit``), when they are all strings; absent otherwise.  Later
@@ -467,11 +471,16 @@ class SparseAutoencoder:
             return
         object.__setattr__(self, name, value)
 
-    def _publish(self, state):
+    def _publish(self, state, stop_reason=None):
         """Make ``state`` the model's state (one reference assignment, so a
-        reader sees the old state or the new one, never a mix)."""
+        reader sees the old state or the new one, never a mix).  A training
+        call passes why it stopped (``stop_reason_``) and None for ``state``
+        when the old model stays."""
         with self._locks.snapshot:
-            object.__setattr__(self, "_state", state)
+            if state is not None:
+                object.__setattr__(self, "_state", state)
+            if stop_reason is not None:
+                object.__setattr__(self, "_stop_reason", stop_reason)
 
     def _snapshot(self):
         """(hyperparameter values, state, hyperparameter generation) read
@@ -793,6 +802,17 @@ class SparseAutoencoder:
         self._check_fitted(state)
         return state.best_epoch
 
+    @property
+    def stop_reason_(self):
+        """Why the last ``fit`` or ``partial_fit`` stopped: one of
+        ``csae.solvers.STOP_REASONS`` (see the class's Attributes); None for
+        a model that has not trained in this process or pickle (loaded from
+        a model file, or given its weights by hand)."""
+        reason = self.__dict__.get("_stop_reason")
+        if reason is None:
+            self._check_fitted(self._state)
+        return reason
+
     # ------------------------------------------------------------------
     # Training
     # ------------------------------------------------------------------
@@ -994,16 +1014,10 @@ class SparseAutoencoder:
             transaction = Transaction(backend, X_train, hp, old, start)
             outcome = transaction.begin(stacklevel=4)
             if outcome is None:
-                if hp.solver == "lbfgs":
-                    outcome = run_lbfgs(backend, X_train, hp, start, stacklevel=4,
-                                        X_val=X_val, hook=hook)
-                else:
-                    outcome = run_epochs(backend, X_train, hp, start, hp.max_epochs,
-                                         stacklevel=4, reference=transaction.reference,
-                                         X_val=X_val, stopping=True, hook=hook)
+                outcome = train(backend, X_train, hp, start, hp.max_epochs, stacklevel=4,
+                                reference=transaction.reference, X_val=X_val, hook=hook)
                 outcome = transaction.settle(outcome, stacklevel=4)
-            if outcome.state is not None:
-                self._publish(outcome.state)
+            self._publish(outcome.state, outcome.reason)
             return Xc, hp, backend, outcome.state, outcome
 
     def _warm_start_state(self, X, hp, raw, old):
@@ -1089,11 +1103,10 @@ class SparseAutoencoder:
             transaction = Transaction(backend, Xc, hp, old, start)
             outcome = transaction.begin(stacklevel=3)
             if outcome is None:
-                outcome = run_epochs(backend, Xc, hp, start, 1, stacklevel=3,
-                                     reference=transaction.reference)
+                outcome = train(backend, Xc, hp, start, 1, stacklevel=3,
+                                reference=transaction.reference, stopping=False)
                 outcome = transaction.settle(outcome, stacklevel=3)
-            if outcome.state is not None:
-                self._publish(outcome.state)
+            self._publish(outcome.state, outcome.reason)
         return self
 
     def fit_transform(self, X, y=None):

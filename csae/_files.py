@@ -2,8 +2,8 @@
 
 ``write_atomically(path, write)`` is shared by ``SparseAutoencoder.save``,
 ``csae.to_onnx`` and every output of the ``csae`` command (whose early check
-before training is ``check_target``, the same rules). The rules (README,
-"Guarantees"; tests/test_writer.py checks each on every caller):
+before training is ``check_target``, the same rules). The rules
+(docs/guarantees.md, "Saving"; tests/test_writer.py checks each on every caller):
 
 - The new content goes to a temporary file in the target's folder, is fsynced
   and renamed over the target only when complete: the target holds either its

@@ -60,6 +60,7 @@ from csae._estimator import WEIGHT_NAMES, SparseAutoencoder, defaults_for_older_
 from csae._files import display_name, file_type_name, write_atomically
 from csae._validation import validate_hyperparameters
 from csae._version import __version__
+from csae.solvers import AdamState, MomentumState, solver_state_arrays
 
 try:
     from csae import _engine
@@ -78,15 +79,12 @@ _ADDED_IN = {2: ("solver", "max_fun", "tol"),
                  "validation_fraction", "n_iter_no_change", "sparsity_estimate",
                  "sparsity_smoothing")}
 
-_VELOCITY_NAMES = tuple("velocity_" + name for name in WEIGHT_NAMES)
-_ADAM_M_NAMES = tuple("adam_m_" + name for name in WEIGHT_NAMES)
-_ADAM_V_NAMES = tuple("adam_v_" + name for name in WEIGHT_NAMES)
 _REQUIRED = frozenset(("format", "format_version", "csae_version", "hyperparameters",
                        "loss_curve", "n_iter") + WEIGHT_NAMES)
-_OPTIONAL = frozenset(("rng_state", "data_min", "data_scale") + _VELOCITY_NAMES)
+# The solvers name their state's members (csae.solvers).
+_OPTIONAL = frozenset(("rng_state", "data_min", "data_scale") + MomentumState.FILE_NAMES)
 # Members a file may hold from this version on.
-_OPTIONAL_SINCE = {3: frozenset(_ADAM_M_NAMES + _ADAM_V_NAMES
-                                + ("adam_t", "rho_running", "running_batches"))}
+_OPTIONAL_SINCE = {3: frozenset(AdamState.FILE_NAMES + ("rho_running", "running_batches"))}
 _ALL_OPTIONAL = _OPTIONAL.union(*_OPTIONAL_SINCE.values())
 
 
@@ -150,14 +148,8 @@ def _model_arrays(model):
     }
     for name, array in zip(WEIGHT_NAMES, model._params):
         arrays[name] = np.ascontiguousarray(array, dtype=dtype)
-    if model._velocity is not None:
-        for name, array in zip(_VELOCITY_NAMES, model._velocity):
-            arrays[name] = np.ascontiguousarray(array, dtype=dtype)
-    if model._adam_m is not None and model._adam_v is not None:
-        for names, moments in ((_ADAM_M_NAMES, model._adam_m), (_ADAM_V_NAMES, model._adam_v)):
-            for name, array in zip(names, moments):
-                arrays[name] = np.ascontiguousarray(array, dtype=dtype)
-        arrays["adam_t"] = np.array(model._adam_t, dtype=np.int64)
+    # Each solver writes its own state (velocities, Adam's moments).
+    arrays.update(solver_state_arrays(model._state, dtype))
     if model._rho_running is not None:
         arrays["rho_running"] = np.ascontiguousarray(model._rho_running, dtype=dtype)
         arrays["running_batches"] = np.array(model._running_batches, dtype=np.int64)
@@ -620,12 +612,8 @@ def _build_model(reader, cls):
     params = tuple(_finite(reader.array(name, s, hp.dtype), name)
                    for name, s in zip(WEIGHT_NAMES, shapes))
 
-    present = [name in reader for name in _VELOCITY_NAMES]
-    if any(present) and not all(present):
-        raise _FileError("velocity fields must be all present or all absent")
-    velocity = (tuple(_finite(reader.array(name, s, hp.dtype), name)
-                      for name, s in zip(_VELOCITY_NAMES, shapes))
-                if all(present) else None)
+    source = StateSource(reader, hp.dtype)
+    momentum = MomentumState.read(source, shapes)
 
     n_iter = _integer(reader.small("n_iter", _MAX_SCALAR), "n_iter")
     if n_iter < 0:
@@ -658,26 +646,13 @@ def _build_model(reader, cls):
         if not (data_scale > 0).all():
             raise _FileError("data_scale must be positive")
 
-    adam_m = adam_v = rho_running = None
-    adam_t = running_batches = 0
+    rho_running, running_batches = None, 0
     newer = sorted(f for v, fields in _OPTIONAL_SINCE.items() if v > version
                    for f in fields if f in reader)
     if newer:
         raise _FileError(f"{', '.join(newer)} appear in a format version {version} file, "
                          "which has no such fields")
-    present = [name in reader for name in _ADAM_M_NAMES + _ADAM_V_NAMES + ("adam_t",)]
-    if any(present) and not all(present):
-        raise _FileError("adam_m_*, adam_v_* and adam_t must be all present or all absent")
-    if all(present):
-        adam_m = tuple(_finite(reader.array(name, s, hp.dtype), name)
-                       for name, s in zip(_ADAM_M_NAMES, shapes))
-        adam_v = tuple(_finite(reader.array(name, s, hp.dtype), name)
-                       for name, s in zip(_ADAM_V_NAMES, shapes))
-        if any((v < 0).any() for v in adam_v):
-            raise _FileError("adam_v (second moments) must not be negative")
-        adam_t = _integer(reader.small("adam_t", _MAX_SCALAR), "adam_t")
-        if adam_t < 0:
-            raise _FileError(f"adam_t is {adam_t}")
+    adam = AdamState.read(source, shapes)
     if ("rho_running" in reader) != ("running_batches" in reader):
         raise _FileError("rho_running and running_batches must be both present or both "
                          "absent")
@@ -691,12 +666,44 @@ def _build_model(reader, cls):
             raise _FileError(f"running_batches is {running_batches}")
 
     model = cls(**hyper)
-    model._params, model._velocity, model._rng_state = params, velocity, rng_state
-    model._adam_m, model._adam_v, model._adam_t = adam_m, adam_v, adam_t
+    model._params, model._rng_state = params, rng_state
+    model._velocity = None if momentum is None else momentum.velocity
+    if adam is not None:
+        model._adam_m, model._adam_v, model._adam_t = adam.m, adam.v, adam.t
     model._rho_running, model._running_batches = rho_running, running_batches
     model._data_min, model._data_scale = data_min, data_scale
     model._loss_curve = curve.tolist()
     return model
+
+
+class StateSource:
+    """A solver state's access to a model file's members (``read`` of
+    ``MomentumState``, ``AdamState``): each array checked as every member
+    is (shape, the model's dtype, finite), each count a non-negative
+    integer, and every refusal a reason the file is invalid."""
+
+    def __init__(self, reader, dtype):
+        self.reader, self.dtype = reader, dtype
+
+    def all_or_none(self, names, message):
+        """True when the file holds all of ``names``, False when none;
+        refused with ``message`` when only some."""
+        present = [name in self.reader for name in names]
+        if any(present) and not all(present):
+            raise _FileError(message)
+        return all(present)
+
+    def array(self, name, shape):
+        return _finite(self.reader.array(name, shape, self.dtype), name)
+
+    def count(self, name):
+        value = _integer(self.reader.small(name, _MAX_SCALAR), name)
+        if value < 0:
+            raise _FileError(f"{name} is {value}")
+        return value
+
+    def refuse(self, message):
+        raise _FileError(message)
 
 
 def _model_from_fields(fields, cls):

@@ -49,7 +49,10 @@ class ModelState(NamedTuple):
     # ^ string column names of the DataFrame fitted on (feature_names_in_)
     # Fields added with solver="adam", the running sparsity estimate and early
     # stopping; at the end so that a state pickled before them unpickles with
-    # their defaults.
+    # their defaults.  A solver reads and writes its fields as one value
+    # (csae.solvers: ``state_in``/``store``, e.g. AdamState); they stay
+    # separate fields here because pickles hold a ModelState positionally,
+    # and one more or one fewer would break older csae's unpickling.
     adam_m: Optional[Tuple[np.ndarray, ...]] = None    # Adam first moments, params layout
     adam_v: Optional[Tuple[np.ndarray, ...]] = None    # Adam second moments
     adam_t: int = 0                                    # Adam steps taken

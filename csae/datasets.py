@@ -149,9 +149,31 @@ def _to_grey(image, channel_axis, index):
                      f"{channel_axis}; expected 1 (grey), 3 (RGB) or 4 (RGBA)")
 
 
+def _check_channel_axis(channel_axis):
+    if channel_axis is not None and (isinstance(channel_axis, bool)
+                                     or not isinstance(channel_axis, numbers.Integral)):
+        raise ValueError(f"channel_axis must be an integer or None, got {channel_axis!r}")
+
+
+def _single_image(images, channel_axis):
+    """Whether ``images`` is one image rather than a stack or a list of them
+    (the caller returns one result then, not a stack of one)."""
+    if isinstance(images, (list, tuple)):
+        try:
+            images = np.asarray(images)
+        except ValueError:  # a ragged list: several images
+            return False
+    return np.ndim(images) == 2 + (channel_axis is not None)
+
+
 def _grey_images(images, channel_axis):
     """The images as 2-D numeric arrays: a (n_images, height, width) array
-    when they came as one grey stack, else a list of one array per image."""
+    when they came as one grey stack, else a list of one array per image.
+
+    The one image-input convention of ``extract_patches`` and
+    ``whiten_images``: a stack, one image, or a list of images of any
+    sizes; colour converted to grey when ``channel_axis`` names the axis of
+    the channels."""
     colour = channel_axis is not None
     if isinstance(images, np.ndarray):
         stacked = images
@@ -196,10 +218,14 @@ def _grey_images(images, channel_axis):
     return grey
 
 
-def _colour_hint(images, patch_size):
-    """A trailing axis of 3 or 4 too narrow for the patch: surely colour."""
+def _colour_hint(images, narrowest=None):
+    """A trailing axis of 3 or 4 narrower than the caller can use, or (when
+    ``narrowest`` is None) shorter than both other axes: surely colour, not
+    a stack of grey images 3 or 4 pixels wide."""
+    if narrowest is None:
+        narrowest = min(images.shape[:2]) if getattr(images, "ndim", 0) == 3 else 0
     if isinstance(images, np.ndarray) and images.ndim == 3 and images.shape[2] in (3, 4) \
-            and patch_size > images.shape[2]:
+            and narrowest > images.shape[2]:
         raise ValueError(
             f"images of shape {images.shape} look like one colour image (height, width, "
             f"{images.shape[2]} channels), not {images.shape[0]} grey images "
@@ -248,10 +274,9 @@ def extract_patches(images, patch_size, n_patches, random_state=None, *, channel
         unless every image is float32 and grey).
     """
     patch_size = _check_int(patch_size, "patch_size", 1)
+    _check_channel_axis(channel_axis)
     if channel_axis is None:
         _colour_hint(images, patch_size)
-    elif isinstance(channel_axis, bool) or not isinstance(channel_axis, numbers.Integral):
-        raise ValueError(f"channel_axis must be an integer or None, got {channel_axis!r}")
     images = _grey_images(images, channel_axis)
     same_size = len({image.shape for image in images}) == 1
     for index, image in enumerate(images):
@@ -306,7 +331,7 @@ def whitening_filter(height, width, cutoff=0.4):
     return f * np.exp(-(f / cutoff) ** 4)
 
 
-def whiten_images(images, cutoff=0.4, variance=0.1):
+def whiten_images(images, cutoff=0.4, variance=0.1, *, channel_axis=None):
     """Whiten grey images the way the UFLDL exercise's IMAGES.mat was made.
 
     Each image is filtered in the frequency domain by
@@ -321,40 +346,58 @@ def whiten_images(images, cutoff=0.4, variance=0.1):
 
     Parameters
     ----------
-    images : array-like of shape (n_images, height, width) or (height, width)
-        Grey-level images, all the same size.
+    images : array-like of shape (n_images, height, width) or (height, width), or a list of 2-D arrays
+        Grey-level images, as ``extract_patches`` takes them: a stack, a
+        single 2-D image, or a list of images of different sizes (each
+        filtered on its own frequency grid).  With ``channel_axis`` set,
+        colour images: (n_images, height, width, channels), (height, width,
+        channels), or a list of 3-D arrays.
     cutoff : float, default=0.4
         Roll-off frequency in cycles per pixel, in (0, 0.5].
     variance : float, default=0.1
         Mean variance of the whitened images, > 0.
+    channel_axis : int or None, default=None
+        The axis of each image that holds its colour channels (-1 for the
+        usual (height, width, 3)); colour is converted to grey first, as
+        ``extract_patches`` does (ITU-R BT.601 luma).  None: the images are
+        grey, and a 3-D array whose last axis has 3 or 4 entries is refused
+        as a probable colour image.
 
     Returns
     -------
-    whitened : ndarray of the input's shape, float64
+    whitened : ndarray of shape (n_images, height, width) or (height, width), or a list of 2-D arrays
+        float64; a list, one array per image, when the images differ in
+        size, else an array of the (grey) input's shape.
     """
-    images = np.asarray(images)
-    if images.dtype.kind not in "biuf":
-        raise ValueError(f"images must be numeric, got dtype {images.dtype}")
-    single = images.ndim == 2
-    if single:
-        images = images[None]
-    if images.ndim != 3 or 0 in images.shape:
-        raise ValueError("images must have shape (n_images, height, width) or "
-                         f"(height, width), non-empty, got shape {images.shape}")
+    _check_channel_axis(channel_axis)
+    if channel_axis is None:
+        _colour_hint(images)
+    single = _single_image(images, channel_axis)
+    grey = _grey_images(images, channel_axis)
     cutoff, variance = _check_real(cutoff, "cutoff"), _check_real(variance, "variance")
     if not 0 < cutoff <= 0.5:
         raise ValueError(f"cutoff must lie in (0, 0.5] cycles per pixel, got {cutoff}")
     if variance <= 0:
         raise ValueError(f"variance must be > 0, got {variance}")
-    images = images.astype(np.float64)
-    if not np.all(np.isfinite(images)):
+    if isinstance(grey, np.ndarray) or len({image.shape for image in grey}) == 1:
+        # One size: one FFT over the whole stack.
+        stacks = [np.asarray(grey if isinstance(grey, np.ndarray) else np.stack(grey),
+                             dtype=np.float64)]
+    else:
+        stacks = [np.asarray(image, dtype=np.float64)[None] for image in grey]
+    if not all(np.all(np.isfinite(stack)) for stack in stacks):
         raise ValueError("images contain NaN or infinity")
-    filt = whitening_filter(*images.shape[1:], cutoff=cutoff)
-    white = np.fft.ifft2(np.fft.fft2(images) * filt).real
-    spread = white.var(axis=(1, 2)).mean()
+    white = [np.fft.ifft2(np.fft.fft2(stack) * whitening_filter(*stack.shape[1:],
+                                                                cutoff=cutoff)).real
+             for stack in stacks]
+    spread = np.concatenate([w.var(axis=(1, 2)) for w in white]).mean()
     if spread == 0:
         raise ValueError("the images are constant: there is nothing to whiten")
-    white *= np.sqrt(variance / spread)
+    scale = np.sqrt(variance / spread)
+    if len(white) > 1:
+        return [w[0] * scale for w in white]
+    white = white[0]
+    white *= scale
     return white[0] if single else white
 
 

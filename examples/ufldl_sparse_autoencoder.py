@@ -17,10 +17,10 @@ edge detectors.  This script does the same with the two photographs of
    weight_decay=1e-4, sparsity_weight=6.0, solver="lbfgs")``: UFLDL's
    lambda is csae's ``weight_decay`` and UFLDL's beta is half of csae's
    ``sparsity_weight`` (csae's objective is exactly twice UFLDL's J; see
-   README's hyperparameter table); these are also csae's defaults.
+   the hyperparameter table of docs/training.md); these are also csae's defaults.
    ``tol=0`` makes L-BFGS run every iteration it is given, as in the
    exercise (the default ``tol=1e-4`` stops it when the objective stalls,
-   after about 355 iterations here).
+   after 265 iterations here).
 
 It prints the final objective (csae's and UFLDL's J, half of it), the mean
 hidden activation against the target rho, and how localised and oriented
@@ -35,8 +35,8 @@ Olshausen's 512x512 images of forests and rocks) and removes the JPEG
 compression's 8-pixel block grid, which whitening would otherwise
 amplify.  ``--downsample 1`` shows the difference.
 
-Run ``python examples/ufldl_sparse_autoencoder.py`` (about 20 seconds of
-CPU time on an AMD EPYC (Zen 3) core, 16 of them the 400 iterations);
+Run ``python examples/ufldl_sparse_autoencoder.py`` (6 to 7 seconds of
+CPU time on an AMD EPYC, 4 to 5 of them the 400 iterations);
 ``--iterations 20`` is a quick check.  Needs scikit-learn, SciPy and
 matplotlib: ``pip install "csae[examples]"``.
 """

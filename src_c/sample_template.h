@@ -14,7 +14,7 @@
  *   3. one pass over Wd that accumulates d3 Wd from the old values, sums
  *      their squares (the decay term) and writes the new ones, then b and
  *      bd, then one pass over W (squares summed likewise);
- * the same formulas as core_template.h (MATH.md; rho_hat, the minibatch
+ * the same formulas as core_template.h (docs/math.md; rho_hat, the minibatch
  * mean, is the sample's own activations).
  *
  * Divergence: the update loops test every new value for finiteness as

@@ -3,7 +3,7 @@
 ``transform`` (and ``reconstruct``) of a memory-mapped file first scans it
 (finite values), then reads it chunk by chunk.  Bytes written into the file
 between the two, here deterministically right after the scan, must give a
-clear ValueError (README, Guarantees), never numbers: before, a NaN became
+clear ValueError (docs/guarantees.md), never numbers: before, a NaN became
 rows of 1.0 on the vector kernel paths.
 """
 

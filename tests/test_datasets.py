@@ -346,6 +346,71 @@ def test_whitening_rejects_bad_input(images, kwargs, match):
         whiten_images(images, **kwargs)
 
 
+def test_whitening_images_of_different_sizes():
+    # Each image is filtered on its own grid, as if whitened alone; the one
+    # scale makes the mean per-image variance the requested one.
+    rng = np.random.default_rng(4)
+    images = [rng.random((16, 24)), rng.random((30, 20))]
+    white = whiten_images(images, variance=0.5)
+    assert isinstance(white, list) and [w.shape for w in white] == [(16, 24), (30, 20)]
+    np.testing.assert_allclose(np.mean([w.var() for w in white]), 0.5, rtol=1e-12)
+    for image, w in zip(images, white):
+        alone = whiten_images(image)
+        np.testing.assert_allclose(w / w.std(), alone / alone.std(), rtol=1e-9, atol=1e-12)
+
+
+def test_whitening_a_same_sized_list_matches_the_array():
+    images = np.random.default_rng(5).random((3, 12, 10))
+    np.testing.assert_array_equal(whiten_images(list(images)), whiten_images(images))
+
+
+def test_whitening_refuses_a_colour_image_with_advice():
+    # Before: (h, w, 3) was whitened as h grey images 3 pixels wide.
+    colour = np.random.default_rng(6).random((40, 32, 3))
+    with pytest.raises(ValueError, match="colour image.*channel_axis=-1"):
+        whiten_images(colour)
+
+
+@pytest.mark.parametrize("layout", ["single", "stack", "list", "channels_first"])
+def test_whitening_converts_colour_to_grey(layout):
+    rng = np.random.default_rng(7)
+    rgb = rng.random((2, 12, 10, 3))
+    # BT.601 luma written out per channel, as for extract_patches.
+    grey = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+    if layout == "single":
+        got, want = whiten_images(rgb[0], channel_axis=-1), whiten_images(grey[0])
+        assert got.shape == (12, 10)
+    elif layout == "stack":
+        got, want = whiten_images(rgb, channel_axis=2), whiten_images(grey)
+        assert got.shape == (2, 12, 10)
+    elif layout == "list":
+        got = whiten_images([rgb[0], rgb[1, :8]], channel_axis=-1)
+        want = whiten_images([grey[0], grey[1, :8]])
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+        return
+    else:
+        got = whiten_images(np.moveaxis(rgb[0], -1, 0), channel_axis=0)
+        want = whiten_images(grey[0])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("images, kwargs, match", [
+    (np.zeros((9, 9, 5)), dict(channel_axis=-1), "5 channels"),
+    (np.zeros((9, 9, 3)), dict(channel_axis=3), "not an axis of image 0"),
+    (np.zeros((9, 9, 3)), dict(channel_axis=1.0), "channel_axis must be an integer"),
+    ([np.ones((9, 9)), np.zeros((9, 9, 3))], {}, r"image 1 has shape \(9, 9, 3\)"),
+    ([np.ones((9, 9)), "abc"], {}, "numeric"),
+    ([np.ones((9, 9)), np.full((5, 7), np.inf)], {}, "NaN or infinity"),
+    ([], {}, "must not be empty"),
+    ("abc", {}, "numeric"),
+    ([np.zeros((9, 9)), np.zeros((5, 7))], {}, "constant"),
+])
+def test_whitening_rejects_bad_images(images, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        whiten_images(images, **kwargs)
+
+
 def test_normalize_patches_follows_ufldl():
     # Worked by hand: means 1 and 1 removed -> [[-1, 1], [0, 0]]; the sample
     # standard deviation of (-1, 1, 0, 0) is sqrt(2/3), so the limit is

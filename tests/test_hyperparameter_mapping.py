@@ -1,4 +1,4 @@
-"""README's hyperparameter table, checked against the other systems' own
+"""The hyperparameter table of docs/training.md, checked against the other systems' own
 objectives written out here in plain NumPy (not taken from csae).
 
 UFLDL's sparse autoencoder exercise (and mlpack) minimise
@@ -66,7 +66,7 @@ def test_ufldl_mapping_gives_twice_ufldl_objective(seed):
     J = ufldl_objective(params, X, rho, lam, beta)
     for L in _csae_objectives(params, X, rho=rho, lam=lam, beta=2 * beta):
         np.testing.assert_allclose(L, 2 * J, rtol=1e-12)
-    # The mapping the README used to give (lambda / 2, beta) is not it.
+    # The mapping the docs used to give (lambda / 2, beta) is not it.
     L_old = ref.objective(params, X, rho=rho, lam=lam / 2, beta=beta)
     assert abs(L_old - 2 * J) > 1e-3 * J
 

@@ -184,7 +184,7 @@ def test_fit_is_the_same_on_every_vector_path_and_thread_count():
     """The optimizer's arithmetic is fixed-order and the engine's objective
     bit-identical across the vector paths and thread counts, so the whole
     default fit is: the same n_iter_, loss curve and weights, bit for bit
-    (so the README's console blocks hold on any x86-64 CPU with AVX2)."""
+    (so the documented console sessions hold on any x86-64 CPU with AVX2)."""
     from conftest import engine, kernel_paths
     eng = engine()
     paths = [p for p in ("avx2", "avx512") if p in kernel_paths()]

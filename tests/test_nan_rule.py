@@ -1,5 +1,5 @@
 """One rule for values that are not finite numbers, on every kernel path and
-in the reference (README, Guarantees): a NaN pre-activation gives NaN,
+in the reference (docs/guarantees.md): a NaN pre-activation gives NaN,
 sigmoid(+inf) = 1, sigmoid(-inf) = 0, and a pre-activation too large for exp
 gives the limit (exactly 0 below exp's underflow, 1 above).
 

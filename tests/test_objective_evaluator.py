@@ -8,7 +8,7 @@ from conftest import engine
 
 from csae import reference as ref
 from csae._backends import Backend
-from csae._solvers import lbfgs
+from csae.solvers.lbfgs import lbfgs
 
 eng = engine()
 HYPER = dict(rho=0.1, beta=3.0, lam=1e-3, decoder="sigmoid")

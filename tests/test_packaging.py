@@ -105,7 +105,7 @@ def test_sdist_contains_the_sources(sdist):
     expected = (
         _repo_files("src_c/*.c") + _repo_files("src_c/*.h")
         + ["csae/_engine.pyx", "csae/engine.pxd", "csae/_engine.pyi", "csae/py.typed"]
-        + _repo_files("csae/*.py")
+        + _repo_files("csae/**/*.py")  # subpackages too (csae/solvers)
         + [p for p in _repo_files("docs/**/*") if not p.endswith(".npz")
            and os.path.isfile(os.path.join(REPO, p))]
         + _repo_files("tests/*.py") + _repo_files("tests/*.c")

@@ -1,4 +1,4 @@
-"""The vector kernel paths give the same bits (README, Guarantees).
+"""The vector kernel paths give the same bits (docs/guarantees.md).
 
 AVX2 and AVX-512 differ in register tiles (6x16 against 12x32 floats), in
 vector width and in which columns form the tails, yet for the same data,

@@ -1,4 +1,4 @@
-"""The L-BFGS driver (csae._solvers.lbfgs) on its own: it minimises what it
+"""The L-BFGS driver (csae.solvers.lbfgs.lbfgs) on its own: it minimises what it
 is given, agrees between the engine and the reference, keeps float32 models
 in float32, backs off from non-finite evaluations and stops on Ctrl-C with
 the best point reached."""
@@ -10,7 +10,7 @@ import pytest
 from conftest import engine
 from csae import reference as ref
 from csae._errors import NonFiniteError
-from csae._solvers import lbfgs
+from csae.solvers.lbfgs import lbfgs
 
 HYPER = dict(rho=0.1, beta=2.0, lam=1e-3, decoder="sigmoid")
 
@@ -278,3 +278,103 @@ def test_engine_optimizer_same_bits_for_any_thread_count():
         runs.append((task, iterates, x.tobytes()))
     assert runs[0][0] == eng.LBFGS_MAX_ITER and len(runs[0][1]) == 15
     assert runs[1] == runs[0] and runs[2] == runs[0]
+
+
+# --------------------------------------------------------------------------
+# The solver classes (csae.solvers): each owns its state as one value
+# --------------------------------------------------------------------------
+
+def test_the_driver_says_why_it_stopped_in_the_stop_reason_vocabulary():
+    from csae.solvers import STOP_REASONS
+    params, X = problem()
+    assert lbfgs(objective_of(ref, X), params, max_iter=5, max_fun=1000,
+                 tol=0).reason == "max_epochs"
+    assert lbfgs(objective_of(ref, X), params, max_iter=100, max_fun=4,
+                 tol=0).reason == "max_fun"
+
+    def bowl(p):  # a quadratic: the relative-reduction test ends it
+        return (float(sum(np.sum((a - 1.0) ** 2) for a in p)),
+                tuple(2.0 * (a - 1.0) for a in p))
+
+    assert lbfgs(bowl, params, max_iter=1000, max_fun=10000, tol=0).reason == "converged"
+
+    def uphill(p):  # the gradient's sign flipped: no step along -g lowers f
+        value, grads = bowl(p)
+        return value, tuple(-g for g in grads)
+
+    result = lbfgs(uphill, params, max_iter=1000, max_fun=10000, tol=0)
+    assert result.reason == "line_search" and result.n_iter == 0
+    assert lbfgs(objective_of(ref, X), params, max_iter=3, max_fun=1000, tol=0,
+                 on_iteration=lambda k, loss, p: k == 2).reason == "no_improvement"
+    assert {"max_epochs", "max_fun", "converged", "line_search"} <= set(STOP_REASONS)
+
+
+def _trained(solver, **params):
+    import warnings
+    from csae import SparseAutoencoder
+    _, X = problem(m=40, n=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return SparseAutoencoder(n_hidden=3, solver=solver, random_state=0, max_epochs=3,
+                                 tol=0, **params).fit(X), X
+
+
+def test_adam_state_is_one_value_that_the_model_state_carries():
+    from csae.solvers import Adam, AdamState
+    model, _ = _trained("adam", batch_size=16)
+    state = Adam.state_in(model._state)
+    assert isinstance(state, AdamState)
+    assert state.t == 3 * 3  # three epochs of ceil(40 / 16) steps
+    assert all(not a.flags.writeable for a in state.m + state.v)
+    assert all(m.shape == p.shape for m, p in zip(state.m, model._state.params))
+    # store and state_in are inverses; None clears it.
+    again = Adam.store(model._state, state)
+    assert Adam.state_in(again).m is state.m and again.adam_t == state.t
+    cleared = Adam.store(model._state, None)
+    assert Adam.state_in(cleared) is None and cleared.adam_t == 0
+    # Frozen: a value, not a bag of fields.
+    with pytest.raises(Exception):
+        state.t = 0
+
+
+def test_sgd_keeps_a_velocity_only_with_momentum():
+    from csae.solvers import SGD, Adam
+    model, X = _trained("sgd", momentum=0.9)
+    assert SGD.state_in(model._state) is not None
+    # An Adam run leaves the velocity alone, for a switch back.
+    model.set_params(solver="adam").partial_fit(X)
+    assert SGD.state_in(model._state) is not None and Adam.state_in(model._state) is not None
+    # SGD without momentum has nothing to keep: the velocity is dropped, the moments stay.
+    model.set_params(solver="sgd", momentum=0.0).partial_fit(X)
+    assert SGD.state_in(model._state) is None and Adam.state_in(model._state) is not None
+
+
+def test_lbfgs_leaves_no_solver_state():
+    from csae.solvers import SOLVERS
+    model, X = _trained("adam", sparsity_estimate="running")
+    assert model._state.rho_running is not None
+    import warnings
+    with warnings.catch_warnings():  # a model this small learns little in 3 iterations
+        warnings.simplefilter("ignore")
+        # A warm start: the state L-BFGS starts from carries Adam's moments.
+        model.set_params(solver="lbfgs", warm_start=True).fit(X)
+    assert model.n_iter_ == 6
+    for solver in SOLVERS.values():
+        assert solver.state_in(model._state) is None
+    assert model._state.rho_running is None and model._state.running_batches == 0
+
+
+def test_model_file_members_of_the_solver_states():
+    from csae.solvers import AdamState, MomentumState, solver_state_arrays
+    model, X = _trained("sgd", momentum=0.5)
+    model.set_params(solver="adam").partial_fit(X)
+    arrays = solver_state_arrays(model._state, np.float64)
+    # The names and order model files have always held.
+    assert list(arrays) == ([f"velocity_{w}" for w in WEIGHTS] + [f"adam_m_{w}" for w in WEIGHTS]
+                            + [f"adam_v_{w}" for w in WEIGHTS] + ["adam_t"])
+    assert list(arrays) == list(MomentumState.FILE_NAMES + AdamState.FILE_NAMES)
+    assert arrays["adam_t"].dtype == np.int64 and int(arrays["adam_t"]) == model._state.adam_t
+    np.testing.assert_array_equal(arrays["velocity_encoder_weights"], model._state.velocity[0])
+
+
+WEIGHTS = ("encoder_weights", "encoder_bias", "decoder_weights", "decoder_bias")

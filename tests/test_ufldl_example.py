@@ -2,9 +2,9 @@
 sample photographs.
 
 A short run (a few seconds) checks that the example works end to end and
-that its numbers make sense; the full 400-iteration run, which takes about
-20 seconds of CPU time, is marked slow but runs by default (and in CI):
-it checks the outcome the README reports.  Noise filters give an
+that its numbers make sense; the full 400-iteration run, which takes
+5 to 10 seconds of CPU time, is marked slow but runs by default (and in CI):
+it checks the outcome docs/ufldl.md reports.  Noise filters give an
 orientation concentration of about 0.15 and no filter localised and
 oriented (tests/test_filters.py), so the thresholds here say "not noise"
 and "edge detectors" with margin.
