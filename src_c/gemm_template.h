@@ -31,10 +31,12 @@
  *     picks), no -ffast-math.
  *  5. Lane order never matters: lanes are independent elements; nothing is
  *     summed across the lanes of one vector except by rule 4's tree.
- *  6. Only correctly rounded C library calls may differ between CPUs
- *     without breaking the rule (sqrt); log and pow (the KL term, Adam's
- *     bias correction) are the C library's, the same function on every
- *     path of one build.
+ *  6. The C library: sqrt is correctly rounded everywhere; log and pow
+ *     (the KL term, Adam's bias correction) are the same function on every
+ *     path of one build.  Across architectures they agree where the C
+ *     library is the same code (glibc on x86-64 and aarch64, as
+ *     test_aarch64.py shows); another libm (musl, macOS) may move the last
+ *     bits of what depends on them.
  * The portable path is plain C without explicit FMA in its micro-kernel
  * and with the C library's exp: it follows rules 4 and 5 but may differ
  * from the vector paths in the last bits.  NaN payloads are not covered.
