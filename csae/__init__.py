@@ -10,6 +10,11 @@ SparseAutoencoder
     The estimator: ``fit``, ``partial_fit``, ``transform``, ``save``, ...
 load
     Read a model file written by ``SparseAutoencoder.save``.
+stack, StackedEncoder
+    Fitted autoencoders stacked into one deep encoder (one engine call).
+SparseAutoencoderClassifier
+    Greedy pretraining, a softmax layer, fine-tuning with L-BFGS (UFLDL's
+    stacked autoencoders for classification).
 check_gradients
     UFLDL's gradient check of a model against finite differences.
 datasets
@@ -31,8 +36,7 @@ get_include, get_library
 from csae import datasets
 from csae._config import get_include, get_library
 from csae._errors import NonFiniteError
-from csae._estimator import SparseAutoencoder
-from csae._gradcheck import check_gradients
+from csae._estimator import SparseAutoencoder, check_gradients
 from csae._validation import NotFittedError
 from csae._version import __version__
 from csae._warnings import (
@@ -43,9 +47,13 @@ from csae._warnings import (
 )
 from csae.onnx import to_onnx
 from csae.plotting import plot_filters, plot_loss
+from csae.deep import SparseAutoencoderClassifier, StackedEncoder, stack
 
 __all__ = [
     "SparseAutoencoder",
+    "SparseAutoencoderClassifier",
+    "StackedEncoder",
+    "stack",
     "load",
     "check_gradients",
     "get_include",
@@ -95,5 +103,4 @@ def load(path):
     OSError
         If the file cannot be opened.
     """
-    from csae._persist import load as _load
-    return _load(path)
+    return SparseAutoencoder.load(path)

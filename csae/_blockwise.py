@@ -8,7 +8,7 @@ are handed back to the kernel after each chunk, so the process's resident
 set stays near weights + engine workspace + one chunk whatever the file
 size (mapped pages of a file count in the resident set until released).
 
-``ChunkedData`` is the prepared data (the estimator's ``_prepare`` returns it
+``ChunkedData`` is the prepared data (``csae._data.MemoryMapped`` returns it
 instead of an array).  ``csae._backends.Backend`` hands it the calls it gets
 with it as X (``map_rows``, ``evaluate``, ``sgd_epoch``), so the training
 loops and the transforms call the backend exactly as on an in-memory array:

@@ -34,8 +34,10 @@ import sys
 import numpy as np
 
 from csae._blockwise import block_functions, epoch_over_blocks, full_batch
+from csae._range import apply_range, unscale
 
-__all__ = ["is_dask_array", "is_dask_collection", "prepare", "DaskData"]
+__all__ = ["is_dask_array", "is_dask_collection", "by_rows", "prepare", "inverse_transform",
+           "DaskData"]
 
 
 def is_dask_array(X):
@@ -69,7 +71,7 @@ def _distributed_client():
         return None
 
 
-def _by_rows(X, name="X"):
+def by_rows(X, name="X"):
     """X as a 2-D dask array of real numbers with all columns in each block."""
     if X.ndim != 2:
         raise ValueError(f"{name} must be a 2-D dask array (n_samples, n_features), got "
@@ -107,7 +109,7 @@ def _location(block_info):
 
 class _Prepare:
     """Validate a block and convert it for the model (scaling with the
-    learned range): what ``_prepare`` does to an in-memory array.
+    learned range): what ``csae._data.InMemory`` does to an in-memory array.
     ``within_range``: the block is training data that must lie in the
     learned range (``check_within_learned_range``)."""
 
@@ -127,13 +129,12 @@ class _Prepare:
                 if self.unit_interval:
                     check_unit_interval(out)
                 return out
-            from csae._estimator import _apply_range
             X64 = check_data(block, np.dtype(np.float64), name=self.name,
                              n_features=self.n)
             if self.within_range:
                 check_within_learned_range(X64.min(axis=0), X64.max(axis=0),
                                            self.data_min, self.data_scale)
-            return _apply_range(X64, self.data_min, self.data_scale, self.dtype)
+            return apply_range(X64, self.data_min, self.data_scale, self.dtype)
         except (ValueError, TypeError) as err:
             where = _location(block_info)
             if where is None:
@@ -399,30 +400,28 @@ class DaskData:
 
 
 # --------------------------------------------------------------------------
-# Entry points from the estimator
+# Entry points from csae._data and the estimator: values in, values out
 # --------------------------------------------------------------------------
 
-def prepare(model, X, hp, state, *, objective, learn, dtype, n, within_range=False):
-    """``_prepare`` for a dask array.  ``learn`` (fit, first partial_fit):
-    one validation pass now, returning ``(DaskData, (data_min, data_scale))``;
-    otherwise a lazy ``DaskData`` whose blocks are checked when computed
-    (with ``within_range``, against the input range learned before too)."""
-    X = _by_rows(X)
-    if n is not None and X.shape[1] != n:
-        raise ValueError(f"X has {X.shape[1]} features, but {type(model).__name__} is "
-                         f"expecting {n} features as input")
+def prepare(X, hp, input_range, *, objective, learn, dtype, within_range=False,
+            n_threads=None):
+    """The dask array X (chunked by rows: ``by_rows``, its width checked)
+    prepared for the model; returns ``(DaskData, (data_min, data_scale))``.
+
+    ``learn`` (fit, first partial_fit): one validation pass now, which
+    learns the input range with ``hp.scale_inputs``; otherwise a lazy
+    ``DaskData`` whose blocks are checked when computed, scaled with
+    ``input_range`` (``(data_min, data_scale)``, or None without
+    ``scale_inputs``) and, with ``within_range``, checked against it.
+    ``n_threads`` is the hyperparameter as given: each worker resolves it.
+    """
     unit = objective and hp.decoder == "sigmoid" and not hp.scale_inputs
-    n_threads = model.n_threads
     if not learn:
-        if hp.scale_inputs:
-            model._check_range(state)
-            lo, scale = state.data_min, state.data_scale
-        else:
-            lo = scale = None
+        lo, scale = input_range if input_range is not None else (None, None)
         step = _Prepare(dtype, X.shape[1], lo, scale, unit, within_range)
         rows = X.shape[0] if not np.isnan(X.shape[0]) else None
-        return DaskData(X.map_blocks(step, dtype=dtype, meta=np.empty((0, 0), dtype)),
-                        rows, n_threads)
+        return (DaskData(X.map_blocks(step, dtype=dtype, meta=np.empty((0, 0), dtype)),
+                         rows, n_threads), (None, None))
 
     _, da = _import()
     nf = X.shape[1]
@@ -458,20 +457,24 @@ def prepare(model, X, hp, state, *, objective, learn, dtype, n, within_range=Fal
     return DaskData(prepared, int(rows.sum()), n_threads), (data_min, data_scale)
 
 
-def inverse_transform(model, H):
-    """Lazy decoder output for a dask array of hidden activations."""
-    hp, backend, params, state = model._ready()
-    H = _by_rows(H, "H")
+def inverse_transform(H, hp, backend, params, input_range, *, n_threads=None,
+                      estimator="SparseAutoencoder"):
+    """Lazy decoder output for a dask array of hidden activations, mapped
+    back to the input scale.  ``input_range()`` gives ``(data_min,
+    data_scale)`` (called, after H is checked, only with
+    ``hp.scale_inputs``: it raises when the model has none)."""
+    H = by_rows(H, "H")
     h = params[0].shape[0]
     if H.shape[1] != h:
-        raise ValueError(f"H has {H.shape[1]} hidden units, but {type(model).__name__} is "
+        raise ValueError(f"H has {H.shape[1]} hidden units, but {estimator} is "
                          f"expecting {h} hidden units as input")
+    data_min = data_scale = None
     if hp.scale_inputs:
-        model._check_range(state)
+        data_min, data_scale = input_range()
     data = DaskData(H.map_blocks(_Prepare(hp.dtype, h, None, None, False, name="H"),
                                  dtype=hp.dtype,
                                    meta=np.empty((0, 0), hp.dtype)),
-                    None, model.n_threads)
+                    None, n_threads)
     Y = data.map_rows(backend, "decode", (params[2], params[3], hp.decoder),
                       params[0].shape[1], hp.dtype)
-    return model._unscale(Y, hp, state)
+    return unscale(Y, hp, data_min, data_scale)

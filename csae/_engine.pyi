@@ -6,7 +6,7 @@ converts user input before it gets here); parameters are the tuple
 ``(W, b, Wd, bd)`` with shapes ``(h, n)``, ``(h,)``, ``(n, h)``, ``(n,)``.
 """
 
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
@@ -250,3 +250,25 @@ def deep_objective_and_gradients(
 ) -> tuple[float, list[tuple[_FloatArray, _FloatArray]] | None]:
     """Mean cross-entropy plus (lam/2) sum of squared weights, and its
     gradient in the layout of params (None when need_gradients is false)."""
+
+def deep_encode(
+    layers: list[tuple[_FloatArray, _FloatArray]] | tuple[tuple[_FloatArray, _FloatArray], ...],
+    X: _FloatArray,
+    n_threads: int = 1,
+) -> _FloatArray:
+    """The top sigmoid layer's activations, shape (m, h_L), in one call."""
+
+@disjoint_base
+class DeepEvaluator:
+    """The deep objective and gradient on fixed data, workspace kept."""
+    n_params: int
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        X: _FloatArray,
+        y: NDArray[np.integer[Any]],
+        *,
+        lam: float,
+        n_threads: int = 1,
+    ) -> None: ...
+    def evaluate_flat(self, theta: NDArray[np.float64], grad: NDArray[np.float64]) -> float: ...

@@ -1251,41 +1251,59 @@ def _deep_labels(y, m, k):
     return np.ascontiguousarray(y, dtype=np.int64)
 
 
-cdef _deep_run(sizes, theta, X, y, P, grad, double lam, size_t n_threads, bint objective):
-    """One csae_deep_forward_* (objective false: P) or csae_deep_objective_*
-    call (grad may be None); returns the objective."""
-    cdef cnp.ndarray sz = np.asarray(sizes, dtype=np.uintp)
-    cdef csae_deep_net net
+# What one _deep_run call computes.
+cdef enum _DeepMode:
+    _DEEP_FORWARD, _DEEP_OBJECTIVE, _DEEP_ENCODE
+
+
+cdef _deep_net(sizes, cnp.ndarray sz, csae_deep_net *net):
+    """net over sz (sizes as size_t, kept alive by the caller); refuses a
+    network whose parameter count overflows."""
     net.n_hidden_layers = len(sizes) - 2
     net.sizes = <const size_t *>cnp.PyArray_DATA(sz)
-    if csae_deep_n_params(&net) == 0:
+    if csae_deep_n_params(net) == 0:
         raise ValueError(f"network too large: layer sizes {sizes}")
+
+
+cdef _deep_run(sizes, theta, X, y, out_array, double lam, size_t n_threads, _DeepMode mode):
+    """One csae_deep_forward_* (out_array: P), csae_deep_encode_* (out_array:
+    H) or csae_deep_objective_* call (out_array: the gradient, or None);
+    returns the objective."""
+    cdef cnp.ndarray sz = np.asarray(sizes, dtype=np.uintp)
+    cdef csae_deep_net net
+    _deep_net(sizes, sz, &net)
     cdef size_t m = X.shape[0]
     cdef bint f64 = X.dtype == np.float64
     cdef size_t elem = 8 if f64 else 4
     cdef size_t size = (csae_deep_objective_workspace_size(&net, m, elem, n_threads)
-                        if objective else
+                        if mode == _DEEP_OBJECTIVE else
                         csae_deep_forward_workspace_size(&net, m, elem, n_threads))
     cdef _Workspace work = _Workspace(size, n_threads)
     cdef void *t = cnp.PyArray_DATA(theta)
     cdef void *x = cnp.PyArray_DATA(X) if m else NULL
     cdef void *out = NULL
     cdef const int64_t *labels = NULL
-    if objective:
+    if mode == _DEEP_OBJECTIVE:
         labels = <const int64_t *>cnp.PyArray_DATA(y)
-        if grad is not None:
-            out = cnp.PyArray_DATA(grad)
+        if out_array is not None:
+            out = cnp.PyArray_DATA(out_array)
     elif m:
-        out = cnp.PyArray_DATA(P)
+        out = cnp.PyArray_DATA(out_array)
     cdef double loss = 0.0
     cdef csae_status status
     with nogil:
-        if objective and f64:
+        if mode == _DEEP_OBJECTIVE and f64:
             status = csae_deep_objective_f64(&net, <const double *>t, <const double *>x, labels,
                                              m, lam, &loss, <double *>out, &work.ws)
-        elif objective:
+        elif mode == _DEEP_OBJECTIVE:
             status = csae_deep_objective_f32(&net, <const float *>t, <const float *>x, labels,
                                              m, lam, &loss, <float *>out, &work.ws)
+        elif mode == _DEEP_ENCODE and f64:
+            status = csae_deep_encode_f64(&net, <const double *>t, <const double *>x, m,
+                                          <double *>out, &work.ws)
+        elif mode == _DEEP_ENCODE:
+            status = csae_deep_encode_f32(&net, <const float *>t, <const float *>x, m,
+                                          <float *>out, &work.ws)
         elif f64:
             status = csae_deep_forward_f64(&net, <const double *>t, <const double *>x, m,
                                            <double *>out, &work.ws)
@@ -1305,8 +1323,25 @@ def deep_forward(params, X, n_threads=1):
     theta = _deep_flat(params, dtype)
     X = np.ascontiguousarray(X)
     P = np.empty((X.shape[0], sizes[len(sizes) - 1]), dtype)
-    _deep_run(sizes, theta, X, None, P, None, 0.0, threads, False)
+    _deep_run(sizes, theta, X, None, P, 0.0, threads, _DEEP_FORWARD)
     return P
+
+
+def deep_encode(layers, X, n_threads=1):
+    """The top layer's activations, shape (m, h_L), of the sigmoid layers
+    ``layers`` (a non-empty list of (W, b) pairs, no softmax layer) on the
+    rows of X: every layer in one engine call, without the GIL."""
+    if not isinstance(layers, (list, tuple)) or len(layers) == 0:
+        raise TypeError("layers must be a non-empty list of (W, b) pairs")
+    dtype, sizes = _deep_check(list(layers), X)
+    cdef size_t threads = _threads(n_threads)
+    theta = _deep_flat(layers, dtype)
+    X = np.ascontiguousarray(X)
+    # The engine's net has a softmax layer, whose weights encode never reads.
+    sizes.append(1)
+    H = np.empty((X.shape[0], sizes[len(sizes) - 2]), dtype)
+    _deep_run(sizes, theta, X, None, H, 0.0, threads, _DEEP_ENCODE)
+    return H
 
 
 def deep_objective_and_gradients(params, X, y, *, lam, n_threads=1, need_gradients=True):
@@ -1330,7 +1365,7 @@ def deep_objective_and_gradients(params, X, y, *, lam, n_threads=1, need_gradien
     theta = _deep_flat(params, dtype)
     X = np.ascontiguousarray(X)
     grad = np.empty_like(theta) if need_gradients else None
-    loss = _deep_run(sizes, theta, X, y, None, grad, lam, threads, True)
+    loss = _deep_run(sizes, theta, X, y, grad, lam, threads, _DEEP_OBJECTIVE)
     if not need_gradients:
         return float(loss), None
     grads, at = [], 0
@@ -1340,3 +1375,107 @@ def deep_objective_and_gradients(params, X, y, *, lam, n_threads=1, need_gradien
                       grad[at + h * h_prev:at + h * h_prev + h]))
         at += h * h_prev + h
     return float(loss), grads
+
+
+cdef class DeepEvaluator:
+    """The deep objective and gradient (csae_deep_objective_*) on fixed
+    data, for an optimizer that evaluates it many times (L-BFGS): the
+    workspace, the labels and (float32 networks) the parameter and gradient
+    buffers are allocated once, here, so an evaluation allocates nothing.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer sizes [n_features, h_1, ..., h_L, n_classes].
+    X : ndarray of shape (m, n_features), float32 or float64, C-contiguous
+        The data (kept by reference: do not change it while in use).  Its
+        dtype is the network's.
+    y : ndarray of shape (m,)
+        Class indices in 0..n_classes-1.
+    lam : float
+        Weight decay (every weight matrix, no bias).
+    n_threads : int, default=1
+
+    Notes
+    -----
+    ``evaluate_flat(theta, grad)`` takes the optimizer's float64 vector in
+    the engine's layout (csae.h: each layer's W row-major, then its b) and
+    writes the gradient into the float64 vector ``grad``: float64 networks
+    are read and written in place, float32 ones through float32 buffers.
+    ``csae.solvers.lbfgs.lbfgs`` calls it when its objective has it.
+    """
+    cdef _Workspace work
+    cdef csae_deep_net net
+    cdef object sz, X, y, dtype, buffers
+    cdef readonly size_t n_params
+    cdef size_t m
+    cdef double lam
+
+    def __init__(self, sizes, X, y, *, lam, n_threads=1):
+        sizes = [operator.index(s) for s in sizes]
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(f"sizes must be >= 2 layer sizes, each >= 1, got {sizes}")
+        dtype = _dtype_of(X)
+        m, n = _check_X(X)
+        if m == 0:
+            raise ValueError("X has no rows")
+        if not (isinstance(X, np.ndarray) and X.flags.c_contiguous):
+            raise ValueError("X must be a C-contiguous ndarray")
+        if n != sizes[0]:
+            raise ValueError(f"X has {n} features, the network's first layer {sizes[0]}")
+        self.y = _deep_labels(y, m, sizes[len(sizes) - 1])
+        lam = float(lam)
+        if not (lam >= 0 and isfinite(lam)):
+            raise ValueError(f"lam must be finite and >= 0, got {lam!r}")
+        self.sz = np.asarray(sizes, dtype=np.uintp)
+        _deep_net(sizes, self.sz, &self.net)
+        cdef size_t threads = _threads(n_threads)
+        self.work = _Workspace(
+            csae_deep_objective_workspace_size(&self.net, m, dtype.itemsize, threads), threads)
+        self.X, self.dtype, self.m, self.lam = X, dtype, m, lam
+        self.n_params = csae_deep_n_params(&self.net)
+        self.buffers = (None if dtype == np.float64 else
+                        (np.empty(self.n_params, np.float32), np.empty(self.n_params, np.float32)))
+
+    cdef double _run(self, char *theta, char *grad) except? -1.0:
+        cdef double loss = 0.0
+        cdef csae_status status
+        cdef const int64_t *labels = <const int64_t *>cnp.PyArray_DATA(self.y)
+        cdef const double[:, ::1] X64
+        cdef const float[:, ::1] X32
+        if self.dtype == np.float64:
+            X64 = self.X
+            with nogil:
+                status = csae_deep_objective_f64(&self.net, <const double *>theta, &X64[0, 0],
+                                                 labels, self.m, self.lam, &loss,
+                                                 <double *>grad, &self.work.ws)
+        else:
+            X32 = self.X
+            with nogil:
+                status = csae_deep_objective_f32(&self.net, <const float *>theta, &X32[0, 0],
+                                                 labels, self.m, self.lam, &loss,
+                                                 <float *>grad, &self.work.ws)
+        _raise_for(status)
+        return loss
+
+    def evaluate_flat(self, theta, grad):
+        """The objective at the float64 vector ``theta``; its gradient into
+        the float64 vector ``grad`` (both of length n_params).  Returns the
+        objective (a float; NaN when it or the gradient is not finite)."""
+        cdef const double[::1] t = theta
+        cdef double[::1] g = grad
+        cdef size_t k, P = self.n_params
+        if <size_t>t.shape[0] != P or <size_t>g.shape[0] != P:
+            raise ValueError(f"theta and grad must have {P} entries, got "
+                             f"{t.shape[0]} and {g.shape[0]}")
+        cdef float[::1] t32, g32
+        cdef double loss
+        if self.buffers is None:
+            return self._run(<char *>&t[0], <char *>&g[0])
+        t32, g32 = self.buffers
+        for k in range(P):
+            t32[k] = <float>t[k]
+        loss = self._run(<char *>&t32[0], <char *>&g32[0])
+        for k in range(P):
+            g[k] = g32[k]
+        return loss

@@ -56,8 +56,14 @@ import zipfile
 
 import numpy as np
 
-from csae._estimator import WEIGHT_NAMES, SparseAutoencoder, defaults_for_older_models
 from csae._files import display_name, file_type_name, write_atomically
+from csae._state import (
+    WEIGHT_NAMES,
+    ModelState,
+    frozen,
+    frozen_tuple,
+    require_fitted,
+)
 from csae._validation import validate_hyperparameters
 from csae._version import __version__
 from csae.solvers import AdamState, MomentumState, solver_state_arrays
@@ -73,7 +79,8 @@ FORMAT_NAME = "csae.SparseAutoencoder"
 FORMAT_VERSION = 3
 # Hyperparameters each format version added to the record; a file of an
 # older version takes the constructor's defaults for them, but solver="sgd",
-# the solver that trained it (csae._estimator.defaults_for_older_models).
+# the solver that trained it (the estimator hands ``load`` these values:
+# csae._estimator.defaults_for_older_models).
 _ADDED_IN = {2: ("solver", "max_fun", "tol"),
              3: ("beta_1", "beta_2", "epsilon", "warm_start", "early_stopping",
                  "validation_fraction", "n_iter_no_change", "sparsity_estimate",
@@ -96,11 +103,12 @@ class _FileError(ValueError):
 # Saving
 # --------------------------------------------------------------------------
 
-def _json_hyperparameters(model):
-    """The constructor parameters as JSON-safe values (checked, since a file
-    that ``load`` would refuse must not be written)."""
-    hp = validate_hyperparameters(model.get_params())
-    random_state = model.random_state
+def _json_hyperparameters(params):
+    """The constructor parameters ``params`` (as ``get_params`` gives them)
+    as JSON-safe values (checked, since a file that ``load`` would refuse
+    must not be written)."""
+    hp = validate_hyperparameters(params)
+    random_state = params["random_state"]
     # A Generator/RandomState cannot be stored; the saved rng_state keeps
     # continued training reproducible anyway.
     if not (random_state is None or isinstance(random_state, (int, np.integer))):
@@ -114,9 +122,9 @@ def _json_hyperparameters(model):
         "scale_inputs": hp.scale_inputs, "dtype": hp.dtype.name,
         "backend": hp.backend,
         "random_state": None if random_state is None else int(random_state),
-        "verbose": (bool(model.verbose) if isinstance(model.verbose, (bool, np.bool_))
+        "verbose": (bool(params["verbose"]) if isinstance(params["verbose"], (bool, np.bool_))
                     else hp.verbose),
-        "n_threads": None if model.n_threads is None else hp.n_threads,
+        "n_threads": None if params["n_threads"] is None else hp.n_threads,
         "solver": hp.solver, "max_fun": hp.max_fun, "tol": hp.tol,
         "beta_1": hp.beta_1, "beta_2": hp.beta_2, "epsilon": hp.epsilon,
         "warm_start": hp.warm_start, "early_stopping": hp.early_stopping,
@@ -127,11 +135,12 @@ def _json_hyperparameters(model):
     }, hp.dtype
 
 
-def _model_arrays(model):
-    """Everything ``save`` writes, as a dict of arrays."""
-    model._check_fitted()
-    hyper, dtype = _json_hyperparameters(model)
-    h = model._params[0].shape[0]
+def _model_arrays(hyperparameters, state, estimator="SparseAutoencoder"):
+    """Everything ``save`` writes, as a dict of arrays: ``hyperparameters``
+    (``get_params()``) and ``state`` (a ``ModelState``) of one snapshot."""
+    require_fitted(state, estimator)
+    hyper, dtype = _json_hyperparameters(hyperparameters)
+    h = state.params[0].shape[0]
     if hyper["n_hidden"] != h:
         # load checks the weights against n_hidden; refuse to write a file
         # it would reject.
@@ -143,40 +152,45 @@ def _model_arrays(model):
         "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
         "csae_version": np.array(__version__),
         "hyperparameters": np.array([json.dumps(hyper, sort_keys=True)]),
-        "loss_curve": np.asarray(model._loss_curve, dtype=np.float64).reshape(-1),
-        "n_iter": np.array(len(model._loss_curve), dtype=np.int64),
+        "loss_curve": np.asarray(state.loss_curve, dtype=np.float64).reshape(-1),
+        "n_iter": np.array(len(state.loss_curve), dtype=np.int64),
     }
-    for name, array in zip(WEIGHT_NAMES, model._params):
+    for name, array in zip(WEIGHT_NAMES, state.params):
         arrays[name] = np.ascontiguousarray(array, dtype=dtype)
     # Each solver writes its own state (velocities, Adam's moments).
-    arrays.update(solver_state_arrays(model._state, dtype))
-    if model._rho_running is not None:
-        arrays["rho_running"] = np.ascontiguousarray(model._rho_running, dtype=dtype)
-        arrays["running_batches"] = np.array(model._running_batches, dtype=np.int64)
-    if model._rng_state is not None:
-        arrays["rng_state"] = np.array(model._rng_state, dtype=np.uint64)
-    if model._data_min is not None:
-        arrays["data_min"] = np.asarray(model._data_min, dtype=np.float64)
-        arrays["data_scale"] = np.asarray(model._data_scale, dtype=np.float64)
+    arrays.update(solver_state_arrays(state, dtype))
+    if state.rho_running is not None:
+        arrays["rho_running"] = np.ascontiguousarray(state.rho_running, dtype=dtype)
+        arrays["running_batches"] = np.array(state.running_batches, dtype=np.int64)
+    if state.rng_state is not None:
+        arrays["rng_state"] = np.array(state.rng_state, dtype=np.uint64)
+    if state.data_min is not None:
+        arrays["data_min"] = np.asarray(state.data_min, dtype=np.float64)
+        arrays["data_scale"] = np.asarray(state.data_scale, dtype=np.float64)
     return arrays
 
 
-def save(model, path, *, replace=True):
-    """Write ``model`` to ``path`` atomically (see ``csae._files``).
+def save(path, hyperparameters, state, *, replace=True, estimator="SparseAutoencoder"):
+    """Write a model to ``path`` atomically (see ``csae._files``).
 
     Parameters
     ----------
-    model : SparseAutoencoder
-        A fitted model.
     path : str, bytes or os.PathLike
         Target file, written exactly as named (a symbolic link is followed
         and its target replaced). Directories, FIFOs, sockets and devices
         are refused with ``ValueError``, a read-only file with
         ``PermissionError``; an existing file keeps its permission bits.
+    hyperparameters : dict
+        The constructor's parameters (``get_params()``), read together with
+        ``state``.
+    state : csae._state.ModelState
+        The trained state (it must have weights).
     replace : bool, default=True
         When False, refuse (``FileExistsError``) to replace an existing file.
+    estimator : str
+        The class name an error message gives.
     """
-    write_arrays(_model_arrays(model), path, replace=replace)
+    write_arrays(_model_arrays(hyperparameters, state, estimator), path, replace=replace)
 
 
 def write_arrays(arrays, path, *, replace=True):
@@ -527,14 +541,16 @@ def _finite(value, name):
     return np.ascontiguousarray(value)
 
 
-def _hyperparameters(reader, cls, version):
+def _hyperparameters(reader, defaults, version):
     value = reader.small("hyperparameters", 4 * _MAX_RECORD)
-    return _parse_record(_string(value, "hyperparameters", shape=(1,)), cls, version)
+    return _parse_record(_string(value, "hyperparameters", shape=(1,)), defaults, version)
 
 
-def _parse_record(text, cls, version):
+def _parse_record(text, defaults, version):
     """``(hyper, hp)``: the constructor's arguments the record ``text`` of a
-    format ``version`` file gives, and them validated."""
+    format ``version`` file gives, and them validated.  ``defaults`` names
+    every constructor parameter, with the value a file written before it
+    existed means by it."""
     if len(text) > _MAX_RECORD:
         raise _FileError(f"the hyperparameter record holds {len(text)} characters; "
                          f"a csae file uses at most {_MAX_RECORD}")
@@ -552,7 +568,7 @@ def _parse_record(text, cls, version):
     except ValueError as err:
         raise _FileError(f"hyperparameters are not valid JSON ({_short(err, 80)})") from None
     later = {name for v, names in _ADDED_IN.items() if v > version for name in names}
-    expected = set(cls._get_param_names()) - later
+    expected = set(defaults) - later
     if not isinstance(hyper, dict):
         raise _FileError("hyperparameters must be a JSON object naming the constructor's "
                          f"parameters, got a JSON {type(hyper).__name__}")
@@ -570,7 +586,7 @@ def _parse_record(text, cls, version):
     if hyper["dtype"] not in ("float32", "float64"):
         raise _FileError("invalid hyperparameter: dtype must be 'float32' or 'float64', "
                          f"got {_short(repr(hyper['dtype']), 60)}")
-    hyper = {**hyper, **defaults_for_older_models(later)}
+    hyper = {**hyper, **{name: defaults[name] for name in later}}
     try:
         hp = validate_hyperparameters(hyper)
     except ValueError as err:
@@ -588,9 +604,10 @@ def _unique_keys(pairs):
     return result
 
 
-def _build_model(reader, cls):
-    """A model from the members of a file, after checking every one (each
-    read only once the ones before it have said how large it may be)."""
+def _build_model(reader, defaults):
+    """``(hyperparameters, state)`` from the members of a file, after
+    checking every one (each read only once the ones before it have said
+    how large it may be)."""
     label = 4 * _MAX_LABEL
     if _string(reader.small("format", label), "format") != FORMAT_NAME:
         raise _FileError(f"format is not {FORMAT_NAME!r}")
@@ -602,7 +619,7 @@ def _build_model(reader, cls):
     if version < 1:
         raise _FileError(f"format_version {version} is not a valid version")
     _string(reader.small("csae_version", label), "csae_version")
-    hyper, hp = _hyperparameters(reader, cls, version)
+    hyper, hp = _hyperparameters(reader, defaults, version)
 
     shape, _ = reader.header("encoder_weights")
     if len(shape) != 2 or shape[1] < 1:
@@ -615,6 +632,22 @@ def _build_model(reader, cls):
     source = StateSource(reader, hp.dtype)
     momentum = MomentumState.read(source, shapes)
 
+    curve, rng_state, data_min, data_scale = _read_history(reader, n)
+    adam, rho_running, running_batches = _read_solver_state(reader, source, version, shapes,
+                                                            hp.dtype)
+    return hyper, _state(params=params,
+                         velocity=None if momentum is None else momentum.velocity,
+                         rng_state=rng_state,
+                         adam_m=None if adam is None else adam.m,
+                         adam_v=None if adam is None else adam.v,
+                         adam_t=0 if adam is None else adam.t,
+                         rho_running=rho_running, running_batches=running_batches,
+                         data_min=data_min, data_scale=data_scale, loss_curve=curve)
+
+
+def _read_history(reader, n):
+    """``(loss_curve, rng_state, data_min, data_scale)`` of a file whose
+    weights have ``n`` features (rng_state and the range may be None)."""
     n_iter = _integer(reader.small("n_iter", _MAX_SCALAR), "n_iter")
     if n_iter < 0:
         raise _FileError(f"n_iter is {n_iter}")
@@ -645,7 +678,13 @@ def _build_model(reader, cls):
                              "data_scale")
         if not (data_scale > 0).all():
             raise _FileError("data_scale must be positive")
+    return curve, rng_state, data_min, data_scale
 
+
+def _read_solver_state(reader, source, version, shapes, dtype):
+    """``(AdamState or None, rho_running, running_batches)`` of a file of
+    format ``version`` whose weights have ``shapes`` (each optional)."""
+    h = shapes[1][0]
     rho_running, running_batches = None, 0
     newer = sorted(f for v, fields in _OPTIONAL_SINCE.items() if v > version
                    for f in fields if f in reader)
@@ -657,23 +696,14 @@ def _build_model(reader, cls):
         raise _FileError("rho_running and running_batches must be both present or both "
                          "absent")
     if "rho_running" in reader:
-        rho_running = _finite(reader.array("rho_running", (h,), hp.dtype), "rho_running")
+        rho_running = _finite(reader.array("rho_running", (h,), dtype), "rho_running")
         if ((rho_running < 0) | (rho_running > 1)).any():
             raise _FileError("rho_running (mean activations) must lie in [0, 1]")
         running_batches = _integer(reader.small("running_batches", _MAX_SCALAR),
                                    "running_batches")
         if running_batches < 0:
             raise _FileError(f"running_batches is {running_batches}")
-
-    model = cls(**hyper)
-    model._params, model._rng_state = params, rng_state
-    model._velocity = None if momentum is None else momentum.velocity
-    if adam is not None:
-        model._adam_m, model._adam_v, model._adam_t = adam.m, adam.v, adam.t
-    model._rho_running, model._running_batches = rho_running, running_batches
-    model._data_min, model._data_scale = data_min, data_scale
-    model._loss_curve = curve.tolist()
-    return model
+    return adam, rho_running, running_batches
 
 
 class StateSource:
@@ -706,22 +736,32 @@ class StateSource:
         raise _FileError(message)
 
 
-def _model_from_fields(fields, cls):
-    """A model from what the C reader read (csae._engine.read_model_file):
-    every rule is already checked there but the constructor's own, which
-    the record goes through again here."""
-    hyper, _ = _parse_record(fields["record"], cls, fields["version"])
-    model = cls(**hyper)
-    model._params = fields["params"]
-    model._velocity = fields["velocity"]
-    model._rng_state = fields["rng_state"]
-    model._adam_m, model._adam_v = fields["adam_m"], fields["adam_v"]
-    model._adam_t = fields["adam_t"]
-    model._rho_running = fields["rho_running"]
-    model._running_batches = fields["running_batches"]
-    model._data_min, model._data_scale = fields["data_min"], fields["data_scale"]
-    model._loss_curve = fields["loss_curve"].tolist()
-    return model
+def _state(*, params, velocity, rng_state, adam_m, adam_v, adam_t, rho_running,
+           running_batches, data_min, data_scale, loss_curve):
+    """The ``ModelState`` a file's fields make (its arrays frozen)."""
+    def optional(array):
+        return None if array is None else frozen(array)
+    return ModelState(params=frozen_tuple(params), velocity=frozen_tuple(velocity),
+                      rng_state=None if rng_state is None else int(rng_state),
+                      data_min=optional(data_min), data_scale=optional(data_scale),
+                      loss_curve=tuple(float(x) for x in loss_curve.tolist()),
+                      adam_m=frozen_tuple(adam_m), adam_v=frozen_tuple(adam_v),
+                      adam_t=int(adam_t), rho_running=optional(rho_running),
+                      running_batches=int(running_batches))
+
+
+def _model_from_fields(fields, defaults):
+    """``(hyperparameters, state)`` from what the C reader read
+    (csae._engine.read_model_file): every rule is already checked there but
+    the constructor's own, which the record goes through again here."""
+    hyper, _ = _parse_record(fields["record"], defaults, fields["version"])
+    return hyper, _state(params=fields["params"], velocity=fields["velocity"],
+                         rng_state=fields["rng_state"], adam_m=fields["adam_m"],
+                         adam_v=fields["adam_v"], adam_t=fields["adam_t"],
+                         rho_running=fields["rho_running"],
+                         running_batches=fields["running_batches"],
+                         data_min=fields["data_min"], data_scale=fields["data_scale"],
+                         loss_curve=fields["loss_curve"])
 
 
 # More members than this in the zip directory is no csae file (whatever the
@@ -776,18 +816,23 @@ def _open_regular(path, name):
         raise
 
 
-def load(path, cls=None):
+def load(path, defaults):
     """Read a model written by ``save``.
 
     Parameters
     ----------
     path : str, bytes or os.PathLike
-    cls : type, optional
-        Class to build (``SparseAutoencoder`` or a subclass).
+    defaults : dict
+        Every constructor parameter, with the value a file written before
+        that parameter existed means by it (the estimator gives these:
+        ``csae._estimator.defaults_for_older_models``).
 
     Returns
     -------
-    model : SparseAutoencoder
+    hyperparameters : dict
+        The constructor's arguments.
+    state : csae._state.ModelState
+        The trained state, which the estimator publishes.
 
     Raises
     ------
@@ -800,7 +845,6 @@ def load(path, cls=None):
     OSError
         The file cannot be opened (missing, a folder, no permission).
     """
-    cls = SparseAutoencoder if cls is None else cls
     name = display_name(path)
     # Opening errors (missing file, ...) stay OSError: they are not about
     # the file's content.
@@ -814,13 +858,13 @@ def load(path, cls=None):
                           else (None, None))
         if status == 0:
             try:
-                return _model_from_fields(fields, cls)
+                return _model_from_fields(fields, defaults)
             except _FileError as err:
                 raise ValueError(f"{name} is not a valid csae model file: {err}") from None
         try:
             _check_directory_size(fh, size)
             fh.seek(0)
-            model = _build_model(_Reader(fh, size), cls)
+            loaded = _build_model(_Reader(fh, size), defaults)
         except _FileError as err:
             raise ValueError(f"{name} is not a valid csae model file: {err}") from None
         except Exception as err:
@@ -838,6 +882,6 @@ def load(path, cls=None):
         # tool): valid, never written by save, and beyond the C reader,
         # which reads members in place. Python's reader, under the same zip
         # and field rules, reads them.
-        return model
+        return loaded
     raise ValueError(f"{name} is not a valid csae model file: "
                      f"{_engine.status_message(status)}")

@@ -21,7 +21,19 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["ModelState", "EMPTY_STATE", "ModelLocks", "frozen", "state_from_legacy"]
+from csae._validation import (
+    NotFittedError,
+    as_numeric_array,
+    check_weight_array,
+    int_param,
+    resolve_dtype,
+)
+
+__all__ = ["ModelState", "EMPTY_STATE", "ModelLocks", "frozen", "state_from_legacy",
+           "WEIGHT_NAMES", "require_fitted", "assign_weight"]
+
+# Names of the four parameter arrays, in the backends' (W, b, Wd, bd) order.
+WEIGHT_NAMES = ("encoder_weights", "encoder_bias", "decoder_weights", "decoder_bias")
 
 # How the weights of a state came about; decides what an error message says.
 ORIGIN_TRAINED = "trained"     # fit / partial_fit
@@ -65,6 +77,74 @@ class ModelState(NamedTuple):
 
 
 EMPTY_STATE = ModelState()
+
+
+def not_fitted(estimator, extra=""):
+    """The error of a method that needs weights the model does not have."""
+    return NotFittedError(
+        f"This {estimator} instance is not fitted yet. Call 'fit' or "
+        "'partial_fit' first, or assign all four of encoder_weights_, "
+        f"encoder_bias_, decoder_weights_ and decoder_bias_.{extra}")
+
+
+def require_fitted(state, estimator):
+    """Raise ``NotFittedError`` (naming the weights still missing when some
+    were assigned by hand) unless ``state`` has weights."""
+    if state.params is None:
+        assigned = [n for n, a in zip(WEIGHT_NAMES, state.pending) if a is not None]
+        missing = [n + "_" for n in WEIGHT_NAMES if n not in assigned]
+        extra = (f" Still missing: {', '.join(missing)}." if assigned else "")
+        raise not_fitted(estimator, extra)
+
+
+def assign_weight(state, index, value, dtype, n_hidden):
+    """The state after assigning ``value`` to the weight ``index`` (in
+    ``WEIGHT_NAMES`` order) of a model whose ``dtype`` and ``n_hidden``
+    hyperparameters are given as set: on a fitted state the array replaces
+    that weight (same shape); on an unfitted one it is kept pending until
+    all four are there, which then make the weights (origin "assigned")."""
+    name = WEIGHT_NAMES[index]
+    dtype = resolve_dtype(dtype)
+    value = as_numeric_array(value, name + "_")
+    if state.params is not None:
+        shape = state.params[index].shape
+    else:
+        h = int_param("n_hidden", n_hidden, 1)
+        shape = _pending_shape(state, index, h, value)
+    array = frozen(check_weight_array(name + "_", value, shape, dtype))
+    if state.params is not None:
+        params = [p if p.dtype == dtype else frozen(p.astype(dtype)) for p in state.params]
+        params[index] = array
+        return state._replace(params=tuple(params))
+    pending = list(state.pending)
+    pending[index] = array
+    if any(a is None for a in pending):
+        return state._replace(pending=tuple(pending))
+    params = tuple(a if a.dtype == dtype else frozen(a.astype(dtype)) for a in pending)
+    return ModelState(params=params, origin=ORIGIN_ASSIGNED)
+
+
+def _pending_shape(state, index, h, value):
+    """The shape the weight ``index`` must have on an unfitted model:
+    n_hidden from the hyperparameter, n_features from the arrays
+    assigned so far, or from ``value`` itself for the first one."""
+    n = None
+    # The axis of n_features in each array (encoder_bias_ has none).
+    n_axis = {"encoder_weights": 1, "decoder_weights": 0, "decoder_bias": 0}
+    for other, array in zip(WEIGHT_NAMES, state.pending):
+        if array is not None and other != WEIGHT_NAMES[index] and other in n_axis:
+            n = array.shape[n_axis[other]]
+    patterns = ("(n_hidden, n_features)", "(n_hidden,)", "(n_features, n_hidden)",
+                "(n_features,)")
+    if n is None and index != 1:  # the first array that fixes n_features
+        shape = value.shape
+        if len(shape) != (1 if index == 3 else 2):
+            raise ValueError(f"{WEIGHT_NAMES[index]}_ must have shape "
+                             f"{patterns[index]} with n_hidden={h}, got shape {shape}")
+        n = shape[1] if index == 0 else shape[0]
+    if n is None:  # encoder_bias_ says nothing about n_features
+        return (h,)
+    return ((h, n), (h,), (n, h), (n,))[index]
 
 
 def frozen(array):

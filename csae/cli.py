@@ -440,7 +440,7 @@ def save_model(model, path, replace=False):
     """``model.save(path)``, refusing (FileExistsError) to replace a file
     unless ``replace``: the check made before training is repeated, without
     a gap, when the file is put in place."""
-    from csae._persist import save
+    from csae._estimator import save_model as save
     save(model, path, replace=replace)
 
 
@@ -592,12 +592,13 @@ def train_fit(model, X, progress, prog):
     returns it, and the lines that say how training ended (stopping rule,
     early stopping, max_epochs reached) for stdout.
     """
+    from csae._estimator import train
     outcome, notes = [], []
 
     def call():
-        outcome.append(model._fit(X, hook=lambda k, objective, validation, seconds:
-                                  progress.update(k, objective, seconds, validation),
-                                  on_rows=progress.rows)[-1])
+        outcome.append(train(model, X, hook=lambda k, objective, validation, seconds:
+                             progress.update(k, objective, seconds, validation),
+                             on_rows=progress.rows)[-1])
 
     try:
         status, message = _training_call(call, prog, notes)
@@ -1025,7 +1026,7 @@ def build_parser():
                    help=f"lbfgs: most objective evaluations (default: {defaults['max_fun']})")
     p.add_argument("--tol", type=float,
                    help="stop when the objective (the validation objective with "
-                        "--early-stopping) has not improved by more than this for "
+                        "--early-stopping) has not improved by more than this fraction of its best for "
                         "--n-iter-no-change epochs (lbfgs: iterations); 0 trains exactly "
                         f"--epochs (default: {defaults['tol']})")
     p.add_argument("--n-iter-no-change", type=_count,

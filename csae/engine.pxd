@@ -273,6 +273,12 @@ cdef extern from "csae.h" nogil:
     csae_status csae_deep_forward_f32(const csae_deep_net *net, const float *theta,
                                       const float *X, size_t m, float *P,
                                       const csae_workspace *ws)
+    csae_status csae_deep_encode_f64(const csae_deep_net *net, const double *theta,
+                                     const double *X, size_t m, double *H,
+                                     const csae_workspace *ws)
+    csae_status csae_deep_encode_f32(const csae_deep_net *net, const float *theta,
+                                     const float *X, size_t m, float *H,
+                                     const csae_workspace *ws)
     csae_status csae_deep_objective_f64(const csae_deep_net *net, const double *theta,
                                         const double *X, const int64_t *y, size_t m,
                                         double weight_decay, double *loss, double *grad,

@@ -50,7 +50,9 @@ def _snapshot(model, state=None):
     """The fitted state the graph needs, read once: weights in the model
     dtype, decoder, and the learned input range (or None)."""
     _check_model(model)
-    state = model._state if state is None else state
+    if state is None:
+        from csae._estimator import snapshot
+        state = snapshot(model)[1]
     if state.params is None:
         raise ValueError("this SparseAutoencoder is not fitted yet: call fit before "
                          "exporting it to ONNX")
@@ -191,7 +193,8 @@ def to_onnx(model, path=None, what="encoder"):
     """
     _check_what(what)
     _check_model(model)
-    state = model._state  # one immutable snapshot: weights and range that belong together
+    from csae._estimator import snapshot
+    state = snapshot(model)[1]  # one immutable snapshot: weights and range that belong together
     _check_size(state, model, what)
     snap = _snapshot(model, state)
     onnx = _import_onnx()
@@ -237,7 +240,8 @@ def _skl2onnx_convert(scope, operator, container):
 
     model = operator.raw_operator
     _check_model(model)
-    state = model._state
+    from csae._estimator import snapshot
+    state = snapshot(model)[1]
     _check_size(state, model, "encoder")
     snap = _snapshot(model, state)
     pipeline_type = operator.inputs[0].type.to_onnx_type().tensor_type.elem_type

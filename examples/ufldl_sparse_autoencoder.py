@@ -19,8 +19,8 @@ edge detectors.  This script does the same with the two photographs of
    ``sparsity_weight`` (csae's objective is exactly twice UFLDL's J; see
    the hyperparameter table of docs/training.md); these are also csae's defaults.
    ``tol=0`` makes L-BFGS run every iteration it is given, as in the
-   exercise (the default ``tol=1e-4`` stops it when the objective stalls,
-   after 265 iterations here).
+   exercise (the default ``tol=1e-5`` stops it when the objective stalls,
+   after 537 iterations here).
 
 It prints the final objective (csae's and UFLDL's J, half of it), the mean
 hidden activation against the target rho, and how localised and oriented

@@ -536,6 +536,21 @@ csae_status csae_deep_forward_f32(const csae_deep_net *net, const float *theta,
                                   const float *X, size_t m, float *P,
                                   const csae_workspace *ws);
 
+/* H (m x h_L) = A_L, the top hidden layer's activations of the m rows of X:
+ * the network without its softmax layer (a stack of autoencoders'
+ * encoders, or a classifier's learned features).  Needs L >= 1.  Reads only
+ * the hidden layers' part of theta (its first elements), so the softmax
+ * layer's size k = sizes[L + 1] must be >= 1 but its weights may be absent.
+ * Workspace: csae_deep_forward_workspace_size.  The same products, in the
+ * same order, as the first L layers of csae_deep_forward_*, and the same
+ * rule for non-finite inputs (NaN rows). */
+csae_status csae_deep_encode_f64(const csae_deep_net *net, const double *theta,
+                                 const double *X, size_t m, double *H,
+                                 const csae_workspace *ws);
+csae_status csae_deep_encode_f32(const csae_deep_net *net, const float *theta,
+                                 const float *X, size_t m, float *H,
+                                 const csae_workspace *ws);
+
 /* *loss = J over the m >= 1 rows of X with labels y (m entries), and, when
  * grad is not NULL, dJ/dtheta into grad.  weight_decay (lambda) >= 0 and
  * finite.  CSAE_ERR_LABEL, before anything is written, if a label is

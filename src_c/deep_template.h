@@ -67,21 +67,23 @@ static void FN(deep_layer_)(const size_t *sz, size_t l, REAL *theta, REAL **W, R
     *b = theta + off + sz[l] * sz[l - 1];
 }
 
-/* The forward pass of the hidden layers, A_l = sigmoid(A_{l-1} W_l^T + b_l)
- * (W_l read as the h_{l-1} x h_l matrix W_l^T: strides 1, h_{l-1}), the
- * bias and sigmoid fused into the GEMM's epilogue; then the logits of the
- * softmax layer into Z.  A_l goes to acts(l). */
-static void FN(deep_forward_pass_)(const csae_ops *ops, const csae_deep_net *net,
+/* The forward pass of layers 1..top, A_l = sigmoid(A_{l-1} W_l^T + b_l)
+ * for the hidden layers (W_l read as the h_{l-1} x h_l matrix W_l^T:
+ * strides 1, h_{l-1}), the bias and sigmoid fused into the GEMM's epilogue;
+ * the softmax layer (top = L + 1) gets its logits, bias only.  Layer top
+ * writes into Z (the logits, or A_L itself when top = L: the encoder
+ * alone); the layers below it into acts(l). */
+static void FN(deep_forward_pass_)(const csae_ops *ops, const csae_deep_net *net, size_t top,
                                    const REAL *theta, const REAL *X, size_t m, REAL *Z,
                                    REAL *(*acts)(void *, size_t), void *ctx, void *pack,
                                    size_t threads)
 {
     const size_t *sz = net->sizes, L = net->n_hidden_layers;
     const REAL *prev = X;
-    for (size_t l = 1; l <= L + 1; l++) {
+    for (size_t l = 1; l <= top; l++) {
         REAL *W, *b;
         FN(deep_layer_)(sz, l, (REAL *)theta, &W, &b);
-        REAL *out = l <= L ? acts(ctx, l) : Z;
+        REAL *out = l < top ? acts(ctx, l) : Z;
         GEMM_OF(ops)(m, sz[l], sz[l - 1], 1, prev, sz[l - 1], 1, W, 1, sz[l - 1], 0, out, sz[l],
                      pack, threads, b, l <= L);
         prev = out;
@@ -153,7 +155,7 @@ csae_status FN(csae_deep_forward_)(const csae_deep_net *net, const REAL *theta, 
     if (m == 0)
         return CSAE_OK;
     FN(deep_acts_ctx_) ctx = {base, &D, net, m};
-    FN(deep_forward_pass_)(csae_ops_active(), net, theta, X, m, P, FN(deep_acts_pingpong_),
+    FN(deep_forward_pass_)(csae_ops_active(), net, net->n_hidden_layers + 1, theta, X, m, P, FN(deep_acts_pingpong_),
                            &ctx, base + D.pack, threads);
     FN(deep_softmax_)(P, m, k, NULL);
     /* Non-finite inputs give NaN outputs (csae.h), stated and applied
@@ -165,6 +167,44 @@ csae_status FN(csae_deep_forward_)(const csae_deep_net *net, const REAL *theta, 
         if (bad_theta || FN(deep_nonfinite_)(X + i * n, n))
             for (size_t j = 0; j < k; j++)
                 P[i * k + j] = (REAL)NAN;
+    return CSAE_OK;
+}
+
+csae_status FN(csae_deep_encode_)(const csae_deep_net *net, const REAL *theta, const REAL *X,
+                                  size_t m, REAL *H, const csae_workspace *ws)
+{
+    const size_t n_params = FN(deep_check_)(net, theta, X, m);
+    const size_t L = n_params ? net->n_hidden_layers : 0;
+    if (n_params == 0 || L == 0 || (m && !H))
+        return CSAE_ERR_ARGUMENT;
+    const size_t threads = ws ? clamp_threads(ws->n_threads) : 1;
+    const deep_layout D = layout_for(net, m, sizeof(REAL), threads, 0);
+    if (D.total == SIZE_MAX)
+        return CSAE_ERR_ARGUMENT;
+    const size_t *sz = net->sizes, n = sz[0], h = sz[L];
+    /* Only the hidden layers' part of theta is read: the softmax layer's
+     * weights may be absent. */
+    const size_t n_hidden_params = n_params - (sz[L + 1] * h + sz[L + 1]);
+    const csae_span spans[4] = {{theta, n_hidden_params * sizeof(REAL), 0},
+                                {X, m * n * sizeof(REAL), 0},
+                                {H, m * h * sizeof(REAL), 1},
+                                {ws ? ws->data : NULL, ws ? ws->size : 0, 1}};
+    if (!csae_spans_ok(spans, 4))
+        return CSAE_ERR_ARGUMENT;
+    char *base = ws_base(ws, &D);
+    if (!base)
+        return CSAE_ERR_WORKSPACE;
+    if (m == 0)
+        return CSAE_OK;
+    FN(deep_acts_ctx_) ctx = {base, &D, net, m};
+    FN(deep_forward_pass_)(csae_ops_active(), net, L, theta, X, m, H, FN(deep_acts_pingpong_),
+                           &ctx, base + D.pack, threads);
+    /* The forward pass's rule for non-finite inputs. */
+    const int bad_theta = FN(deep_nonfinite_)(theta, n_hidden_params);
+    for (size_t i = 0; i < m; i++)
+        if (bad_theta || FN(deep_nonfinite_)(X + i * n, n))
+            for (size_t j = 0; j < h; j++)
+                H[i * h + j] = (REAL)NAN;
     return CSAE_OK;
 }
 
@@ -212,7 +252,8 @@ csae_status FN(csae_deep_objective_)(const csae_deep_net *net, const REAL *theta
     void *pack = base + D.pack;
     FN(deep_acts_ctx_) ctx = {base, &D, net, m};
     REAL *P = (REAL *)(base + D.probs), *T = (REAL *)(base + D.temp);
-    FN(deep_forward_pass_)(ops, net, theta, X, m, P, FN(deep_acts_all_), &ctx, pack, threads);
+    FN(deep_forward_pass_)(ops, net, L + 1, theta, X, m, P, FN(deep_acts_all_), &ctx, pack,
+                           threads);
     const double ce = FN(deep_softmax_)(P, m, k, y);
     double decay = 0;
     for (size_t l = 1; l <= L + 1; l++) {

@@ -247,7 +247,7 @@ def test_get_params_lists_the_new_hyperparameters_with_their_defaults():
                                    "sparsity_smoothing", "solver")} == {
         "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8, "warm_start": False,
         "early_stopping": False, "validation_fraction": 0.1, "n_iter_no_change": 10,
-        "tol": 1e-4, "sparsity_estimate": "batch", "sparsity_smoothing": 0.1,
+        "tol": 1e-5, "sparsity_estimate": "batch", "sparsity_smoothing": 0.1,
         "solver": "lbfgs"}
 
 

@@ -55,3 +55,17 @@ def test_lbfgs_fit_benchmark_runs(tmp_path):
         assert csae["same_start"]
         assert 0 < csae["breakdown"]["evaluations"] < csae["breakdown"]["fit"]
         assert row["ratio"] > 0
+
+
+def test_deep_eval_benchmark_runs():
+    """benchmarks/deep_eval.py's smoke run: one tiny evaluation per
+    contender, both dtypes, the table and the ratio column printed."""
+    pytest.importorskip("threadpoolctl")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "deep_eval.py"), "--rows", "64",
+         "--threads", "1", "--repeats", "1", "--libs", "csae,numpy"],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| 64 |")]
+    # rows, dtype, threads, csae, numpy, ratio: six cells.
+    assert len(rows) == 2 and all(line.count("|") == 7 for line in rows), result.stdout

@@ -61,7 +61,7 @@ def test_a_small_mapping_changed_after_validation_gives_nan_rows(tmp_path, monke
     from the mapping itself: a NaN written in between reaches the engine,
     whose rule makes its row NaN on every kernel path (it was 1.0 on the
     vector paths) and leaves the other rows as they were."""
-    import csae._estimator as estimator
+    import csae._data as data_source
     X = np.random.default_rng(2).random((50, 12))
     path = tmp_path / "x.npy"
     np.save(path, X)
@@ -70,7 +70,7 @@ def test_a_small_mapping_changed_after_validation_gives_nan_rows(tmp_path, monke
     expected = model.transform(X)
     Xm = np.load(path, mmap_mode="r")
     assert not blockwise.is_out_of_core(Xm)
-    check_data = estimator.check_data
+    check_data = data_source.check_data
 
     def check_then_change(*args, **kwargs):
         out = check_data(*args, **kwargs)
@@ -80,7 +80,7 @@ def test_a_small_mapping_changed_after_validation_gives_nan_rows(tmp_path, monke
         del writer
         return out
 
-    monkeypatch.setattr(estimator, "check_data", check_then_change)
+    monkeypatch.setattr(data_source, "check_data", check_then_change)
     H = model.transform(Xm)
     assert np.isnan(H[7]).all()
     rest = np.arange(50) != 7

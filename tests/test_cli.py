@@ -868,12 +868,13 @@ def test_integer_options_stop_at_the_engine_limit():
 
 
 def test_overflow_from_the_library_is_one_line(tmp_path, data, capsys, monkeypatch):
-    def overflow(self, X, hook=None, on_rows=None):
+    def overflow(model, X, hook=None, on_rows=None):
         raise OverflowError("Python int too large to convert to C unsigned long")
 
-    # csae train trains through the estimator's fit (_fit, with its
-    # progress hook).
-    monkeypatch.setattr(SparseAutoencoder, "_fit", overflow)
+    # csae train trains through the estimator's fit (csae._estimator.train,
+    # with its progress hook).
+    import csae._estimator
+    monkeypatch.setattr(csae._estimator, "train", overflow)
     status, _, err = run(capsys, "train", data["npy"], "--hidden", 2, "--out",
                          tmp_path / "m.npz", "--quiet")
     assert status == 2
@@ -945,7 +946,7 @@ def test_train_early_stopping_prints_the_outcome(tmp_path, capsys):
     direct = SparseAutoencoder(**params).fit(X)
     assert f"trained {direct.n_iter_} epochs" in out
     assert ("stopped early: the validation objective did not improve by more than "
-            "--tol 0.0001 for --n-iter-no-change 3 epochs") in out
+            "--tol 1e-05 of its best for --n-iter-no-change 3 epochs") in out
     assert (f"early stopping: best validation objective {direct.best_validation_loss_:.6g} "
             f"at epoch {direct.best_epoch_} of {direct.n_iter_}") in out
     np.testing.assert_array_equal(csae.load(out_path).encoder_weights_,

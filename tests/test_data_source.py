@@ -18,6 +18,7 @@ import pytest
 
 import csae._blockwise as blockwise
 from csae import SparseAutoencoder, TrainingDivergedWarning
+from csae._estimator import train
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def settings(**extra):
 def fit_quietly(model, X, hook=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # four epochs learn little
-        model._fit(X, hook=hook)
+        train(model, X, hook=hook)
     return model
 
 

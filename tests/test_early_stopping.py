@@ -39,10 +39,11 @@ def split(m_rows, fraction, seed_of):
 
 
 def first_stop(curve, tol, patience):
-    """The 1-based epoch at which the rule stops training on ``curve``."""
+    """The 1-based epoch at which the rule stops training on ``curve``: an
+    improvement must beat the best so far by more than tol times it."""
     best, count = math.inf, 0
     for k, value in enumerate(curve, start=1):
-        count = 0 if value < best - tol else count + 1
+        count = 0 if value < best - (tol * best if k > 1 else 0.0) else count + 1
         best = min(best, value)
         if count >= patience:
             return k

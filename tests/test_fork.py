@@ -19,6 +19,7 @@ import pytest
 
 import csae
 from csae import SparseAutoencoder
+from csae._estimator import train
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -128,5 +129,5 @@ def test_fork_from_the_thread_that_holds_the_lock_keeps_it_held():
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model._fit(X, hook=hook)
+        train(model, X, hook=hook)
     assert statuses == [0]

@@ -50,8 +50,8 @@ def test_fit_reaches_a_stationary_point():
 def test_tol_stops_when_the_objective_stalls():
     # The stopping rule of every solver, per iteration: stop at the first
     # iteration that ends n_iter_no_change iterations in a row without an
-    # improvement on the best objective by more than tol.  SciPy's gradient
-    # tolerance plays no part.
+    # improvement on the best objective by more than tol times that best.
+    # SciPy's gradient tolerance plays no part.
     tol, patience = 1e-4, 10
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -59,7 +59,7 @@ def test_tol_stops_when_the_objective_stalls():
     curve = m.loss_curve_
     best, count, stop = np.inf, 0, None
     for k, value in enumerate(curve, 1):
-        count = 0 if value < best - tol else count + 1
+        count = 0 if value < best - (tol * best if k > 1 else 0.0) else count + 1
         best = min(best, value)
         if count == patience:
             stop = k

@@ -24,6 +24,7 @@ import pytest
 import csae
 from csae import SparseAutoencoder
 from csae._persist import FORMAT_VERSION
+from csae._state import frozen, frozen_tuple
 from libcsae_ctypes import Model, Params, Reader, status_codes
 from test_c_api import ROOT
 
@@ -83,8 +84,8 @@ def test_reads_what_python_saved(reader, tmp_path, dtype, extra):
     assert st == "CSAE_OK"
     assert flag == int(bool(extra.get("scale_inputs")))
     if flag:
-        np.testing.assert_array_equal(lo, model._data_min)
-        np.testing.assert_array_equal(scale, model._data_scale)
+        np.testing.assert_array_equal(lo, model._state.data_min)
+        np.testing.assert_array_equal(scale, model._state.data_scale)
     else:
         assert np.isnan(lo).all()  # left untouched
 
@@ -410,12 +411,11 @@ def base(tmp_path_factory):
     model = fitted(momentum=0.5, scale_inputs=True)
     # Adam moments and a running estimate next to the momentum velocities
     # (as a model trained with sgd and then warm-started with adam has).
-    params = model._params
-    model._adam_m = tuple(np.full_like(p, -0.01) for p in params)
-    model._adam_v = tuple(np.full_like(p, 1e-4) for p in params)
-    model._adam_t = 8
-    model._rho_running = np.full(params[1].shape, 0.05)
-    model._running_batches = 8
+    params = model._state.params
+    model._publish(model._state._replace(
+        adam_m=frozen_tuple(np.full_like(p, -0.01) for p in params),
+        adam_v=frozen_tuple(np.full_like(p, 1e-4) for p in params), adam_t=8,
+        rho_running=frozen(np.full(params[1].shape, 0.05)), running_batches=8))
     model.save(path)
     return path, arrays_of(path)
 

@@ -133,8 +133,8 @@ def compare(reader, path, what, failures):
         model.sparsity_target, model.sparsity_weight, model.weight_decay)
     st, flag, lo, scale = reader.input_range(path, info)
     ok = ok and st == "CSAE_OK" and flag == int(model.scale_inputs)
-    if flag and model._data_min is not None:
-        ok = ok and same_bits(lo, model._data_min) and same_bits(scale, model._data_scale)
+    if flag and model._state.data_min is not None:
+        ok = ok and same_bits(lo, model._state.data_min) and same_bits(scale, model._state.data_scale)
     if not ok:
         failures.append(f"{what}: both accept, values differ")
     return True

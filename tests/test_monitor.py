@@ -16,6 +16,7 @@ import pytest
 from csae import SparseAutoencoder
 from csae._backends import Backend
 from csae._errors import NonFiniteError
+from csae._estimator import train
 from csae._state import ModelState
 from csae._validation import validate_hyperparameters
 from csae._warnings import TrainingInterruptedWarning
@@ -96,16 +97,31 @@ def test_patience_is_counted_exactly(patience):
 
 
 def test_an_improvement_by_more_than_tol_resets_the_count():
-    # 5, 4.5 (no), 3 (yes: by 2 > tol), 2.5 (no), 2.4 (no) -> stop at epoch 5.
-    outcome, backend = run([5.0, 4.5, 3.0, 2.5, 2.4, 2.3, 2.2], solver="sgd", tol=1.0,
+    # tol is a fraction of the best so far: 5, 4.5 (no: needs < 3.5), 3
+    # (yes: needs < 3.15), 2.5 (no: needs < 2.1), 2.4 (no) -> stop at epoch 5.
+    outcome, backend = run([5.0, 4.5, 3.0, 2.5, 2.4, 2.3, 2.2], solver="sgd", tol=0.3,
                            n_iter_no_change=2)
     assert backend.epochs == 5 and outcome.reason == "no_improvement"
 
 
 def test_improvement_must_exceed_tol_strictly():
-    rule = StoppingRule(hyper(tol=0.5, n_iter_no_change=1), early_stopping=False)
+    # 2.0 * 0.25 is exactly 0.5: 1.5 is exactly tol better, not an improvement.
+    rule = StoppingRule(hyper(tol=0.25, n_iter_no_change=1), early_stopping=False)
     assert not rule.update(2.0)
-    assert rule.update(1.5)  # exactly tol better: not an improvement
+    assert rule.update(1.5)
+    rule = StoppingRule(hyper(tol=0.25, n_iter_no_change=1), early_stopping=False)
+    assert not rule.update(2.0)
+    assert not rule.update(np.nextafter(1.5, 0.0))
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+def test_the_rule_is_relative_to_the_objective(scale):
+    # The same curve at any scale stops at the same epoch: improvements of
+    # 2% then 0.5% per epoch against tol=1%.
+    curve = [10.0, 9.8, 9.6, 9.55, 9.5, 9.45, 9.4, 9.3]
+    outcome, backend = run([v * scale for v in curve], solver="sgd", tol=0.01,
+                           n_iter_no_change=3)
+    assert backend.epochs == 6 and outcome.reason == "no_improvement"
 
 
 def test_tol_zero_switches_the_rule_off_without_early_stopping():
@@ -254,7 +270,7 @@ def test_ctrl_c_in_the_progress_hook_of_every_solver(X, solver):
     model = SparseAutoencoder(n_hidden=3, solver=solver, max_epochs=10, tol=0,
                               random_state=0)
     with pytest.warns(TrainingInterruptedWarning):
-        model._fit(X, hook=hook)
+        train(model, X, hook=hook)
     # The epoch (iteration) the hook reported had completed: it is kept.
     assert model.stop_reason_ == "interrupted" and model.n_iter_ == 2
 

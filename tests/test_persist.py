@@ -20,6 +20,7 @@ import pytest
 import csae
 from csae import SparseAutoencoder
 from csae import _files, _persist
+from csae._estimator import snapshot
 
 NAMES = ("encoder_weights", "encoder_bias", "decoder_weights", "decoder_bias")
 
@@ -221,7 +222,7 @@ def test_garbage_and_other_formats_are_refused(tmp_path):
 # --------------------------------------------------------------------------
 
 def _fields():
-    return dict(_persist._model_arrays(trained("python", dtype=np.float32)))
+    return dict(_persist._model_arrays(*snapshot(trained("python", dtype=np.float32))))
 
 
 def _hyper(**changes):
@@ -583,7 +584,7 @@ def test_a_deflated_model_file_still_loads(tmp_path):
     path = tmp_path / "deflated.npz"
     model = trained("python", dtype=np.float32)
     with open(path, "wb") as fh:
-        np.savez_compressed(fh, **_persist._model_arrays(model))
+        np.savez_compressed(fh, **_persist._model_arrays(*snapshot(model)))
     loaded = csae.load(path)
     np.testing.assert_array_equal(loaded.encoder_weights_, model.encoder_weights_)
     assert loaded.loss_curve_ == model.loss_curve_
@@ -813,9 +814,9 @@ def test_replace_false_refuses_an_existing_file(tmp_path):
     trained("python").save(path)
     before = path.read_bytes()
     with pytest.raises(FileExistsError):
-        _persist.save(trained("python", random_state=9), path, replace=False)
+        _persist.save(path, *snapshot(trained("python", random_state=9)), replace=False)
     assert path.read_bytes() == before
-    _persist.save(trained("python"), tmp_path / "other.npz", replace=False)
+    _persist.save(tmp_path / "other.npz", *snapshot(trained("python")), replace=False)
     assert sorted(os.listdir(tmp_path)) == ["m.npz", "other.npz"]
 
 

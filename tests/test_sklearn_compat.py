@@ -74,7 +74,7 @@ def test_get_params_lists_the_constructor_arguments():
         "momentum": 0.0, "batch_size": 100, "max_epochs": 1000, "shuffle": True,
         "scale_inputs": False, "dtype": "float64", "backend": "c",
         "random_state": None, "verbose": False, "n_threads": None,
-        "solver": "lbfgs", "max_fun": 15000, "tol": 1e-4, "beta_1": 0.9, "beta_2": 0.999,
+        "solver": "lbfgs", "max_fun": 15000, "tol": 1e-5, "beta_1": 0.9, "beta_2": 0.999,
         "epsilon": 1e-8, "warm_start": False, "early_stopping": False,
         "validation_fraction": 0.1, "n_iter_no_change": 10, "sparsity_estimate": "batch",
         "sparsity_smoothing": 0.1,

@@ -10,6 +10,7 @@ best epoch, divergence, Ctrl-C, progress, end-of-fit warnings) to the
 """
 
 import math
+from typing import Optional
 import time
 
 import numpy as np
@@ -77,11 +78,13 @@ class MinibatchSolver:
     ``engine_keywords`` (per epoch), ``advance`` (after an epoch of
     ``n_batches`` steps) and ``state`` (the value now)."""
 
-    name = None
-    title = None
+    # Set by each solver: its `solver=` value, its name in messages and the
+    # class of the state value it carries (None for a stateless solver).
+    name: str
+    title: str
     unit = "epoch"
     full_batch = False  # minibatch steps of a learning rate (see LBFGS.full_batch)
-    State = None
+    State: Optional[type] = None
 
     def __init__(self, hp, start):
         """A run's working copy of the state value ``start`` carries."""
