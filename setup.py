@@ -37,6 +37,9 @@ if sanitize:
     compile_args += flags
     link_args += flags
 
+# Every file: a kernel path of another architecture (path_neon.c on x86-64,
+# path_avx2.c and path_avx512.c on aarch64) compiles to an empty object, so
+# the target compiler, not this script, decides which paths a build has.
 C_SOURCES = sorted(glob.glob("src_c/*.c"))
 
 engine = Extension(

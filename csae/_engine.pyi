@@ -16,7 +16,7 @@ _FloatArray = NDArray[np.floating[Any]]
 # (W, b, Wd, bd); a list of the four arrays is accepted as well.
 _Params = tuple[_FloatArray, _FloatArray, _FloatArray, _FloatArray] | list[_FloatArray]
 _Decoder = Literal["sigmoid", "linear"]
-_KernelPath = Literal["portable", "avx2", "avx512"]
+_KernelPath = Literal["portable", "avx2", "avx512", "neon"]
 
 # Kernel paths
 
@@ -26,7 +26,7 @@ def kernel_paths() -> list[_KernelPath]:
 def get_kernel_path() -> _KernelPath:
     """Name of the kernel path in use."""
 
-def set_kernel_path(name: Literal["portable", "avx2", "avx512", "auto"]) -> None:
+def set_kernel_path(name: Literal["portable", "avx2", "avx512", "neon", "auto"]) -> None:
     """Use the kernel path ``name`` from now on, for the whole process."""
 
 # Forward pass

@@ -70,35 +70,46 @@ ctypedef fused real:
 
 _MASK64 = (1 << 64) - 1
 _DECODERS = {"sigmoid": CSAE_DECODER_SIGMOID, "linear": CSAE_DECODER_LINEAR}
-_PATHS = {"portable": CSAE_PATH_PORTABLE, "avx2": CSAE_PATH_AVX2,
-          "avx512": CSAE_PATH_AVX512}
 
 
 # ---------------------------------------------------------------------------
 # Kernel paths
 # ---------------------------------------------------------------------------
 
+def _path_ids():
+    """{name: id} of the kernel paths this build has, in the engine's order
+    (portable first, best last): the engine's registration table is the
+    one list of them."""
+    cdef size_t i
+    cdef csae_kernel_path path
+    ids = {}
+    for i in range(csae_kernel_path_count()):
+        path = csae_kernel_path_at(i)
+        ids[csae_kernel_path_name(path).decode("ascii")] = path
+    return ids
+
+
 def kernel_paths():
     """Names of the kernel paths this CPU can run, portable first and the
     best (the default) last."""
-    return [name for name, path in _PATHS.items() if csae_kernel_path_supported(path)]
+    return [name for name, path in _path_ids().items() if csae_kernel_path_supported(path)]
 
 
 def get_kernel_path():
-    """Name of the kernel path in use ("portable", "avx2" or "avx512")."""
-    cdef csae_kernel_path path = csae_get_kernel_path()
-    for name, value in _PATHS.items():
-        if value == path:
-            return name
-    raise RuntimeError(f"the engine reports an unknown kernel path {<int>path}")
+    """Name of the kernel path in use ("portable", "avx2", "avx512" or "neon")."""
+    cdef const char *name = csae_kernel_path_name(csae_get_kernel_path())
+    if name == NULL:
+        raise RuntimeError(f"the engine reports an unknown kernel path {<int>csae_get_kernel_path()}")
+    return name.decode("ascii")
 
 
 def set_kernel_path(name):
-    """Use the kernel path ``name`` ("portable", "avx2", "avx512" or "auto")
-    from now on, for the whole process."""
-    path = CSAE_PATH_AUTO if name == "auto" else _PATHS.get(name)
+    """Use the kernel path ``name`` ("portable", "avx2", "avx512", "neon" or
+    "auto") from now on, for the whole process."""
+    paths = _path_ids()
+    path = CSAE_PATH_AUTO if name == "auto" else paths.get(name)
     if path is None:
-        raise ValueError(f"unknown kernel path {name!r}; expected 'auto' or one of {list(_PATHS)}")
+        raise ValueError(f"unknown kernel path {name!r}; expected 'auto' or one of {list(paths)}")
     if csae_set_kernel_path(path) != CSAE_OK:
         raise ValueError(f"kernel path {name!r} is not supported on this CPU")
 

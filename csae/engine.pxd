@@ -238,6 +238,9 @@ cdef extern from "csae.h" nogil:
     csae_status csae_set_kernel_path(csae_kernel_path path)
     csae_kernel_path csae_get_kernel_path()
     int csae_kernel_path_supported(csae_kernel_path path)
+    size_t csae_kernel_path_count()
+    csae_kernel_path csae_kernel_path_at(size_t i)
+    const char *csae_kernel_path_name(csae_kernel_path path)
 
     # Model files written by SparseAutoencoder.save (csae.h documents them).
     csae_status csae_model_file_info(const char *path, csae_model *model, size_t *elem_size)

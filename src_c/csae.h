@@ -575,15 +575,26 @@ typedef enum {
 
 /* Choose the kernels used by later calls.  CSAE_ERR_ARGUMENT if the CPU
  * lacks the path.  At start-up the path is AUTO, or the one named by the
- * environment variable CSAE_KERNEL_PATH (portable, avx2 or avx512) when the
- * CPU has it.  The vector paths (avx2, avx512) give bit-identical results
- * for the same inputs, at any thread count; portable may differ in the last
- * bits (it rounds a * b + c twice and uses the C library's exp). */
+ * environment variable CSAE_KERNEL_PATH (a csae_kernel_path_name: portable,
+ * avx2, avx512, neon) when the CPU has it.  The vector paths (avx2, avx512
+ * on x86-64, neon on aarch64) give bit-identical results for the same
+ * inputs, at any thread count; portable may differ in the last bits (it
+ * rounds a * b + c twice and uses the C library's exp). */
 csae_status csae_set_kernel_path(csae_kernel_path path);
 /* The path in use now (never AUTO: AUTO is resolved). */
 csae_kernel_path csae_get_kernel_path(void);
 /* Nonzero if this CPU (and this build) can run the path. */
 int csae_kernel_path_supported(csae_kernel_path path);
+/* The kernel paths this build has (whether or not this CPU runs them),
+ * portable first, the best last: how many, and the id of the i-th
+ * (CSAE_PATH_AUTO when i >= the count).  Paths added after AVX-512 (neon,
+ * on aarch64) have no enumerator above: their ids come from here, and stay
+ * the same in every release. */
+size_t csae_kernel_path_count(void);
+csae_kernel_path csae_kernel_path_at(size_t i);
+/* The path's name ("auto" for CSAE_PATH_AUTO), a static string, or NULL
+ * for an id this build does not have. */
+const char *csae_kernel_path_name(csae_kernel_path path);
 
 /* ---- Model files written by Python (model_file.c) ----------------------
  *

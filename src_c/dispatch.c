@@ -1,7 +1,7 @@
 /*
- * dispatch.c: choose a kernel path once, from the CPU, and let the caller
- * (or CSAE_KERNEL_PATH=portable|avx2|avx512 in the environment) override
- * the choice; derive each path's cache blocking from the caches the CPU
+ * dispatch.c: register the kernel paths (the one list of them), choose one
+ * once, from the CPU, and let the caller (or CSAE_KERNEL_PATH=<name> in the
+ * environment) override the choice; derive each path's cache blocking from the caches the CPU
  * reports.  Nothing else in the library asks which CPU it runs on.
  */
 /* sysconf's cache queries are glibc extensions beyond C11. */
@@ -19,52 +19,75 @@
 #include "csae.h"
 #include "kernels.h"
 
-/* Every table this build has, best last. */
-static const csae_ops *const compiled[] = {
-    &csae_ops_portable,
-#ifdef CSAE_HAVE_AVX2_PATH
-    &csae_ops_avx2,
+/* ---- The registration table: one entry per kernel path --------------------
+ * A kernel path is its file (path_<name>.c, which defines the register
+ * tiles and micro-kernels and exports `csae_ops_<name>`) and one entry here:
+ * its public id, its name (CSAE_KERNEL_PATH, csae_kernel_path_name, the
+ * Python API), the test of whether this CPU runs it, and its table.  The
+ * order is portable first, best last: AUTO picks the last entry the CPU
+ * runs.  Ids are public and never reused: CSAE_PATH_PORTABLE, _AVX2 and
+ * _AVX512 are csae.h's enumerators; a later path takes the next free
+ * number, which C callers find by name (csae_kernel_path_at). */
+typedef struct {
+    csae_kernel_path id;
+    const char *name;
+    int (*supported)(void);
+    const csae_ops *ops;
+} path_entry;
+
+static int runs_everywhere(void) { return 1; }
+
+extern const csae_ops csae_ops_portable;
+
+#ifdef CSAE_ARCH_X86_64
+extern const csae_ops csae_ops_avx2, csae_ops_avx512;
+/* __builtin_cpu_supports also checks that the OS saves the vector state
+ * (XGETBV), not only the CPUID bits. */
+static int cpu_has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+static int cpu_has_avx512(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
 #endif
-#ifdef CSAE_HAVE_AVX512_PATH
-    &csae_ops_avx512,
+
+#ifdef CSAE_ARCH_AARCH64
+extern const csae_ops csae_ops_neon;
+#endif
+
+static const path_entry registry[] = {
+    {CSAE_PATH_PORTABLE, "portable", runs_everywhere, &csae_ops_portable},
+#ifdef CSAE_ARCH_X86_64
+    {CSAE_PATH_AVX2, "avx2", cpu_has_avx2, &csae_ops_avx2},
+    {CSAE_PATH_AVX512, "avx512", cpu_has_avx512, &csae_ops_avx512},
+#endif
+#ifdef CSAE_ARCH_AARCH64
+    /* NEON and its FMA are part of the aarch64 baseline. */
+    {(csae_kernel_path)4, "neon", runs_everywhere, &csae_ops_neon},
 #endif
 };
-#define N_COMPILED (sizeof compiled / sizeof compiled[0])
+#define N_PATHS (sizeof registry / sizeof registry[0])
 
 /* Set once by init() (pthread_once), then only by csae_set_kernel_path. */
-static const csae_ops *active_ops;
+static const path_entry *active;
 
-static int cpu_runs(csae_kernel_path path)
+/* The entry for `id` if this build has it and this CPU runs it (AUTO: the
+ * best such entry), else NULL. */
+static const path_entry *entry_for(csae_kernel_path id)
 {
-    switch (path) {
-    case CSAE_PATH_PORTABLE:
-        return 1;
-#if defined(__x86_64__) && defined(__GNUC__)
-    /* __builtin_cpu_supports also checks that the OS saves the vector
-     * state (XGETBV), not only the CPUID bits. */
-    case CSAE_PATH_AVX2:
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case CSAE_PATH_AVX512:
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx512f");
-#endif
-    default:
-        return 0;
+    if (id == CSAE_PATH_AUTO) {
+        for (size_t i = N_PATHS; i-- > 0;)
+            if (registry[i].supported())
+                return &registry[i];
+        return &registry[0];
     }
-}
-
-static const csae_ops *table_for(csae_kernel_path path)
-{
-    if (path == CSAE_PATH_AUTO) {
-        for (size_t i = N_COMPILED; i-- > 0;)
-            if (cpu_runs(compiled[i]->path))
-                return compiled[i];
-        return &csae_ops_portable;
-    }
-    for (size_t i = 0; i < N_COMPILED; i++)
-        if (compiled[i]->path == path)
-            return cpu_runs(path) ? compiled[i] : NULL;
+    for (size_t i = 0; i < N_PATHS; i++)
+        if (registry[i].id == id)
+            return registry[i].supported() ? &registry[i] : NULL;
     return NULL;
 }
 
@@ -143,18 +166,18 @@ static cache_sizes caches;
 static void init(void)
 {
     caches = detect_caches();
-    for (size_t i = 0; i < N_COMPILED; i++) {
-        derive_blocking(compiled[i]->blocking_f64, sizeof(double), caches);
-        derive_blocking(compiled[i]->blocking_f32, sizeof(float), caches);
+    for (size_t i = 0; i < N_PATHS; i++) {
+        derive_blocking(registry[i].ops->blocking_f64, sizeof(double), caches);
+        derive_blocking(registry[i].ops->blocking_f32, sizeof(float), caches);
     }
     const char *forced = getenv("CSAE_KERNEL_PATH");
-    const csae_ops *table = NULL;
-    for (size_t i = 0; forced && i < N_COMPILED; i++)
-        if (strcmp(forced, compiled[i]->name) == 0)
-            table = table_for(compiled[i]->path);
+    const path_entry *entry = NULL;
+    for (size_t i = 0; forced && i < N_PATHS; i++)
+        if (strcmp(forced, registry[i].name) == 0)
+            entry = entry_for(registry[i].id);
     /* An unknown or unsupported name falls back to the best path (the
      * Python binding warns about it). */
-    active_ops = table ? table : table_for(CSAE_PATH_AUTO);
+    active = entry ? entry : entry_for(CSAE_PATH_AUTO);
 }
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -162,7 +185,7 @@ static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 const csae_ops *csae_ops_active(void)
 {
     pthread_once(&init_once, init);
-    return active_ops;
+    return active->ops;
 }
 
 static size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
@@ -177,9 +200,9 @@ size_t csae_gemm_pack_size(size_t n, size_t k, size_t elem_size, size_t n_thread
      * get small, cheap workspaces. */
     const size_t kc = k < CSAE_KC ? k : CSAE_KC;
     size_t per_thread = 0;
-    for (size_t i = 0; i < N_COMPILED; i++) {
-        const csae_blocking *b = elem_size == sizeof(float) ? compiled[i]->blocking_f32
-                                                            : compiled[i]->blocking_f64;
+    for (size_t i = 0; i < N_PATHS; i++) {
+        const csae_blocking *b = elem_size == sizeof(float) ? registry[i].ops->blocking_f32
+                                                            : registry[i].ops->blocking_f64;
         const size_t nc = round_up(n < b->nc ? n : b->nc, b->nr);
         const size_t bytes = round_up((b->mc * kc + kc * nc) * elem_size, CSAE_ALIGN);
         per_thread = bytes > per_thread ? bytes : per_thread;
@@ -190,20 +213,41 @@ size_t csae_gemm_pack_size(size_t n, size_t k, size_t elem_size, size_t n_thread
 
 int csae_kernel_path_supported(csae_kernel_path path)
 {
-    return table_for(path) != NULL;
+    return entry_for(path) != NULL;
 }
 
 csae_status csae_set_kernel_path(csae_kernel_path path)
 {
     pthread_once(&init_once, init);
-    const csae_ops *table = table_for(path);
-    if (!table)
+    const path_entry *entry = entry_for(path);
+    if (!entry)
         return CSAE_ERR_ARGUMENT;
-    active_ops = table;
+    active = entry;
     return CSAE_OK;
 }
 
 csae_kernel_path csae_get_kernel_path(void)
 {
-    return csae_ops_active()->path;
+    pthread_once(&init_once, init);
+    return active->id;
+}
+
+size_t csae_kernel_path_count(void)
+{
+    return N_PATHS;
+}
+
+csae_kernel_path csae_kernel_path_at(size_t i)
+{
+    return i < N_PATHS ? registry[i].id : CSAE_PATH_AUTO;
+}
+
+const char *csae_kernel_path_name(csae_kernel_path path)
+{
+    if (path == CSAE_PATH_AUTO)
+        return "auto";
+    for (size_t i = 0; i < N_PATHS; i++)
+        if (registry[i].id == path)
+            return registry[i].name;
+    return NULL;
 }

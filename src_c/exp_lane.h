@@ -1,9 +1,10 @@
 /*
- * exp_lane.h: exp(x) for x <= 0 one value at a time, with the operations of
- * the vector exp in sigmoid_x86.h in the same order, so that a value
- * computed here (a column tail, or the fused one-row step's sigmoid) has
- * the bits a vector lane would give it.  Shared by sigmoid_x86.h and
- * sample_template.h; plain C, so the portable path includes it too.
+ * exp_lane.h: exp(x) for x <= 0 and the sigmoid one value at a time, with
+ * the operations of vec_math.h's vector versions in the same order (the
+ * rules: gemm_template.h, top), so that a value computed here (a column
+ * tail, or the fused one-row step's sigmoid) has the bits a vector lane
+ * would give it.  Shared by vec_math.h and sample_template.h; plain C, so
+ * the portable path includes it too.
  */
 #ifndef CSAE_EXP_LANE_H
 #define CSAE_EXP_LANE_H
@@ -38,7 +39,7 @@ static inline float madd_f32(float a, float b, float c) { return a * b + c; }
 #define CSAE_EXP_ZERO_F64 (-746.0)
 #define CSAE_EXP_ZERO_F32 (-104.0f)
 
-/* exp(x) for x <= 0, sigmoid_x86.h's exp256_nonpos_pd/ps one element at a time:
+/* exp(x) for x <= 0, vec_math.h's vm_exp_nonpos one element at a time:
  * Cody-Waite reduction x = n ln2 + r, Taylor polynomial of exp(r) (degree
  * 12 in double, 7 in float), 2^n built in the exponent bits of t.  x is
  * clamped as max(lo, x) is on x86 (a NaN stays NaN), and the result is 0
@@ -108,6 +109,32 @@ static inline float exp_nonpos_lane_f32(float x)
     float result;
     memcpy(&result, &bits, sizeof result);
     return result;
+}
+
+/* sigmoid(v) = s or e * s, e = exp(-|v|), s = 1 / (1 + e); v's sign bit
+ * picks (as the vector blend does, for -0 and NaNs too). */
+static inline double sigmoid_lane_f64(double v)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    const uint64_t neg_bits = bits | 0x8000000000000000ULL;
+    double neg_abs;
+    memcpy(&neg_abs, &neg_bits, sizeof neg_abs);
+    const double e = exp_nonpos_lane_f64(neg_abs);
+    const double s = 1.0 / (1.0 + e);
+    return bits >> 63 ? e * s : s;
+}
+
+static inline float sigmoid_lane_f32(float v)
+{
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    const uint32_t neg_bits = bits | 0x80000000U;
+    float neg_abs;
+    memcpy(&neg_abs, &neg_bits, sizeof neg_abs);
+    const float e = exp_nonpos_lane_f32(neg_abs);
+    const float s = 1.0f / (1.0f + e);
+    return bits >> 31 ? e * s : s;
 }
 
 #endif

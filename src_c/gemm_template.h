@@ -1,4 +1,47 @@
 /*
+ * THE BIT-IDENTITY RULES.  Every vector kernel path (avx2, avx512, neon)
+ * gives the same bits for the same inputs, at any thread count, on any
+ * CPU: every rounding in the engine is one that all of them perform in the
+ * same order on the same operands.  A kernel keeps that by these rules
+ * (the tests that hold them: tests/test_path_identity.py between the x86
+ * paths, tests/test_aarch64.py between x86 and aarch64):
+ *
+ *  1. Products: each element of C is ONE chain of FMAs, c = fma(a_ip, b_pj,
+ *     c), in increasing p within a KC-deep panel, panels in increasing
+ *     order; KC (CSAE_KC) and the panel split (kc_even below) are the same
+ *     on every path, and K is never split across threads.  The register
+ *     tile (MR x NR), MC, NC, the thread split and the vector width only
+ *     decide which element is computed where, never its chain.  The
+ *     epilogue is alpha * ab, then fma(beta, c, that) (beta 0 or 1).
+ *  2. FMA is explicit: the build is ISO C (-std=c11: GCC does not
+ *     contract) and kernels.h turns Clang's contraction off, so a * b + c
+ *     rounds twice unless the source asks for fma (intrinsics, or
+ *     exp_lane.h's madd where CSAE_LANE_FMA says the ISA fuses).
+ *  3. exp and the sigmoid are vec_math.h's: one sequence of IEEE
+ *     operations (max, FMA, add, mul, divide, integer add and shift) with
+ *     fixed constants, the same in every lane of every width and in
+ *     exp_lane.h's one-value version, which takes the columns past the
+ *     last whole vector.  Never the C library's exp on a vector path.
+ *  4. Reductions have a fixed shape independent of the vector width: the
+ *     dot products below sum term p into lane p % ROW_LANES (64 bytes of
+ *     lanes) and add the lanes by a fixed tree; sample_template.h's sums
+ *     use eight running sums and a fixed tree; the other sums
+ *     (core_template.h, sum_squares.h, lbfgs.c) have fixed shapes too.  No
+ *     "omp simd" reduction (its order follows the width the compiler
+ *     picks), no -ffast-math.
+ *  5. Lane order never matters: lanes are independent elements; nothing is
+ *     summed across the lanes of one vector except by rule 4's tree.
+ *  6. The C library: sqrt is correctly rounded everywhere; log and pow
+ *     (the KL term, Adam's bias correction) are the same function on every
+ *     path of one build.  Across architectures they agree where the C
+ *     library is the same code (glibc on x86-64 and aarch64, as
+ *     test_aarch64.py shows); another libm (musl, macOS) may move the last
+ *     bits of what depends on them.
+ * The portable path is plain C without explicit FMA in its micro-kernel
+ * and with the C library's exp: it follows rules 4 and 5 but may differ
+ * from the vector paths in the last bits.  NaN payloads are not covered.
+ */
+/*
  * gemm_template.h: the blocked GEMM driver, included by each kernel path
  * once per element type with REAL, SFX (f64 or f32), MR and NR (that path's
  * register tile), BLK (its csae_blocking for REAL: MC and NC) and UKR (its

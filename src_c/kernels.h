@@ -3,10 +3,12 @@
  *
  * The computing core (core_template.h, with the GEMM of gemm_template.h) is
  * compiled once per kernel path: path_portable.c builds it as plain C,
- * path_avx2.c and path_avx512.c build the same source for AVX2 + FMA and for
- * AVX-512 (so every loop, not only the micro-kernel, is vectorised for that
- * ISA) with a hand-written micro-kernel and exp each.  Each path exports a csae_ops table; dispatch.c picks one table once,
- * from the CPU, and engine.c validates arguments and calls through it.
+ * path_avx2.c, path_avx512.c and path_neon.c build the same source for their
+ * instruction set (so every loop, not only the micro-kernel, is vectorised
+ * for it) with a hand-written micro-kernel and vec_math.h's exp each.  Each
+ * path exports a csae_ops table; dispatch.c registers every table once
+ * (name, CPU test, table), picks one from the CPU, and engine.c validates
+ * arguments and calls through it.
  */
 #ifndef CSAE_KERNELS_H
 #define CSAE_KERNELS_H
@@ -15,18 +17,16 @@
 
 #include "csae.h"
 
-/* Every rounding is the one the source writes: no compiler may fuse a * b + c
- * into an FMA on its own (Clang does by default where FMA is available, as
+/* Every rounding is the one the source writes (rule 2 at the top of
+ * gemm_template.h): no compiler may fuse a * b + c into an FMA on its own (Clang does by default where FMA is available, as
  * in the vector paths' files; GCC does not in ISO C mode).  The kernels ask
  * for FMA explicitly where they want it. */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-/* Depth of a packed GEMM panel.  It is the same on every kernel path and for
- * every thread count, and K is never split across threads: each element of C
- * is one chain of multiply-adds over the panels in a fixed k order, so the
- * vector paths agree bit for bit (README, Guarantees). */
+/* Depth of a packed GEMM panel: the same on every kernel path and for every
+ * thread count (the bit-identity rules: gemm_template.h, top). */
 #define CSAE_KC 256
 
 /* The rest of a path's blocking for one element type.  MR x NR is its
@@ -116,21 +116,24 @@ size_t csae_gemm_pack_size(size_t n, size_t k, size_t elem_size, size_t n_thread
                        size_t csb, REAL beta, REAL *C, size_t ldc, void *pack,  \
                        size_t n_threads, const REAL *bias, int sigmoid);
 
+/* A kernel path's table: its blocking and its computing core (built by
+ * path_tail.h).  Its name, public id and CPU test are its entry in
+ * dispatch.c's registration table, the one list of paths. */
 typedef struct {
-    const char *name;
-    csae_kernel_path path;
     /* Filled in by dispatch.c before the table is first used. */
     csae_blocking *blocking_f64, *blocking_f32;
     CSAE_DECLARE_OPS(f64, double)
     CSAE_DECLARE_OPS(f32, float)
 } csae_ops;
 
-extern const csae_ops csae_ops_portable;
+/* The architectures that have vector paths; a path's file compiles to
+ * nothing elsewhere, so every build compiles every .c file of src_c.  __GNUC__:
+ * GCC, Clang and MinGW (the target attributes and intrinsics they share). */
 #if defined(__x86_64__) && defined(__GNUC__)
-#define CSAE_HAVE_AVX2_PATH 1
-extern const csae_ops csae_ops_avx2;
-#define CSAE_HAVE_AVX512_PATH 1
-extern const csae_ops csae_ops_avx512;
+#define CSAE_ARCH_X86_64 1
+#endif
+#if defined(__aarch64__) && defined(__GNUC__)
+#define CSAE_ARCH_AARCH64 1
 #endif
 
 /* The table chosen at start-up or by csae_set_kernel_path. */

@@ -8,7 +8,7 @@
  */
 #include "kernels.h"
 
-#ifdef CSAE_HAVE_AVX2_PATH
+#ifdef CSAE_ARCH_X86_64
 
 /* GCC compiles the rest of the file for the instruction set by its target
  * pragma; Clang ignores that pragma, so there the same target attribute is
@@ -16,12 +16,10 @@
  * which carry their own). */
 #if defined(__clang__)
 #include <immintrin.h>
-#include <math.h>
 #pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
 #else
 #pragma GCC target("avx2,fma")
 #include <immintrin.h>
-#include <math.h>
 #endif
 /* FMA is part of the target: scalar lanes fuse as the vectors do. */
 #define CSAE_LANE_FMA 1
@@ -98,41 +96,16 @@ DEFINE_UKR(f32, float, __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps,
            _mm256_storeu_ps, _mm256_broadcast_ss, _mm256_set1_ps, _mm256_mul_ps,
            _mm256_fmadd_ps)
 
-/* Z = f(Z + bias) row by row.  The last n % W columns get the same
- * operations one value at a time (sigmoid_lane.h), never the C library's
- * exp: which columns form the tail depends on the vector width, and every
- * column must round the same way on every vector path. */
-#define DEFINE_BIAS_ACT(SFX, REAL, VT, W, LOAD, STORE, ADD, SIGMOID, SIGMOID_LANE) \
-    static inline void bias_act_##SFX(size_t m, size_t n, const REAL *restrict bias, \
-                                      REAL *restrict Z, size_t ldz, int sigmoid) \
-    {                                                                          \
-        for (size_t i = 0; i < m; i++) {                                       \
-            REAL *z = Z + i * ldz;                                             \
-            size_t j = 0;                                                      \
-            if (!sigmoid) {                                                    \
-                for (; j + W <= n; j += W)                                     \
-                    STORE(z + j, ADD(LOAD(z + j), LOAD(bias + j)));            \
-                for (; j < n; j++) z[j] += bias[j];                            \
-                continue;                                                      \
-            }                                                                  \
-            for (; j + W <= n; j += W)                                         \
-                STORE(z + j, SIGMOID(ADD(LOAD(z + j), LOAD(bias + j))));       \
-            for (; j < n; j++)                                                 \
-                z[j] = SIGMOID_LANE(z[j] + bias[j]);                           \
-        }                                                                      \
-    }
-
-DEFINE_BIAS_ACT(f64, double, __m256d, 4, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_add_pd,
-                sigmoid256_pd, sigmoid_lane_f64)
-DEFINE_BIAS_ACT(f32, float, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps,
-                sigmoid256_ps, sigmoid_lane_f32)
+/* The bias + sigmoid epilogue: whole 256-bit vectors, then single values. */
+VM_DEFINE_BIAS_ACT(f64, double, 256_pd, 256_pd)
+VM_DEFINE_BIAS_ACT(f32, float, 256_ps, 256_ps)
 
 #include "path_tail.h"
 
-const csae_ops csae_ops_avx2 = OPS_TABLE("avx2", CSAE_PATH_AVX2);
+const csae_ops csae_ops_avx2 = OPS_TABLE;
 
 #if defined(__clang__)
 #pragma clang attribute pop
 #endif
 
-#endif /* CSAE_HAVE_AVX2_PATH */
+#endif /* CSAE_ARCH_X86_64 */

@@ -7,15 +7,11 @@
  * __builtin_cpu_supports reports AVX-512F (with the OS saving its state).
  * Only AVX-512F is used (no DQ/BW/VL), so every AVX-512 CPU runs it.
  *
- * Same bits as the AVX2 path: each element of C is one chain of FMAs in
- * the order of k over the same KC-deep panels; the exp and sigmoid below
- * are the AVX2 path's operations, in the same order, on wider vectors; and
- * the shared templates fix every other reduction order independently of
- * the vector width.
+ * Same bits as the AVX2 path, by the rules at the top of gemm_template.h.
  */
 #include "kernels.h"
 
-#ifdef CSAE_HAVE_AVX512_PATH
+#ifdef CSAE_ARCH_X86_64
 
 /* GCC compiles the rest of the file for the instruction set by its target
  * pragma; Clang ignores that pragma, so there the same target attribute is
@@ -143,132 +139,80 @@ DEFINE_UKR(f32, ROWS12)
 #undef MUL_
 #undef FMA_
 
-/* ---- exp and the sigmoid -----------------------------------------------
- * exp(x) for x <= 0, operation for operation the AVX2 path's exp_nonpos
- * (see there for the method): Cody-Waite reduction, Taylor polynomial,
- * 2^n built in the exponent bits.  Every step is an IEEE operation
- * (max, FMA, add, mul, integer add and shift), so each lane rounds as the
- * same lane of the AVX2 vector does; NaN, the clamp and the zero below the
- * underflow limit as there too (a zeroing mask instead of an AND). */
+/* ---- exp, the sigmoid and the epilogue ----------------------------------
+ * vec_math.h on 8 doubles / 16 floats.  AVX-512F has no floating-point
+ * AND or OR (that is DQ) and no blendv: masks and integer operations stand
+ * in, with the same bits. */
 
-static inline __m512d exp512_nonpos_pd(__m512d x)
-{
-    const __m512d magic = _mm512_set1_pd(6755399441055744.0); /* 1.5 * 2^52 */
-    const __mmask8 live = _mm512_cmp_pd_mask(x, _mm512_set1_pd(CSAE_EXP_ZERO_F64), _CMP_NLT_UQ);
-    x = _mm512_max_pd(_mm512_set1_pd(-708.0), x);
-    const __m512d t = _mm512_fmadd_pd(x, _mm512_set1_pd(1.4426950408889634), magic);
-    const __m512d n = _mm512_sub_pd(t, magic);
-    __m512d r = _mm512_fnmadd_pd(n, _mm512_set1_pd(6.93147180369123816490e-01), x);
-    r = _mm512_fnmadd_pd(n, _mm512_set1_pd(1.90821492927058770002e-10), r);
-    __m512d p = _mm512_set1_pd(1.0 / 479001600.0);
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0 / 39916800.0));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0 / 3628800.0));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0 / 362880.0));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0 / 40320.0));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0 / 5040.0));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0 / 720.0));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0 / 120.0));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0 / 24.0));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0 / 6.0));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0.5));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0));
-    const __m512i scale = _mm512_slli_epi64(
-        _mm512_add_epi64(_mm512_castpd_si512(t), _mm512_set1_epi64(1023)), 52);
-    return _mm512_maskz_mul_pd(live, p, _mm512_castsi512_pd(scale));
-}
+#define VM_TAG 512_pd
+#define VM_F64 1
+#define VM_REAL double
+#define VM_T __m512d
+#define VM_W 8
+#define VM_MASK __mmask8
+#define VM_SET1 _mm512_set1_pd
+#define VM_LOAD _mm512_loadu_pd
+#define VM_STORE _mm512_storeu_pd
+#define VM_ADD _mm512_add_pd
+#define VM_SUB _mm512_sub_pd
+#define VM_MUL _mm512_mul_pd
+#define VM_DIV _mm512_div_pd
+#define VM_FMA _mm512_fmadd_pd
+#define VM_FNMA _mm512_fnmadd_pd
+#define VM_MAX _mm512_max_pd
+#define VM_NOT_BELOW(x, c) _mm512_cmp_pd_mask(x, c, _CMP_NLT_UQ)
+#define VM_KEEP(mask, v) _mm512_maskz_mov_pd(mask, v)
+#define VM_POW2(t)                                                             \
+    _mm512_castsi512_pd(_mm512_slli_epi64(                                     \
+        _mm512_add_epi64(_mm512_castpd_si512(t), _mm512_set1_epi64(1023)), 52))
+#define VM_NEG_ABS(v)                                                          \
+    _mm512_castsi512_pd(_mm512_or_si512(                                       \
+        _mm512_castpd_si512(v), _mm512_set1_epi64((long long)0x8000000000000000ULL)))
+#define VM_IF_NEG(v, a, b)                                                     \
+    _mm512_mask_blend_pd(                                                      \
+        _mm512_cmplt_epi64_mask(_mm512_castpd_si512(v), _mm512_setzero_si512()), b, a)
+#include "vec_math.h"
 
-static inline __m512 exp512_nonpos_ps(__m512 x)
-{
-    const __m512 magic = _mm512_set1_ps(12582912.0f); /* 1.5 * 2^23 */
-    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(CSAE_EXP_ZERO_F32), _CMP_NLT_UQ);
-    x = _mm512_max_ps(_mm512_set1_ps(-87.0f), x);
-    const __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504f), magic);
-    const __m512 n = _mm512_sub_ps(t, magic);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    const __m512i scale = _mm512_slli_epi32(
-        _mm512_add_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(127)), 23);
-    return _mm512_maskz_mul_ps(live, p, _mm512_castsi512_ps(scale));
-}
+#define VM_TAG 512_ps
+#define VM_F64 0
+#define VM_REAL float
+#define VM_T __m512
+#define VM_W 16
+#define VM_MASK __mmask16
+#define VM_SET1 _mm512_set1_ps
+#define VM_LOAD _mm512_loadu_ps
+#define VM_STORE _mm512_storeu_ps
+#define VM_ADD _mm512_add_ps
+#define VM_SUB _mm512_sub_ps
+#define VM_MUL _mm512_mul_ps
+#define VM_DIV _mm512_div_ps
+#define VM_FMA _mm512_fmadd_ps
+#define VM_FNMA _mm512_fnmadd_ps
+#define VM_MAX _mm512_max_ps
+#define VM_NOT_BELOW(x, c) _mm512_cmp_ps_mask(x, c, _CMP_NLT_UQ)
+#define VM_KEEP(mask, v) _mm512_maskz_mov_ps(mask, v)
+#define VM_POW2(t)                                                             \
+    _mm512_castsi512_ps(_mm512_slli_epi32(                                     \
+        _mm512_add_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(127)), 23))
+#define VM_NEG_ABS(v)                                                          \
+    _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(v),                \
+                                        _mm512_set1_epi32((int)0x80000000U)))
+#define VM_IF_NEG(v, a, b)                                                     \
+    _mm512_mask_blend_ps(                                                      \
+        _mm512_cmplt_epi32_mask(_mm512_castps_si512(v), _mm512_setzero_si512()), b, a)
+#include "vec_math.h"
 
-/* sigmoid(v) = s or e * s with e = exp(-|v|), s = 1 / (1 + e); the sign bit
- * of v picks the branch (as blendv does on the AVX2 path, -0 and NaNs
- * included).  The bit operations are integer ones: AVX-512F has no
- * floating-point OR (that is DQ). */
-static inline __m512d sigmoid512_pd(__m512d v)
-{
-    const __m512d one = _mm512_set1_pd(1.0);
-    const __m512i bits = _mm512_castpd_si512(v);
-    const __m512d neg_abs = _mm512_castsi512_pd(
-        _mm512_or_si512(bits, _mm512_set1_epi64((long long)0x8000000000000000ULL)));
-    const __m512d e = exp512_nonpos_pd(neg_abs);
-    const __m512d s = _mm512_div_pd(one, _mm512_add_pd(one, e));
-    const __mmask8 negative = _mm512_cmplt_epi64_mask(bits, _mm512_setzero_si512());
-    return _mm512_mask_blend_pd(negative, s, _mm512_mul_pd(e, s));
-}
-
-static inline __m512 sigmoid512_ps(__m512 v)
-{
-    const __m512 one = _mm512_set1_ps(1.0f);
-    const __m512i bits = _mm512_castps_si512(v);
-    const __m512 neg_abs = _mm512_castsi512_ps(
-        _mm512_or_si512(bits, _mm512_set1_epi32((int)0x80000000U)));
-    const __m512 e = exp512_nonpos_ps(neg_abs);
-    const __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, e));
-    const __mmask16 negative = _mm512_cmplt_epi32_mask(bits, _mm512_setzero_si512());
-    return _mm512_mask_blend_ps(negative, s, _mm512_mul_ps(e, s));
-}
-
-/* Z = f(Z + bias) row by row.  The columns past the last whole vector get
- * the same operations on a half-width vector (sigmoid_x86.h) and then one
- * value at a time, as on the AVX2 path. */
-#define DEFINE_BIAS_ACT(SFX, REAL, VT, W, LOAD, STORE, ADD, SIGMOID, VT2, LOAD2, STORE2, \
-                        ADD2, SIGMOID2, SIGMOID_LANE)                          \
-    static inline void bias_act_##SFX(size_t m, size_t n, const REAL *restrict bias, \
-                                      REAL *restrict Z, size_t ldz, int sigmoid) \
-    {                                                                          \
-        for (size_t i = 0; i < m; i++) {                                       \
-            REAL *z = Z + i * ldz;                                             \
-            size_t j = 0;                                                      \
-            if (!sigmoid) {                                                    \
-                for (; j + W <= n; j += W)                                     \
-                    STORE(z + j, ADD(LOAD(z + j), LOAD(bias + j)));            \
-                for (; j < n; j++) z[j] += bias[j];                            \
-                continue;                                                      \
-            }                                                                  \
-            for (; j + W <= n; j += W)                                         \
-                STORE(z + j, SIGMOID(ADD(LOAD(z + j), LOAD(bias + j))));       \
-            if (j + W / 2 <= n) {                                              \
-                STORE2(z + j, SIGMOID2(ADD2(LOAD2(z + j), LOAD2(bias + j))));  \
-                j += W / 2;                                                    \
-            }                                                                  \
-            for (; j < n; j++)                                                 \
-                z[j] = SIGMOID_LANE(z[j] + bias[j]);                           \
-        }                                                                      \
-    }
-
-DEFINE_BIAS_ACT(f64, double, __m512d, 8, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_add_pd,
-                sigmoid512_pd, __m256d, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_add_pd,
-                sigmoid256_pd, sigmoid_lane_f64)
-DEFINE_BIAS_ACT(f32, float, __m512, 16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps,
-                sigmoid512_ps, __m256, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps,
-                sigmoid256_ps, sigmoid_lane_f32)
+/* Whole 512-bit vectors, then one 256-bit vector (sigmoid_x86.h), then
+ * single values. */
+VM_DEFINE_BIAS_ACT(f64, double, 512_pd, 256_pd)
+VM_DEFINE_BIAS_ACT(f32, float, 512_ps, 256_ps)
 
 #include "path_tail.h"
 
-const csae_ops csae_ops_avx512 = OPS_TABLE("avx512", CSAE_PATH_AVX512);
+const csae_ops csae_ops_avx512 = OPS_TABLE;
 
 #if defined(__clang__)
 #pragma clang attribute pop
 #endif
 
-#endif /* CSAE_HAVE_AVX512_PATH */
+#endif /* CSAE_ARCH_X86_64 */

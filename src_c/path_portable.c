@@ -71,4 +71,4 @@ DEFINE_BIAS_ACT(f32, float, expf)
 
 #include "path_tail.h"
 
-const csae_ops csae_ops_portable = OPS_TABLE("portable", CSAE_PATH_PORTABLE);
+const csae_ops csae_ops_portable = OPS_TABLE;

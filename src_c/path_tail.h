@@ -61,9 +61,10 @@ static csae_blocking blocking_f32 = {PATH_MR_F32, PATH_NR_F32, 8 * PATH_MR_F32, 
 #include "sample_template.h"
 #include "core_template.h"
 
-#define OPS_TABLE(NAME, PATH)                                                  \
+/* The path's table: `const csae_ops csae_ops_<name> = OPS_TABLE;` */
+#define OPS_TABLE                                                              \
     {                                                                          \
-        NAME, PATH, &blocking_f64, &blocking_f32,                              \
+        &blocking_f64, &blocking_f32,                                          \
         encode_f64, decode_f64, objective_f64, step_f64,                       \
         activation_sums_f64, objective_part_f64, gemm_f64,                     \
         encode_f32, decode_f32, objective_f32, step_f32,                       \

@@ -29,16 +29,12 @@
  * restoring the checkpoint and replaying the samples since, which
  * recomputes the same bits (api_template.h).
  *
- * Same bits on every vector path: the template is plain C, compiled per
- * path for that path's ISA, and nothing in it depends on the vector width.
- * Every output of a product is one multiply-add chain in a fixed order
- * (vectorised across outputs when the compiler can, never split across
- * lanes), every double sum has a fixed shape (eight running sums by index
- * mod 8, combined pairwise), and the sigmoid's exp is one polynomial
- * (path_avx2.c's, constant for constant) evaluated per element.  The build
- * is ISO C (no FP contraction), so a multiply-add is fused exactly where
- * madd_ says so: on every path whose ISA has FMA.  Only the portable path
- * on a CPU without FMA rounds the product separately.
+ * Same bits on every vector path, by the rules at the top of
+ * gemm_template.h: the template is plain C, compiled per path for that
+ * path's ISA, and nothing in it depends on the vector width (a product's
+ * outputs are single multiply-add chains, the double sums have the fixed
+ * shape below, the sigmoid is exp_lane.h's).  Only the portable path on a
+ * CPU without FMA rounds the product separately (madd_).
  */
 
 #ifndef CSAE_SAMPLE_TEMPLATE_ONCE

@@ -14,7 +14,9 @@ eng = engine()
 PROBE = "import csae._engine as e; print(e.get_kernel_path())"
 
 
-ALL_PATHS = ("portable", "avx2", "avx512")
+# Every path of every architecture, in registration order (each build has
+# portable and its own architecture's).
+ALL_PATHS = ("portable", "avx2", "avx512", "neon")
 
 
 def run_probe(**env):
@@ -58,8 +60,12 @@ def test_environment_variable_naming_no_runnable_path_warns_and_uses_the_best(na
 
 @pytest.mark.parametrize("name", [p for p in ALL_PATHS if p not in kernel_paths()])
 def test_setting_a_path_the_cpu_lacks_is_refused(name):
+    """A path this build has but the CPU lacks, or one of another
+    architecture (not in this build at all)."""
     before = eng.get_kernel_path()
-    with pytest.raises(ValueError, match="not supported on this CPU"):
+    built = name in eng._path_ids()
+    with pytest.raises(ValueError, match="not supported on this CPU" if built
+                       else "unknown kernel path"):
         eng.set_kernel_path(name)
     assert eng.get_kernel_path() == before
 
@@ -81,3 +87,41 @@ def test_paths_can_be_switched_and_bad_names_are_refused():
             eng.set_kernel_path("avx512-turbo")
     finally:
         eng.set_kernel_path(before)
+
+
+def _library_paths():
+    """The C library's list of kernel paths: (id, name) per entry."""
+    import ctypes
+
+    from libcsae_ctypes import library
+    lib = library()
+    lib.csae_kernel_path_count.restype = ctypes.c_size_t
+    lib.csae_kernel_path_at.restype = ctypes.c_int
+    lib.csae_kernel_path_at.argtypes = [ctypes.c_size_t]
+    lib.csae_kernel_path_name.restype = ctypes.c_char_p
+    lib.csae_kernel_path_name.argtypes = [ctypes.c_int]
+    lib.csae_kernel_path_supported.argtypes = [ctypes.c_int]
+    count = lib.csae_kernel_path_count()
+    entries = [lib.csae_kernel_path_at(i) for i in range(count)]
+    return lib, count, [(i, lib.csae_kernel_path_name(i).decode()) for i in entries]
+
+
+def test_the_c_library_lists_the_paths_the_binding_offers():
+    """The binding has no list of its own: what C registers (with the ids
+    csae.h has always given portable, avx2 and avx512) is what Python
+    offers, supported ones in the same order."""
+    lib, count, entries = _library_paths()
+    ids = dict((name, i) for i, name in entries)
+    # csae.h's enumerators, fixed for C callers
+    assert ids["portable"] == 1
+    assert ids.get("avx2", 2) == 2 and ids.get("avx512", 3) == 3
+    assert len(set(ids.values())) == len(entries) and 0 not in ids.values()
+    assert eng.kernel_paths() == [n for i, n in entries if lib.csae_kernel_path_supported(i)]
+    assert lib.csae_kernel_path_at(count) == 0  # past the end: AUTO
+    assert lib.csae_kernel_path_name(0) == b"auto"
+    assert lib.csae_kernel_path_name(max(ids.values()) + 1) is None
+    import platform
+    expected = {"x86_64": ["portable", "avx2", "avx512"],
+                "aarch64": ["portable", "neon"]}.get(platform.machine())
+    if expected is not None:
+        assert [n for _, n in entries] == expected
