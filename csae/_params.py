@@ -23,6 +23,7 @@ imports nothing from csae, so every layer may import it.
 
 import math
 from dataclasses import dataclass, make_dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -77,17 +78,17 @@ class Param:
     default: object
     type_doc: str
     doc: str
-    low: float = None
-    high: float = None
+    low: Optional[float] = None
+    high: Optional[float] = None
     closed: str = "both"
     choices: tuple = ()
-    in_dtype: str = None
-    in_dtype_when: tuple = None
+    in_dtype: Optional[str] = None
+    in_dtype_when: Optional[tuple] = None
     solvers: tuple = ALL_SOLVERS
     cli: tuple = ()
     cli_help: str = ""
     cli_type: object = None
-    cli_metavar: str = None
+    cli_metavar: Optional[str] = None
     cli_required: bool = False
     added_in: int = 1
     older_default: object = None
@@ -335,7 +336,7 @@ BY_NAME = {p.name: p for p in HYPERPARAMETERS}
 # The model file's record holds every parameter; csae/_persist.py writes
 # them under these names, and ADDED_IN says which format version added which.
 RECORD_NAMES = tuple(sorted(BY_NAME))
-ADDED_IN = {}
+ADDED_IN: dict = {}
 for _param in HYPERPARAMETERS:
     ADDED_IN.setdefault(_param.added_in, []).append(_param.name)
 ADDED_IN = {version: tuple(names) for version, names in sorted(ADDED_IN.items())}

@@ -378,3 +378,11 @@ def test_model_file_members_of_the_solver_states():
 
 
 WEIGHTS = ("encoder_weights", "encoder_bias", "decoder_weights", "decoder_bias")
+
+
+def test_the_hyperparameter_table_offers_exactly_the_registered_solvers():
+    # The table (csae/_params.py imports nothing from csae) spells the
+    # solver names out; the registry is what training dispatches on.
+    from csae._params import ALL_SOLVERS, BY_NAME
+    from csae.solvers import SOLVERS
+    assert set(ALL_SOLVERS) == set(SOLVERS) == set(BY_NAME["solver"].choices)
