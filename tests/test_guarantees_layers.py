@@ -43,11 +43,9 @@ BELOW = ("_backends", "_base", "_blockwise", "_dask", "_data", "_errors", "_fitt
          "_gradcheck", "_params", "_persist", "_range", "_state", "_threads", "_training",
          "_validation", "_warnings") + tuple(m for m in MODULES if m.startswith("solvers"))
 
-# The one circle left, inside the solvers package: solvers/__init__.py's
-# registry (SOLVERS) lists LBFGS, and solvers/lbfgs.py reads the registry
-# (lazily, inside a function) to clear every other solver's state.  Listed
-# so that a new circle fails; moving the registry below both would end it.
-KNOWN_CIRCLES = ["solvers -> solvers.lbfgs -> solvers"]
+# None: L-BFGS clears the other solvers' state through solvers/_registry.py,
+# below every solver module, not through the package's SOLVERS.
+KNOWN_CIRCLES: list = []
 
 # Names the modules give an estimator they are handed.
 MODEL_NAMES = {"model", "estimator", "est", "autoencoder"}

@@ -26,6 +26,7 @@ from csae import _engine
 from csae._errors import NonFiniteError
 from csae._state import EMPTY_STATE, ORIGIN_TRAINED, frozen_tuple
 from csae.solvers._monitor import Outcome, kept_message, objective_settings, why_diverged
+from csae.solvers._registry import SOLVER_CLASSES, register
 
 __all__ = ["LBFGS", "LbfgsResult", "lbfgs"]
 
@@ -157,6 +158,7 @@ def lbfgs(objective_and_gradients, params, *, max_iter, max_fun, tol, on_iterati
                        interrupted, stopped, message, reason)
 
 
+@register
 class LBFGS:
     """Full-batch L-BFGS as a solver.  It keeps no state between calls (each
     fit starts a new history), so a state it publishes carries no solver
@@ -260,8 +262,7 @@ class LBFGS:
             pending=EMPTY_STATE.pending, origin=ORIGIN_TRAINED, **extra)
         # No solver's state, nor the running sparsity estimate, survives a
         # fit by L-BFGS: a later partial_fit starts them afresh.
-        from csae.solvers import SOLVERS  # the registry imports this module
-        for solver in SOLVERS.values():
+        for solver in SOLVER_CLASSES:
             state = solver.store(state, None)
         return state._replace(rho_running=None, running_batches=0)
 
