@@ -624,12 +624,9 @@ def _unit(model):
 # Subcommands
 # --------------------------------------------------------------------------
 
-def cmd_demo(args):
-    from csae import SparseAutoencoder
-    from csae.datasets import best_match_correlation, make_bars
-
-    prog = "csae demo"
-    out = args.out
+def _demo_folder(out):
+    """``out``, created if missing; a clear error if it cannot hold the
+    demo's files."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"cannot write into {out}: it exists and is not a directory")
     try:
@@ -638,6 +635,30 @@ def cmd_demo(args):
         raise UserError(f"cannot create {out}: {err.strerror or _one_line(err)}") from None
     if not os.access(out, os.W_OK):
         raise UserError(f"cannot write into {out}: not writable")
+    return out
+
+
+def _write_demo_files(model, out, title, can_plot):
+    """The model and, with matplotlib, its pictures, in ``out``; returns
+    the paths in the order the demo names them.  The demo's folder is its
+    own: its three files are replaced (each atomically) on every run."""
+    model_path = os.path.join(out, "model.npz")
+    save_model(model, model_path, replace=True)
+    written = [model_path]
+    if can_plot:
+        from csae.plotting import plot_filters, plot_loss
+        written.insert(0, save_figure(plot_filters(model, title=title),
+                                      os.path.join(out, "filters.png")))
+        written.insert(1, save_figure(plot_loss(model), os.path.join(out, "loss.png")))
+    return written
+
+
+def cmd_demo(args):
+    from csae import SparseAutoencoder
+    from csae.datasets import best_match_correlation, make_bars
+
+    prog = "csae demo"
+    out = _demo_folder(args.out)
     try:
         import matplotlib  # noqa: F401
         can_plot = True
@@ -685,18 +706,8 @@ def cmd_demo(args):
     print(f"{recovered}/{n_bars} bars recovered (best-match correlation >= "
           f"{RECOVERY_THRESHOLD:g}; worst best match {best.min():.3f})")
 
-    # The demo's folder is its own: its three files are replaced (each
-    # atomically) on every run.
-    model_path = os.path.join(out, "model.npz")
-    save_model(model, model_path, replace=True)
-    written = [model_path]
-    if can_plot:
-        from csae.plotting import plot_filters, plot_loss
-        title = f"{model.n_hidden} hidden units ({recovered}/{n_bars} bars recovered)"
-        written.insert(0, save_figure(plot_filters(model, title=title),
-                                      os.path.join(out, "filters.png")))
-        written.insert(1, save_figure(plot_loss(model), os.path.join(out, "loss.png")))
-    print("wrote " + ", ".join(written))
+    title = f"{model.n_hidden} hidden units ({recovered}/{n_bars} bars recovered)"
+    print("wrote " + ", ".join(_write_demo_files(model, out, title, can_plot)))
     if not can_plot:
         print(f"{prog}: note: filters.png and loss.png need matplotlib: "
               'pip install "csae[plot]"', file=sys.stderr)
@@ -914,8 +925,24 @@ def cmd_gradcheck(args):
 # Parser and entry point
 # --------------------------------------------------------------------------
 
+_DATA_HELP = ("data file: .npy, .npz (one array, or choose with --key) or .csv "
+              "(UTF-8, numbers only, optional header line); one sample per row")
+
+
+def _add_data(p):
+    p.add_argument("data", metavar="DATA", help=_DATA_HELP)
+    p.add_argument("--key", default=None, help="array name inside a .npz file")
+
+
+def _add_force(p):
+    p.add_argument("--force", action="store_true",
+                   help="replace --out if it exists (default: refuse); the old "
+                        "file stays as it was until the new one is complete")
+
+
 def build_parser():
-    """The argparse parser of the ``csae`` command."""
+    """The argparse parser of the ``csae`` command: one function per command
+    below declares its options."""
     from csae import __version__
     parser = _Parser(
         prog="csae",
@@ -929,7 +956,24 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"csae {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    _add_demo_command(sub)
+    _add_train_command(sub)
+    _add_apply_command(sub, "encode", cmd_encode, "FEATURES",
+                       help="hidden features of a data file",
+                       description="Write the hidden activations of DATA under MODEL.")
+    _add_apply_command(sub, "reconstruct", cmd_reconstruct, "OUT",
+                       help="reconstructions of a data file",
+                       description="Write the model's reconstruction of DATA.")
+    p = sub.add_parser("info", help="describe a model file",
+                       description="Print a model's shapes, hyperparameters and "
+                                   "training history.")
+    p.add_argument("model", metavar="MODEL", help="model file")
+    p.set_defaults(func=cmd_info)
+    _add_gradcheck_command(sub)
+    return parser
 
+
+def _add_demo_command(sub):
     p = sub.add_parser("demo", help="learn the bars problem and draw the filters",
                        description="Generate 8x8 bars images, train a sparse "
                                    "autoencoder on them, report how many of the 16 "
@@ -944,71 +988,40 @@ def build_parser():
                    help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_demo)
 
-    data_help = ("data file: .npy, .npz (one array, or choose with --key) or .csv "
-                 "(UTF-8, numbers only, optional header line); one sample per row")
 
-    def add_data(p):
-        p.add_argument("data", metavar="DATA", help=data_help)
-        p.add_argument("--key", default=None, help="array name inside a .npz file")
-
-    def add_force(p):
-        p.add_argument("--force", action="store_true",
-                       help="replace --out if it exists (default: refuse); the old "
-                            "file stays as it was until the new one is complete")
-
-    def add_backend(p):
-        p.add_argument("--backend", choices=("c", "python"), default=None,
-                       help="'c' (compiled engine) or 'python' (NumPy reference); "
-                            "default: c when built")
-
+def _add_train_command(sub):
     p = sub.add_parser("train", help="train a model on a data file",
                        description="Train a sparse autoencoder on DATA and save it to "
                                    "MODEL. Ctrl-C stops training and still saves the "
                                    "model reached so far.")
-    add_data(p)
+    _add_data(p)
     # One option per hyperparameter of csae._params' table, named as in
     # Python (--max-epochs), with the older spellings (--epochs) kept.
     add_options(p, _count)
     p.add_argument("--out", required=True, metavar="MODEL",
                    help="model file to write (.npz); never an input file")
-    add_force(p)
+    _add_force(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("encode", help="hidden features of a data file",
-                       description="Write the hidden activations of DATA under MODEL. "
-                                   "A .npy DATA file larger than memory is read "
-                                   "memory-mapped and the .npy output written chunk "
-                                   "by chunk.")
+
+def _add_apply_command(sub, name, func, out_metavar, *, help, description):
+    """encode and reconstruct: a model applied to a data file."""
+    p = sub.add_parser(name, help=help,
+                       description=description + " A .npy DATA file larger than memory "
+                                   "is read memory-mapped and the .npy output written "
+                                   "chunk by chunk.")
     p.add_argument("model", metavar="MODEL", help="model file written by 'csae train'")
-    add_data(p)
-    p.add_argument("--out", required=True, metavar="FEATURES",
+    _add_data(p)
+    p.add_argument("--out", required=True, metavar=out_metavar,
                    help="output file, .npy or .csv; never an input file")
-    add_force(p)
+    _add_force(p)
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress display (shown for chunked files)")
-    p.set_defaults(func=cmd_encode)
+    p.set_defaults(func=func)
 
-    p = sub.add_parser("reconstruct", help="reconstructions of a data file",
-                       description="Write the model's reconstruction of DATA. "
-                                   "A .npy DATA file larger than memory is read "
-                                   "memory-mapped and the .npy output written chunk "
-                                   "by chunk.")
-    p.add_argument("model", metavar="MODEL", help="model file written by 'csae train'")
-    add_data(p)
-    p.add_argument("--out", required=True, metavar="OUT",
-                   help="output file, .npy or .csv; never an input file")
-    add_force(p)
-    p.add_argument("-q", "--quiet", action="store_true",
-                   help="no progress display (shown for chunked files)")
-    p.set_defaults(func=cmd_reconstruct)
 
-    p = sub.add_parser("info", help="describe a model file",
-                       description="Print a model's shapes, hyperparameters and "
-                                   "training history.")
-    p.add_argument("model", metavar="MODEL", help="model file")
-    p.set_defaults(func=cmd_info)
-
+def _add_gradcheck_command(sub):
     p = sub.add_parser("gradcheck", help="check gradients against finite differences",
                        description="Compare the analytic gradients with central finite "
                                    "differences on a small random problem (UFLDL's "
@@ -1019,9 +1032,10 @@ def build_parser():
     p.add_argument("--decoder", choices=("sigmoid", "linear", "both"), default="both",
                    help="decoder(s) to check (default: both)")
     p.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
-    add_backend(p)
+    p.add_argument("--backend", choices=("c", "python"), default=None,
+                   help="'c' (compiled engine) or 'python' (NumPy reference); "
+                        "default: c when built")
     p.set_defaults(func=cmd_gradcheck)
-    return parser
 
 
 class _Terminated(KeyboardInterrupt):

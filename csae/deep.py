@@ -673,34 +673,11 @@ class SparseAutoencoderClassifier(ParamsMixin):
         k = classes.shape[0]
         validation = None
         if s["early_stopping"]:
-            n_val = int(np.ceil(s["validation_fraction"] * m))
-            if n_val >= m:
-                raise ValueError(f"validation_fraction={self.validation_fraction} of {m} rows "
-                                 "leaves no row for training")
-            order = rng.permutation(m)
-            validation = (X64[order[:n_val]], y_idx[order[:n_val]])
-            X64, y_idx = X64[order[n_val:]], y_idx[order[n_val:]]
+            X64, y_idx, validation = self._hold_out(X64, y_idx, s, rng)
         say = print if s["verbose"] else (lambda *a, **kw: None)
-
-        autoencoders = None
-        if start is not None:  # stacked autoencoders given
-            hidden, data_min, data_scale, autoencoders = start
-            hidden = [(np.array(W, dtype), np.array(b, dtype)) for W, b in hidden]
-            Xs = (check_data(X64, dtype) if data_min is None
-                  else _scale(X64, data_min, data_scale, dtype))
-        elif self.pretrain:
-            # The first autoencoder learns the input range itself, so that
-            # csae.stack(autoencoders_) is this network's start.
-            hidden, autoencoders, data_min, data_scale = self._pretrain(X64, s, rng, say)
-        else:
-            data_min = data_scale = None
-            hidden = self._random_hidden(n, s["sizes"], dtype, rng)
-            if self.scale_inputs:  # SparseAutoencoder's rule, constant features map to 0
-                data_min = X64.min(axis=0)
-                data_scale = input_scale(data_min, X64.max(axis=0))
-        if start is None:
-            Xs = (check_data(X64, dtype) if data_min is None
-                  else _scale(X64, data_min, data_scale, dtype))
+        hidden, autoencoders, data_min, data_scale = self._hidden_start(X64, s, rng, say)
+        Xs = (check_data(X64, dtype) if data_min is None
+              else _scale(X64, data_min, data_scale, dtype))
         # The softmax layer: UFLDL's start (small Gaussian), then trained on
         # the top features unless the whole network starts at random.
         top = hidden[-1][0].shape[0]
@@ -734,6 +711,39 @@ class SparseAutoencoderClassifier(ParamsMixin):
         if names is not None:
             self.feature_names_in_ = names
         return self
+
+    def _hold_out(self, X64, y_idx, s, rng):
+        """Early stopping's validation rows, drawn once: ``(X, y, (X_val,
+        y_val))``."""
+        m = X64.shape[0]
+        n_val = int(np.ceil(s["validation_fraction"] * m))
+        if n_val >= m:
+            raise ValueError(f"validation_fraction={self.validation_fraction} of {m} rows "
+                             "leaves no row for training")
+        order = rng.permutation(m)
+        return (X64[order[n_val:]], y_idx[order[n_val:]],
+                (X64[order[:n_val]], y_idx[order[:n_val]]))
+
+    def _hidden_start(self, X64, s, rng, say):
+        """The hidden layers fine-tuning starts from, the autoencoders they
+        came from (None from random weights) and the input range:
+        ``(hidden, autoencoders, data_min, data_scale)``."""
+        dtype, start = s["dtype"], s["start"]
+        if start is not None:  # stacked autoencoders given
+            hidden, data_min, data_scale, autoencoders = start
+            return ([(np.array(W, dtype), np.array(b, dtype)) for W, b in hidden],
+                    autoencoders, data_min, data_scale)
+        if self.pretrain:
+            # The first autoencoder learns the input range itself, so that
+            # csae.stack(autoencoders_) is this network's start.
+            hidden, autoencoders, data_min, data_scale = self._pretrain(X64, s, rng, say)
+            return hidden, autoencoders, data_min, data_scale
+        data_min = data_scale = None
+        hidden = self._random_hidden(X64.shape[1], s["sizes"], dtype, rng)
+        if self.scale_inputs:  # SparseAutoencoder's rule, constant features map to 0
+            data_min = X64.min(axis=0)
+            data_scale = input_scale(data_min, X64.max(axis=0))
+        return hidden, None, data_min, data_scale
 
     def _pretrain(self, X64, s, rng, say):
         """Greedy layer-wise pretraining: one SparseAutoencoder per layer on
