@@ -8,7 +8,7 @@ import math
 import numbers
 import numpy as np
 
-from csae._params import BY_NAME, HYPERPARAMETERS, MAX_COUNT, MAX_THREADS, Hyperparameters
+from csae._params import BY_NAME, HYPERPARAMETERS, MAX_THREADS, Hyperparameters
 from csae._threads import default_n_threads
 
 __all__ = [

@@ -20,7 +20,6 @@ the sigmoid layers first, the softmax layer last (the layout of
 """
 
 import copy
-import inspect
 import numbers
 import sys
 import warnings

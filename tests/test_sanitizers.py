@@ -9,7 +9,6 @@ or two; .ci/run runs them with the rest of the suite.
 """
 
 import os
-import pathlib
 import shutil
 import subprocess
 import sys

@@ -9,7 +9,6 @@ best epoch, divergence, Ctrl-C, progress, end-of-fit warnings) to the
 (``State``), how a ``ModelState`` carries it, and its engine keywords.
 """
 
-import math
 from typing import Optional
 import time
 
