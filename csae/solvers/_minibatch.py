@@ -9,13 +9,13 @@ best epoch, divergence, Ctrl-C, progress, end-of-fit warnings) to the
 (``State``), how a ``ModelState`` carries it, and its engine keywords.
 """
 
-from typing import Optional
 import time
 
 import numpy as np
 
 from csae._errors import NonFiniteError
 from csae._state import EMPTY_STATE, ORIGIN_TRAINED, frozen
+from csae.solvers._registry import Solver
 from csae.solvers._monitor import BlowUp, Outcome, kept_message, objective_settings, \
     why_diverged
 
@@ -66,7 +66,7 @@ class RunningSparsity:
         return model_state._replace(rho_running=q, running_batches=self.batches)
 
 
-class MinibatchSolver:
+class MinibatchSolver(Solver):
     """A solver that trains by epochs of minibatch steps in the engine.
 
     A subclass sets ``name`` and ``State`` (a frozen dataclass: the
@@ -77,34 +77,8 @@ class MinibatchSolver:
     ``engine_keywords`` (per epoch), ``advance`` (after an epoch of
     ``n_batches`` steps) and ``state`` (the value now)."""
 
-    # Set by each solver: its `solver=` value, its name in messages and the
-    # class of the state value it carries (None for a stateless solver).
-    name: str
-    title: str
-    unit = "epoch"
+    # name, title, State and the stateless defaults come from Solver.
     full_batch = False  # minibatch steps of a learning rate (see LBFGS.full_batch)
-    State: Optional[type] = None
-
-    def __init__(self, hp, start):
-        """A run's working copy of the state value ``start`` carries."""
-        self.hp = hp
-
-    # How the state travels ------------------------------------------------
-
-    @classmethod
-    def state_in(cls, model_state):
-        """This solver's state value in ``model_state`` (None: none)."""
-        return None
-
-    @classmethod
-    def store(cls, model_state, state):
-        """``model_state`` carrying ``state`` (None: this solver's fields cleared)."""
-        return model_state
-
-    @classmethod
-    def file_arrays(cls, model_state, dtype):
-        """The model-file members for this solver's state in ``model_state``."""
-        return {}
 
     # A run ---------------------------------------------------------------
 

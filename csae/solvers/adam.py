@@ -7,7 +7,6 @@ from typing import Tuple
 import numpy as np
 
 from csae.solvers._minibatch import MinibatchSolver, copies, snapshot, zeros
-from csae.solvers._registry import register
 from csae.solvers.sgd import WEIGHT_NAMES
 
 __all__ = ["Adam", "AdamState"]
@@ -45,7 +44,6 @@ class AdamState:
         return cls(m, v, source.count("adam_t"))
 
 
-@register
 class Adam(MinibatchSolver):
     """Minibatch Adam; its moments start at zero on a model without them,
     and survive a switch to "sgd" and back (SGD leaves them alone)."""

@@ -26,7 +26,7 @@ from csae import _engine
 from csae._errors import NonFiniteError
 from csae._state import EMPTY_STATE, ORIGIN_TRAINED, frozen_tuple
 from csae.solvers._monitor import Outcome, kept_message, objective_settings, why_diverged
-from csae.solvers._registry import SOLVER_CLASSES, register
+from csae.solvers._registry import SOLVER_CLASSES, Solver
 
 __all__ = ["LBFGS", "LbfgsResult", "lbfgs"]
 
@@ -158,8 +158,7 @@ def lbfgs(objective_and_gradients, params, *, max_iter, max_fun, tol, on_iterati
                        interrupted, stopped, message, reason)
 
 
-@register
-class LBFGS:
+class LBFGS(Solver):
     """Full-batch L-BFGS as a solver.  It keeps no state between calls (each
     fit starts a new history), so a state it publishes carries no solver
     state, nor a running sparsity estimate (it computes the exact one)."""
@@ -171,22 +170,6 @@ class LBFGS:
     # points by itself (Transaction checks its start's gradient, and the
     # data after every call).
     full_batch = True
-    State = None
-
-    def __init__(self, hp, start):
-        self.hp = hp
-
-    @classmethod
-    def state_in(cls, model_state):
-        return None
-
-    @classmethod
-    def store(cls, model_state, state):
-        return model_state
-
-    @classmethod
-    def file_arrays(cls, model_state, dtype):
-        return {}
 
     def run(self, backend, X, start, n_epochs, monitor, stacklevel):
         """L-BFGS from ``start`` on the prepared X, for at most ``n_epochs``

@@ -6,7 +6,6 @@ from typing import Tuple
 import numpy as np
 
 from csae.solvers._minibatch import MinibatchSolver, copies, snapshot, zeros
-from csae.solvers._registry import register
 
 __all__ = ["SGD", "MomentumState"]
 
@@ -37,7 +36,6 @@ class MomentumState:
         return cls(tuple(source.array(name, s) for name, s in zip(cls.FILE_NAMES, shapes)))
 
 
-@register
 class SGD(MinibatchSolver):
     """Minibatch SGD; with ``momentum > 0`` it keeps a velocity per weight
     (a ``MomentumState``), zeros at the start of a model."""
