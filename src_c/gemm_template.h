@@ -3,7 +3,7 @@
  * gives the same bits for the same inputs, at any thread count, on any
  * CPU: every rounding in the engine is one that all of them perform in the
  * same order on the same operands.  A kernel keeps that by these rules
- * (the tests that hold them: tests/test_path_identity.py between the x86
+ * (the tests that hold them: tests/test_guarantees_same_bits.py between the x86
  * paths, tests/test_aarch64.py between x86 and aarch64):
  *
  *  1. Products: each element of C is ONE chain of FMAs, c = fma(a_ip, b_pj,

@@ -31,7 +31,7 @@ SUBSET = [
     "test_estimator.py", "test_engine.py", "test_kernel_paths.py", "test_solvers.py",
     "test_persist.py", "test_cli.py", "test_datasets.py", "test_filters.py",
     "test_plotting.py", "test_onnx.py", "test_threads.py", "test_warnings.py",
-    "test_bad_input.py", "test_data.py", "test_sklearn_compat.py", "test_dask.py",
+    "test_guarantees_bad_input.py", "test_data.py", "test_sklearn_compat.py", "test_dask.py",
     "test_deep.py", "test_c_library.py",
 ]
 DESELECT = {

@@ -405,7 +405,7 @@ def test_scale_inputs_maps_features_to_the_unit_interval(backend):
 def test_scale_inputs_range_is_learned_by_the_first_partial_fit_only(backend):
     X = unit_data(20, 3) * 10
     # The linear decoder reconstructs any value; the sigmoid decoder refuses
-    # data outside the learned range (test_transaction.py).
+    # data outside the learned range (test_guarantees_transaction.py).
     model = SparseAutoencoder(solver="sgd", n_hidden=2, scale_inputs=True, backend=backend,
                               decoder="linear", random_state=0)
     model.partial_fit(X)
@@ -484,7 +484,7 @@ def test_weight_attributes_are_read_only_snapshots(backend):
 # --------------------------------------------------------------------------
 
 def test_divergence_warns_and_keeps_the_model_usable(backend, tmp_path):
-    # A diverging fit leaves the model as it was (test_transaction.py checks
+    # A diverging fit leaves the model as it was (test_guarantees_transaction.py checks
     # bit for bit); here: a fitted model stays usable and savable.
     X = np.random.default_rng(19).normal(0, 100, size=(40, 6))
     model = SparseAutoencoder(solver="sgd", n_hidden=4, decoder="linear", learning_rate=1e-6,

@@ -76,7 +76,7 @@ def test_graph_shape_names_and_file(tmp_path):
     assert run(proto, X[:0].astype(np.float32)).shape == (0, 7)
 
 
-def test_bad_input():
+def test_guarantees_bad_input():
     with pytest.raises(ValueError, match="not fitted"):
         to_onnx(SparseAutoencoder())
     model, _ = fitted(np.float64, "sigmoid", False)

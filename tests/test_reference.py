@@ -676,7 +676,7 @@ def test_init_params_statistics():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_forward_rule_for_values_that_are_not_finite(dtype):
-    """The engine's rule (tests/test_nan_rule.py checks every kernel path):
+    """The engine's rule (tests/test_guarantees_nan_rule.py checks every kernel path):
     NaN gives NaN, +-inf and overflowing pre-activations give the limits 1
     and 0, without a warning (warnings are errors in this suite)."""
     big = np.finfo(dtype).max

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-VALIDATION_TESTS = ("tests/test_bad_input.py", "tests/test_params.py",
+VALIDATION_TESTS = ("tests/test_guarantees_bad_input.py", "tests/test_params.py",
                     "tests/test_estimator.py", "tests/test_model_file_rules.py")
-DATA_TESTS = ("tests/test_bad_input.py", "tests/test_estimator.py", "tests/test_params.py")
+DATA_TESTS = ("tests/test_guarantees_bad_input.py", "tests/test_estimator.py", "tests/test_params.py")
 STOPPING_TESTS = ("tests/test_params.py", "tests/test_early_stopping.py",
                   "tests/test_estimator.py", "tests/test_warnings.py")
 READER_TESTS = ("tests/test_model_file_rules.py", "tests/test_params.py",
