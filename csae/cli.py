@@ -653,9 +653,24 @@ def _write_demo_files(model, out, title, can_plot):
     return written
 
 
+def _report_demo(model, X, bars):
+    """Print what the demo's model learned; returns how many bars it found."""
+    from csae.datasets import best_match_correlation
+    objective = model.loss(X)
+    activation = float(model.transform(X).mean())
+    best = best_match_correlation(model.encoder_weights_, bars)
+    recovered = int(np.sum(best >= RECOVERY_THRESHOLD))
+    print(f"final objective         {objective:.4f}  (on all {X.shape[0]} images)")
+    print(f"mean hidden activation  {activation:.4f}  (target rho = "
+          f"{model.sparsity_target:g})")
+    print(f"{recovered}/{bars.shape[0]} bars recovered (best-match correlation >= "
+          f"{RECOVERY_THRESHOLD:g}; worst best match {best.min():.3f})")
+    return recovered
+
+
 def cmd_demo(args):
     from csae import SparseAutoencoder
-    from csae.datasets import best_match_correlation, make_bars
+    from csae.datasets import make_bars
 
     prog = "csae demo"
     out = _demo_folder(args.out)
@@ -695,17 +710,8 @@ def cmd_demo(args):
               file=sys.stderr)
         return EXIT_INTERRUPTED if status == "interrupted" else EXIT_FAILED
 
-    objective = model.loss(X)
-    activation = float(model.transform(X).mean())
-    best = best_match_correlation(model.encoder_weights_, bars)
-    recovered = int(np.sum(best >= RECOVERY_THRESHOLD))
     print(f"trained {model.n_iter_} epochs in {seconds:.2f} s")
-    print(f"final objective         {objective:.4f}  (on all {X.shape[0]} images)")
-    print(f"mean hidden activation  {activation:.4f}  (target rho = "
-          f"{model.sparsity_target:g})")
-    print(f"{recovered}/{n_bars} bars recovered (best-match correlation >= "
-          f"{RECOVERY_THRESHOLD:g}; worst best match {best.min():.3f})")
-
+    recovered = _report_demo(model, X, bars)
     title = f"{model.n_hidden} hidden units ({recovered}/{n_bars} bars recovered)"
     print("wrote " + ", ".join(_write_demo_files(model, out, title, can_plot)))
     if not can_plot:

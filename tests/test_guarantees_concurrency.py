@@ -1,7 +1,18 @@
-"""The GIL is really released by the heavy calls, threads really overlap,
-and long training keeps memory flat."""
+"""One model object shared by threads, threads that really overlap, and memory
+that stays flat.
+
+The GIL is really released by the heavy calls and long training keeps memory
+flat.  Each race on a shared model runs hundreds of times in a child process,
+so that a hang or a crash fails one test instead of taking pytest down; the
+child prints ``OK`` when every round kept the guarantee, or the first broken
+round.
+"""
 
 import concurrent.futures
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -9,6 +20,7 @@ import numpy as np
 import pytest
 
 from csae import SparseAutoencoder
+import csae
 
 
 def unit_data(m, n, seed=0):
@@ -138,3 +150,206 @@ def test_fork_after_the_thread_pool_ran():
         raise AssertionError("the forked child hung in the engine's thread pool")
     assert child.exitcode == 0
     assert queue.get(timeout=5) == expected
+
+
+# --------------------------------------------------------------------------
+# One model object shared by threads
+# --------------------------------------------------------------------------
+
+_PRELUDE = textwrap.dedent("""
+    import os, sys, threading, warnings
+    import numpy as np
+    import csae
+    from csae import SparseAutoencoder
+    BACKEND = sys.argv[1]
+    ROUNDS = int(sys.argv[2])
+    X = np.random.default_rng(0).random((60, 8))
+
+    def weights(model):
+        return [np.array(getattr(model, n + "_")) for n in
+                ("encoder_weights", "encoder_bias", "decoder_weights", "decoder_bias")]
+
+    def same(a, b):
+        return all(np.array_equal(x, y) for x, y in zip(weights(a), weights(b)))
+
+    def run_together(*functions):
+        # Start every function at once (a barrier), collect what they raise.
+        barrier = threading.Barrier(len(functions))
+        errors = []
+        def wrap(f):
+            barrier.wait()
+            try:
+                f()
+            except BaseException as err:  # reported by the parent
+                errors.append(repr(err))
+        threads = [threading.Thread(target=wrap, args=(f,)) for f in functions]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return errors
+
+    def fail(*message):
+        print("FAIL", *message, flush=True)
+        sys.exit(1)
+""")
+
+
+def _run(body, backend, rounds, tmp_path, timeout=240):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(csae.__file__))]
+        + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    # A short switch interval makes threads interleave far more often, so a
+    # race shows within a few hundred rounds.
+    script = _PRELUDE + "sys.setswitchinterval(1e-5)\n" + textwrap.dedent(body) \
+        + "\nprint('OK', flush=True)\n"
+    proc = subprocess.run([sys.executable, "-c", script, backend, str(rounds)],
+                          capture_output=True, text=True, timeout=timeout, cwd=tmp_path,
+                          env=env)
+    assert proc.returncode == 0 and "OK" in proc.stdout, (proc.stdout[-2000:],
+                                                          proc.stderr[-3000:])
+
+
+def test_two_partial_fits_at_once_train_two_epochs(backend, tmp_path):
+    """Two threads call partial_fit on one fresh model: the result is two
+    epochs of training, bit-identical to two calls in a row."""
+    _run("""
+        serial = SparseAutoencoder(solver="sgd", n_hidden=5, backend=BACKEND, random_state=0)
+        serial.partial_fit(X).partial_fit(X)
+        for round in range(ROUNDS):
+            model = SparseAutoencoder(solver="sgd", n_hidden=5, backend=BACKEND, random_state=0)
+            errors = run_together(lambda: model.partial_fit(X), lambda: model.partial_fit(X))
+            if errors:
+                fail(round, errors)
+            if model.n_iter_ != 2 or not same(model, serial):
+                fail(round, "n_iter_", model.n_iter_, "weights equal two epochs:",
+                     same(model, serial))
+    """, backend, 300, tmp_path)
+
+
+def test_transform_and_loss_while_fit_runs_in_a_loop(backend, tmp_path):
+    """A fitted model keeps answering transform and loss while another
+    thread refits it again and again: never NotFittedError, never a
+    half-built state."""
+    _run("""
+        model = SparseAutoencoder(solver="sgd", n_hidden=5, max_epochs=2, backend=BACKEND,
+                                  random_state=0).fit(X)
+        expected_H = model.transform(X)
+        expected_loss = model.loss(X)
+        done = threading.Event()
+        def refit():
+            try:
+                for _ in range(ROUNDS):
+                    model.fit(X)
+            finally:
+                done.set()
+        def use():
+            count = 0
+            while not done.is_set() or count < 10:
+                H = model.transform(X)
+                loss = model.loss(X)
+                # Same random_state: every fit reaches the same model.
+                if not (np.array_equal(H, expected_H) and loss == expected_loss):
+                    raise AssertionError("transform/loss of a half-built model")
+                count += 1
+        errors = run_together(refit, use, use)
+        if errors:
+            fail(errors)
+    """, backend, 300, tmp_path)
+
+
+def test_save_while_fit_runs_writes_one_consistent_model(backend, tmp_path):
+    """save during fit writes either the model before the fit or the one
+    after it, never epochs of one with the weights of the other."""
+    _run("""
+        reference = SparseAutoencoder(solver="sgd", n_hidden=5, max_epochs=6, backend=BACKEND,
+                                      random_state=0).fit(X)
+        model = SparseAutoencoder(solver="sgd", n_hidden=5, max_epochs=6, backend=BACKEND,
+                                  random_state=0).fit(X)
+        done = threading.Event()
+        def refit():
+            try:
+                for _ in range(ROUNDS):
+                    model.fit(X)
+            finally:
+                done.set()
+        def save():
+            count = 0
+            while not done.is_set() or count < 5:
+                path = f"m{threading.get_ident()}.npz"
+                model.save(path)
+                saved = csae.load(path)
+                if saved.n_iter_ != 6 or not same(saved, reference) \
+                        or saved.loss_curve_ != reference.loss_curve_:
+                    raise AssertionError(f"file holds {saved.n_iter_} epochs and "
+                                         f"{'the' if same(saved, reference) else 'other'} weights")
+                count += 1
+        errors = run_together(refit, save)
+        if errors:
+            fail(errors)
+    """, backend, 200, tmp_path)
+
+
+def test_fit_partial_fit_set_params_and_save_together_leave_a_usable_model(
+        backend, tmp_path):
+    """The four-way race of the issue: afterwards the model trains, and
+    every file save wrote loads (save and partial_fit may refuse a model
+    whose n_hidden was changed after fitting, with a ValueError saying so)."""
+    _run("""
+        for round in range(ROUNDS):
+            model = SparseAutoencoder(solver="sgd", n_hidden=4, momentum=0.5, max_epochs=2,
+                                      backend=BACKEND, random_state=round)
+            model.fit(X)
+            path = f"r{round % 4}.npz"
+            def save():
+                try:
+                    model.save(path)
+                except ValueError as err:
+                    if "n_hidden" not in str(err):
+                        raise
+                    return
+                csae.load(path)
+            def partial_fit():
+                try:
+                    model.partial_fit(X)
+                except ValueError as err:
+                    if "n_hidden" not in str(err):
+                        raise
+            errors = run_together(lambda: model.fit(X), partial_fit, partial_fit,
+                                  lambda: model.set_params(n_hidden=3 + round % 3), save)
+            if errors:
+                fail(round, errors)
+            model.set_params(n_hidden=5).fit(X).partial_fit(X)  # still trainable
+            model.save(path)
+            csae.load(path)
+    """, backend, 200, tmp_path)
+
+
+def test_get_params_and_pickle_see_one_set_params_call_whole(tmp_path):
+    """set_params(a=..., b=...) is seen whole or not at all by get_params
+    and by pickling (both read one snapshot)."""
+    _run("""
+        import pickle
+        model = SparseAutoencoder(solver="sgd", n_hidden=4, max_epochs=1, random_state=0).fit(X)
+        done = threading.Event()
+        def flip():
+            i = 0
+            while not done.is_set():
+                k = 1 + i % 2
+                model.set_params(sparsity_weight=float(k), weight_decay=float(k))
+                i += 1
+        def read():
+            try:
+                for _ in range(ROUNDS * 20):
+                    p = model.get_params()
+                    q = pickle.loads(pickle.dumps(model)).get_params()
+                    for params in (p, q):
+                        if params["sparsity_weight"] != params["weight_decay"] \
+                                and params["weight_decay"] != 1e-4:
+                            raise AssertionError(f"half a set_params call: {params}")
+            finally:
+                done.set()
+        errors = run_together(flip, read)
+        if errors:
+            fail(errors)
+    """, "c", 100, tmp_path)

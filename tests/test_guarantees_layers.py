@@ -137,3 +137,33 @@ def test_each_module_imports_alone_in_a_fresh_interpreter(module):
     result = subprocess.run([sys.executable, "-c", f"import csae.{module}"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+# A function longer than this (its docstring not counted) says why in a
+# comment starting "# Long:" in its first lines.
+MAX_FUNCTION_LINES = 60
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_no_function_is_longer_than_a_screen_without_a_reason(module):
+    tree = _tree(module)
+    too_long = []
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        first = node.body[0]
+        docstring = (first.end_lineno - first.lineno + 1
+                     if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                     and isinstance(first.value.value, str) else 0)
+        length = node.end_lineno - node.lineno + 1 - docstring
+        if length > MAX_FUNCTION_LINES and not _says_why(module, node):
+            too_long.append(f"{node.name} (line {node.lineno}, {length} lines)")
+    assert not too_long, f"csae.{module}: " + "; ".join(too_long)
+
+
+def _says_why(module, node):
+    path = os.path.join(PACKAGE, *module.split("."))
+    path = os.path.join(path, "__init__.py") if os.path.isdir(path) else path + ".py"
+    with open(path, encoding="utf-8") as fh:
+        lines = fh.read().splitlines()[node.lineno - 1:node.lineno + 12]
+    return any(line.strip().startswith("# Long:") for line in lines)
