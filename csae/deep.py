@@ -543,7 +543,8 @@ class SparseAutoencoderClassifier(ParamsMixin):
     autoencoders_ : list of SparseAutoencoder or None
         The pretrained autoencoders (None with ``pretrain=False``).
     loss_curve_ : list of float
-        Fine-tuning's objective after each L-BFGS iteration.
+        Fine-tuning's objective after each L-BFGS iteration run (with
+        ``early_stopping``, also those after ``best_iteration_``).
     n_iter_ : int
         Fine-tuning iterations run.
     validation_loss_curve_ : list of float or None
@@ -696,8 +697,10 @@ class SparseAutoencoderClassifier(ParamsMixin):
             layers, curve = self._lbfgs(pretrained, Xs, y_idx, s, s["max_iter"], say=say,
                                         monitor=monitor)
             if monitor is not None:
+                # The best validation iteration's weights; loss_curve_ and
+                # n_iter_ still count every iteration run (scikit-learn's
+                # MLP convention, as SparseAutoencoder's).
                 layers = monitor.best_layers
-                curve = curve[:monitor.best_iteration]
         # Everything trained: publish together.
         self.__dict__.pop("feature_names_in_", None)
         self.__dict__.update(
