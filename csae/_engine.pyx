@@ -796,7 +796,47 @@ def sgd_step(params, velocity, X, *, rho, beta, lam, decoder="sigmoid",
     return loss
 
 
-cdef class ObjectiveEvaluator:
+cdef class _FlatEvaluator:
+    """What an evaluator for the optimizer shares: ``evaluate_flat`` on the
+    optimizer's float64 vectors, through float32 buffers kept here for a
+    float32 model.  A subclass sets ``n_params`` and ``buffers`` (None for
+    float64, else two float32 arrays of n_params) and defines ``_run``."""
+    cdef object buffers
+    cdef readonly size_t n_params
+
+    cdef double _run(self, char *theta, char *grad) except? -1.0:
+        raise NotImplementedError
+
+    cdef _flat_buffers(self, size_t n_params, dtype):
+        self.n_params = n_params
+        # float32 models: the parameters and gradient in float32, flat.
+        self.buffers = (None if dtype == np.float64 else
+                        (np.empty(n_params, np.float32), np.empty(n_params, np.float32)))
+
+    def evaluate_flat(self, theta, grad):
+        """The objective at the float64 vector ``theta``; its gradient into
+        the float64 vector ``grad`` (both of length n_params, in the layout
+        the class documents).  Returns the objective (a float)."""
+        cdef const double[::1] t = theta
+        cdef double[::1] g = grad
+        cdef size_t k, P = self.n_params
+        if <size_t>t.shape[0] != P or <size_t>g.shape[0] != P:
+            raise ValueError(f"theta and grad must have {P} entries, got "
+                             f"{t.shape[0]} and {g.shape[0]}")
+        cdef float[::1] t32, g32
+        cdef double loss
+        if self.buffers is None:
+            return self._run(<char *>&t[0], <char *>&g[0])
+        t32, g32 = self.buffers
+        for k in range(P):
+            t32[k] = <float>t[k]
+        loss = self._run(<char *>&t32[0], <char *>&g32[0])
+        for k in range(P):
+            g[k] = g32[k]
+        return loss
+
+
+cdef class ObjectiveEvaluator(_FlatEvaluator):
     """``objective_and_gradients`` on one data set, evaluated many times
     (L-BFGS): the engine's workspace is allocated once, here, instead of on
     every call.
@@ -826,8 +866,8 @@ cdef class ObjectiveEvaluator:
     """
     cdef _Workspace work
     cdef csae_model model
-    cdef object X, dtype, buffers
-    cdef readonly size_t n_features, n_hidden, n_params
+    cdef object X, dtype
+    cdef readonly size_t n_features, n_hidden
     cdef size_t m
 
     def __init__(self, X, n_hidden, *, rho, beta, lam, decoder="sigmoid", n_threads=1):
@@ -849,10 +889,7 @@ cdef class ObjectiveEvaluator:
             csae_train_workspace_size(&self.model, m, dtype.itemsize, threads), threads)
         self.X, self.dtype, self.m = X, dtype, m
         self.n_features, self.n_hidden = n, h
-        self.n_params = 2 * n * h + n + h
-        # float32 models: the parameters and gradient in float32, flat.
-        self.buffers = (None if dtype == np.float64 else
-                        (np.empty(self.n_params, np.float32), np.empty(self.n_params, np.float32)))
+        self._flat_buffers(2 * n * h + n + h, dtype)
 
     cdef double _run(self, char *theta, char *grad) except? -1.0:
         """The objective at the flat parameters theta (model dtype), gradient
@@ -885,27 +922,6 @@ cdef class ObjectiveEvaluator:
         _raise_for(status)
         return loss
 
-    def evaluate_flat(self, theta, grad):
-        """The objective at the float64 vector ``theta``; its gradient into
-        the float64 vector ``grad`` (both of length n_params, in the layout
-        W, b, Wd, bd).  Returns the objective (a float)."""
-        cdef const double[::1] t = theta
-        cdef double[::1] g = grad
-        cdef size_t k, P = self.n_params
-        if <size_t>t.shape[0] != P or <size_t>g.shape[0] != P:
-            raise ValueError(f"theta and grad must have {P} entries, got "
-                             f"{t.shape[0]} and {g.shape[0]}")
-        cdef float[::1] t32, g32
-        cdef double loss
-        if self.buffers is None:
-            return self._run(<char *>&t[0], <char *>&g[0])
-        t32, g32 = self.buffers
-        for k in range(P):
-            t32[k] = <float>t[k]
-        loss = self._run(<char *>&t32[0], <char *>&g32[0])
-        for k in range(P):
-            g[k] = g32[k]
-        return loss
 
     def __call__(self, params):
         """``(L, (dW, db, dWd, dbd))`` at ``params``, as
@@ -1377,7 +1393,7 @@ def deep_objective_and_gradients(params, X, y, *, lam, n_threads=1, need_gradien
     return float(loss), grads
 
 
-cdef class DeepEvaluator:
+cdef class DeepEvaluator(_FlatEvaluator):
     """The deep objective and gradient (csae_deep_objective_*) on fixed
     data, for an optimizer that evaluates it many times (L-BFGS): the
     workspace, the labels and (float32 networks) the parameter and gradient
@@ -1402,12 +1418,12 @@ cdef class DeepEvaluator:
     the engine's layout (csae.h: each layer's W row-major, then its b) and
     writes the gradient into the float64 vector ``grad``: float64 networks
     are read and written in place, float32 ones through float32 buffers.
+    It returns NaN when the objective or the gradient is not finite.
     ``csae.solvers.lbfgs.lbfgs`` calls it when its objective has it.
     """
     cdef _Workspace work
     cdef csae_deep_net net
-    cdef object sz, X, y, dtype, buffers
-    cdef readonly size_t n_params
+    cdef object sz, X, y, dtype
     cdef size_t m
     cdef double lam
 
@@ -1433,9 +1449,7 @@ cdef class DeepEvaluator:
         self.work = _Workspace(
             csae_deep_objective_workspace_size(&self.net, m, dtype.itemsize, threads), threads)
         self.X, self.dtype, self.m, self.lam = X, dtype, m, lam
-        self.n_params = csae_deep_n_params(&self.net)
-        self.buffers = (None if dtype == np.float64 else
-                        (np.empty(self.n_params, np.float32), np.empty(self.n_params, np.float32)))
+        self._flat_buffers(csae_deep_n_params(&self.net), dtype)
 
     cdef double _run(self, char *theta, char *grad) except? -1.0:
         cdef double loss = 0.0
@@ -1458,24 +1472,3 @@ cdef class DeepEvaluator:
         _raise_for(status)
         return loss
 
-    def evaluate_flat(self, theta, grad):
-        """The objective at the float64 vector ``theta``; its gradient into
-        the float64 vector ``grad`` (both of length n_params).  Returns the
-        objective (a float; NaN when it or the gradient is not finite)."""
-        cdef const double[::1] t = theta
-        cdef double[::1] g = grad
-        cdef size_t k, P = self.n_params
-        if <size_t>t.shape[0] != P or <size_t>g.shape[0] != P:
-            raise ValueError(f"theta and grad must have {P} entries, got "
-                             f"{t.shape[0]} and {g.shape[0]}")
-        cdef float[::1] t32, g32
-        cdef double loss
-        if self.buffers is None:
-            return self._run(<char *>&t[0], <char *>&g[0])
-        t32, g32 = self.buffers
-        for k in range(P):
-            t32[k] = <float>t[k]
-        loss = self._run(<char *>&t32[0], <char *>&g32[0])
-        for k in range(P):
-            g[k] = g32[k]
-        return loss
