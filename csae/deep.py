@@ -696,7 +696,7 @@ class SparseAutoencoderClassifier(ParamsMixin):
             return {"solver": "lbfgs"}
         flat = FlatSettings(max_epochs=s["max_iter"], tol=s["tol"],
                             n_iter_no_change=s["n_iter_no_change"], verbose=int(s["verbose"]),
-                            **v)
+                            budget_name="max_iter", **v)
         return {"solver": self.solver, "flat": flat}
 
     def fit(self, X, y):

@@ -228,14 +228,15 @@ class StoppingRule:
         return (f"the {self._what()} did not improve by more than tol={self.tol:g} of its "
                 f"best for n_iter_no_change={self.patience} {unit}s")
 
-    def unmet(self, max_epochs, unit):
-        """The ConvergenceWarning's message."""
+    def unmet(self, max_epochs, unit, name="max_epochs"):
+        """The ConvergenceWarning's message (``name``: the estimator's name
+        for the budget)."""
         off = ("" if self.early_stopping else
-               f", or set tol=0 to train exactly max_epochs {unit}s without this warning")
-        return (f"fit stopped at max_epochs={max_epochs} while the {self._what()} was still "
+               f", or set tol=0 to train exactly {name} {unit}s without this warning")
+        return (f"fit stopped at {name}={max_epochs} while the {self._what()} was still "
                 f"improving: it never went n_iter_no_change={self.patience} {unit}s without "
-                f"improving by more than tol={self.tol:g} of its best. Raise max_epochs to train until "
-                f"it does{off}.")
+                f"improving by more than tol={self.tol:g} of its best. Raise {name} to train "
+                f"until it does{off}.")
 
 
 # --------------------------------------------------------------------------

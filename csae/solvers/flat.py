@@ -47,6 +47,7 @@ class FlatSettings:
     tol: float
     n_iter_no_change: int
     verbose: int
+    budget_name: str = "max_epochs"   # the estimator's name for max_epochs, in messages
 
 
 class FlatMonitor(Monitor):
@@ -146,7 +147,8 @@ def run(evaluator, theta0, X, y, hp, monitor, rng_state, n_threads, stacklevel):
     if monitor.reason is None:
         monitor.reason = "max_epochs"
     if status == "done" and monitor.rule.active:
-        monitor.finish((theta,), monitor.rule.unmet(hp.max_epochs, monitor.unit),
+        monitor.finish((theta,), monitor.rule.unmet(hp.max_epochs, monitor.unit,
+                                                    hp.budget_name),
                        stacklevel + 1)
     return _result(monitor, done, curve, status)
 
