@@ -151,6 +151,31 @@ def test_evaluate_rows_is_the_reference_on_those_rows(dtype):
         ev.evaluate_rows(theta, grad, 30, 41)
 
 
+@pytest.mark.parametrize("dtype", [np.dtype(d) for d in DTYPES], ids=lambda d: d.name)
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_a_minibatch_allocates_nothing(dtype, solver):
+    import tracemalloc
+    rng = np.random.default_rng(0)
+    sizes = [64, 200, 100, 10]
+    X = rng.uniform(0, 1, (300, 64)).astype(dtype)
+    ev = eng.DeepEvaluator(sizes, X, rng.integers(0, 10, 300), lam=1e-4)
+    theta = rng.normal(0, 0.1, ev.n_params).astype(dtype)
+    grad = np.empty_like(theta)
+    step = eng.FlatStep(ev.n_params, dtype, solver=solver, learning_rate=1e-3, momentum=0.9)
+    ev.evaluate_rows(theta, grad, 0, 100)
+    step.step(theta, grad)
+    tracemalloc.start()
+    try:
+        for lo in range(0, 300, 100):
+            ev.evaluate_rows(theta, grad, lo, lo + 100)
+            step.step(theta, grad)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # A gradient or state array per minibatch would be n_params * 4 >= 140 kB.
+    assert peak < 4096
+
+
 # ---------------------------------------------------------------------------
 # On the digits, against L-BFGS
 # ---------------------------------------------------------------------------

@@ -164,10 +164,9 @@ class Progress:
             parts.append(f"validation {validation:.6g}")
 
         def line():
-            if activation is not None:
-                parts.append(f"mean activation {activation():.4f} (target "
-                             f"{self.hp.sparsity_target:g})")
-            return f"{self.unit} {number}: {', '.join(parts)}, elapsed {elapsed:.3f} s"
+            shown = parts if activation is None else parts + [
+                f"mean activation {activation():.4f} (target {self.hp.sparsity_target:g})"]
+            return f"{self.unit} {number}: {', '.join(shown)}, elapsed {elapsed:.3f} s"
         if self.shown is None or k in self.shown:
             self.print(line())
             self.last_line = None
