@@ -334,6 +334,36 @@ def test_ctrl_c_keeps_the_last_completed_epoch(monkeypatch):
         assert W1.tobytes() == W2.tobytes() and b1.tobytes() == b2.tobytes()
 
 
+def test_ctrl_c_with_early_stopping_keeps_the_best_epoch_so_far(monkeypatch):
+    import csae.solvers.flat as flat
+    X, y = blobs(m=300, n=10, k=4, seed=3)
+    X = X + np.random.default_rng(9).normal(0, 3, X.shape)
+    real, calls = flat._epoch, []
+
+    def epoch(*args):
+        calls.append(1)
+        if len(calls) == 7:   # after the best epoch (3) and before the rule stops (8)
+            raise KeyboardInterrupt
+        return real(*args)
+    monkeypatch.setattr(flat, "_epoch", epoch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("always", csae.TrainingInterruptedWarning)
+        with pytest.warns(csae.TrainingInterruptedWarning, match="lowest validation"):
+            clf = small(hidden_layer_sizes=(40, 30), max_iter=300, alpha=0.0,
+                        learning_rate=0.003, early_stopping=True, validation_fraction=0.3,
+                        n_iter_no_change=5).fit(X, y)
+    curve = clf.validation_loss_curve_
+    assert clf.n_iter_ == len(curve) == 6
+    assert clf.best_iteration_ == int(np.argmin(curve)) + 1 < 6
+    rng = np.random.default_rng(csae._validation.derive_seed(0))
+    order = rng.permutation(300)
+    lo, hi = X[order[90:]].min(axis=0), X[order[90:]].max(axis=0)
+    loss = ref.deep_objective(list(clf.layers_), (X[order[:90]] - lo) / (hi - lo),
+                              y[order[:90]], lam=0.0)
+    assert loss == pytest.approx(min(curve), rel=1e-9)
+
+
 @pytest.mark.parametrize("change, match", [
     ({"solver": "lbfgsb"}, "solver must be one of"),
     ({"learning_rate": 0.0}, "learning_rate"),
