@@ -18,10 +18,15 @@ cancellation when features sit far from zero).  Results then differ from
 
 Every graph is built the same way: a ``_Graph`` collects nodes and
 initializers as plain data, the blocks ``_scale_input``, ``_dense`` and
-``_unscale_output`` append a model's steps to it, and ``_model_proto``
-turns it into a checked ``onnx.ModelProto``.  The deep models' ``to_onnx``
-methods hand their arrays to ``export_stacked`` and ``export_classifier``
-(values, not the estimator).
+``_unscale_output`` append a model's steps to it (``_autoencoder_steps``
+chains them for one autoencoder, a stack, or a classifier's hidden
+layers), and ``_model_proto`` turns it into a checked ``onnx.ModelProto``.
+A stack's graph uses the stack's own weights, in which ``csae.stack``
+folded the scaling of the autoencoders above the first, so it computes
+what ``transform`` computes.  The deep models' ``to_onnx`` methods
+(csae/deep.py) hand their arrays to ``export_stacked`` and
+``export_classifier``: values, not the estimator, and no import of
+csae.deep here.
 
 The onnx package is imported when a function here is called, never when
 csae is imported.
@@ -33,7 +38,7 @@ import numpy as np
 
 from csae._validation import NotFittedError
 
-__all__ = ["to_onnx", "register_skl2onnx_converter", "export_stacked", "export_classifier"]
+__all__ = ["to_onnx", "register_skl2onnx_converter"]
 
 _WHAT = ("encoder", "decoder", "reconstruct")
 # Every operator used has had its current form since opset 13.
@@ -90,41 +95,39 @@ def _check_bytes(size, what, described, dtype, hint=""):
         f"protobuf message of less than 2 GiB; export a smaller model{hint}")
 
 
-def _graph_bytes(state, dtype, scale_inputs, what):
-    """Bytes of the initializers an autoencoder's ``what`` graph holds, from
-    the shapes alone (nothing is copied): what one protobuf message must hold."""
-    h, n = state.params[0].shape
+def _encoder_bytes(shapes, dtype, scaled):
+    """Bytes of the initializers of layers with weights of the ``(h, n)``
+    ``shapes`` in ``dtype``, and of the float64 input range when
+    ``scaled``: from the shapes alone, nothing copied."""
     item = np.dtype(dtype).itemsize
-    total = 0
-    if what in ("encoder", "reconstruct"):
-        total += (h * n + h) * item + (2 * n * 8 if scale_inputs else 0)
-    if what in ("decoder", "reconstruct"):
-        total += (n * h + n) * item + (2 * n * item if scale_inputs else 0)
-    return total
+    total = sum((h * n + h) * item for h, n in shapes)
+    return total + (2 * shapes[0][1] * 8 if scaled else 0)
+
+
+def _decoder_bytes(shape, dtype, scaled):
+    """Bytes of the initializers of the decoder of an autoencoder whose
+    encoder weights have ``shape`` (h, n), with its output range in
+    ``dtype`` when ``scaled``."""
+    h, n = shape
+    item = np.dtype(dtype).itemsize
+    return (n * h + n) * item + (2 * n * item if scaled else 0)
 
 
 def _check_size(state, model, what):
     """An autoencoder's ``what`` graph, checked by ``_check_bytes``."""
-    if state.params is None:
-        return
     h, n = state.params[0].shape
+    dtype, scaled = model.dtype, model.scale_inputs
+    size = ((_encoder_bytes([(h, n)], dtype, scaled) if what != "decoder" else 0)
+            + (_decoder_bytes((h, n), dtype, scaled) if what != "encoder" else 0))
     hint = ('; what="encoder" and what="decoder" each take half of "reconstruct"'
             if what == "reconstruct" else "")
-    _check_bytes(_graph_bytes(state, model.dtype, model.scale_inputs, what), what,
-                 f"{h} hidden units x {n} features", model.dtype, hint)
+    _check_bytes(size, what, f"{h} hidden units x {n} features", dtype, hint)
 
 
-def _layers_bytes(layers, scaling):
-    """Bytes of a network's weights and biases, and of its float64 input
-    range when it has one."""
-    total = sum(W.nbytes + b.nbytes for W, b in layers)
-    return total + (0 if scaling is None else 2 * 8 * layers[0][0].shape[1])
-
-
-def _described(layers):
-    """``layers 64-30-20-10``: a network's sizes, for messages."""
-    sizes = [layers[0][0].shape[1]] + [W.shape[0] for W, _ in layers]
-    return "layers " + "-".join(map(str, sizes))
+def _described(shapes):
+    """``layers 64-30-20-10``: a network's sizes from its weights' shapes,
+    for messages."""
+    return "layers " + "-".join(map(str, [shapes[0][1]] + [h for h, _ in shapes]))
 
 
 # --------------------------------------------------------------------------
@@ -224,16 +227,8 @@ def _write(proto, path):
     return proto
 
 
-def _ends(what, width_x, width_h):
-    """The input and output of an autoencoder's ``what`` graph:
-    ``(name, width)`` each; X -> H, H -> Y or X -> Y."""
-    inp = ("H", width_h) if what == "decoder" else ("X", width_x)
-    out = ("H", width_h) if what == "encoder" else ("Y", width_x)
-    return inp, out
-
-
 # --------------------------------------------------------------------------
-# SparseAutoencoder
+# Autoencoders: one SparseAutoencoder, or a StackedEncoder's layers
 # --------------------------------------------------------------------------
 
 def _fitted_state(model):
@@ -264,27 +259,38 @@ def _snapshot(model, state=None):
     return dict(dtype=dtype, weights=weights, decoder=model.decoder, scaling=scaling)
 
 
-def _encoder_steps(g, snap, name):
-    _scale_input(g, snap["scaling"])
-    W, b = snap["weights"][:2]
-    _dense(g, name, W, b, "sigmoid")
+def _autoencoder_steps(g, layers, scaling, decoders, what):
+    """The steps of ``what`` appended to ``g``: "encoder" is the input
+    scaling and every ``(W, b)`` layer, bottom first; "decoder" every
+    decoder of the ``decoders`` (``_snapshot``s, bottom first) run top
+    first, each followed by its output scaling; "reconstruct" both.
+    Returns ``g``."""
+    if what != "decoder":
+        _scale_input(g, scaling)
+        for l, (W, b) in enumerate(layers, 1):
+            _dense(g, f"layer{l}", W, b, "sigmoid")
+    if what != "encoder":
+        for l in range(len(decoders), 0, -1):
+            snap = decoders[l - 1]
+            Wd, bd = snap["weights"][2:]
+            _dense(g, f"decoder{l}", Wd, bd, snap["decoder"])
+            if snap["scaling"] is not None:
+                _unscale_output(g, snap["scaling"], f"decoder{l}_output")
+    return g
 
 
-def _decoder_steps(g, snap, name):
-    Wd, bd = snap["weights"][2:]
-    _dense(g, name, Wd, bd, snap["decoder"])
-    if snap["scaling"] is not None:
-        _unscale_output(g, snap["scaling"], f"{name}_output")
-
-
-def _steps(snap, what, inp, out):
-    """An autoencoder's ``what`` graph from ``inp`` to ``out``, a ``_Graph``."""
-    g = _Graph(snap["dtype"], inp)
-    if what in ("encoder", "reconstruct"):
-        _encoder_steps(g, snap, "encoder")
-    if what in ("decoder", "reconstruct"):
-        _decoder_steps(g, snap, "decoder")
-    return g.finish(out)
+def _export_autoencoders(layers, scaling, decoders, what, graph_name, path):
+    """The ``_autoencoder_steps`` graph as a model: X -> H ("encoder"),
+    H -> Y ("decoder") or X -> Y ("reconstruct"), written to ``path``."""
+    dtype = np.dtype(layers[0][0].dtype)
+    elem = _elem(dtype)
+    n, h = layers[0][0].shape[1], layers[-1][0].shape[0]
+    inp, width_in = ("H", h) if what == "decoder" else ("X", n)
+    out, width_out = ("H", h) if what == "encoder" else ("Y", n)
+    g = _autoencoder_steps(_Graph(dtype, inp), layers, scaling, decoders, what).finish(out)
+    proto = _model_proto(g, graph_name, [(inp, elem, ["N", width_in])],
+                         [(out, elem, ["N", width_out])])
+    return _write(proto, path)
 
 
 def _export_autoencoder(model, path, what):
@@ -292,52 +298,36 @@ def _export_autoencoder(model, path, what):
     state = _fitted_state(model)  # one snapshot: weights and range that belong together
     _check_size(state, model, what)
     snap = _snapshot(model, state)
-    elem = _elem(snap["dtype"])
-    h, n = snap["weights"][0].shape
-    (inp, width_in), (out, width_out) = _ends(what, n, h)
-    g = _steps(snap, what, inp, out)
-    proto = _model_proto(g, f"csae_sparse_autoencoder_{what}", [(inp, elem, ["N", width_in])],
-                         [(out, elem, ["N", width_out])])
-    return _write(proto, path)
+    return _export_autoencoders([snap["weights"][:2]], snap["scaling"], [snap], what,
+                                f"csae_sparse_autoencoder_{what}", path)
 
-
-# --------------------------------------------------------------------------
-# StackedEncoder and SparseAutoencoderClassifier (their to_onnx methods)
-# --------------------------------------------------------------------------
 
 def export_stacked(layers, autoencoders, scaling, path=None, what="encoder"):
     """A stacked encoder's graph: what ``StackedEncoder.to_onnx`` returns.
 
     ``layers``: its ``(W, b)`` pairs, bottom first (the arrays ``transform``
     computes with); ``autoencoders``: the fitted autoencoders whose decoders
-    ``inverse_transform`` runs, top first; ``scaling``: the first one's
+    ``inverse_transform`` runs, bottom first; ``scaling``: the first one's
     float64 ``(data_min, data_scale)`` or None.
     """
     _check_what(what)
     dtype = layers[0][0].dtype
-    decoding = what in ("decoder", "reconstruct")
-    states = [_fitted_state(ae) for ae in autoencoders] if decoding else []
-    size = _layers_bytes(layers, scaling) if what != "decoder" else 0
-    size += sum(_graph_bytes(st, dtype, ae.scale_inputs, "decoder")
-                for ae, st in zip(autoencoders, states))
+    shapes = [W.shape for W, _ in layers]
+    states = [_fitted_state(ae) for ae in autoencoders] if what != "encoder" else []
+    size = _encoder_bytes(shapes, dtype, scaling is not None) if what != "decoder" else 0
+    size += sum(_decoder_bytes(state.params[0].shape, dtype, ae.scale_inputs)
+                for ae, state in zip(autoencoders, states))
     hint = ('; what="encoder" and what="decoder" each take a part of "reconstruct"'
             if what == "reconstruct" else "")
-    _check_bytes(size, what, _described(layers), dtype, hint)
-    (inp, width_in), (out, width_out) = _ends(what, layers[0][0].shape[1],
-                                              layers[-1][0].shape[0])
-    g = _Graph(dtype, inp)
-    if what != "decoder":
-        _scale_input(g, scaling)
-        for l, (W, b) in enumerate(layers, 1):
-            _dense(g, f"layer{l}", W, b, "sigmoid")
-    for l in range(len(states), 0, -1):
-        _decoder_steps(g, _snapshot(autoencoders[l - 1], states[l - 1]), f"decoder{l}")
-    g.finish(out)
-    elem = _elem(dtype)
-    proto = _model_proto(g, f"csae_stacked_encoder_{what}", [(inp, elem, ["N", width_in])],
-                         [(out, elem, ["N", width_out])])
-    return _write(proto, path)
+    _check_bytes(size, what, _described(shapes), dtype, hint)
+    decoders = [_snapshot(ae, state) for ae, state in zip(autoencoders, states)]
+    return _export_autoencoders(layers, scaling, decoders, what,
+                                f"csae_stacked_encoder_{what}", path)
 
+
+# --------------------------------------------------------------------------
+# SparseAutoencoderClassifier (its to_onnx method)
+# --------------------------------------------------------------------------
 
 def _label_values(classes):
     """``classes_`` as the values of the ``label`` output: int64 for integer
@@ -369,12 +359,11 @@ def export_classifier(layers, classes, scaling, path=None):
     labels = _label_values(classes)
     label_bytes = (labels.nbytes if labels.dtype == np.int64
                    else sum(len(v.encode("utf-8")) for v in labels))
-    _check_bytes(_layers_bytes(layers, scaling) + label_bytes, "classifier",
-                 _described(layers), dtype)
-    g = _Graph(dtype, "X")
-    _scale_input(g, scaling)
-    for l, (W, b) in enumerate(layers[:-1], 1):
-        _dense(g, f"layer{l}", W, b, "sigmoid")
+    shapes = [W.shape for W, _ in layers]
+    _check_bytes(_encoder_bytes(shapes, dtype, scaling is not None) + label_bytes,
+                 "classifier", _described(shapes), dtype)
+    # The hidden layers are a stacked encoder's, the softmax layer on top.
+    g = _autoencoder_steps(_Graph(dtype, "X"), layers[:-1], scaling, [], "encoder")
     _dense(g, "softmax", *layers[-1], "softmax", out="probabilities")
     # The first of equal probabilities, as numpy's argmax in predict.
     g.apply("ArgMax", "class_index", axis=1, keepdims=0)
@@ -481,7 +470,8 @@ def _skl2onnx_convert(scope, operator, container):
         final = scope.get_unique_variable_name("csae_hidden")
     else:
         final = out
-    g = _steps(snap, "encoder", inp, final)
+    g = _autoencoder_steps(_Graph(snap["dtype"], inp), [snap["weights"][:2]], snap["scaling"],
+                           [], "encoder").finish(final)
     names = {}
 
     def rename(name):
