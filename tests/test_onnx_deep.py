@@ -52,7 +52,7 @@ def data(scaled, seed=0, m=300, n=20):
     return X
 
 
-def stacked(dtype, n_layers, scaled, scale_every_layer=False):
+def stacked(dtype, n_layers, scaled, scale_every_layer=False, decoder="sigmoid"):
     """A stack of ``n_layers`` autoencoders, each trained on the previous
     one's features (a few epochs), and its training data."""
     X = data(scaled)
@@ -60,7 +60,8 @@ def stacked(dtype, n_layers, scaled, scale_every_layer=False):
     for l, h in enumerate(SIZES[n_layers]):
         ae = SparseAutoencoder(n_hidden=h, max_epochs=3, batch_size=30, dtype=dtype,
                                scale_inputs=scaled and (l == 0 or scale_every_layer),
-                               random_state=l).fit(features)
+                               decoder=decoder, learning_rate=0.05 if decoder == "linear"
+                               else 0.3, random_state=l).fit(features)
         features = ae.transform(features)
         aes.append(ae)
     return csae.stack(aes), X
@@ -106,11 +107,12 @@ def test_every_stacked_graph_matches_the_stack(dtype, n_layers, scaled):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_a_stack_whose_upper_layers_scale_their_inputs(dtype):
+@pytest.mark.parametrize("decoder", ["sigmoid", "linear"])
+def test_a_stack_whose_upper_layers_scale_their_inputs(dtype, decoder):
     # The upper autoencoders' input scaling is folded into the stack's
     # weights for transform, and undone by their own decoders in
     # inverse_transform: the graphs follow both.
-    stack, X = stacked(dtype, 3, True, scale_every_layer=True)
+    stack, X = stacked(dtype, 3, True, scale_every_layer=True, decoder=decoder)
     Xd = X.astype(dtype)
     H = stack.transform(Xd)
     assert_matches(run(stack.to_onnx(), Xd)["H"], H, dtype)
