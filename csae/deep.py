@@ -295,6 +295,30 @@ class StackedEncoder(ParamsMixin):
         """``inverse_transform(transform(X))``."""
         return self.inverse_transform(self.transform(X))
 
+    def to_onnx(self, path=None, what="encoder"):
+        """The stack as an ONNX graph (needs ``pip install "csae[onnx]"``).
+
+        Parameters
+        ----------
+        path : str, bytes, os.PathLike or None, default=None
+            Where to write it, by the rules of ``SparseAutoencoder.save``
+            (None: write nothing).
+        what : {"encoder", "decoder", "reconstruct"}, default="encoder"
+            The graph of ``transform`` (X -> H), ``inverse_transform``
+            (H -> Y) or ``reconstruct`` (X -> Y), as ``csae.to_onnx`` gives
+            for one autoencoder; the first autoencoder's input scaling is in
+            the graph.
+
+        Returns
+        -------
+        onnx.ModelProto
+        """
+        self._check_fitted()
+        from csae.onnx import export_stacked
+        return export_stacked(self.layers_, self.autoencoders_,
+                              None if self._data_min is None
+                              else (self._data_min, self._data_scale), path=path, what=what)
+
     def get_feature_names_out(self, input_features=None):
         """``stackedencoder0`` ... for the top layer's units."""
         self._check_fitted()
@@ -902,6 +926,31 @@ class SparseAutoencoderClassifier(ParamsMixin):
         """
         Xc = self._input(X)
         return _engine.deep_encode(self.layers_[:-1], Xc, resolve_n_threads(self.n_threads))
+
+    def to_onnx(self, path=None):
+        """The network as an ONNX graph (needs ``pip install "csae[onnx]"``).
+
+        Input "X" (N, n_features_in_) in the model dtype; outputs "label"
+        (N,), the ``classes_`` value ``predict`` gives (int64, or strings),
+        and "probabilities" (N, n_classes), ``predict_proba``: the outputs
+        skl2onnx gives a scikit-learn classifier with ``zipmap=False``.
+        The input scaling is in the graph.
+
+        Parameters
+        ----------
+        path : str, bytes, os.PathLike or None, default=None
+            Where to write it, by the rules of ``SparseAutoencoder.save``
+            (None: write nothing).
+
+        Returns
+        -------
+        onnx.ModelProto
+        """
+        self._check_fitted()
+        from csae.onnx import export_classifier
+        return export_classifier(self.layers_, self.classes_,
+                                 None if self._data_min is None
+                                 else (self._data_min, self._data_scale), path=path)
 
 
 def _freeze(layers, dtype):
