@@ -306,7 +306,7 @@ csae_status csae_train_step_f32(const csae_model *model, const csae_sgd *sgd,
                                 const csae_workspace *ws);
 
 /* ---- One optimizer step on a flat vector --------------------------------
- * The update of csae_train_step (SGD, momentum or Adam: the same arithmetic,
+ * The update of csae_train_step_* (SGD, momentum or Adam: the same arithmetic,
  * element by element) applied to the n parameters theta given their
  * gradient grad, for an optimizer of another model than the autoencoder
  * (the deep networks' minibatch fine-tuning): grad must already hold every
