@@ -55,16 +55,18 @@ def assert_close(actual, expected, dtype, scale=None):
     assert err <= RTOL[dtype], f"relative error {err:.3g} > {RTOL[dtype]:.0e}"
 
 
-def random_problem(m, n, h, dtype, seed=0, decoder="sigmoid", bias_scale=0.3):
+def random_problem(m, n, h, dtype, seed=0, decoder="sigmoid", bias_scale=0.3,
+                   output_bias_scale=0.3):
     """(params, X) for the engine-against-reference tests: the reference's
     initial weights, random biases (hidden ones with spread ``bias_scale``,
-    so units start at different activations) and m random rows in [0, 1)
-    (normal for the linear decoder), all in ``dtype``."""
+    so units start at different activations, output ones with spread
+    ``output_bias_scale``) and m random rows in [0, 1) (normal for the
+    linear decoder), all in ``dtype``."""
     from csae import reference as ref
     rng = np.random.default_rng(seed)
     (W, _, Wd, _), _ = ref.init_params(n, h, seed, np.float64)
     b = rng.normal(0, bias_scale, h)
-    bd = rng.normal(0, 0.3, n)
+    bd = rng.normal(0, output_bias_scale, n)
     X = rng.uniform(0, 1, (m, n)) if decoder == "sigmoid" else rng.normal(0, 1, (m, n))
     params = tuple(np.ascontiguousarray(p, dtype=dtype) for p in (W, b, Wd, bd))
     return params, np.ascontiguousarray(X, dtype=dtype)

@@ -26,7 +26,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import GRADCHECK_TOL, assert_close, engine
+from conftest import GRADCHECK_TOL, assert_close, engine, random_problem
 
 from csae import reference as ref
 from csae._errors import NonFiniteError
@@ -55,18 +55,8 @@ def shape_id(s):
 # --------------------------------------------------------------------------
 
 def make_problem(m, n, h, decoder, seed, dtype, bias_scale=0.3):
-    """Parameters from the reference's init_params plus random biases, and
-    data in [0, 1] (sigmoid decoder) or standard normal (linear decoder)."""
-    rng = np.random.default_rng(seed)
-    (W, b, Wd, bd), _ = ref.init_params(n, h, seed, np.float64)
-    b = rng.normal(0, bias_scale, h)
-    bd = rng.normal(0, bias_scale, n)
-    if decoder == "sigmoid":
-        X = rng.uniform(0, 1, (m, n))
-    else:
-        X = rng.normal(0, 1, (m, n))
-    params = tuple(np.ascontiguousarray(p, dtype=dtype) for p in (W, b, Wd, bd))
-    return params, np.ascontiguousarray(X, dtype=dtype)
+    """conftest's random_problem with both biases spread by ``bias_scale``."""
+    return random_problem(m, n, h, dtype, seed, decoder, bias_scale, bias_scale)
 
 
 def copy_params(params):
