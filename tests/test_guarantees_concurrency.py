@@ -189,6 +189,24 @@ _PRELUDE = textwrap.dedent("""
             t.join()
         return errors
 
+    def race_refits(model, *uses, at_least):
+        # model.fit(X) ROUNDS times in one thread while each use runs in its
+        # own thread again and again, until the refits end and it has run at
+        # least at_least times; returns what they raised.
+        done = threading.Event()
+        def refit():
+            try:
+                for _ in range(ROUNDS):
+                    model.fit(X)
+            finally:
+                done.set()
+        def repeat(use):
+            count = 0
+            while not done.is_set() or count < at_least:
+                use()
+                count += 1
+        return run_together(refit, *(lambda use=use: repeat(use) for use in uses))
+
     def fail(*message):
         print("FAIL", *message, flush=True)
         sys.exit(1)
@@ -236,23 +254,13 @@ def test_transform_and_loss_while_fit_runs_in_a_loop(backend, tmp_path):
                                   random_state=0).fit(X)
         expected_H = model.transform(X)
         expected_loss = model.loss(X)
-        done = threading.Event()
-        def refit():
-            try:
-                for _ in range(ROUNDS):
-                    model.fit(X)
-            finally:
-                done.set()
         def use():
-            count = 0
-            while not done.is_set() or count < 10:
-                H = model.transform(X)
-                loss = model.loss(X)
-                # Same random_state: every fit reaches the same model.
-                if not (np.array_equal(H, expected_H) and loss == expected_loss):
-                    raise AssertionError("transform/loss of a half-built model")
-                count += 1
-        errors = run_together(refit, use, use)
+            H = model.transform(X)
+            loss = model.loss(X)
+            # Same random_state: every fit reaches the same model.
+            if not (np.array_equal(H, expected_H) and loss == expected_loss):
+                raise AssertionError("transform/loss of a half-built model")
+        errors = race_refits(model, use, use, at_least=10)
         if errors:
             fail(errors)
     """, backend, 300, tmp_path)
@@ -266,25 +274,15 @@ def test_save_while_fit_runs_writes_one_consistent_model(backend, tmp_path):
                                       random_state=0).fit(X)
         model = SparseAutoencoder(solver="sgd", n_hidden=5, max_epochs=6, backend=BACKEND,
                                   random_state=0).fit(X)
-        done = threading.Event()
-        def refit():
-            try:
-                for _ in range(ROUNDS):
-                    model.fit(X)
-            finally:
-                done.set()
         def save():
-            count = 0
-            while not done.is_set() or count < 5:
-                path = f"m{threading.get_ident()}.npz"
-                model.save(path)
-                saved = csae.load(path)
-                if saved.n_iter_ != 6 or not same(saved, reference) \
-                        or saved.loss_curve_ != reference.loss_curve_:
-                    raise AssertionError(f"file holds {saved.n_iter_} epochs and "
-                                         f"{'the' if same(saved, reference) else 'other'} weights")
-                count += 1
-        errors = run_together(refit, save)
+            path = f"m{threading.get_ident()}.npz"
+            model.save(path)
+            saved = csae.load(path)
+            if saved.n_iter_ != 6 or not same(saved, reference) \
+                    or saved.loss_curve_ != reference.loss_curve_:
+                raise AssertionError(f"file holds {saved.n_iter_} epochs and "
+                                     f"{'the' if same(saved, reference) else 'other'} weights")
+        errors = race_refits(model, save, at_least=5)
         if errors:
             fail(errors)
     """, backend, 200, tmp_path)
