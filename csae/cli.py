@@ -128,14 +128,19 @@ def _default_backend():
     return "c"
 
 
-def _positive_int(text):
+def _int_at_least(text, low, expected):
+    """The integer in text, refused (saying what was expected) below low."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def _positive_int(text):
+    return _int_at_least(text, 1, "a positive integer")
 
 
 # Integer options stop here: the engine counts in 64-bit integers, and a
@@ -152,13 +157,7 @@ def _count(text):
 
 
 def _seed(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+    return _int_at_least(text, 0, "an integer >= 0")
 
 
 def _check_input_file(path, what="file"):
