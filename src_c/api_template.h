@@ -38,42 +38,43 @@ static csae_span *FN(param_spans_)(csae_span *s, const csae_model *model, PARAMS
     return s + 4;
 }
 
-csae_status FN(csae_encode_)(const csae_model *model, const REAL *W, const REAL *b,
-                             const REAL *X, size_t m, REAL *A, const csae_workspace *ws)
+/* One layer, out (m x n_out) from in (m x n_in) through weights
+ * (n_out x n_in) and bias: the encoder (decode == 0) or the decoder. */
+static csae_status FN(layer_)(const csae_model *model, const REAL *weights, const REAL *bias,
+                              const REAL *in, size_t m, REAL *out, const csae_workspace *ws,
+                              int decode)
 {
-    if (!model_ok(model) || !W || !b || (m && (!X || !A)))
+    if (!model_ok(model) || !weights || !bias || (m && (!in || !out)))
         return CSAE_ERR_ARGUMENT;
-    const size_t n = model->n_features, h = model->n_hidden;
-    const csae_span spans[] = {{W, FN(rows_bytes_)(h, n), 0}, {b, FN(bytes_)(h), 0},
-                               {X, FN(rows_bytes_)(m, n), 0}, {A, FN(rows_bytes_)(m, h), 1},
-                               ws_span(ws)};
+    const size_t n_in = decode ? model->n_hidden : model->n_features;
+    const size_t n_out = decode ? model->n_features : model->n_hidden;
+    const csae_span spans[] = {{weights, FN(rows_bytes_)(n_out, n_in), 0},
+                               {bias, FN(bytes_)(n_out), 0},
+                               {in, FN(rows_bytes_)(m, n_in), 0},
+                               {out, FN(rows_bytes_)(m, n_out), 1}, ws_span(ws)};
     if (!csae_spans_ok(spans, sizeof spans / sizeof spans[0]))
         return CSAE_ERR_ARGUMENT;
     const csae_ws_layout L = layout_for(model, m, sizeof(REAL), threads_of(ws), WS_FORWARD, 0, 0);
     char *base = ws_base(ws, &L);
     if (!base)
         return CSAE_ERR_WORKSPACE;
-    OP(encode_)(model, W, b, X, m, A, base, &L, threads_of(ws));
+    if (decode)
+        OP(decode_)(model, weights, bias, in, m, out, base, &L, threads_of(ws));
+    else
+        OP(encode_)(model, weights, bias, in, m, out, base, &L, threads_of(ws));
     return CSAE_OK;
+}
+
+csae_status FN(csae_encode_)(const csae_model *model, const REAL *W, const REAL *b,
+                             const REAL *X, size_t m, REAL *A, const csae_workspace *ws)
+{
+    return FN(layer_)(model, W, b, X, m, A, ws, 0);
 }
 
 csae_status FN(csae_decode_)(const csae_model *model, const REAL *Wd, const REAL *bd,
                              const REAL *A, size_t m, REAL *Y, const csae_workspace *ws)
 {
-    if (!model_ok(model) || !Wd || !bd || (m && (!A || !Y)))
-        return CSAE_ERR_ARGUMENT;
-    const size_t n = model->n_features, h = model->n_hidden;
-    const csae_span spans[] = {{Wd, FN(rows_bytes_)(n, h), 0}, {bd, FN(bytes_)(n), 0},
-                               {A, FN(rows_bytes_)(m, h), 0}, {Y, FN(rows_bytes_)(m, n), 1},
-                               ws_span(ws)};
-    if (!csae_spans_ok(spans, sizeof spans / sizeof spans[0]))
-        return CSAE_ERR_ARGUMENT;
-    const csae_ws_layout L = layout_for(model, m, sizeof(REAL), threads_of(ws), WS_FORWARD, 0, 0);
-    char *base = ws_base(ws, &L);
-    if (!base)
-        return CSAE_ERR_WORKSPACE;
-    OP(decode_)(model, Wd, bd, A, m, Y, base, &L, threads_of(ws));
-    return CSAE_OK;
+    return FN(layer_)(model, Wd, bd, A, m, Y, ws, 1);
 }
 
 csae_status FN(csae_reconstruct_)(const csae_model *model, PARAMS params,
