@@ -99,20 +99,32 @@ csae_status FN(csae_reconstruct_)(const csae_model *model, PARAMS params,
     return CSAE_OK;
 }
 
+/* The spans of an objective call: params (read), grads (written) when any
+ * gradient is asked for, and X.  NULL when grads names only some of the
+ * four arrays: all or none. */
+static csae_span *FN(objective_spans_)(csae_span *s, const csae_model *model, PARAMS params,
+                                       PARAMS grads, const REAL *X, size_t m)
+{
+    const int want = grads.W || grads.b || grads.Wd || grads.bd;
+    if (want && !FN(params_ok_)(grads))
+        return NULL;
+    s = FN(param_spans_)(s, model, params, 0);
+    if (want)
+        s = FN(param_spans_)(s, model, grads, 1);
+    *s++ = (csae_span){X, FN(rows_bytes_)(m, model->n_features), 0};
+    return s;
+}
+
 csae_status FN(csae_objective_)(const csae_model *model, PARAMS params, const REAL *X,
                                 size_t m, double *loss, PARAMS grads, REAL *rho_hat,
                                 const csae_workspace *ws)
 {
     if (!model_ok(model) || !FN(params_ok_)(params) || !X || m == 0 || !loss)
         return CSAE_ERR_ARGUMENT;
-    const int want = grads.W || grads.b || grads.Wd || grads.bd;
-    if (want && !FN(params_ok_)(grads))
-        return CSAE_ERR_ARGUMENT;
     csae_span spans[12];
-    csae_span *end = FN(param_spans_)(spans, model, params, 0);
-    if (want)
-        end = FN(param_spans_)(end, model, grads, 1);
-    *end++ = (csae_span){X, FN(rows_bytes_)(m, model->n_features), 0};
+    csae_span *end = FN(objective_spans_)(spans, model, params, grads, X, m);
+    if (!end)
+        return CSAE_ERR_ARGUMENT;
     *end++ = (csae_span){loss, sizeof *loss, 1};
     *end++ = (csae_span){rho_hat, FN(bytes_)(model->n_hidden), 1};
     *end++ = ws_span(ws);
@@ -254,14 +266,10 @@ csae_status FN(csae_objective_part_)(const csae_model *model, PARAMS params, con
     if (!model_ok(model) || !FN(params_ok_)(params) || (m && !X) || !rho_hat || !part ||
         n_total == 0 || m > n_total)
         return CSAE_ERR_ARGUMENT;
-    const int want = grads.W || grads.b || grads.Wd || grads.bd;
-    if (want && !FN(params_ok_)(grads))
-        return CSAE_ERR_ARGUMENT;
     csae_span spans[12];
-    csae_span *end = FN(param_spans_)(spans, model, params, 0);
-    if (want)
-        end = FN(param_spans_)(end, model, grads, 1);
-    *end++ = (csae_span){X, FN(rows_bytes_)(m, model->n_features), 0};
+    csae_span *end = FN(objective_spans_)(spans, model, params, grads, X, m);
+    if (!end)
+        return CSAE_ERR_ARGUMENT;
     *end++ = (csae_span){rho_hat, mul_size(model->n_hidden, sizeof *rho_hat), 0};
     *end++ = (csae_span){part, sizeof *part, 1};
     *end++ = ws_span(ws);
