@@ -167,6 +167,22 @@ static csae_span *FN(state_spans_)(csae_span *s, const csae_model *model, const 
     return s;
 }
 
+/* The spans of a training call: params and the state arrays that sgd and
+ * solver use (all written), and n_rows rows of X.  NULL when the state
+ * lacks one of those arrays. */
+static csae_span *FN(training_spans_)(csae_span *s, const csae_model *model,
+                                      const csae_sgd *sgd, const csae_solver *solver,
+                                      PARAMS params, const STATE *state, const REAL *X,
+                                      size_t n_rows)
+{
+    if (!FN(state_ok_)(sgd, solver, state))
+        return NULL;
+    s = FN(param_spans_)(s, model, params, 1);
+    s = FN(state_spans_)(s, model, sgd, solver, state);
+    *s++ = (csae_span){X, FN(rows_bytes_)(n_rows, model->n_features), 0};
+    return s;
+}
+
 csae_status FN(csae_train_step_)(const csae_model *model, const csae_sgd *sgd,
                                  const csae_solver *solver, PARAMS params, STATE *state,
                                  const REAL *X, size_t m, double *loss,
@@ -177,12 +193,10 @@ csae_status FN(csae_train_step_)(const csae_model *model, const csae_sgd *sgd,
         return CSAE_ERR_ARGUMENT;
     if (!solver)
         solver = &no_solver;
-    if (!FN(state_ok_)(sgd, solver, state))
-        return CSAE_ERR_ARGUMENT;
     csae_span spans[16];
-    csae_span *end = FN(param_spans_)(spans, model, params, 1);
-    end = FN(state_spans_)(end, model, sgd, solver, state);
-    *end++ = (csae_span){X, FN(rows_bytes_)(m, model->n_features), 0};
+    csae_span *end = FN(training_spans_)(spans, model, sgd, solver, params, state, X, m);
+    if (!end)
+        return CSAE_ERR_ARGUMENT;
     *end++ = (csae_span){loss, sizeof *loss, 1};
     *end++ = ws_span(ws);
     if (!csae_spans_ok(spans, (size_t)(end - spans)))
@@ -315,12 +329,11 @@ csae_status FN(csae_train_epoch_)(const csae_model *model, const csae_sgd *sgd,
         return CSAE_ERR_ARGUMENT;
     if (!solver)
         solver = &no_solver;
-    if (!FN(state_ok_)(sgd, solver, state))
-        return CSAE_ERR_ARGUMENT;
     csae_span spans[18];
-    csae_span *end = FN(param_spans_)(spans, model, params, 1);
-    end = FN(state_spans_)(end, model, sgd, solver, state);
-    *end++ = (csae_span){X, FN(rows_bytes_)(n_samples, model->n_features), 0};
+    csae_span *end = FN(training_spans_)(spans, model, sgd, solver, params, state, X,
+                                         n_samples);
+    if (!end)
+        return CSAE_ERR_ARGUMENT;
     *end++ = (csae_span){sgd->shuffle ? rng_state : NULL, sizeof *rng_state, 1};
     *end++ = (csae_span){result, sizeof *result, 1};
     *end++ = ws_span(ws);
