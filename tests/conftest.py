@@ -78,3 +78,22 @@ def copies(arrays):
 
 def zeros_like(arrays):
     return tuple(np.zeros_like(a) for a in arrays)
+
+
+def interrupt_sgd_epoch(backend, monkeypatch, on_call=3):
+    """A simulated Ctrl-C: from now on the backend's sgd_epoch raises
+    KeyboardInterrupt on its on_call-th call (1-based) and runs otherwise."""
+    if backend == "python":
+        from csae import reference as module
+    else:
+        module = pytest.importorskip("csae._engine")
+    true_epoch = module.sgd_epoch
+    calls = []
+
+    def epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == on_call:
+            raise KeyboardInterrupt
+        return true_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(module, "sgd_epoch", epoch)

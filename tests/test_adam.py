@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import RTOL, assert_close, copies, engine, zeros_like
+from conftest import RTOL, assert_close, copies, engine, interrupt_sgd_epoch, zeros_like
 from conftest import random_problem as problem
 from csae import SparseAutoencoder
 from csae import reference as ref
@@ -546,18 +546,8 @@ def test_c_and_reference_agree_for_adam():
 
 
 def test_ctrl_c_under_adam_keeps_the_completed_epochs(backend, monkeypatch):
-    module = ref if backend == "python" else pytest.importorskip("csae._engine")
-    true_epoch = module.sgd_epoch
-    calls = []
-
-    def epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return true_epoch(*args, **kwargs)
-
     two = model(backend, max_epochs=2).fit(X)
-    monkeypatch.setattr(module, "sgd_epoch", epoch)
+    interrupt_sgd_epoch(backend, monkeypatch, on_call=3)
     m = model(backend, max_epochs=10)
     with pytest.warns(csae.TrainingInterruptedWarning, match="epoch 3"):
         m.fit(X)

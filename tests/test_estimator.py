@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import assert_close, interrupt_sgd_epoch
 
 import csae
 from csae import (
@@ -504,17 +504,7 @@ def test_divergence_warns_and_keeps_the_model_usable(backend, tmp_path):
 def test_keyboard_interrupt_keeps_the_model_and_warns(backend, monkeypatch):
     # Simulated Ctrl-C in the third epoch; the subprocess test below sends a
     # real SIGINT.
-    module = csae.reference if backend == "python" else pytest.importorskip("csae._engine")
-    true_epoch = module.sgd_epoch
-    calls = []
-
-    def epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return true_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(module, "sgd_epoch", epoch)
+    interrupt_sgd_epoch(backend, monkeypatch, on_call=3)
     X = unit_data(30, 5)
     model = SparseAutoencoder(solver="sgd", n_hidden=3, max_epochs=10, backend=backend,
                               random_state=0)
