@@ -145,14 +145,18 @@ def test_a_block_with_nan_fails_the_fit_naming_the_block(data, fitted):
         fitted.transform(Xd).compute()
 
 
-def test_sgd_streams_blocks_in_order_without_shuffle(data):
+def assert_unshuffled_blocks_train_like_memory(data, max_epochs):
     # Blocks of whole minibatches, in order: the same minibatches as the
     # in-memory epoch, hence the same weights.
-    kw = dict(solver="sgd", n_hidden=5, max_epochs=3, random_state=0, batch_size=50,
+    kw = dict(solver="sgd", n_hidden=5, max_epochs=max_epochs, random_state=0, batch_size=50,
               shuffle=False)
     a = SparseAutoencoder(**kw).fit(data)
     b = SparseAutoencoder(**kw).fit(da.from_array(data, chunks=(200, 12)))
     assert_same_weights(a, b)
+
+
+def test_sgd_streams_blocks_in_order_without_shuffle(data):
+    assert_unshuffled_blocks_train_like_memory(data, max_epochs=3)
 
 
 def test_sgd_block_order_is_seeded(data):
@@ -284,11 +288,7 @@ def test_cluster_nan_block_fails_the_fit(client, data):
 
 
 def test_cluster_sgd_streams_blocks(client, data):
-    kw = dict(solver="sgd", n_hidden=5, max_epochs=2, random_state=0, batch_size=50,
-              shuffle=False)
-    a = SparseAutoencoder(**kw).fit(data)
-    b = SparseAutoencoder(**kw).fit(da.from_array(data, chunks=(200, 12)))
-    assert_same_weights(a, b)
+    assert_unshuffled_blocks_train_like_memory(data, max_epochs=2)
 
 
 def test_partial_fit_refuses_blocks_outside_the_learned_range(data):
