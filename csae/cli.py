@@ -667,6 +667,18 @@ def _report_demo(model, X, bars):
     return recovered
 
 
+def _kept_model_exit(prog, status, message, interrupted):
+    """The exit code of a training command once its model is written: an
+    interruption prints ``interrupted``, a divergence its ``message``."""
+    if status == "interrupted":
+        print(f"{prog}: {interrupted}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if status == "diverged":
+        print(f"{prog}: {message}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def cmd_demo(args):
     from csae import SparseAutoencoder
     from csae.datasets import make_bars
@@ -716,13 +728,7 @@ def cmd_demo(args):
     if not can_plot:
         print(f"{prog}: note: filters.png and loss.png need matplotlib: "
               'pip install "csae[plot]"', file=sys.stderr)
-    if status == "interrupted":
-        print(f"{prog}: interrupted after epoch {model.n_iter_}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if status == "diverged":
-        print(f"{prog}: {message}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+    return _kept_model_exit(prog, status, message, f"interrupted after epoch {model.n_iter_}")
 
 
 def cmd_train(args):
@@ -767,14 +773,8 @@ def cmd_train(args):
           f"model saved to {args.out}")
     for line in ending:
         print(line)
-    if status == "interrupted":
-        print(f"{prog}: interrupted; the model reached so far was saved to {args.out}",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if status == "diverged":
-        print(f"{prog}: {message}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+    return _kept_model_exit(prog, status, message,
+                            f"interrupted; the model reached so far was saved to {args.out}")
 
 
 def cmd_encode(args):
