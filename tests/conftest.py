@@ -43,6 +43,14 @@ def kernel_path(request):
     eng.set_kernel_path(before)
 
 
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Out-of-core reading in 4 KiB chunks, so that a few hundred rows of
+    a memory-mapped file take many blocks."""
+    import csae._blockwise as blockwise
+    monkeypatch.setattr(blockwise, "CHUNK_BYTES", 4096)
+
+
 def assert_close(actual, expected, dtype, scale=None):
     """Compare with the per-dtype relative tolerance.  ``scale`` (default:
     the largest |expected|) keeps near-zero entries from failing on noise."""

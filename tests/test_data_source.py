@@ -22,11 +22,6 @@ from csae._estimator import train
 
 
 @pytest.fixture
-def small_chunks(monkeypatch):
-    monkeypatch.setattr(blockwise, "CHUNK_BYTES", 4096)
-
-
-@pytest.fixture
 def files(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.random((700, 12))

@@ -26,11 +26,6 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def small_chunks(monkeypatch):
-    monkeypatch.setattr(blockwise, "CHUNK_BYTES", 4096)
-
-
-@pytest.fixture
 def files(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.random((700, 12))
