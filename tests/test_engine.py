@@ -253,6 +253,27 @@ def test_sgd_step(kernel_path, dtype, decoder, momentum, shape):
     np.testing.assert_array_equal(Xr, X)
 
 
+def assert_epochs_match_reference(params, velocity, X, dtype, rng_state, epochs=3, **kw):
+    """Train params and velocity in place with the engine (X read-only) and
+    copies with the reference, epochs epochs from one rng_state: every
+    epoch's loss and next rng state agree, and so do the parameters and
+    velocities at the end; X is unchanged.  Returns the last rng state."""
+    p_ref, v_ref = copy_params(params), copy_params(velocity)
+    Xr = readonly(X)
+    state = state_ref = rng_state
+    for _ in range(epochs):
+        L, state = eng.sgd_epoch(params, velocity, Xr, rng_state=state, **kw)
+        Lr, state_ref = ref.sgd_epoch(p_ref, v_ref, X, rng_state=state_ref, **kw)
+        assert int(state) == state_ref
+        assert isinstance(L, float)
+        assert_close(L, Lr, dtype)
+    assert_params_close(params, p_ref, dtype)
+    if velocity is not None:
+        assert_params_close(velocity, v_ref, dtype)
+    np.testing.assert_array_equal(Xr, X)
+    return state
+
+
 EPOCH_CASES = [
     # (m, n, h, batch_size)
     (1, 1, 1, 1), (1, 3, 2, 5), (5, 1, 3, 2), (4, 3, 1, 4), (3, 2, 9, 10),
@@ -269,23 +290,11 @@ def test_sgd_epoch(kernel_path, dtype, decoder, shuffle, case):
     params, X = make_problem(m, n, h, decoder, seed=m * 7 + n * 3 + h, dtype=dtype)
     momentum = 0.5 if (m + n) % 2 else 0.0
     velocity = tuple(np.zeros_like(p) for p in params) if momentum else None
-    p_ref, v_ref = copy_params(params), copy_params(velocity)
     kw = dict(decoder=decoder, learning_rate=0.1 if decoder == "sigmoid" else 0.01,
               momentum=momentum, batch_size=batch_size, shuffle=shuffle, **HYPER)
-    Xr = readonly(X)
-    state = state_ref = 0xDEADBEEF12345678
-    for _ in range(3):
-        L, state = eng.sgd_epoch(params, velocity, Xr, rng_state=state, **kw)
-        Lr, state_ref = ref.sgd_epoch(p_ref, v_ref, X, rng_state=state_ref, **kw)
-        assert int(state) == state_ref
-        assert isinstance(L, float)
-        assert_close(L, Lr, dtype)
+    state = assert_epochs_match_reference(params, velocity, X, dtype, 0xDEADBEEF12345678, **kw)
     if not shuffle:
         assert state == 0xDEADBEEF12345678
-    assert_params_close(params, p_ref, dtype)
-    if momentum:
-        assert_params_close(velocity, v_ref, dtype)
-    np.testing.assert_array_equal(Xr, X)
 
 
 # --------------------------------------------------------------------------

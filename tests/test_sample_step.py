@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from conftest import assert_close, engine
-from test_engine import (assert_params_close, assert_params_equal, copy_params,
-                         make_problem, readonly, shape_id)
+from test_engine import (assert_epochs_match_reference, assert_params_close,
+                         assert_params_equal, copy_params, make_problem, shape_id)
 
 from csae import reference as ref
 from csae._errors import NonFiniteError
@@ -47,20 +47,9 @@ def test_epoch_of_single_samples_matches_reference(kernel_path, dtype, decoder, 
     rng = np.random.default_rng(4)
     velocity = (tuple(rng.normal(0, 0.01, p.shape).astype(dtype) for p in params)
                 if momentum else None)
-    p_ref, v_ref = copy_params(params), copy_params(velocity)
     kw = dict(decoder=decoder, learning_rate=_lr(decoder), momentum=momentum,
               batch_size=1, shuffle=shuffle, **HYPER)
-    Xr = readonly(X)
-    state = state_ref = 0x5EED
-    for _ in range(3):
-        L, state = eng.sgd_epoch(params, velocity, Xr, rng_state=state, **kw)
-        Lr, state_ref = ref.sgd_epoch(p_ref, v_ref, X, rng_state=state_ref, **kw)
-        assert int(state) == state_ref
-        assert_close(L, Lr, dtype)
-    assert_params_close(params, p_ref, dtype)
-    if momentum:
-        assert_params_close(velocity, v_ref, dtype)
-    np.testing.assert_array_equal(Xr, X)
+    assert_epochs_match_reference(params, velocity, X, dtype, 0x5EED, **kw)
 
 
 @pytest.mark.parametrize("decoder", DECODERS)
