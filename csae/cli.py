@@ -777,14 +777,23 @@ def cmd_train(args):
                             f"interrupted; the model reached so far was saved to {args.out}")
 
 
-def cmd_encode(args):
+def _load_model_and_rows(args):
+    """The model and data of a command that writes one output row per data
+    row (encode, reconstruct), after checking every path before any work.
+    Returns (model, X, by_chunks): by_chunks when X is memory-mapped and the
+    output is .npy, which is then written chunk by chunk (_save_rows)."""
     _check_input_file(args.model, "model file")
     _check_input_file(args.data, "data file")
     _check_output_path(args.out, (".npy", ".csv"), inputs=(args.model, args.data),
                        force=args.force)
     model = load_model(args.model)
     X = load_data(args.data, args.key)
-    if _out_of_core(X) and os.path.splitext(args.out)[1].lower() != ".csv":
+    return model, X, _out_of_core(X) and os.path.splitext(args.out)[1].lower() != ".csv"
+
+
+def cmd_encode(args):
+    model, X, by_chunks = _load_model_and_rows(args)
+    if by_chunks:
         shape, dtype = _save_rows(args.out, X, model.transform, model.encoder_weights_.shape[0],
                                   np.dtype(model.dtype), replace=args.force,
                                   quiet=args.quiet, desc="encoding")
@@ -840,13 +849,8 @@ def _save_rows(path, X, function, width, dtype, *, replace, quiet, desc):
 
 
 def cmd_reconstruct(args):
-    _check_input_file(args.model, "model file")
-    _check_input_file(args.data, "data file")
-    _check_output_path(args.out, (".npy", ".csv"), inputs=(args.model, args.data),
-                       force=args.force)
-    model = load_model(args.model)
-    X = load_data(args.data, args.key)
-    if _out_of_core(X) and os.path.splitext(args.out)[1].lower() != ".csv":
+    model, X, by_chunks = _load_model_and_rows(args)
+    if by_chunks:
         squares = []  # each chunk's sum of squared errors, in float64
 
         def reconstruct(rows):
