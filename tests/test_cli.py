@@ -617,6 +617,28 @@ def test_an_interrupted_write_leaves_the_previous_output(tmp_path, data, model_f
         p for p in os.listdir(tmp_path) if not p.endswith(".tmp"))
 
 
+def _signal_while_writing(argv, writing, signum, settle):
+    """Start argv, wait (60 s at most) until writing() says it is writing
+    its output, let it run settle seconds more, then send signum.  Returns
+    (returncode, stderr bytes); the child never outlives the call."""
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          preexec_fn=_sigint_as_in_a_terminal) as proc:
+        try:
+            deadline, seen = time.monotonic() + 60, False
+            while time.monotonic() < deadline and proc.poll() is None and not seen:
+                seen = writing()
+                time.sleep(0.005)
+            assert seen and proc.poll() is None, "never caught the command writing"
+            time.sleep(settle)
+            proc.send_signal(signum)
+            _, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return proc.returncode, stderr
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT semantics differ")
 @pytest.mark.parametrize("signum, status", STOP_SIGNALS)
 def test_real_ctrl_c_during_encode_keeps_the_previous_csv(tmp_path, model_file, data,
@@ -629,27 +651,14 @@ def test_real_ctrl_c_during_encode_keeps_the_previous_csv(tmp_path, model_file, 
     out = tmp_path / "x.csv"
     out.write_text("1,2\n3,4\n")
     before = out.read_bytes()
-    with subprocess.Popen([sys.executable, "-m", "csae", "encode", str(model_file),
-                           str(tmp_path / "big.npy"), "--out", str(out), "--force"],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          preexec_fn=_sigint_as_in_a_terminal) as proc:
-        try:
-            # Wait until the output is being written (a temporary file in the
-            # folder, or the old code's growing x.csv), then press Ctrl-C.
-            deadline, writing = time.monotonic() + 60, False
-            while time.monotonic() < deadline and proc.poll() is None and not writing:
-                writing = (any(n.endswith(".tmp") for n in os.listdir(tmp_path))
-                           or out.read_bytes() != before)
-                time.sleep(0.005)
-            assert writing and proc.poll() is None, "never caught the command writing"
-            time.sleep(0.05)
-            proc.send_signal(signum)
-            _, stderr = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert proc.returncode == status, stderr
+    # Writing: a temporary file in the folder, or the old code's growing x.csv.
+    returncode, stderr = _signal_while_writing(
+        [sys.executable, "-m", "csae", "encode", str(model_file), str(tmp_path / "big.npy"),
+         "--out", str(out), "--force"],
+        lambda: (any(n.endswith(".tmp") for n in os.listdir(tmp_path))
+                 or out.read_bytes() != before),
+        signum, settle=0.05)
+    assert returncode == status, stderr
     assert out.read_bytes() == before
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
 
@@ -683,25 +692,13 @@ def test_a_signal_during_a_chunked_encode_leaves_no_temporary_file(tmp_path, dat
     out = out_dir / "h.npy"
     np.save(out, np.zeros((2, 2)))
     before = out.read_bytes()
-    with subprocess.Popen([sys.executable, "-c", _SLOW_CHUNKS, "encode", str(model_file),
-                           str(data["npy"]), "--out", str(out), "--force", "-q"],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          preexec_fn=_sigint_as_in_a_terminal) as proc:
-        try:
-            deadline, writing = time.monotonic() + 60, False
-            while time.monotonic() < deadline and proc.poll() is None and not writing:
-                writing = any(n.endswith(".tmp") for n in os.listdir(out_dir))
-                time.sleep(0.005)
-            assert writing and proc.poll() is None, "never caught the command writing"
-            time.sleep(0.1)
-            proc.send_signal(signum)
-            _, stderr = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    returncode, stderr = _signal_while_writing(
+        [sys.executable, "-c", _SLOW_CHUNKS, "encode", str(model_file), str(data["npy"]),
+         "--out", str(out), "--force", "-q"],
+        lambda: any(n.endswith(".tmp") for n in os.listdir(out_dir)),
+        signum, settle=0.1)
     stderr = stderr.decode()
-    assert proc.returncode == status, stderr
+    assert returncode == status, stderr
     assert stderr.strip() == ("csae encode: terminated (SIGTERM)" if signum == signal.SIGTERM
                               else "csae encode: interrupted")
     assert out.read_bytes() == before
