@@ -210,16 +210,28 @@ static void FN(gemm_serial_)(size_t m, size_t n, size_t k,
             const size_t kc = k - pc < kc_even ? k - pc : kc_even;
             /* Later panels accumulate onto what the first one wrote. */
             const REAL beta_pc = pc == 0 ? beta : (REAL)1;
-            FN(pack_b_)(kc, nc, B + pc * rsb + jc * csb, rsb, csb, packB);
+            /* With few rows of C each B micro-panel serves only a few A
+             * panels, and packing B (a weight gradient's k x n operand, all
+             * of X for D^T X) would copy about as much as the products
+             * read: rows of B that are contiguous are then read in place,
+             * ldb = rsb, and only a last partial panel is packed. */
+            const int b_in_place = csb == 1 && m <= 4 * MR;
+            const size_t nc_full = b_in_place ? nc / NR * NR : 0;
+            if (!b_in_place)
+                FN(pack_b_)(kc, nc, B + pc * rsb + jc * csb, rsb, csb, packB);
+            else if (nc_full < nc)
+                FN(pack_b_)(kc, nc - nc_full, B + pc * rsb + jc + nc_full, rsb, csb, packB);
             for (size_t ic = 0; ic < m; ic += BLK.mc) {    /* loop 3: MC rows of C */
                 const size_t mc = m - ic < BLK.mc ? m - ic : BLK.mc;
                 const REAL *Ablock = A + ic * rsa + pc * csa;
                 /* A row-major A is read in place when C is narrow (its rows
                  * are what the kernel walks, and packing them is a scalar
                  * transpose that a few B panels do not repay); only a last
-                 * partial tile of rows is packed, padded with zeros.  A wide
-                 * C reuses the block often enough to pack it; a transposed A
-                 * is always packed, which is a contiguous copy. */
+                 * partial tile of rows is packed, padded with zeros.  So is
+                 * a transposed A (rsa = 1: the MR values of each p are
+                 * contiguous, csa apart), which the kernel reads as it reads
+                 * a packed panel.  A wide C reuses the block often enough to
+                 * pack it. */
                 const int in_place = (csa == 1 || rsa == 1) && nc <= 16 * NR;
                 const size_t mc_full = in_place ? mc / MR * MR : 0;
                 if (!in_place)
@@ -238,6 +250,13 @@ static void FN(gemm_serial_)(size_t m, size_t n, size_t k,
                         const size_t nr = nc - jr < NR ? nc - jr : NR;
                         REAL *c = C + (ic + ir) * ldc + jc + jr;
                         const REAL *b = packB + jr * kc;
+                        size_t ldb = NR;
+                        if (b_in_place && jr < nc_full) {
+                            b = B + pc * rsb + jc + jr;
+                            ldb = rsb;
+                        } else if (b_in_place) {
+                            b = packB;
+                        }
                         const REAL *a = packA + ir * kc;
                         size_t ra = 1, ca = MR;
                         if (in_place && ir < mc_full) {
@@ -248,7 +267,7 @@ static void FN(gemm_serial_)(size_t m, size_t n, size_t k,
                             a = packA;
                         }
                         if (mr == MR && nr == NR) {
-                            UKR(kc, a, ra, ca, b, NR, alpha, beta_pc, c, ldc);
+                            UKR(kc, a, ra, ca, b, ldb, alpha, beta_pc, c, ldc);
                             continue;
                         }
                         /* Edge tile: compute it whole, keep the part inside C
@@ -256,9 +275,9 @@ static void FN(gemm_serial_)(size_t m, size_t n, size_t k,
                          * beta_pc is 0 or 1 here, so alpha * ab + beta * c rounds
                          * as in the kernel and thread splits stay bit-identical. */
 #ifdef UKR_EDGE
-                        UKR_EDGE(kc, a, ra, ca, b, NR, alpha, beta_pc, c, ldc, mr, nr);
+                        UKR_EDGE(kc, a, ra, ca, b, ldb, alpha, beta_pc, c, ldc, mr, nr);
 #else
-                        UKR(kc, a, ra, ca, b, NR, (REAL)1, (REAL)0, edge, NR);
+                        UKR(kc, a, ra, ca, b, ldb, (REAL)1, (REAL)0, edge, NR);
                         FN(merge_edge_)(mr, nr, alpha, edge, beta_pc, c, ldc);
 #endif
                     }
