@@ -45,6 +45,8 @@ cdef extern from "model_file.h" nogil:
         uint64_t n_iter
         int has_velocity, has_adam, has_running, has_range, has_rng
         uint64_t rng_state, adam_t, running_batches
+        int has_stop_reason
+        char stop_reason[32]
         size_t record_len
         char record[CSAE_MODEL_RECORD_MAX + 1]
 
@@ -1205,6 +1207,8 @@ def read_model_file(int fd):
         "running_batches": int(layout.running_batches),
         "rng_state": int(layout.rng_state) if layout.has_rng else None,
         "data_min": data_min, "data_scale": data_scale, "loss_curve": loss_curve,
+        "stop_reason": (layout.stop_reason.decode("ascii") if layout.has_stop_reason
+                        else None),
     }
 
 

@@ -599,7 +599,8 @@ const char *csae_kernel_path_name(csae_kernel_path path);
 /* ---- Model files written by Python (model_file.c) ----------------------
  *
  * Read a model saved by SparseAutoencoder.save (an .npz archive, format
- * "csae.SparseAutoencoder" version 1: see csae/_persist.py) into caller-owned
+ * "csae.SparseAutoencoder" versions 1 to 4: see csae/_persist.py; version 4
+ * adds stop_reason, which these functions check and do not return) into caller-owned
  * memory.  Python's csae.load reads through the same code, so both accept
  * the same files, whatever they hold: the zip structure (stored members
  * only, CRC-32 of every member, no archive comment, a zip64 end record

@@ -47,7 +47,7 @@
 #define MAX_THREADS UINT64_C(0x7FFFFFFF)
 
 static const char FORMAT_NAME[] = "csae.SparseAutoencoder";
-#define FORMAT_VERSION 3
+#define FORMAT_VERSION 4
 
 /* ---- Fields of a model file --------------------------------------------- */
 
@@ -61,6 +61,8 @@ enum {
     F_AMW, F_AMB, F_AMWD, F_AMBD,
     F_AVW, F_AVB, F_AVWD, F_AVBD,
     F_ADAM_T, F_RHO_RUN, F_RUN_BATCHES,
+    /* Version 4: why the last training call stopped (stop_reason_). */
+    F_STOP_REASON,
     F_COUNT
 };
 
@@ -75,7 +77,13 @@ static const char *const member_names[F_COUNT] = {
     "adam_m_decoder_weights.npy", "adam_m_decoder_bias.npy",
     "adam_v_encoder_weights.npy", "adam_v_encoder_bias.npy",
     "adam_v_decoder_weights.npy", "adam_v_decoder_bias.npy",
-    "adam_t.npy", "rho_running.npy", "running_batches.npy",
+    "adam_t.npy", "rho_running.npy", "running_batches.npy", "stop_reason.npy",
+};
+
+/* The values of stop_reason (csae.solvers.STOP_REASONS). */
+static const char *const stop_reasons[] = {
+    "converged", "max_epochs", "max_fun", "line_search", "no_improvement", "interrupted",
+    "diverged",
 };
 
 /* ---- Checking a member's elements as they stream by --------------------- */
@@ -636,6 +644,24 @@ static csae_status read_floats(const npz_file *r, npz_member *m, size_t itemsize
     return csae_npz_stream(r, m, itemsize, consume_floats, &fc);
 }
 
+/* Version 4's stop_reason: one of stop_reasons, into out (cap bytes). */
+static csae_status read_stop_reason(const npz_file *r, npz_member *m, uint64_t version, char *out,
+                                    size_t cap)
+{
+    if (version < 4)
+        return CSAE_ERR_FORMAT;
+    string_ctx sc;
+    csae_status st = read_string(r, m, 0, out, cap, MAX_LABEL_MEMBER, &sc);
+    if (st != CSAE_OK)
+        return st;
+    if (sc.not_ascii || sc.too_long)
+        return CSAE_ERR_FORMAT;
+    for (size_t i = 0; i < sizeof stop_reasons / sizeof stop_reasons[0]; i++)
+        if (strcmp(out, stop_reasons[i]) == 0)
+            return CSAE_OK;
+    return CSAE_ERR_FORMAT;
+}
+
 typedef csae_model_layout parsed;
 
 /* Where a pass copies values to (NULL: check only), and the caller's model
@@ -819,6 +845,14 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
             return CSAE_ERR_FORMAT;
         out->running_batches = ic.magnitude;
     }
+    out->has_stop_reason = m[F_STOP_REASON].present;
+    out->stop_reason[0] = '\0';
+    if (m[F_STOP_REASON].present) {
+        st = read_stop_reason(r, &m[F_STOP_REASON], version, out->stop_reason,
+                              sizeof out->stop_reason);
+        if (st != CSAE_OK)
+            return st;
+    }
     if (m[F_DMIN].present) {
         st = read_floats(r, &m[F_DMIN], 8, 1, n, 0, 0, dest ? dest->data_min : NULL, mn);
         if (st != CSAE_OK)
@@ -961,6 +995,8 @@ static int same_layout(const csae_model_layout *a, const csae_model_layout *b)
            && a->has_range == b->has_range && a->has_rng == b->has_rng
            && a->rng_state == b->rng_state && a->adam_t == b->adam_t
            && a->running_batches == b->running_batches && a->record_len == b->record_len
+           && a->has_stop_reason == b->has_stop_reason
+           && strcmp(a->stop_reason, b->stop_reason) == 0
            && memcmp(a->record, b->record, a->record_len) == 0;
 }
 

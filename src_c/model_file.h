@@ -33,6 +33,8 @@ typedef struct {
     uint64_t n_iter;         /* = the loss curve's length */
     int has_velocity, has_adam, has_running, has_range, has_rng;
     uint64_t rng_state, adam_t, running_batches;
+    int has_stop_reason;     /* format version 4: stop_reason is present */
+    char stop_reason[32];    /* one of csae.solvers.STOP_REASONS, or "" */
     size_t record_len;
     char record[CSAE_MODEL_RECORD_MAX + 1]; /* the hyperparameter record, ASCII JSON */
 } csae_model_layout;

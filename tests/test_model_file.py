@@ -259,8 +259,10 @@ NEWER = FORMAT_VERSION + 1
 V3_DROPPED = dict.fromkeys(("beta_1", "beta_2", "epsilon", "warm_start", "early_stopping",
                             "validation_fraction", "n_iter_no_change", "sparsity_estimate",
                             "sparsity_smoothing"), KeyError)
+# Version 4: stop_reason (the fields of version 3 and later, as older files lack them).
+V4_FIELDS = ("stop_reason",)
 V3_FIELDS = tuple(f"adam_{k}_{name}" for k in "mv" for name in NAMES) + (
-    "adam_t", "rho_running", "running_batches")
+    "adam_t", "rho_running", "running_batches") + V4_FIELDS
 
 BAD_FILES = {
     # name: (edit of the arrays, status from C)
@@ -341,6 +343,12 @@ BAD_FILES = {
                                            hyper_edit(max_fun=KeyError, tol=KeyError,
                                                       **V3_DROPPED)(a)),
                                 "CSAE_ERR_FORMAT"),
+    # Version 4: stop_reason, one of csae.solvers.STOP_REASONS.
+    "version 3 with stop_reason": (setter("format_version", np.array(3)), "CSAE_ERR_FORMAT"),
+    "unknown stop_reason": (setter("stop_reason", np.array("bored")), "CSAE_ERR_FORMAT"),
+    "stop_reason not a string": (setter("stop_reason", np.array(1)), "CSAE_ERR_FORMAT"),
+    "stop_reason of shape (1,)": (setter("stop_reason", np.array(["max_epochs"])),
+                                  "CSAE_ERR_FORMAT"),
     # Version 3: Adam, early stopping and the running sparsity estimate.
     "version 2 naming beta_1": (lambda a: (setter("format_version", np.array(2))(a),
                                            hyper_edit(**{**V3_DROPPED, "beta_1": 0.9})(a),
@@ -397,6 +405,9 @@ GOOD_VARIANTS = {
         setter("format_version", np.array(2))(a), hyper_edit(**V3_DROPPED)(a),
         dropper(*V3_FIELDS)(a)),
     "no Adam state or running estimate": dropper(*V3_FIELDS),
+    "format version 3 (before stop_reason)": lambda a: (
+        setter("format_version", np.array(3))(a), dropper(*V4_FIELDS)(a)),
+    "no stop_reason": dropper(*V4_FIELDS),
     "solver adam, running estimate, early stopping": hyper_edit(
         solver="adam", beta_1=0.5, beta_2=0.0, epsilon=1e-3, sparsity_estimate="running",
         sparsity_smoothing=1, early_stopping=True, validation_fraction=0.5,
@@ -417,6 +428,7 @@ def base(tmp_path_factory):
         adam_v=frozen_tuple(np.full_like(p, 1e-4) for p in params), adam_t=8,
         rho_running=frozen(np.full(params[1].shape, 0.05)), running_batches=8))
     model.save(path)
+    assert "stop_reason" in arrays_of(path)
     return path, arrays_of(path)
 
 
