@@ -673,6 +673,15 @@ def defaults_for_older_models(names, cls=SparseAutoencoder):
 # drive a model through these functions, never through its private methods.
 # --------------------------------------------------------------------------
 
+def from_state(hyperparameters, state, stop_reason=None):
+    """A SparseAutoencoder of ``hyperparameters`` holding ``state`` (a
+    ``ModelState``), as ``load`` builds one (csae._deep_persist builds a
+    deep model's autoencoders so)."""
+    model = SparseAutoencoder(**hyperparameters)
+    model._publish(state, stop_reason)
+    return model
+
+
 def snapshot(model):
     """``(hyperparameters, state)`` of ``model``, read together: its
     ``get_params()`` and its immutable ``csae._state.ModelState``."""

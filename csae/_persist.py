@@ -288,7 +288,10 @@ class _Reader:
     the caller expects before any of its data is inflated, and then exactly
     the bytes the header promises are read."""
 
-    def __init__(self, fh, file_size):
+    def __init__(self, fh, file_size, fields=None):
+        # fields: (required, known) member names; a SparseAutoencoder's by
+        # default (csae._deep_persist passes a deep model's).
+        required, known = fields or (_REQUIRED, _REQUIRED | _ALL_OPTIONAL)
         head = fh.read(8)
         fh.seek(0)
         try:
@@ -302,7 +305,7 @@ class _Reader:
             field = name[:-4] if name.endswith(".npy") else name
             if field in self.infos:
                 raise _FileError(f"member {_quote(name)} appears twice")
-            if field not in _REQUIRED | _ALL_OPTIONAL:
+            if field not in known:
                 unknown.append(field)
             self.infos[field] = info
         if "format" not in self.infos:
@@ -310,7 +313,9 @@ class _Reader:
             more = f" and {len(self.infos) - 5} more" if len(self.infos) > 5 else ""
             raise _FileError(f"it is a zip archive (an .npz file?) without csae's fields "
                              f"(it holds: {held or 'nothing'}{more}); {_READS_WHAT}")
-        missing = sorted(_REQUIRED - set(self.infos))
+        if fields is None and (unknown or _REQUIRED - set(self.infos)):
+            _refuse_other_models(self)
+        missing = sorted(required - set(self.infos))
         if missing:
             raise _FileError(f"fields missing: {', '.join(missing)}")
         if unknown:
@@ -379,6 +384,30 @@ class _Reader:
         if fortran and len(got_shape) > 1:
             return array.reshape(got_shape[::-1]).transpose()
         return array.reshape(got_shape)
+
+
+# Formats of the other models' files (csae/_deep_persist.py).
+DEEP_FORMATS = ("csae.StackedEncoder", "csae.SparseAutoencoderClassifier")
+
+
+def format_of(reader):
+    """The text of ``reader``'s format member, or None when it has none that
+    is a short string (read within bounds)."""
+    if "format" not in reader:
+        return None
+    try:
+        value = reader.small("format", 4 * _MAX_LABEL)
+    except Exception:  # damaged: the caller's checks explain it
+        return None
+    return str(value) if value.dtype.kind == "U" and value.shape == () else None
+
+
+def _refuse_other_models(reader):
+    """A deep model's file given to SparseAutoencoder's reader: say so."""
+    name = format_of(reader)
+    if name in DEEP_FORMATS:
+        raise _FileError(f"it holds a {name.split('.')[1]} (format {name!r}), not a "
+                         "SparseAutoencoder; load it with csae.load")
 
 
 _EOCD = b"PK\x05\x06"
@@ -793,9 +822,13 @@ def _model_from_fields(fields, defaults):
 # per entry before anything can be refused.
 _MAX_MEMBERS = 64
 _MAX_DIRECTORY = 1 << 20
+# A deep model's file has members per layer (src_c/model_file.c's
+# DEEP_MAX_ENTRIES): a directory this long is read far enough to say what
+# the file holds.
+MAX_DEEP_MEMBERS = 256
 
 
-def _check_directory_size(fh, size):
+def _check_directory_size(fh, size, limit=MAX_DEEP_MEMBERS):
     """Refuse, from the zip end records alone, a directory too large to be a
     model's: the end record zipfile would take (the last signature in the
     final 64 KiB), and the zip64 record it would read."""
@@ -814,10 +847,9 @@ def _check_directory_size(fh, size):
         if records[56:60] == _LOCATOR64 and records[:4] == _EOCD64:
             entries = int.from_bytes(records[32:40], "little")
             cd_size = int.from_bytes(records[40:48], "little")
-    if entries > _MAX_MEMBERS or cd_size > _MAX_DIRECTORY:
+    if entries > limit or cd_size > _MAX_DIRECTORY:
         raise _FileError(f"its zip directory lists {entries} members in {cd_size} bytes; "
-                         f"a csae model file has at most {len(_REQUIRED | _ALL_OPTIONAL)} "
-                         "members")
+                         f"a csae model file has at most {limit} members")
 
 
 def _open_regular(path, name):
