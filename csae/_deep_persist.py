@@ -445,6 +445,10 @@ def _rest(reader, fields):
 
 # -- What both readers' fields mean: the models' pieces, checked ------------
 
+def same_bits(a, b):
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
 def _checked(fields, param_names):
     """The pieces of the model ``fields`` (as read_deep_file gives them)
     describe, after the checks the C reader leaves to Python: the record's
@@ -470,6 +474,11 @@ def _checked(fields, param_names):
     L = layers_count - (kind == "classifier")
     saved["autoencoders"] = _autoencoders(record["autoencoders"], arrays, saved, L, kind,
                                           dtype)
+    if kind == "encoder" and saved["data_min"] is not None and not (
+            same_bits(saved["data_min"], arrays["autoencoder_data_min_0"])
+            and same_bits(saved["data_scale"], arrays["autoencoder_data_scale_0"])):
+        raise _FileError("a stack's data_min and data_scale must be its first "
+                         "autoencoder's input range")
     if kind == "classifier":
         _classifier_pieces(record, arrays, saved, layers_count)
     return saved

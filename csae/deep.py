@@ -324,11 +324,12 @@ class StackedEncoder(ParamsMixin):
     @classmethod
     def _from_saved(cls, saved):
         """The stack a model file describes (csae._deep_persist.load)."""
-        model = cls(tuple(saved["autoencoders"]), **saved["params"])
-        model._set_from(saved["autoencoders"])
+        stack = cls(tuple(saved["autoencoders"]), **saved["params"])
+        stack._set_from(saved["autoencoders"])
         # The stored network, bit for bit (not refolded from the autoencoders).
-        model.layers_ = _freeze(saved["layers"], saved["dtype"])
-        return model
+        stack.layers_ = _freeze(saved["layers"], saved["dtype"])
+        stack._data_min, stack._data_scale = saved["data_min"], saved["data_scale"]
+        return stack
 
     def get_feature_names_out(self, input_features=None):
         """``stackedencoder0`` ... for the top layer's units."""
@@ -926,12 +927,12 @@ class SparseAutoencoderClassifier(ParamsMixin):
     def _from_saved(cls, saved):
         """The classifier a model file describes (csae._deep_persist.load)."""
         aes = saved["autoencoders"]
-        model = cls(**saved["params"])
+        clf = cls(**saved["params"])
         if saved["autoencoders_given"]:
-            model.autoencoders = None if aes is None else list(aes)
-        model._settings()  # the constructor's checks
+            clf.autoencoders = None if aes is None else list(aes)
+        clf._settings()  # the constructor's checks
         dtype = saved["dtype"]
-        model.__dict__.update(
+        clf.__dict__.update(
             classes_=saved["classes"], n_features_in_=saved["layers"][0][0].shape[1],
             layers_=_freeze(saved["layers"], dtype),
             pretrained_layers_=_freeze(saved["pretrained"], dtype), autoencoders_=aes,
@@ -939,7 +940,7 @@ class SparseAutoencoderClassifier(ParamsMixin):
             validation_loss_curve_=saved["validation_loss_curve"],
             best_iteration_=saved["best_iteration"], _data_min=saved["data_min"],
             _data_scale=saved["data_scale"], _dtype=dtype)
-        return model
+        return clf
 
 
 def load(path):

@@ -408,3 +408,16 @@ def test_the_two_readers_read_the_same_fields(base):
     assert sorted(c_fields["arrays"]) == sorted(py_fields["arrays"])
     for name, value in c_fields["arrays"].items():
         assert same_bits(value, py_fields["arrays"][name]), name
+
+
+def test_a_stack_whose_range_differs_from_its_first_autoencoders_is_refused(reader, tmp_path):
+    stacked().save(tmp_path / "s.npz")
+    with np.load(tmp_path / "s.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["data_min"] = arrays["data_min"] + 0.5
+    np.savez(tmp_path / "bad.npz", **arrays)
+    # C reads the network's range (data_min) and never the autoencoder's:
+    # the file is one C can run; Python, which builds both, refuses it.
+    assert reader.info(tmp_path / "bad.npz")[0] == "CSAE_OK"
+    with pytest.raises(ValueError, match="first autoencoder's input range"):
+        csae.load(tmp_path / "bad.npz")
