@@ -98,13 +98,18 @@ _READS_WHAT = "csae.load reads files written by the save methods of csae's model
 # --------------------------------------------------------------------------
 
 def _json_value(name, value):
-    """A hyperparameter as JSON can hold it (NumPy scalars as Python's)."""
+    """A hyperparameter as JSON can hold it (NumPy scalars as Python's, in
+    lists and dicts too)."""
     if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
         return np.dtype(value).name
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.random.Generator) or isinstance(value, np.random.RandomState):
         return None  # as a SparseAutoencoder's file: the weights are what count
+    if isinstance(value, (list, tuple)):
+        return [_json_value(name, v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_value(name, v) for k, v in value.items()}
     try:
         json.dumps(value)
     except (TypeError, ValueError):

@@ -956,8 +956,9 @@ def load(path):
     try:
         return kinds[kind]._from_saved(saved)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{path} is not a valid csae model file: invalid hyperparameter: "
-                         f"{str(err)[:200]}") from None
+        from csae._files import display_name
+        raise ValueError(f"{display_name(path)} is not a valid csae model file: invalid "
+                         f"hyperparameter: {str(err)[:200]}") from None
 
 
 class _ValidationMonitor:

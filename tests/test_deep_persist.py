@@ -421,3 +421,13 @@ def test_a_stack_whose_range_differs_from_its_first_autoencoders_is_refused(read
     assert reader.info(tmp_path / "bad.npz")[0] == "CSAE_OK"
     with pytest.raises(ValueError, match="first autoencoder's input range"):
         csae.load(tmp_path / "bad.npz")
+
+
+def test_numpy_values_in_the_hyperparameters_are_written_as_plain_json(tmp_path):
+    clf = classifier(hidden_layer_sizes=(np.int64(4),),
+                     autoencoder_params={"max_epochs": np.int64(5)})
+    clf.save(tmp_path / "c.npz")
+    loaded = csae.load(tmp_path / "c.npz")
+    assert loaded.hidden_layer_sizes == (4,)
+    assert loaded.autoencoder_params == {"max_epochs": 5}
+    assert same_bits(loaded.predict_proba(data()), clf.predict_proba(data()))
