@@ -277,3 +277,27 @@ class DeepEvaluator:
         n_threads: int = 1,
     ) -> None: ...
     def evaluate_flat(self, theta: NDArray[np.float64], grad: NDArray[np.float64]) -> float: ...
+    @property
+    def data(self) -> tuple[_FloatArray, NDArray[np.int64]]: ...
+    def evaluate_rows(self, theta: _FloatArray, grad: _FloatArray, start: int,
+                      stop: int) -> float: ...
+
+class FlatStep:
+    """Steps of SGD, momentum or Adam on a flat vector (csae_flat_step_*)."""
+    n_params: int
+    def __init__(
+        self,
+        n_params: int,
+        dtype: Any,
+        *,
+        solver: str,
+        learning_rate: float,
+        momentum: float = 0.0,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_threads: int = 1,
+    ) -> None: ...
+    @property
+    def t(self) -> int: ...
+    def step(self, theta: _FloatArray, grad: _FloatArray) -> None: ...

@@ -1546,23 +1546,170 @@ cdef class DeepEvaluator(_FlatEvaluator):
         self._flat_buffers(csae_deep_n_params(&self.net), dtype)
 
     cdef double _run(self, char *theta, char *grad) except? -1.0:
+        return self._rows(theta, grad, 0, self.m)
+
+    cdef double _rows(self, char *theta, char *grad, size_t start, size_t stop) except? -1.0:
+        """The objective on rows [start, stop) (model dtype in and out)."""
         cdef double loss = 0.0
         cdef csae_status status
-        cdef const int64_t *labels = <const int64_t *>cnp.PyArray_DATA(self.y)
+        cdef const int64_t *labels = <const int64_t *>cnp.PyArray_DATA(self.y) + start
         cdef const double[:, ::1] X64
         cdef const float[:, ::1] X32
+        cdef size_t rows = stop - start
         if self.dtype == np.float64:
             X64 = self.X
             with nogil:
-                status = csae_deep_objective_f64(&self.net, <const double *>theta, &X64[0, 0],
-                                                 labels, self.m, self.lam, &loss,
-                                                 <double *>grad, &self.work.ws)
+                status = csae_deep_objective_f64(&self.net, <const double *>theta,
+                                                 &X64[start, 0], labels, rows, self.lam,
+                                                 &loss, <double *>grad, &self.work.ws)
         else:
             X32 = self.X
             with nogil:
-                status = csae_deep_objective_f32(&self.net, <const float *>theta, &X32[0, 0],
-                                                 labels, self.m, self.lam, &loss,
-                                                 <float *>grad, &self.work.ws)
+                status = csae_deep_objective_f32(&self.net, <const float *>theta,
+                                                 &X32[start, 0], labels, rows, self.lam,
+                                                 &loss, <float *>grad, &self.work.ws)
         _raise_for(status)
         return loss
 
+    @property
+    def data(self):
+        """``(X, y)``: the arrays evaluated, kept by reference (y as int64
+        class indices).  A minibatch optimizer writes each epoch's shuffled
+        rows into them (both C-contiguous and writable when the evaluator
+        was made on such arrays)."""
+        return self.X, self.y
+
+    def evaluate_rows(self, theta, grad, start, stop):
+        """The objective on rows ``[start, stop)`` of X (their mean
+        cross-entropy plus the weight decay) at ``theta``, its gradient into
+        ``grad``: both 1-D C-contiguous arrays of n_params in the network's
+        dtype (a minibatch step computes in that dtype, as the
+        autoencoder's does).  The workspace made for all the rows serves
+        any range of them: nothing is allocated."""
+        cdef size_t P = self.n_params
+        if not (isinstance(theta, np.ndarray) and isinstance(grad, np.ndarray)):
+            raise TypeError("theta and grad must be NumPy arrays")
+        if theta.dtype != self.dtype or grad.dtype != self.dtype:
+            raise TypeError(f"theta and grad must have the network's dtype {self.dtype}")
+        if (theta.ndim != 1 or grad.ndim != 1 or <size_t>theta.shape[0] != P or
+                <size_t>grad.shape[0] != P):
+            raise ValueError(f"theta and grad must be 1-D with {P} entries")
+        if not (theta.flags.c_contiguous and grad.flags.c_contiguous and grad.flags.writeable):
+            raise ValueError("theta and grad must be C-contiguous, grad writable")
+        if np.shares_memory(theta, grad):
+            raise ValueError("theta and grad must not overlap")
+        start, stop = operator.index(start), operator.index(stop)
+        if not 0 <= start < stop <= <Py_ssize_t>self.m:
+            raise ValueError(f"rows [{start}, {stop}) are not a non-empty range of the "
+                             f"{self.m} rows")
+        return self._rows(<char *>cnp.PyArray_DATA(theta), <char *>cnp.PyArray_DATA(grad),
+                          start, stop)
+
+
+
+_FLAT_SOLVERS = ("sgd", "adam")
+
+
+cdef class FlatStep:
+    """One optimizer's steps on a flat parameter vector (csae_flat_step_*):
+    SGD, momentum or Adam, the arithmetic of the autoencoder's minibatch
+    step, with its state (velocity, or Adam's moments and step count)
+    allocated once, here, in the vector's dtype.
+
+    Parameters
+    ----------
+    n_params : int
+    dtype : float32 or float64
+    solver : {"sgd", "adam"}
+    learning_rate, momentum, beta_1, beta_2, epsilon : float
+        As ``SparseAutoencoder``'s (momentum is used by "sgd" only).
+    n_threads : int, default=1
+        Results do not depend on it.
+
+    Notes
+    -----
+    ``step(theta, grad)`` updates ``theta`` in place from its gradient
+    ``grad`` (which already holds any penalty), or raises NonFiniteError
+    and changes nothing (theta nor state) when a new value would not be
+    finite.  ``t`` counts the Adam steps taken.
+    """
+    cdef csae_sgd sgd
+    cdef csae_solver solver
+    cdef object velocity, adam_m, adam_v, dtype
+    cdef uint64_t adam_t
+    cdef readonly size_t n_params
+    cdef size_t threads
+
+    def __init__(self, n_params, dtype, *, solver, learning_rate, momentum=0.0, beta_1=0.9,
+                 beta_2=0.999, epsilon=1e-8, n_threads=1):
+        if solver not in _FLAT_SOLVERS:
+            raise ValueError(f"solver must be one of {_FLAT_SOLVERS}, got {solver!r}")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+        n = operator.index(n_params)
+        if n < 1:
+            raise ValueError(f"n_params must be >= 1, got {n_params!r}")
+        self.n_params, self.threads = n, _threads(n_threads)
+        self.sgd.learning_rate, self.sgd.momentum = learning_rate, momentum
+        self.sgd.batch_size, self.sgd.shuffle = 1, 0
+        self.solver.adam = solver == "adam"
+        self.solver.beta_1, self.solver.beta_2 = beta_1, beta_2
+        self.solver.epsilon, self.solver.sparsity_smoothing = epsilon, 0.0
+        if not (self.sgd.learning_rate > 0 and isfinite(self.sgd.learning_rate)):
+            raise ValueError(f"learning_rate must be finite and > 0, got {learning_rate!r}")
+        if not 0.0 <= self.sgd.momentum < 1.0:
+            raise ValueError(f"momentum must lie in [0, 1), got {momentum!r}")
+        if self.solver.adam and not (0.0 <= beta_1 < 1.0 and 0.0 <= beta_2 < 1.0 and
+                                     epsilon > 0 and isfinite(epsilon)):
+            raise ValueError("beta_1 and beta_2 must lie in [0, 1) and epsilon be finite and "
+                             f"> 0, got {beta_1!r}, {beta_2!r}, {epsilon!r}")
+        zeros = lambda: np.zeros(n, self.dtype)
+        self.velocity = zeros() if not self.solver.adam and momentum != 0 else None
+        self.adam_m = zeros() if self.solver.adam else None
+        self.adam_v = zeros() if self.solver.adam else None
+        self.adam_t = 0
+
+    @property
+    def t(self):
+        return int(self.adam_t)
+
+    def step(self, theta, grad):
+        """Update theta (1-D, C-contiguous, writable, n_params, the dtype) in place."""
+        for name, a in (("theta", theta), ("grad", grad)):
+            if not isinstance(a, np.ndarray) or a.dtype != self.dtype:
+                raise TypeError(f"{name} must be a NumPy array of dtype {self.dtype}")
+            if a.ndim != 1 or <size_t>a.shape[0] != self.n_params or not a.flags.c_contiguous:
+                raise ValueError(f"{name} must be C-contiguous and 1-D with {self.n_params} "
+                                 "entries")
+        if not theta.flags.writeable:
+            raise ValueError("theta must be writable: the step updates it in place")
+        cdef csae_flat_state_f64 s64
+        cdef csae_flat_state_f32 s32
+        cdef csae_status status
+        cdef char *t = <char *>cnp.PyArray_DATA(theta)
+        cdef const char *g = <const char *>cnp.PyArray_DATA(grad)
+        cdef size_t n = self.n_params
+        if self.dtype == np.float64:
+            s64.velocity = <double *>_data_or_null(self.velocity)
+            s64.adam_m = <double *>_data_or_null(self.adam_m)
+            s64.adam_v = <double *>_data_or_null(self.adam_v)
+            s64.adam_t = self.adam_t
+            with nogil:
+                status = csae_flat_step_f64(&self.sgd, &self.solver, <double *>t,
+                                            <const double *>g, n, &s64, self.threads)
+            self.adam_t = s64.adam_t
+        else:
+            s32.velocity = <float *>_data_or_null(self.velocity)
+            s32.adam_m = <float *>_data_or_null(self.adam_m)
+            s32.adam_v = <float *>_data_or_null(self.adam_v)
+            s32.adam_t = self.adam_t
+            with nogil:
+                status = csae_flat_step_f32(&self.sgd, &self.solver, <float *>t,
+                                            <const float *>g, n, &s32, self.threads)
+            self.adam_t = s32.adam_t
+        _raise_for(status)
+
+
+cdef void *_data_or_null(a):
+    return NULL if a is None else cnp.PyArray_DATA(a)

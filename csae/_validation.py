@@ -177,16 +177,35 @@ def validate_hyperparameters(params):
     """
     values = {p.name: _CHECKS[p.kind](p, params[p.name]) for p in HYPERPARAMETERS}
     # The engine computes in the model dtype: check the values it will see.
-    dtype = values["dtype"]
-    for p in HYPERPARAMETERS:
-        if p.in_dtype is None:
-            continue
-        if p.in_dtype_when is not None and values[p.in_dtype_when[0]] != p.in_dtype_when[1]:
-            continue
-        _representable(p.name, values[p.name], dtype, positive="positive" in p.in_dtype,
-                       below_one="below_one" in p.in_dtype)
+    _check_in_dtype(values, values["dtype"])
     del values["random_state"]
     return Hyperparameters(**values)
+
+
+def _check_in_dtype(values, dtype):
+    """The "real" values of ``values`` whose entries say so, as the engine
+    will see them in ``dtype``."""
+    for name, value in values.items():
+        p = BY_NAME[name]
+        if p.in_dtype is None:
+            continue
+        if p.in_dtype_when is not None and values.get(p.in_dtype_when[0]) != p.in_dtype_when[1]:
+            continue
+        _representable(p.name, value, dtype, positive="positive" in p.in_dtype,
+                       below_one="below_one" in p.in_dtype)
+
+
+def validate_shared(params, dtype):
+    """Check the hyperparameters in the dict ``params`` that another
+    estimator shares with SparseAutoencoder (the classifier's minibatch
+    fine-tuning: learning_rate, momentum, batch_size, beta_1, ...) by their
+    entries in ``csae._params.HYPERPARAMETERS`` (the same ranges and
+    messages), and as the engine will see them in ``dtype``; returns them
+    normalised.  ValueError names the first invalid one."""
+    values = {name: _CHECKS[BY_NAME[name].kind](BY_NAME[name], value)
+              for name, value in params.items()}
+    _check_in_dtype(values, dtype)
+    return values
 
 
 # --------------------------------------------------------------------------

@@ -28,7 +28,8 @@ import numpy as np
 
 from csae import _engine
 from csae._base import ParamsMixin
-from csae.solvers.lbfgs import lbfgs
+from csae._finetune import SOLVERS, FineTuned, fine_tune, fit_lbfgs
+from csae.solvers.flat import FlatSettings
 from csae._validation import (
     NotFittedError,
     check_data,
@@ -100,18 +101,6 @@ def _not_fitted(message):
                                     {"__module__": NotFittedError.__module__,
                                      "__doc__": NotFittedError.__doc__})
     return _NOT_FITTED["class"](message)
-
-
-def _flat_layers(layers):
-    return [a for layer in layers for a in layer]
-
-
-def _unflatten(arrays):
-    return [(arrays[i], arrays[i + 1]) for i in range(0, len(arrays), 2)]
-
-
-def _sizes_of(layers, n_features):
-    return [n_features] + [W.shape[0] for W, _ in layers]
 
 
 def _frozen(a, dtype):
@@ -306,6 +295,30 @@ class StackedEncoder(ParamsMixin):
         """``inverse_transform(transform(X))``."""
         return self.inverse_transform(self.transform(X))
 
+    def to_onnx(self, path=None, what="encoder"):
+        """The stack as an ONNX graph (needs ``pip install "csae[onnx]"``).
+
+        Parameters
+        ----------
+        path : str, bytes, os.PathLike or None, default=None
+            Where to write it, by the rules of ``SparseAutoencoder.save``
+            (None: write nothing).
+        what : {"encoder", "decoder", "reconstruct"}, default="encoder"
+            The graph of ``transform`` (X -> H), ``inverse_transform``
+            (H -> Y) or ``reconstruct`` (X -> Y), as ``csae.to_onnx`` gives
+            for one autoencoder; the first autoencoder's input scaling is in
+            the graph.
+
+        Returns
+        -------
+        onnx.ModelProto
+        """
+        self._check_fitted()
+        from csae.onnx import export_stacked
+        return export_stacked(self.layers_, self.autoencoders_,
+                              None if self._data_min is None
+                              else (self._data_min, self._data_scale), path=path, what=what)
+
     def save(self, path):
         """Save the fitted stack to ``path`` (a ``.npz`` model file, no pickle
         inside; ``csae.load`` reads it, C programs ``csae_deep_file_*``).
@@ -494,9 +507,10 @@ class SparseAutoencoderClassifier(ParamsMixin):
     UFLDL's stacked-autoencoder classifier: each hidden layer is pretrained
     as a ``SparseAutoencoder`` on the previous layer's features (greedy,
     unsupervised), a softmax layer is trained on the top features, then the
-    whole network is fine-tuned on the labels: L-BFGS on the mean
-    cross-entropy plus ``(alpha / 2)`` times every weight matrix's squared
-    norm (docs/deep.md), every evaluation one engine call.
+    whole network is fine-tuned on the labels: L-BFGS (or minibatch Adam or
+    SGD, ``solver``) on the mean cross-entropy plus ``(alpha / 2)`` times
+    every weight matrix's squared norm (docs/deep.md), every evaluation one
+    engine call.
 
     Parameters
     ----------
@@ -525,13 +539,20 @@ class SparseAutoencoderClassifier(ParamsMixin):
         Weight decay of fine-tuning and of the softmax layer (UFLDL's
         lambda 1e-4), >= 0.
     max_iter : int, default=400
-        L-BFGS iterations of fine-tuning (0: no fine-tuning, the stacked
-        features under the softmax layer as they are).
+        L-BFGS iterations of fine-tuning, or epochs with "adam" and "sgd"
+        (0: no fine-tuning, the stacked features under the softmax layer as
+        they are).
     softmax_max_iter : int, default=400
         L-BFGS iterations of the softmax layer on the top features.
     tol : float, default=1e-5
-        L-BFGS stops when every gradient component is at most ``tol``
-        (minFunc's optTol), or when the objective stops decreasing.
+        "lbfgs": fine-tuning stops when every gradient component is at most
+        ``tol`` (minFunc's optTol), or when the objective stops decreasing.
+        "adam" and "sgd": SparseAutoencoder's relative rule, stop when the
+        epoch objective (the validation cross-entropy with
+        ``early_stopping``) has not improved on its best by more than
+        ``tol`` times that best for ``n_iter_no_change`` epochs; without
+        early stopping ``tol=0`` switches it (and the ``ConvergenceWarning``
+        at ``max_iter``) off.
     scale_inputs : bool, default=True
         Map each feature to [0, 1] with the range seen in ``fit`` before
         the network (MATLAB's ScaleData; the sigmoid decoders of
@@ -553,8 +574,30 @@ class SparseAutoencoderClassifier(ParamsMixin):
         In (0, 1); ``ceil(validation_fraction * n_samples)`` rows, at least
         one row left for training.
     n_iter_no_change : int, default=10
-        Iterations without a lower validation loss after which fine-tuning
-        stops, >= 1.
+        Iterations (epochs) without a lower validation loss after which
+        fine-tuning stops, >= 1.
+    solver : {"lbfgs", "adam", "sgd"}, default="lbfgs"
+        Fine-tuning's optimizer.  "lbfgs": full-batch L-BFGS, UFLDL's and
+        the best on data that fits in one evaluation.  "adam" (Kingma and
+        Ba, scikit-learn's convention) and "sgd" (with ``momentum``):
+        minibatch epochs, each minibatch's objective and gradient one engine
+        call and the update the engine's, as ``SparseAutoencoder``'s
+        solvers of the same names (docs/deep.md says when to use which).
+        The softmax layer's training stays L-BFGS.
+    learning_rate : float, default=0.001
+        "adam" and "sgd": step size, > 0 (scikit-learn MLP's default).
+    momentum : float, default=0.9
+        "sgd": ``v <- mu v - lr g; theta <- theta + v``, in [0, 1).
+    batch_size : int, default=100
+        "adam" and "sgd": rows per minibatch (the last may be shorter; more
+        than the rows gives full-batch steps).
+    beta_1, beta_2 : float, default=0.9, 0.999
+        "adam": the moment estimates' decays, in [0, 1).
+    epsilon : float, default=1e-8
+        "adam": added to ``sqrt(v)`` in the step's denominator, > 0.
+    shuffle : bool, default=True
+        "adam" and "sgd": visit the rows in a fresh order each epoch (the
+        engine's permutation, seeded by ``random_state``).
 
     Attributes
     ----------
@@ -568,10 +611,12 @@ class SparseAutoencoderClassifier(ParamsMixin):
     autoencoders_ : list of SparseAutoencoder or None
         The pretrained autoencoders (None with ``pretrain=False``).
     loss_curve_ : list of float
-        Fine-tuning's objective after each L-BFGS iteration run (with
-        ``early_stopping``, also those after ``best_iteration_``).
+        Fine-tuning's objective after each L-BFGS iteration run, or with
+        "adam" and "sgd" each epoch's mean minibatch objective (before each
+        step), as SparseAutoencoder's; with ``early_stopping``, also those
+        after ``best_iteration_``.
     n_iter_ : int
-        Fine-tuning iterations run.
+        Fine-tuning iterations (epochs) run.
     validation_loss_curve_ : list of float or None
         With ``early_stopping``: the validation cross-entropy after each
         fine-tuning iteration.
@@ -589,14 +634,20 @@ class SparseAutoencoderClassifier(ParamsMixin):
     model as it was.  Ctrl-C stops the running stage with a
     ``TrainingInterruptedWarning`` and training goes on from where that
     stage was (an autoencoder keeps its last completed iteration, as
-    ``SparseAutoencoder.fit`` does; L-BFGS its last iterate).
+    ``SparseAutoencoder.fit`` does; L-BFGS its last iterate; "adam" and
+    "sgd" their last completed epoch, or with early stopping the best
+    validation epoch so far).  Fine-tuning by "adam" or "sgd" that diverges
+    (a NaN or inf objective or weight, or an objective 1e4 times the
+    start's) gives a ``TrainingDivergedWarning`` saying why and leaves the
+    model as it was before ``fit``.
     """
 
     def __init__(self, hidden_layer_sizes=(200, 200), autoencoder_params=None, pretrain=True,
                  autoencoders=None, alpha=1e-4, max_iter=400, softmax_max_iter=400, tol=1e-5,
                  scale_inputs=True, dtype="float64", random_state=None, n_threads=None,
                  verbose=False, early_stopping=False, validation_fraction=0.1,
-                 n_iter_no_change=10):
+                 n_iter_no_change=10, solver="lbfgs", learning_rate=0.001, momentum=0.9,
+                 batch_size=100, beta_1=0.9, beta_2=0.999, epsilon=1e-8, shuffle=True):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.autoencoder_params = autoencoder_params
         self.pretrain = pretrain
@@ -613,6 +664,14 @@ class SparseAutoencoderClassifier(ParamsMixin):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.solver = solver
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.batch_size = batch_size
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.shuffle = shuffle
 
     # -- scikit-learn plumbing (get/set_params and the repr: ParamsMixin) --
 
@@ -653,6 +712,7 @@ class SparseAutoencoderClassifier(ParamsMixin):
         s["validation_fraction"] = _real_param("validation_fraction", self.validation_fraction,
                                                0.0, 1.0, True, True, "in (0, 1)")
         s["n_iter_no_change"] = int_param("n_iter_no_change", self.n_iter_no_change, 1)
+        s.update(self._solver_settings(s))
         if self.autoencoders is not None:
             aes = (self.autoencoders.autoencoders_ if isinstance(self.autoencoders,
                                                                  StackedEncoder)
@@ -668,6 +728,25 @@ class SparseAutoencoderClassifier(ParamsMixin):
             if self.pretrain:
                 s["layer_settings"] = _layer_settings(self.autoencoder_params, len(s["sizes"]))
         return s
+
+    def _solver_settings(self, s):
+        """The fine-tuning solver and its minibatch settings, checked by
+        SparseAutoencoder's table (csae._params): the same names, ranges
+        and messages."""
+        from csae._validation import validate_shared
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        shared = {"solver": self.solver, "learning_rate": self.learning_rate,
+                  "momentum": self.momentum, "batch_size": self.batch_size,
+                  "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
+                  "shuffle": self.shuffle}
+        v = validate_shared(shared, s["dtype"])
+        if self.solver == "lbfgs":
+            return {"solver": "lbfgs"}
+        flat = FlatSettings(max_epochs=s["max_iter"], tol=s["tol"],
+                            n_iter_no_change=s["n_iter_no_change"], verbose=int(s["verbose"]),
+                            budget_name="max_iter", **v)
+        return {"solver": self.solver, "flat": flat}
 
     def fit(self, X, y):
         """Pretrain, train the softmax layer, fine-tune.
@@ -710,30 +789,28 @@ class SparseAutoencoderClassifier(ParamsMixin):
         if (self.pretrain or start is not None) and s["softmax_max_iter"] > 0:
             say(f"[{name}] softmax layer on {top} features")
             H = _engine.deep_encode(hidden, Xs, s["n_threads"])
-            softmax = tuple(self._lbfgs([softmax], H, y_idx, s, s["softmax_max_iter"])[0][0])
+            softmax = tuple(fit_lbfgs([softmax], H, y_idx, s, s["softmax_max_iter"])[0][0])
         pretrained = hidden + [softmax]
-        layers, curve, monitor = pretrained, [], None
-        if validation is not None:
-            Xv = (check_data(validation[0], dtype) if data_min is None
-                  else _scale(validation[0], data_min, data_scale, dtype))
-            monitor = _ValidationMonitor(Xv, validation[1], pretrained, s)
+        tuned = FineTuned(pretrained, [])
         if s["max_iter"] > 0:
-            say(f"[{name}] fine-tuning {[n, *s['sizes'], k]}")
-            layers, curve = self._lbfgs(pretrained, Xs, y_idx, s, s["max_iter"], say=say,
-                                        monitor=monitor)
-            if monitor is not None:
-                # The best validation iteration's weights; loss_curve_ and
-                # n_iter_ still count every iteration run (scikit-learn's
-                # MLP convention, as SparseAutoencoder's).
-                layers = monitor.best_layers
+            if validation is not None:
+                validation = ((check_data(validation[0], dtype) if data_min is None
+                               else _scale(validation[0], data_min, data_scale, dtype)),
+                              validation[1])
+            say(f"[{name}] fine-tuning {[n, *s['sizes'], k]} with {s['solver']}")
+            s["rng_state"] = int(rng.integers(2**63))
+            tuned = fine_tune(pretrained, Xs, y_idx, s, validation, say, stacklevel=3)
+            if tuned.layers is None:   # diverged (warned): keep the model as it was
+                return self
         # Everything trained: publish together.
         self.__dict__.pop("feature_names_in_", None)
         self.__dict__.update(
-            classes_=classes, n_features_in_=n, layers_=_freeze(layers, dtype),
+            classes_=classes, n_features_in_=n, layers_=_freeze(tuned.layers, dtype),
             pretrained_layers_=_freeze(pretrained, dtype), autoencoders_=autoencoders,
-            loss_curve_=list(curve), n_iter_=len(curve), _data_min=data_min,
-            validation_loss_curve_=None if monitor is None else monitor.curve,
-            best_iteration_=None if monitor is None else monitor.best_iteration,
+            loss_curve_=list(tuned.loss_curve), n_iter_=len(tuned.loss_curve),
+            validation_loss_curve_=(None if tuned.validation_curve is None
+                                    else list(tuned.validation_curve)),
+            best_iteration_=tuned.best_iteration, _data_min=data_min,
             _data_scale=data_scale, _dtype=dtype)
         if names is not None:
             self.feature_names_in_ = names
@@ -796,32 +873,6 @@ class SparseAutoencoderClassifier(ParamsMixin):
             layers.append((rng.uniform(-r, r, (h, prev)).astype(dtype), np.zeros(h, dtype)))
             prev = h
         return layers
-
-    def _lbfgs(self, layers, X, y, s, max_iter, say=None, monitor=None):
-        """L-BFGS on the deep objective from ``layers``; (layers, curve)."""
-        from csae._warnings import TrainingInterruptedWarning, convergence_warning
-        sizes = _sizes_of(layers, X.shape[1])
-        evaluator = _engine.DeepEvaluator(sizes, X, y, lam=s["alpha"], n_threads=s["n_threads"])
-
-        def report(it, loss, params):
-            stop = monitor is not None and monitor.update(it, params)
-            if s["verbose"] and say is not None:
-                extra = "" if monitor is None else f", validation {monitor.curve[-1]:.6g}"
-                say(f"  iteration {it}: objective {loss:.6g}{extra}")
-            return stop
-        result = lbfgs(evaluator, _flat_layers(layers), max_iter=max_iter,
-                       max_fun=max(15000, 2 * max_iter), tol=s["tol"],
-                       on_iteration=report if (s["verbose"] or monitor) else None,
-                       n_threads=s["n_threads"])
-        if result.interrupted:
-            warnings.warn("training interrupted by Ctrl-C: the model keeps the last "
-                          "L-BFGS iterate", TrainingInterruptedWarning, stacklevel=3)
-        elif (result.n_iter >= max_iter and not result.converged and not result.stopped
-              and say is not None):
-            warnings.warn(f"fine-tuning reached max_iter={max_iter} before L-BFGS converged; "
-                          "raise max_iter to train further", convergence_warning(),
-                          stacklevel=3)
-        return _unflatten(list(result.params)), list(result.loss_curve)
 
     # -- prediction --------------------------------------------------------
 
@@ -901,6 +952,30 @@ class SparseAutoencoderClassifier(ParamsMixin):
         Xc = self._input(X)
         return _engine.deep_encode(self.layers_[:-1], Xc, resolve_n_threads(self.n_threads))
 
+    def to_onnx(self, path=None):
+        """The network as an ONNX graph (needs ``pip install "csae[onnx]"``).
+
+        Input "X" (N, n_features_in_) in the model dtype; outputs "label"
+        (N,), the ``classes_`` value ``predict`` gives (int64, or strings),
+        and "probabilities" (N, n_classes), ``predict_proba``: the outputs
+        skl2onnx gives a scikit-learn classifier with ``zipmap=False``.
+        The input scaling is in the graph.
+
+        Parameters
+        ----------
+        path : str, bytes, os.PathLike or None, default=None
+            Where to write it, by the rules of ``SparseAutoencoder.save``
+            (None: write nothing).
+
+        Returns
+        -------
+        onnx.ModelProto
+        """
+        self._check_fitted()
+        from csae.onnx import export_classifier
+        return export_classifier(self.layers_, self.classes_,
+                                 None if self._data_min is None
+                                 else (self._data_min, self._data_scale), path=path)
 
     def save(self, path):
         """Save the fitted classifier to ``path`` (a ``.npz`` model file, no
@@ -959,34 +1034,6 @@ def load(path):
         from csae._files import display_name
         raise ValueError(f"{display_name(path)} is not a valid csae model file: invalid "
                          f"hyperparameter: {str(err)[:200]}") from None
-
-
-class _ValidationMonitor:
-    """Early stopping of fine-tuning: the validation cross-entropy after
-    each iteration, the best weights so far, and when to stop."""
-
-    def __init__(self, X, y, start, s):
-        self.X, self.y, self.patience = X, y, s["n_iter_no_change"]
-        self.n_threads = s["n_threads"]
-        self.best_layers = start
-        self.best = self._loss(start)
-        self.best_iteration = 0
-        self.curve = []
-
-    def _loss(self, layers):
-        return _engine.deep_objective_and_gradients(list(layers), self.X, self.y, lam=0.0,
-                                                    n_threads=self.n_threads,
-                                                    need_gradients=False)[0]
-
-    def update(self, iteration, params):
-        """Record iteration ``iteration`` (flat params, valid during the
-        call only); True to stop."""
-        layers = [(np.array(W), np.array(b)) for W, b in _unflatten(list(params))]
-        loss = self._loss(layers)
-        self.curve.append(loss)
-        if loss < self.best:
-            self.best, self.best_layers, self.best_iteration = loss, layers, iteration
-        return iteration - self.best_iteration >= self.patience
 
 
 def _freeze(layers, dtype):

@@ -153,6 +153,25 @@ cdef extern from "csae.h" nogil:
                                     const float *X, size_t m, double *loss,
                                     const csae_workspace *ws)
 
+    ctypedef struct csae_flat_state_f64:
+        double *velocity
+        double *adam_m
+        double *adam_v
+        uint64_t adam_t
+
+    ctypedef struct csae_flat_state_f32:
+        float *velocity
+        float *adam_m
+        float *adam_v
+        uint64_t adam_t
+
+    csae_status csae_flat_step_f64(const csae_sgd *sgd, const csae_solver *solver,
+                                   double *theta, const double *grad, size_t n,
+                                   csae_flat_state_f64 *state, size_t n_threads)
+    csae_status csae_flat_step_f32(const csae_sgd *sgd, const csae_solver *solver,
+                                   float *theta, const float *grad, size_t n,
+                                   csae_flat_state_f32 *state, size_t n_threads)
+
     ctypedef int (*csae_stop_fn)(void *context) noexcept
 
     ctypedef struct csae_epoch_result:

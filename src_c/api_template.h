@@ -6,6 +6,7 @@
 
 #define PARAMS CAT(csae_params_, SFX)
 #define STATE CAT(csae_train_state_, SFX)
+#define FLAT CAT(csae_flat_state_, SFX)
 #define OP(name) csae_ops_active()->CAT(name, SFX)
 
 static int FN(params_ok_)(PARAMS p)
@@ -179,6 +180,33 @@ csae_status FN(csae_train_step_)(const csae_model *model, const csae_sgd *sgd,
         return CSAE_ERR_WORKSPACE;
     return OP(train_step_)(model, sgd, solver, params, state, X, m, loss, base, &L,
                            threads_of(ws));
+}
+
+csae_status FN(csae_flat_step_)(const csae_sgd *sgd, const csae_solver *solver, REAL *theta,
+                                const REAL *grad, size_t n, FLAT *state, size_t n_threads)
+{
+    if (!sgd_ok(sgd) || !solver_ok(solver) || !theta || !grad || n == 0 || !state)
+        return CSAE_ERR_ARGUMENT;
+    if (!solver)
+        solver = &no_solver;
+    const int adam = solver->adam != 0, momentum = !adam && sgd->momentum != 0;
+    if (solver->sparsity_smoothing != 0 || (adam && !(state->adam_m && state->adam_v)) ||
+        (momentum && !state->velocity))
+        return CSAE_ERR_ARGUMENT;
+    const size_t bytes = FN(bytes_)(n);
+    const csae_span spans[] = {{theta, bytes, 1}, {grad, bytes, 0},
+                               {momentum ? state->velocity : NULL, bytes, 1},
+                               {adam ? state->adam_m : NULL, bytes, 1},
+                               {adam ? state->adam_v : NULL, bytes, 1},
+                               {state, sizeof *state, 1}};
+    if (!csae_spans_ok(spans, sizeof spans / sizeof spans[0]))
+        return CSAE_ERR_ARGUMENT;
+    FLAT used = {momentum ? state->velocity : NULL, adam ? state->adam_m : NULL,
+                 adam ? state->adam_v : NULL, state->adam_t};
+    const csae_status status = OP(flat_step_)(sgd, solver, theta, grad, n, &used,
+                                              clamp_threads(n_threads));
+    state->adam_t = used.adam_t;
+    return status;
 }
 
 /* The state of the plain entry points: the velocities, nothing else. */
@@ -390,4 +418,5 @@ csae_status FN(csae_sgd_epoch_)(const csae_model *model, const csae_sgd *sgd,
 
 #undef OP
 #undef STATE
+#undef FLAT
 #undef PARAMS

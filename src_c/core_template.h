@@ -8,6 +8,7 @@
 
 #define PARAMS CAT(csae_params_, SFX)
 #define STATE CAT(csae_train_state_, SFX)
+#define FLAT CAT(csae_flat_state_, SFX)
 #define GEMM FN(gemm_)
 
 /* A = sigmoid(X W^T + b): W read as the n x h matrix W^T (strides 1, n). */
@@ -421,6 +422,46 @@ static PARAMS FN(grad_views_)(const csae_model *model, char *base, const csae_ws
     return grads;
 }
 
+/* Make job an Adam update of step t = adam_t + 1 (the bias-corrected rate
+ * in double, then in REAL). */
+static void FN(adam_job_)(FN(update_job_) *job, const csae_sgd *sgd, const csae_solver *solver,
+                          uint64_t adam_t)
+{
+    const double t = (double)adam_t + 1.0;
+    const double b1 = solver->beta_1, b2 = solver->beta_2;
+    job->kind = UPDATE_ADAM;
+    job->lr = (REAL)(sgd->learning_rate * sqrt(1.0 - pow(b2, t)) / (1.0 - pow(b1, t)));
+    job->b1 = (REAL)b1;
+    job->c1 = (REAL)1 - job->b1;
+    job->b2 = (REAL)b2;
+    job->c2 = (REAL)1 - job->b2;
+    job->eps = (REAL)solver->epsilon;
+}
+
+/* One optimizer step on a flat vector (csae_flat_step): the update of
+ * step_ above, on one block of n elements whose gradient already holds
+ * every penalty (decay 0).  The other three blocks are empty views of the
+ * first, so the update's loops run unchanged. */
+static csae_status FN(flat_step_)(const csae_sgd *sgd, const csae_solver *solver, REAL *theta,
+                                  const REAL *grad, size_t n, FLAT *state, size_t threads)
+{
+    REAL *v = state->velocity ? state->velocity : theta;
+    REAL *m1 = state->adam_m ? state->adam_m : theta;
+    REAL *m2 = state->adam_v ? state->adam_v : theta;
+    FN(update_job_) job = {
+        {theta, theta, theta, theta}, {v, v, v, v}, {m1, m1, m1, m1}, {m2, m2, m2, m2},
+        {grad, grad, grad, grad}, {n, 0, 0, 0}, {0, 0, 0, 0},
+        (REAL)sgd->learning_rate, (REAL)sgd->momentum,
+        0, 0, 0, 0, 0,
+        sgd->momentum != 0 ? UPDATE_MOMENTUM : UPDATE_PLAIN, 0, 1, {0}};
+    if (solver->adam)
+        FN(adam_job_)(&job, sgd, solver, state->adam_t);
+    const csae_status status = FN(apply_update_)(&job, threads, 0.0);
+    if (status == CSAE_OK && solver->adam)
+        state->adam_t++;
+    return status;
+}
+
 /* One training step (csae_train_step).  One-row batches of plain SGD or
  * momentum without the running estimate take the fused step of
  * sample_template.h; everything else the GEMM-based objective and the
@@ -461,18 +502,8 @@ static csae_status FN(step_)(const csae_model *model, const csae_sgd *sgd,
         (REAL)sgd->learning_rate, (REAL)sgd->momentum,
         0, 0, 0, 0, 0,
         sgd->momentum != 0 ? UPDATE_MOMENTUM : UPDATE_PLAIN, 0, 1, {0}};
-    if (solver->adam) {
-        /* Step t = adam_t + 1; the bias-corrected rate in double. */
-        const double t = (double)state->adam_t + 1.0;
-        const double b1 = solver->beta_1, b2 = solver->beta_2;
-        job.kind = UPDATE_ADAM;
-        job.lr = (REAL)(sgd->learning_rate * sqrt(1.0 - pow(b2, t)) / (1.0 - pow(b1, t)));
-        job.b1 = (REAL)b1;
-        job.c1 = (REAL)1 - job.b1;
-        job.b2 = (REAL)b2;
-        job.c2 = (REAL)1 - job.b2;
-        job.eps = (REAL)solver->epsilon;
-    }
+    if (solver->adam)
+        FN(adam_job_)(&job, sgd, solver, state->adam_t);
     const csae_status status = FN(apply_update_)(&job, threads, *loss);
     if (status != CSAE_OK)
         return status;
@@ -487,4 +518,5 @@ static csae_status FN(step_)(const csae_model *model, const csae_sgd *sgd,
 
 #undef GEMM
 #undef STATE
+#undef FLAT
 #undef PARAMS

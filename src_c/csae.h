@@ -305,6 +305,38 @@ csae_status csae_train_step_f32(const csae_model *model, const csae_sgd *sgd,
                                 const float *X, size_t m, double *loss,
                                 const csae_workspace *ws);
 
+/* ---- One optimizer step on a flat vector --------------------------------
+ * The update of csae_train_step_* (SGD, momentum or Adam: the same arithmetic,
+ * element by element) applied to the n parameters theta given their
+ * gradient grad, for an optimizer of another model than the autoencoder
+ * (the deep networks' minibatch fine-tuning): grad must already hold every
+ * penalty (nothing is added to it).  sgd gives learning_rate and momentum
+ * (its batch_size and shuffle are checked, not used); solver (NULL: SGD)
+ * adam, beta_1, beta_2 and epsilon, and its sparsity_smoothing must be 0.
+ * The state's arrays have n elements: velocity with momentum > 0 (not
+ * adam), adam_m and adam_v with adam (start them at zero, adam_t at 0);
+ * the others may be NULL.  If any new value is not finite nothing is
+ * written and CSAE_ERR_NONFINITE is returned; otherwise theta and the state
+ * are updated in place and adam_t advances by 1 (with adam).  No sum is
+ * taken, so the result is bit-identical for any n_threads (0 counts as 1)
+ * and on every kernel path; no workspace, nothing allocated. */
+typedef struct {
+    double *velocity;           /* SGD with momentum */
+    double *adam_m, *adam_v;    /* Adam's moments */
+    uint64_t adam_t;            /* Adam steps taken so far */
+} csae_flat_state_f64;
+typedef struct {
+    float *velocity;
+    float *adam_m, *adam_v;
+    uint64_t adam_t;
+} csae_flat_state_f32;
+csae_status csae_flat_step_f64(const csae_sgd *sgd, const csae_solver *solver, double *theta,
+                               const double *grad, size_t n, csae_flat_state_f64 *state,
+                               size_t n_threads);
+csae_status csae_flat_step_f32(const csae_sgd *sgd, const csae_solver *solver, float *theta,
+                               const float *grad, size_t n, csae_flat_state_f32 *state,
+                               size_t n_threads);
+
 /* Called between minibatches of an epoch (at most every `check_every`
  * minibatches); returning nonzero ends the epoch with CSAE_ERR_STOPPED. */
 typedef int (*csae_stop_fn)(void *context);

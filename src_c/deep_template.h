@@ -131,21 +131,30 @@ static size_t FN(deep_check_)(const csae_deep_net *net, const REAL *theta, const
     return n_params;
 }
 
-csae_status FN(csae_deep_forward_)(const csae_deep_net *net, const REAL *theta, const REAL *X,
-                                   size_t m, REAL *P, const csae_workspace *ws)
+/* The forward pass's outputs for both entry points: the class
+ * probabilities (`classes`: layers 1..L+1, then the softmax) or the top
+ * hidden layer A_L (layers 1..L; only the hidden layers' part of theta is
+ * read, so the softmax layer's weights may be absent).  One set of
+ * argument checks and one rule for non-finite inputs serves both. */
+static csae_status FN(deep_outputs_)(const csae_deep_net *net, const REAL *theta,
+                                     const REAL *X, size_t m, REAL *out,
+                                     const csae_workspace *ws, int classes)
 {
     const size_t n_params = FN(deep_check_)(net, theta, X, m);
-    if (n_params == 0 || (m && !P))
+    const size_t L = n_params ? net->n_hidden_layers : 0;
+    if (n_params == 0 || (!classes && L == 0) || (m && !out))
         return CSAE_ERR_ARGUMENT;
     const size_t threads = ws ? clamp_threads(ws->n_threads) : 1;
     const deep_layout D = layout_for(net, m, sizeof(REAL), threads, 0);
     if (D.total == SIZE_MAX)
         return CSAE_ERR_ARGUMENT;
-    const size_t n = net->sizes[0], k = net->sizes[net->n_hidden_layers + 1];
-    /* P must not overlap theta, X or the workspace (csae.h). */
-    const csae_span spans[4] = {{theta, n_params * sizeof(REAL), 0},
+    const size_t *sz = net->sizes, n = sz[0];
+    const size_t top = classes ? L + 1 : L, width = sz[top];
+    const size_t n_read = classes ? n_params : n_params - (sz[L + 1] * sz[L] + sz[L + 1]);
+    /* The output must not overlap theta, X or the workspace (csae.h). */
+    const csae_span spans[4] = {{theta, n_read * sizeof(REAL), 0},
                                 {X, m * n * sizeof(REAL), 0},
-                                {P, m * k * sizeof(REAL), 1},
+                                {out, m * width * sizeof(REAL), 1},
                                 {ws ? ws->data : NULL, ws ? ws->size : 0, 1}};
     if (!csae_spans_ok(spans, 4))
         return CSAE_ERR_ARGUMENT;
@@ -155,57 +164,32 @@ csae_status FN(csae_deep_forward_)(const csae_deep_net *net, const REAL *theta, 
     if (m == 0)
         return CSAE_OK;
     FN(deep_acts_ctx_) ctx = {base, &D, net, m};
-    FN(deep_forward_pass_)(csae_ops_active(), net, net->n_hidden_layers + 1, theta, X, m, P, FN(deep_acts_pingpong_),
-                           &ctx, base + D.pack, threads);
-    FN(deep_softmax_)(P, m, k, NULL);
+    FN(deep_forward_pass_)(csae_ops_active(), net, top, theta, X, m, out,
+                           FN(deep_acts_pingpong_), &ctx, base + D.pack, threads);
+    if (classes)
+        FN(deep_softmax_)(out, m, width, NULL);
     /* Non-finite inputs give NaN outputs (csae.h), stated and applied
      * here rather than left to the arithmetic: an infinity can come out of
      * the products as +-inf (a saturated sigmoid, a finite probability) or
      * as NaN (inf - inf), depending on the weights. */
-    const int bad_theta = FN(deep_nonfinite_)(theta, n_params);
+    const int bad_theta = FN(deep_nonfinite_)(theta, n_read);
     for (size_t i = 0; i < m; i++)
         if (bad_theta || FN(deep_nonfinite_)(X + i * n, n))
-            for (size_t j = 0; j < k; j++)
-                P[i * k + j] = (REAL)NAN;
+            for (size_t j = 0; j < width; j++)
+                out[i * width + j] = (REAL)NAN;
     return CSAE_OK;
+}
+
+csae_status FN(csae_deep_forward_)(const csae_deep_net *net, const REAL *theta, const REAL *X,
+                                   size_t m, REAL *P, const csae_workspace *ws)
+{
+    return FN(deep_outputs_)(net, theta, X, m, P, ws, 1);
 }
 
 csae_status FN(csae_deep_encode_)(const csae_deep_net *net, const REAL *theta, const REAL *X,
                                   size_t m, REAL *H, const csae_workspace *ws)
 {
-    const size_t n_params = FN(deep_check_)(net, theta, X, m);
-    const size_t L = n_params ? net->n_hidden_layers : 0;
-    if (n_params == 0 || L == 0 || (m && !H))
-        return CSAE_ERR_ARGUMENT;
-    const size_t threads = ws ? clamp_threads(ws->n_threads) : 1;
-    const deep_layout D = layout_for(net, m, sizeof(REAL), threads, 0);
-    if (D.total == SIZE_MAX)
-        return CSAE_ERR_ARGUMENT;
-    const size_t *sz = net->sizes, n = sz[0], h = sz[L];
-    /* Only the hidden layers' part of theta is read: the softmax layer's
-     * weights may be absent. */
-    const size_t n_hidden_params = n_params - (sz[L + 1] * h + sz[L + 1]);
-    const csae_span spans[4] = {{theta, n_hidden_params * sizeof(REAL), 0},
-                                {X, m * n * sizeof(REAL), 0},
-                                {H, m * h * sizeof(REAL), 1},
-                                {ws ? ws->data : NULL, ws ? ws->size : 0, 1}};
-    if (!csae_spans_ok(spans, 4))
-        return CSAE_ERR_ARGUMENT;
-    char *base = ws_base(ws, &D);
-    if (!base)
-        return CSAE_ERR_WORKSPACE;
-    if (m == 0)
-        return CSAE_OK;
-    FN(deep_acts_ctx_) ctx = {base, &D, net, m};
-    FN(deep_forward_pass_)(csae_ops_active(), net, L, theta, X, m, H, FN(deep_acts_pingpong_),
-                           &ctx, base + D.pack, threads);
-    /* The forward pass's rule for non-finite inputs. */
-    const int bad_theta = FN(deep_nonfinite_)(theta, n_hidden_params);
-    for (size_t i = 0; i < m; i++)
-        if (bad_theta || FN(deep_nonfinite_)(X + i * n, n))
-            for (size_t j = 0; j < h; j++)
-                H[i * h + j] = (REAL)NAN;
-    return CSAE_OK;
+    return FN(deep_outputs_)(net, theta, X, m, H, ws, 0);
 }
 
 csae_status FN(csae_deep_objective_)(const csae_deep_net *net, const REAL *theta,

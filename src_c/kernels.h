@@ -100,6 +100,9 @@ size_t csae_gemm_pack_size(size_t n, size_t k, size_t elem_size, size_t n_thread
                                     const REAL *X, size_t m, double *loss,      \
                                     char *base, const csae_ws_layout *L,        \
                                     size_t threads);                            \
+    csae_status (*flat_step_##SFX)(const csae_sgd *sgd, const csae_solver *solver, \
+                                   REAL *theta, const REAL *grad, size_t n,      \
+                                   csae_flat_state_##SFX *state, size_t threads); \
     void (*activation_sums_##SFX)(const csae_model *model, const REAL *W,        \
                                   const REAL *b, const REAL *X, size_t m,        \
                                   double *sums, char *base,                     \

@@ -65,8 +65,8 @@ static csae_blocking blocking_f32 = {PATH_MR_F32, PATH_NR_F32, 8 * PATH_MR_F32, 
 #define OPS_TABLE                                                              \
     {                                                                          \
         &blocking_f64, &blocking_f32,                                          \
-        encode_f64, decode_f64, objective_f64, step_f64,                       \
+        encode_f64, decode_f64, objective_f64, step_f64, flat_step_f64,        \
         activation_sums_f64, objective_part_f64, gemm_f64,                     \
-        encode_f32, decode_f32, objective_f32, step_f32,                       \
+        encode_f32, decode_f32, objective_f32, step_f32, flat_step_f32,        \
         activation_sums_f32, objective_part_f32, gemm_f32                      \
     }

@@ -723,6 +723,48 @@ DEFINE_DEEP_CHECK(f32, float, 5e-2)
 DEFINE_MISUSE_CHECK(f64, double)
 DEFINE_MISUSE_CHECK(f32, float)
 
+/* csae_flat_step: an applied step, a refused one (nothing written), and
+ * arguments it must refuse. */
+#define DEFINE_FLAT(SFX, REAL)                                                 \
+    static void flat_##SFX(const char *path)                                   \
+    {                                                                          \
+        const char *type = #REAL;                                              \
+        enum { P = 6 };                                                        \
+        REAL theta[P], grad[P], m1[P] = {0}, m2[P] = {0}, vel[P] = {0}, keep[P]; \
+        for (int i = 0; i < P; i++) {                                          \
+            theta[i] = (REAL)(0.5 * i);                                        \
+            grad[i] = (REAL)(1.0 - 0.3 * i);                                   \
+        }                                                                      \
+        csae_sgd sgd = {0.1, 0.9, 1, 0};                                       \
+        csae_solver adam = {1, 0.9, 0.999, 1e-8, 0.0};                         \
+        csae_flat_state_##SFX state = {vel, m1, m2, 0};                        \
+        check(csae_flat_step_##SFX(&sgd, &adam, theta, grad, P, &state, 2) == CSAE_OK && \
+                  state.adam_t == 1 && theta[0] < 0 && theta[5] > 2.5,         \
+              "flat adam step", path, type);                                   \
+        memcpy(keep, theta, sizeof keep);                                      \
+        grad[2] = (REAL)INFINITY;                                              \
+        check(csae_flat_step_##SFX(&sgd, NULL, theta, grad, P, &state, 1) ==    \
+                      CSAE_ERR_NONFINITE && !memcmp(keep, theta, sizeof keep) && \
+                  vel[0] == 0,                                                 \
+              "flat step that overflows writes nothing", path, type);          \
+        grad[2] = 0;                                                           \
+        csae_flat_state_##SFX empty = {NULL, NULL, NULL, 0};                   \
+        csae_solver running = {0, 0.9, 0.999, 1e-8, 0.1};                      \
+        check(csae_flat_step_##SFX(&sgd, &adam, theta, grad, P, &empty, 1) ==   \
+                      CSAE_ERR_ARGUMENT &&                                     \
+                  csae_flat_step_##SFX(&sgd, NULL, theta, grad, P, &empty, 1) == \
+                      CSAE_ERR_ARGUMENT &&                                     \
+                  csae_flat_step_##SFX(&sgd, &running, theta, grad, P, &state, 1) == \
+                      CSAE_ERR_ARGUMENT &&                                     \
+                  csae_flat_step_##SFX(&sgd, NULL, theta, theta, P, &state, 1) == \
+                      CSAE_ERR_ARGUMENT &&                                     \
+                  csae_flat_step_##SFX(&sgd, NULL, theta, grad, 0, &state, 1) == \
+                      CSAE_ERR_ARGUMENT,                                       \
+              "flat step refuses bad arguments", path, type);                  \
+    }
+DEFINE_FLAT(f64, double)
+DEFINE_FLAT(f32, float)
+
 int main(void)
 {
     /* Every path this build registers (the library's list, not one of
@@ -747,6 +789,8 @@ int main(void)
         deep_f32(name);
         misuse_f64(name);
         misuse_f32(name);
+        flat_f64(name);
+        flat_f32(name);
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

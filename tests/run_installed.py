@@ -30,9 +30,9 @@ ROOT = HERE.parent
 SUBSET = [
     "test_estimator.py", "test_engine.py", "test_kernel_paths.py", "test_solvers.py",
     "test_persist.py", "test_cli.py", "test_datasets.py", "test_filters.py",
-    "test_plotting.py", "test_onnx.py", "test_threads.py", "test_warnings.py",
-    "test_guarantees_bad_input.py", "test_data.py", "test_sklearn_compat.py", "test_dask.py",
-    "test_deep.py", "test_c_library.py",
+    "test_plotting.py", "test_onnx.py", "test_onnx_deep.py", "test_threads.py",
+    "test_warnings.py", "test_guarantees_bad_input.py", "test_data.py",
+    "test_sklearn_compat.py", "test_dask.py", "test_deep.py", "test_c_library.py",
 ]
 DESELECT = {
     # builds the sdist and a wheel from it: the checkout's job (tools/build_wheels.py)

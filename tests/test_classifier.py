@@ -273,7 +273,8 @@ def test_unfitted_and_wrong_width():
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("settings", [{}, {"pretrain": False}, {"early_stopping": True},
-                                      {"dtype": "float32"}], ids=str)
+                                      {"dtype": "float32"}, {"solver": "adam"},
+                                      {"solver": "sgd", "early_stopping": True}], ids=str)
 def test_check_estimator(settings):
     from sklearn.utils.estimator_checks import check_estimator
     with warnings.catch_warnings():

@@ -39,7 +39,7 @@ def _modules():
 MODULES = _modules()
 
 # Modules below the estimator: they take values and never import it.
-BELOW = ("_backends", "_base", "_blockwise", "_dask", "_data", "_errors", "_fitting",
+BELOW = ("_backends", "_base", "_blockwise", "_dask", "_data", "_errors", "_finetune", "_fitting",
          "_gradcheck", "_params", "_persist", "_range", "_state", "_threads", "_training",
          "_validation", "_warnings") + tuple(m for m in MODULES if m.startswith("solvers"))
 

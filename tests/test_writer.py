@@ -1,13 +1,14 @@
 """One writer: every file csae writes obeys the same rules.
 
-``SparseAutoencoder.save``, ``csae.to_onnx`` and every output of the ``csae``
-command (``train``'s model, ``encode``/``reconstruct`` as .npy or .csv, in
-memory or chunk by chunk) go through ``csae._files.write_atomically``.  Each
-rule is tested on each of them: a new file gets the mode ``open`` gives
-(0o666 minus the umask), an existing file keeps its mode, a symbolic link is
-followed and kept, a FIFO or a read-only file is refused and left as it was,
-a name as long as the file system allows is written, a full disk says so,
-and no temporary file is ever left.
+``SparseAutoencoder.save``, ``csae.to_onnx`` (and the deep models'
+``to_onnx``) and every output of the ``csae`` command (``train``'s model,
+``encode``/``reconstruct`` as .npy or .csv, in memory or chunk by chunk) go
+through ``csae._files.write_atomically``.  Each rule is tested on each of
+them: a new file gets the mode ``open`` gives (0o666 minus the umask), an
+existing file keeps its mode, a symbolic link is followed and kept, a FIFO or
+a read-only file is refused and left as it was, a name as long as the file
+system allows is written, a full disk says so, and no temporary file is ever
+left.
 """
 
 import errno
@@ -17,6 +18,7 @@ import signal
 import stat
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -43,7 +45,14 @@ def inputs(tmp_path_factory):
     model = SparseAutoencoder(n_hidden=3, solver="sgd", max_epochs=2, batch_size=10,
                               random_state=0).fit(X)
     model.save(folder / "model.npz")
-    return {"model": model, "model_file": folder / "model.npz", "data": folder / "x.npy"}
+    classifier = csae.SparseAutoencoderClassifier(
+        hidden_layer_sizes=(3,), max_iter=2, softmax_max_iter=2,
+        autoencoder_params=dict(max_epochs=2), random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # two iterations on purpose
+        classifier.fit(X, (X[:, 0] > 0.5).astype(int))
+    return {"model": model, "model_file": folder / "model.npz", "data": folder / "x.npy",
+            "stack": csae.stack(model), "classifier": classifier}
 
 
 @pytest.fixture
@@ -110,6 +119,10 @@ WRITERS = {
     "save": (".npz", _api(lambda path, ctx: ctx.model.save(path)), _loads_as_model),
     "to_onnx": (".onnx", _api(lambda path, ctx: csae.to_onnx(ctx.model, path)),
                 _loads_as_onnx),
+    "stack to_onnx": (".onnx", _api(lambda path, ctx: ctx.stack.to_onnx(path)),
+                      _loads_as_onnx),
+    "classifier to_onnx": (".onnx", _api(lambda path, ctx: ctx.classifier.to_onnx(path)),
+                           _loads_as_onnx),
     "train": (".npz", _command("train", "{data}", "--hidden", 2, "--epochs", 1,
                                "--solver", "sgd", "--seed", 0), _loads_as_model),
     "encode npy": (".npy", _command("encode", "{model}", "{data}"), _loads_as_npy),
@@ -122,7 +135,7 @@ WRITERS = {
                                              chunked=True), _loads_as_npy),
 }
 WRITER_PARAMS = [pytest.param(name, marks=pytest.mark.skipif(
-    name == "to_onnx" and not HAVE_ONNX, reason="needs onnx")) for name in WRITERS]
+    WRITERS[name][0] == ".onnx" and not HAVE_ONNX, reason="needs onnx")) for name in WRITERS]
 
 
 def write(name, path, ctx):

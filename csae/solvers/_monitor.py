@@ -148,7 +148,8 @@ class Progress:
 
     def update(self, k, objective, validation, seconds, activation):
         """Epoch ``k`` (1-based within this call) done; ``activation()``
-        computes the mean hidden activation, only when a line needs it."""
+        computes the mean hidden activation, only when a line needs it
+        (None: a model without one, whose lines leave it out)."""
         if self.hook is not None:
             self.hook(k, objective, validation, seconds)
         if self.bar is not None:
@@ -161,11 +162,11 @@ class Progress:
         parts = [f"objective {objective:.6g}"]
         if validation is not None:
             parts.append(f"validation {validation:.6g}")
-        target = self.hp.sparsity_target
 
         def line():
-            return (f"{self.unit} {number}: {', '.join(parts)}, mean activation "
-                    f"{activation():.4f} (target {target:g}), elapsed {elapsed:.3f} s")
+            shown = parts if activation is None else parts + [
+                f"mean activation {activation():.4f} (target {self.hp.sparsity_target:g})"]
+            return f"{self.unit} {number}: {', '.join(shown)}, elapsed {elapsed:.3f} s"
         if self.shown is None or k in self.shown:
             self.print(line())
             self.last_line = None
@@ -226,14 +227,15 @@ class StoppingRule:
         return (f"the {self._what()} did not improve by more than tol={self.tol:g} of its "
                 f"best for n_iter_no_change={self.patience} {unit}s")
 
-    def unmet(self, max_epochs, unit):
-        """The ConvergenceWarning's message."""
+    def unmet(self, max_epochs, unit, name="max_epochs"):
+        """The ConvergenceWarning's message (``name``: the estimator's name
+        for the budget)."""
         off = ("" if self.early_stopping else
-               f", or set tol=0 to train exactly max_epochs {unit}s without this warning")
-        return (f"fit stopped at max_epochs={max_epochs} while the {self._what()} was still "
+               f", or set tol=0 to train exactly {name} {unit}s without this warning")
+        return (f"fit stopped at {name}={max_epochs} while the {self._what()} was still "
                 f"improving: it never went n_iter_no_change={self.patience} {unit}s without "
-                f"improving by more than tol={self.tol:g} of its best. Raise max_epochs to train until "
-                f"it does{off}.")
+                f"improving by more than tol={self.tol:g} of its best. Raise {name} to train "
+                f"until it does{off}.")
 
 
 # --------------------------------------------------------------------------
@@ -243,6 +245,11 @@ class StoppingRule:
 class Monitor:
     """Watches one solver run on the prepared ``X`` (see the module's
     docstring).
+
+    What is particular to the autoencoder is in three methods, which a run
+    of another model (``csae.solvers.flat``) overrides: ``objective`` (the
+    validation objective), ``activation`` (for the progress lines) and
+    ``check_model`` (the end-of-fit health checks).
 
     ``total``: the epochs (iterations) this call may run; ``first``: the
     number (as ``n_iter_`` counts) of its first; ``X_val``: the held-out
@@ -256,7 +263,6 @@ class Monitor:
                  reference=None, hook=None):
         self.backend, self.X, self.hp, self.unit = backend, X, hp, unit
         self.X_val = X_val
-        self.settings = objective_settings(hp)
         self.rule = StoppingRule(hp, X_val is not None, active=stopping)
         self.stopping = stopping
         self.progress = Progress(hp.verbose, total, unit, hp, first=first, hook=hook)
@@ -287,7 +293,7 @@ class Monitor:
         if self.X_val is None:
             return None
         try:
-            value = float(self.backend.objective(params, self.X_val, **self.settings))
+            value = self.objective(params)
         except NonFiniteError:
             if strict:
                 raise
@@ -306,12 +312,26 @@ class Monitor:
         if keep is not None and value < self.best_value:
             self.best, self.best_value, self.best_k = keep(), value, k
         stop = self.rule.update(value)
-        self.progress.update(k, loss, validation, seconds,
-                             lambda: float(np.mean(self.backend.encode(params[0], params[1],
-                                                                       self.X))))
+        self.progress.update(k, loss, validation, seconds, self.activation(params))
         if stop:
             self.reason = "no_improvement"
         return stop
+
+    # The model's part ------------------------------------------------------
+
+    def objective(self, params):
+        """The objective on the validation rows at ``params`` (a float)."""
+        return float(self.backend.objective(params, self.X_val, **objective_settings(self.hp)))
+
+    def activation(self, params):
+        """A function giving the mean hidden activation at ``params`` (for
+        a progress line), or None."""
+        return lambda: float(np.mean(self.backend.encode(params[0], params[1], self.X)))
+
+    def check_model(self, params, unconverged, stacklevel):
+        """The end-of-fit health checks of the trained ``params``."""
+        check_health(self.backend, params, self.X, self.hp, stacklevel + 1,
+                     reconstruction=unconverged is None)
 
     # Ends -----------------------------------------------------------------
 
@@ -341,8 +361,7 @@ class Monitor:
         by its own rules), then the health checks."""
         if unconverged is not None:
             warnings.warn(convergence_warning()(unconverged), stacklevel=stacklevel)
-        check_health(self.backend, params, self.X, self.hp, stacklevel + 1,
-                     reconstruction=unconverged is None)
+        self.check_model(params, unconverged, stacklevel + 1)
 
 
 # --------------------------------------------------------------------------
