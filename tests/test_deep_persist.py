@@ -110,8 +110,9 @@ def test_a_classifier_round_trips_exactly(tmp_path, dtype, labels):
 
 @pytest.mark.parametrize("kwargs", [{"pretrain": False}, {"early_stopping": True},
                                     {"scale_inputs": False, "autoencoder_params": {
-                                        "max_epochs": 8, "decoder": "linear"}}],
-                         ids=["no pretraining", "early stopping", "no scaling"])
+                                        "max_epochs": 8, "decoder": "linear"}},
+                                    {"solver": "adam", "batch_size": 16, "beta_1": 0.8}],
+                         ids=["no pretraining", "early stopping", "no scaling", "adam"])
 def test_classifier_variants_round_trip(tmp_path, kwargs):
     clf = classifier(**kwargs)
     clf.save(tmp_path / "c.npz")
