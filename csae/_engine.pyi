@@ -282,6 +282,7 @@ class DeepEvaluator:
     def evaluate_rows(self, theta: _FloatArray, grad: _FloatArray, start: int,
                       stop: int) -> float: ...
 
+@disjoint_base
 class FlatStep:
     """Steps of SGD, momentum or Adam on a flat vector (csae_flat_step_*)."""
     n_params: int
