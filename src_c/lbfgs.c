@@ -40,7 +40,12 @@
  * Speed: the optimizer streams its history (2 x history vectors of n) once
  * per iteration, so each pass fuses an update with the dot product the next
  * step needs (d += a u, then v'd, block by block while the block is in
- * cache): the direction costs 2 x history + 1 passes over memory.
+ * cache): the direction costs 2 x history + 1 passes over memory.  The
+ * vectors around it are fused the same way: the first pass also copies g
+ * to g0 and takes max |g_i|, the first trial point is placed while x is
+ * copied to x0, a kept pair is written straight into its slot, and a trial
+ * point's g is checked for finiteness through g'd, so no pass reads a
+ * vector only to copy or check it.
  */
 #include <math.h>
 #include <string.h>
@@ -90,12 +95,14 @@ static double dot(const double *a, const double *b, size_t n)
 
 /* One fused pass over blocks: first an update of out, then (if v) the dot
  * product v'out of the updated values (or u'w for PASS_DOT):
- *   PASS_NEGATE  out = -u
+ *   PASS_NEGATE  out = -u, and t = u (g0 = g), max |u_i| into part2
  *   PASS_AXPY    out = (out + a u) * b     (b = 1 multiplies exactly)
  *   PASS_PLACE   out = w + a u, or a u without w (x = x0 + step d)
- *   PASS_DIFF    out = u - out             (y = g - g0), then out'out
+ *   PASS_MOVE    t = out, then out = out + a u (x0 = x, x = x0 + step d)
+ *   PASS_PAIR    out = u - w (y = g - g0 into its slot), then out'out; and
+ *                t = a v (s = step d into its slot)
  *   PASS_DOT     nothing written; u'w */
-enum { PASS_NEGATE, PASS_AXPY, PASS_PLACE, PASS_DIFF, PASS_DOT };
+enum { PASS_NEGATE, PASS_AXPY, PASS_PLACE, PASS_MOVE, PASS_PAIR, PASS_DOT };
 
 typedef struct {
     int op;
@@ -103,7 +110,9 @@ typedef struct {
     double a, b;
     double *out;
     const double *u, *v, *w;
-    double *part; /* one partial sum per block */
+    double *t;     /* written too: g0 (NEGATE), x0 (MOVE), s (PAIR) */
+    double *part;  /* one partial sum per block */
+    double *part2; /* PASS_NEGATE: max |u_i| per block */
 } pass;
 
 static void pass_block(const pass *p, size_t k)
@@ -112,10 +121,17 @@ static void pass_block(const pass *p, size_t k)
     double *out = p->out ? p->out + lo : NULL;
     const double *u = p->u ? p->u + lo : NULL, *w = p->w ? p->w + lo : NULL;
     switch (p->op) {
-    case PASS_NEGATE:
-        for (size_t i = 0; i < len; i++)
+    case PASS_NEGATE: {
+        double *copy = p->t + lo, big = 0.0;
+        for (size_t i = 0; i < len; i++) {
+            const double a = fabs(u[i]);
+            big = a > big ? a : big;
             out[i] = -u[i];
+            copy[i] = u[i];
+        }
+        p->part2[k] = big;
         break;
+    }
     case PASS_AXPY:
         for (size_t i = 0; i < len; i++) {
             const double t = p->a * u[i];
@@ -134,16 +150,30 @@ static void pass_block(const pass *p, size_t k)
             out[i] = w[i] + t;
         }
         break;
-    case PASS_DIFF:
-        for (size_t i = 0; i < len; i++)
-            out[i] = u[i] - out[i];
+    case PASS_MOVE: {
+        double *copy = p->t + lo;
+        for (size_t i = 0; i < len; i++) {
+            const double t = p->a * u[i];
+            copy[i] = out[i];
+            out[i] = out[i] + t;
+        }
         break;
+    }
+    case PASS_PAIR: {
+        const double *v = p->v + lo;
+        double *sv = p->t + lo;
+        for (size_t i = 0; i < len; i++) {
+            out[i] = u[i] - w[i];
+            sv[i] = p->a * v[i];
+        }
+        break;
+    }
     default:
         break;
     }
     if (p->op == PASS_DOT)
         p->part[k] = dot(u, w, len);
-    else if (p->op == PASS_DIFF)
+    else if (p->op == PASS_PAIR)
         p->part[k] = dot(out, out, len);
     else if (p->v)
         p->part[k] = dot(p->v + lo, out, len);
@@ -158,20 +188,27 @@ static void pass_task(void *context, size_t t)
 }
 
 /* Run the pass on up to n_threads threads; the dot product it computes
- * (blocks added in order), or 0 if it computes none. */
-static double run_pass(const csae_lbfgs *s, int op, double a, double b, double *out,
-                       const double *u, const double *v, const double *w)
+ * (blocks added in order), or 0 if it computes none.  t: see the ops. */
+static double run_pass_t(const csae_lbfgs *s, int op, double a, double b, double *out,
+                         const double *u, const double *v, const double *w, double *t)
 {
-    pass p = {op, s->n, (s->n + BLOCK - 1) / BLOCK, 1, a, b, out, u, v, w, s->part};
+    const size_t blocks = (s->n + BLOCK - 1) / BLOCK;
+    pass p = {op, s->n, blocks, 1, a, b, out, u, v, w, t, s->part, s->part + blocks};
     if (s->options.n_threads > 1 && s->n >= PARALLEL_MIN)
         p.tasks = s->options.n_threads < p.blocks ? s->options.n_threads : p.blocks;
     csae_parallel_run(p.tasks, pass_task, &p);
-    if (op != PASS_DOT && op != PASS_DIFF && !v)
+    if (op != PASS_DOT && op != PASS_PAIR && !v)
         return 0.0;
     double sum = 0.0;
     for (size_t k = 0; k < p.blocks; k++)
         sum += s->part[k];
     return sum;
+}
+
+static double run_pass(const csae_lbfgs *s, int op, double a, double b, double *out,
+                       const double *u, const double *v, const double *w)
+{
+    return run_pass_t(s, op, a, b, out, u, v, w, NULL);
 }
 
 static double vdot(const csae_lbfgs *s, const double *a, const double *b)
@@ -384,12 +421,13 @@ static int ls_next(csae_lbfgs *s, double f, double g)
 size_t csae_lbfgs_workspace_size(size_t n, size_t history)
 {
     /* S and Y (history x n each), then d, x0, g0 (n each), then rho and
-     * alpha (history each) and one partial sum per block; 0 on overflow. */
+     * alpha (history each) and two partial results per block (a sum and a
+     * maximum); 0 on overflow. */
     const size_t most = SIZE_MAX / sizeof(double);
-    if (n == 0 || history == 0 || history > (most - 3) / 4
-        || n > (most - 2 * history) / (2 * history + 4))
+    if (n == 0 || history == 0 || history > (most - 5) / 4
+        || n > (most - 2 * history) / (2 * history + 5))
         return 0;
-    return (2 * history + 3) * n + 2 * history + (n + BLOCK - 1) / BLOCK;
+    return (2 * history + 3) * n + 2 * history + 2 * ((n + BLOCK - 1) / BLOCK);
 }
 
 csae_lbfgs_options csae_lbfgs_default_options(void)
@@ -426,18 +464,31 @@ csae_status csae_lbfgs_init(csae_lbfgs *s, size_t n, const csae_lbfgs_options *o
     return CSAE_OK;
 }
 
+/* max |g_i| over the blocks of the last PASS_NEGATE (a maximum: the same
+ * in any order). */
+static double negate_max(const csae_lbfgs *s)
+{
+    const size_t blocks = (s->n + BLOCK - 1) / BLOCK;
+    double big = 0.0;
+    for (size_t k = 0; k < blocks; k++)
+        big = fmax(big, s->part[blocks + k]);
+    return big;
+}
+
 /* d = -H g by the two-loop recursion over the stored pairs; returns g'd.
- * Each pass updates d and computes the dot product the next step needs. */
+ * Each pass updates d and computes the dot product the next step needs;
+ * the first one also copies g to g0 (the search starts there) and takes
+ * max |g_i| (negate_max). */
 static double direction(csae_lbfgs *s, const double *g)
 {
     const size_t n = s->n, m = s->options.history, pairs = s->pairs;
     double *d = s->d;
 #define PAIR(k) ((s->newest + m - (k)) % m) /* k = 0: newest */
     if (pairs == 0)
-        return run_pass(s, PASS_NEGATE, 0.0, 0.0, d, g, g, NULL);
+        return run_pass_t(s, PASS_NEGATE, 0.0, 0.0, d, g, g, NULL, s->g0);
     /* Newest first: alpha_j = rho_j s_j'd, d -= alpha_j y_j; the last
      * update also scales d by gamma (H0 = gamma I). */
-    double sd = run_pass(s, PASS_NEGATE, 0.0, 0.0, d, g, s->S + PAIR(0) * n, NULL);
+    double sd = run_pass_t(s, PASS_NEGATE, 0.0, 0.0, d, g, s->S + PAIR(0) * n, NULL, s->g0);
     for (size_t k = 0; k < pairs; k++) {
         const size_t j = PAIR(k);
         const double a = s->rho[j] * sd;
@@ -474,11 +525,14 @@ static csae_lbfgs_task finish(csae_lbfgs *s, csae_lbfgs_task result)
 
 /* Begin a line search from the iterate (x, f, g): the direction, then the
  * first trial point into x.  Restarts from steepest descent once if the
- * direction is not downhill. */
-static csae_lbfgs_task begin_search(csae_lbfgs *s, double *x, double f, const double *g)
+ * direction is not downhill.  With check_gtol, first ends the run if
+ * every |g_i| <= gtol (the direction's first pass measured them). */
+static csae_lbfgs_task begin_search(csae_lbfgs *s, double *x, double f, const double *g,
+                                    int check_gtol)
 {
-    const size_t n = s->n;
     double gd = direction(s, g);
+    if (check_gtol && negate_max(s) <= s->options.gtol)
+        return finish(s, CSAE_LBFGS_CONVERGED);
     if (!(gd < 0.0) && s->pairs > 0) {
         s->pairs = 0;
         s->restarts++;
@@ -486,8 +540,6 @@ static csae_lbfgs_task begin_search(csae_lbfgs *s, double *x, double f, const do
     }
     if (!(gd < 0.0))
         return finish(s, CSAE_LBFGS_LINE_SEARCH_FAILED);
-    memcpy(s->x0, x, n * sizeof(double));
-    memcpy(s->g0, g, n * sizeof(double));
     s->f0 = f;
     s->gd0 = gd;
     /* The first step of a run (or after a restart) is 1/||d||, as far as the
@@ -500,7 +552,7 @@ static csae_lbfgs_task begin_search(csae_lbfgs *s, double *x, double f, const do
     }
     s->ls_evals = 0;
     ls_start(s);
-    place(s, x);
+    run_pass_t(s, PASS_MOVE, s->step, 0.0, x, s->d, NULL, NULL, s->x0); /* x0 = x, x += step d */
     s->stage = STAGE_SEARCH;
     return CSAE_LBFGS_EVALUATE;
 }
@@ -517,7 +569,7 @@ static csae_lbfgs_task search_failed(csae_lbfgs *s, double *x, double *f, double
         return finish(s, CSAE_LBFGS_LINE_SEARCH_FAILED);
     s->pairs = 0;
     s->restarts++;
-    return begin_search(s, x, *f, g);
+    return begin_search(s, x, *f, g, 0);
 }
 
 /* The search accepted x: store the pair (s, y) and report the iterate. */
@@ -526,21 +578,31 @@ static csae_lbfgs_task accept(csae_lbfgs *s, const double *g, double gd)
     const size_t n = s->n, m = s->options.history;
     s->iterations++;
     /* s = step d (x - x0 exactly as the optimizer moved), y = g - g0;
-     * s'y from the directional derivatives, as L-BFGS-B computes it. */
+     * s'y from the directional derivatives, as L-BFGS-B computes it.
+     * Both go straight into the slot (the oldest pair's when the memory
+     * is full), with y'y from the same pass. */
     const double sy = (gd - s->gd0) * s->step;
-    double *y = s->g0; /* g0 is free until the next search: y goes there */
-    const double yy = run_pass(s, PASS_DIFF, 0.0, 0.0, y, g, NULL, NULL);
-    if (sy > EPSMCH * (-s->gd0 * s->step) && yy > 0.0) {
-        const size_t j = s->pairs == 0 ? 0 : (s->newest + 1) % m;
-        run_pass(s, PASS_PLACE, s->step, 0.0, s->S + j * n, s->d, NULL, NULL);
-        memcpy(s->Y + j * n, y, n * sizeof(double));
+    if (!(sy > EPSMCH * (-s->gd0 * s->step))) {
+        s->skipped++;
+        s->stage = STAGE_ITERATE;
+        return CSAE_LBFGS_ITERATE;
+    }
+    const size_t j = s->pairs == 0 ? 0 : (s->newest + 1) % m;
+    const double yy = run_pass_t(s, PASS_PAIR, s->step, 0.0, s->Y + j * n, g, s->d, s->g0,
+                                 s->S + j * n);
+    if (yy > 0.0) {
         s->rho[j] = 1.0 / sy;
         s->gamma = sy / yy;
         s->newest = j;
         if (s->pairs < m)
             s->pairs++;
     } else {
+        /* y'y underflowed to 0 (every |y_i| below 1e-162): no pair, and
+         * when the memory was full the oldest one, whose slot it took, is
+         * gone too. */
         s->skipped++;
+        if (s->pairs == m)
+            s->pairs--;
     }
     s->stage = STAGE_ITERATE;
     return CSAE_LBFGS_ITERATE;
@@ -562,12 +624,16 @@ csae_lbfgs_task csae_lbfgs_step(csae_lbfgs *s, double *x, double *f, double *g)
             return finish(s, CSAE_LBFGS_NONFINITE);
         if (max_abs(g, n) <= s->options.gtol)
             return finish(s, CSAE_LBFGS_CONVERGED);
-        return begin_search(s, x, *f, g);
+        return begin_search(s, x, *f, g, 0);
 
     case STAGE_SEARCH: {
         s->evaluations++;
         s->ls_evals++;
-        if (!isfinite(*f) || !all_finite(g, n)) {
+        /* g'd is finite whenever g is (a NaN or infinite g_i makes its
+         * term, and so the sum, NaN or infinite): the full check only when
+         * it is not. */
+        const double gd = vdot(s, g, s->d);
+        if (!isfinite(*f) || (!isfinite(gd) && !all_finite(g, n))) {
             /* dcstep cannot interpolate through infinity: halve the step
              * towards the best one and never try beyond this one again. */
             s->ls_bad = fmin(s->ls_bad, s->step);
@@ -577,7 +643,6 @@ csae_lbfgs_task csae_lbfgs_step(csae_lbfgs *s, double *x, double *f, double *g)
             place(s, x);
             return CSAE_LBFGS_EVALUATE;
         }
-        const double gd = vdot(s, g, s->d);
         const int ls = ls_next(s, *f, gd);
         if (ls == LS_CONVERGED || (ls == LS_WARNING && *f <= s->f0))
             return accept(s, g, gd);
@@ -597,12 +662,13 @@ csae_lbfgs_task csae_lbfgs_step(csae_lbfgs *s, double *x, double *f, double *g)
             return finish(s, CSAE_LBFGS_MAX_ITER);
         if (s->evaluations >= s->options.max_eval)
             return finish(s, CSAE_LBFGS_MAX_EVAL);
-        if (max_abs(g, n) <= s->options.gtol)
-            return finish(s, CSAE_LBFGS_CONVERGED);
+        /* The gradient test (every |g_i| <= gtol) comes with the
+         * direction's first pass, in begin_search: both tests mean
+         * converged, so their order does not matter. */
         const double scale = fmax(fmax(fabs(s->f0), fabs(*f)), 1.0);
         if (s->f0 - *f <= s->options.ftol * scale)
             return finish(s, CSAE_LBFGS_CONVERGED);
-        return begin_search(s, x, *f, g);
+        return begin_search(s, x, *f, g, 1);
     }
 
     default:
