@@ -9,7 +9,7 @@ Main entry points
 SparseAutoencoder
     The estimator: ``fit``, ``partial_fit``, ``transform``, ``save``, ...
 load
-    Read a model file written by ``SparseAutoencoder.save``.
+    Read a model file written by any csae model's ``save``.
 stack, StackedEncoder
     Fitted autoencoders stacked into one deep encoder (one engine call).
 SparseAutoencoderClassifier
@@ -84,7 +84,8 @@ def __getattr__(name):
 
 
 def load(path):
-    """Load a model saved by ``SparseAutoencoder.save``.
+    """Load a model saved by ``SparseAutoencoder.save``,
+    ``StackedEncoder.save`` or ``SparseAutoencoderClassifier.save``.
 
     Parameters
     ----------
@@ -93,7 +94,8 @@ def load(path):
 
     Returns
     -------
-    model : SparseAutoencoder
+    model : SparseAutoencoder, StackedEncoder or SparseAutoencoderClassifier
+        The kind of model the file holds.
 
     Raises
     ------
@@ -103,4 +105,5 @@ def load(path):
     OSError
         If the file cannot be opened.
     """
-    return SparseAutoencoder.load(path)
+    from csae.deep import load as load_any
+    return load_any(path)

@@ -222,6 +222,11 @@ def init_params(
 def read_model_file(fd: int) -> tuple[int, dict[str, Any] | None]:
     """Read the model file open on ``fd`` with the C reader: ``(status, None)``
     when it refuses the file, else ``(0, fields)``."""
+def read_deep_file(fd: int) -> tuple[int, dict[str, Any] | None]:
+    """Read a deep model's file open on ``fd`` with the C reader:
+    ``(status, None)`` when it refuses the file, else ``(0, fields)``."""
+def deep_member_names() -> list[str]:
+    """The names of every member a deep model's file may hold."""
 
 MODEL_FILE_UNSUPPORTED: int
 MODEL_FILE_CHANGED: int
@@ -277,6 +282,7 @@ class DeepEvaluator:
     def evaluate_rows(self, theta: _FloatArray, grad: _FloatArray, start: int,
                       stop: int) -> float: ...
 
+@disjoint_base
 class FlatStep:
     """Steps of SGD, momentum or Adam on a flat vector (csae_flat_step_*)."""
     n_params: int

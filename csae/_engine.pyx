@@ -45,6 +45,8 @@ cdef extern from "model_file.h" nogil:
         uint64_t n_iter
         int has_velocity, has_adam, has_running, has_range, has_rng
         uint64_t rng_state, adam_t, running_batches
+        int has_stop_reason
+        char stop_reason[32]
         size_t record_len
         char record[CSAE_MODEL_RECORD_MAX + 1]
 
@@ -61,6 +63,27 @@ cdef extern from "model_file.h" nogil:
     csae_status csae_model_file_layout(int fd, csae_model_layout *layout)
     csae_status csae_model_file_read_all(int fd, const csae_model_layout *layout,
                                          const csae_model_arrays *dest)
+
+    enum: CSAE_DEEP_RECORD_MAX
+    enum: CSAE_DEEP_MEMBERS
+    ctypedef struct csae_deep_shape:
+        csae_deep_file info
+        uint64_t version
+        int present[CSAE_DEEP_MEMBERS]
+        char kind[CSAE_DEEP_MEMBERS]
+        uint64_t itemsize[CSAE_DEEP_MEMBERS]
+        int ndim[CSAE_DEEP_MEMBERS]
+        uint64_t shape[CSAE_DEEP_MEMBERS][2]
+        size_t record_len
+
+    ctypedef struct csae_deep_layout:
+        csae_deep_shape shape
+        char record[CSAE_DEEP_RECORD_MAX + 1]
+
+    size_t csae_deep_member_name(size_t i, char *out, size_t cap)
+    csae_status csae_deep_file_layout(int fd, csae_deep_layout *layout)
+    csae_status csae_deep_file_read_all(int fd, const csae_deep_layout *layout,
+                                        void *const *dest)
 
 cnp.import_array()
 
@@ -1205,7 +1228,78 @@ def read_model_file(int fd):
         "running_batches": int(layout.running_batches),
         "rng_state": int(layout.rng_state) if layout.has_rng else None,
         "data_min": data_min, "data_scale": data_scale, "loss_curve": loss_curve,
+        "stop_reason": (layout.stop_reason.decode("ascii") if layout.has_stop_reason
+                        else None),
     }
+
+
+def deep_member_names():
+    """The names of every member a deep model's file may hold (model_file.h's
+    order), without ".npy"."""
+    cdef char name[64]
+    cdef size_t i, n
+    names = []
+    for i in range(CSAE_DEEP_MEMBERS):
+        n = csae_deep_member_name(i, name, sizeof(name))
+        names.append(name[:n].decode("ascii"))
+    return names
+
+
+def _deep_dtype(char kind, uint64_t itemsize):
+    if kind == b"U"[0]:
+        return np.dtype(f"U{itemsize // 4}")
+    return np.dtype(f"{chr(kind)}{itemsize}")
+
+
+def read_deep_file(int fd):
+    """Read a deep model's file open on ``fd`` with the C reader (model_file.c,
+    the one csae_deep_file_* use): ``(status, None)`` when it refuses the
+    file, else ``(0, fields)``: ``kind`` ("encoder" or "classifier"),
+    ``version``, ``record`` (the JSON text), ``sizes`` and ``arrays`` (every
+    other member present, by name).  Memory is the model's size."""
+    cdef csae_deep_layout *layout = <csae_deep_layout *>malloc(sizeof(csae_deep_layout))
+    cdef void **dest = <void **>malloc(sizeof(void *) * CSAE_DEEP_MEMBERS)
+    cdef csae_status st
+    cdef size_t i
+    if layout == NULL or dest == NULL:
+        free(layout)
+        free(dest)
+        raise MemoryError()
+    try:
+        with nogil:
+            st = csae_deep_file_layout(fd, layout)
+        if st != CSAE_OK:
+            return int(st), None
+        names = deep_member_names()
+        skip = {"format", "format_version", "csae_version", "hyperparameters", "sizes"}
+        arrays = {}
+        for i in range(CSAE_DEEP_MEMBERS):
+            dest[i] = NULL
+            if not layout.shape.present[i] or names[i] in skip:
+                continue
+            shape = tuple(int(layout.shape.shape[i][d]) for d in range(layout.shape.ndim[i]))
+            array = np.empty(shape, dtype=_deep_dtype(layout.shape.kind[i],
+                                                      layout.shape.itemsize[i]))
+            arrays[names[i]] = array
+            dest[i] = _data(array)
+        with nogil:
+            st = csae_deep_file_read_all(fd, layout, dest)
+        if st != CSAE_OK:
+            return int(st), None
+        info = layout.shape.info
+        L = info.n_hidden_layers
+        classifier = info.kind == CSAE_DEEP_FILE_CLASSIFIER
+        return 0, {
+            "kind": "classifier" if classifier else "encoder",
+            "version": int(layout.shape.version),
+            "record": layout.record[:layout.shape.record_len].decode("ascii"),
+            "sizes": [int(info.sizes[i]) for i in range(L + 2 if classifier else L + 1)],
+            "elem_size": int(info.elem_size),
+            "arrays": arrays,
+        }
+    finally:
+        free(layout)
+        free(dest)
 
 
 # The status csae.load lets its Python reader handle (compressed or

@@ -128,7 +128,8 @@ class SparseAutoencoder(EstimatorBase):
         "no_improvement" (``tol`` and ``n_iter_no_change``), "interrupted"
         (Ctrl-C) or "diverged" (a ``TrainingDivergedWarning`` says what the
         model kept).  Set even when the call left the old model; carried by
-        pickles, not by model files (None after ``csae.load``).
+        pickles and by model files (format version 4; None after loading an
+        older file).
     feature_names_in_ : ndarray of str objects, shape (n_features_in_,)
         Column names of the DataFrame given to ``fit`` (or the first
         ``partial_fit``), when they are all strings; absent otherwise.  Later
@@ -499,10 +500,10 @@ class SparseAutoencoder(EstimatorBase):
             If the file is not a valid csae model file (truncated, corrupted,
             hand-crafted, or from a newer csae).
         """
-        hyperparameters, state = _persist.load(
+        hyperparameters, stop_reason, state = _persist.load(
             path, defaults_for_older_models(cls._get_param_names(), cls))
         model = cls(**hyperparameters)
-        model._publish(state)
+        model._publish(state, stop_reason)
         return model
 
     # ------------------------------------------------------------------
@@ -542,8 +543,8 @@ class SparseAutoencoder(EstimatorBase):
     def stop_reason_(self):
         """Why the last ``fit`` or ``partial_fit`` stopped: one of
         ``csae.solvers.STOP_REASONS`` (see the class's Attributes); None for
-        a model that has not trained in this process or pickle (loaded from
-        a model file, or given its weights by hand)."""
+        a model that has not trained (given its weights by hand, or loaded
+        from a model file older than format version 4)."""
         reason = self.__dict__.get("_stop_reason")
         if reason is None:
             require_fitted(self._state, type(self).__name__)
@@ -672,6 +673,15 @@ def defaults_for_older_models(names, cls=SparseAutoencoder):
 # drive a model through these functions, never through its private methods.
 # --------------------------------------------------------------------------
 
+def from_state(hyperparameters, state, stop_reason=None):
+    """A SparseAutoencoder of ``hyperparameters`` holding ``state`` (a
+    ``ModelState``), as ``load`` builds one (csae._deep_persist builds a
+    deep model's autoencoders so)."""
+    model = SparseAutoencoder(**hyperparameters)
+    model._publish(state, stop_reason)
+    return model
+
+
 def snapshot(model):
     """``(hyperparameters, state)`` of ``model``, read together: its
     ``get_params()`` and its immutable ``csae._state.ModelState``."""
@@ -703,7 +713,8 @@ def save_model(model, path, *, replace=True):
     # One snapshot (hyperparameters and state together), taken without
     # waiting for a running fit; the file is written from it.
     raw, state = snapshot(model)
-    _persist.save(path, raw, state, replace=replace, estimator=type(model).__name__)
+    _persist.save(path, raw, state, replace=replace, estimator=type(model).__name__,
+                  stop_reason=model.__dict__.get("_stop_reason"))
 
 
 def check_gradients(model, X, epsilon=1e-4, *, max_entries=None, random_state=0,

@@ -1,9 +1,9 @@
 """Model files: a ``.npz`` archive that loading can never execute code from.
 
-Layout (format "csae.SparseAutoencoder", version 3), one array per name:
+Layout (format "csae.SparseAutoencoder", version 4), one array per name:
 
     format              0-d str     "csae.SparseAutoencoder"
-    format_version      0-d int64   3
+    format_version      0-d int64   4
     csae_version        0-d str     the csae version that wrote the file
     hyperparameters     (1,) str    JSON object: every constructor parameter
                                     (version 1 lacks solver, max_fun and tol;
@@ -26,6 +26,11 @@ Layout (format "csae.SparseAutoencoder", version 3), one array per name:
     adam_t              0-d int64        with the moments: Adam steps taken
     rho_running         (h,) model dtype optional (version 3): running estimate q
     running_batches     0-d int64        with rho_running: minibatches q has seen
+    stop_reason         0-d str          optional (version 4): why the last training
+                                         call stopped (stop_reason_, one of
+                                         csae.solvers.STOP_REASONS); absent when
+                                         the model has none, and in older files,
+                                         which load with stop_reason_ None
 
 Files are written with ``np.savez`` (uncompressed members) through
 ``csae._files.write_atomically``: a temporary file in the target folder,
@@ -67,7 +72,7 @@ from csae._state import (
 )
 from csae._validation import validate_hyperparameters
 from csae._version import __version__
-from csae.solvers import AdamState, MomentumState, solver_state_arrays
+from csae.solvers import STOP_REASONS, AdamState, MomentumState, solver_state_arrays
 
 try:
     from csae import _engine
@@ -77,7 +82,7 @@ except ImportError:  # a build without the engine reads with the Python reader a
 __all__ = ["save", "load", "FORMAT_NAME", "FORMAT_VERSION"]
 
 FORMAT_NAME = "csae.SparseAutoencoder"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 # Hyperparameters each format version added to the record (from the table,
 # csae._params); a file of an older version takes the constructor's defaults
 # for them, but solver="sgd", the solver that trained it (the estimator hands
@@ -89,7 +94,8 @@ _REQUIRED = frozenset(("format", "format_version", "csae_version", "hyperparamet
 # The solvers name their state's members (csae.solvers).
 _OPTIONAL = frozenset(("rng_state", "data_min", "data_scale") + MomentumState.FILE_NAMES)
 # Members a file may hold from this version on.
-_OPTIONAL_SINCE = {3: frozenset(AdamState.FILE_NAMES + ("rho_running", "running_batches"))}
+_OPTIONAL_SINCE = {3: frozenset(AdamState.FILE_NAMES + ("rho_running", "running_batches")),
+                   4: frozenset(("stop_reason",))}
 _ALL_OPTIONAL = _OPTIONAL.union(*_OPTIONAL_SINCE.values())
 
 
@@ -127,10 +133,14 @@ def _json_hyperparameters(params):
             hp.dtype)
 
 
-def _model_arrays(hyperparameters, state, estimator="SparseAutoencoder"):
+def _model_arrays(hyperparameters, state, estimator="SparseAutoencoder", stop_reason=None):
     """Everything ``save`` writes, as a dict of arrays: ``hyperparameters``
-    (``get_params()``) and ``state`` (a ``ModelState``) of one snapshot."""
+    (``get_params()``) and ``state`` (a ``ModelState``) of one snapshot, and
+    the model's ``stop_reason_`` (None: not written)."""
     require_fitted(state, estimator)
+    if stop_reason is not None and stop_reason not in STOP_REASONS:
+        raise ValueError(f"stop_reason must be one of {sorted(STOP_REASONS)} or None, got "
+                         f"{stop_reason!r}")
     hyper, dtype = _json_hyperparameters(hyperparameters)
     h = state.params[0].shape[0]
     if hyper["n_hidden"] != h:
@@ -159,10 +169,13 @@ def _model_arrays(hyperparameters, state, estimator="SparseAutoencoder"):
     if state.data_min is not None:
         arrays["data_min"] = np.asarray(state.data_min, dtype=np.float64)
         arrays["data_scale"] = np.asarray(state.data_scale, dtype=np.float64)
+    if stop_reason is not None:
+        arrays["stop_reason"] = np.array(stop_reason)
     return arrays
 
 
-def save(path, hyperparameters, state, *, replace=True, estimator="SparseAutoencoder"):
+def save(path, hyperparameters, state, *, replace=True, estimator="SparseAutoencoder",
+         stop_reason=None):
     """Write a model to ``path`` atomically (see ``csae._files``).
 
     Parameters
@@ -181,8 +194,12 @@ def save(path, hyperparameters, state, *, replace=True, estimator="SparseAutoenc
         When False, refuse (``FileExistsError``) to replace an existing file.
     estimator : str
         The class name an error message gives.
+    stop_reason : str or None
+        The model's ``stop_reason_`` (one of ``csae.solvers.STOP_REASONS``),
+        written when not None.
     """
-    write_arrays(_model_arrays(hyperparameters, state, estimator), path, replace=replace)
+    write_arrays(_model_arrays(hyperparameters, state, estimator, stop_reason), path,
+                 replace=replace)
 
 
 def write_arrays(arrays, path, *, replace=True):
@@ -271,7 +288,10 @@ class _Reader:
     the caller expects before any of its data is inflated, and then exactly
     the bytes the header promises are read."""
 
-    def __init__(self, fh, file_size):
+    def __init__(self, fh, file_size, fields=None):
+        # fields: (required, known) member names; a SparseAutoencoder's by
+        # default (csae._deep_persist passes a deep model's).
+        required, known = fields or (_REQUIRED, _REQUIRED | _ALL_OPTIONAL)
         head = fh.read(8)
         fh.seek(0)
         try:
@@ -285,7 +305,7 @@ class _Reader:
             field = name[:-4] if name.endswith(".npy") else name
             if field in self.infos:
                 raise _FileError(f"member {_quote(name)} appears twice")
-            if field not in _REQUIRED | _ALL_OPTIONAL:
+            if field not in known:
                 unknown.append(field)
             self.infos[field] = info
         if "format" not in self.infos:
@@ -293,7 +313,9 @@ class _Reader:
             more = f" and {len(self.infos) - 5} more" if len(self.infos) > 5 else ""
             raise _FileError(f"it is a zip archive (an .npz file?) without csae's fields "
                              f"(it holds: {held or 'nothing'}{more}); {_READS_WHAT}")
-        missing = sorted(_REQUIRED - set(self.infos))
+        if fields is None and (unknown or _REQUIRED - set(self.infos)):
+            _refuse_other_models(self)
+        missing = sorted(required - set(self.infos))
         if missing:
             raise _FileError(f"fields missing: {', '.join(missing)}")
         if unknown:
@@ -362,6 +384,30 @@ class _Reader:
         if fortran and len(got_shape) > 1:
             return array.reshape(got_shape[::-1]).transpose()
         return array.reshape(got_shape)
+
+
+# Formats of the other models' files (csae/_deep_persist.py).
+DEEP_FORMATS = ("csae.StackedEncoder", "csae.SparseAutoencoderClassifier")
+
+
+def format_of(reader):
+    """The text of ``reader``'s format member, or None when it has none that
+    is a short string (read within bounds)."""
+    if "format" not in reader:
+        return None
+    try:
+        value = reader.small("format", 4 * _MAX_LABEL)
+    except Exception:  # damaged: the caller's checks explain it
+        return None
+    return str(value) if value.dtype.kind == "U" and value.shape == () else None
+
+
+def _refuse_other_models(reader):
+    """A deep model's file given to SparseAutoencoder's reader: say so."""
+    name = format_of(reader)
+    if name in DEEP_FORMATS:
+        raise _FileError(f"it holds a {name.split('.')[1]} (format {name!r}), not a "
+                         "SparseAutoencoder; load it with csae.load")
 
 
 _EOCD = b"PK\x05\x06"
@@ -627,7 +673,11 @@ def _build_model(reader, defaults):
     curve, rng_state, data_min, data_scale = _read_history(reader, n)
     adam, rho_running, running_batches = _read_solver_state(reader, source, version, shapes,
                                                             hp.dtype)
-    return hyper, _state(params=params,
+    stop_reason = None
+    if "stop_reason" in reader:  # version 4 (_read_solver_state refused it before)
+        stop_reason = _stop_reason(_string(reader.small("stop_reason", 4 * _MAX_LABEL),
+                                           "stop_reason"))
+    return hyper, stop_reason, _state(params=params,
                          velocity=None if momentum is None else momentum.velocity,
                          rng_state=rng_state,
                          adam_m=None if adam is None else adam.m,
@@ -635,6 +685,14 @@ def _build_model(reader, defaults):
                          adam_t=0 if adam is None else adam.t,
                          rho_running=rho_running, running_batches=running_batches,
                          data_min=data_min, data_scale=data_scale, loss_curve=curve)
+
+
+def _stop_reason(text):
+    """``text`` as a ``stop_reason_``: one of csae.solvers.STOP_REASONS."""
+    if text not in STOP_REASONS:
+        raise _FileError(f"stop_reason {_quote(text)} is not one of "
+                         f"{', '.join(sorted(STOP_REASONS))}")
+    return text
 
 
 def _read_history(reader, n):
@@ -747,7 +805,9 @@ def _model_from_fields(fields, defaults):
     (csae._engine.read_model_file): every rule is already checked there but
     the constructor's own, which the record goes through again here."""
     hyper, _ = _parse_record(fields["record"], defaults, fields["version"])
-    return hyper, _state(params=fields["params"], velocity=fields["velocity"],
+    stop_reason = (None if fields["stop_reason"] is None
+                   else _stop_reason(fields["stop_reason"]))
+    return hyper, stop_reason, _state(params=fields["params"], velocity=fields["velocity"],
                          rng_state=fields["rng_state"], adam_m=fields["adam_m"],
                          adam_v=fields["adam_v"], adam_t=fields["adam_t"],
                          rho_running=fields["rho_running"],
@@ -762,9 +822,13 @@ def _model_from_fields(fields, defaults):
 # per entry before anything can be refused.
 _MAX_MEMBERS = 64
 _MAX_DIRECTORY = 1 << 20
+# A deep model's file has members per layer (src_c/model_file.c's
+# DEEP_MAX_ENTRIES): a directory this long is read far enough to say what
+# the file holds.
+MAX_DEEP_MEMBERS = 256
 
 
-def _check_directory_size(fh, size):
+def _check_directory_size(fh, size, limit=MAX_DEEP_MEMBERS):
     """Refuse, from the zip end records alone, a directory too large to be a
     model's: the end record zipfile would take (the last signature in the
     final 64 KiB), and the zip64 record it would read."""
@@ -783,10 +847,9 @@ def _check_directory_size(fh, size):
         if records[56:60] == _LOCATOR64 and records[:4] == _EOCD64:
             entries = int.from_bytes(records[32:40], "little")
             cd_size = int.from_bytes(records[40:48], "little")
-    if entries > _MAX_MEMBERS or cd_size > _MAX_DIRECTORY:
+    if entries > limit or cd_size > _MAX_DIRECTORY:
         raise _FileError(f"its zip directory lists {entries} members in {cd_size} bytes; "
-                         f"a csae model file has at most {len(_REQUIRED | _ALL_OPTIONAL)} "
-                         "members")
+                         f"a csae model file has at most {limit} members")
 
 
 def _open_regular(path, name):
@@ -823,6 +886,9 @@ def load(path, defaults):
     -------
     hyperparameters : dict
         The constructor's arguments.
+    stop_reason : str or None
+        The model's ``stop_reason_`` (None in files before version 4, and
+        when the model had none).
     state : csae._state.ModelState
         The trained state, which the estimator publishes.
 

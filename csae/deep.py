@@ -319,6 +319,31 @@ class StackedEncoder(ParamsMixin):
                               None if self._data_min is None
                               else (self._data_min, self._data_scale), path=path, what=what)
 
+    def save(self, path):
+        """Save the fitted stack to ``path`` (a ``.npz`` model file, no pickle
+        inside; ``csae.load`` reads it, C programs ``csae_deep_file_*``).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Written atomically, exactly as given.
+        """
+        from csae import _deep_persist
+        self._check_fitted()
+        _deep_persist.save(path, "encoder", params=self.get_params(), layers=self.layers_,
+                           data_min=self._data_min, data_scale=self._data_scale,
+                           autoencoders=self.autoencoders_)
+
+    @classmethod
+    def _from_saved(cls, saved):
+        """The stack a model file describes (csae._deep_persist.load)."""
+        stack = cls(tuple(saved["autoencoders"]), **saved["params"])
+        stack._set_from(saved["autoencoders"])
+        # The stored network, bit for bit (not refolded from the autoencoders).
+        stack.layers_ = _freeze(saved["layers"], saved["dtype"])
+        stack._data_min, stack._data_scale = saved["data_min"], saved["data_scale"]
+        return stack
+
     def get_feature_names_out(self, input_features=None):
         """``stackedencoder0`` ... for the top layer's units."""
         self._check_fitted()
@@ -951,6 +976,64 @@ class SparseAutoencoderClassifier(ParamsMixin):
         return export_classifier(self.layers_, self.classes_,
                                  None if self._data_min is None
                                  else (self._data_min, self._data_scale), path=path)
+
+    def save(self, path):
+        """Save the fitted classifier to ``path`` (a ``.npz`` model file, no
+        pickle inside; ``csae.load`` reads it, C programs
+        ``csae_deep_file_*``).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Written atomically, exactly as given.
+        """
+        from csae import _deep_persist
+        self._check_fitted()
+        _deep_persist.save(
+            path, "classifier", params=self.get_params(), layers=self.layers_,
+            data_min=self._data_min, data_scale=self._data_scale,
+            autoencoders=self.autoencoders_,
+            classifier={"classes": self.classes_, "pretrained": self.pretrained_layers_,
+                        "loss_curve": self.loss_curve_, "best_iteration": self.best_iteration_,
+                        "validation_loss_curve": self.validation_loss_curve_,
+                        "autoencoders_given": self.autoencoders is not None})
+
+    @classmethod
+    def _from_saved(cls, saved):
+        """The classifier a model file describes (csae._deep_persist.load)."""
+        aes = saved["autoencoders"]
+        clf = cls(**saved["params"])
+        if saved["autoencoders_given"]:
+            clf.autoencoders = None if aes is None else list(aes)
+        clf._settings()  # the constructor's checks
+        dtype = saved["dtype"]
+        clf.__dict__.update(
+            classes_=saved["classes"], n_features_in_=saved["layers"][0][0].shape[1],
+            layers_=_freeze(saved["layers"], dtype),
+            pretrained_layers_=_freeze(saved["pretrained"], dtype), autoencoders_=aes,
+            loss_curve_=saved["loss_curve"], n_iter_=len(saved["loss_curve"]),
+            validation_loss_curve_=saved["validation_loss_curve"],
+            best_iteration_=saved["best_iteration"], _data_min=saved["data_min"],
+            _data_scale=saved["data_scale"], _dtype=dtype)
+        return clf
+
+
+def load(path):
+    """Any csae model file: a SparseAutoencoder's, a StackedEncoder's or a
+    SparseAutoencoderClassifier's (``csae.load``)."""
+    from csae import _deep_persist
+    from csae._estimator import SparseAutoencoder
+    kinds = {"encoder": StackedEncoder, "classifier": SparseAutoencoderClassifier}
+    kind, saved = _deep_persist.load(
+        path, {k: c._get_param_names() for k, c in kinds.items()})
+    if kind == "single":
+        return SparseAutoencoder.load(path)
+    try:
+        return kinds[kind]._from_saved(saved)
+    except (TypeError, ValueError) as err:
+        from csae._files import display_name
+        raise ValueError(f"{display_name(path)} is not a valid csae model file: invalid "
+                         f"hyperparameter: {str(err)[:200]}") from None
 
 
 def _freeze(layers, dtype):

@@ -306,3 +306,24 @@ cdef extern from "csae.h" nogil:
                                         const float *X, const int64_t *y, size_t m,
                                         double weight_decay, double *loss, float *grad,
                                         const csae_workspace *ws)
+
+    # Deep models' files written by StackedEncoder.save and
+    # SparseAutoencoderClassifier.save (csae.h, "Deep models' files").
+    enum: CSAE_DEEP_FILE_MAX_LAYERS
+    ctypedef enum csae_deep_file_kind:
+        CSAE_DEEP_FILE_ENCODER
+        CSAE_DEEP_FILE_CLASSIFIER
+    ctypedef struct csae_deep_file:
+        csae_deep_file_kind kind
+        size_t n_hidden_layers
+        size_t sizes[CSAE_DEEP_FILE_MAX_LAYERS + 2]
+        size_t elem_size
+        size_t n_params
+        int has_range
+    csae_status csae_deep_file_info(const char *path, csae_deep_file *info)
+    csae_status csae_deep_file_read_f64(const char *path, const csae_deep_file *info,
+                                        double *theta)
+    csae_status csae_deep_file_read_f32(const char *path, const csae_deep_file *info,
+                                        float *theta)
+    csae_status csae_deep_file_input_range(const char *path, const csae_deep_file *info,
+                                           double *data_min, double *data_scale)

@@ -70,6 +70,26 @@ CSAE_INLINE_ALWAYS void FN(residuals_)(REAL *Y, const REAL *X, size_t len, REAL 
         sq_lanes[l] += FN(residual_)(Y + len16 + l, X[len16 + l], two_over_m, sigmoid_out);
 }
 
+/* The same residuals row by row when n is a multiple of 16 (then x % 16 is
+ * j % 16: the same lanes), adding each row's deltas into the column sums
+ * `bd` (zeroed by the caller) as it goes: rows in order, as column_sums_
+ * adds them, without a second pass over the m x n deltas. */
+CSAE_INLINE_ALWAYS void FN(residuals_sums_)(REAL *Y, const REAL *X, size_t m, size_t n,
+                                            REAL two_over_m, int sigmoid_out,
+                                            double *sq_lanes, REAL *restrict bd)
+{
+    for (size_t i = 0; i < m; i++)
+        for (size_t x0 = 0; x0 < n; x0 += 16) {
+            REAL *y = Y + i * n + x0;
+            const REAL *x = X + i * n + x0;
+#pragma omp simd
+            for (size_t l = 0; l < 16; l++) {
+                sq_lanes[l] += FN(residual_)(y + l, x[l], two_over_m, sigmoid_out);
+                bd[x0 + l] += y[l];
+            }
+        }
+}
+
 /* What objective_grads_ computes beyond the plain batch objective.  The
  * plain one (objective_) is {m, NULL, NULL, 0, 0, 1, 1}. */
 typedef struct {
@@ -126,10 +146,19 @@ static void FN(objective_grads_)(const csae_model *model, PARAMS p, const REAL *
      * the end in a fixed order: vectorised, yet rounded the same way on every
      * path, where an "omp simd" reduction would follow the vector width. */
     double sq_lanes[16] = {0};
-    if (sigmoid_out)
+    const int fuse_bd = grads.W && n % 16 == 0;
+    if (fuse_bd) {
+        for (size_t j = 0; j < n; j++)
+            grads.bd[j] = 0;
+        if (sigmoid_out)
+            FN(residuals_sums_)(Y, X, m, n, two_over_m, 1, sq_lanes, grads.bd);
+        else
+            FN(residuals_sums_)(Y, X, m, n, two_over_m, 0, sq_lanes, grads.bd);
+    } else if (sigmoid_out) {
         FN(residuals_)(Y, X, m * n, two_over_m, 1, sq_lanes);
-    else
+    } else {
         FN(residuals_)(Y, X, m * n, two_over_m, 0, sq_lanes);
+    }
     double sq = 0;
     for (size_t l = 0; l < 16; l++)
         sq += sq_lanes[l];
@@ -173,7 +202,8 @@ static void FN(objective_grads_)(const csae_model *model, PARAMS p, const REAL *
     if (how->decay_in_grads)
         for (size_t x = 0; x < n * h; x++)
             grads.Wd[x] += two_lambda * p.Wd[x];
-    FN(column_sums_)(D3, m, n, grads.bd);
+    if (!fuse_bd)
+        FN(column_sums_)(D3, m, n, grads.bd);
 
     /* D2 = (D3 Wd + s/m) f'(Z1), with f'(Z1) = A (1 - A).  The sparsity
      * term sits inside the bracket: it reaches W through rho_hat. */
@@ -181,10 +211,16 @@ static void FN(objective_grads_)(const csae_model *model, PARAMS p, const REAL *
     const REAL divisor = (REAL)how->divisor;
     for (size_t j = 0; j < h; j++)
         s[j] /= divisor;
+    /* dL/db, the column sums of D2 (rows in order), added as each row of
+     * D2 is made rather than in a second pass. */
+    for (size_t j = 0; j < h; j++)
+        grads.b[j] = 0;
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < h; j++) {
             const REAL a = A[i * h + j];
-            T[i * h + j] = (T[i * h + j] + s[j]) * (a * ((REAL)1 - a));
+            const REAL d2 = (T[i * h + j] + s[j]) * (a * ((REAL)1 - a));
+            T[i * h + j] = d2;
+            grads.b[j] += d2;
         }
     const REAL *D2 = T;
 
@@ -193,7 +229,6 @@ static void FN(objective_grads_)(const csae_model *model, PARAMS p, const REAL *
     if (how->decay_in_grads)
         for (size_t x = 0; x < h * n; x++)
             grads.W[x] += two_lambda * p.W[x];
-    FN(column_sums_)(D2, m, h, grads.b);
 }
 
 static void FN(objective_)(const csae_model *model, PARAMS p, const REAL *X, size_t m,

@@ -631,7 +631,8 @@ const char *csae_kernel_path_name(csae_kernel_path path);
 /* ---- Model files written by Python (model_file.c) ----------------------
  *
  * Read a model saved by SparseAutoencoder.save (an .npz archive, format
- * "csae.SparseAutoencoder" version 1: see csae/_persist.py) into caller-owned
+ * "csae.SparseAutoencoder" versions 1 to 4: see csae/_persist.py; version 4
+ * adds stop_reason, which these functions check and do not return) into caller-owned
  * memory.  Python's csae.load reads through the same code, so both accept
  * the same files, whatever they hold: the zip structure (stored members
  * only, CRC-32 of every member, no archive comment, a zip64 end record
@@ -681,6 +682,65 @@ csae_status csae_model_file_read_f32(const char *path, const csae_model *model,
 csae_status csae_model_file_input_range(const char *path, const csae_model *model,
                                         int *scale_inputs, double *data_min,
                                         double *data_scale);
+
+/* ---- Deep models' files written by Python (model_file.c) ---------------
+ *
+ * Read a stacked encoder (StackedEncoder.save, format "csae.StackedEncoder")
+ * or a classifier (SparseAutoencoderClassifier.save, format
+ * "csae.SparseAutoencoderClassifier"), version 1 (see
+ * csae/_deep_persist.py), into the layout csae_deep_encode_* and
+ * csae_deep_forward_* take: a csae_deep_net and a flat theta.  The same
+ * rules as the model files above (the zip structure, every .npy header,
+ * shapes, finiteness of every float, no allocation, pread into a stack
+ * buffer, Python's load reading through the same code); besides, every
+ * layer's shape must follow the file's sizes (each weight matrix h_l x
+ * h_{l-1}), every byte count fit in size_t, the classifier have at least
+ * two classes.  The class labels are Python's (strings or numbers): C
+ * checks their array, never returns it; column j of csae_deep_forward_*'s
+ * P is the j-th label in sorted order (classes_[j] in Python).  A
+ * SparseAutoencoder's file given to these functions, or a deep model's to
+ * csae_model_file_*, is refused with CSAE_ERR_FORMAT.  Status codes as
+ * for csae_model_file_*. */
+
+/* Most hidden layers a deep model file may have. */
+#define CSAE_DEEP_FILE_MAX_LAYERS 16
+
+typedef enum {
+    CSAE_DEEP_FILE_ENCODER = 1,    /* a StackedEncoder: csae_deep_encode_* */
+    CSAE_DEEP_FILE_CLASSIFIER = 2  /* a classifier: csae_deep_forward_* (and encode) */
+} csae_deep_file_kind;
+
+typedef struct {
+    csae_deep_file_kind kind;
+    size_t n_hidden_layers;  /* L, 1 to CSAE_DEEP_FILE_MAX_LAYERS */
+    /* n_features, h_1..h_L, then the number of classes k >= 2 (classifier)
+     * or 1 (an encoder, which has no softmax layer: csae_deep_encode_*
+     * reads only the hidden layers) */
+    size_t sizes[CSAE_DEEP_FILE_MAX_LAYERS + 2];
+    size_t elem_size;        /* 8 float64, 4 float32 */
+    size_t n_params;         /* elements of theta: every layer's W_l then b_l, the
+                                softmax layer's last (classifier only) */
+    int has_range;           /* the model scales its inputs (see input_range) */
+} csae_deep_file;
+
+/* What the file holds into *info (written only on success).  The net for
+ * the csae_deep_* functions is {info.n_hidden_layers, info.sizes}. */
+csae_status csae_deep_file_info(const char *path, csae_deep_file *info);
+
+/* theta (info->n_params elements) from the file; *info must be what
+ * csae_deep_file_info gave for it (else CSAE_ERR_MISMATCH), the function's
+ * element type the file's (else CSAE_ERR_DTYPE). */
+csae_status csae_deep_file_read_f64(const char *path, const csae_deep_file *info,
+                                    double *theta);
+csae_status csae_deep_file_read_f32(const char *path, const csae_deep_file *info,
+                                    float *theta);
+
+/* When info->has_range: the input range (sizes[0] doubles each); the
+ * network's input is (x - data_min) / data_scale, computed in double and
+ * then converted to the model's element type (Python's rule).
+ * CSAE_ERR_ARGUMENT when info->has_range is 0. */
+csae_status csae_deep_file_input_range(const char *path, const csae_deep_file *info,
+                                       double *data_min, double *data_scale);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

@@ -107,8 +107,14 @@ static void FN(pack_b_)(size_t kc, size_t nc, const REAL *B, size_t rsb,
             for (size_t p = 0; p < kc; p++)
                 for (size_t j = 0; j < NR; j++) dst[p * NR + j] = b[p * rsb + j];
         } else if (csb == 1) {
-            for (size_t p = 0; p < kc; p++)
-                for (size_t j = 0; j < nr; j++) dst[p * NR + j] = b[p * rsb + j];
+            /* Chunks of 8 of constant length, then the rest: a copy of a
+             * variable nr would be a memmove call for every p. */
+            const size_t nr8 = nr / 8 * 8;
+            for (size_t p = 0; p < kc; p++) {
+                for (size_t j0 = 0; j0 < nr8; j0 += 8)
+                    for (size_t j = j0; j < j0 + 8; j++) dst[p * NR + j] = b[p * rsb + j];
+                for (size_t j = nr8; j < nr; j++) dst[p * NR + j] = b[p * rsb + j];
+            }
         } else {
             /* A transposed operand: walk each column of B contiguously. */
             for (size_t j = 0; j < nr; j++)
@@ -118,6 +124,7 @@ static void FN(pack_b_)(size_t kc, size_t nc, const REAL *B, size_t rsb,
     }
 }
 
+#ifndef UKR_EDGE
 /* Write an edge tile computed whole into `edge` (alpha 1, beta 0) into the
  * mr x nr part of C that exists.  beta is 0 or 1 here, so alpha * ab + beta * c
  * rounds as in the kernel and every element comes out the same whichever
@@ -131,6 +138,7 @@ static void FN(merge_edge_)(size_t mr, size_t nr, REAL alpha, const REAL *edge,
             c[i * ldc + j] = beta == 0 ? v : v + beta * c[i * ldc + j];
         }
 }
+#endif
 
 /* Small problems (BLIS's "sup" idea): with k within one panel and A small
  * enough to stay in cache, packing would copy about as much as the product
@@ -142,7 +150,9 @@ static void FN(gemm_small_)(size_t m, size_t n, size_t k, REAL alpha,
                             const REAL *B, size_t rsb, size_t csb, REAL beta,
                             REAL *C, size_t ldc, REAL *pack)
 {
+#ifndef UKR_EDGE
     REAL edge[MR * NR];
+#endif
     /* The pack buffer's usual regions: A block (MC x k), then B (k x nc). */
     REAL *edgeA = pack;                                 /* the last mr < MR rows */
     REAL *packB = pack + BLK.mc * k;           /* k x n, or one edge panel */
@@ -171,8 +181,12 @@ static void FN(gemm_small_)(size_t m, size_t n, size_t k, REAL alpha,
             if (mr == MR && nr == NR) {
                 UKR(k, a, ra, ca, b, ldb, alpha, beta, c, ldc);
             } else {
+#ifdef UKR_EDGE
+                UKR_EDGE(k, a, ra, ca, b, ldb, alpha, beta, c, ldc, mr, nr);
+#else
                 UKR(k, a, ra, ca, b, ldb, (REAL)1, (REAL)0, edge, NR);
                 FN(merge_edge_)(mr, nr, alpha, edge, beta, c, ldc);
+#endif
             }
         }
     }
@@ -184,7 +198,9 @@ static void FN(gemm_serial_)(size_t m, size_t n, size_t k,
                              const REAL *B, size_t rsb, size_t csb, REAL beta,
                              REAL *C, size_t ldc, REAL *packA, REAL *packB)
 {
+#ifndef UKR_EDGE
     REAL edge[MR * NR];
+#endif
     for (size_t jc = 0; jc < n; jc += BLK.nc) {            /* loop 5: NC columns of C */
         const size_t nc = n - jc < BLK.nc ? n - jc : BLK.nc;
         /* Panels of equal depth (at most KC): 784 = 4 x 196, not 3 x 256 + 16,
@@ -194,17 +210,29 @@ static void FN(gemm_serial_)(size_t m, size_t n, size_t k,
             const size_t kc = k - pc < kc_even ? k - pc : kc_even;
             /* Later panels accumulate onto what the first one wrote. */
             const REAL beta_pc = pc == 0 ? beta : (REAL)1;
-            FN(pack_b_)(kc, nc, B + pc * rsb + jc * csb, rsb, csb, packB);
+            /* With few rows of C each B micro-panel serves only a few A
+             * panels, and packing B (a weight gradient's k x n operand, all
+             * of X for D^T X) would copy about as much as the products
+             * read: rows of B that are contiguous are then read in place,
+             * ldb = rsb, and only a last partial panel is packed. */
+            const int b_in_place = csb == 1 && m <= 4 * MR;
+            const size_t nc_full = b_in_place ? nc / NR * NR : 0;
+            if (!b_in_place)
+                FN(pack_b_)(kc, nc, B + pc * rsb + jc * csb, rsb, csb, packB);
+            else if (nc_full < nc)
+                FN(pack_b_)(kc, nc - nc_full, B + pc * rsb + jc + nc_full, rsb, csb, packB);
             for (size_t ic = 0; ic < m; ic += BLK.mc) {    /* loop 3: MC rows of C */
                 const size_t mc = m - ic < BLK.mc ? m - ic : BLK.mc;
                 const REAL *Ablock = A + ic * rsa + pc * csa;
                 /* A row-major A is read in place when C is narrow (its rows
                  * are what the kernel walks, and packing them is a scalar
                  * transpose that a few B panels do not repay); only a last
-                 * partial tile of rows is packed, padded with zeros.  A wide
-                 * C reuses the block often enough to pack it; a transposed A
-                 * is always packed, which is a contiguous copy. */
-                const int in_place = csa == 1 && nc <= 16 * NR;
+                 * partial tile of rows is packed, padded with zeros.  So is
+                 * a transposed A (rsa = 1: the MR values of each p are
+                 * contiguous, csa apart), which the kernel reads as it reads
+                 * a packed panel.  A wide C reuses the block often enough to
+                 * pack it. */
+                const int in_place = (csa == 1 || rsa == 1) && nc <= 16 * NR;
                 const size_t mc_full = in_place ? mc / MR * MR : 0;
                 if (!in_place)
                     FN(pack_a_)(mc, kc, Ablock, rsa, csa, packA);
@@ -222,24 +250,36 @@ static void FN(gemm_serial_)(size_t m, size_t n, size_t k,
                         const size_t nr = nc - jr < NR ? nc - jr : NR;
                         REAL *c = C + (ic + ir) * ldc + jc + jr;
                         const REAL *b = packB + jr * kc;
+                        size_t ldb = NR;
+                        if (b_in_place && jr < nc_full) {
+                            b = B + pc * rsb + jc + jr;
+                            ldb = rsb;
+                        } else if (b_in_place) {
+                            b = packB;
+                        }
                         const REAL *a = packA + ir * kc;
                         size_t ra = 1, ca = MR;
                         if (in_place && ir < mc_full) {
                             a = Ablock + ir * rsa;
                             ra = rsa;
-                            ca = 1;
+                            ca = csa;
                         } else if (in_place) {
                             a = packA;
                         }
                         if (mr == MR && nr == NR) {
-                            UKR(kc, a, ra, ca, b, NR, alpha, beta_pc, c, ldc);
+                            UKR(kc, a, ra, ca, b, ldb, alpha, beta_pc, c, ldc);
                             continue;
                         }
-                        /* Edge tile: compute it whole, keep the part inside C.
+                        /* Edge tile: compute it whole, keep the part inside C
+                         * (stored through masks where the path has UKR_EDGE).
                          * beta_pc is 0 or 1 here, so alpha * ab + beta * c rounds
                          * as in the kernel and thread splits stay bit-identical. */
-                        UKR(kc, a, ra, ca, b, NR, (REAL)1, (REAL)0, edge, NR);
+#ifdef UKR_EDGE
+                        UKR_EDGE(kc, a, ra, ca, b, ldb, alpha, beta_pc, c, ldc, mr, nr);
+#else
+                        UKR(kc, a, ra, ca, b, ldb, (REAL)1, (REAL)0, edge, NR);
                         FN(merge_edge_)(mr, nr, alpha, edge, beta_pc, c, ldc);
+#endif
                     }
                 }
             }

@@ -47,7 +47,7 @@
 #define MAX_THREADS UINT64_C(0x7FFFFFFF)
 
 static const char FORMAT_NAME[] = "csae.SparseAutoencoder";
-#define FORMAT_VERSION 3
+#define FORMAT_VERSION 4
 
 /* ---- Fields of a model file --------------------------------------------- */
 
@@ -61,6 +61,8 @@ enum {
     F_AMW, F_AMB, F_AMWD, F_AMBD,
     F_AVW, F_AVB, F_AVWD, F_AVBD,
     F_ADAM_T, F_RHO_RUN, F_RUN_BATCHES,
+    /* Version 4: why the last training call stopped (stop_reason_). */
+    F_STOP_REASON,
     F_COUNT
 };
 
@@ -75,7 +77,13 @@ static const char *const member_names[F_COUNT] = {
     "adam_m_decoder_weights.npy", "adam_m_decoder_bias.npy",
     "adam_v_encoder_weights.npy", "adam_v_encoder_bias.npy",
     "adam_v_decoder_weights.npy", "adam_v_decoder_bias.npy",
-    "adam_t.npy", "rho_running.npy", "running_batches.npy",
+    "adam_t.npy", "rho_running.npy", "running_batches.npy", "stop_reason.npy",
+};
+
+/* The values of stop_reason (csae.solvers.STOP_REASONS). */
+static const char *const stop_reasons[] = {
+    "converged", "max_epochs", "max_fun", "line_search", "no_improvement", "interrupted",
+    "diverged",
 };
 
 /* ---- Checking a member's elements as they stream by --------------------- */
@@ -636,6 +644,24 @@ static csae_status read_floats(const npz_file *r, npz_member *m, size_t itemsize
     return csae_npz_stream(r, m, itemsize, consume_floats, &fc);
 }
 
+/* Version 4's stop_reason: one of stop_reasons, into out (cap bytes). */
+static csae_status read_stop_reason(const npz_file *r, npz_member *m, uint64_t version, char *out,
+                                    size_t cap)
+{
+    if (version < 4)
+        return CSAE_ERR_FORMAT;
+    string_ctx sc;
+    csae_status st = read_string(r, m, 0, out, cap, MAX_LABEL_MEMBER, &sc);
+    if (st != CSAE_OK)
+        return st;
+    if (sc.not_ascii || sc.too_long)
+        return CSAE_ERR_FORMAT;
+    for (size_t i = 0; i < sizeof stop_reasons / sizeof stop_reasons[0]; i++)
+        if (strcmp(out, stop_reasons[i]) == 0)
+            return CSAE_OK;
+    return CSAE_ERR_FORMAT;
+}
+
 typedef csae_model_layout parsed;
 
 /* Where a pass copies values to (NULL: check only), and the caller's model
@@ -819,6 +845,14 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
             return CSAE_ERR_FORMAT;
         out->running_batches = ic.magnitude;
     }
+    out->has_stop_reason = m[F_STOP_REASON].present;
+    out->stop_reason[0] = '\0';
+    if (m[F_STOP_REASON].present) {
+        st = read_stop_reason(r, &m[F_STOP_REASON], version, out->stop_reason,
+                              sizeof out->stop_reason);
+        if (st != CSAE_OK)
+            return st;
+    }
     if (m[F_DMIN].present) {
         st = read_floats(r, &m[F_DMIN], 8, 1, n, 0, 0, dest ? dest->data_min : NULL, mn);
         if (st != CSAE_OK)
@@ -961,6 +995,8 @@ static int same_layout(const csae_model_layout *a, const csae_model_layout *b)
            && a->has_range == b->has_range && a->has_rng == b->has_rng
            && a->rng_state == b->rng_state && a->adam_t == b->adam_t
            && a->running_batches == b->running_batches && a->record_len == b->record_len
+           && a->has_stop_reason == b->has_stop_reason
+           && strcmp(a->stop_reason, b->stop_reason) == 0
            && memcmp(a->record, b->record, a->record_len) == 0;
 }
 
@@ -1006,6 +1042,679 @@ csae_status csae_model_file_read_all(int fd, const csae_model_layout *layout,
     memset(&now, 0, sizeof now);
     st = scan(&r, &now, &d);
     if (st == CSAE_OK && !same_layout(&now, layout))
+        st = CSAE_ERR_MISMATCH;
+    return st;
+}
+
+/* ==== Deep models' files ================================================
+ *
+ * csae/_deep_persist.py's format: one member per array, named by layer
+ * (weights_0, bias_0, ...).  A first pass checks every member against the
+ * sizes member (the network's widths) and the rules of its kind; a copying
+ * pass checks everything again and copies into the caller's buffers, whose
+ * sizes come from the caller's layout, never from the file. */
+
+static const char DEEP_ENCODER_NAME[] = "csae.StackedEncoder";
+static const char DEEP_CLASSIFIER_NAME[] = "csae.SparseAutoencoderClassifier";
+#define DEEP_FORMAT_VERSION 1
+#define DEEP_SLOTS (CSAE_DEEP_FILE_MAX_LAYERS + 1)
+/* Directory entries: every member there can be (fewer than 256). */
+#define DEEP_MAX_ENTRIES 256u
+#define MAX_DEEP_RECORD_MEMBER (MAX_NPY_HEADER + 4u * CSAE_DEEP_RECORD_MAX)
+/* Longest class label, in characters (csae/_deep_persist.py's _MAX_LABEL_CHARS). */
+#define MAX_CLASS_CHARS 256u
+#define DEEP_NAME_MAX 40
+
+static const char *const deep_global_names[CSAE_DG_COUNT] = {
+    "format", "format_version", "csae_version", "hyperparameters", "sizes", "data_min",
+    "data_scale", "classes", "loss_curve", "validation_loss_curve",
+};
+static const char *const deep_layer_names[CSAE_DL_COUNT] = {
+    "weights_", "bias_", "pretrained_weights_", "pretrained_bias_", "decoder_weights_",
+    "decoder_bias_", "autoencoder_data_min_", "autoencoder_data_scale_",
+    "autoencoder_weights_", "autoencoder_bias_", "autoencoder_loss_curve_",
+};
+
+static size_t deep_name(size_t i, char *out, size_t cap, int npy)
+{
+    if (i >= CSAE_DEEP_MEMBERS || cap < DEEP_NAME_MAX)
+        return 0;
+    const char *base = i < CSAE_DG_COUNT ? deep_global_names[i]
+                                          : deep_layer_names[(i - CSAE_DG_COUNT) % CSAE_DL_COUNT];
+    size_t len = strlen(base);
+    memcpy(out, base, len);
+    if (i >= CSAE_DG_COUNT) {
+        const size_t slot = (i - CSAE_DG_COUNT) / CSAE_DL_COUNT; /* < 100 */
+        if (slot >= 10)
+            out[len++] = (char)('0' + slot / 10);
+        out[len++] = (char)('0' + slot % 10);
+    }
+    if (npy) {
+        memcpy(out + len, ".npy", 4);
+        len += 4;
+    }
+    out[len] = '\0';
+    return len;
+}
+
+size_t csae_deep_member_name(size_t i, char *out, size_t cap)
+{
+    return out ? deep_name(i, out, cap, 0) : 0;
+}
+
+static size_t slot_member(size_t slot, int which)
+{
+    return CSAE_DG_COUNT + slot * CSAE_DL_COUNT + (size_t)which;
+}
+
+/* The record: ASCII text (tab, newline, printable), at most
+ * CSAE_DEEP_RECORD_MAX characters, copied to out when given. */
+typedef struct {
+    int swap;
+    char *out;
+    size_t len, pending_nul;
+    int bad;
+} record_ctx;
+
+static csae_status consume_record(void *vctx, const unsigned char *p, size_t n)
+{
+    record_ctx *c = vctx;
+    for (size_t at = 0; at < n; at += 4) {
+        unsigned char raw[4];
+        uint32_t cp;
+        load_bytes(raw, p + at, 4, c->swap);
+        memcpy(&cp, raw, 4);
+        if (cp == 0) {
+            c->pending_nul++;
+            continue;
+        }
+        if (c->pending_nul || cp > 0x7E || (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r')
+            || c->len >= CSAE_DEEP_RECORD_MAX) {
+            c->bad = 1;
+            continue;
+        }
+        if (c->out)
+            c->out[c->len] = (char)cp;
+        c->len++;
+    }
+    return CSAE_OK;
+}
+
+/* The sizes member: int64 values, each >= 1. */
+typedef struct {
+    uint64_t *values;
+    size_t cap, count;
+} sizes_ctx;
+
+static csae_status consume_sizes(void *vctx, const unsigned char *p, size_t n)
+{
+    sizes_ctx *c = vctx;
+    for (size_t at = 0; at < n; at += 8) {
+        int64_t v;
+        memcpy(&v, p + at, 8);
+        if (c->count >= c->cap || v < 1)
+            return CSAE_ERR_FORMAT;
+        c->values[c->count++] = (uint64_t)v;
+    }
+    return CSAE_OK;
+}
+
+/* Class labels other than floats: copied as they are (to dest when given,
+ * cap bytes); UTF-32 code points checked. */
+typedef struct {
+    int text;
+    unsigned char *dest;
+    size_t cap, done;
+} labels_ctx;
+
+static csae_status consume_labels(void *vctx, const unsigned char *p, size_t n)
+{
+    labels_ctx *c = vctx;
+    if (c->dest && (n > c->cap || c->done > c->cap - n))
+        return CSAE_ERR_FORMAT;
+    for (size_t at = 0; c->text && at < n; at += 4) {
+        uint32_t cp;
+        memcpy(&cp, p + at, 4);
+        if (cp > 0x10FFFFu)
+            return CSAE_ERR_FORMAT;
+    }
+    if (c->dest)
+        memcpy(c->dest + c->done, p, n);
+    c->done += n;
+    return CSAE_OK;
+}
+
+typedef struct {
+    const npz_file *r;
+    npz_member *m;
+    csae_deep_shape *out;
+    void *const *dest;              /* NULL: check only */
+    const csae_deep_shape *expect;  /* with dest: the caller's sizes */
+} deep_scan;
+
+static void deep_note(deep_scan *s, size_t i)
+{
+    const npy_array *a = &s->m[i].array;
+    s->out->present[i] = 1;
+    s->out->kind[i] = a->kind;
+    s->out->itemsize[i] = a->itemsize;
+    s->out->ndim[i] = a->ndim;
+    s->out->shape[i][0] = a->ndim > 0 ? a->shape[0] : 0;
+    s->out->shape[i][1] = a->ndim > 1 ? a->shape[1] : 0;
+}
+
+/* Elements the caller's buffer for member i holds (from its layout). */
+static size_t deep_cap(const deep_scan *s, size_t i)
+{
+    const csae_deep_shape *e = s->expect;
+    size_t count = 1;
+    for (int d = 0; d < e->ndim[i]; d++)
+        count *= (size_t)e->shape[i][d]; /* fits: checked when that layout was read */
+    return count;
+}
+
+/* A float member of the given shape (ANY_LENGTH: any), finite (and in the
+ * range `rule` names); copied when the caller gave a buffer. */
+static csae_status deep_floats(deep_scan *s, size_t i, size_t itemsize, int ndim, uint64_t d0,
+                               uint64_t d1, int rule)
+{
+    void *target = s->dest ? s->dest[i] : NULL;
+    if (target && (!s->expect->present[i] || s->expect->kind[i] != 'f'
+                   || s->expect->itemsize[i] != itemsize || s->expect->ndim[i] != ndim))
+        return CSAE_ERR_MISMATCH;
+    csae_status st = read_floats(s->r, &s->m[i], itemsize, ndim, d0, d1, rule, target,
+                                 target ? deep_cap(s, i) : 0);
+    if (st == CSAE_OK)
+        deep_note(s, i);
+    return st;
+}
+
+static int present(const deep_scan *s, size_t i) { return s->m[i].present; }
+
+/* Format, version, the set of members, the version string and record. */
+static csae_status deep_head(deep_scan *s, char *record)
+{
+    char text[80];
+    string_ctx sc;
+    if (!present(s, CSAE_DG_FORMAT) || !present(s, CSAE_DG_VERSION))
+        return CSAE_ERR_FORMAT;
+    csae_status st = read_string(s->r, &s->m[CSAE_DG_FORMAT], 0, text, sizeof text,
+                                 MAX_LABEL_MEMBER, &sc);
+    if (st != CSAE_OK)
+        return st;
+    if (sc.not_ascii || sc.too_long)
+        return CSAE_ERR_FORMAT;
+    if (strcmp(text, DEEP_ENCODER_NAME) == 0)
+        s->out->info.kind = CSAE_DEEP_FILE_ENCODER;
+    else if (strcmp(text, DEEP_CLASSIFIER_NAME) == 0)
+        s->out->info.kind = CSAE_DEEP_FILE_CLASSIFIER;
+    else
+        return CSAE_ERR_FORMAT; /* a SparseAutoencoder's file among others */
+    int_ctx ic;
+    st = read_int(s->r, &s->m[CSAE_DG_VERSION], "iu", 0, &ic);
+    if (st != CSAE_OK)
+        return st;
+    if (!ic.negative && ic.magnitude > DEEP_FORMAT_VERSION)
+        return CSAE_ERR_UNSUPPORTED;
+    if (ic.negative || ic.magnitude < 1)
+        return CSAE_ERR_FORMAT;
+    s->out->version = ic.magnitude;
+    if (!present(s, CSAE_DG_CSAE_VERSION) || !present(s, CSAE_DG_HYPER)
+        || !present(s, CSAE_DG_SIZES))
+        return CSAE_ERR_FORMAT;
+    st = read_string(s->r, &s->m[CSAE_DG_CSAE_VERSION], 0, text, sizeof text,
+                     MAX_LABEL_MEMBER, &sc);
+    if (st != CSAE_OK)
+        return st;
+    npz_member *m = &s->m[CSAE_DG_HYPER];
+    if (m->size > MAX_DEEP_RECORD_MEMBER)
+        return CSAE_ERR_FORMAT;
+    st = csae_npy_read_header(s->r, m);
+    if (st != CSAE_OK)
+        return st;
+    if (m->array.kind != 'U' || m->array.ndim != 1 || m->array.shape[0] != 1)
+        return CSAE_ERR_FORMAT;
+    record_ctx rc = {m->array.swap, record, 0, 0, 0};
+    st = csae_npz_stream(s->r, m, 4, consume_record, &rc);
+    if (st != CSAE_OK)
+        return st;
+    if (rc.bad || rc.len == 0)
+        return CSAE_ERR_FORMAT;
+    if (record)
+        record[rc.len] = '\0';
+    s->out->record_len = rc.len;
+    return CSAE_OK;
+}
+
+/* a * b into *out unless it overflows size_t. */
+static int mul_size(size_t a, size_t b, size_t *out)
+{
+    if (b != 0 && a > SIZE_MAX / b)
+        return 0;
+    *out = a * b;
+    return 1;
+}
+
+/* The sizes member into info: widths chained, byte counts that fit. */
+static csae_status deep_sizes(deep_scan *s)
+{
+    npz_member *m = &s->m[CSAE_DG_SIZES];
+    csae_deep_file *info = &s->out->info;
+    const int classifier = info->kind == CSAE_DEEP_FILE_CLASSIFIER;
+    if (m->size > MAX_NPY_HEADER + 8u * (CSAE_DEEP_FILE_MAX_LAYERS + 2))
+        return CSAE_ERR_FORMAT;
+    csae_status st = csae_npy_read_header(s->r, m);
+    if (st != CSAE_OK)
+        return st;
+    const npy_array *a = &m->array;
+    const uint64_t extra = classifier ? 2 : 1; /* n (and k) besides the hidden widths */
+    if (a->kind != 'i' || a->itemsize != 8 || a->swap || a->ndim != 1
+        || a->shape[0] < extra + 1 || a->shape[0] > extra + CSAE_DEEP_FILE_MAX_LAYERS)
+        return CSAE_ERR_FORMAT;
+    uint64_t values[CSAE_DEEP_FILE_MAX_LAYERS + 2];
+    sizes_ctx c = {values, CSAE_DEEP_FILE_MAX_LAYERS + 2, 0};
+    st = csae_npz_stream(s->r, m, 8, consume_sizes, &c);
+    if (st != CSAE_OK)
+        return st;
+    if (c.count != a->shape[0])
+        return CSAE_ERR_FORMAT;
+    info->n_hidden_layers = (size_t)(a->shape[0] - extra);
+    const size_t L = info->n_hidden_layers, layers = L + (size_t)classifier;
+    memset(info->sizes, 0, sizeof info->sizes);
+    for (size_t l = 0; l < c.count; l++) {
+        if (values[l] > MAX_COUNT || values[l] > SIZE_MAX)
+            return CSAE_ERR_FORMAT;
+        info->sizes[l] = (size_t)values[l];
+    }
+    if (classifier && info->sizes[L + 1] < 2)
+        return CSAE_ERR_FORMAT;
+    if (!classifier)
+        info->sizes[L + 1] = 1;
+    /* Every layer's element count, and their sum, as bytes of float64. */
+    size_t total = 0;
+    for (size_t l = 0; l < layers; l++) {
+        size_t w, bytes;
+        if (!mul_size(info->sizes[l + 1], info->sizes[l], &w) || w > SIZE_MAX - info->sizes[l + 1]
+            || w + info->sizes[l + 1] > SIZE_MAX - total)
+            return CSAE_ERR_FORMAT;
+        total += w + info->sizes[l + 1];
+        if (!mul_size(total, sizeof(double), &bytes))
+            return CSAE_ERR_FORMAT;
+    }
+    info->n_params = total;
+    deep_note(s, CSAE_DG_SIZES);
+    return CSAE_OK;
+}
+
+/* The classes member: k labels, numbers or text, native byte order. */
+static csae_status deep_classes(deep_scan *s, size_t k)
+{
+    npz_member *m = &s->m[CSAE_DG_CLASSES];
+    csae_status st = csae_npy_read_header(s->r, m);
+    if (st != CSAE_OK)
+        return st;
+    const npy_array *a = &m->array;
+    if (a->ndim != 1 || a->shape[0] != k || a->swap
+        || (a->kind == 'U' && (a->itemsize < 4 || a->itemsize > 4 * MAX_CLASS_CHARS)))
+        return CSAE_ERR_FORMAT;
+    if (a->kind == 'f')
+        return deep_floats(s, CSAE_DG_CLASSES, (size_t)a->itemsize, 1, k, 0, ANY_FINITE);
+    void *target = s->dest ? s->dest[CSAE_DG_CLASSES] : NULL;
+    size_t cap = 0;
+    if (target) {
+        const csae_deep_shape *e = s->expect;
+        if (e->kind[CSAE_DG_CLASSES] != a->kind || e->itemsize[CSAE_DG_CLASSES] != a->itemsize
+            || e->shape[CSAE_DG_CLASSES][0] != k)
+            return CSAE_ERR_MISMATCH;
+        cap = (size_t)a->itemsize * k; /* fits: the header check bounded it by the file */
+    }
+    labels_ctx c = {a->kind == 'U', target, cap, 0};
+    st = csae_npz_stream(s->r, m, a->kind == 'U' ? 4 : (size_t)a->itemsize, consume_labels, &c);
+    if (st == CSAE_OK)
+        deep_note(s, CSAE_DG_CLASSES);
+    return st;
+}
+
+/* The autoencoder of hidden layer l (of a stack, or a classifier's
+ * pretraining): its decoder, loss curve, own input range, and, when that
+ * range is folded into the network's layer (l > 0), its own encoder. */
+static csae_status deep_autoencoder(deep_scan *s, size_t l)
+{
+    const size_t *z = s->out->info.sizes;
+    const size_t e = s->out->info.elem_size;
+    const size_t i = slot_member(l, 0);
+    csae_status st;
+    if (!present(s, i + CSAE_DL_DB) || !present(s, i + CSAE_DL_ALOSS))
+        return CSAE_ERR_FORMAT;
+    const int ranged = present(s, i + CSAE_DL_AMIN);
+    if (ranged != present(s, i + CSAE_DL_ASCALE))
+        return CSAE_ERR_FORMAT;
+    const int own = ranged && l > 0;
+    if (present(s, i + CSAE_DL_AW) != own || present(s, i + CSAE_DL_AB) != own)
+        return CSAE_ERR_FORMAT;
+    if ((st = deep_floats(s, i + CSAE_DL_DW, e, 2, z[l], z[l + 1], ANY_FINITE)) != CSAE_OK
+        || (st = deep_floats(s, i + CSAE_DL_DB, e, 1, z[l], 0, ANY_FINITE)) != CSAE_OK
+        || (st = deep_floats(s, i + CSAE_DL_ALOSS, 8, 1, ANY_LENGTH, 0, ANY_FINITE)) != CSAE_OK)
+        return st;
+    if (ranged && ((st = deep_floats(s, i + CSAE_DL_AMIN, 8, 1, z[l], 0, ANY_FINITE)) != CSAE_OK
+                   || (st = deep_floats(s, i + CSAE_DL_ASCALE, 8, 1, z[l], 0, POSITIVE))
+                          != CSAE_OK))
+        return st;
+    if (own && ((st = deep_floats(s, i + CSAE_DL_AW, e, 2, z[l + 1], z[l], ANY_FINITE)) != CSAE_OK
+                || (st = deep_floats(s, i + CSAE_DL_AB, e, 1, z[l + 1], 0, ANY_FINITE))
+                       != CSAE_OK))
+        return st;
+    return CSAE_OK;
+}
+
+/* Every layer slot: the network, the classifier's pretrained network, the
+ * autoencoders; nothing in a slot the network does not have. */
+static csae_status deep_layers(deep_scan *s)
+{
+    const csae_deep_file *info = &s->out->info;
+    const int classifier = info->kind == CSAE_DEEP_FILE_CLASSIFIER;
+    const size_t L = info->n_hidden_layers, layers = L + (size_t)classifier;
+    const size_t *z = info->sizes;
+    const size_t e = info->elem_size;
+    csae_status st;
+    /* The classifier's autoencoders are all there or none (pretrain=False). */
+    const int autoencoders = present(s, slot_member(0, CSAE_DL_DW));
+    if (!classifier && !autoencoders)
+        return CSAE_ERR_FORMAT;
+    for (size_t l = 0; l < DEEP_SLOTS; l++) {
+        const size_t i = slot_member(l, 0);
+        int expected[CSAE_DL_COUNT] = {0};
+        expected[CSAE_DL_W] = expected[CSAE_DL_B] = l < layers;
+        expected[CSAE_DL_PW] = expected[CSAE_DL_PB] = classifier && l < layers;
+        expected[CSAE_DL_DW] = autoencoders && l < L;
+        for (int k = 0; k < CSAE_DL_COUNT; k++) {
+            const int optional = k >= CSAE_DL_DB && k <= CSAE_DL_ALOSS;
+            if (present(s, i + (size_t)k) != expected[k]
+                && !(optional && expected[CSAE_DL_DW]))
+                return CSAE_ERR_FORMAT;
+        }
+        if (l >= layers)
+            continue;
+        if ((st = deep_floats(s, i + CSAE_DL_W, e, 2, z[l + 1], z[l], ANY_FINITE)) != CSAE_OK
+            || (st = deep_floats(s, i + CSAE_DL_B, e, 1, z[l + 1], 0, ANY_FINITE)) != CSAE_OK)
+            return st;
+        if (classifier
+            && ((st = deep_floats(s, i + CSAE_DL_PW, e, 2, z[l + 1], z[l], ANY_FINITE)) != CSAE_OK
+                || (st = deep_floats(s, i + CSAE_DL_PB, e, 1, z[l + 1], 0, ANY_FINITE))
+                       != CSAE_OK))
+            return st;
+        if (expected[CSAE_DL_DW] && (st = deep_autoencoder(s, l)) != CSAE_OK)
+            return st;
+    }
+    return CSAE_OK;
+}
+
+/* The input range and the classifier's labels and curves. */
+static csae_status deep_rest(deep_scan *s)
+{
+    const csae_deep_file *info = &s->out->info;
+    const int classifier = info->kind == CSAE_DEEP_FILE_CLASSIFIER;
+    const size_t n = info->sizes[0];
+    csae_status st;
+    const int ranged = present(s, CSAE_DG_DMIN);
+    if (ranged != present(s, CSAE_DG_DSCALE))
+        return CSAE_ERR_FORMAT;
+    /* A stack scales its input as its first autoencoder does. */
+    if (!classifier && ranged != present(s, slot_member(0, CSAE_DL_AMIN)))
+        return CSAE_ERR_FORMAT;
+    if (ranged && ((st = deep_floats(s, CSAE_DG_DMIN, 8, 1, n, 0, ANY_FINITE)) != CSAE_OK
+                   || (st = deep_floats(s, CSAE_DG_DSCALE, 8, 1, n, 0, POSITIVE)) != CSAE_OK))
+        return st;
+    s->out->info.has_range = ranged;
+    if (present(s, CSAE_DG_CLASSES) != classifier || present(s, CSAE_DG_LOSS) != classifier
+        || (!classifier && present(s, CSAE_DG_VLOSS)))
+        return CSAE_ERR_FORMAT;
+    if (!classifier)
+        return CSAE_OK;
+    if ((st = deep_classes(s, info->sizes[info->n_hidden_layers + 1])) != CSAE_OK
+        || (st = deep_floats(s, CSAE_DG_LOSS, 8, 1, ANY_LENGTH, 0, ANY_FINITE)) != CSAE_OK)
+        return st;
+    if (present(s, CSAE_DG_VLOSS))
+        return deep_floats(s, CSAE_DG_VLOSS, 8, 1, ANY_LENGTH, 0, ANY_FINITE);
+    return CSAE_OK;
+}
+
+static int same_info(const csae_deep_file *a, const csae_deep_file *b)
+{
+    if (a->kind != b->kind || a->n_hidden_layers != b->n_hidden_layers
+        || a->n_hidden_layers > CSAE_DEEP_FILE_MAX_LAYERS || a->elem_size != b->elem_size
+        || a->n_params != b->n_params || a->has_range != b->has_range)
+        return 0;
+    for (size_t l = 0; l < a->n_hidden_layers + 2; l++)
+        if (a->sizes[l] != b->sizes[l])
+            return 0;
+    return 1;
+}
+
+/* Check the whole file (out: what it holds; record: its record when not
+ * NULL, CSAE_DEEP_RECORD_MAX + 1 bytes); with dest, copy each member i
+ * whose dest[i] is not NULL, after checking the file against expect. */
+static csae_status deep_scan_file(const npz_file *r, csae_deep_shape *out, char *record,
+                                  void *const *dest, const csae_deep_shape *expect)
+{
+    npz_member m[CSAE_DEEP_MEMBERS];
+    char names[CSAE_DEEP_MEMBERS][DEEP_NAME_MAX];
+    const char *name_of[CSAE_DEEP_MEMBERS];
+    for (size_t i = 0; i < CSAE_DEEP_MEMBERS; i++) {
+        deep_name(i, names[i], DEEP_NAME_MAX, 1);
+        name_of[i] = names[i];
+    }
+    int unknown;
+    csae_status st = csae_npz_directory_max(r, name_of, CSAE_DEEP_MEMBERS, m, &unknown,
+                                            DEEP_MAX_ENTRIES);
+    if (st != CSAE_OK)
+        return st;
+    memset(out, 0, sizeof *out);
+    deep_scan s = {r, m, out, dest, expect};
+    if ((st = deep_head(&s, record)) != CSAE_OK)
+        return st;
+    if (unknown)
+        return CSAE_ERR_FORMAT;
+    if ((st = deep_sizes(&s)) != CSAE_OK)
+        return st;
+    /* The element type: the first layer's weights' (every other array of
+     * the model's type is checked against it). */
+    npz_member *w0 = &m[slot_member(0, CSAE_DL_W)];
+    if (!w0->present)
+        return CSAE_ERR_FORMAT;
+    if ((st = csae_npy_read_header(r, w0)) != CSAE_OK)
+        return st;
+    if (w0->array.kind != 'f')
+        return CSAE_ERR_FORMAT;
+    out->info.elem_size = (size_t)w0->array.itemsize;
+    if (dest) {
+        /* The caller's buffers were sized from expect: the file must
+         * still have its sizes and element type before anything is copied
+         * (its input range is known once read: compared at the end). */
+        csae_deep_file now = out->info;
+        now.has_range = expect->info.has_range;
+        if (now.elem_size != expect->info.elem_size && now.kind == expect->info.kind)
+            return CSAE_ERR_DTYPE;
+        if (!same_info(&now, &expect->info))
+            return CSAE_ERR_MISMATCH;
+    }
+    if ((st = deep_layers(&s)) != CSAE_OK || (st = deep_rest(&s)) != CSAE_OK)
+        return st;
+    if (dest && out->info.has_range != expect->info.has_range)
+        return CSAE_ERR_MISMATCH;
+    return CSAE_OK;
+}
+
+/* ---- Public functions (csae.h) ------------------------------------------ */
+
+csae_status csae_deep_file_info(const char *path, csae_deep_file *info)
+{
+    if (!path || !info)
+        return CSAE_ERR_ARGUMENT;
+    npz_file r;
+    csae_status st = csae_npz_open(path, &r);
+    if (st != CSAE_OK)
+        return st;
+    csae_deep_shape shape;
+    st = deep_scan_file(&r, &shape, NULL, NULL, NULL);
+    csae_npz_close(&r);
+    if (st == CSAE_OK)
+        *info = shape.info;
+    return st;
+}
+
+/* expect for a read into theta (and the range): the caller's info, and
+ * the shapes of the members it copies, from that info alone. */
+static csae_status deep_expect(const csae_deep_file *info, size_t elem_size,
+                               csae_deep_shape *expect)
+{
+    if (info->n_hidden_layers < 1 || info->n_hidden_layers > CSAE_DEEP_FILE_MAX_LAYERS
+        || (info->kind != CSAE_DEEP_FILE_ENCODER && info->kind != CSAE_DEEP_FILE_CLASSIFIER))
+        return CSAE_ERR_ARGUMENT;
+    memset(expect, 0, sizeof *expect);
+    expect->info = *info;
+    const size_t layers = info->n_hidden_layers + (info->kind == CSAE_DEEP_FILE_CLASSIFIER);
+    for (size_t l = 0; l < layers; l++) {
+        const size_t w = slot_member(l, CSAE_DL_W), b = slot_member(l, CSAE_DL_B);
+        expect->present[w] = expect->present[b] = 1;
+        expect->kind[w] = expect->kind[b] = 'f';
+        expect->itemsize[w] = expect->itemsize[b] = elem_size;
+        expect->ndim[w] = 2;
+        expect->ndim[b] = 1;
+        expect->shape[w][0] = expect->shape[b][0] = info->sizes[l + 1];
+        expect->shape[w][1] = info->sizes[l];
+    }
+    for (size_t i = CSAE_DG_DMIN; i <= CSAE_DG_DSCALE; i++) {
+        expect->present[i] = info->has_range;
+        expect->kind[i] = 'f';
+        expect->itemsize[i] = 8;
+        expect->ndim[i] = 1;
+        expect->shape[i][0] = info->sizes[0];
+    }
+    return CSAE_OK;
+}
+
+/* theta's layer arrays (weights then bias per layer) into dest; the
+ * caller's n_params must be what its sizes give. */
+static csae_status read_deep(const char *path, const csae_deep_file *info, size_t elem_size,
+                             unsigned char *theta, double *data_min, double *data_scale)
+{
+    if (!path || !info || (!theta && !data_min) || (data_min == NULL) != (data_scale == NULL))
+        return CSAE_ERR_ARGUMENT;
+    csae_deep_shape expect;
+    csae_status st = deep_expect(info, elem_size, &expect);
+    if (st != CSAE_OK)
+        return st;
+    void *dest[CSAE_DEEP_MEMBERS] = {NULL};
+    const size_t layers = info->n_hidden_layers + (info->kind == CSAE_DEEP_FILE_CLASSIFIER);
+    size_t at = 0;
+    for (size_t l = 0; theta && l < layers; l++) {
+        size_t w;
+        const size_t h = info->sizes[l + 1];
+        if (!mul_size(h, info->sizes[l], &w) || w > info->n_params - at
+            || h > info->n_params - at - w)
+            return CSAE_ERR_ARGUMENT; /* sizes and n_params disagree */
+        dest[slot_member(l, CSAE_DL_W)] = theta + at * elem_size;
+        dest[slot_member(l, CSAE_DL_B)] = theta + (at + w) * elem_size;
+        at += w + h;
+    }
+    if (theta && at != info->n_params)
+        return CSAE_ERR_ARGUMENT;
+    if (data_min) {
+        if (!info->has_range)
+            return CSAE_ERR_ARGUMENT;
+        dest[CSAE_DG_DMIN] = data_min;
+        dest[CSAE_DG_DSCALE] = data_scale;
+    }
+    npz_file r;
+    st = csae_npz_open(path, &r);
+    if (st != CSAE_OK)
+        return st;
+    csae_deep_shape shape;
+    /* One pass that validates, a second that copies (as read_weights). */
+    st = deep_scan_file(&r, &shape, NULL, NULL, NULL);
+    if (st == CSAE_OK && theta && shape.info.elem_size != elem_size
+        && shape.info.kind == info->kind)
+        st = CSAE_ERR_DTYPE;
+    if (st == CSAE_OK && !same_info(&shape.info, info))
+        st = CSAE_ERR_MISMATCH;
+    if (st == CSAE_OK)
+        st = deep_scan_file(&r, &shape, NULL, dest, &expect);
+    csae_npz_close(&r);
+    return st;
+}
+
+csae_status csae_deep_file_read_f64(const char *path, const csae_deep_file *info, double *theta)
+{
+    if (!theta)
+        return CSAE_ERR_ARGUMENT;
+    return read_deep(path, info, sizeof(double), (unsigned char *)theta, NULL, NULL);
+}
+
+csae_status csae_deep_file_read_f32(const char *path, const csae_deep_file *info, float *theta)
+{
+    if (!theta)
+        return CSAE_ERR_ARGUMENT;
+    return read_deep(path, info, sizeof(float), (unsigned char *)theta, NULL, NULL);
+}
+
+csae_status csae_deep_file_input_range(const char *path, const csae_deep_file *info,
+                                       double *data_min, double *data_scale)
+{
+    if (!info || !data_min || !data_scale)
+        return CSAE_ERR_ARGUMENT;
+    return read_deep(path, info, info->elem_size, NULL, data_min, data_scale);
+}
+
+/* ---- The whole file, for the Python binding (model_file.h) -------------- */
+
+csae_status csae_deep_file_layout(int fd, csae_deep_layout *layout)
+{
+    if (!layout)
+        return CSAE_ERR_ARGUMENT;
+    npz_file r;
+    csae_status st = csae_npz_from_fd(fd, &r);
+    if (st != CSAE_OK)
+        return st;
+    return deep_scan_file(&r, &layout->shape, layout->record, NULL, NULL);
+}
+
+static int same_shape(const csae_deep_shape *a, const csae_deep_shape *b)
+{
+    if (!same_info(&a->info, &b->info) || a->version != b->version
+        || a->record_len != b->record_len)
+        return 0;
+    for (size_t i = 0; i < CSAE_DEEP_MEMBERS; i++)
+        if (a->present[i] != b->present[i] || a->kind[i] != b->kind[i]
+            || a->itemsize[i] != b->itemsize[i] || a->ndim[i] != b->ndim[i]
+            || a->shape[i][0] != b->shape[i][0] || a->shape[i][1] != b->shape[i][1])
+            return 0;
+    return 1;
+}
+
+csae_status csae_deep_file_read_all(int fd, const csae_deep_layout *layout, void *const *dest)
+{
+    if (!layout || !dest)
+        return CSAE_ERR_ARGUMENT;
+    void *copy[CSAE_DEEP_MEMBERS];
+    for (size_t i = 0; i < CSAE_DEEP_MEMBERS; i++) {
+        /* The strings and sizes are in the layout; what it lacks has no room. */
+        const int copied = i != CSAE_DG_FORMAT && i != CSAE_DG_VERSION
+                           && i != CSAE_DG_CSAE_VERSION && i != CSAE_DG_HYPER
+                           && i != CSAE_DG_SIZES && layout->shape.present[i];
+        if (copied && !dest[i])
+            return CSAE_ERR_ARGUMENT;
+        copy[i] = copied ? dest[i] : NULL;
+    }
+    npz_file r;
+    csae_status st = csae_npz_from_fd(fd, &r);
+    if (st != CSAE_OK)
+        return st;
+    csae_deep_shape now;
+    char record[CSAE_DEEP_RECORD_MAX + 1];
+    st = deep_scan_file(&r, &now, record, copy, &layout->shape);
+    if (st == CSAE_OK && (!same_shape(&now, &layout->shape)
+                          || memcmp(record, layout->record, now.record_len) != 0))
         st = CSAE_ERR_MISMATCH;
     return st;
 }

@@ -33,6 +33,8 @@ typedef struct {
     uint64_t n_iter;         /* = the loss curve's length */
     int has_velocity, has_adam, has_running, has_range, has_rng;
     uint64_t rng_state, adam_t, running_batches;
+    int has_stop_reason;     /* format version 4: stop_reason is present */
+    char stop_reason[32];    /* one of csae.solvers.STOP_REASONS, or "" */
     size_t record_len;
     char record[CSAE_MODEL_RECORD_MAX + 1]; /* the hyperparameter record, ASCII JSON */
 } csae_model_layout;
@@ -61,5 +63,58 @@ csae_status csae_model_file_layout(int fd, csae_model_layout *layout);
  * names is NULL. */
 csae_status csae_model_file_read_all(int fd, const csae_model_layout *layout,
                                      const csae_model_arrays *dest);
+
+/* ---- Deep models' files (StackedEncoder, SparseAutoencoderClassifier) ----
+ *
+ * The same two-call read for csae/_deep_persist.py: csae_deep_file_layout
+ * validates the file and reports every member's dtype and shape (and the
+ * hyperparameter record, which C checks only as bounded ASCII text: its
+ * content is Python's), csae_deep_file_read_all validates it again while
+ * copying each present member into dest[i] (NULL: not copied), refusing
+ * (CSAE_ERR_MISMATCH) a file that no longer has the layout. */
+
+/* Longest hyperparameter record of a deep model (characters): the
+ * classifier's and every autoencoder's parameters; csae/_deep_persist.py's
+ * _MAX_RECORD. */
+#define CSAE_DEEP_RECORD_MAX 65536
+
+/* Members: first these, then CSAE_DL_COUNT per layer slot (the hidden
+ * layers, then the softmax layer), CSAE_DEEP_FILE_MAX_LAYERS + 1 slots;
+ * csae_deep_member_name gives each one's name. */
+enum {
+    CSAE_DG_FORMAT, CSAE_DG_VERSION, CSAE_DG_CSAE_VERSION, CSAE_DG_HYPER, CSAE_DG_SIZES,
+    CSAE_DG_DMIN, CSAE_DG_DSCALE, CSAE_DG_CLASSES, CSAE_DG_LOSS, CSAE_DG_VLOSS, CSAE_DG_COUNT
+};
+enum {
+    CSAE_DL_W, CSAE_DL_B, CSAE_DL_PW, CSAE_DL_PB, CSAE_DL_DW, CSAE_DL_DB, CSAE_DL_AMIN,
+    CSAE_DL_ASCALE, CSAE_DL_AW, CSAE_DL_AB, CSAE_DL_ALOSS, CSAE_DL_COUNT
+};
+#define CSAE_DEEP_MEMBERS (CSAE_DG_COUNT + (CSAE_DEEP_FILE_MAX_LAYERS + 1) * CSAE_DL_COUNT)
+
+/* Member i's name without ".npy" into out (cap >= 40 bytes); its length,
+ * 0 if i is out of range. */
+size_t csae_deep_member_name(size_t i, char *out, size_t cap);
+
+typedef struct {
+    csae_deep_file info;
+    uint64_t version;
+    int present[CSAE_DEEP_MEMBERS];
+    char kind[CSAE_DEEP_MEMBERS];          /* 'f', 'i', 'u' or 'U' */
+    uint64_t itemsize[CSAE_DEEP_MEMBERS];  /* bytes per element */
+    int ndim[CSAE_DEEP_MEMBERS];
+    uint64_t shape[CSAE_DEEP_MEMBERS][2];
+    size_t record_len;
+} csae_deep_shape;
+
+typedef struct {
+    csae_deep_shape shape;
+    char record[CSAE_DEEP_RECORD_MAX + 1]; /* ASCII JSON */
+} csae_deep_layout;
+
+csae_status csae_deep_file_layout(int fd, csae_deep_layout *layout);
+/* dest: CSAE_DEEP_MEMBERS pointers, each NULL or room for member i
+ * (itemsize x shape bytes); the strings, version and sizes are never
+ * copied (the layout has them). */
+csae_status csae_deep_file_read_all(int fd, const csae_deep_layout *layout, void *const *dest);
 
 #endif /* CSAE_MODEL_FILE_H */

@@ -330,12 +330,18 @@ static csae_status zip64_extra(const unsigned char *extra, size_t len, uint64_t 
 csae_status csae_npz_directory(const npz_file *r, const char *const *names, size_t count,
                                npz_member *members, int *unknown)
 {
+    return csae_npz_directory_max(r, names, count, members, unknown, CSAE_NPZ_MAX_ENTRIES);
+}
+
+csae_status csae_npz_directory_max(const npz_file *r, const char *const *names, size_t count,
+                                   npz_member *members, int *unknown, uint64_t max_entries)
+{
     uint64_t pos, cd_end, entries;
     csae_status st = central_directory(r, &pos, &cd_end, &entries);
     if (st != CSAE_OK)
         return st;
     const uint64_t cd_offset = pos;
-    if (entries > CSAE_NPZ_MAX_ENTRIES)
+    if (entries > max_entries)
         return CSAE_ERR_FORMAT;
     memset(members, 0, sizeof(npz_member) * count);
     *unknown = 0;

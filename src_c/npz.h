@@ -62,6 +62,10 @@ csae_status csae_npz_from_fd(int fd, npz_file *f);
  * compressed or encrypted members. */
 csae_status csae_npz_directory(const npz_file *f, const char *const *names, size_t count,
                                npz_member *members, int *unknown);
+/* The same with another bound on the entries (a deep model's file has
+ * members per layer: CSAE_DEEP_FILE_MAX_ENTRIES). */
+csae_status csae_npz_directory_max(const npz_file *f, const char *const *names, size_t count,
+                                   npz_member *members, int *unknown, uint64_t max_entries);
 
 /* Parse member m's .npy header into m->array: version 1.0 or 2.0, a header
  * that fits the buffer, descr f4/f8, i1-i8, u1-u8 or U<k>, at most 2-D, and

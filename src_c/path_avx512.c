@@ -51,7 +51,7 @@
     CSAE_INLINE_ALWAYS void                                                    \
     ukr_body_##SFX(size_t k, const REAL_ *restrict a, size_t rsa, size_t csa,  \
                    const REAL_ *restrict b, size_t ldb, REAL_ alpha, REAL_ beta, \
-                   REAL_ *restrict c, size_t ldc)                              \
+                   REAL_ *restrict c, size_t ldc, size_t mr, size_t nr, int edge) \
     {                                                                          \
         ROWS(UKR_DECL)                                                         \
         for (size_t p = 0; p < k; p++) {                                       \
@@ -61,7 +61,14 @@
             b += ldb;                                                          \
         }                                                                      \
         const VT_ valpha = SET1_(alpha), vbeta = SET1_(beta);                  \
-        ROWS(UKR_STORE)                                                        \
+        if (!edge) {                                                           \
+            ROWS(UKR_STORE)                                                    \
+        } else {                                                               \
+            const MASK_ m0 = nr >= W_ ? (MASK_)~0u : (MASK_)((1u << nr) - 1);  \
+            const MASK_ m1 = nr >= 2 * W_ ? (MASK_)~0u                         \
+                             : nr > W_ ? (MASK_)((1u << (nr - W_)) - 1) : 0;   \
+            ROWS(UKR_STORE_EDGE)                                               \
+        }                                                                      \
     }                                                                          \
     /* A packed panel (rsa = 1) gets its own copy of the loop, with the        \
      * rows at constant offsets: the generic one needs a register per row. */  \
@@ -71,9 +78,23 @@
                                  size_t ldc)                                   \
     {                                                                          \
         if (rsa == 1)                                                          \
-            ukr_body_##SFX(k, a, 1, csa, b, ldb, alpha, beta, c, ldc);         \
+            ukr_body_##SFX(k, a, 1, csa, b, ldb, alpha, beta, c, ldc, 0, 0, 0); \
         else                                                                   \
-            ukr_body_##SFX(k, a, rsa, csa, b, ldb, alpha, beta, c, ldc);       \
+            ukr_body_##SFX(k, a, rsa, csa, b, ldb, alpha, beta, c, ldc, 0, 0, 0); \
+    }                                                                          \
+    /* An edge tile: the same products (the same FMA chains), with only the    \
+     * mr x nr part that exists loaded and stored, through masks, instead of   \
+     * a whole tile written to scratch and copied over (merge_edge_).  The     \
+     * masked-off lanes of a load read nothing (and cannot fault). */          \
+    static void ukr_edge_##SFX(size_t k, const REAL_ *restrict a, size_t rsa,  \
+                               size_t csa, const REAL_ *restrict b, size_t ldb, \
+                               REAL_ alpha, REAL_ beta, REAL_ *restrict c,     \
+                               size_t ldc, size_t mr, size_t nr)               \
+    {                                                                          \
+        if (rsa == 1)                                                          \
+            ukr_body_##SFX(k, a, 1, csa, b, ldb, alpha, beta, c, ldc, mr, nr, 1); \
+        else                                                                   \
+            ukr_body_##SFX(k, a, rsa, csa, b, ldb, alpha, beta, c, ldc, mr, nr, 1); \
     }
 
 /* The kernel's element and vector types and intrinsics, VT_, REAL_, W_,
@@ -99,6 +120,20 @@
         STORE_(ci + W_, r1);                                                   \
     }
 
+/* Row i of an edge tile: nothing for rows past mr, lanes masked past nr.
+ * alpha * ab, then fma(beta, c, that), as UKR_STORE and merge_edge_ round. */
+#define UKR_STORE_EDGE(i)                                                      \
+    if ((i) < mr) {                                                            \
+        REAL_ *ci = c + (i) * ldc;                                             \
+        VT_ r0 = MUL_(valpha, c##i##0), r1 = MUL_(valpha, c##i##1);            \
+        if (beta != 0) {                                                       \
+            r0 = FMA_(vbeta, MLOAD_(m0, ci), r0);                              \
+            r1 = FMA_(vbeta, MLOAD_(m1, ci + W_), r1);                         \
+        }                                                                      \
+        MSTORE_(ci, m0, r0);                                                   \
+        MSTORE_(ci + W_, m1, r1);                                              \
+    }
+
 #define VT_ __m512d
 #define REAL_ double
 #define W_ 8
@@ -108,6 +143,9 @@
 #define STORE_ _mm512_storeu_pd
 #define MUL_ _mm512_mul_pd
 #define FMA_ _mm512_fmadd_pd
+#define MASK_ __mmask8
+#define MLOAD_ _mm512_maskz_loadu_pd
+#define MSTORE_ _mm512_mask_storeu_pd
 DEFINE_UKR(f64, ROWS14)
 #undef VT_
 #undef REAL_
@@ -118,6 +156,9 @@ DEFINE_UKR(f64, ROWS14)
 #undef STORE_
 #undef MUL_
 #undef FMA_
+#undef MASK_
+#undef MLOAD_
+#undef MSTORE_
 
 #define VT_ __m512
 #define REAL_ float
@@ -128,6 +169,9 @@ DEFINE_UKR(f64, ROWS14)
 #define STORE_ _mm512_storeu_ps
 #define MUL_ _mm512_mul_ps
 #define FMA_ _mm512_fmadd_ps
+#define MASK_ __mmask16
+#define MLOAD_ _mm512_maskz_loadu_ps
+#define MSTORE_ _mm512_mask_storeu_ps
 DEFINE_UKR(f32, ROWS12)
 #undef VT_
 #undef REAL_
@@ -138,6 +182,9 @@ DEFINE_UKR(f32, ROWS12)
 #undef STORE_
 #undef MUL_
 #undef FMA_
+#undef MASK_
+#undef MLOAD_
+#undef MSTORE_
 
 /* ---- exp, the sigmoid and the epilogue ----------------------------------
  * vec_math.h on 8 doubles / 16 floats.  AVX-512F has no floating-point
@@ -207,6 +254,8 @@ DEFINE_UKR(f32, ROWS12)
 VM_DEFINE_BIAS_ACT(f64, double, 512_pd, 256_pd)
 VM_DEFINE_BIAS_ACT(f32, float, 512_ps, 256_ps)
 
+/* The GEMM driver stores edge tiles through ukr_edge_* (gemm_template.h). */
+#define PATH_UKR_EDGE 1
 #include "path_tail.h"
 
 const csae_ops csae_ops_avx512 = OPS_TABLE;

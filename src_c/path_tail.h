@@ -1,7 +1,9 @@
 /*
  * path_tail.h: included at the end of each kernel path (path_*.c), after it
  * defined its register tiles (PATH_MR_F64, PATH_NR_F64, PATH_MR_F32,
- * PATH_NR_F32), ukr_f64/ukr_f32 and bias_act_f64/bias_act_f32, to build the
+ * PATH_NR_F32), ukr_f64/ukr_f32 and bias_act_f64/bias_act_f32 (and, with
+ * PATH_UKR_EDGE defined, ukr_edge_f64/ukr_edge_f32: a kernel that stores
+ * only the mr x nr part of an edge tile), to build the
  * GEMM, the fused one-row SGD step and the computing core on top of them for
  * both element types.  A further shared template (one more part of the core)
  * is one more #include in each of the two blocks below.
@@ -31,6 +33,9 @@ static csae_blocking blocking_f32 = {PATH_MR_F32, PATH_NR_F32, 8 * PATH_MR_F32, 
 #define NR PATH_NR_F64
 #define BLK blocking_f64
 #define UKR ukr_f64
+#ifdef PATH_UKR_EDGE
+#define UKR_EDGE ukr_edge_f64
+#endif
 #define BIAS_ACT bias_act_f64
 #define EPS_CLIP 1e-12
 #include "gemm_template.h"
@@ -44,6 +49,7 @@ static csae_blocking blocking_f32 = {PATH_MR_F32, PATH_NR_F32, 8 * PATH_MR_F32, 
 #undef NR
 #undef BLK
 #undef UKR
+#undef UKR_EDGE
 #undef BIAS_ACT
 #undef EPS_CLIP
 
@@ -55,6 +61,9 @@ static csae_blocking blocking_f32 = {PATH_MR_F32, PATH_NR_F32, 8 * PATH_MR_F32, 
 #define NR PATH_NR_F32
 #define BLK blocking_f32
 #define UKR ukr_f32
+#ifdef PATH_UKR_EDGE
+#define UKR_EDGE ukr_edge_f32
+#endif
 #define BIAS_ACT bias_act_f32
 #define EPS_CLIP 1e-6
 #include "gemm_template.h"

@@ -93,3 +93,49 @@ class Reader:
 
 def _b(path):
     return None if path is None else os.fsencode(path)
+
+
+MAX_LAYERS = 16  # csae.h's CSAE_DEEP_FILE_MAX_LAYERS
+
+
+class DeepFile(ctypes.Structure):
+    """csae_deep_file."""
+    _fields_ = [("kind", ctypes.c_int), ("n_hidden_layers", ctypes.c_size_t),
+                ("sizes", ctypes.c_size_t * (MAX_LAYERS + 2)), ("elem_size", ctypes.c_size_t),
+                ("n_params", ctypes.c_size_t), ("has_range", ctypes.c_int)]
+
+
+class DeepReader(Reader):
+    """The deep models' file functions (csae_deep_file_*)."""
+
+    def __init__(self):
+        super().__init__()
+        lib = self.lib
+        for name in ("csae_deep_file_info", "csae_deep_file_read_f64",
+                     "csae_deep_file_read_f32", "csae_deep_file_input_range"):
+            getattr(lib, name).restype = ctypes.c_int
+        lib.csae_deep_file_info.argtypes = [ctypes.c_char_p, ctypes.POINTER(DeepFile)]
+        for name in ("csae_deep_file_read_f64", "csae_deep_file_read_f32"):
+            getattr(lib, name).argtypes = [ctypes.c_char_p, ctypes.POINTER(DeepFile),
+                                           ctypes.c_void_p]
+        lib.csae_deep_file_input_range.argtypes = [ctypes.c_char_p, ctypes.POINTER(DeepFile),
+                                                   ctypes.c_void_p, ctypes.c_void_p]
+
+    def info(self, path):
+        info = DeepFile()
+        st = self.lib.csae_deep_file_info(_b(path), ctypes.byref(info))
+        return self.name(st), info
+
+    def read(self, path, info, dtype):
+        """(status, theta) read into a fresh array of dtype."""
+        theta = np.full(info.n_params, np.nan, dtype=dtype)
+        fn = (self.lib.csae_deep_file_read_f64 if np.dtype(dtype) == np.float64
+              else self.lib.csae_deep_file_read_f32)
+        return self.name(fn(_b(path), ctypes.byref(info), theta.ctypes.data)), theta
+
+    def input_range(self, path, info):
+        n = info.sizes[0]
+        lo, scale = np.full(n, np.nan), np.full(n, np.nan)
+        st = self.lib.csae_deep_file_input_range(_b(path), ctypes.byref(info), lo.ctypes.data,
+                                                 scale.ctypes.data)
+        return self.name(st), lo, scale

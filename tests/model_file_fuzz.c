@@ -16,7 +16,10 @@
  *   both.
  * Each mutant is written to WORKDIR and read with every function, the public
  * ones and the whole-file pair csae.load uses (model_file.h), which must
- * agree with them on whether the file is valid and on the weights.  The
+ * agree with them on whether the file is valid and on the weights; the
+ * seeds may be SparseAutoencoder files or deep models' files, and each
+ * mutant goes through both readers (csae_model_file_* and csae_deep_file_*),
+ * of which at most one may accept it.  The
  * sanitizers abort on any memory error or undefined behaviour; the program
  * itself fails if a status is unknown, if a file is accepted whose info
  * makes no sense, or if accepted weights are not finite.  Accepted mutants
@@ -69,7 +72,7 @@ typedef struct {
     int hyper; /* the hyperparameter record */
 } member;
 
-#define MAX_MEMBERS 32
+#define MAX_MEMBERS 256
 
 static size_t members_of(const unsigned char *f, size_t n, member *out)
 {
@@ -308,6 +311,139 @@ static void read_all(const char *path, size_t file_size)
     free(w64), free(w32), free(range);
 }
 
+/* The whole-file pair for deep models (model_file.h) on a file the public
+ * functions accepted: the same info, the same weights (theta, float64). */
+static void read_deep_whole(const char *path, const csae_deep_file *info, const double *theta)
+{
+    const int fd = open(path, O_RDONLY);
+    csae_deep_layout *layout = malloc(sizeof *layout);
+    void **dest = calloc(CSAE_DEEP_MEMBERS, sizeof(void *));
+    double *block = NULL;
+    if (fd < 0 || !layout || !dest) {
+        printf("FAIL: cannot open %s or out of memory\n", path);
+        failed++;
+        goto done;
+    }
+    csae_status st = csae_deep_file_layout(fd, layout);
+    check_status(st, "deep layout");
+    if (st != CSAE_OK || layout->shape.info.n_params != info->n_params
+        || layout->shape.info.n_hidden_layers != info->n_hidden_layers) {
+        printf("FAIL: deep layout disagrees with info (status %d)\n", (int)st);
+        failed++;
+        goto done;
+    }
+    /* Room for every present member (8 bytes an element at most, labels
+     * up to itemsize), in one block. */
+    size_t total = 0;
+    for (size_t i = 0; i < CSAE_DEEP_MEMBERS; i++)
+        if (layout->shape.present[i]) {
+            size_t count = 1;
+            for (int d = 0; d < layout->shape.ndim[i]; d++)
+                count *= (size_t)layout->shape.shape[i][d];
+            total += count * (size_t)layout->shape.itemsize[i] / sizeof(double) + 1;
+        }
+    block = malloc((total + 1) * sizeof(double));
+    if (!block) {
+        printf("FAIL: out of memory\n");
+        failed++;
+        goto done;
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < CSAE_DEEP_MEMBERS; i++)
+        if (layout->shape.present[i]) {
+            size_t count = 1;
+            for (int d = 0; d < layout->shape.ndim[i]; d++)
+                count *= (size_t)layout->shape.shape[i][d];
+            dest[i] = block + at;
+            at += count * (size_t)layout->shape.itemsize[i] / sizeof(double) + 1;
+        }
+    st = csae_deep_file_read_all(fd, layout, dest);
+    check_status(st, "deep read_all");
+    /* weights_0 is theta's first block. */
+    if (st != CSAE_OK || memcmp(dest[CSAE_DG_COUNT + CSAE_DL_W], theta,
+                                info->sizes[0] * info->sizes[1] * sizeof(double)) != 0) {
+        printf("FAIL: deep read_all gave status %d or other weights than read_f64\n", (int)st);
+        failed++;
+    }
+done:
+    if (fd >= 0)
+        close(fd);
+    free(layout), free(dest), free(block);
+}
+
+/* Read the file at path with every deep-model function; 1 if accepted. */
+static int read_deep(const char *path, size_t file_size)
+{
+    csae_deep_file info;
+    csae_status st = csae_deep_file_info(path, &info);
+    check_status(st, "deep info");
+    if (st != CSAE_OK)
+        return 0;
+    const size_t e = info.elem_size, L = info.n_hidden_layers;
+    int sane = (e == 4 || e == 8) && L >= 1 && L <= CSAE_DEEP_FILE_MAX_LAYERS
+               && (info.kind == CSAE_DEEP_FILE_ENCODER || info.kind == CSAE_DEEP_FILE_CLASSIFIER)
+               && info.n_params >= 1 && info.n_params <= file_size / e;
+    for (size_t l = 0; sane && l < L + 2; l++)
+        sane = info.sizes[l] >= 1 && info.sizes[l] <= file_size;
+    if (!sane) {
+        printf("FAIL: accepted a deep file with nonsense info (L=%zu elem=%zu)\n", L, e);
+        failed++;
+        return 1;
+    }
+    double *t64 = malloc(info.n_params * sizeof(double));
+    float *t32 = malloc(info.n_params * sizeof(float));
+    double *range = malloc(2 * info.sizes[0] * sizeof(double));
+    if (!t64 || !t32 || !range) {
+        printf("FAIL: out of memory\n");
+        failed++;
+        free(t64), free(t32), free(range);
+        return 1;
+    }
+    const csae_status s64 = csae_deep_file_read_f64(path, &info, t64);
+    const csae_status s32 = csae_deep_file_read_f32(path, &info, t32);
+    check_status(s64, "deep read_f64");
+    check_status(s32, "deep read_f32");
+    if ((e == 8 && (s64 != CSAE_OK || s32 != CSAE_ERR_DTYPE))
+        || (e == 4 && (s32 != CSAE_OK || s64 != CSAE_ERR_DTYPE))) {
+        printf("FAIL: deep info accepted %s but the reads gave %d and %d\n", path, s64, s32);
+        failed++;
+    }
+    for (size_t i = 0; i < info.n_params; i++)
+        if ((e == 8 && s64 == CSAE_OK && !isfinite(t64[i]))
+            || (e == 4 && s32 == CSAE_OK && !isfinite(t32[i]))) {
+            printf("FAIL: accepted non-finite deep weights\n");
+            failed++;
+            break;
+        }
+    if (info.has_range) {
+        st = csae_deep_file_input_range(path, &info, range, range + info.sizes[0]);
+        check_status(st, "deep input_range");
+        if (st != CSAE_OK || !all_finite_f64(range, 2 * info.sizes[0])) {
+            printf("FAIL: deep input range status %d or not finite\n", (int)st);
+            failed++;
+        }
+    }
+    if (e == 8 && s64 == CSAE_OK)
+        read_deep_whole(path, &info, t64);
+    free(t64), free(t32), free(range);
+    return 1;
+}
+
+/* Both readers; a file is accepted by at most one. */
+static void read_any(const char *path, size_t file_size)
+{
+    const size_t before = accepted;
+    read_all(path, file_size);
+    const int single = accepted != before;
+    if (read_deep(path, file_size)) {
+        if (single) {
+            printf("FAIL: %s accepted as a SparseAutoencoder and as a deep model\n", path);
+            failed++;
+        }
+        accepted = before + 1;
+    }
+}
+
 static int write_file(const char *path, const unsigned char *f, size_t n)
 {
     FILE *out = fopen(path, "wb");
@@ -352,7 +488,7 @@ int main(int argc, char **argv)
         if (!write_file(path, seed, size))
             return 1;
         const size_t before = accepted;
-        read_all(path, size);
+        read_any(path, size);
         if (accepted != before + 1) {
             printf("FAIL: the seed %s is refused\n", argv[a]);
             failed++;
@@ -361,7 +497,7 @@ int main(int argc, char **argv)
         for (size_t len = 0; len < size; len++) {
             if (!write_file(path, seed, len))
                 return 1;
-            read_all(path, len);
+            read_any(path, len);
         }
         for (long it = 0; it < iterations; it++) {
             memcpy(f, seed, size);
@@ -377,7 +513,7 @@ int main(int argc, char **argv)
             if (!write_file(path, f, n))
                 return 1;
             const size_t before_mutant = accepted;
-            read_all(path, n);
+            read_any(path, n);
             if (accepted != before_mutant && kept < MAX_KEPT) {
                 char keep[4096 + 32];
                 snprintf(keep, sizeof keep, "%s/accepted_%zu.npz", argv[1], kept++);

@@ -25,7 +25,7 @@ import csae
 from csae import SparseAutoencoder
 from csae._persist import FORMAT_VERSION
 from csae._state import frozen, frozen_tuple
-from libcsae_ctypes import Model, Params, Reader, status_codes
+from libcsae_ctypes import DeepReader, Model, Params, Reader, status_codes
 from test_c_api import ROOT
 
 NAMES = ("encoder_weights", "encoder_bias", "decoder_weights", "decoder_bias")
@@ -259,8 +259,10 @@ NEWER = FORMAT_VERSION + 1
 V3_DROPPED = dict.fromkeys(("beta_1", "beta_2", "epsilon", "warm_start", "early_stopping",
                             "validation_fraction", "n_iter_no_change", "sparsity_estimate",
                             "sparsity_smoothing"), KeyError)
+# Version 4: stop_reason (the fields of version 3 and later, as older files lack them).
+V4_FIELDS = ("stop_reason",)
 V3_FIELDS = tuple(f"adam_{k}_{name}" for k in "mv" for name in NAMES) + (
-    "adam_t", "rho_running", "running_batches")
+    "adam_t", "rho_running", "running_batches") + V4_FIELDS
 
 BAD_FILES = {
     # name: (edit of the arrays, status from C)
@@ -341,6 +343,12 @@ BAD_FILES = {
                                            hyper_edit(max_fun=KeyError, tol=KeyError,
                                                       **V3_DROPPED)(a)),
                                 "CSAE_ERR_FORMAT"),
+    # Version 4: stop_reason, one of csae.solvers.STOP_REASONS.
+    "version 3 with stop_reason": (setter("format_version", np.array(3)), "CSAE_ERR_FORMAT"),
+    "unknown stop_reason": (setter("stop_reason", np.array("bored")), "CSAE_ERR_FORMAT"),
+    "stop_reason not a string": (setter("stop_reason", np.array(1)), "CSAE_ERR_FORMAT"),
+    "stop_reason of shape (1,)": (setter("stop_reason", np.array(["max_epochs"])),
+                                  "CSAE_ERR_FORMAT"),
     # Version 3: Adam, early stopping and the running sparsity estimate.
     "version 2 naming beta_1": (lambda a: (setter("format_version", np.array(2))(a),
                                            hyper_edit(**{**V3_DROPPED, "beta_1": 0.9})(a),
@@ -397,6 +405,9 @@ GOOD_VARIANTS = {
         setter("format_version", np.array(2))(a), hyper_edit(**V3_DROPPED)(a),
         dropper(*V3_FIELDS)(a)),
     "no Adam state or running estimate": dropper(*V3_FIELDS),
+    "format version 3 (before stop_reason)": lambda a: (
+        setter("format_version", np.array(3))(a), dropper(*V4_FIELDS)(a)),
+    "no stop_reason": dropper(*V4_FIELDS),
     "solver adam, running estimate, early stopping": hyper_edit(
         solver="adam", beta_1=0.5, beta_2=0.0, epsilon=1e-3, sparsity_estimate="running",
         sparsity_smoothing=1, early_stopping=True, validation_fraction=0.5,
@@ -417,6 +428,7 @@ def base(tmp_path_factory):
         adam_v=frozen_tuple(np.full_like(p, 1e-4) for p in params), adam_t=8,
         rho_running=frozen(np.full(params[1].shape, 0.05)), running_batches=8))
     model.save(path)
+    assert "stop_reason" in arrays_of(path)
     return path, arrays_of(path)
 
 
@@ -553,6 +565,27 @@ def _fast_tmpdir():
     return tempfile.TemporaryDirectory(prefix="csae-fuzz-")
 
 
+def deep_seeds(tmp_path):
+    """Small deep models' files: a float64 classifier with every optional
+    member (early stopping, string labels) and a float32 stack whose upper
+    layer's scaling is folded."""
+    import warnings
+    X = np.random.default_rng(2).random((30, 4)) * 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = csae.SparseAutoencoderClassifier(
+            hidden_layer_sizes=(3,), autoencoder_params={"max_epochs": 2}, max_iter=2,
+            softmax_max_iter=2, early_stopping=True, random_state=0).fit(
+                X, np.where(X[:, 0] > 1.5, "a", "bc"))
+        ae1 = SparseAutoencoder(n_hidden=3, max_epochs=2, scale_inputs=True, dtype=np.float32,
+                                random_state=0).fit(X)
+        ae2 = SparseAutoencoder(n_hidden=2, max_epochs=2, scale_inputs=True, dtype=np.float32,
+                                random_state=0).fit(ae1.transform(X))
+    clf.save(tmp_path / "deep_classifier.npz")
+    csae.stack(ae1, ae2).save(tmp_path / "deep_stack.npz")
+    return [tmp_path / "deep_classifier.npz", tmp_path / "deep_stack.npz"]
+
+
 def test_fuzzed_files_never_crash_the_reader(reader, tmp_path):
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
@@ -569,7 +602,8 @@ def test_fuzzed_files_never_crash_the_reader(reader, tmp_path):
 
     seeds = [saved(tmp_path, "f64.npz", momentum=0.5, scale_inputs=True),
              saved(tmp_path, "f32.npz", dtype=np.float32, n=3, n_hidden=2),
-             saved(tmp_path, "linear.npz", decoder="linear", n=5, n_hidden=6)]
+             saved(tmp_path, "linear.npz", decoder="linear", n=5, n_hidden=6),
+             *deep_seeds(tmp_path)]
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
                UBSAN_OPTIONS="print_stacktrace=1")
     with _fast_tmpdir() as work:
@@ -585,8 +619,17 @@ def test_fuzzed_files_never_crash_the_reader(reader, tmp_path):
         # Whatever damaged file C accepted, Python loads to the same weights.
         kept = sorted(glob.glob(os.path.join(work, "accepted_*.npz")))
         assert kept, "no mutant was accepted: the deep mutations never left a valid file"
+        deep = DeepReader()
         for path in kept:
             model = csae.load(path)
+            if not isinstance(model, SparseAutoencoder):
+                st, info = deep.info(path)
+                assert st == "CSAE_OK"
+                st, theta = deep.read(path, info, model.layers_[0][0].dtype)
+                assert st == "CSAE_OK"
+                assert theta.tobytes() == b"".join(a.tobytes() for layer in model.layers_
+                                                   for a in layer)
+                continue
             st, info, elem = reader.info(path)
             assert st == "CSAE_OK"
             st, weights = reader.read(path, info, model.encoder_weights_.dtype)

@@ -165,3 +165,67 @@ def test_mutants_are_refused_by_both_or_read_alike(reader, tmp_path, seed_kwargs
     assert not failures, failures[:10]
     # Both outcomes occurred: the mutants were neither all fatal nor all harmless.
     assert 10 < accepted < ITERATIONS - 10, accepted
+
+
+# --------------------------------------------------------------------------
+# Deep models' files: csae.load against csae_deep_file_*
+# --------------------------------------------------------------------------
+
+def compare_deep(deep, path, what, failures):
+    try:
+        model = csae.load(path)
+    except ValueError:
+        model = None
+    st, info = deep.info(path)
+    if model is not None and isinstance(model, csae.SparseAutoencoder):
+        failures.append(f"{what}: a deep file's mutant loads as a SparseAutoencoder")
+        return True
+    if st != "CSAE_OK":
+        # The C reader leaves the record's content to Python: it may accept
+        # what Python refuses, never the other way round.
+        if model is not None:
+            failures.append(f"{what}: csae.load accepts, C says {st}")
+        return False
+    if model is None:
+        return False
+    dtype = model.layers_[0][0].dtype
+    st, theta = deep.read(path, info, dtype)
+    ok = st == "CSAE_OK" and info.elem_size == dtype.itemsize
+    ok = ok and theta.tobytes() == b"".join(a.tobytes() for layer in model.layers_
+                                            for a in layer)
+    ok = ok and list(info.sizes[:info.n_hidden_layers + 1]) == [
+        model.n_features_in_, *(W.shape[0] for W, _ in model.layers_[:info.n_hidden_layers])]
+    if info.has_range:
+        st, lo, scale = deep.input_range(path, info)
+        ok = ok and st == "CSAE_OK" and same_bits(lo, model._data_min)
+        ok = ok and same_bits(scale, model._data_scale)
+    else:
+        ok = ok and model._data_min is None
+    if not ok:
+        failures.append(f"{what}: both accept, values differ")
+    return True
+
+
+@pytest.mark.parametrize("kind", ["classifier", "stack"])
+def test_deep_mutants_are_refused_by_both_or_read_alike(tmp_path, kind):
+    from libcsae_ctypes import DeepReader
+    from test_model_file import deep_seeds
+    seed = deep_seeds(tmp_path)[kind == "stack"]
+    data = seed.read_bytes()
+    arrays = arrays_of(seed)
+    rng = np.random.default_rng(11 + (kind == "stack"))
+    deep = DeepReader()
+    failures, accepted = [], 0
+    path = tmp_path / "mutant.npz"
+    for i in range(ITERATIONS):
+        step = i % 3
+        if step == 0:
+            path.write_bytes(raw_mutant(rng, data))
+        elif step == 1:
+            path.write_bytes(deep_mutant(rng, data))
+        else:
+            write(path, edited_arrays(rng, arrays))
+        accepted += compare_deep(deep, path, f"mutant {i} ({['raw', 'deep', 'edit'][step]})",
+                                 failures)
+    assert not failures, failures[:10]
+    assert 10 < accepted < ITERATIONS - 10, accepted

@@ -869,3 +869,64 @@ def test_a_format_version_1_file_loads_with_the_new_defaults(tmp_path):
     np.savez(path, **fields)
     with pytest.raises(ValueError, match="unexpected: 'solver'"):
         csae.load(path)
+
+
+# --------------------------------------------------------------------------
+# stop_reason_ (format version 4)
+# --------------------------------------------------------------------------
+
+def _c_reads(path):
+    """The engine's reader's status on ``path`` (0: it reads the file)."""
+    from csae import _engine
+    with open(path, "rb") as fh:
+        return _engine.read_model_file(fh.fileno())[0]
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"solver": "lbfgs", "max_epochs": 2}, "max_epochs"),
+    ({"solver": "sgd", "max_epochs": 2, "tol": 1e9, "n_iter_no_change": 1}, "no_improvement"),
+])
+def test_stop_reason_survives_a_model_file(kwargs, expected, tmp_path):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = SparseAutoencoder(n_hidden=3, random_state=0, **kwargs).fit(unit_data())
+    assert model.stop_reason_ == expected
+    model.save(tmp_path / "m.npz")
+    assert _persist.FORMAT_VERSION == 4
+    assert int(np.load(tmp_path / "m.npz")["format_version"]) == 4
+    assert _c_reads(tmp_path / "m.npz") == 0
+    assert csae.load(tmp_path / "m.npz").stop_reason_ == expected
+
+
+def test_a_model_without_a_stop_reason_writes_none(tmp_path):
+    weights = trained("python")
+    built = SparseAutoencoder(n_hidden=3)
+    built._publish(weights._state)  # weights given by hand: no training call
+    built.save(tmp_path / "m.npz")
+    assert "stop_reason" not in np.load(tmp_path / "m.npz").files
+    assert csae.load(tmp_path / "m.npz").stop_reason_ is None
+
+
+def test_a_format_version_3_file_loads_with_no_stop_reason(tmp_path):
+    fields = _fields()  # written without a stop_reason, as version 3 was
+    fields["format_version"] = np.array(3)
+    np.savez(tmp_path / "v3.npz", **fields)
+    assert _c_reads(tmp_path / "v3.npz") == 0
+    model = csae.load(tmp_path / "v3.npz")
+    assert model.stop_reason_ is None
+    np.testing.assert_array_equal(model.encoder_weights_, fields["encoder_weights"])
+
+
+@pytest.mark.parametrize("version, reason, message", [
+    (3, "max_epochs", "stop_reason appear in a format version 3 file"),
+    (4, "bored", "stop_reason 'bored' is not one of"),
+    (4, "max_epochs" * 20, "stop_reason 'max_epochs"),
+])
+def test_a_bad_stop_reason_is_refused_by_both_readers(version, reason, message, tmp_path):
+    fields = _with(format_version=np.array(version), stop_reason=np.array(reason))
+    np.savez(tmp_path / "bad.npz", **fields)
+    assert _c_reads(tmp_path / "bad.npz") != 0
+    with pytest.raises(ValueError, match=message) as info:
+        csae.load(tmp_path / "bad.npz")
+    assert len(str(info.value)) < 400

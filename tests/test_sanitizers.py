@@ -100,7 +100,7 @@ def test_engine_suite_under_asan_and_ubsan(tmp_path):
              "tests/test_objective_parts.py", "tests/test_objective_evaluator.py",
              "tests/test_persist.py", "tests/test_model_file_rules.py",
              "tests/test_model_file_zip.py", "tests/test_model_file_differential.py",
-             "tests/test_deep.py"]
+             "tests/test_deep.py", "tests/test_deep_persist.py"]
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                           *tests], cwd=copy, capture_output=True, text=True, env=env,
                          timeout=1200)
