@@ -88,9 +88,10 @@ def zeros_like(arrays):
     return tuple(np.zeros_like(a) for a in arrays)
 
 
-def interrupt_sgd_epoch(backend, monkeypatch, on_call=3):
-    """A simulated Ctrl-C: from now on the backend's sgd_epoch raises
-    KeyboardInterrupt on its on_call-th call (1-based) and runs otherwise."""
+def failing_epoch(monkeypatch, backend, error, on_call):
+    """Make the backend's sgd_epoch raise ``error`` on call number
+    ``on_call`` (1-based), counting from now (KeyboardInterrupt: a
+    simulated Ctrl-C)."""
     if backend == "python":
         from csae import reference as module
     else:
@@ -101,7 +102,7 @@ def interrupt_sgd_epoch(backend, monkeypatch, on_call=3):
     def epoch(*args, **kwargs):
         calls.append(1)
         if len(calls) == on_call:
-            raise KeyboardInterrupt
+            raise error
         return true_epoch(*args, **kwargs)
 
     monkeypatch.setattr(module, "sgd_epoch", epoch)

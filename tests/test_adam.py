@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import RTOL, assert_close, copies, engine, interrupt_sgd_epoch, zeros_like
+from conftest import RTOL, assert_close, copies, engine, failing_epoch, zeros_like
 from conftest import random_problem as problem
 from csae import SparseAutoencoder
 from csae import reference as ref
@@ -547,7 +547,7 @@ def test_c_and_reference_agree_for_adam():
 
 def test_ctrl_c_under_adam_keeps_the_completed_epochs(backend, monkeypatch):
     two = model(backend, max_epochs=2).fit(X)
-    interrupt_sgd_epoch(backend, monkeypatch, on_call=3)
+    failing_epoch(monkeypatch, backend, KeyboardInterrupt, on_call=3)
     m = model(backend, max_epochs=10)
     with pytest.warns(csae.TrainingInterruptedWarning, match="epoch 3"):
         m.fit(X)

@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import assert_close, interrupt_sgd_epoch
+from conftest import assert_close, failing_epoch
 
 import csae
 from csae import (
@@ -504,7 +504,7 @@ def test_divergence_warns_and_keeps_the_model_usable(backend, tmp_path):
 def test_keyboard_interrupt_keeps_the_model_and_warns(backend, monkeypatch):
     # Simulated Ctrl-C in the third epoch; the subprocess test below sends a
     # real SIGINT.
-    interrupt_sgd_epoch(backend, monkeypatch, on_call=3)
+    failing_epoch(monkeypatch, backend, KeyboardInterrupt, on_call=3)
     X = unit_data(30, 5)
     model = SparseAutoencoder(solver="sgd", n_hidden=3, max_epochs=10, backend=backend,
                               random_state=0)
