@@ -16,6 +16,7 @@ import pytest
 import csae
 from csae import SparseAutoencoder, TrainingDivergedWarning, TrainingInterruptedWarning
 from csae._errors import NonFiniteError
+from conftest import failing_epoch
 
 
 def unit_data(m=40, n=6, seed=0):
@@ -28,11 +29,13 @@ def backend_module(backend):
 
 def saved_state(model, tmp_path, name="state.npz"):
     """Everything the model has trained (what save writes), as a dict of
-    arrays, for exact comparison."""
+    arrays, for exact comparison.  Not ``stop_reason``: it says why the last
+    call stopped, and is set even when that call kept the old model."""
     path = tmp_path / name
     model.save(path)
     with np.load(path, allow_pickle=False) as data:
-        return {key: data[key].copy() for key in data.files if key != "hyperparameters"}
+        return {key: data[key].copy() for key in data.files
+                if key not in ("hyperparameters", "stop_reason")}
 
 
 def assert_identical(a, b):
@@ -47,22 +50,6 @@ def fitted(backend, **params):
                     backend=backend, random_state=0)
     settings.update(params)
     return SparseAutoencoder(**settings).fit(unit_data())
-
-
-def failing_epoch(monkeypatch, backend, error, on_call):
-    """Make the backend's sgd_epoch raise ``error`` on call number
-    ``on_call`` (1-based), counting from now."""
-    module = backend_module(backend)
-    true_epoch = module.sgd_epoch
-    calls = []
-
-    def epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == on_call:
-            raise error
-        return true_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(module, "sgd_epoch", epoch)
 
 
 # --------------------------------------------------------------------------
@@ -118,6 +105,8 @@ def test_ctrl_c_before_the_first_epoch_completes_keeps_the_old_model(
     with pytest.warns(TrainingInterruptedWarning, match="as it was before"):
         assert getattr(model, method)(unit_data()) is model
     assert_identical(before, saved_state(model, tmp_path))
+    assert model.stop_reason_ == "interrupted"
+    assert csae.load(tmp_path / "state.npz").stop_reason_ == "interrupted"
 
 
 def test_ctrl_c_after_an_epoch_keeps_the_completed_epochs(backend, monkeypatch, tmp_path):
