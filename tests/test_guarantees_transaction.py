@@ -23,10 +23,6 @@ def unit_data(m=40, n=6, seed=0):
     return np.random.default_rng(seed).random((m, n))
 
 
-def backend_module(backend):
-    return csae.reference if backend == "python" else pytest.importorskip("csae._engine")
-
-
 def saved_state(model, tmp_path, name="state.npz"):
     """Everything the model has trained (what save writes), as a dict of
     arrays, for exact comparison.  Not ``stop_reason``: it says why the last
