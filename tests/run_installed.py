@@ -11,7 +11,8 @@ finds the checkout.
 The subset covers every public entry point: the estimator (fit, transform,
 partial_fit, the solvers, save/load), the engine on every kernel path the
 CPU has, the `csae` command, datasets, filters, plotting, ONNX export,
-threads, warnings and bad input, scikit-learn and Dask interplay, and the C
+threads, warnings and bad input, scikit-learn and Dask interplay, the deep
+networks' engine and stacking, and the C
 library inside the wheel (header, libcsae, csae-config, pkg-config, C, C++
 and Cython programs built against it).  Left out: tests that compile the
 engine's C sources themselves (they test the checkout, not the wheel: the
@@ -32,7 +33,8 @@ SUBSET = [
     "test_persist.py", "test_cli.py", "test_datasets.py", "test_filters.py",
     "test_plotting.py", "test_onnx.py", "test_onnx_deep.py", "test_threads.py",
     "test_warnings.py", "test_guarantees_bad_input.py", "test_data.py",
-    "test_sklearn_compat.py", "test_dask.py", "test_deep.py", "test_c_library.py",
+    "test_sklearn_compat.py", "test_dask.py", "test_deep.py", "test_stack.py",
+    "test_c_library.py",
 ]
 DESELECT = {
     # builds the sdist and a wheel from it: the checkout's job (tools/build_wheels.py)
