@@ -550,6 +550,106 @@ def test_every_truncation_is_refused(reader, base, tmp_path):
 
 
 # --------------------------------------------------------------------------
+# Text members: every caller of the one UTF-32 scanner, with hostile text
+# --------------------------------------------------------------------------
+
+def utf32(codes, order="<", pad=0, shape=()):
+    """A numpy str array holding exactly these code points (any 32-bit
+    value, even past U+10FFFF, which no Python str holds), then pad NULs."""
+    raw = np.array([*codes, *[0] * pad], dtype=order + "u4")
+    return raw.view(f"{order}U{len(raw)}").reshape(shape)
+
+
+# The rules each text member is read by (csae/_persist.py, _deep_persist.py):
+# every member is Unicode in either byte order with numpy's trailing NULs
+# stripped; names must be one that is known; csae_version is only shown,
+# so anything Unicode goes, of any length; a record is tab, newline, CR and
+# printable ASCII up to its limit (a deep record's JSON is Python's to check,
+# so only its text is checked here).
+TEXT_FIELDS = {  # (file, member): kind of text, longest record
+    ("single", "format"): ("name", None),
+    ("single", "stop_reason"): ("name", None),
+    ("single", "csae_version"): ("any", None),
+    ("single", "hyperparameters"): ("record", 2048),
+    ("deep", "format"): ("name", None),
+    ("deep", "csae_version"): ("any", None),
+    ("deep", "hyperparameters"): ("record", 65536),
+}
+
+
+def text_variants(text, kind, limit):
+    """(name, code points, byte order, trailing NULs, accepted) for text
+    read as kind; what is inserted goes after the first character (inside a
+    name, where JSON allows white space in a record)."""
+    codes = [ord(ch) for ch in text]
+
+    def ins(*extra):
+        return codes[:1] + list(extra) + codes[1:]
+
+    strict = kind != "any"
+    variants = [
+        ("as saved", codes, "<", 0, True),
+        ("big-endian", codes, ">", 0, True),
+        # more NULs than any name's buffer holds: stripped, not counted
+        ("trailing NULs", codes, "<", 40, True),
+        ("embedded NUL", ins(0), "<", 0, not strict),
+        ("NULs first", [0, 0] + codes, "<", 0, not strict),
+        ("embedded NUL, big-endian", ins(0), ">", 0, not strict),
+        ("U+10FFFF", ins(0x10FFFF), "<", 0, not strict),
+        ("past U+10FFFF", ins(0x110000), "<", 0, False),
+        ("past U+10FFFF, big-endian", ins(0x110000), ">", 0, False),
+        ("past U+10FFFF after trailing text", codes + [0, 0x7FFFFFFF], "<", 0, False),
+        ("0x1F", ins(0x1F), "<", 0, not strict),
+        ("DEL", ins(0x7F), "<", 0, not strict),
+        ("e acute", ins(0xE9), "<", 0, not strict),
+    ]
+    if kind == "any":
+        # longer than any buffer C keeps text in
+        variants.append(("2100 characters", codes + [ord("x")] * (2100 - len(codes)), "<", 0,
+                         True))
+    if kind == "record":
+        spaces = [0x20] * (limit - len(codes))
+        variants += [
+            ("tab, newline, CR", ins(9, 10, 13), "<", 0, True),
+            ("tab, newline, CR, big-endian", ins(9, 10, 13), ">", 0, True),
+            ("at the limit", codes + spaces, "<", 0, True),
+            ("at the limit, big-endian, trailing NULs", codes + spaces, ">", 9, True),
+            ("one past the limit", codes + spaces + [0x20], "<", 0, False),
+            ("NUL past the limit", codes + spaces + [0, 0x20], "<", 0, False),
+            ("empty", [], "<", 3, False),
+        ]
+    return variants
+
+
+@pytest.fixture(scope="module")
+def deep_base(tmp_path_factory):
+    path = deep_seeds(tmp_path_factory.mktemp("deep_text"))[0]
+    return path, arrays_of(path)
+
+
+@pytest.mark.parametrize("where", sorted(TEXT_FIELDS), ids="-".join)
+def test_text_members_are_scanned_alike_by_every_caller(reader, base, deep_base, tmp_path,
+                                                        where):
+    """Byte order, NULs (trailing, embedded, first), code points at and past
+    U+10FFFF, control, DEL and non-ASCII characters, and lengths at and one
+    past a record's limit, in each member the C reader reads as text."""
+    file, member = where
+    kind, limit = TEXT_FIELDS[where]
+    arrays = (base if file == "single" else deep_base)[1]
+    info = reader.info if file == "single" else DeepReader().info
+    text = arrays[member]
+    failures = []
+    for name, codes, order, pad, accepted in text_variants(str(text.reshape(-1)[0]), kind,
+                                                           limit):
+        path = tmp_path / "text.npz"
+        write(path, {**arrays, member: utf32(codes, order, pad, text.shape)})
+        st = info(path)[0]
+        if st != ("CSAE_OK" if accepted else "CSAE_ERR_FORMAT"):
+            failures.append(f"{name}: {st}")
+    assert not failures, failures
+
+
+# --------------------------------------------------------------------------
 # Fuzzing under AddressSanitizer and UBSan
 # --------------------------------------------------------------------------
 
