@@ -564,16 +564,16 @@ def utf32(codes, order="<", pad=0, shape=()):
 # every member is Unicode in either byte order with numpy's trailing NULs
 # stripped; names must be one that is known; csae_version is only shown,
 # so anything Unicode goes, of any length; a record is tab, newline, CR and
-# printable ASCII up to its limit (a deep record's JSON is Python's to check,
-# so only its text is checked here).
+# printable ASCII up to its limit, JSON that C parses ("json") or, in a deep
+# model's file, text whose JSON is Python's to check ("text").
 TEXT_FIELDS = {  # (file, member): kind of text, longest record
     ("single", "format"): ("name", None),
     ("single", "stop_reason"): ("name", None),
     ("single", "csae_version"): ("any", None),
-    ("single", "hyperparameters"): ("record", 2048),
+    ("single", "hyperparameters"): ("json", 2048),
     ("deep", "format"): ("name", None),
     ("deep", "csae_version"): ("any", None),
-    ("deep", "hyperparameters"): ("record", 65536),
+    ("deep", "hyperparameters"): ("text", 65536),
 }
 
 
@@ -607,7 +607,9 @@ def text_variants(text, kind, limit):
         # longer than any buffer C keeps text in
         variants.append(("2100 characters", codes + [ord("x")] * (2100 - len(codes)), "<", 0,
                          True))
-    if kind == "record":
+    if kind == "text":
+        variants.append(("tilde, space", ins(0x7E, 0x20), "<", 0, True))
+    if kind in ("json", "text"):
         spaces = [0x20] * (limit - len(codes))
         variants += [
             ("tab, newline, CR", ins(9, 10, 13), "<", 0, True),
