@@ -172,43 +172,72 @@ static csae_status consume_int(void *vctx, const unsigned char *p, size_t n)
     return CSAE_OK;
 }
 
-/* One string (UTF-32): its text up to the trailing NULs numpy strips, kept
- * as ASCII in out (anything else is flagged). */
+/* ---- Text members (numpy's 'U': UTF-32) ---------------------------------
+ *
+ * One scanner for every text member, so that each rule is written once:
+ * numpy's byte order, the trailing NULs numpy strips (a NUL before other
+ * characters is text, and not ASCII), code points past U+10FFFF (which no
+ * Python str holds), what counts as ASCII text, and the length cap. */
+
+/* Unicode's last code point. */
+#define MAX_CODE_POINT 0x10FFFFu
+
+/* What a text member may hold besides Unicode (read_text's rule). */
+enum {
+    TEXT_ANY,   /* anything (csae_version: shown to people, never compared) */
+    TEXT_ASCII, /* tab, newline, CR and printable ASCII, at most cap characters
+                 * (names C compares, records C parses or hands over) */
+};
+
+/* One text as it streams by: its ASCII characters up to the trailing NULs
+ * are counted, and copied to out when given (room for cap of them); any
+ * other character is flagged, never copied. */
 typedef struct {
     int swap;
     char *out;
     size_t cap, len;
-    size_t pending_nul; /* NULs seen since the last other character */
-    int bad;            /* a code point past U+10FFFF (Python cannot decode it) */
-    int not_ascii;      /* an embedded NUL or a non-ASCII character */
-    int too_long;
-} string_ctx;
+    size_t pending_nul; /* NULs seen and not (yet) followed by other text */
+    int not_unicode;    /* a code point past MAX_CODE_POINT */
+    int not_ascii;      /* a NUL inside the text, a control or non-ASCII character */
+    int too_long;       /* more than cap ASCII characters */
+} text_ctx;
 
-static csae_status consume_string(void *vctx, const unsigned char *p, size_t n)
+/* Printable ASCII, and the white space JSON allows between tokens (which
+ * both Python readers accept in a record). */
+static int ascii_text_char(uint32_t cp)
 {
-    string_ctx *c = vctx;
+    return (cp >= 0x20 && cp <= 0x7E) || cp == '\t' || cp == '\n' || cp == '\r';
+}
+
+static csae_status consume_text(void *vctx, const unsigned char *p, size_t n)
+{
+    text_ctx *c = vctx;
     for (size_t at = 0; at < n; at += 4) {
         unsigned char raw[4];
         uint32_t cp;
         load_bytes(raw, p + at, 4, c->swap);
         memcpy(&cp, raw, 4);
-        if (cp > 0x10FFFFu)
-            c->bad = 1;
+        if (cp > MAX_CODE_POINT)
+            c->not_unicode = 1;
         if (cp == 0) {
             c->pending_nul++;
             continue;
         }
-        if (c->pending_nul || cp > 0x7E
-            || (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r'))
+        /* Flagged characters are never copied: a flagged text is refused
+         * (TEXT_ASCII) or its characters unused (TEXT_ANY).  pending_nul
+         * stays set, so all text after an inner NUL is flagged. */
+        if (c->pending_nul || !ascii_text_char(cp)) {
             c->not_ascii = 1;
-        c->pending_nul = 0;
-        if (c->len + 1 < c->cap)
-            c->out[c->len++] = (char)cp;
-        else
+            continue;
+        }
+        if (c->len >= c->cap) {
             c->too_long = 1;
+            continue;
+        }
+        if (c->out)
+            c->out[c->len] = (char)cp;
+        c->len++;
     }
-    if (c->cap)
-        c->out[c->len] = '\0';
     return CSAE_OK;
 }
 
@@ -576,9 +605,12 @@ static csae_status parse_hyper(const char *text, size_t len, uint64_t version, h
 
 /* ---- Fields ------------------------------------------------------------- */
 
-/* A string field of ndim 0 (or shape (1,)) into out. */
-static csae_status read_string(const npz_file *r, npz_member *m, int ndim, char *out, size_t cap,
-                               uint64_t max_size, string_ctx *sc)
+/* A text member of ndim 0 (or shape (1,)) whose member takes at most
+ * max_size bytes, refused unless Unicode and (TEXT_ASCII) ASCII text of at
+ * most cap characters.  Its ASCII characters go to out when not NULL (cap + 1
+ * bytes, NUL-terminated once accepted) and their count to *len. */
+static csae_status read_text(const npz_file *r, npz_member *m, int ndim, uint64_t max_size,
+                             int rule, char *out, size_t cap, size_t *len)
 {
     if (m->size > max_size)
         return CSAE_ERR_FORMAT;
@@ -588,15 +620,21 @@ static csae_status read_string(const npz_file *r, npz_member *m, int ndim, char 
     const npy_array *a = &m->array;
     if (a->kind != 'U' || a->ndim != ndim || (ndim == 1 && a->shape[0] != 1))
         return CSAE_ERR_FORMAT;
-    memset(sc, 0, sizeof *sc);
-    sc->swap = a->swap;
-    sc->out = out;
-    sc->cap = cap;
-    out[0] = '\0';
-    st = csae_npz_stream(r, m, 4, consume_string, sc);
+    text_ctx c;
+    memset(&c, 0, sizeof c);
+    c.swap = a->swap;
+    c.out = out;
+    c.cap = cap;
+    st = csae_npz_stream(r, m, 4, consume_text, &c);
     if (st != CSAE_OK)
         return st;
-    return sc->bad ? CSAE_ERR_FORMAT : CSAE_OK;
+    if (c.not_unicode || (rule == TEXT_ASCII && (c.not_ascii || c.too_long)))
+        return CSAE_ERR_FORMAT;
+    if (out)
+        out[c.len] = '\0';
+    if (len)
+        *len = c.len;
+    return CSAE_OK;
 }
 
 /* A 0-d integer field whose kind is in kinds ("iu" or "u"); itemsize 0
@@ -650,12 +688,9 @@ static csae_status read_stop_reason(const npz_file *r, npz_member *m, uint64_t v
 {
     if (version < 4)
         return CSAE_ERR_FORMAT;
-    string_ctx sc;
-    csae_status st = read_string(r, m, 0, out, cap, MAX_LABEL_MEMBER, &sc);
+    csae_status st = read_text(r, m, 0, MAX_LABEL_MEMBER, TEXT_ASCII, out, cap - 1, NULL);
     if (st != CSAE_OK)
         return st;
-    if (sc.not_ascii || sc.too_long)
-        return CSAE_ERR_FORMAT;
     for (size_t i = 0; i < sizeof stop_reasons / sizeof stop_reasons[0]; i++)
         if (strcmp(out, stop_reasons[i]) == 0)
             return CSAE_OK;
@@ -704,12 +739,12 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
     if (!m[F_FORMAT].present || !m[F_FORMAT_VERSION].present)
         return CSAE_ERR_FORMAT;
     char text[MAX_HYPER + 1];
-    string_ctx sc;
-    st = read_string(r, &m[F_FORMAT], 0, text, sizeof FORMAT_NAME + 1, MAX_LABEL_MEMBER,
-                     &sc);
+    /* One character more than the name: a longer name is another name. */
+    st = read_text(r, &m[F_FORMAT], 0, MAX_LABEL_MEMBER, TEXT_ASCII, text, sizeof FORMAT_NAME,
+                   NULL);
     if (st != CSAE_OK)
         return st;
-    if (sc.not_ascii || sc.too_long || strcmp(text, FORMAT_NAME) != 0)
+    if (strcmp(text, FORMAT_NAME) != 0)
         return CSAE_ERR_FORMAT;
     int_ctx ic;
     st = read_int(r, &m[F_FORMAT_VERSION], "iu", 0, &ic);
@@ -727,21 +762,20 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
         if (!m[required_fields[i]].present)
             return CSAE_ERR_FORMAT;
 
-    st = read_string(r, &m[F_CSAE_VERSION], 0, text, sizeof text, MAX_LABEL_MEMBER, &sc);
-    if (st != CSAE_OK)
-        return st;
-    st = read_string(r, &m[F_HYPER], 1, text, sizeof text, MAX_RECORD_MEMBER, &sc);
+    st = read_text(r, &m[F_CSAE_VERSION], 0, MAX_LABEL_MEMBER, TEXT_ANY, NULL, 0, NULL);
     if (st != CSAE_OK)
         return st;
     /* Longer than MAX_HYPER characters: Python refuses it as invalid. */
-    if (sc.not_ascii || sc.too_long)
-        return CSAE_ERR_FORMAT;
-    hyper hp;
-    st = parse_hyper(text, sc.len, version, &hp);
+    size_t len;
+    st = read_text(r, &m[F_HYPER], 1, MAX_RECORD_MEMBER, TEXT_ASCII, text, MAX_HYPER, &len);
     if (st != CSAE_OK)
         return st;
-    memcpy(out->record, text, sc.len + 1);
-    out->record_len = sc.len;
+    hyper hp;
+    st = parse_hyper(text, len, version, &hp);
+    if (st != CSAE_OK)
+        return st;
+    memcpy(out->record, text, len + 1);
+    out->record_len = len;
 
     /* n comes from the encoder's columns, h from the record (as in Python). */
     st = csae_npy_read_header(r, &m[F_W]);
@@ -1107,39 +1141,6 @@ static size_t slot_member(size_t slot, int which)
     return CSAE_DG_COUNT + slot * CSAE_DL_COUNT + (size_t)which;
 }
 
-/* The record: ASCII text (tab, newline, printable), at most
- * CSAE_DEEP_RECORD_MAX characters, copied to out when given. */
-typedef struct {
-    int swap;
-    char *out;
-    size_t len, pending_nul;
-    int bad;
-} record_ctx;
-
-static csae_status consume_record(void *vctx, const unsigned char *p, size_t n)
-{
-    record_ctx *c = vctx;
-    for (size_t at = 0; at < n; at += 4) {
-        unsigned char raw[4];
-        uint32_t cp;
-        load_bytes(raw, p + at, 4, c->swap);
-        memcpy(&cp, raw, 4);
-        if (cp == 0) {
-            c->pending_nul++;
-            continue;
-        }
-        if (c->pending_nul || cp > 0x7E || (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r')
-            || c->len >= CSAE_DEEP_RECORD_MAX) {
-            c->bad = 1;
-            continue;
-        }
-        if (c->out)
-            c->out[c->len] = (char)cp;
-        c->len++;
-    }
-    return CSAE_OK;
-}
-
 /* The sizes member: int64 values, each >= 1. */
 typedef struct {
     uint64_t *values;
@@ -1175,7 +1176,7 @@ static csae_status consume_labels(void *vctx, const unsigned char *p, size_t n)
     for (size_t at = 0; c->text && at < n; at += 4) {
         uint32_t cp;
         memcpy(&cp, p + at, 4);
-        if (cp > 0x10FFFFu)
+        if (cp > MAX_CODE_POINT)
             return CSAE_ERR_FORMAT;
     }
     if (c->dest)
@@ -1235,15 +1236,12 @@ static int present(const deep_scan *s, size_t i) { return s->m[i].present; }
 static csae_status deep_head(deep_scan *s, char *record)
 {
     char text[80];
-    string_ctx sc;
     if (!present(s, CSAE_DG_FORMAT) || !present(s, CSAE_DG_VERSION))
         return CSAE_ERR_FORMAT;
-    csae_status st = read_string(s->r, &s->m[CSAE_DG_FORMAT], 0, text, sizeof text,
-                                 MAX_LABEL_MEMBER, &sc);
+    csae_status st = read_text(s->r, &s->m[CSAE_DG_FORMAT], 0, MAX_LABEL_MEMBER, TEXT_ASCII,
+                               text, sizeof text - 1, NULL);
     if (st != CSAE_OK)
         return st;
-    if (sc.not_ascii || sc.too_long)
-        return CSAE_ERR_FORMAT;
     if (strcmp(text, DEEP_ENCODER_NAME) == 0)
         s->out->info.kind = CSAE_DEEP_FILE_ENCODER;
     else if (strcmp(text, DEEP_CLASSIFIER_NAME) == 0)
@@ -1262,27 +1260,19 @@ static csae_status deep_head(deep_scan *s, char *record)
     if (!present(s, CSAE_DG_CSAE_VERSION) || !present(s, CSAE_DG_HYPER)
         || !present(s, CSAE_DG_SIZES))
         return CSAE_ERR_FORMAT;
-    st = read_string(s->r, &s->m[CSAE_DG_CSAE_VERSION], 0, text, sizeof text,
-                     MAX_LABEL_MEMBER, &sc);
+    st = read_text(s->r, &s->m[CSAE_DG_CSAE_VERSION], 0, MAX_LABEL_MEMBER, TEXT_ANY, NULL, 0,
+                   NULL);
     if (st != CSAE_OK)
         return st;
-    npz_member *m = &s->m[CSAE_DG_HYPER];
-    if (m->size > MAX_DEEP_RECORD_MEMBER)
-        return CSAE_ERR_FORMAT;
-    st = csae_npy_read_header(s->r, m);
+    /* The record's content is Python's to check: here, bounded ASCII text. */
+    size_t len;
+    st = read_text(s->r, &s->m[CSAE_DG_HYPER], 1, MAX_DEEP_RECORD_MEMBER, TEXT_ASCII, record,
+                   CSAE_DEEP_RECORD_MAX, &len);
     if (st != CSAE_OK)
         return st;
-    if (m->array.kind != 'U' || m->array.ndim != 1 || m->array.shape[0] != 1)
+    if (len == 0)
         return CSAE_ERR_FORMAT;
-    record_ctx rc = {m->array.swap, record, 0, 0, 0};
-    st = csae_npz_stream(s->r, m, 4, consume_record, &rc);
-    if (st != CSAE_OK)
-        return st;
-    if (rc.bad || rc.len == 0)
-        return CSAE_ERR_FORMAT;
-    if (record)
-        record[rc.len] = '\0';
-    s->out->record_len = rc.len;
+    s->out->record_len = len;
     return CSAE_OK;
 }
 
