@@ -185,8 +185,9 @@ static csae_status consume_int(void *vctx, const unsigned char *p, size_t n)
 /* What a text member may hold besides Unicode (read_text's rule). */
 enum {
     TEXT_ANY,   /* anything (csae_version: shown to people, never compared) */
-    TEXT_ASCII, /* tab, newline, CR and printable ASCII, at most cap characters
-                 * (names C compares, records C parses or hands over) */
+    TEXT_ASCII, /* 1 to cap characters of tab, newline, CR and printable ASCII
+                 * (names C compares, records C parses or hands over: an
+                 * empty one is none of them) */
 };
 
 /* One text as it streams by: its ASCII characters up to the trailing NULs
@@ -606,9 +607,9 @@ static csae_status parse_hyper(const char *text, size_t len, uint64_t version, h
 /* ---- Fields ------------------------------------------------------------- */
 
 /* A text member of ndim 0 (or shape (1,)) whose member takes at most
- * max_size bytes, refused unless Unicode and (TEXT_ASCII) ASCII text of at
- * most cap characters.  Its ASCII characters go to out when not NULL (cap + 1
- * bytes, NUL-terminated once accepted) and their count to *len. */
+ * max_size bytes, refused unless Unicode and (TEXT_ASCII) 1 to cap
+ * characters of ASCII text.  Its ASCII characters go to out when not NULL
+ * (cap + 1 bytes, NUL-terminated once accepted) and their count to *len. */
 static csae_status read_text(const npz_file *r, npz_member *m, int ndim, uint64_t max_size,
                              int rule, char *out, size_t cap, size_t *len)
 {
@@ -628,7 +629,7 @@ static csae_status read_text(const npz_file *r, npz_member *m, int ndim, uint64_
     st = csae_npz_stream(r, m, 4, consume_text, &c);
     if (st != CSAE_OK)
         return st;
-    if (c.not_unicode || (rule == TEXT_ASCII && (c.not_ascii || c.too_long)))
+    if (c.not_unicode || (rule == TEXT_ASCII && (c.not_ascii || c.too_long || c.len == 0)))
         return CSAE_ERR_FORMAT;
     if (out)
         out[c.len] = '\0';
@@ -1270,8 +1271,6 @@ static csae_status deep_head(deep_scan *s, char *record)
                    CSAE_DEEP_RECORD_MAX, &len);
     if (st != CSAE_OK)
         return st;
-    if (len == 0)
-        return CSAE_ERR_FORMAT;
     s->out->record_len = len;
     return CSAE_OK;
 }
