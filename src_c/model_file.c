@@ -658,6 +658,23 @@ static csae_status read_int(const npz_file *r, npz_member *m, const char *kinds,
     return csae_npz_stream(r, m, (size_t)a->itemsize, consume_int, ic);
 }
 
+/* A format_version member: newer than newest is unsupported (such a file
+ * may hold what this reader does not know), below 1 is no version. */
+static csae_status read_version(const npz_file *r, npz_member *m, uint64_t newest,
+                                uint64_t *version)
+{
+    int_ctx ic;
+    csae_status st = read_int(r, m, "iu", 0, &ic);
+    if (st != CSAE_OK)
+        return st;
+    if (!ic.negative && ic.magnitude > newest)
+        return CSAE_ERR_UNSUPPORTED;
+    if (ic.negative || ic.magnitude < 1)
+        return CSAE_ERR_FORMAT;
+    *version = ic.magnitude;
+    return CSAE_OK;
+}
+
 #define ANY_LENGTH UINT64_MAX
 
 /* A float field of element size itemsize and the given shape (d1 unused
@@ -747,15 +764,10 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
         return st;
     if (strcmp(text, FORMAT_NAME) != 0)
         return CSAE_ERR_FORMAT;
-    int_ctx ic;
-    st = read_int(r, &m[F_FORMAT_VERSION], "iu", 0, &ic);
+    uint64_t version;
+    st = read_version(r, &m[F_FORMAT_VERSION], FORMAT_VERSION, &version);
     if (st != CSAE_OK)
         return st;
-    if (!ic.negative && ic.magnitude > FORMAT_VERSION)
-        return CSAE_ERR_UNSUPPORTED;
-    if (ic.negative || ic.magnitude < 1)
-        return CSAE_ERR_FORMAT;
-    const uint64_t version = ic.magnitude;
 
     if (unknown)
         return CSAE_ERR_FORMAT;
@@ -825,6 +837,7 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
                      dest ? dest->loss_count : 0);
     if (st != CSAE_OK)
         return st;
+    int_ctx ic;
     st = read_int(r, &m[F_NITER], "iu", 0, &ic);
     if (st != CSAE_OK)
         return st;
@@ -1249,15 +1262,9 @@ static csae_status deep_head(deep_scan *s, char *record)
         s->out->info.kind = CSAE_DEEP_FILE_CLASSIFIER;
     else
         return CSAE_ERR_FORMAT; /* a SparseAutoencoder's file among others */
-    int_ctx ic;
-    st = read_int(s->r, &s->m[CSAE_DG_VERSION], "iu", 0, &ic);
+    st = read_version(s->r, &s->m[CSAE_DG_VERSION], DEEP_FORMAT_VERSION, &s->out->version);
     if (st != CSAE_OK)
         return st;
-    if (!ic.negative && ic.magnitude > DEEP_FORMAT_VERSION)
-        return CSAE_ERR_UNSUPPORTED;
-    if (ic.negative || ic.magnitude < 1)
-        return CSAE_ERR_FORMAT;
-    s->out->version = ic.magnitude;
     if (!present(s, CSAE_DG_CSAE_VERSION) || !present(s, CSAE_DG_HYPER)
         || !present(s, CSAE_DG_SIZES))
         return CSAE_ERR_FORMAT;
