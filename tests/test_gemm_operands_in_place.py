@@ -7,7 +7,10 @@ scratch.  These shapes put those cases where they are easiest to get wrong:
 weight gradients over several KC panels (k = m rows > 256, so later panels
 add onto C), C with at most 4 x MR rows (B in place) and with more, widths
 with a partial last panel on both paths' tiles (n mod 32 and mod 16 not 0),
-and row counts that are not a multiple of the tile height.  The two vector
+and row counts that are not a multiple of the tile height; strides of 4 or
+8 KiB (n = 1024 inputs, h = 512 units), whose rows the AVX-512 float64 path
+packs rather than read in place (they would share one cache set), and last
+tiles at most one vector wide, which it computes at half width.  The two vector
 paths are compared directly, at 1, 2 and 3 threads, and the deep network's
 gradient too (its top layer's gradient is a 10-row product over all rows).
 """
@@ -39,7 +42,8 @@ def _on_each_vector_path(fn):
 
 
 # (m, n, h): m rows is the depth of the weight gradients.
-SHAPES = [(600, 40, 9), (777, 64, 25), (1030, 33, 47), (513, 97, 14)]
+SHAPES = [(600, 40, 9), (777, 64, 25), (1030, 33, 47), (513, 97, 14),
+          (300, 1024, 20), (600, 64, 512)]
 
 
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
