@@ -140,30 +140,6 @@ static void FN(merge_edge_)(size_t mr, size_t nr, REAL alpha, const REAL *edge,
 }
 #endif
 
-#ifndef CSAE_LINES_PER_SET
-#define CSAE_LINES_PER_SET
-/* How many of `count` lines `bytes` apart share one set of the L1 cache.
- * An L1 of 64-byte lines indexed by the 4 KiB page offset (every x86-64
- * and ARM core this runs on) has 64 sets, and lines 4096 / gcd(bytes,
- * 4096) apart fall into the same one: the rows of a 1024-wide float64
- * operand (8 KiB apart) all share one set, and a micro-kernel reading 14
- * of them in place evicts its own rows every step (measured on Zen 4:
- * 1024 x 1024 x 1024 float64 at 65% of peak read in place, 73-80%
- * packed).  The float32 kernel's 12 rows in one set measured as fast in
- * place as packed, so up to 12 lines per set stay in place. */
-static inline size_t csae_lines_per_set(size_t bytes, size_t count)
-{
-    size_t a = bytes % 4096, b = 4096;
-    while (a) {
-        const size_t t = b % a;
-        b = a;
-        a = t;
-    }
-    const size_t sets = b <= 64 ? 64 : 4096 / b;
-    return (count + sets - 1) / sets;
-}
-#endif
-
 /* Small problems (BLIS's "sup" idea): with k within one panel and A small
  * enough to stay in cache, packing would copy about as much as the product
  * reads.  A is read in place; B too when its rows are contiguous.  Only a
@@ -255,12 +231,8 @@ static void FN(gemm_serial_)(size_t m, size_t n, size_t k,
                  * a transposed A (rsa = 1: the MR values of each p are
                  * contiguous, csa apart), which the kernel reads as it reads
                  * a packed panel.  A wide C reuses the block often enough to
-                 * pack it, and so is a row-major A whose rows would crowd
-                 * into a few cache sets (csae_lines_per_set).  (A transposed
-                 * A's panel is read in order, one group of MR values after
-                 * another, and measured no faster packed at any stride.) */
-                const int in_place = nc <= 16 * NR
-                    && (rsa == 1 || (csa == 1 && csae_lines_per_set(rsa * sizeof(REAL), MR) <= 12));
+                 * pack it. */
+                const int in_place = (csa == 1 || rsa == 1) && nc <= 16 * NR;
                 const size_t mc_full = in_place ? mc / MR * MR : 0;
                 if (!in_place)
                     FN(pack_a_)(mc, kc, Ablock, rsa, csa, packA);

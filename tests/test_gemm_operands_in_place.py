@@ -7,10 +7,9 @@ scratch.  These shapes put those cases where they are easiest to get wrong:
 weight gradients over several KC panels (k = m rows > 256, so later panels
 add onto C), C with at most 4 x MR rows (B in place) and with more, widths
 with a partial last panel on both paths' tiles (n mod 32 and mod 16 not 0),
-and row counts that are not a multiple of the tile height; strides of 4 or
-8 KiB (n = 1024 inputs, h = 512 units), whose rows the AVX-512 float64 path
-packs rather than read in place (they would share one cache set), and last
-tiles at most one vector wide, which it computes at half width.  The two vector
+and row counts that are not a multiple of the tile height; rows 4 or 8 KiB
+apart (n = 1024 inputs, h = 512 units), and last tiles at most one vector
+wide, which the AVX-512 path computes at half width.  The two vector
 paths are compared directly, at 1, 2 and 3 threads, and the deep network's
 gradient too (its top layer's gradient is a 10-row product over all rows).
 """
