@@ -564,6 +564,10 @@ def _read_exactly(fh, view, field):
 def _string(value, name, shape=()):
     if value.dtype.kind != "U" or value.shape != shape:
         raise _FileError(f"{name} must be a string array of shape {shape}")
+    # numpy stores any 32-bit value as a character; past U+10FFFF none is
+    # one (C's reader refuses them too, in a stored member or a deflated one).
+    if value.size and (value.reshape(-1).view(value.dtype.str[0] + "u4") > 0x10FFFF).any():
+        raise _FileError(f"{name} holds a code point past U+10FFFF (not Unicode text)")
     return str(value.reshape(-1)[0]) if value.size else ""
 
 

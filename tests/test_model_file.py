@@ -651,6 +651,26 @@ def test_text_members_are_scanned_alike_by_every_caller(reader, base, deep_base,
     assert not failures, failures
 
 
+@pytest.mark.parametrize("compressed", [False, True], ids=["stored", "deflated"])
+@pytest.mark.parametrize("where", sorted(TEXT_FIELDS), ids="-".join)
+def test_a_code_point_past_unicode_is_refused_by_both_readers(base, deep_base, tmp_path, where,
+                                                              compressed):
+    """C refuses a text member holding a value past U+10FFFF; Python's reader,
+    which alone reads deflated members, refused it only by accident (a
+    SystemError inside numpy) or not at all (csae_version loaded)."""
+    file, member = where
+    arrays = (base if file == "single" else deep_base)[1]
+    text = arrays[member]
+    codes = [ord(ch) for ch in str(text.reshape(-1)[0])]
+    path = tmp_path / "past_unicode.npz"
+    write(path, {**arrays, member: utf32(codes[:1] + [0x110000] + codes[1:], shape=text.shape)},
+          compressed=compressed)
+    # (A format that is not Unicode is first of all none of the known names.)
+    said = "format is" if member == "format" else f"{member} holds a code point past U"
+    with pytest.raises(ValueError, match=said):
+        csae.load(path)
+
+
 # --------------------------------------------------------------------------
 # Fuzzing under AddressSanitizer and UBSan
 # --------------------------------------------------------------------------
