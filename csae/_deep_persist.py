@@ -62,7 +62,7 @@ import numpy as np
 from csae import _persist
 from csae._estimator import defaults_for_older_models, from_state, snapshot, SparseAutoencoder
 from csae._files import display_name, write_atomically
-from csae._persist import _FileError, _finite, _integer, _quote, _short, _string
+from csae._persist import _FileError, _finite, _integer, _past_unicode, _quote, _short, _string
 from csae._state import require_fitted
 from csae._version import __version__
 
@@ -440,7 +440,7 @@ def _rest(reader, fields):
     classes = reader.array("classes", (k,), dtype)
     if dtype.kind == "f":
         classes = _finite(classes, "classes")
-    if dtype.kind == "U" and (classes.view(np.uint32) > 0x10FFFF).any():
+    if dtype.kind == "U" and _past_unicode(classes):
         raise _FileError("classes hold a character beyond U+10FFFF")
     fields["arrays"]["classes"] = classes
     _floats(reader, fields, "loss_curve", (None,), np.float64)

@@ -561,12 +561,18 @@ def _read_exactly(fh, view, field):
         done += got
 
 
+def _past_unicode(value):
+    """Whether a numpy str array holds a value past U+10FFFF: numpy stores
+    any 32-bit value as a character, but none of those is one (C's reader
+    refuses them too, in a stored member or a deflated one)."""
+    return bool(value.size) and bool(
+        (value.reshape(-1).view(value.dtype.str[0] + "u4") > 0x10FFFF).any())
+
+
 def _string(value, name, shape=()):
     if value.dtype.kind != "U" or value.shape != shape:
         raise _FileError(f"{name} must be a string array of shape {shape}")
-    # numpy stores any 32-bit value as a character; past U+10FFFF none is
-    # one (C's reader refuses them too, in a stored member or a deflated one).
-    if value.size and (value.reshape(-1).view(value.dtype.str[0] + "u4") > 0x10FFFF).any():
+    if _past_unicode(value):
         raise _FileError(f"{name} holds a code point past U+10FFFF (not Unicode text)")
     return str(value.reshape(-1)[0]) if value.size else ""
 

@@ -671,6 +671,21 @@ def test_a_code_point_past_unicode_is_refused_by_both_readers(base, deep_base, t
         csae.load(path)
 
 
+@pytest.mark.parametrize("compressed", [False, True], ids=["stored", "deflated"])
+def test_a_class_label_past_unicode_is_refused_by_both_readers(deep_base, tmp_path, compressed):
+    """The classifier's string labels follow the same rule as its text members."""
+    arrays = deep_base[1]
+    classes = arrays["classes"]
+    assert classes.dtype.kind == "U"
+    codes = np.array(classes).view(np.uint32).reshape(len(classes), -1).copy()
+    codes[0, 0] = 0x110000
+    path = tmp_path / "label_past_unicode.npz"
+    write(path, {**arrays, "classes": codes.view(classes.dtype).reshape(classes.shape)},
+          compressed=compressed)
+    with pytest.raises(ValueError, match="classes hold a character beyond U"):
+        csae.load(path)
+
+
 # --------------------------------------------------------------------------
 # Fuzzing under AddressSanitizer and UBSan
 # --------------------------------------------------------------------------
