@@ -5,9 +5,10 @@
  * Internal to the library (npz.h); model_file.c reads csae's models with it.
  *
  * Everything read from the file is distrusted: sizes are 64-bit, products go
- * through mul64, which reports overflow, every sum is of a value already
- * checked to lie inside the file with small header lengths, and every read
- * goes through read_at, which refuses any range not inside the file.
+ * through checked_mul_u64 (checked_mul.h), which reports overflow, every sum
+ * is of a value already checked to lie inside the file with small header
+ * lengths, and every read goes through read_at, which refuses any range not
+ * inside the file.
  */
 #define _POSIX_C_SOURCE 200809L /* pread, O_CLOEXEC */
 
@@ -24,6 +25,7 @@
 #include <unistd.h>
 #endif
 
+#include "checked_mul.h"
 #include "npz.h"
 
 /* ---- The platform: opening, sizing and positioned reads ----------------
@@ -73,23 +75,19 @@ static long long read_some(int fd, void *buf, size_t len, uint64_t offset)
 /* Longest member name read (the longest csae writes,
  * "velocity_decoder_weights.npy", is 28 characters). */
 #define MAX_NAME 64
+/* Longest extra field read, in the central or the local header: a name
+ * and its extra field are read together into one CSAE_NPZ_BUF buffer. */
+#define MAX_EXTRA (CSAE_NPZ_BUF - MAX_NAME)
+
+/* Whether a central or local header's general-purpose flags set a bit no
+ * reader here honours: 0 encrypted, 5 patch data, 6 strong encryption. */
+static int unsupported_flags(uint32_t flags) { return (flags & 0x61u) != 0; }
 
 #define SIG_LOCAL 0x04034b50u
 #define SIG_CENTRAL 0x02014b50u
 #define SIG_EOCD 0x06054b50u
 #define SIG_EOCD64 0x06064b50u
 #define SIG_LOCATOR64 0x07064b50u
-
-/* ---- Sizes that cannot overflow ------------------------------------------ */
-
-/* *out = a * b; 0 on overflow. */
-static int mul64(uint64_t a, uint64_t b, uint64_t *out)
-{
-    if (b != 0 && a > UINT64_MAX / b)
-        return 0;
-    *out = a * b;
-    return 1;
-}
 
 /* ---- Little-endian fields ----------------------------------------------- */
 
@@ -361,7 +359,7 @@ csae_status csae_npz_directory_max(const npz_file *r, const char *const *names, 
         const uint64_t entry = 46u + (uint64_t)nlen + xlen + clen;
         if (cd_end - pos < entry || le16(h + 34) != 0)
             return CSAE_ERR_FORMAT;
-        if (nlen > MAX_NAME || xlen > CSAE_NPZ_BUF - MAX_NAME)
+        if (nlen > MAX_NAME || xlen > MAX_EXTRA)
             return CSAE_ERR_FORMAT;
         char name[MAX_NAME];
         st = read_at(r, pos + 46, buf, (size_t)nlen + xlen);
@@ -384,9 +382,8 @@ csae_status csae_npz_directory_max(const npz_file *r, const char *const *names, 
         npz_member *m = &members[field];
         if (m->present)
             return CSAE_ERR_FORMAT; /* the same name twice */
-        /* bit 0: encrypted; bit 5: patch data; bit 6: strong encryption;
-         * "version needed to extract" above 6.3 (zipfile refuses it too) */
-        if ((flags & 0x61u) != 0 || method != 0 || h[6] > 63)
+        /* "version needed to extract" above 6.3: zipfile refuses it too */
+        if (unsupported_flags(flags) || method != 0 || h[6] > 63)
             return CSAE_ERR_UNSUPPORTED;
         if (csize != usize)
             return CSAE_ERR_FORMAT;
@@ -403,9 +400,9 @@ csae_status csae_npz_directory_max(const npz_file *r, const char *const *names, 
         const uint32_t lxlen = le16(lh + 28);
         if (le32(lh) != SIG_LOCAL || le16(lh + 26) != nlen || le16(lh + 8) != method)
             return CSAE_ERR_FORMAT;
-        if ((le16(lh + 6) & 0x61u) != 0)
+        if (unsupported_flags(le16(lh + 6)))
             return CSAE_ERR_UNSUPPORTED;
-        if (le16(lh + 6) != flags || lxlen > CSAE_NPZ_BUF - MAX_NAME)
+        if (le16(lh + 6) != flags || lxlen > MAX_EXTRA)
             return CSAE_ERR_FORMAT;
         const uint64_t data = offset + 30 + nlen + lxlen;
         if (data > cd_offset || usize > cd_offset - data)
@@ -534,7 +531,7 @@ static int parse_descr(const char *d, npy_array *a)
         if (size != 1 && size != 2 && size != 4 && size != 8)
             return 0;
     } else if (kind == 'U') {
-        if (!mul64(size, 4, &size))
+        if (!checked_mul_u64(size, 4, &size))
             return 0;
     } else {
         return 0;
@@ -643,9 +640,9 @@ csae_status csae_npy_read_header(const npz_file *r, npz_member *m)
         return st;
     uint64_t count = 1, bytes;
     for (int d = 0; d < a->ndim; d++)
-        if (!mul64(count, a->shape[d], &count))
+        if (!checked_mul_u64(count, a->shape[d], &count))
             return CSAE_ERR_FORMAT;
-    if (!mul64(count, a->itemsize, &bytes) || bytes != m->size - prefix - hlen)
+    if (!checked_mul_u64(count, a->itemsize, &bytes) || bytes != m->size - prefix - hlen)
         return CSAE_ERR_FORMAT;
     /* A Fortran-ordered matrix would need a transposing copy; csae writes
      * C order only (one row or one column reads the same either way). */
