@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checked_mul.h"
 #include "csae.h"
 #include "model_file.h"
 #include "npz.h"
@@ -606,6 +607,35 @@ static csae_status parse_hyper(const char *text, size_t len, uint64_t version, h
 
 /* ---- Fields ------------------------------------------------------------- */
 
+/* What member_header lets through unchecked. */
+#define ANY_SIZE 0u
+#define ANY_KIND NULL
+#define ANY_ITEMSIZE 0u
+#define ANY_RANK (-1)
+
+/* Member m's .npy header into m->array: the one rule for what a header
+ * must say, shared by every member of both formats.  Refused (FORMAT) when
+ * the member takes more than max_size bytes (checked before anything in
+ * it is parsed), its kind is not one of kinds, its element size not
+ * itemsize, its rank not ndim, or (native) it is stored in the other byte
+ * order: Python's loader wants the native dtype exactly where it compares
+ * dtypes (a float64 file written on a big-endian machine is refused on a
+ * little-endian one), and converts text and the format version. */
+static csae_status member_header(const npz_file *r, npz_member *m, uint64_t max_size,
+                                 const char *kinds, uint64_t itemsize, int ndim, int native)
+{
+    if (max_size != ANY_SIZE && m->size > max_size)
+        return CSAE_ERR_FORMAT;
+    csae_status st = csae_npy_read_header(r, m);
+    if (st != CSAE_OK)
+        return st;
+    const npy_array *a = &m->array;
+    if ((kinds && !strchr(kinds, a->kind)) || (itemsize != ANY_ITEMSIZE && a->itemsize != itemsize)
+        || (ndim != ANY_RANK && a->ndim != ndim) || (native && a->swap))
+        return CSAE_ERR_FORMAT;
+    return CSAE_OK;
+}
+
 /* A text member of ndim 0 (or shape (1,)) whose member takes at most
  * max_size bytes, refused unless Unicode and (TEXT_ASCII) 1 to cap
  * characters of ASCII text.  Its ASCII characters go to out when not NULL
@@ -613,13 +643,11 @@ static csae_status parse_hyper(const char *text, size_t len, uint64_t version, h
 static csae_status read_text(const npz_file *r, npz_member *m, int ndim, uint64_t max_size,
                              int rule, char *out, size_t cap, size_t *len)
 {
-    if (m->size > max_size)
-        return CSAE_ERR_FORMAT;
-    csae_status st = csae_npy_read_header(r, m);
+    csae_status st = member_header(r, m, max_size, "U", ANY_ITEMSIZE, ndim, 0);
     if (st != CSAE_OK)
         return st;
     const npy_array *a = &m->array;
-    if (a->kind != 'U' || a->ndim != ndim || (ndim == 1 && a->shape[0] != 1))
+    if (ndim == 1 && a->shape[0] != 1)
         return CSAE_ERR_FORMAT;
     text_ctx c;
     memset(&c, 0, sizeof c);
@@ -643,16 +671,12 @@ static csae_status read_text(const npz_file *r, npz_member *m, int ndim, uint64_
 static csae_status read_int(const npz_file *r, npz_member *m, const char *kinds, uint64_t itemsize,
                             int_ctx *ic)
 {
-    if (m->size > MAX_SCALAR_MEMBER)
-        return CSAE_ERR_FORMAT;
-    csae_status st = csae_npy_read_header(r, m);
+    /* rng_state: Python wants the native uint64 */
+    csae_status st = member_header(r, m, MAX_SCALAR_MEMBER, kinds, itemsize, 0,
+                                   itemsize != ANY_ITEMSIZE);
     if (st != CSAE_OK)
         return st;
     const npy_array *a = &m->array;
-    if (!strchr(kinds, a->kind) || a->ndim != 0 || (itemsize && a->itemsize != itemsize))
-        return CSAE_ERR_FORMAT;
-    if (itemsize && a->swap) /* rng_state: Python wants the native uint64 */
-        return CSAE_ERR_FORMAT;
     memset(ic, 0, sizeof *ic);
     ic->a = a;
     return csae_npz_stream(r, m, (size_t)a->itemsize, consume_int, ic);
@@ -675,6 +699,81 @@ static csae_status read_version(const npz_file *r, npz_member *m, uint64_t newes
     return CSAE_OK;
 }
 
+/* Longest name a text member is compared with, in characters (a format's
+ * name, a stop reason; MAX_LABEL_MEMBER holds 64). */
+#define MAX_NAME_CHARS 64
+
+/* A 0-d text member holding one of names: its index into *which, its text
+ * into out (cap + 1 bytes; cap at least the longest name, since a longer
+ * text is refused as too long rather than compared). */
+static csae_status read_name(const npz_file *r, npz_member *m, const char *const *names,
+                             size_t count, char *out, size_t cap, size_t *which)
+{
+    csae_status st = read_text(r, m, 0, MAX_LABEL_MEMBER, TEXT_ASCII, out, cap, NULL);
+    if (st != CSAE_OK)
+        return st;
+    for (size_t i = 0; i < count; i++)
+        if (strcmp(out, names[i]) == 0) {
+            *which = i;
+            return CSAE_OK;
+        }
+    return CSAE_ERR_FORMAT;
+}
+
+/* ---- The head of a model file -------------------------------------------
+ *
+ * Both formats begin alike: the format's name and version, which say how
+ * the rest is read (a newer version may well add members this reader does
+ * not know), then the members every file has, the version of csae that
+ * wrote it (only shown to people) and the hyperparameter record.  One
+ * reader for that head; each format gives its rules in a file_head. */
+typedef struct {
+    const char *const *names;   /* the format's names: which one says the kind of file */
+    size_t n_names;
+    uint64_t newest;            /* the newest format_version this reader knows */
+    /* the head's members, as indices into the format's member table */
+    size_t format, version, csae_version, record;
+    const size_t *required;     /* members every version of the format has */
+    size_t n_required;
+    uint64_t record_member_max; /* the record's largest member, in bytes */
+    size_t record_max;          /* and its longest text, in characters */
+    /* Refuse a member the format does not know only once the csae version
+     * and record are read (the deep reader's order; the single-model reader
+     * refuses it right after the version). */
+    int unknown_after_record;
+} file_head;
+
+/* The head of the file whose directory is m (unknown: it lists other
+ * names): which of h->names it has, its format version, its record into
+ * record (h->record_max + 1 bytes, or NULL) and the record's length. */
+static csae_status read_head(const npz_file *r, npz_member *m, int unknown, const file_head *h,
+                             size_t *which, uint64_t *version, char *record, size_t *record_len)
+{
+    if (!m[h->format].present || !m[h->version].present)
+        return CSAE_ERR_FORMAT;
+    char name[MAX_NAME_CHARS + 1];
+    csae_status st = read_name(r, &m[h->format], h->names, h->n_names, name, MAX_NAME_CHARS,
+                               which);
+    if (st != CSAE_OK)
+        return st;
+    st = read_version(r, &m[h->version], h->newest, version);
+    if (st != CSAE_OK)
+        return st;
+    if (unknown && !h->unknown_after_record)
+        return CSAE_ERR_FORMAT;
+    for (size_t i = 0; i < h->n_required; i++)
+        if (!m[h->required[i]].present)
+            return CSAE_ERR_FORMAT;
+    st = read_text(r, &m[h->csae_version], 0, MAX_LABEL_MEMBER, TEXT_ANY, NULL, 0, NULL);
+    if (st != CSAE_OK)
+        return st;
+    st = read_text(r, &m[h->record], 1, h->record_member_max, TEXT_ASCII, record, h->record_max,
+                   record_len);
+    if (st != CSAE_OK)
+        return st;
+    return unknown ? CSAE_ERR_FORMAT : CSAE_OK;
+}
+
 #define ANY_LENGTH UINT64_MAX
 
 /* A float field of element size itemsize and the given shape (d1 unused
@@ -684,14 +783,10 @@ static csae_status read_version(const npz_file *r, npz_member *m, uint64_t newes
 static csae_status read_floats(const npz_file *r, npz_member *m, size_t itemsize, int ndim,
                                uint64_t d0, uint64_t d1, int positive, void *dest, size_t cap)
 {
-    csae_status st = csae_npy_read_header(r, m);
+    csae_status st = member_header(r, m, ANY_SIZE, "f", itemsize, ndim, 1);
     if (st != CSAE_OK)
         return st;
     const npy_array *a = &m->array;
-    /* Python's loader wants the native dtype exactly (a float64 file
-     * written on a big-endian machine is refused on a little-endian one). */
-    if (a->kind != 'f' || a->itemsize != itemsize || a->ndim != ndim || a->swap)
-        return CSAE_ERR_FORMAT;
     if ((d0 != ANY_LENGTH && a->shape[0] != d0) || (ndim == 2 && a->shape[1] != d1))
         return CSAE_ERR_FORMAT;
     if (dest && a->count != cap)
@@ -700,19 +795,21 @@ static csae_status read_floats(const npz_file *r, npz_member *m, size_t itemsize
     return csae_npz_stream(r, m, itemsize, consume_floats, &fc);
 }
 
+/* An input range: two members, data_min then data_scale (next to each
+ * other in both member tables), of one float64 per feature: the lows
+ * finite, the scales positive (inputs are divided by them). */
+#define RANGE_ITEMSIZE 8
+static const int range_values[2] = {ANY_FINITE, POSITIVE};
+
 /* Version 4's stop_reason: one of stop_reasons, into out (cap bytes). */
 static csae_status read_stop_reason(const npz_file *r, npz_member *m, uint64_t version, char *out,
                                     size_t cap)
 {
     if (version < 4)
         return CSAE_ERR_FORMAT;
-    csae_status st = read_text(r, m, 0, MAX_LABEL_MEMBER, TEXT_ASCII, out, cap - 1, NULL);
-    if (st != CSAE_OK)
-        return st;
-    for (size_t i = 0; i < sizeof stop_reasons / sizeof stop_reasons[0]; i++)
-        if (strcmp(out, stop_reasons[i]) == 0)
-            return CSAE_OK;
-    return CSAE_ERR_FORMAT;
+    size_t which;
+    return read_name(r, m, stop_reasons, sizeof stop_reasons / sizeof stop_reasons[0], out,
+                     cap - 1, &which);
 }
 
 typedef csae_model_layout parsed;
@@ -740,8 +837,15 @@ static int same_model(const csae_model *a, const csae_model *b)
            && a->sparsity_weight == b->sparsity_weight && a->weight_decay == b->weight_decay;
 }
 
-static const int required_fields[] = {F_CSAE_VERSION, F_HYPER, F_LOSS, F_NITER,
-                                      F_W, F_B, F_WD, F_BD};
+static const char *const format_names[] = {FORMAT_NAME};
+static const size_t required_fields[] = {F_CSAE_VERSION, F_HYPER, F_LOSS, F_NITER,
+                                         F_W, F_B, F_WD, F_BD};
+static const file_head single_head = {
+    format_names, 1, FORMAT_VERSION, F_FORMAT, F_FORMAT_VERSION, F_CSAE_VERSION, F_HYPER,
+    required_fields, sizeof required_fields / sizeof required_fields[0],
+    /* Longer than MAX_HYPER characters: Python refuses it as invalid. */
+    MAX_RECORD_MEMBER, MAX_HYPER, 0,
+};
 
 /* Check the whole file; fill *out; copy to *dest's non-NULL arrays. */
 static csae_status scan(const npz_file *r, parsed *out, const destinations *dest)
@@ -751,36 +855,10 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
     csae_status st = csae_npz_directory(r, member_names, F_COUNT, m, &unknown);
     if (st != CSAE_OK)
         return st;
-
-    /* What the file is, and which version, before anything else: a newer
-     * version may well add fields this reader does not know. */
-    if (!m[F_FORMAT].present || !m[F_FORMAT_VERSION].present)
-        return CSAE_ERR_FORMAT;
     char text[MAX_HYPER + 1];
-    /* One character more than the name: a longer name is another name. */
-    st = read_text(r, &m[F_FORMAT], 0, MAX_LABEL_MEMBER, TEXT_ASCII, text, sizeof FORMAT_NAME,
-                   NULL);
-    if (st != CSAE_OK)
-        return st;
-    if (strcmp(text, FORMAT_NAME) != 0)
-        return CSAE_ERR_FORMAT;
+    size_t which, len;
     uint64_t version;
-    st = read_version(r, &m[F_FORMAT_VERSION], FORMAT_VERSION, &version);
-    if (st != CSAE_OK)
-        return st;
-
-    if (unknown)
-        return CSAE_ERR_FORMAT;
-    for (size_t i = 0; i < sizeof required_fields / sizeof required_fields[0]; i++)
-        if (!m[required_fields[i]].present)
-            return CSAE_ERR_FORMAT;
-
-    st = read_text(r, &m[F_CSAE_VERSION], 0, MAX_LABEL_MEMBER, TEXT_ANY, NULL, 0, NULL);
-    if (st != CSAE_OK)
-        return st;
-    /* Longer than MAX_HYPER characters: Python refuses it as invalid. */
-    size_t len;
-    st = read_text(r, &m[F_HYPER], 1, MAX_RECORD_MEMBER, TEXT_ASCII, text, MAX_HYPER, &len);
+    st = read_head(r, m, unknown, &single_head, &which, &version, text, &len);
     if (st != CSAE_OK)
         return st;
     hyper hp;
@@ -791,10 +869,10 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
     out->record_len = len;
 
     /* n comes from the encoder's columns, h from the record (as in Python). */
-    st = csae_npy_read_header(r, &m[F_W]);
+    st = member_header(r, &m[F_W], ANY_SIZE, ANY_KIND, ANY_ITEMSIZE, 2, 0);
     if (st != CSAE_OK)
         return st;
-    if (m[F_W].array.ndim != 2 || m[F_W].array.shape[1] < 1)
+    if (m[F_W].array.shape[1] < 1)
         return CSAE_ERR_FORMAT;
     const uint64_t n = m[F_W].array.shape[1], h = hp.n_hidden;
     if (n > SIZE_MAX || h > SIZE_MAX)
@@ -901,11 +979,10 @@ static csae_status scan(const npz_file *r, parsed *out, const destinations *dest
         if (st != CSAE_OK)
             return st;
     }
-    if (m[F_DMIN].present) {
-        st = read_floats(r, &m[F_DMIN], 8, 1, n, 0, 0, dest ? dest->data_min : NULL, mn);
-        if (st != CSAE_OK)
-            return st;
-        st = read_floats(r, &m[F_DSCALE], 8, 1, n, 0, 1, dest ? dest->data_scale : NULL, mn);
+    double *range_targets[2] = {dest ? dest->data_min : NULL, dest ? dest->data_scale : NULL};
+    for (int k = 0; m[F_DMIN].present && k < 2; k++) {
+        st = read_floats(r, &m[F_DMIN + k], RANGE_ITEMSIZE, 1, n, 0, range_values[k],
+                         range_targets[k], mn);
         if (st != CSAE_OK)
             return st;
     }
@@ -1102,8 +1179,6 @@ csae_status csae_model_file_read_all(int fd, const csae_model_layout *layout,
  * pass checks everything again and copies into the caller's buffers, whose
  * sizes come from the caller's layout, never from the file. */
 
-static const char DEEP_ENCODER_NAME[] = "csae.StackedEncoder";
-static const char DEEP_CLASSIFIER_NAME[] = "csae.SparseAutoencoderClassifier";
 #define DEEP_FORMAT_VERSION 1
 #define DEEP_SLOTS (CSAE_DEEP_FILE_MAX_LAYERS + 1)
 /* Directory entries: every member there can be (fewer than 256). */
@@ -1246,50 +1321,38 @@ static csae_status deep_floats(deep_scan *s, size_t i, size_t itemsize, int ndim
 
 static int present(const deep_scan *s, size_t i) { return s->m[i].present; }
 
-/* Format, version, the set of members, the version string and record. */
-static csae_status deep_head(deep_scan *s, char *record)
+/* A layer from `in` to `out` units in the model's element type e: its
+ * weights (out, in) in member w and its bias (out,) in member b, finite. */
+static csae_status deep_layer(deep_scan *s, size_t w, size_t b, size_t e, uint64_t out,
+                              uint64_t in)
 {
-    char text[80];
-    if (!present(s, CSAE_DG_FORMAT) || !present(s, CSAE_DG_VERSION))
-        return CSAE_ERR_FORMAT;
-    csae_status st = read_text(s->r, &s->m[CSAE_DG_FORMAT], 0, MAX_LABEL_MEMBER, TEXT_ASCII,
-                               text, sizeof text - 1, NULL);
-    if (st != CSAE_OK)
-        return st;
-    if (strcmp(text, DEEP_ENCODER_NAME) == 0)
-        s->out->info.kind = CSAE_DEEP_FILE_ENCODER;
-    else if (strcmp(text, DEEP_CLASSIFIER_NAME) == 0)
-        s->out->info.kind = CSAE_DEEP_FILE_CLASSIFIER;
-    else
-        return CSAE_ERR_FORMAT; /* a SparseAutoencoder's file among others */
-    st = read_version(s->r, &s->m[CSAE_DG_VERSION], DEEP_FORMAT_VERSION, &s->out->version);
-    if (st != CSAE_OK)
-        return st;
-    if (!present(s, CSAE_DG_CSAE_VERSION) || !present(s, CSAE_DG_HYPER)
-        || !present(s, CSAE_DG_SIZES))
-        return CSAE_ERR_FORMAT;
-    st = read_text(s->r, &s->m[CSAE_DG_CSAE_VERSION], 0, MAX_LABEL_MEMBER, TEXT_ANY, NULL, 0,
-                   NULL);
-    if (st != CSAE_OK)
-        return st;
-    /* The record's content is Python's to check: here, bounded ASCII text. */
-    size_t len;
-    st = read_text(s->r, &s->m[CSAE_DG_HYPER], 1, MAX_DEEP_RECORD_MEMBER, TEXT_ASCII, record,
-                   CSAE_DEEP_RECORD_MAX, &len);
-    if (st != CSAE_OK)
-        return st;
-    s->out->record_len = len;
-    return CSAE_OK;
+    csae_status st = deep_floats(s, w, e, 2, out, in, ANY_FINITE);
+    return st != CSAE_OK ? st : deep_floats(s, b, e, 1, out, 0, ANY_FINITE);
 }
 
-/* a * b into *out unless it overflows size_t. */
-static int mul_size(size_t a, size_t b, size_t *out)
+/* An input range of n values: members i (the lows) and i + 1 (the scales). */
+static csae_status deep_range(deep_scan *s, size_t i, uint64_t n)
 {
-    if (b != 0 && a > SIZE_MAX / b)
-        return 0;
-    *out = a * b;
-    return 1;
+    csae_status st = CSAE_OK;
+    for (size_t k = 0; k < 2 && st == CSAE_OK; k++)
+        st = deep_floats(s, i + k, RANGE_ITEMSIZE, 1, n, 0, range_values[k]);
+    return st;
 }
+
+/* The kinds of deep file and their format names (a SparseAutoencoder's
+ * file is none of them). */
+static const char *const deep_format_names[] = {"csae.StackedEncoder",
+                                                "csae.SparseAutoencoderClassifier"};
+static const csae_deep_file_kind deep_kinds[] = {CSAE_DEEP_FILE_ENCODER,
+                                                 CSAE_DEEP_FILE_CLASSIFIER};
+static const size_t deep_required[] = {CSAE_DG_CSAE_VERSION, CSAE_DG_HYPER, CSAE_DG_SIZES};
+static const file_head deep_file_head = {
+    deep_format_names, 2, DEEP_FORMAT_VERSION, CSAE_DG_FORMAT, CSAE_DG_VERSION,
+    CSAE_DG_CSAE_VERSION, CSAE_DG_HYPER, deep_required,
+    sizeof deep_required / sizeof deep_required[0],
+    /* The record's content is Python's to check: here, bounded ASCII text. */
+    MAX_DEEP_RECORD_MEMBER, CSAE_DEEP_RECORD_MAX, 1,
+};
 
 /* The sizes member into info: widths chained, byte counts that fit. */
 static csae_status deep_sizes(deep_scan *s)
@@ -1297,15 +1360,13 @@ static csae_status deep_sizes(deep_scan *s)
     npz_member *m = &s->m[CSAE_DG_SIZES];
     csae_deep_file *info = &s->out->info;
     const int classifier = info->kind == CSAE_DEEP_FILE_CLASSIFIER;
-    if (m->size > MAX_NPY_HEADER + 8u * (CSAE_DEEP_FILE_MAX_LAYERS + 2))
-        return CSAE_ERR_FORMAT;
-    csae_status st = csae_npy_read_header(s->r, m);
+    csae_status st = member_header(s->r, m, MAX_NPY_HEADER + 8u * (CSAE_DEEP_FILE_MAX_LAYERS + 2),
+                                   "i", 8, 1, 1);
     if (st != CSAE_OK)
         return st;
     const npy_array *a = &m->array;
     const uint64_t extra = classifier ? 2 : 1; /* n (and k) besides the hidden widths */
-    if (a->kind != 'i' || a->itemsize != 8 || a->swap || a->ndim != 1
-        || a->shape[0] < extra + 1 || a->shape[0] > extra + CSAE_DEEP_FILE_MAX_LAYERS)
+    if (a->shape[0] < extra + 1 || a->shape[0] > extra + CSAE_DEEP_FILE_MAX_LAYERS)
         return CSAE_ERR_FORMAT;
     uint64_t values[CSAE_DEEP_FILE_MAX_LAYERS + 2];
     sizes_ctx c = {values, CSAE_DEEP_FILE_MAX_LAYERS + 2, 0};
@@ -1330,11 +1391,11 @@ static csae_status deep_sizes(deep_scan *s)
     size_t total = 0;
     for (size_t l = 0; l < layers; l++) {
         size_t w, bytes;
-        if (!mul_size(info->sizes[l + 1], info->sizes[l], &w) || w > SIZE_MAX - info->sizes[l + 1]
-            || w + info->sizes[l + 1] > SIZE_MAX - total)
+        if (!checked_mul_size(info->sizes[l + 1], info->sizes[l], &w)
+            || w > SIZE_MAX - info->sizes[l + 1] || w + info->sizes[l + 1] > SIZE_MAX - total)
             return CSAE_ERR_FORMAT;
         total += w + info->sizes[l + 1];
-        if (!mul_size(total, sizeof(double), &bytes))
+        if (!checked_mul_size(total, sizeof(double), &bytes))
             return CSAE_ERR_FORMAT;
     }
     info->n_params = total;
@@ -1346,11 +1407,11 @@ static csae_status deep_sizes(deep_scan *s)
 static csae_status deep_classes(deep_scan *s, size_t k)
 {
     npz_member *m = &s->m[CSAE_DG_CLASSES];
-    csae_status st = csae_npy_read_header(s->r, m);
+    csae_status st = member_header(s->r, m, ANY_SIZE, ANY_KIND, ANY_ITEMSIZE, 1, 1);
     if (st != CSAE_OK)
         return st;
     const npy_array *a = &m->array;
-    if (a->ndim != 1 || a->shape[0] != k || a->swap
+    if (a->shape[0] != k
         || (a->kind == 'U' && (a->itemsize < 4 || a->itemsize > 4 * MAX_CLASS_CHARS)))
         return CSAE_ERR_FORMAT;
     if (a->kind == 'f')
@@ -1388,17 +1449,13 @@ static csae_status deep_autoencoder(deep_scan *s, size_t l)
     const int own = ranged && l > 0;
     if (present(s, i + CSAE_DL_AW) != own || present(s, i + CSAE_DL_AB) != own)
         return CSAE_ERR_FORMAT;
-    if ((st = deep_floats(s, i + CSAE_DL_DW, e, 2, z[l], z[l + 1], ANY_FINITE)) != CSAE_OK
-        || (st = deep_floats(s, i + CSAE_DL_DB, e, 1, z[l], 0, ANY_FINITE)) != CSAE_OK
+    /* its decoder: back from layer l's width to its input's */
+    if ((st = deep_layer(s, i + CSAE_DL_DW, i + CSAE_DL_DB, e, z[l], z[l + 1])) != CSAE_OK
         || (st = deep_floats(s, i + CSAE_DL_ALOSS, 8, 1, ANY_LENGTH, 0, ANY_FINITE)) != CSAE_OK)
         return st;
-    if (ranged && ((st = deep_floats(s, i + CSAE_DL_AMIN, 8, 1, z[l], 0, ANY_FINITE)) != CSAE_OK
-                   || (st = deep_floats(s, i + CSAE_DL_ASCALE, 8, 1, z[l], 0, POSITIVE))
-                          != CSAE_OK))
+    if (ranged && (st = deep_range(s, i + CSAE_DL_AMIN, z[l])) != CSAE_OK)
         return st;
-    if (own && ((st = deep_floats(s, i + CSAE_DL_AW, e, 2, z[l + 1], z[l], ANY_FINITE)) != CSAE_OK
-                || (st = deep_floats(s, i + CSAE_DL_AB, e, 1, z[l + 1], 0, ANY_FINITE))
-                       != CSAE_OK))
+    if (own && (st = deep_layer(s, i + CSAE_DL_AW, i + CSAE_DL_AB, e, z[l + 1], z[l])) != CSAE_OK)
         return st;
     return CSAE_OK;
 }
@@ -1431,13 +1488,10 @@ static csae_status deep_layers(deep_scan *s)
         }
         if (l >= layers)
             continue;
-        if ((st = deep_floats(s, i + CSAE_DL_W, e, 2, z[l + 1], z[l], ANY_FINITE)) != CSAE_OK
-            || (st = deep_floats(s, i + CSAE_DL_B, e, 1, z[l + 1], 0, ANY_FINITE)) != CSAE_OK)
+        if ((st = deep_layer(s, i + CSAE_DL_W, i + CSAE_DL_B, e, z[l + 1], z[l])) != CSAE_OK)
             return st;
         if (classifier
-            && ((st = deep_floats(s, i + CSAE_DL_PW, e, 2, z[l + 1], z[l], ANY_FINITE)) != CSAE_OK
-                || (st = deep_floats(s, i + CSAE_DL_PB, e, 1, z[l + 1], 0, ANY_FINITE))
-                       != CSAE_OK))
+            && (st = deep_layer(s, i + CSAE_DL_PW, i + CSAE_DL_PB, e, z[l + 1], z[l])) != CSAE_OK)
             return st;
         if (expected[CSAE_DL_DW] && (st = deep_autoencoder(s, l)) != CSAE_OK)
             return st;
@@ -1458,8 +1512,7 @@ static csae_status deep_rest(deep_scan *s)
     /* A stack scales its input as its first autoencoder does. */
     if (!classifier && ranged != present(s, slot_member(0, CSAE_DL_AMIN)))
         return CSAE_ERR_FORMAT;
-    if (ranged && ((st = deep_floats(s, CSAE_DG_DMIN, 8, 1, n, 0, ANY_FINITE)) != CSAE_OK
-                   || (st = deep_floats(s, CSAE_DG_DSCALE, 8, 1, n, 0, POSITIVE)) != CSAE_OK))
+    if (ranged && (st = deep_range(s, CSAE_DG_DMIN, n)) != CSAE_OK)
         return st;
     s->out->info.has_range = ranged;
     if (present(s, CSAE_DG_CLASSES) != classifier || present(s, CSAE_DG_LOSS) != classifier
@@ -1507,10 +1560,11 @@ static csae_status deep_scan_file(const npz_file *r, csae_deep_shape *out, char 
         return st;
     memset(out, 0, sizeof *out);
     deep_scan s = {r, m, out, dest, expect};
-    if ((st = deep_head(&s, record)) != CSAE_OK)
+    size_t which;
+    if ((st = read_head(r, m, unknown, &deep_file_head, &which, &out->version, record,
+                        &out->record_len)) != CSAE_OK)
         return st;
-    if (unknown)
-        return CSAE_ERR_FORMAT;
+    out->info.kind = deep_kinds[which];
     if ((st = deep_sizes(&s)) != CSAE_OK)
         return st;
     /* The element type: the first layer's weights' (every other array of
@@ -1518,10 +1572,8 @@ static csae_status deep_scan_file(const npz_file *r, csae_deep_shape *out, char 
     npz_member *w0 = &m[slot_member(0, CSAE_DL_W)];
     if (!w0->present)
         return CSAE_ERR_FORMAT;
-    if ((st = csae_npy_read_header(r, w0)) != CSAE_OK)
+    if ((st = member_header(r, w0, ANY_SIZE, "f", ANY_ITEMSIZE, ANY_RANK, 0)) != CSAE_OK)
         return st;
-    if (w0->array.kind != 'f')
-        return CSAE_ERR_FORMAT;
     out->info.elem_size = (size_t)w0->array.itemsize;
     if (dest) {
         /* The caller's buffers were sized from expect: the file must
@@ -1583,7 +1635,7 @@ static csae_status deep_expect(const csae_deep_file *info, size_t elem_size,
     for (size_t i = CSAE_DG_DMIN; i <= CSAE_DG_DSCALE; i++) {
         expect->present[i] = info->has_range;
         expect->kind[i] = 'f';
-        expect->itemsize[i] = 8;
+        expect->itemsize[i] = RANGE_ITEMSIZE;
         expect->ndim[i] = 1;
         expect->shape[i][0] = info->sizes[0];
     }
@@ -1607,7 +1659,7 @@ static csae_status read_deep(const char *path, const csae_deep_file *info, size_
     for (size_t l = 0; theta && l < layers; l++) {
         size_t w;
         const size_t h = info->sizes[l + 1];
-        if (!mul_size(h, info->sizes[l], &w) || w > info->n_params - at
+        if (!checked_mul_size(h, info->sizes[l], &w) || w > info->n_params - at
             || h > info->n_params - at - w)
             return CSAE_ERR_ARGUMENT; /* sizes and n_params disagree */
         dest[slot_member(l, CSAE_DL_W)] = theta + at * elem_size;
