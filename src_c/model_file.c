@@ -724,9 +724,11 @@ static csae_status read_name(const npz_file *r, npz_member *m, const char *const
  *
  * Both formats begin alike: the format's name and version, which say how
  * the rest is read (a newer version may well add members this reader does
- * not know), then the members every file has, the version of csae that
- * wrote it (only shown to people) and the hyperparameter record.  One
- * reader for that head; each format gives its rules in a file_head. */
+ * not know: unsupported, not corrupt), then the set of members (once the
+ * version is known, a member it does not know makes the file corrupt,
+ * whatever the others hold), then the version of csae that wrote it (only
+ * shown to people) and the hyperparameter record.  One reader for that
+ * head; each format gives its rules in a file_head. */
 typedef struct {
     const char *const *names;   /* the format's names: which one says the kind of file */
     size_t n_names;
@@ -737,10 +739,6 @@ typedef struct {
     size_t n_required;
     uint64_t record_member_max; /* the record's largest member, in bytes */
     size_t record_max;          /* and its longest text, in characters */
-    /* Refuse a member the format does not know only once the csae version
-     * and record are read (the deep reader's order; the single-model reader
-     * refuses it right after the version). */
-    int unknown_after_record;
 } file_head;
 
 /* The head of the file whose directory is m (unknown: it lists other
@@ -759,7 +757,7 @@ static csae_status read_head(const npz_file *r, npz_member *m, int unknown, cons
     st = read_version(r, &m[h->version], h->newest, version);
     if (st != CSAE_OK)
         return st;
-    if (unknown && !h->unknown_after_record)
+    if (unknown)
         return CSAE_ERR_FORMAT;
     for (size_t i = 0; i < h->n_required; i++)
         if (!m[h->required[i]].present)
@@ -767,11 +765,8 @@ static csae_status read_head(const npz_file *r, npz_member *m, int unknown, cons
     st = read_text(r, &m[h->csae_version], 0, MAX_LABEL_MEMBER, TEXT_ANY, NULL, 0, NULL);
     if (st != CSAE_OK)
         return st;
-    st = read_text(r, &m[h->record], 1, h->record_member_max, TEXT_ASCII, record, h->record_max,
-                   record_len);
-    if (st != CSAE_OK)
-        return st;
-    return unknown ? CSAE_ERR_FORMAT : CSAE_OK;
+    return read_text(r, &m[h->record], 1, h->record_member_max, TEXT_ASCII, record,
+                     h->record_max, record_len);
 }
 
 #define ANY_LENGTH UINT64_MAX
@@ -844,7 +839,7 @@ static const file_head single_head = {
     format_names, 1, FORMAT_VERSION, F_FORMAT, F_FORMAT_VERSION, F_CSAE_VERSION, F_HYPER,
     required_fields, sizeof required_fields / sizeof required_fields[0],
     /* Longer than MAX_HYPER characters: Python refuses it as invalid. */
-    MAX_RECORD_MEMBER, MAX_HYPER, 0,
+    MAX_RECORD_MEMBER, MAX_HYPER,
 };
 
 /* Check the whole file; fill *out; copy to *dest's non-NULL arrays. */
@@ -1351,7 +1346,7 @@ static const file_head deep_file_head = {
     CSAE_DG_CSAE_VERSION, CSAE_DG_HYPER, deep_required,
     sizeof deep_required / sizeof deep_required[0],
     /* The record's content is Python's to check: here, bounded ASCII text. */
-    MAX_DEEP_RECORD_MEMBER, CSAE_DEEP_RECORD_MAX, 1,
+    MAX_DEEP_RECORD_MEMBER, CSAE_DEEP_RECORD_MAX,
 };
 
 /* The sizes member into info: widths chained, byte counts that fit. */

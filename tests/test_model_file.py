@@ -671,6 +671,28 @@ def test_a_code_point_past_unicode_is_refused_by_both_readers(base, deep_base, t
         csae.load(path)
 
 
+@pytest.mark.parametrize("member", ["csae_version", "hyperparameters"])
+@pytest.mark.parametrize("file", ["single", "deep"])
+def test_an_unknown_member_is_refused_before_the_text_members_are_read(
+        reader, base, deep_base, tmp_path, file, member):
+    """Once the format and its version are known, a member the format does
+    not know makes the file corrupt, whatever the members after it hold:
+    both C readers refuse it before reading csae_version and the record,
+    as Python's readers do (the deep reader read both first, and so called
+    a file with an unknown member and a Fortran-ordered matrix there
+    unsupported)."""
+    arrays = (base if file == "single" else deep_base)[1]
+    fortran = np.asfortranarray(np.array([["a", "b", "c"], ["d", "e", "f"]]))
+    path = tmp_path / "unknown.npz"
+    write(path, {**arrays, member: fortran})
+    info = reader.info if file == "single" else DeepReader().info
+    assert info(path)[0] == "CSAE_ERR_UNSUPPORTED"  # the matrix alone
+    write(path, {**arrays, member: fortran, "extra": np.zeros(2)})
+    assert info(path)[0] == "CSAE_ERR_FORMAT"
+    with pytest.raises(ValueError, match="unknown fields: extra"):
+        csae.load(path)
+
+
 @pytest.mark.parametrize("compressed", [False, True], ids=["stored", "deflated"])
 def test_a_class_label_past_unicode_is_refused_by_both_readers(deep_base, tmp_path, compressed):
     """The classifier's string labels follow the same rule as its text members."""
