@@ -174,7 +174,7 @@ class Lbfgs:
     n: int
     def __init__(
         self, n: int, *, max_iter: int, max_eval: int, ftol: float, gtol: float = 0.0,
-        history: int = 10, n_threads: int = 1,
+        history: int = 10, n_threads: int = 1, float32_storage: bool = False,
     ) -> None: ...
     def step(
         self, x: NDArray[np.float64], f: float, g: NDArray[np.float64]

@@ -983,13 +983,16 @@ cdef class Lbfgs:
     f, g`` (LBFGS_ITERATE) or ending with one of the final tasks.  ``x`` and
     ``g`` are float64 vectors of length n, the same two arrays on every call
     of a run; the optimizer keeps its history in a workspace of about
-    ``(2 * history + 3) * n`` doubles, allocated once here.  ``n_threads``
-    share its vector work; the results do not depend on it."""
+    ``(2 * history + 3) * n`` doubles, allocated once here, or ``(history +
+    2.5) * n`` with ``float32_storage`` (the pairs and the search direction
+    stored in float32: for objectives computed in float32).  ``n_threads`` share its vector work;
+    the results do not depend on it."""
     cdef csae_lbfgs state
     cdef object work
     cdef readonly size_t n
 
-    def __init__(self, n, *, max_iter, max_eval, ftol, gtol=0.0, history=10, n_threads=1):
+    def __init__(self, n, *, max_iter, max_eval, ftol, gtol=0.0, history=10, n_threads=1,
+                 float32_storage=False):
         cdef csae_lbfgs_options options = csae_lbfgs_default_options()
         counts = {"n": n, "history": history, "max_iter": max_iter, "max_eval": max_eval}
         for name, value in counts.items():
@@ -1001,8 +1004,9 @@ cdef class Lbfgs:
         options.history, options.max_iter, options.max_eval = history, max_iter, max_eval
         options.ftol, options.gtol = ftol, gtol
         options.n_threads = _threads(n_threads)
+        options.float32_storage = bool(float32_storage)
         self.n = n
-        cdef size_t size = csae_lbfgs_workspace_size(self.n, options.history)
+        cdef size_t size = csae_lbfgs_workspace_size(self.n, &options)
         if size == 0:
             raise ValueError(f"L-BFGS over {n} parameters with history {history} does not fit "
                              "in memory")

@@ -235,6 +235,7 @@ cdef extern from "csae.h" nogil:
         double ftol
         double gtol
         size_t n_threads
+        int float32_storage
 
     ctypedef struct csae_lbfgs:
         size_t iterations
@@ -243,7 +244,7 @@ cdef extern from "csae.h" nogil:
         size_t skipped
 
     csae_lbfgs_options csae_lbfgs_default_options()
-    size_t csae_lbfgs_workspace_size(size_t n, size_t history)
+    size_t csae_lbfgs_workspace_size(size_t n, const csae_lbfgs_options *options)
     csae_status csae_lbfgs_init(csae_lbfgs *state, size_t n, const csae_lbfgs_options *options,
                                 double *work, size_t work_len)
     csae_lbfgs_task csae_lbfgs_step(csae_lbfgs *state, double *x, double *f, double *g)

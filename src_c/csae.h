@@ -438,7 +438,7 @@ csae_status csae_objective_part_f32(const csae_model *model, csae_params_f32 par
  * evaluations:
  *
  *     csae_lbfgs s;  csae_lbfgs_options o = csae_lbfgs_default_options();
- *     csae_lbfgs_init(&s, n, &o, work, csae_lbfgs_workspace_size(n, o.history));
+ *     csae_lbfgs_init(&s, n, &o, work, csae_lbfgs_workspace_size(n, &o));
  *     (x holds the starting point)
  *     for (;;) {
  *         task = csae_lbfgs_step(&s, x, &f, g);
@@ -478,6 +478,12 @@ typedef struct {
     double gtol;       /* >= 0: largest gradient component (default 0: off) */
     size_t n_threads;  /* >= 1: threads for the optimizer's vector work (default 1);
                           the results do not depend on it */
+    int float32_storage; /* nonzero: store the pairs (s, y) and the search
+                          direction in float32 (default 0): half the workspace and
+                          of the memory an iteration reads, for an objective
+                          computed in float32 (the engine's on a float32 model),
+                          whose gradients carry float32 rounding anyway.  x, g and
+                          every product and sum stay double. */
 } csae_lbfgs_options;
 
 csae_lbfgs_options csae_lbfgs_default_options(void);
@@ -492,7 +498,8 @@ typedef struct {
     /* private */
     size_t n, pairs, newest, ls_evals;
     csae_lbfgs_options options;
-    double *S, *Y, *d, *x0, *g0, *rho, *alpha, *part;
+    void *S, *Y, *d; /* double, or float with options.float32_storage */
+    double *x0, *g0, *rho, *alpha, *part;
     double f0, gd0, gamma, step; /* f0, gd0: where the current search began */
     int stage, ls_brackt, ls_stage;
     csae_lbfgs_task result;
@@ -500,9 +507,10 @@ typedef struct {
         ls_stmin, ls_stmax, ls_bad;
 } csae_lbfgs;
 
-/* Doubles of workspace for n parameters and `history` pairs (a little over
- * (2 * history + 3) * n); 0 if n or history is 0 or the size overflows. */
-size_t csae_lbfgs_workspace_size(size_t n, size_t history);
+/* Doubles of workspace for n parameters with these options (a little over
+ * (2 * history + 3) * n, or (history + 2.5) * n with float32_storage); 0 if
+ * options is NULL, n or options->history is 0 or the size overflows. */
+size_t csae_lbfgs_workspace_size(size_t n, const csae_lbfgs_options *options);
 
 /* Start a run over n parameters.  CSAE_ERR_ARGUMENT for a NULL pointer,
  * n = 0 or an option out of range; CSAE_ERR_WORKSPACE if work_len (in

@@ -37,15 +37,19 @@
  * how many there are; nor on the CPU or the kernel path.  With an objective
  * that does not either (the engine's), neither does the whole run.
  *
- * Speed: the optimizer streams its history (2 x history vectors of n) once
- * per iteration, so each pass fuses an update with the dot product the next
- * step needs (d += a u, then v'd, block by block while the block is in
- * cache): the direction costs 2 x history + 1 passes over memory.  The
+ * Speed: the optimizer streams its history (2 x history vectors of n) twice
+ * per iteration, once in each loop, so each pass fuses an update with the
+ * dot product the next step needs (d += a u, then v'd, block by block while
+ * the block is in cache): the direction costs 2 x history + 1 passes over memory.  The
  * vectors around it are fused the same way: the first pass also copies g
  * to g0 and takes max |g_i|, the first trial point is placed while x is
  * copied to x0, a kept pair is written straight into its slot, and a trial
  * point's g is checked for finiteness through g'd, so no pass reads a
- * vector only to copy or check it.
+ * vector only to copy or check it.  On large models the history does not
+ * fit in any cache and moving it and d is most of a step's time; float32
+ * storage of the pairs and d (options.float32_storage, for float32
+ * objectives, as torch.optim.LBFGS keeps its own in the model's dtype)
+ * halves those bytes.
  */
 #include <math.h>
 #include <string.h>
@@ -70,134 +74,114 @@ enum { STAGE_START, STAGE_FIRST_EVAL, STAGE_SEARCH, STAGE_ITERATE, STAGE_DONE };
 /* ---- Vectors, in a fixed order ----------------------------------------- */
 
 /* Four interleaved partial sums, combined as (0 + 1) + (2 + 3), then the
- * remainder in order: the sum over one block. */
-static double dot(const double *a, const double *b, size_t n)
-{
-    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        const double p0 = a[i] * b[i];
-        const double p1 = a[i + 1] * b[i + 1];
-        const double p2 = a[i + 2] * b[i + 2];
-        const double p3 = a[i + 3] * b[i + 3];
-        s0 += p0;
-        s1 += p1;
-        s2 += p2;
-        s3 += p3;
+ * remainder in order: the sum over one block.  Each operand double or float
+ * (a float history's values are widened exactly, so every product and sum
+ * is a double operation in the same order either way). */
+#define DEFINE_DOT(NAME, TA, TB)                                               \
+    static double NAME(const TA *a, const TB *b, size_t n)                     \
+    {                                                                          \
+        double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;                         \
+        size_t i = 0;                                                          \
+        for (; i + 4 <= n; i += 4) {                                           \
+            const double p0 = (double)a[i] * (double)b[i];                     \
+            const double p1 = (double)a[i + 1] * (double)b[i + 1];             \
+            const double p2 = (double)a[i + 2] * (double)b[i + 2];             \
+            const double p3 = (double)a[i + 3] * (double)b[i + 3];             \
+            s0 += p0;                                                          \
+            s1 += p1;                                                          \
+            s2 += p2;                                                          \
+            s3 += p3;                                                          \
+        }                                                                      \
+        double s = (s0 + s1) + (s2 + s3);                                      \
+        for (; i < n; i++) {                                                   \
+            const double p = (double)a[i] * (double)b[i];                      \
+            s += p;                                                            \
+        }                                                                      \
+        return s;                                                              \
     }
-    double s = (s0 + s1) + (s2 + s3);
-    for (; i < n; i++) {
-        const double p = a[i] * b[i];
-        s += p;
-    }
-    return s;
-}
+DEFINE_DOT(dot, double, double)
+DEFINE_DOT(dot_df, double, float)
+DEFINE_DOT(dot_ff, float, float)
+#undef DEFINE_DOT
 
-/* One fused pass over blocks: first an update of out, then (if v) the dot
- * product v'out of the updated values (or u'w for PASS_DOT):
- *   PASS_NEGATE  out = -u, and t = u (g0 = g), max |u_i| into part2
- *   PASS_AXPY    out = (out + a u) * b     (b = 1 multiplies exactly)
- *   PASS_PLACE   out = w + a u, or a u without w (x = x0 + step d)
- *   PASS_MOVE    t = out, then out = out + a u (x0 = x, x = x0 + step d)
- *   PASS_PAIR    out = u - w (y = g - g0 into its slot), then out'out; and
- *                t = a v (s = step d into its slot)
- *   PASS_DOT     nothing written; u'w */
-enum { PASS_NEGATE, PASS_AXPY, PASS_PLACE, PASS_MOVE, PASS_PAIR, PASS_DOT };
+/* One fused pass over blocks: first an update, then (dot) one dot product
+ * of the updated values:
+ *   PASS_NEGATE  d = -g, and t = g (g0 = g), max |g_i| into part2
+ *   PASS_AXPY    d = (d + a hu) * b    (b = 1 multiplies exactly)
+ *   PASS_PLACE   x = t + a d           (x = x0 + step d)
+ *   PASS_MOVE    t = x, then x = x + a d (x0 = x, x = x0 + step d)
+ *   PASS_PAIR    hout = g - t (y = g - g0 into its slot), then hout'hout;
+ *                ht = a d (s = step d into its slot)
+ *   PASS_NONE    nothing written
+ * hu, hv, hout and ht are pairs' vectors (pair_vector).  The dot product is
+ * hv'd (DOT_HD), g'd (DOT_GD) or d'd (DOT_DD).  The pairs and d are stored
+ * as double, or as float with options.float32_storage: one pass_block for
+ * each width, from lbfgs_pass_template.h. */
+enum { PASS_NONE, PASS_NEGATE, PASS_AXPY, PASS_PLACE, PASS_MOVE, PASS_PAIR };
+enum { DOT_NONE, DOT_HD, DOT_GD, DOT_DD };
 
 typedef struct {
-    int op;
+    int op, dot, narrow;
     size_t n, blocks, tasks;
     double a, b;
-    double *out;
-    const double *u, *v, *w;
-    double *t;     /* written too: g0 (NEGATE), x0 (MOVE), s (PAIR) */
+    void *d;         /* the direction */
+    double *x;       /* PLACE, MOVE */
+    const double *g; /* NEGATE, PAIR, DOT_GD */
+    double *t;       /* g0 (NEGATE writes it, PAIR reads it) or x0 (MOVE
+                        writes it, PLACE reads it) */
+    const void *hu, *hv;
+    void *hout, *ht;
     double *part;  /* one partial sum per block */
-    double *part2; /* PASS_NEGATE: max |u_i| per block */
+    double *part2; /* PASS_NEGATE: max |g_i| per block */
 } pass;
 
-static void pass_block(const pass *p, size_t k)
-{
-    const size_t lo = k * BLOCK, len = p->n - lo < BLOCK ? p->n - lo : BLOCK;
-    double *out = p->out ? p->out + lo : NULL;
-    const double *u = p->u ? p->u + lo : NULL, *w = p->w ? p->w + lo : NULL;
-    switch (p->op) {
-    case PASS_NEGATE: {
-        double *copy = p->t + lo, big = 0.0;
-        for (size_t i = 0; i < len; i++) {
-            const double a = fabs(u[i]);
-            big = a > big ? a : big;
-            out[i] = -u[i];
-            copy[i] = u[i];
-        }
-        p->part2[k] = big;
-        break;
-    }
-    case PASS_AXPY:
-        for (size_t i = 0; i < len; i++) {
-            const double t = p->a * u[i];
-            const double sum = out[i] + t;
-            out[i] = sum * p->b;
-        }
-        break;
-    case PASS_PLACE:
-        if (!w) {
-            for (size_t i = 0; i < len; i++)
-                out[i] = p->a * u[i];
-            break;
-        }
-        for (size_t i = 0; i < len; i++) {
-            const double t = p->a * u[i];
-            out[i] = w[i] + t;
-        }
-        break;
-    case PASS_MOVE: {
-        double *copy = p->t + lo;
-        for (size_t i = 0; i < len; i++) {
-            const double t = p->a * u[i];
-            copy[i] = out[i];
-            out[i] = out[i] + t;
-        }
-        break;
-    }
-    case PASS_PAIR: {
-        const double *v = p->v + lo;
-        double *sv = p->t + lo;
-        for (size_t i = 0; i < len; i++) {
-            out[i] = u[i] - w[i];
-            sv[i] = p->a * v[i];
-        }
-        break;
-    }
-    default:
-        break;
-    }
-    if (p->op == PASS_DOT)
-        p->part[k] = dot(u, w, len);
-    else if (p->op == PASS_PAIR)
-        p->part[k] = dot(out, out, len);
-    else if (p->v)
-        p->part[k] = dot(p->v + lo, out, len);
-}
+#define VEC double
+#define PASS_BLOCK pass_block_f64
+#define DOT_VV dot
+#define DOT_GV dot
+#include "lbfgs_pass_template.h"
+#undef VEC
+#undef PASS_BLOCK
+#undef DOT_VV
+#undef DOT_GV
+
+#define VEC float
+#define PASS_BLOCK pass_block_f32
+#define DOT_VV dot_ff
+#define DOT_GV dot_df
+#include "lbfgs_pass_template.h"
+#undef VEC
+#undef PASS_BLOCK
+#undef DOT_VV
+#undef DOT_GV
 
 static void pass_task(void *context, size_t t)
 {
     const pass *p = context;
     const size_t first = t * p->blocks / p->tasks, last = (t + 1) * p->blocks / p->tasks;
-    for (size_t k = first; k < last; k++)
-        pass_block(p, k);
+    for (size_t k = first; k < last; k++) {
+        if (p->narrow)
+            pass_block_f32(p, k);
+        else
+            pass_block_f64(p, k);
+    }
 }
 
-/* Run the pass on up to n_threads threads; the dot product it computes
- * (blocks added in order), or 0 if it computes none.  t: see the ops. */
-static double run_pass_t(const csae_lbfgs *s, int op, double a, double b, double *out,
-                         const double *u, const double *v, const double *w, double *t)
+/* Run the pass p (its op, dot, scalars and operands set) on up to n_threads
+ * threads; the dot product it computes (blocks added in order), or 0. */
+static double run(const csae_lbfgs *s, pass p)
 {
-    const size_t blocks = (s->n + BLOCK - 1) / BLOCK;
-    pass p = {op, s->n, blocks, 1, a, b, out, u, v, w, t, s->part, s->part + blocks};
+    p.narrow = s->options.float32_storage != 0;
+    p.n = s->n;
+    p.d = s->d;
+    p.blocks = (s->n + BLOCK - 1) / BLOCK;
+    p.tasks = 1;
+    p.part = s->part;
+    p.part2 = s->part + p.blocks;
     if (s->options.n_threads > 1 && s->n >= PARALLEL_MIN)
         p.tasks = s->options.n_threads < p.blocks ? s->options.n_threads : p.blocks;
     csae_parallel_run(p.tasks, pass_task, &p);
-    if (op != PASS_DOT && op != PASS_PAIR && !v)
+    if (p.dot == DOT_NONE && p.op != PASS_PAIR)
         return 0.0;
     double sum = 0.0;
     for (size_t k = 0; k < p.blocks; k++)
@@ -205,15 +189,11 @@ static double run_pass_t(const csae_lbfgs *s, int op, double a, double b, double
     return sum;
 }
 
-static double run_pass(const csae_lbfgs *s, int op, double a, double b, double *out,
-                       const double *u, const double *v, const double *w)
+/* Pair j's s or y (base s->S or s->Y), as a pass operand. */
+static void *pair_vector(const csae_lbfgs *s, void *base, size_t j)
 {
-    return run_pass_t(s, op, a, b, out, u, v, w, NULL);
-}
-
-static double vdot(const csae_lbfgs *s, const double *a, const double *b)
-{
-    return run_pass(s, PASS_DOT, 0.0, 0.0, NULL, a, NULL, b);
+    const size_t elem = s->options.float32_storage ? sizeof(float) : sizeof(double);
+    return (char *)base + j * s->n * elem;
 }
 
 static int all_finite(const double *x, size_t n)
@@ -418,21 +398,33 @@ static int ls_next(csae_lbfgs *s, double f, double g)
 
 /* ---- The L-BFGS iteration ---------------------------------------------- */
 
-size_t csae_lbfgs_workspace_size(size_t n, size_t history)
+/* Doubles that hold the stored vectors, S and Y (history x n each) and d
+ * (n): (2 history + 1) n doubles, or as many floats rounded up to whole
+ * doubles (so x0 after them stays aligned). */
+static size_t stored_doubles(size_t n, const csae_lbfgs_options *options)
 {
-    /* S and Y (history x n each), then d, x0, g0 (n each), then rho and
+    const size_t elements = (2 * options->history + 1) * n;
+    return options->float32_storage ? elements / 2 + elements % 2 : elements;
+}
+
+size_t csae_lbfgs_workspace_size(size_t n, const csae_lbfgs_options *options)
+{
+    /* The stored vectors, then x0 and g0 (n doubles each), then rho and
      * alpha (history each) and two partial results per block (a sum and a
-     * maximum); 0 on overflow. */
+     * maximum): at most (2 history + 5) n + 2 history doubles, which must
+     * not overflow (for either width); 0 if it would. */
     const size_t most = SIZE_MAX / sizeof(double);
-    if (n == 0 || history == 0 || history > (most - 5) / 4
-        || n > (most - 2 * history) / (2 * history + 5))
+    if (!options || n == 0 || options->history == 0 || options->history > (most - 5) / 4)
         return 0;
-    return (2 * history + 3) * n + 2 * history + 2 * ((n + BLOCK - 1) / BLOCK);
+    const size_t m = options->history;
+    if (n > (most - 2 * m) / (2 * m + 5))
+        return 0;
+    return stored_doubles(n, options) + 2 * n + 2 * m + 2 * ((n + BLOCK - 1) / BLOCK);
 }
 
 csae_lbfgs_options csae_lbfgs_default_options(void)
 {
-    const csae_lbfgs_options o = {10, 15000, 15000, 1e7 * EPSMCH, 0.0, 1};
+    const csae_lbfgs_options o = {10, 15000, 15000, 1e7 * EPSMCH, 0.0, 1, 0};
     return o;
 }
 
@@ -443,7 +435,7 @@ csae_status csae_lbfgs_init(csae_lbfgs *s, size_t n, const csae_lbfgs_options *o
         || options->max_eval == 0 || !(options->ftol >= 0.0) || !(options->gtol >= 0.0)
         || options->n_threads == 0)
         return CSAE_ERR_ARGUMENT;
-    const size_t need = csae_lbfgs_workspace_size(n, options->history);
+    const size_t need = csae_lbfgs_workspace_size(n, options);
     if (need == 0)
         return CSAE_ERR_ARGUMENT;
     if (work_len < need)
@@ -452,9 +444,9 @@ csae_status csae_lbfgs_init(csae_lbfgs *s, size_t n, const csae_lbfgs_options *o
     s->n = n;
     s->options = *options;
     s->S = work;
-    s->Y = work + options->history * n;
-    s->d = work + 2 * options->history * n;
-    s->x0 = s->d + n;
+    s->Y = pair_vector(s, s->S, options->history);
+    s->d = pair_vector(s, s->Y, options->history);
+    s->x0 = work + stored_doubles(n, options);
     s->g0 = s->x0 + n;
     s->rho = s->g0 + n;
     s->alpha = s->rho + options->history;
@@ -481,30 +473,40 @@ static double negate_max(const csae_lbfgs *s)
  * max |g_i| (negate_max). */
 static double direction(csae_lbfgs *s, const double *g)
 {
-    const size_t n = s->n, m = s->options.history, pairs = s->pairs;
-    double *d = s->d;
+    const size_t m = s->options.history, pairs = s->pairs;
 #define PAIR(k) ((s->newest + m - (k)) % m) /* k = 0: newest */
     if (pairs == 0)
-        return run_pass_t(s, PASS_NEGATE, 0.0, 0.0, d, g, g, NULL, s->g0);
+        return run(s, (pass){.op = PASS_NEGATE, .dot = DOT_GD, .g = g, .t = s->g0});
     /* Newest first: alpha_j = rho_j s_j'd, d -= alpha_j y_j; the last
      * update also scales d by gamma (H0 = gamma I). */
-    double sd = run_pass_t(s, PASS_NEGATE, 0.0, 0.0, d, g, s->S + PAIR(0) * n, NULL, s->g0);
+    double sd = run(s, (pass){.op = PASS_NEGATE, .dot = DOT_HD, .g = g, .t = s->g0,
+                              .hv = pair_vector(s, s->S, PAIR(0))});
     for (size_t k = 0; k < pairs; k++) {
         const size_t j = PAIR(k);
         const double a = s->rho[j] * sd;
         s->alpha[j] = a;
+        const void *y = pair_vector(s, s->Y, j);
         if (k + 1 < pairs)
-            sd = run_pass(s, PASS_AXPY, -a, 1.0, d, s->Y + j * n, s->S + PAIR(k + 1) * n, NULL);
+            sd = run(s, (pass){.op = PASS_AXPY, .dot = DOT_HD, .a = -a, .b = 1.0, .hu = y,
+                               .hv = pair_vector(s, s->S, PAIR(k + 1))});
         else
-            sd = run_pass(s, PASS_AXPY, -a, s->gamma, d, s->Y + j * n, s->Y + j * n, NULL);
+            sd = run(s, (pass){.op = PASS_AXPY, .dot = DOT_HD, .a = -a, .b = s->gamma,
+                               .hu = y, .hv = y});
     }
     /* Oldest first: b_j = rho_j y_j'd, d += (alpha_j - b_j) s_j; the last
      * pass computes g'd for the line search. */
     for (size_t k = pairs; k-- > 0;) {
         const size_t j = PAIR(k);
         const double c = s->alpha[j] - s->rho[j] * sd;
-        const double *next = k > 0 ? s->Y + PAIR(k - 1) * n : g;
-        sd = run_pass(s, PASS_AXPY, c, 1.0, d, s->S + j * n, next, NULL);
+        pass p = {.op = PASS_AXPY, .dot = DOT_HD, .a = c, .b = 1.0,
+                  .hu = pair_vector(s, s->S, j)};
+        if (k > 0) {
+            p.hv = pair_vector(s, s->Y, PAIR(k - 1));
+        } else {
+            p.dot = DOT_GD;
+            p.g = g;
+        }
+        sd = run(s, p);
     }
 #undef PAIR
     return sd;
@@ -513,7 +515,7 @@ static double direction(csae_lbfgs *s, const double *g)
 /* x = x0 + step d */
 static void place(const csae_lbfgs *s, double *x)
 {
-    run_pass(s, PASS_PLACE, s->step, 0.0, x, s->d, NULL, s->x0);
+    run(s, (pass){.op = PASS_PLACE, .a = s->step, .x = x, .t = s->x0});
 }
 
 static csae_lbfgs_task finish(csae_lbfgs *s, csae_lbfgs_task result)
@@ -545,14 +547,15 @@ static csae_lbfgs_task begin_search(csae_lbfgs *s, double *x, double f, const do
     /* The first step of a run (or after a restart) is 1/||d||, as far as the
      * steepest-descent direction's length says nothing of the scale. */
     if (s->pairs == 0) {
-        const double norm = sqrt(vdot(s, s->d, s->d));
+        const double norm = sqrt(run(s, (pass){.op = PASS_NONE, .dot = DOT_DD}));
         s->step = fmin(1.0 / norm, LS_STPMAX);
     } else {
         s->step = 1.0;
     }
     s->ls_evals = 0;
     ls_start(s);
-    run_pass_t(s, PASS_MOVE, s->step, 0.0, x, s->d, NULL, NULL, s->x0); /* x0 = x, x += step d */
+    /* x0 = x, x += step d */
+    run(s, (pass){.op = PASS_MOVE, .a = s->step, .x = x, .t = s->x0});
     s->stage = STAGE_SEARCH;
     return CSAE_LBFGS_EVALUATE;
 }
@@ -575,7 +578,7 @@ static csae_lbfgs_task search_failed(csae_lbfgs *s, double *x, double *f, double
 /* The search accepted x: store the pair (s, y) and report the iterate. */
 static csae_lbfgs_task accept(csae_lbfgs *s, const double *g, double gd)
 {
-    const size_t n = s->n, m = s->options.history;
+    const size_t m = s->options.history;
     s->iterations++;
     /* s = step d (x - x0 exactly as the optimizer moved), y = g - g0;
      * s'y from the directional derivatives, as L-BFGS-B computes it.
@@ -588,8 +591,9 @@ static csae_lbfgs_task accept(csae_lbfgs *s, const double *g, double gd)
         return CSAE_LBFGS_ITERATE;
     }
     const size_t j = s->pairs == 0 ? 0 : (s->newest + 1) % m;
-    const double yy = run_pass_t(s, PASS_PAIR, s->step, 0.0, s->Y + j * n, g, s->d, s->g0,
-                                 s->S + j * n);
+    const double yy = run(s, (pass){.op = PASS_PAIR, .a = s->step, .g = g, .t = s->g0,
+                                    .hout = pair_vector(s, s->Y, j),
+                                    .ht = pair_vector(s, s->S, j)});
     if (yy > 0.0) {
         s->rho[j] = 1.0 / sy;
         s->gamma = sy / yy;
@@ -632,7 +636,7 @@ csae_lbfgs_task csae_lbfgs_step(csae_lbfgs *s, double *x, double *f, double *g)
         /* g'd is finite whenever g is (a NaN or infinite g_i makes its
          * term, and so the sum, NaN or infinite): the full check only when
          * it is not. */
-        const double gd = vdot(s, g, s->d);
+        const double gd = run(s, (pass){.op = PASS_NONE, .dot = DOT_GD, .g = g});
         if (!isfinite(*f) || (!isfinite(gd) && !all_finite(g, n))) {
             /* dcstep cannot interpolate through infinity: halve the step
              * towards the best one and never try beyond this one again. */

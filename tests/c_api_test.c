@@ -741,16 +741,19 @@ static double quartic(const double *x, double *g, size_t n)
 }
 
 /* Runs L-BFGS from x = sin(0.1 i) for at most max_iter iterations on
- * n_threads threads; the final task, x in x, counts in *state. */
+ * n_threads threads, its pairs and direction stored in float32 if narrow;
+ * the final task, x in x, counts in *state.  The workspace is exactly the
+ * size asked for, so the sanitizers see any access past it. */
 static csae_lbfgs_task lbfgs_run(csae_lbfgs *state, double *x, double *g, size_t n,
-                                 size_t max_iter, double gtol, size_t n_threads)
+                                 size_t max_iter, double gtol, size_t n_threads, int narrow)
 {
     csae_lbfgs_options o = csae_lbfgs_default_options();
     o.max_iter = max_iter;
     o.ftol = 0.0;
     o.gtol = gtol;
     o.n_threads = n_threads;
-    const size_t len = csae_lbfgs_workspace_size(n, o.history);
+    o.float32_storage = narrow;
+    const size_t len = csae_lbfgs_workspace_size(n, &o);
     double *work = malloc(len * sizeof(double));
     for (size_t i = 0; i < n; i++)
         x[i] = sin(0.1 * (double)i);
@@ -780,24 +783,49 @@ static void lbfgs_checks(void)
         return;
     }
     csae_lbfgs a, b;
-    const csae_lbfgs_task t1 = lbfgs_run(&a, x1, g, n, 25, 0.0, 1);
-    const csae_lbfgs_task t3 = lbfgs_run(&b, x3, g, n, 25, 0.0, 3);
-    check(t1 == CSAE_LBFGS_MAX_ITER && a.iterations == 25, "lbfgs runs its iterations",
-          "any", "f64");
-    check(t3 == t1 && b.evaluations == a.evaluations && memcmp(x1, x3, n * sizeof(double)) == 0,
-          "lbfgs on 3 threads is bit-identical to 1", "any", "f64");
-    /* Converged by the gradient test (every |g_i| <= gtol) near x = 1. */
-    const csae_lbfgs_task tc = lbfgs_run(&a, x1, g, n, 500, 1e-8, 2);
-    double worst = 0.0;
-    for (size_t i = 0; i < n; i++)
-        worst = fmax(worst, fabs(x1[i] - 1.0));
-    check(tc == CSAE_LBFGS_CONVERGED && worst < 1e-7, "lbfgs converges to the minimum", "any",
-          "f64");
-    /* Status codes, not crashes. */
-    csae_lbfgs_options o = csae_lbfgs_default_options();
+    double *x25 = NULL;
+    for (int narrow = 0; narrow <= 1; narrow++) {
+        /* Stored in double, then in float32: each runs, is the same on
+         * 1 and 3 threads and converges; the two differ only by rounding. */
+        const char *dtype = narrow ? "f32" : "f64";
+        const csae_lbfgs_task t1 = lbfgs_run(&a, x1, g, n, 25, 0.0, 1, narrow);
+        const csae_lbfgs_task t3 = lbfgs_run(&b, x3, g, n, 25, 0.0, 3, narrow);
+        check(t1 == CSAE_LBFGS_MAX_ITER && a.iterations == 25, "lbfgs runs its iterations",
+              "any", dtype);
+        check(t3 == t1 && b.evaluations == a.evaluations
+                  && memcmp(x1, x3, n * sizeof(double)) == 0,
+              "lbfgs on 3 threads is bit-identical to 1", "any", dtype);
+        if (!narrow) {
+            x25 = malloc(n * sizeof(double));
+            if (x25)
+                memcpy(x25, x1, n * sizeof(double));
+        } else {
+            check(x25 && memcmp(x25, x1, n * sizeof(double)) != 0,
+                  "float32 storage rounds the stored vectors", "any", dtype);
+        }
+        /* Converged by the gradient test (every |g_i| <= gtol) near x = 1. */
+        const csae_lbfgs_task tc = lbfgs_run(&a, x1, g, n, 500, 1e-8, 2, narrow);
+        double worst = 0.0;
+        for (size_t i = 0; i < n; i++)
+            worst = fmax(worst, fabs(x1[i] - 1.0));
+        check(tc == CSAE_LBFGS_CONVERGED && worst < 1e-7, "lbfgs converges to the minimum",
+              "any", dtype);
+    }
+    free(x25);
+    /* Status codes, not crashes; float32 storage needs a smaller
+     * workspace, which a double one refuses. */
+    csae_lbfgs_options o = csae_lbfgs_default_options(), o0 = o, narrow = o;
+    o0.history = 0;
+    narrow.float32_storage = 1;
+    const size_t wide_len = csae_lbfgs_workspace_size(n, &o),
+                 narrow_len = csae_lbfgs_workspace_size(n, &narrow);
     double small[8];
-    check(csae_lbfgs_workspace_size(0, 10) == 0 && csae_lbfgs_workspace_size(10, 0) == 0
-              && csae_lbfgs_workspace_size((size_t)-1 / 4, 10) == 0
+    check(csae_lbfgs_workspace_size(0, &o) == 0 && csae_lbfgs_workspace_size(10, &o0) == 0
+              && csae_lbfgs_workspace_size(10, NULL) == 0
+              && csae_lbfgs_workspace_size((size_t)-1 / 4, &o) == 0
+              && csae_lbfgs_workspace_size((size_t)-1 / 4, &narrow) == 0
+              && narrow_len > 0 && wide_len - narrow_len == (2 * o.history + 1) * n / 2
+              && csae_lbfgs_init(&a, n, &o, x1, narrow_len) == CSAE_ERR_WORKSPACE
               && csae_lbfgs_init(&a, 10, &o, small, 8) == CSAE_ERR_WORKSPACE
               && csae_lbfgs_init(NULL, 10, &o, small, 8) == CSAE_ERR_ARGUMENT
               && csae_lbfgs_step(NULL, x1, &small[0], g) == CSAE_LBFGS_ERROR,

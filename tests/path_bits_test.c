@@ -164,13 +164,15 @@ static void *alloc_ws(csae_workspace *ws, size_t bytes, size_t n_threads)
             print_hash(label, &res.loss, sizeof res.loss);                     \
             sgd.learning_rate = 0.1;                                           \
         }                                                                      \
-        /* L-BFGS from the initial point, in double over the REAL objective */ \
+        /* L-BFGS from the initial point over the REAL objective (a float32    \
+         * history for float32, as csae.solvers.lbfgs keeps it) */             \
         {                                                                      \
             memcpy(theta, keep, np * sizeof(REAL));                            \
             csae_lbfgs_options o = csae_lbfgs_default_options();               \
             o.max_iter = 12;                                                   \
             o.n_threads = threads;                                             \
-            const size_t wl = csae_lbfgs_workspace_size(np, o.history);        \
+            o.float32_storage = sizeof(REAL) == sizeof(float);                 \
+            const size_t wl = csae_lbfgs_workspace_size(np, &o);               \
             double *work = malloc(wl * sizeof(double));                        \
             double *x = malloc(np * sizeof(double)), *gx = malloc(np * sizeof(double)); \
             for (size_t i = 0; i < np; i++) x[i] = (double)theta[i];           \

@@ -1,6 +1,6 @@
-"""CI's smoke runs of the benchmarks: `benchmarks/run.py --quick`
-and a short `benchmarks/lbfgs_fit.py` must run end to end and print their
-tables.  Speed itself is judged from full runs recorded in BENCHMARKS.md,
+"""CI's smoke runs of the benchmarks: `benchmarks/run.py --quick` and short
+runs of `lbfgs_fit.py`, `lbfgs_quality.py` and `deep_eval.py` must run end
+to end and print their tables.  Speed itself is judged from full runs recorded in BENCHMARKS.md,
 never by a timed assertion here."""
 
 import json
@@ -69,3 +69,18 @@ def test_deep_eval_benchmark_runs():
     rows = [line for line in result.stdout.splitlines() if line.startswith("| 64 |")]
     # rows, dtype, threads, csae, numpy, ratio: six cells.
     assert len(rows) == 2 and all(line.count("|") == 7 for line in rows), result.stdout
+
+
+def test_lbfgs_quality_benchmark_runs():
+    """benchmarks/lbfgs_quality.py's smoke run: one seed, a few iterations,
+    every run's summary line."""
+    pytest.importorskip("scipy")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "lbfgs_quality.py"), "--seeds", "1",
+         "--iterations", "5"],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "float32, 5 iterations, 3 problems" in result.stdout
+    for run in ("csae", "scipy", "scipy-ref"):
+        assert any(line.startswith(run + " ") and "evaluations" in line
+                   for line in result.stdout.splitlines()), result.stdout

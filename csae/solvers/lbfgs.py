@@ -10,10 +10,13 @@ is the same on every CPU, and with the engine's objective (bit-identical
 across kernel paths and thread counts) so is the whole fit.
 
 The optimizer sees one float64 vector; the model's four arrays are views
-into it (float64 models) or float32 copies of it (float32 models: the
-optimizer's own arithmetic, the search directions and the line search,
-stays in float64, while every objective and gradient is computed in
-float32, so the reported objective carries float32 rounding).
+into it (float64 models) or float32 copies of it (float32 models: every
+objective and gradient is computed in float32, so the reported objective
+carries float32 rounding).  The optimizer's arithmetic, its products and
+sums and the line search, is float64 for both; for float32 models it stores
+its pairs (s, y) and its direction in float32, as torch.optim.LBFGS does: on
+large models moving those vectors is most of an iteration's work outside
+the evaluations, and float32 halves the bytes.
 """
 
 import math
@@ -127,7 +130,8 @@ def lbfgs(objective_and_gradients, params, *, max_iter, max_fun, tol, on_iterati
         return loss
 
     optimizer = _engine.Lbfgs(packing.size, max_iter=max_iter, max_eval=max_fun, ftol=ftol,
-                              gtol=tol, n_threads=n_threads)
+                              gtol=tol, n_threads=n_threads,
+                              float32_storage=packing.dtype == np.float32)
     f, task = 0.0, _engine.LBFGS_EVALUATE
     stopped = interrupted = False
     try:
