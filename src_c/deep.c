@@ -17,14 +17,9 @@
 #include "csae.h"
 #include "kernels.h"
 
-/* a * b (csae_mul_size) and a + b, or SIZE_MAX when they overflow; SIZE_MAX
- * then makes every size below SIZE_MAX, which the callers refuse. */
+/* a * b and a + b, or SIZE_MAX when they overflow (kernels.h). */
 #define mul_size csae_mul_size
-
-static size_t add_size(size_t a, size_t b)
-{
-    return a > SIZE_MAX - b ? SIZE_MAX : a + b;
-}
+#define add_size csae_add_size
 
 /* Bytes rounded up to whole CSAE_ALIGN blocks, so the next buffer stays
  * aligned. */

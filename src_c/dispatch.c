@@ -208,7 +208,7 @@ size_t csae_gemm_pack_size(size_t n, size_t k, size_t elem_size, size_t n_thread
         per_thread = bytes > per_thread ? bytes : per_thread;
     }
     n_threads = n_threads ? n_threads : 1;
-    return per_thread > SIZE_MAX / n_threads ? SIZE_MAX : per_thread * n_threads;
+    return csae_mul_size(per_thread, n_threads);
 }
 
 int csae_kernel_path_supported(csae_kernel_path path)

@@ -19,22 +19,16 @@ typedef csae_ws_layout ws_layout;
 
 enum { WS_FORWARD, WS_TRAIN, WS_EPOCH };
 
-/* a * b, or SIZE_MAX if it overflows (then every size query fails). */
-static size_t mul_size(size_t a, size_t b)
-{
-    return (b != 0 && a > SIZE_MAX / b) ? SIZE_MAX : a * b;
-}
+/* a * b and a + b, or SIZE_MAX if they overflow (then every size query
+ * fails): kernels.h. */
+#define mul_size csae_mul_size
+#define add_size csae_add_size
 
 /* The workspace as one more array a call writes (its caller-stated size). */
 static csae_span ws_span(const csae_workspace *ws)
 {
     csae_span s = {ws ? ws->data : NULL, ws ? ws->size : 0, 1};
     return s;
-}
-
-static size_t add_size(size_t a, size_t b)
-{
-    return a > SIZE_MAX - b ? SIZE_MAX : a + b;
 }
 
 /* Append a buffer of `bytes` to the layout; returns its offset. */

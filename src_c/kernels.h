@@ -148,7 +148,9 @@ const csae_ops *csae_ops_active(void);
  * when every size is that of an object that can exist (at most
  * PTRDIFF_MAX bytes) and no written array overlaps any other array of the
  * call (arrays only read may overlap each other); NULL or empty arrays are
- * skipped.  csae_mul_size is a * b, or SIZE_MAX when that overflows. */
+ * skipped.  csae_mul_size is a * b and csae_add_size a + b, or SIZE_MAX
+ * when that overflows (SIZE_MAX then carries through every later size, and
+ * the callers refuse it). */
 typedef struct {
     const void *p;
     size_t bytes;
@@ -156,6 +158,7 @@ typedef struct {
 } csae_span;
 int csae_spans_ok(const csae_span *spans, size_t count);
 size_t csae_mul_size(size_t a, size_t b);
+size_t csae_add_size(size_t a, size_t b);
 /* The workspace's data aligned up to CSAE_ALIGN, or NULL when the
  * workspace is missing or smaller than `total` bytes (a layout's size,
  * which includes the alignment slack). */

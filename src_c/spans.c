@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "checked_mul.h"
 #include "kernels.h"
 
 char *csae_ws_aligned(const csae_workspace *ws, size_t total)
@@ -20,7 +21,13 @@ char *csae_ws_aligned(const csae_workspace *ws, size_t total)
 
 size_t csae_mul_size(size_t a, size_t b)
 {
-    return (b != 0 && a > SIZE_MAX / b) ? SIZE_MAX : a * b;
+    size_t product;
+    return checked_mul_size(a, b, &product) ? product : SIZE_MAX;
+}
+
+size_t csae_add_size(size_t a, size_t b)
+{
+    return a > SIZE_MAX - b ? SIZE_MAX : a + b;
 }
 
 /* ---- Overlapping arrays ----------------------------------------------------
