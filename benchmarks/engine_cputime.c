@@ -15,6 +15,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "csae.h"
@@ -33,7 +34,11 @@ static double cpu_seconds(void)
     {                                                                          \
         const csae_model model = {n, h, CSAE_DECODER_SIGMOID, 0.05, 3.0, 1e-4}; \
         const csae_sgd sgd = {0.1, 0.0, batch, 0};                             \
-        REAL *q = calloc(2 * n * h + n + h, sizeof(REAL));                     \
+        /* 64-byte aligned, as csae publishes a model's weights: a one-row   \
+         * encode reads W in place, and unaligned rows cost it 8-14%. */     \
+        const size_t q_bytes = ((2 * n * h + n + h) * sizeof(REAL) + 63) / 64 * 64; \
+        REAL *q = aligned_alloc(64, q_bytes);                                  \
+        memset(q, 0, q_bytes);                                                 \
         const csae_params_##SFX p = {q, q + h * n, q + h * n + h, q + 2 * h * n + h}; \
         uint64_t state = 1;                                                    \
         csae_init_params_##SFX(&model, p, &state);                             \

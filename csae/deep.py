@@ -29,6 +29,7 @@ import numpy as np
 from csae import _engine
 from csae._base import ParamsMixin
 from csae._finetune import SOLVERS, FineTuned, fine_tune, fit_lbfgs
+from csae._state import frozen
 from csae.solvers.flat import FlatSettings
 from csae._validation import (
     NotFittedError,
@@ -104,9 +105,9 @@ def _not_fitted(message):
 
 
 def _frozen(a, dtype):
-    a = np.array(a, dtype=dtype, order="C")
-    a.flags.writeable = False
-    return a
+    """A read-only copy of ``a`` in ``dtype``, aligned as a single model's
+    weights are (csae._state.frozen)."""
+    return frozen(np.array(a, dtype=dtype, order="C"))
 
 
 # ----------------------------------------------------------------------

@@ -127,3 +127,34 @@ def test_other_float_width_that_overflows_gets_the_validating_message():
                               dtype="float32").fit(X)
     with pytest.raises(ValueError, match="overflow"):
         model.transform(np.full((1, 6), 1e300))
+
+
+@pytest.mark.filterwarnings("ignore::csae._warnings.LearnedNothingWarning")  # 3 epochs
+@pytest.mark.parametrize("solver", ["lbfgs", "sgd"])
+def test_published_weights_start_on_a_cache_line(tmp_path, solver):
+    """transform reads the encoder's weights in place: every weight array a
+    model publishes (after fit, after load, and set by hand from a
+    misaligned array) starts on a 64-byte boundary, so a row of W never
+    straddles more cache lines than it must; republishing an array does not
+    copy it again."""
+    import csae
+    from csae._state import frozen
+    X = np.random.default_rng(0).random((40, 13))
+    model = SparseAutoencoder(n_hidden=7, solver=solver, max_epochs=3, tol=0,
+                              random_state=0).fit(X)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = csae.load(path)
+    raw = np.random.default_rng(1).random(7 * 13 + 1)
+    start = 1 if raw.ctypes.data % 64 == 0 else 0
+    misaligned = raw[start:start + 91].reshape(7, 13)
+    assert misaligned.ctypes.data % 64 != 0
+    by_hand = SparseAutoencoder(n_hidden=7)
+    by_hand.encoder_weights_ = misaligned
+    for source in (model, loaded):
+        for array in (source.encoder_weights_, source.encoder_bias_,
+                      source.decoder_weights_, source.decoder_bias_):
+            assert array.ctypes.data % 64 == 0
+            assert frozen(array) is array
+    assert by_hand.encoder_weights_.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(by_hand.encoder_weights_, misaligned)
