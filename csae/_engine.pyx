@@ -985,8 +985,8 @@ cdef class Lbfgs:
     of a run; the optimizer keeps its history in a workspace of about
     ``(2 * history + 3) * n`` doubles, allocated once here, or ``(history +
     2.5) * n`` with ``float32_storage`` (the pairs and the search direction
-    stored in float32: for objectives computed in float32).  ``n_threads`` share its vector work;
-    the results do not depend on it."""
+    stored in float32: for objectives computed in float32).  ``n_threads``
+    share its vector work; the results do not depend on it."""
     cdef csae_lbfgs state
     cdef object work
     cdef readonly size_t n
