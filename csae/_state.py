@@ -178,18 +178,18 @@ def _ours(array):
     return type(array) is _Store
 
 
-def frozen(array):
+def frozen(array, copy=False):
     """``array`` as a read-only C-contiguous ndarray that owns its memory or
-    is csae's own copy (a copy unless it already is one), so no view handed
-    out can change it; numbers start on an ALIGNMENT boundary."""
+    is csae's own copy (a copy unless it already is one, or with ``copy``
+    always a new one: the caller's array is then left as it is), so no view
+    handed out can change it; numbers start on an ALIGNMENT boundary."""
     array = np.asarray(array)
+    kept = not copy and type(array) is np.ndarray and array.flags.c_contiguous
     if array.dtype.hasobject:  # Python objects (feature names): no raw copy
-        if not (type(array) is np.ndarray and array.flags.c_contiguous
-                and array.flags.owndata):
+        if not (kept and array.flags.owndata):
             array = np.array(array, order="C", copy=True)
-    elif not (type(array) is np.ndarray and array.flags.c_contiguous
-              and (array.size == 0 or array.ctypes.data % ALIGNMENT == 0)
-              and (array.flags.owndata or _ours(array))):
+    elif not (kept and (array.flags.owndata or _ours(array))
+              and (array.size == 0 or array.ctypes.data % ALIGNMENT == 0)):
         array = _aligned(array)
     array.flags.writeable = False
     return array

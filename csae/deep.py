@@ -107,7 +107,7 @@ def _not_fitted(message):
 def _frozen(a, dtype):
     """A read-only copy of ``a`` in ``dtype``, aligned as a single model's
     weights are (csae._state.frozen)."""
-    return frozen(np.array(a, dtype=dtype, order="C"))
+    return frozen(np.asarray(a, dtype=dtype), copy=True)
 
 
 # ----------------------------------------------------------------------

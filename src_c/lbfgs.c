@@ -40,14 +40,14 @@
  * Speed: the optimizer streams its history (2 x history vectors of n) twice
  * per iteration, once in each loop, so each pass fuses an update with the
  * dot product the next step needs (d += a u, then v'd, block by block while
- * the block is in cache): the direction costs 2 x history + 1 passes over memory.  The
- * vectors around it are fused the same way: the first pass also copies g
- * to g0 and takes max |g_i|, the first trial point is placed while x is
- * copied to x0, a kept pair is written straight into its slot, and a trial
- * point's g is checked for finiteness through g'd, so no pass reads a
- * vector only to copy or check it.  On large models the history does not
- * fit in any cache and moving it and d is most of a step's time; float32
- * storage of the pairs and d (options.float32_storage, for float32
+ * the block is in cache): the direction costs 2 x history + 1 passes over
+ * memory.  The vectors around it are fused the same way: the first pass
+ * also copies g to g0 and takes max |g_i|, the first trial point is placed
+ * while x is copied to x0, a kept pair is written straight into its slot,
+ * and a trial point's g is checked for finiteness through g'd, so no pass
+ * reads a vector only to copy or check it.  On large models the history
+ * does not fit in any cache and moving it and d is most of a step's time;
+ * float32 storage of the pairs and d (options.float32_storage, for float32
  * objectives, as torch.optim.LBFGS keeps its own in the model's dtype)
  * halves those bytes.
  */
